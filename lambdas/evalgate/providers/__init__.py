@@ -1,0 +1,1 @@
+"""Ports (protocols) and adapters for models, endpoints and embeddings."""

@@ -1,0 +1,70 @@
+"""Ports: what the core needs from the outside world. Adapters implement these; the core never imports boto3.
+
+- ``Candidate`` produces the answer under test for a case (Bedrock, replayed JSONL, HTTP endpoint, Lambda).
+- ``JudgeModel`` answers one structured (forced tool use) request; prompt hygiene and parsing live in
+  ``evalgate.judge`` so every judge backend gets the same treatment.
+- ``Embedder`` turns texts into unit-length vectors (local MiniLM or Titan).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..models import Case, Generation, KnowledgeEntry
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool the judge model is forced to call; ``schema`` is its JSON schema (the output contract)."""
+
+    name: str
+    description: str
+    schema: dict[str, Any]
+
+
+@dataclass
+class JudgeCall:
+    """The raw result of one judge call: the forced tool's input (unvalidated) and usage."""
+
+    tool_input: Any
+    input_tokens: int = 0
+    output_tokens: int = 0
+    raw_text: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Candidate(Protocol):
+    """The system under test."""
+
+    name: str
+    # True when answers come from a live model (they are cached and cost tokens); False for replays.
+    live: bool
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that decides the output (model, parameters, prompt hashes, guardrail...). Used in cache keys."""
+        ...
+
+    def generate(self, case: Case, knowledge: list[KnowledgeEntry], repeat: int) -> Generation:
+        """Answer one case. Raise ``ThrottledError`` to be retried with backoff; other errors mark the case errored."""
+        ...
+
+
+@runtime_checkable
+class JudgeModel(Protocol):
+    model_id: str
+
+    def call(self, system: str, user: str, tool: ToolSpec) -> JudgeCall:
+        """Send one judge request at temperature 0 with ``tool`` forced. Raise ProviderError / ThrottledError."""
+        ...
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+    model_id: str
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Unit-normalised embeddings, one per text, in order."""
+        ...
