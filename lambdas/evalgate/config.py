@@ -112,9 +112,9 @@ class GateConfig(BaseModel):
     @model_validator(mode="after")
     def _sane(self) -> GateConfig:
         t = self.thresholds
-        if t.hallucination_rate is not None and t.hallucination_rate_high_stakes is not None:
-            if t.hallucination_rate_high_stakes > t.hallucination_rate:
-                raise ValueError("thresholds.hallucination_rate_high_stakes must not be looser than hallucination_rate")
+        hr, hs = t.hallucination_rate, t.hallucination_rate_high_stakes
+        if hr is not None and hs is not None and hs > hr:
+            raise ValueError("thresholds.hallucination_rate_high_stakes must not be looser than hallucination_rate")
         return self
 
     def thresholds_for(self, suite: str, embedder: str | None = None) -> Thresholds:
@@ -178,7 +178,7 @@ def locate_toml_key(text: str, loc: list[str]) -> int | None:
             continue
         if "=" in line:
             key = line.split("=", 1)[0].strip().strip('"')
-            path = table + [key]
+            path = [*table, key]
             if path == loc:
                 return n
             if path == loc[: len(path)] and best is None:

@@ -18,7 +18,11 @@ from .errors import InputError, Problem
 from .models import Case, KnowledgeEntry
 
 KB_HEADING = re.compile(r"^##\s+([a-z0-9][a-z0-9._-]*):\s*(.+?)\s*$")
-SUITE_FILES = {"regression": "cases.jsonl", "guardrail": "suites/guardrail.jsonl", "injection": "suites/injection.jsonl"}
+SUITE_FILES = {
+    "regression": "cases.jsonl",
+    "guardrail": "suites/guardrail.jsonl",
+    "injection": "suites/injection.jsonl",
+}
 
 
 @dataclass
@@ -58,34 +62,32 @@ def load_knowledge(folder: Path, display_root: Path | None = None) -> tuple[dict
         problems.append(Problem(_show(folder, display_root), None, "no knowledge files (*.md) found"))
     for path in files:
         shown = _show(path, display_root)
-        current: tuple[str, str, int] | None = None
-        body: list[str] = []
-
-        def close() -> None:
-            if current is None:
-                return
-            kid, title, line = current
+        sections: list[tuple[str, str, int, list[str]]] = []
+        for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if raw.startswith("## "):
+                m = KB_HEADING.match(raw)
+                if m:
+                    sections.append((m.group(1), m.group(2), n, []))
+                else:
+                    problems.append(
+                        Problem(shown, n, "knowledge heading must look like '## some-id: Title' (lower-case id)")
+                    )
+                    sections.append(("", "", n, []))  # swallow the malformed section's body
+            elif sections:
+                sections[-1][3].append(raw)
+        for kid, title, line, body in sections:
             text = "\n".join(body).strip()
+            if not kid:
+                continue
             if not text:
                 problems.append(Problem(shown, line, f"knowledge entry '{kid}' has no text"))
             elif kid in entries:
                 first = entries[kid]
-                problems.append(Problem(shown, line, f"duplicate knowledge id '{kid}' (first at {first.file}:{first.line})"))
+                problems.append(
+                    Problem(shown, line, f"duplicate knowledge id '{kid}' (first at {first.file}:{first.line})")
+                )
             else:
                 entries[kid] = KnowledgeEntry(id=kid, title=title, text=text, file=shown, line=line)
-
-        for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if raw.startswith("## "):
-                close()
-                m = KB_HEADING.match(raw)
-                if not m:
-                    problems.append(Problem(shown, n, "knowledge heading must look like '## some-id: Title' (id in lower case)"))
-                    current, body = None, []
-                    continue
-                current, body = (m.group(1), m.group(2), n), []
-            elif current is not None:
-                body.append(raw)
-        close()
     return entries, problems
 
 
@@ -105,7 +107,9 @@ def iter_jsonl(path: Path, shown: str) -> Iterable[tuple[int, dict[str, object] 
         yield n, rec, None
 
 
-def load_cases(path: Path, suite: str, display_root: Path | None = None) -> tuple[list[Case], dict[str, int], list[Problem]]:
+def load_cases(
+    path: Path, suite: str, display_root: Path | None = None
+) -> tuple[list[Case], dict[str, int], list[Problem]]:
     shown = _show(path, display_root)
     cases: list[Case] = []
     lines: dict[str, int] = {}
@@ -156,8 +160,15 @@ def load_golden(root: Path, suites: Iterable[str] | None = None) -> Golden:
             for ref in case.context:
                 if ref not in knowledge:
                     problems.append(Problem(shown, line, f"case '{case.id}': unknown knowledge id '{ref}' in context"))
-            if case.expected.value == "answer" and not case.context and "out_of_scope" not in case.tags and suite == "regression":
-                problems.append(Problem(shown, line, f"case '{case.id}': an 'answer' case must cite its knowledge in context"))
+            if (
+                case.expected.value == "answer"
+                and not case.context
+                and "out_of_scope" not in case.tags
+                and suite == "regression"
+            ):
+                problems.append(
+                    Problem(shown, line, f"case '{case.id}': an 'answer' case must cite its knowledge in context")
+                )
             all_cases.append(case)
     if problems:
         raise InputError(problems)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
 
-class Behaviour(str, Enum):
+class Behaviour(StrEnum):
     """What the assistant is expected to do (or was observed doing) with a request."""
 
     ANSWER = "answer"

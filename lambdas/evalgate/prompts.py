@@ -62,7 +62,9 @@ class PromptTemplate:
         )
         return system, messages
 
-    def render_case(self, case: Case, knowledge: list[KnowledgeEntry], canary: str | None = None) -> tuple[str, list[dict[str, str]]]:
+    def render_case(
+        self, case: Case, knowledge: list[KnowledgeEntry], canary: str | None = None
+    ) -> tuple[str, list[dict[str, str]]]:
         token = case.injection.canary if case.injection else (canary or DEFAULT_CANARY)
         return self.render(case.turns, knowledge, case.untrusted_context, token)
 

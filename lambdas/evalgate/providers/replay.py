@@ -1,0 +1,113 @@
+"""Replay candidate: evaluate recorded responses (JSONL from a previous run, shadow logs, or results.json)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..dataset import format_validation_error, iter_jsonl
+from ..errors import InputError, Problem
+from ..models import Case, Generation, KnowledgeEntry
+
+
+class RecordedResponse(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    repeat: int = Field(default=0, ge=0)
+    output: str
+    latency_ms: float | None = Field(default=None, ge=0)
+    input_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0)
+    model_id: str | None = None
+    prompt_version: str | None = None
+
+
+class ReplayCandidate:
+    """Answers come from a file. Recorded latency is history, so generations are marked as not measured now."""
+
+    live = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.name = f"replay:{self.path}"
+        self.responses: dict[tuple[str, int], RecordedResponse] = {}
+        if not self.path.is_file():
+            raise InputError.single(str(self.path), None, "recorded responses file not found")
+        raw = self.path.read_bytes()
+        self.sha256 = hashlib.sha256(raw).hexdigest()
+        if self.path.suffix == ".json":
+            self._load_results_json(raw)
+        else:
+            self._load_jsonl()
+
+    def _load_jsonl(self) -> None:
+        problems: list[Problem] = []
+        for n, rec, problem in iter_jsonl(self.path, str(self.path)):
+            if problem or rec is None:
+                problems.append(problem or Problem(str(self.path), n, "unreadable record"))
+                continue
+            try:
+                r = RecordedResponse.model_validate(rec)
+            except ValidationError as exc:
+                problems.extend(Problem(str(self.path), n, m) for m in format_validation_error(exc))
+                continue
+            if (r.id, r.repeat) in self.responses:
+                problems.append(Problem(str(self.path), n, f"duplicate response for case '{r.id}' repeat {r.repeat}"))
+                continue
+            self.responses[(r.id, r.repeat)] = r
+        if problems:
+            raise InputError(problems)
+        if not self.responses:
+            raise InputError.single(str(self.path), None, "no recorded responses in file")
+
+    def _load_results_json(self, raw: bytes) -> None:
+        try:
+            data = json.loads(raw)
+            cases = data["cases"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputError.single(
+                str(self.path), None, "not a results.json (expected an object with 'cases')"
+            ) from None
+        for case in cases:
+            for g in case.get("generations", []):
+                if g.get("output") is None:
+                    continue
+                r = RecordedResponse(
+                    id=case["id"],
+                    repeat=g.get("repeat", 0),
+                    output=g["output"],
+                    latency_ms=g.get("latency_ms"),
+                    input_tokens=g.get("input_tokens"),
+                    output_tokens=g.get("output_tokens"),
+                    model_id=g.get("model_id"),
+                    prompt_version=g.get("prompt_version"),
+                )
+                self.responses[(r.id, r.repeat)] = r
+        if not self.responses:
+            raise InputError.single(str(self.path), None, "results.json holds no recorded outputs")
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "replay", "file_sha256": self.sha256}
+
+    def generate(self, case: Case, knowledge: list[KnowledgeEntry], repeat: int) -> Generation:
+        r = self.responses.get((case.id, repeat)) or (self.responses.get((case.id, 0)) if repeat else None)
+        if r is None:
+            return Generation(
+                case_id=case.id, repeat=repeat, error=f"no recorded response for case '{case.id}' in {self.path}"
+            )
+        return Generation(
+            case_id=case.id,
+            repeat=repeat,
+            output=r.output,
+            latency_ms=r.latency_ms,
+            input_tokens=r.input_tokens,
+            output_tokens=r.output_tokens,
+            model_id=r.model_id,
+            prompt_version=r.prompt_version,
+            cached=True,
+        )
