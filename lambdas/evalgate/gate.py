@@ -91,7 +91,11 @@ def aggregate_suite(
             method = "wilson"
         status: AggStatus = _status(iv.value, iv.low, iv.high, threshold, direction, g.decision)
         note = ""
-        if threshold is not None and iv.n < g.min_cases:
+        # Zero-tolerance limits (rate <= 0, score >= 1) are per-case constraints: any n is enough to judge them.
+        absolute = threshold is not None and (
+            (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
+        )
+        if threshold is not None and iv.n < g.min_cases and not absolute:
             status, note = "insufficient", f"only {iv.n} scored cases (minimum {g.min_cases})"
         if metric == "hallucination" and "faithfulness" in not_run:
             note = (note + "; " if note else "") + "numeric grounding only (claim-level check needs the judge)"

@@ -37,6 +37,8 @@ class AdaptiveLimiter:
         self.maximum = max(1, maximum)
         self.limit = float(self.maximum)
         self.active = 0
+        self.throttles = 0
+        self.lowest = self.limit
         self._cond = threading.Condition()
 
     @contextmanager
@@ -57,7 +59,9 @@ class AdaptiveLimiter:
             with self._cond:
                 self.active -= 1
                 if throttled:
+                    self.throttles += 1
                     self.limit = max(1.0, self.limit / 2)
+                    self.lowest = min(self.lowest, self.limit)
                 else:
                     self.limit = min(float(self.maximum), self.limit + 1.0 / max(self.limit, 1.0))
                 self._cond.notify_all()
