@@ -1,0 +1,54 @@
+# Two entry points (see README): `make demo` runs the main job offline, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export CDK_DISABLE_CLI_TELEMETRY := true
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: demo test lint typecheck unit integration infra e2e synth bench calibrate clean
+
+$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml package.json
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The main job, offline: validate golden/, evaluate the approved baseline (expect PASS) and the regressed
+# candidate against it (expect FAIL), writing all four reports for each under out/.
+demo: $(VENV)/.installed
+	$(VENV)/bin/evalgate validate
+	$(VENV)/bin/evalgate run --tier offline --no-progress --candidate replay:golden/responses/baseline.jsonl --out out/baseline
+	@set +e; $(VENV)/bin/evalgate run --tier offline --no-progress --candidate replay:golden/responses/regressed.jsonl \
+		--baseline out/baseline/results.json --out out/regressed; rc=$$?; set -e; \
+	if [ $$rc -ne 1 ]; then echo "demo: expected the regressed candidate to FAIL (exit 1), got $$rc"; exit 1; fi; \
+	echo; echo "demo: baseline PASS, regressed candidate FAIL (as expected). Open out/regressed/report.html or out/regressed/summary.md"
+
+test: $(VENV)/.installed lint typecheck
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check lambdas/evalgate
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy lambdas/evalgate
+
+unit integration infra e2e: $(VENV)/.installed
+	$(VENV)/bin/pytest -q tests/$@
+
+synth: $(VENV)/.installed
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npx cdk synth --quiet
+
+bench: $(VENV)/.installed
+	$(PY) bench/run.py
+
+calibrate: $(VENV)/.installed
+	$(VENV)/bin/evalgate calibrate --metric similarity
+	$(VENV)/bin/evalgate calibrate --metric grounding
+
+clean:
+	rm -rf out cdk.out .evalgate-cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,383 @@
+"""Shared, format-independent views of a ``RunResult`` used by the JUnit, Markdown and HTML renderers.
+
+Everything here is pure: it reads a run record and returns plain values, so each renderer only decides how
+things look, never what they mean.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import THRESHOLD_DIRECTIONS
+from ..results import Aggregate, CaseResult, RunResult
+
+# Per-case metric names (and fragments of aggregate names) where a lower value is better.
+LOWER_IS_BETTER_HINTS = ("hallucination", "injection", "latency", "error", "leak", "cost", "unscored", "toxic")
+GATED_STATUSES = frozenset({"pass", "fail", "borderline", "insufficient"})
+CASE_STATUS_RANK = {"fail": 0, "error": 1, "unscored": 2, "pass": 3}
+EXCERPT_CHARS = 160
+WORST_CASES = 5
+
+
+# --------------------------------------------------------------------------------------------------- numbers
+
+
+def is_number(x: float | None) -> bool:
+    return x is not None and not (isinstance(x, float) and (math.isnan(x) or math.isinf(x)))
+
+
+def digits_for(values: Iterable[float | None]) -> int:
+    """Decimals for a group shown together (a value and its interval): set by the largest magnitude, so
+    ``0.91 [0.88, 0.94]``, ``0.021 [0.004, 0.038]`` and ``1450 ms`` all read naturally."""
+    finite = [abs(v) for v in values if v is not None and is_number(v)]
+    top = max(finite, default=1.0)
+    if top >= 100:
+        return 0
+    if top >= 0.1 or top == 0:
+        return 2
+    return 3 if top >= 0.01 else 4
+
+
+def fmt_num(x: float | None, digits: int | None = None) -> str:
+    if x is None or not is_number(x):
+        return "—"
+    d = digits_for([x]) if digits is None else digits
+    return f"{x:.{d}f}"
+
+
+def fmt_signed(x: float | None, digits: int | None = None) -> str:
+    if x is None or not is_number(x):
+        return "—"
+    d = digits_for([x]) if digits is None else digits
+    return f"{x:+.{d}f}"
+
+
+def fmt_ci(value: float | None, low: float | None, high: float | None, signed: bool = False) -> str:
+    """``0.91 [0.88, 0.94]`` (or just the value when there is no interval)."""
+    d = digits_for([value, low, high])
+    fmt = fmt_signed if signed else fmt_num
+    if low is None or high is None or not is_number(low) or not is_number(high):
+        return fmt(value, d)
+    return f"{fmt(value, d)} [{fmt(low, d)}, {fmt(high, d)}]"
+
+
+def fmt_pct(x: float | None) -> str:
+    return "—" if x is None or not is_number(x) else f"{100 * x:.1f}%"
+
+
+def fmt_usd(x: float | None) -> str:
+    return "—" if x is None or not is_number(x) else f"${x:,.4f}"
+
+
+def fmt_int(x: float | None) -> str:
+    return "—" if x is None else f"{int(x):,}"
+
+
+def usage_cell(key: str, value: float | None) -> str:
+    """One per-model usage figure: dollars for cost keys, integers for counts."""
+    if value is None:
+        return "—"
+    if "cost" in key or "usd" in key:
+        return fmt_usd(value)
+    return fmt_int(value) if float(value).is_integer() else fmt_num(value)
+
+
+def confidence_label(result: RunResult) -> str:
+    gate = result.config.get("gate") if isinstance(result.config, dict) else None
+    level = gate.get("confidence") if isinstance(gate, dict) else None
+    if isinstance(level, (int, float)) and 0 < level < 1:
+        return f"{100 * level:g}% CI"
+    return "95% CI"
+
+
+# --------------------------------------------------------------------------------------------------- metrics
+
+
+def lower_is_better(metric: str, direction: str | None = None) -> bool:
+    """True when smaller values of ``metric`` are better (rates of bad events, latency)."""
+    if direction in ("min", "max"):
+        return direction == "max"
+    if metric in THRESHOLD_DIRECTIONS:
+        return THRESHOLD_DIRECTIONS[metric] == "max"
+    return any(h in metric for h in LOWER_IS_BETTER_HINTS)
+
+
+def is_gated(agg: Aggregate) -> bool:
+    return agg.threshold is not None or agg.status in GATED_STATUSES
+
+
+def threshold_text(agg: Aggregate, digits: int | None = None) -> str:
+    if agg.threshold is None:
+        return "—"
+    op = "≤" if lower_is_better(agg.metric, agg.direction) else "≥"
+    d = digits if digits is not None else digits_for([agg.threshold, agg.value])
+    return f"{op} {fmt_num(agg.threshold, d)}"
+
+
+def badness(metric: str, value: float | None) -> float:
+    """How bad one per-case value is, on [0, 1] (1 worst). Unscored counts as worst: fail closed."""
+    if value is None or not is_number(value):
+        return 1.0
+    v = min(max(value, 0.0), 1.0)
+    return v if lower_is_better(metric) else 1.0 - v
+
+
+def case_metric_names(cases: Iterable[CaseResult]) -> list[str]:
+    """Metric names in first-seen order."""
+    names: dict[str, None] = {}
+    for c in cases:
+        for name in c.metrics:
+            names.setdefault(name, None)
+    return list(names)
+
+
+def metric_values(cases: Iterable[CaseResult], metric: str) -> list[float]:
+    out: list[float] = []
+    for c in cases:
+        v = c.value(metric)
+        if v is not None and is_number(v):
+            out.append(float(v))
+    return out
+
+
+def failing_metric(case: CaseResult) -> str | None:
+    """The metric a failing case failed on: the first metric named in its first failure, else its worst metric."""
+    scored = [n for n, m in case.metrics.items() if m.value is not None]
+    for reason in case.failures:
+        named = [n for n in case.metrics if re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", reason)]
+        if named:
+            return max(named, key=len)  # "hallucination_rate" over "hallucination"
+    if not scored:
+        return None
+    return max(scored, key=lambda n: badness(n, case.value(n)))
+
+
+def worst_cases(result: RunResult, k: int = WORST_CASES) -> list[CaseResult]:
+    """Failing cases, worst first: failed before errored before unscored, then by how bad the failing metric is."""
+
+    def key(c: CaseResult) -> tuple[int, float, str]:
+        metric = failing_metric(c)
+        return (CASE_STATUS_RANK[c.status], -badness(metric, c.value(metric)) if metric else -1.0, c.id)
+
+    return sorted((c for c in result.cases if c.status != "pass"), key=key)[:k]
+
+
+def cases_in_display_order(cases: Iterable[CaseResult]) -> list[CaseResult]:
+    return sorted(cases, key=lambda c: (CASE_STATUS_RANK[c.status], c.suite, c.id))
+
+
+def unscored_reasons(case: CaseResult) -> list[str]:
+    reasons = [f"{n}: {m.reason or 'unscored'}" for n, m in case.metrics.items() if m.unscored or m.value is None]
+    return reasons or list(case.failures) or ["no metric could be scored"]
+
+
+def error_reasons(case: CaseResult) -> list[str]:
+    errors = [f"repeat {g.repeat}: {g.error}" for g in case.generations if g.error]
+    return list(case.failures) + errors or ["the candidate or the judge errored"]
+
+
+def case_reasons(case: CaseResult) -> list[str]:
+    if case.status == "unscored":
+        return unscored_reasons(case)
+    if case.status == "error":
+        return error_reasons(case)
+    return list(case.failures)
+
+
+# --------------------------------------------------------------------------------------------------- text
+
+
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """Replace control characters (NUL, ANSI escape sequences' ESC...) that could corrupt a log or a terminal."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", strip_controls(text)).strip()
+
+
+def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str:
+    if not text:
+        return ""
+    flat = one_line(text)
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def answer_text(case: CaseResult) -> str | None:
+    if case.output is not None:
+        return case.output
+    return next((g.output for g in case.generations if g.output is not None), None)
+
+
+def answer_or_error(case: CaseResult) -> str:
+    answer = answer_text(case)
+    if answer is not None:
+        return answer
+    err = next((g.error for g in case.generations if g.error), None)
+    return f"(no answer: {err})" if err else "(no answer)"
+
+
+# --------------------------------------------------------------------------------------------------- run facts
+
+
+@dataclass(frozen=True)
+class HallucinationItem:
+    case_id: str
+    suite: str
+    category: str
+    claims: list[str] = field(default_factory=list)
+    reason: str = ""
+    answer: str = ""
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v is not None and str(v).strip()]
+    return [str(value)] if str(value).strip() else []
+
+
+def _first(d: dict[str, Any], *keys: str) -> Any:
+    return next((d[k] for k in keys if d.get(k) not in (None, "", [])), None)
+
+
+def hallucination_items(result: RunResult) -> list[HallucinationItem]:
+    """Every hallucination of the run: the run's own list, plus any case flagged ``hallucinated`` it missed."""
+    items: list[HallucinationItem] = []
+    seen: set[str] = set()
+    for entry in result.hallucinations:
+        cid = str(_first(entry, "case_id", "id", "case") or "?")
+        case = result.case(cid)
+        reason = _first(entry, "reason", "reasons", "judge_reason", "explanation")
+        items.append(
+            HallucinationItem(
+                case_id=cid,
+                suite=str(_first(entry, "suite") or (case.suite if case else "")),
+                category=str(_first(entry, "category") or (case.category if case else "")),
+                claims=_as_list(_first(entry, "unsupported_claims", "claims", "claim"))
+                or (list(case.unsupported_claims) if case else []),
+                reason="; ".join(_as_list(reason)) or (_hallucination_reason(case) if case else ""),
+                answer=str(_first(entry, "answer", "output", "excerpt") or _case_answer(case)),
+            )
+        )
+        seen.add(cid)
+    for case in result.cases:
+        if case.hallucinated and case.id not in seen:
+            items.append(
+                HallucinationItem(
+                    case.id,
+                    case.suite,
+                    case.category,
+                    list(case.unsupported_claims),
+                    _hallucination_reason(case),
+                    answer_text(case) or "",
+                )
+            )
+    return items
+
+
+def _case_answer(case: CaseResult | None) -> str:
+    return (answer_text(case) or "") if case else ""
+
+
+def _hallucination_reason(case: CaseResult) -> str:
+    m = case.metrics.get("hallucination") or case.metrics.get("faithfulness")
+    return m.reason if m else ""
+
+
+@dataclass(frozen=True)
+class NotRunItem:
+    metric: str
+    reason: str
+    suite: str = ""
+
+
+def not_run_items(result: RunResult) -> list[NotRunItem]:
+    """Metrics this tier could not compute, from ``result.not_run`` and from aggregates marked ``not_run``."""
+    items: list[NotRunItem] = []
+    seen: set[tuple[str, str]] = set()
+    for entry in result.not_run:
+        metric = str(_first(entry, "metric", "name") or "?")
+        suite = str(_first(entry, "suite") or "")
+        reason = str(_first(entry, "reason", "why", "note") or "")
+        extra = {k: v for k, v in entry.items() if k not in {"metric", "name", "suite", "reason", "why", "note"}}
+        if extra:
+            reason = "; ".join([reason] * bool(reason) + [f"{k}: {v}" for k, v in extra.items()])
+        items.append(NotRunItem(metric, reason, suite))
+        seen.add((metric, suite))
+    for agg in result.aggregates:
+        if agg.status == "not_run" and (agg.metric, agg.suite) not in seen and (agg.metric, "") not in seen:
+            items.append(NotRunItem(agg.metric, agg.note, agg.suite))
+    return items
+
+
+def hallucination_checked(result: RunResult) -> bool:
+    """False when hallucination was never measured in this run (so 'none found' would be misleading)."""
+    if any("hallucination" in c.metrics or c.hallucinated is not None for c in result.cases):
+        return True
+    return not any("hallucination" in i.metric for i in not_run_items(result))
+
+
+@dataclass(frozen=True)
+class UnscoredSummary:
+    count: int
+    total: int
+    rate: float | None
+    budget: float | None
+
+    @property
+    def over_budget(self) -> bool:
+        return self.rate is not None and self.budget is not None and self.rate > self.budget
+
+
+def unscored_summary(result: RunResult) -> UnscoredSummary:
+    u = result.unscored
+    count = int(u["count"]) if "count" in u else sum(c.status == "unscored" for c in result.cases)
+    total = int(u["total"]) if "total" in u else len(result.cases)
+    rate = u.get("rate")
+    if rate is None and total:
+        rate = count / total
+    budget = u.get("budget")
+    if budget is None:
+        gate = result.config.get("gate")
+        budget = gate.get("unscored_budget") if isinstance(gate, dict) else None
+    return UnscoredSummary(count, total, rate, float(budget) if budget is not None else None)
+
+
+def identity_rows(result: RunResult) -> list[tuple[str, dict[str, Any]]]:
+    rows: list[tuple[str, dict[str, Any]]] = [("candidate", result.candidate)]
+    for label, ident in (("judge", result.judge), ("embedder", result.embedder), ("baseline", result.baseline)):
+        if ident:
+            rows.append((label, ident))
+    return rows
+
+
+def identity_text(ident: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_scalar(v)}" for k, v in ident.items())
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}={_scalar(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_scalar(x) for x in v) + "]"
+    return str(v)
+
+
+def suite_order(result: RunResult) -> list[str]:
+    order: dict[str, None] = dict.fromkeys(result.suites)
+    for c in result.cases:
+        order.setdefault(c.suite, None)
+    return list(order)
+
+
+def mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
