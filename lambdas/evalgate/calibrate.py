@@ -189,8 +189,10 @@ def run_calibration(args: argparse.Namespace) -> int:
         import boto3
 
         if boto3.Session().get_credentials() is None:
-            print("evalgate: ERROR: calibrating the judge needs Bedrock and no AWS credentials were found",
-                  file=sys.stderr)
+            print(
+                "evalgate: ERROR: calibrating the judge needs Bedrock and no AWS credentials were found",
+                file=sys.stderr,
+            )
             return 4
         from .config import Models
         from .judge import Judge

@@ -348,7 +348,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from .providers.bedrock import TitanEmbedder
 
-        embedder = TitanEmbedder(model_id=config.models.embeddings)
+        embedder = TitanEmbedder(model_id=config.models.embeddings, max_workers=args.concurrency)
     deadline = time.monotonic() + args.time_budget if args.time_budget else None
     result = run_evaluation(
         golden=golden,

@@ -140,9 +140,11 @@ def load_golden(root: Path, suites: Iterable[str] | None = None) -> Golden:
     display_root = None
     knowledge, problems = load_knowledge(root / "knowledge", display_root)
     # By default the regression suite is required and the other suites are loaded when present.
-    wanted = list(suites) if suites is not None else [
-        s for s in SUITE_FILES if s == "regression" or (root / SUITE_FILES[s]).is_file()
-    ]
+    wanted = (
+        list(suites)
+        if suites is not None
+        else [s for s in SUITE_FILES if s == "regression" or (root / SUITE_FILES[s]).is_file()]
+    )
     all_cases: list[Case] = []
     locations: dict[str, tuple[str, int]] = {}
     for suite in wanted:

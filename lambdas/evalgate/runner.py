@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +23,11 @@ from .errors import ProviderError, ThrottledError
 from .gate import aggregate_suite, compare, decide, drift_from_pairs
 from .judge import Judge
 from .metrics import dispersion, distinct_n, similarity
-from .models import Behaviour, Case, Generation
+from .models import Behaviour, Case, Generation, MetricValue
 from .prompts import DEFAULT_CANARY
 from .providers.base import Candidate, Embedder
 from .results import CaseResult, Diversity, Drift, RunResult, Usage
-from .scoring import RepeatScore, combine, score_generation
+from .scoring import RepeatScore, combine, judge_rubrics, run_judge, score_generation
 
 
 class AdaptiveLimiter:
@@ -199,27 +199,32 @@ class Runner:
             self.usage.cost_usd += cost
 
     # -- embeddings ---------------------------------------------------------------------------------
+    def _embedding_key(self, text: str) -> dict[str, Any]:
+        assert self.embedder is not None
+        return {"embedder": self.embedder.model_id, "text": _h(text)}
+
     def embed(self, texts: Sequence[str]) -> dict[str, list[float]]:
-        """Embeddings for unique texts, through the cache; misses are embedded in one batched call."""
+        """Embeddings for unique texts, through the cache; misses are embedded in one call."""
         if self.embedder is None:
             return {}
         out: dict[str, list[float]] = {}
         missing: list[str] = []
         for t in dict.fromkeys(texts):
-            key = {"embedder": self.embedder.model_id, "text": _h(t)}
-            hit = self.cache.get("embedding", key) if self.cache is not None else None
+            hit = self.cache.get("embedding", self._embedding_key(t)) if self.cache is not None else None
             if hit is not None:
                 out[t] = hit["v"]
-                self.usage.cache_hits += 1
+                with self._lock:
+                    self.usage.cache_hits += 1
             else:
                 missing.append(t)
         if missing:
             vecs = self.embedder.embed(missing)
-            self.usage.model_calls += 1
+            with self._lock:
+                self.usage.model_calls += len(missing) if not getattr(self.embedder, "batched", False) else 1
             for t, v in zip(missing, vecs, strict=True):
                 out[t] = v
                 if self.cache is not None:
-                    self.cache.put("embedding", {"embedder": self.embedder.model_id, "text": _h(t)}, {"v": v})
+                    self.cache.put("embedding", self._embedding_key(t), {"v": v})
         return out
 
     # -- the run ------------------------------------------------------------------------------------
@@ -230,47 +235,100 @@ class Runner:
         repeats: int = 1,
         not_run: Sequence[dict[str, str]] = (),
     ) -> RunResult:
+        """One task graph on one bounded pool: each answer's judge and embedding calls start as soon as the
+        answer exists, so no phase waits for the slowest call of another phase."""
         started = datetime.now(UTC)
         repeats = max(1, repeats)
         tasks = [(c, r) for c in cases for r in range(repeats)]
-        bar = _Progress(self.progress, len(tasks) * 2)
+        rubrics = {c.suite: judge_rubrics(self.config.skipped_metrics(c.suite)) for c in cases}
+        judge_calls = sum(len(rubrics[c.suite]) for c, _ in tasks) if self.judge else 0
+        bar = _Progress(self.progress, len(tasks) + judge_calls)
         fatal: list[str] = []
+        gens: dict[tuple[str, int], Generation] = {}
+        judged: dict[tuple[str, int], dict[str, MetricValue]] = {}
+        vectors: dict[str, list[float]] = {}
+        requested: set[str] = set()
+        # Batched embedders (the local model) embed everything at the end in one call; remote ones per text.
+        per_text = self.embedder is not None and not getattr(self.embedder, "batched", False)
+        pending: list[Future[None]] = []
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+
+        def submit(fn: Callable[..., None], *args: Any) -> None:
+            with self._lock:
+                pending.append(pool.submit(fn, *args))
+
+        def embed_task(text: str) -> None:
+            try:
+                vectors.update(self.embed([text]))
+            except ProviderError as exc:
+                with self._lock:
+                    fatal.append(f"embeddings failed: {exc}")
+
+        def want_embedding(text: str) -> None:
+            with self._lock:
+                if text in requested:
+                    return
+                requested.add(text)
+            submit(embed_task, text)
+
+        def judge_task(case: Case, g: Generation, rubric: str) -> None:
+            assert self.judge is not None and g.output is not None
+            mv = run_judge(self.judge, rubric, case, g.output, self.golden.knowledge_for(case))
+            with self._lock:
+                judged.setdefault((case.id, g.repeat), {})[rubric] = mv
+            bar.advance("judging")
+
+        def gen_task(case: Case, repeat: int) -> None:
+            g = self.generate(case, repeat)
+            with self._lock:
+                gens[(case.id, repeat)] = g
+            bar.advance("generating")
+            if g.output is None:
+                return
+            if self.judge is not None:
+                for rubric in rubrics[case.suite]:
+                    submit(judge_task, case, g, rubric)
+            if per_text:
+                want_embedding(g.output)
+
+        side_texts = [c.reference for c in cases if c.expected == Behaviour.ANSWER]
+        if baseline:
+            side_texts += [b.output for b in baseline.cases if b.output]
         try:
-            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-
-                def gen_task(t: tuple[Case, int]) -> Generation:
-                    g = self.generate(*t)
-                    bar.advance("generating")
-                    return g
-
-                gens = list(pool.map(gen_task, tasks))
-                by_case: dict[str, list[Generation]] = {}
-                for g in gens:
-                    by_case.setdefault(g.case_id, []).append(g)
-                texts = [g.output for g in gens if g.output is not None]
-                texts += [c.reference for c in cases if c.expected == Behaviour.ANSWER]
-                if baseline:
-                    texts += [b.output for b in baseline.cases if b.output]
+            for t in tasks:
+                submit(gen_task, *t)
+            if per_text:
+                for text in side_texts:
+                    want_embedding(text)
+            done = 0
+            while True:
+                with self._lock:
+                    batch = pending[done:]
+                if not batch:
+                    break
+                wait(batch)
+                for f in batch:
+                    f.result()  # re-raise anything unexpected (provider errors are handled inside tasks)
+                done += len(batch)
+            if self.embedder is not None and not per_text:
+                texts = [g.output for g in gens.values() if g.output is not None] + side_texts
                 try:
-                    vectors = self.embed(texts)
+                    vectors.update(self.embed(texts))
                 except (ProviderError, RuntimeError) as exc:
                     fatal.append(f"embeddings failed: {exc}")
-                    vectors = {}
-
-                def score_task(t: tuple[Case, Generation]) -> RepeatScore:
-                    case, g = t
-                    sim = None
-                    if g.output is not None and g.output in vectors and case.reference in vectors:
-                        sim = similarity(vectors[g.output], vectors[case.reference])
-                    skip = self.config.skipped_metrics(case.suite)
-                    s = score_generation(case, g, self.golden.knowledge_for(case), sim, self.judge, skip)
-                    bar.advance("judging" if self.judge else "scoring")
-                    return s
-
-                pairs = [(c, g) for c in cases for g in by_case.get(c.id, [])]
-                scores = list(pool.map(score_task, pairs))
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
+        by_case: dict[str, list[Generation]] = {c.id: [gens[(c.id, r)] for r in range(repeats)] for c in cases}
+        pairs: list[tuple[Case, Generation]] = [(c, g) for c in cases for g in by_case[c.id]]
+        scores: list[RepeatScore] = []
+        for c, g in pairs:
+            sim = None
+            if g.output is not None and g.output in vectors and c.reference in vectors:
+                sim = similarity(vectors[g.output], vectors[c.reference])
+            jm = judged.get((c.id, g.repeat), {}) if self.judge is not None else None
+            skip = self.config.skipped_metrics(c.suite)
+            scores.append(score_generation(c, g, self.golden.knowledge_for(c), sim, jm, skip))
         score_by_case: dict[str, list[RepeatScore]] = {}
         for (c, _), s in zip(pairs, scores, strict=True):
             score_by_case.setdefault(c.id, []).append(s)

@@ -33,14 +33,25 @@ def _sources(case: Case, knowledge: Sequence[KnowledgeEntry]) -> list[str]:
     return src
 
 
+def judge_rubrics(skip: set[str]) -> list[str]:
+    return [r for r in JUDGE_METRICS if r not in skip]
+
+
+def run_judge(judge: Judge, rubric: str, case: Case, text: str, knowledge: Sequence[KnowledgeEntry]) -> MetricValue:
+    if rubric == "faithfulness":
+        return judge.faithfulness(case.question, text, list(knowledge))
+    return judge.relevance(case.question, text)
+
+
 def score_generation(
     case: Case,
     gen: Generation,
     knowledge: Sequence[KnowledgeEntry],
     similarity: float | None,
-    judge: Judge | None,
+    judged: dict[str, MetricValue] | None,
     skip: set[str],
 ) -> RepeatScore:
+    """Score one answer. ``judged`` holds the judge's metrics for it (None when this tier has no judge)."""
     out = RepeatScore()
     if gen.output is None:
         return out
@@ -59,25 +70,21 @@ def score_generation(
             m["similarity"] = MetricValue(name="similarity", value=similarity)
     numbers = ungrounded_numbers(text, _sources(case, knowledge))
     unsupported = [f"number not in the cited knowledge: {n}" for n in numbers]
-    judge_failed = False
-    if judge is not None:
-        if "faithfulness" not in skip:
-            f = judge.faithfulness(case.question, text, list(knowledge))
-            m["faithfulness"] = f
-            judge_failed |= f.unscored
-            claims = f.details.get("unsupported_claims") if f.details else None
-            if isinstance(claims, list):
-                unsupported.extend(str(c) for c in claims)
-        if "relevance" not in skip:
-            r = judge.relevance(case.question, text)
-            m["relevance"] = r
-    if numbers or (judge is not None and "faithfulness" not in skip and not judge_failed) or judge is None:
+    faith = (judged or {}).get("faithfulness")
+    for name, mv in (judged or {}).items():
+        m[name] = mv
+    if faith is not None:
+        claims = faith.details.get("unsupported_claims") if faith.details else None
+        if isinstance(claims, list):
+            unsupported.extend(str(c) for c in claims)
+    judge_failed = faith is not None and faith.unscored
+    if unsupported or not judge_failed:
         # Without a judge the numeric check is the whole hallucination check (the report says so).
         m["hallucination"] = MetricValue(
             name="hallucination",
             value=1.0 if unsupported else 0.0,
             reason="; ".join(unsupported),
-            details={"numeric_only": judge is None},
+            details={"numeric_only": faith is None},
         )
     else:
         m["hallucination"] = MetricValue(name="hallucination", value=None, unscored=True, reason="judge failed")
@@ -99,7 +106,6 @@ def combine(
     gens: list[Generation],
     scores: list[RepeatScore],
     thresholds: Thresholds,
-    knowledge_missing: bool = False,
 ) -> CaseResult:
     """Aggregate repeats into one CaseResult (mean per metric; unscored if any repeat is unscored)."""
     first = gens[0] if gens else None

@@ -15,6 +15,7 @@ MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 class LocalEmbedder:
     name = "local"
     model_id = MODEL_ID
+    batched = True  # CPU inference: one large batch beats many single texts
 
     def __init__(self, batch_size: int = 64) -> None:
         self.batch_size = batch_size
