@@ -47,7 +47,9 @@ def _status(
         straddles = hi is not None and value <= threshold < hi
     if bad:
         return "fail"
-    return "borderline" if straddles else "pass"
+    # A zero-tolerance limit can never be "proven" by an interval; it is a per-case rule, not borderline.
+    absolute = (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
+    return "borderline" if straddles and not absolute else "pass"
 
 
 def aggregate_suite(
