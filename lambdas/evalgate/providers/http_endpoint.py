@@ -1,0 +1,214 @@
+"""A deployed service as the candidate: POST each case as JSON to an HTTP endpoint (stdlib ``urllib`` only).
+
+Request body: ``{"question": <last user message>, "session_id": "evalgate-<case>-<repeat>"}``, plus
+``"messages"`` (all turns) for multi-turn cases and ``"document"`` when the case carries an untrusted
+document. The answer is read from a dotted JSON path (default ``answer``; ``data.items.0.text`` indexes
+lists). ``usage.inputTokens`` / ``usage.outputTokens`` are read when present.
+
+HTTP 429/503 raise ``HttpThrottledError`` (a ``ThrottledError``) with ``retry_after`` in seconds when the
+server sent ``Retry-After``; any other non-2xx, a timeout, or a body that is not the expected JSON raises
+``ProviderError`` with the status and a snippet of the body.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import ProviderError, ThrottledError
+from ..models import Case, Generation, KnowledgeEntry
+
+THROTTLE_STATUS = frozenset({429, 503})
+MAX_BODY = 10 * 1024 * 1024
+
+
+class HttpThrottledError(ThrottledError):
+    """The endpoint refused for capacity. ``retry_after`` is the server's Retry-After in seconds, if given."""
+
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP-date (RFC 9110). None when absent/invalid."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def extract_path(doc: Any, path: str) -> Any:
+    """Follow a dotted path (``a.b.0.c``) through dicts and lists; KeyError when a step is missing."""
+    cur = doc
+    for part in path.split(".") if path else []:
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            raise KeyError(path)
+    return cur
+
+
+def _snippet(raw: bytes | str, limit: int = 200) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class HttpCandidate:
+    """The system under test behind an HTTP endpoint (e.g. the staging API).
+
+    ``headers`` are sent as-is; ``api_key_env`` names an environment variable whose value is sent in
+    ``api_key_header`` (read at call time, never stored in ``identity()``). ``version`` should identify what
+    is deployed behind the URL (e.g. a commit or Lambda version): answers are cached by ``identity()``, and a
+    URL alone does not say what code answered.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        answer_path: str = "answer",
+        headers: Mapping[str, str] | None = None,
+        api_key_env: str | None = None,
+        api_key_header: str = "x-api-key",
+        timeout: float = 30.0,
+        version: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint URL must be http(s): {url!r}")
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.url = url
+        self.answer_path = answer_path
+        self.headers = dict(headers or {})
+        self.api_key_env = api_key_env
+        self.api_key_header = api_key_header
+        self.timeout = timeout
+        self.version = version
+        self.name = name or f"http:{url}"
+        # No proxies from the environment for an explicitly configured endpoint URL.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "http", "url": self.url, "answer_path": self.answer_path, "version": self.version}
+
+    def body(self, case: Case, repeat: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"question": case.question, "session_id": f"evalgate-{case.id}-{repeat}"}
+        if len(case.turns) > 1:
+            body["messages"] = [{"role": t.role, "content": t.content} for t in case.turns]
+        if case.untrusted_context:
+            body["document"] = case.untrusted_context
+        return body
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "evalgate"}
+        headers.update(self.headers)
+        if self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            if not key:
+                raise ProviderError(f"{self.url}: environment variable {self.api_key_env} (API key) is not set")
+            headers[self.api_key_header] = key
+        return headers
+
+    def generate(self, case: Case, knowledge: list[KnowledgeEntry], repeat: int) -> Generation:
+        data = json.dumps(self.body(case, repeat)).encode()
+        req = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
+        start = time.monotonic()
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                raw = resp.read(MAX_BODY)
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            raise self._http_error(exc) from exc
+        except TimeoutError as exc:
+            raise ProviderError(f"{self.url}: timed out after {self.timeout:g}s") from exc
+        except urllib.error.URLError as exc:
+            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+                raise ProviderError(f"{self.url}: timed out after {self.timeout:g}s") from exc
+            raise ProviderError(f"{self.url}: cannot connect: {exc.reason}") from exc
+        except (OSError, ValueError) as exc:  # connection reset mid-body, bad status line, ...
+            raise ProviderError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+        latency_ms = (time.monotonic() - start) * 1000.0
+        return self._parse(case, repeat, status, raw, latency_ms)
+
+    def _http_error(self, exc: urllib.error.HTTPError) -> ProviderError:
+        try:
+            raw = exc.read(4096)
+        except OSError:
+            raw = b""
+        status = exc.code
+        if status in THROTTLE_STATUS:
+            retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            hint = f", retry after {retry_after:g}s" if retry_after is not None else ""
+            return HttpThrottledError(
+                f"{self.url}: throttled: HTTP {status}{hint}: {_snippet(raw)}", retry_after=retry_after, status=status
+            )
+        return ProviderError(f"{self.url}: HTTP {status}: {_snippet(raw)}")
+
+    def _parse(self, case: Case, repeat: int, status: int, raw: bytes, latency_ms: float) -> Generation:
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            raise ProviderError(f"{self.url}: HTTP {status}: response is not JSON: {_snippet(raw)}") from None
+        try:
+            answer = extract_path(doc, self.answer_path)
+        except KeyError:
+            raise ProviderError(
+                f"{self.url}: HTTP {status}: no '{self.answer_path}' in response: {_snippet(raw)}"
+            ) from None
+        if not isinstance(answer, str):
+            raise ProviderError(
+                f"{self.url}: HTTP {status}: '{self.answer_path}' is {type(answer).__name__}, not text: {_snippet(raw)}"
+            )
+        usage = doc.get("usage") if isinstance(doc, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+        return Generation(
+            case_id=case.id,
+            repeat=repeat,
+            output=answer,
+            latency_ms=latency_ms,
+            input_tokens=_int_or_none(usage.get("inputTokens")),
+            output_tokens=_int_or_none(usage.get("outputTokens")),
+            model_id=_str_or_none(doc.get("model_id")) if isinstance(doc, dict) else None,
+            prompt_version=_str_or_none(doc.get("prompt_version")) if isinstance(doc, dict) else None,
+            guardrail_intervened=bool(doc.get("guardrail_intervened")) if isinstance(doc, dict) else False,
+        )
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,193 @@
+"""A Lambda function version or alias as the candidate: synchronous ``Invoke`` with an HTTP API (v2) event.
+
+The service handler takes the API Gateway HTTP API payload format 2.0; this adapter sends exactly that shape
+(``POST /ask`` with a JSON body ``{"question", "session_id"[, "messages", "document"]}``) and reads the
+handler's response: either an HTTP API response (``statusCode`` + ``body`` string, optionally base64) or a
+bare JSON object. The answer JSON holds ``answer``, ``request_id`` and optionally
+``usage {inputTokens, outputTokens}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from ..errors import ProviderError, ThrottledError
+from ..models import Case, Generation, KnowledgeEntry
+from .aws import ClientSettings, make_client, map_aws_error
+
+LAMBDA_THROTTLING = frozenset({"TooManyRequestsException", "EC2ThrottledException", "ResourceNotReadyException"})
+BODY_THROTTLE_STATUS = frozenset({429, 503})
+
+
+def _snippet(raw: bytes | str, limit: int = 200) -> str:
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _is_version(qualifier: str | None) -> bool:
+    return qualifier is None or qualifier == "$LATEST" or qualifier.isdigit()
+
+
+class LambdaCandidate:
+    """The service Lambda (a published version or an alias) invoked directly, RequestResponse.
+
+    ``identity()`` holds the function and qualifier, plus the version that actually executed once an
+    invocation has reported it (``executed_version``). With ``resolve_alias=True`` an alias qualifier is
+    resolved to its version (``GetAlias``) the first time ``identity()`` is asked, so answers are cached per
+    immutable version rather than per movable alias.
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        function_name: str,
+        qualifier: str | None = None,
+        *,
+        path: str = "/ask",
+        resolve_alias: bool = False,
+        name: str | None = None,
+        client: Any = None,
+        settings: ClientSettings | None = None,
+    ) -> None:
+        if not function_name:
+            raise ValueError("function_name is required")
+        self.function_name = function_name
+        self.qualifier = qualifier or None
+        self.path = path
+        self.resolve_alias = resolve_alias
+        self.name = name or f"lambda:{function_name}" + (f":{qualifier}" if qualifier else "")
+        self.executed_version: str | None = None
+        self._alias_version: str | None = None
+        self._client = client if client is not None else make_client("lambda", settings)
+
+    @property
+    def _what(self) -> str:
+        return f"lambda {self.function_name}" + (f":{self.qualifier}" if self.qualifier else "")
+
+    def identity(self) -> dict[str, Any]:
+        if self.resolve_alias and not _is_version(self.qualifier) and self._alias_version is None:
+            try:
+                alias = self._client.get_alias(FunctionName=self.function_name, Name=self.qualifier)
+            except Exception as exc:
+                raise map_aws_error(exc, self._what, LAMBDA_THROTTLING) from exc
+            self._alias_version = str(alias["FunctionVersion"])
+        version = self.qualifier if _is_version(self.qualifier) and self.qualifier else None
+        return {
+            "kind": "lambda",
+            "function_name": self.function_name,
+            "qualifier": self.qualifier,
+            "version": version or self._alias_version,
+            "executed_version": self.executed_version,
+        }
+
+    def event(self, case: Case, repeat: int) -> dict[str, Any]:
+        body: dict[str, Any] = {"question": case.question, "session_id": f"evalgate-{case.id}-{repeat}"}
+        if len(case.turns) > 1:
+            body["messages"] = [{"role": t.role, "content": t.content} for t in case.turns]
+        if case.untrusted_context:
+            body["document"] = case.untrusted_context
+        return {
+            "version": "2.0",
+            "routeKey": f"POST {self.path}",
+            "rawPath": self.path,
+            "rawQueryString": "",
+            "headers": {"content-type": "application/json", "user-agent": "evalgate"},
+            "requestContext": {
+                "http": {"method": "POST", "path": self.path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
+                "requestId": f"evalgate-{case.id}-{repeat}",
+                "routeKey": f"POST {self.path}",
+                "stage": "$default",
+            },
+            "body": json.dumps(body),
+            "isBase64Encoded": False,
+        }
+
+    def generate(self, case: Case, knowledge: list[KnowledgeEntry], repeat: int) -> Generation:
+        kwargs: dict[str, Any] = {
+            "FunctionName": self.function_name,
+            "InvocationType": "RequestResponse",
+            "Payload": json.dumps(self.event(case, repeat)).encode(),
+        }
+        if self.qualifier:
+            kwargs["Qualifier"] = self.qualifier
+        start = time.monotonic()
+        try:
+            response = self._client.invoke(**kwargs)
+            raw = response["Payload"].read()
+        except Exception as exc:
+            raise map_aws_error(exc, self._what, LAMBDA_THROTTLING) from exc
+        latency_ms = (time.monotonic() - start) * 1000.0
+        if response.get("ExecutedVersion"):
+            self.executed_version = str(response["ExecutedVersion"])
+        status = int(response.get("StatusCode") or 0)
+        if response.get("FunctionError"):
+            raise ProviderError(f"{self._what}: function error ({response['FunctionError']}): {_snippet(raw)}")
+        if status != 200:
+            raise ProviderError(f"{self._what}: invoke returned status {status}: {_snippet(raw)}")
+        answer_doc = self._answer_document(raw)
+        answer = answer_doc.get("answer")
+        if not isinstance(answer, str):
+            raise ProviderError(f"{self._what}: response has no text 'answer': {_snippet(raw)}")
+        raw_usage = answer_doc.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
+        return Generation(
+            case_id=case.id,
+            repeat=repeat,
+            output=answer,
+            latency_ms=latency_ms,
+            input_tokens=_int_or_none(usage.get("inputTokens")),
+            output_tokens=_int_or_none(usage.get("outputTokens")),
+            model_id=_str_or_none(answer_doc.get("model_id")),
+            prompt_version=_str_or_none(answer_doc.get("prompt_version")),
+            guardrail_intervened=bool(answer_doc.get("guardrail_intervened", False)),
+        )
+
+    def _answer_document(self, raw: bytes) -> dict[str, Any]:
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            raise ProviderError(f"{self._what}: response is not JSON: {_snippet(raw)}") from None
+        if not isinstance(payload, dict):
+            raise ProviderError(f"{self._what}: response is not a JSON object: {_snippet(raw)}")
+        if "statusCode" not in payload:
+            return payload  # HTTP API lets a handler return the body object directly (implies 200)
+        status = payload.get("statusCode")
+        body = payload.get("body") or ""
+        if payload.get("isBase64Encoded") and isinstance(body, str):
+            try:
+                body = base64.b64decode(body).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise ProviderError(f"{self._what}: body is not valid base64 UTF-8") from None
+        if not isinstance(status, int) or not 200 <= status < 300:
+            message = f"{self._what}: handler returned statusCode {status}: {_snippet(str(body))}"
+            if status in BODY_THROTTLE_STATUS:
+                raise ThrottledError(message)
+            raise ProviderError(message)
+        if isinstance(body, dict):
+            return body
+        try:
+            doc = json.loads(body)
+        except (ValueError, TypeError):
+            raise ProviderError(f"{self._what}: body is not JSON: {_snippet(str(body))}") from None
+        if not isinstance(doc, dict):
+            raise ProviderError(f"{self._what}: body is not a JSON object: {_snippet(str(body))}")
+        return doc
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
