@@ -236,7 +236,7 @@ def decide(
     fails: list[str] = []
     for a in aggregates:
         if a.status == "fail" and a.value is not None and a.threshold is not None:
-            op = ">=" if a.direction == "min" else "<="
+            op = "≥" if a.direction == "min" else "≤"
             ci = f" [{a.ci_low:.3f}, {a.ci_high:.3f}]" if a.ci_low is not None and a.ci_high is not None else ""
             fails.append(f"{a.suite}.{a.metric} = {a.value:.3f}{ci} fails {op} {a.threshold:g} (n={a.n})")
     reviews: list[str] = []

@@ -178,7 +178,7 @@ def case_failures(r: CaseResult, th: Thresholds) -> list[str]:
         limit = getattr(th, name)
         if mv and mv.value is not None and limit is not None and mv.value < limit:
             why = f" ({mv.reason})" if mv.reason and name != "similarity" else ""
-            f.append(f"{name} {mv.value:.2f} < {limit:.2f}{why}")
+            f.append(f"{name} {mv.value:.2f} below {limit:.2f}{why}")
     return f
 
 
