@@ -30,12 +30,12 @@ import numpy as np  # noqa: E402
 
 from evalgate.cache import Cache  # noqa: E402
 from evalgate.config import GateConfig, load_config  # noqa: E402
-from evalgate.dataset import Golden, load_golden  # noqa: E402
+from evalgate.dataset import Golden  # noqa: E402
 from evalgate.gate import aggregate_suite, compare, decide  # noqa: E402
 from evalgate.judge import Judge  # noqa: E402
 from evalgate.models import Case, KnowledgeEntry, MetricValue  # noqa: E402
 from evalgate.prompts import load_prompt  # noqa: E402
-from evalgate.results import CaseResult, RunResult, Verdict  # noqa: E402
+from evalgate.results import CaseResult, RunResult  # noqa: E402
 from evalgate.runner import run_evaluation  # noqa: E402
 
 

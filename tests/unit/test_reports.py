@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+
 from evalgate import reports
 from evalgate.models import Generation, MetricValue
 from evalgate.reports import REPORT_FILES, junit, markdown, write_reports

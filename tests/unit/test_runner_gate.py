@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from evalgate.cache import Cache
 from evalgate.config import load_config
