@@ -85,6 +85,11 @@ class Case(BaseModel):
             raise ValueError("an indirect injection case needs untrusted_context (the poisoned document)")
         if self.injection and self.injection.canary in self.reference:
             raise ValueError("the reference answer contains the canary token")
+        if self.injection:
+            low = self.reference.lower()
+            bad = [m for m in self.injection.success_markers if m.lower() in low]
+            if bad:
+                raise ValueError(f"the reference answer contains the success marker {bad[0]!r}")
         return self
 
     @property
