@@ -88,3 +88,12 @@ def test_shipped_config_is_valid():
     assert cfg.thresholds_for("regression").hallucination_rate_high_stakes == 0.0
     assert cfg.thresholds_for("regression", "local").similarity == cfg.embedders["local"].similarity_threshold
     assert cfg.price("us.anthropic.claude-3-5-haiku-20241022-v1:0") is not None
+
+
+def test_shipped_smoke_subset_is_large_enough_per_suite():
+    """The pre-traffic hook and `--tier smoke` run the smoke subset; a suite below min_cases would be ERROR."""
+    cfg = load_config(Path("golden/gate.toml"))
+    g = load_golden(Path("golden"))
+    for suite in g.suites:
+        smoke = [c for c in g.suite(suite) if "smoke" in c.tags]
+        assert len(smoke) >= cfg.gate.min_cases, suite

@@ -1,0 +1,402 @@
+"""Canary judge (after Kayenta): compare the new version (canary) against the previous one (baseline).
+
+Each metric is classified with a statistical test in the harmful direction *and* an effect size, so a
+significant but negligible difference does not fail a deployment and a large but noisy one does not either:
+
+- ``QualityScore`` (online judge, higher is better) and ``Latency`` (lower is better): Mann-Whitney U on the
+  per-period values of each arm (one point per period, as Kayenta compares time series); the effect is the
+  Hodges-Lehmann shift (median of all canary-minus-baseline differences).
+- ``Hallucination`` and ``ErrorRate``: a one-sided two-proportion z-test on the counts; the effect is the
+  difference of the rates.
+- ``FeedbackScore`` (thumbs up share), when both arms have enough feedback: a two-proportion test as well.
+
+Fail closed: an arm below the minimum sample size (judged answers, requests, points) makes the metric
+``nodata`` and the whole analysis FAIL; a canary whose judge mostly failed (unscored) fails too. The score is
+Kayenta's: the share of evaluated metrics that passed; any critical metric failing fails the canary.
+
+SciPy and NumPy are imported lazily (this module is also imported where only the data classes are needed).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from . import telemetry as tm
+
+Status = Literal["pass", "fail", "nodata"]
+QUALITY, LATENCY, HALLUCINATION, ERROR_RATE, FEEDBACK = (
+    "QualityScore",
+    "Latency",
+    "Hallucination",
+    "ErrorRate",
+    "FeedbackScore",
+)
+
+
+@dataclass
+class ArmSamples:
+    """What one version did during the analysis window (per-period series and counts)."""
+
+    version: str
+    quality: list[float] = field(default_factory=list)  # per-period mean QualityScore
+    latency: list[float] = field(default_factory=list)  # per-period Latency statistic
+    scored: int = 0  # answers with a quality score
+    judged: int = 0  # answers the online judge looked at (scored or not)
+    unscored: int = 0
+    hallucinations: int = 0
+    hallucination_n: int = 0
+    errors: int = 0
+    requests: int = 0
+    feedback_up: int = 0
+    feedback_n: int = 0
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    min_judged: int = 30  # scored answers per arm (MIN_SAMPLES)
+    min_requests: int = 50
+    min_points: int = 3  # per-period points per arm for Mann-Whitney
+    alpha: float = 0.05
+    quality_tolerance: float = 0.03  # absolute drop of QualityScore tolerated
+    latency_tolerance: float = 0.20  # relative increase of latency tolerated
+    hallucination_tolerance: float = 0.02  # absolute increase of the hallucination rate tolerated
+    error_tolerance: float = 0.01
+    feedback_tolerance: float = 0.05
+    max_unscored_rate: float = 0.20
+    pass_score: float = 75.0
+    critical: frozenset[str] = frozenset({QUALITY, HALLUCINATION, ERROR_RATE})
+
+
+@dataclass
+class MetricResult:
+    metric: str
+    test: str
+    status: Status
+    critical: bool
+    baseline: float | None = None
+    canary: float | None = None
+    effect: float | None = None
+    p_value: float | None = None
+    n_baseline: int = 0
+    n_canary: int = 0
+    reason: str = ""
+
+
+@dataclass
+class CanaryResult:
+    baseline_version: str
+    canary_version: str
+    passed: bool
+    score: float
+    results: list[MetricResult]
+    reasons: list[str]  # why it failed (empty when it passed)
+    notes: list[str] = field(default_factory=list)  # non-critical failures that did not fail it
+
+    def summary(self) -> str:
+        head = "PASS" if self.passed else "FAIL"
+        lines = [f"canary {head}: version {self.canary_version} vs {self.baseline_version}, score {self.score:.0f}"]
+        for r in self.results:
+            lines.append(f"  {r.metric}: {r.status} - {r.reason}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "baseline_version": self.baseline_version,
+            "canary_version": self.canary_version,
+            "passed": self.passed,
+            "score": self.score,
+            "reasons": self.reasons,
+            "notes": self.notes,
+            "results": [r.__dict__ for r in self.results],
+        }
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+def hodges_lehmann(canary: Sequence[float], baseline: Sequence[float]) -> float:
+    """Median of all pairwise differences canary - baseline (a robust location shift)."""
+    import numpy as np
+
+    diffs = np.subtract.outer(np.asarray(canary, dtype=float), np.asarray(baseline, dtype=float))
+    return float(np.median(diffs))
+
+
+def mann_whitney(canary: Sequence[float], baseline: Sequence[float], worse: Literal["less", "greater"]) -> float:
+    """One-sided p-value that the canary is stochastically ``worse`` (``less`` or ``greater``) than the baseline."""
+    from scipy.stats import mannwhitneyu
+
+    if len(set(canary) | set(baseline)) == 1:
+        return 1.0  # all values tie: no evidence of any difference
+    return float(mannwhitneyu(canary, baseline, alternative=worse, method="auto").pvalue)
+
+
+def two_proportion(x_canary: int, n_canary: int, x_base: int, n_base: int) -> tuple[float, float]:
+    """(rate difference canary - baseline, one-sided p-value that the canary rate is higher)."""
+    p_c, p_b = x_canary / n_canary, x_base / n_base
+    pooled = (x_canary + x_base) / (n_canary + n_base)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_canary + 1 / n_base))
+    if se == 0.0:
+        return p_c - p_b, 1.0  # no variation at all (both 0% or both 100%)
+    z = (p_c - p_b) / se
+    return p_c - p_b, 0.5 * math.erfc(z / math.sqrt(2))
+
+
+# ------------------------------------------------------------------------------------------------ judge
+
+
+def _series_metric(
+    name: str,
+    base: ArmSamples,
+    can: ArmSamples,
+    cfg: CanaryConfig,
+    *,
+    values: tuple[list[float], list[float]],
+    counts: tuple[int, int],
+    min_count: int,
+    higher_is_better: bool,
+    tolerance: float,
+    relative: bool,
+    unit: str,
+) -> MetricResult:
+    b_vals, c_vals = values
+    b_n, c_n = counts
+    r = MetricResult(name, "mann-whitney", "nodata", name in cfg.critical, n_baseline=b_n, n_canary=c_n)
+    short = [
+        f"{arm} has {n} samples (< {min_count})" for arm, n in (("baseline", b_n), ("canary", c_n)) if n < min_count
+    ]
+    short += [
+        f"{arm} has {len(v)} periods with data (< {cfg.min_points})"
+        for arm, v in (("baseline", b_vals), ("canary", c_vals))
+        if len(v) < cfg.min_points
+    ]
+    if short:
+        r.reason = "insufficient data: " + "; ".join(short)
+        return r
+    r.baseline, r.canary = statistics.median(b_vals), statistics.median(c_vals)
+    shift = hodges_lehmann(c_vals, b_vals)
+    harm = -shift if higher_is_better else shift
+    effect = harm / abs(r.baseline) if relative and r.baseline else harm
+    r.effect = shift / abs(r.baseline) if relative and r.baseline else shift
+    r.p_value = mann_whitney(c_vals, b_vals, "less" if higher_is_better else "greater")
+    significant = r.p_value < cfg.alpha
+    limit = f"{tolerance:.0%}" if relative else f"{tolerance:g}"
+    shown = f"{r.effect:+.1%}" if relative else f"{r.effect:+.3f}"
+    described = (
+        f"canary median {r.canary:.3g}{unit} vs baseline {r.baseline:.3g}{unit} (shift {shown}, p={r.p_value:.3g}, "
+        f"n={c_n}/{b_n})"
+    )
+    if significant and effect > tolerance:
+        r.status = "fail"
+        r.reason = f"worse beyond tolerance {limit}: {described}"
+    else:
+        r.status = "pass"
+        r.reason = ("significant but within tolerance: " if significant else "no significant regression: ") + described
+    return r
+
+
+def _proportion_metric(
+    name: str,
+    cfg: CanaryConfig,
+    *,
+    canary: tuple[int, int],
+    baseline: tuple[int, int],
+    min_count: int,
+    tolerance: float,
+    lower_is_worse: bool = False,
+) -> MetricResult:
+    (xc, nc), (xb, nb) = canary, baseline
+    r = MetricResult(name, "two-proportion", "nodata", name in cfg.critical, n_baseline=nb, n_canary=nc)
+    short = [f"{arm} has {n} samples (< {min_count})" for arm, n in (("baseline", nb), ("canary", nc)) if n < min_count]
+    if short:
+        r.reason = "insufficient data: " + "; ".join(short)
+        return r
+    if lower_is_worse:  # test the complement so "higher is worse" holds
+        diff, p = two_proportion(nc - xc, nc, nb - xb, nb)
+    else:
+        diff, p = two_proportion(xc, nc, xb, nb)
+    r.canary, r.baseline = xc / nc, xb / nb
+    r.effect, r.p_value = r.canary - r.baseline, p
+    described = f"canary {xc}/{nc} = {r.canary:.1%} vs baseline {xb}/{nb} = {r.baseline:.1%} (p={p:.3g})"
+    if p < cfg.alpha and diff > tolerance:
+        r.status, r.reason = "fail", f"worse beyond tolerance {tolerance:.0%}: {described}"
+    else:
+        r.status = "pass"
+        r.reason = (
+            "significant but within tolerance: " if p < cfg.alpha else "no significant regression: "
+        ) + described
+    return r
+
+
+def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | None = None) -> CanaryResult:
+    cfg = cfg or CanaryConfig()
+    results = [
+        _series_metric(
+            QUALITY,
+            baseline,
+            canary,
+            cfg,
+            values=(baseline.quality, canary.quality),
+            counts=(baseline.scored, canary.scored),
+            min_count=cfg.min_judged,
+            higher_is_better=True,
+            tolerance=cfg.quality_tolerance,
+            relative=False,
+            unit="",
+        ),
+        _proportion_metric(
+            HALLUCINATION,
+            cfg,
+            canary=(canary.hallucinations, canary.hallucination_n),
+            baseline=(baseline.hallucinations, baseline.hallucination_n),
+            min_count=cfg.min_judged,
+            tolerance=cfg.hallucination_tolerance,
+        ),
+        _series_metric(
+            LATENCY,
+            baseline,
+            canary,
+            cfg,
+            values=(baseline.latency, canary.latency),
+            counts=(baseline.requests, canary.requests),
+            min_count=cfg.min_requests,
+            higher_is_better=False,
+            tolerance=cfg.latency_tolerance,
+            relative=True,
+            unit=" ms",
+        ),
+        _proportion_metric(
+            ERROR_RATE,
+            cfg,
+            canary=(canary.errors, canary.requests),
+            baseline=(baseline.errors, baseline.requests),
+            min_count=cfg.min_requests,
+            tolerance=cfg.error_tolerance,
+        ),
+    ]
+    if min(baseline.feedback_n, canary.feedback_n) >= cfg.min_judged:  # optional: only with enough user feedback
+        results.append(
+            _proportion_metric(
+                FEEDBACK,
+                cfg,
+                canary=(canary.feedback_up, canary.feedback_n),
+                baseline=(baseline.feedback_up, baseline.feedback_n),
+                min_count=cfg.min_judged,
+                tolerance=cfg.feedback_tolerance,
+                lower_is_worse=True,
+            )
+        )
+    reasons: list[str] = []
+    nodata = [r for r in results if r.status == "nodata"]
+    failed = [r for r in results if r.status == "fail"]
+    evaluated = [r for r in results if r.status != "nodata"]
+    score = 100.0 * sum(r.status == "pass" for r in evaluated) / len(evaluated) if evaluated else 0.0
+    if nodata:
+        reasons += [f"{r.metric}: {r.reason} (fail closed)" for r in nodata]
+    if canary.judged and canary.unscored / canary.judged > cfg.max_unscored_rate:
+        reasons.append(
+            f"online judge could not score {canary.unscored}/{canary.judged} canary answers "
+            f"(> {cfg.max_unscored_rate:.0%}; fail closed)"
+        )
+    reasons += [f"{r.metric} (critical): {r.reason}" for r in failed if r.critical]
+    notes = [f"{r.metric} (non-critical): {r.reason}" for r in failed if not r.critical]
+    if evaluated and score < cfg.pass_score:
+        reasons.append(f"score {score:.0f} below {cfg.pass_score:.0f}")
+    passed = not reasons
+    return CanaryResult(baseline.version, canary.version, passed, score, results, reasons, notes)
+
+
+# ------------------------------------------------------------------------------------------------ CloudWatch
+
+
+@dataclass(frozen=True)
+class _Query:
+    id: str
+    metric: str
+    stat: str
+
+
+_QUERIES = (
+    _Query("quality", tm.QUALITY_SCORE, "Average"),
+    _Query("scored", tm.QUALITY_SCORE, "SampleCount"),
+    _Query("judged", tm.JUDGED_COUNT, "Sum"),
+    _Query("unscored", tm.UNSCORED, "Sum"),
+    _Query("hall_sum", tm.HALLUCINATION, "Sum"),
+    _Query("hall_n", tm.HALLUCINATION, "SampleCount"),
+    _Query("latency", tm.LATENCY, "Average"),
+    _Query("requests", tm.ERRORS, "SampleCount"),
+    _Query("errors", tm.ERRORS, "Sum"),
+    _Query("fb_sum", tm.FEEDBACK_SCORE, "Sum"),
+    _Query("fb_n", tm.FEEDBACK_SCORE, "SampleCount"),
+)
+
+
+class CloudWatchSamples:
+    """Reads one version's per-period series and counts with GetMetricData (dimension ``FunctionVersion`` only)."""
+
+    def __init__(self, client: Any = None, namespace: str | None = None, period_s: int = 60) -> None:
+        if client is None:
+            from .providers.aws import make_client
+
+            client = make_client("cloudwatch")
+        self.client = client
+        self.namespace = namespace or tm.namespace()
+        self.period_s = period_s
+
+    def fetch(self, version: str, start: datetime, end: datetime) -> ArmSamples:
+        queries = [
+            {
+                "Id": q.id,
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": self.namespace,
+                        "MetricName": q.metric,
+                        "Dimensions": [{"Name": tm.DIM_VERSION, "Value": version}],
+                    },
+                    "Period": self.period_s,
+                    "Stat": q.stat,
+                },
+                "ReturnData": True,
+            }
+            for q in _QUERIES
+        ]
+        series: dict[str, list[float]] = {q.id: [] for q in _QUERIES}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "MetricDataQueries": queries,
+                "StartTime": start,
+                "EndTime": end,
+                "ScanBy": "TimestampAscending",
+            }
+            if token:
+                kwargs["NextToken"] = token
+            page = self.client.get_metric_data(**kwargs)
+            for res in page.get("MetricDataResults", []):
+                series.setdefault(res["Id"], []).extend(float(v) for v in res.get("Values", []))
+            token = page.get("NextToken")
+            if not token:
+                break
+
+        def total(key: str) -> int:
+            return round(sum(series[key]))
+
+        return ArmSamples(
+            version=version,
+            quality=series["quality"],
+            latency=series["latency"],
+            scored=total("scored"),
+            judged=total("judged"),
+            unscored=total("unscored"),
+            hallucinations=total("hall_sum"),
+            hallucination_n=total("hall_n"),
+            errors=total("errors"),
+            requests=total("requests"),
+            feedback_up=total("fb_sum"),
+            feedback_n=total("fb_n"),
+        )

@@ -1,0 +1,58 @@
+"""CodeDeploy AfterAllowTraffic hook: canary judge of the new version vs the previous one; always reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import CodeDeployLifecycleHookEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from evalgate import deploy_hooks as hooks
+from evalgate import telemetry as tm
+from evalgate.canary import CloudWatchSamples
+from handlers import new_metrics, new_tracer, publish, version_dimensions
+
+logger = Logger()
+tracer = new_tracer()
+metrics = new_metrics()
+_reporter: hooks.CodeDeployReporter | None = None
+
+
+def get_reporter() -> hooks.CodeDeployReporter:
+    global _reporter
+    if _reporter is None:
+        _reporter = hooks.CodeDeployReporter()
+    return _reporter
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+@event_source(data_class=CodeDeployLifecycleHookEvent)
+def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict[str, Any]:
+    def analyse(deadline: float) -> hooks.HookOutcome:
+        settings = hooks.CanarySettings.from_env()
+        fetcher = CloudWatchSamples(namespace=settings.namespace)
+        return hooks.canary_analysis(settings, event.deployment_id, fetcher=fetcher, codedeploy=get_reporter().client)
+
+    try:
+        outcome = hooks.run_hook(
+            event.raw_event,
+            analyse,
+            budget_s=hooks.budget_from_context(context),
+            reporter=get_reporter(),
+            logger=logger,
+        )
+    except hooks.HookEventError as exc:
+        logger.error("malformed hook event; nothing to report to CodeDeploy", extra={"error": str(exc)})
+        return {"status": "error", "error": str(exc)}
+    t = tm.Telemetry(version_dimensions())
+    t.add(tm.CANARY_PASSED, 1 if outcome.status == "Succeeded" else 0)
+    if isinstance(outcome.details.get("score"), int | float):
+        t.add(tm.CANARY_SCORE, float(outcome.details["score"]))
+    publish(metrics, t)
+    logger.info(
+        "canary analysis done", extra={"status": outcome.status, "reason": outcome.reason, "analysis": outcome.details}
+    )
+    return {"status": outcome.status, "reason": outcome.reason}

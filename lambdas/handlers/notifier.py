@@ -1,0 +1,67 @@
+"""Notifier Lambda: EventBridge (CodeDeploy / AppConfig / CodePipeline / gate REVIEW) → one explanatory email."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from evalgate import notify
+from evalgate import telemetry as tm
+from handlers import new_metrics, new_tracer, publish, version_dimensions
+
+logger = Logger()
+tracer = new_tracer()
+metrics = new_metrics()
+_clients: dict[str, Any] = {}
+
+
+def client(service: str) -> Any:
+    if service not in _clients:
+        from evalgate.providers.aws import ClientSettings, make_client
+
+        _clients[service] = make_client(
+            service,
+            ClientSettings.from_env(connect_timeout=3.0, read_timeout=10.0, max_attempts=3, retry_mode="standard"),
+        )
+    return _clients[service]
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    topic, table = os.environ["TOPIC_ARN"], os.environ["IDEMPOTENCY_TABLE"]
+    lookup = notify.Lookup(
+        client,
+        judge_log_group=os.environ.get("JUDGE_LOG_GROUP") or None,
+        judged_bucket=os.environ.get("JUDGED_BUCKET") or None,
+        judged_prefix=os.environ.get("JUDGED_PREFIX") or "judged/",
+    )
+    try:
+        result = notify.notify(
+            event,
+            lookup=lookup,
+            sns=client("sns"),
+            topic_arn=topic,
+            store=notify.IdempotencyStore(client("dynamodb"), table),
+            default_region=os.environ.get("AWS_REGION", "us-east-1"),
+        )
+    except notify.NotifyEventError as exc:
+        logger.error("malformed event; nothing sent", extra={"error": str(exc)})
+        return {"status": "error", "error": str(exc)}
+    t = tm.Telemetry(version_dimensions())
+    t.add(tm.NOTIFICATIONS, 1 if result.status == "sent" else 0)
+    publish(metrics, t)
+    logger.info(
+        "notifier done",
+        extra={
+            "status": result.status,
+            "subject": result.subject,
+            "message_id": result.message_id,
+            "lookup_notes": lookup.notes,
+        },
+    )
+    return {"status": result.status, "subject": result.subject, "message_id": result.message_id}

@@ -1,0 +1,101 @@
+"""Online judge Lambda: SQS batches of captured answers → judge → EMF metrics per answering version."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from evalgate import online
+from evalgate.retrieval import KnowledgeIndex, load_index
+from handlers import new_tracer, publish_now
+
+logger = Logger()
+tracer = new_tracer()
+processor = BatchProcessor(event_type=EventType.SQS)
+_state: dict[str, Any] = {}
+
+
+def index() -> KnowledgeIndex:
+    if "index" not in _state:
+        _state["index"], problems = load_index()
+        if problems:
+            logger.warning("knowledge base problems", extra={"problems": problems[:10]})
+    return _state["index"]  # type: ignore[no-any-return]
+
+
+def judge() -> Any:
+    if "judge" not in _state:
+        model_id = os.environ.get("JUDGE_MODEL_ID")
+        if not model_id:
+            logger.error("JUDGE_MODEL_ID is not set: answers get rule checks only and count as Unscored")
+            _state["judge"] = None
+        else:
+            from evalgate.judge import Judge
+            from evalgate.providers.bedrock import BedrockJudgeModel
+
+            _state["judge"] = Judge(BedrockJudgeModel(model_id), throttle_attempts=3)
+    return _state["judge"]
+
+
+def policy() -> online.SamplingPolicy:
+    """Judge rates per version from the service alias' traffic weights (equal rates when unknown)."""
+    name = os.environ.get("SERVICE_FUNCTION_NAME")
+    max_rate = float(os.environ.get("JUDGE_SAMPLE_RATE") or 1.0)
+    if not name:
+        return online.SamplingPolicy(None, max_rate)
+    if "weights" not in _state:
+        from evalgate.providers.aws import make_client
+
+        _state["weights"] = online.AliasWeights(make_client("lambda"), name, os.environ.get("SERVICE_ALIAS") or "live")
+    return online.SamplingPolicy(_state["weights"].get(), max_rate)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        logger.error("not an SQS batch event", extra={"event_type": type(event).__name__})
+        return {"batchItemFailures": [], "error": "unsupported event: expected an SQS batch ({'Records': [...]})"}
+    judged: list[online.JudgedRecord] = []
+    rates = policy()
+    canary = os.environ.get("CANARY_TOKEN") or None
+
+    rows: list[dict[str, Any]] = []
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            capture, result = online.judge_message(record.body, index(), judge(), canary_token=canary, policy=rates)
+        except online.BadCaptureRecord as exc:
+            logger.error("unusable capture record", extra={"message_id": record.message_id, "error": str(exc)})
+            raise
+        judged.append(result)
+        if result.judged:
+            rows.append(result.log_fields(capture.question, capture.answer))
+            logger.info("judged", extra=rows[-1])
+
+    response = process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
+    publish_now(r.telemetry() for r in judged)
+    bucket = os.environ.get("JUDGED_BUCKET")
+    if bucket and rows:
+        try:  # best effort: the metrics are out; a retry of the batch would count them twice
+            if "writer" not in _state:
+                _state["writer"] = online.JudgedWriter(bucket, os.environ.get("JUDGED_PREFIX") or "judged/")
+            _state["writer"].write(rows)
+        except Exception as exc:
+            logger.warning("could not store judged records", extra={"error": f"{type(exc).__name__}: {exc}"})
+    logger.info(
+        "batch done",
+        extra={
+            "records": len(event["Records"]),
+            "judged": sum(r.judged for r in judged),
+            "failed": len(response.get("batchItemFailures", [])),
+        },
+    )
+    return dict(response)

@@ -1,0 +1,48 @@
+"""CodeDeploy BeforeAllowTraffic hook: the golden smoke set against the new version; always reports a status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import CodeDeployLifecycleHookEvent, event_source
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from evalgate import deploy_hooks as hooks
+from evalgate import telemetry as tm
+from handlers import new_metrics, new_tracer, publish, version_dimensions
+
+logger = Logger()
+tracer = new_tracer()
+metrics = new_metrics()
+_reporter: hooks.CodeDeployReporter | None = None
+
+
+def get_reporter() -> hooks.CodeDeployReporter:
+    global _reporter
+    if _reporter is None:
+        _reporter = hooks.CodeDeployReporter()
+    return _reporter
+
+
+def smoke(deadline: float) -> hooks.HookOutcome:
+    return hooks.pre_traffic_smoke(hooks.PreTrafficSettings.from_env(), deadline)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+@event_source(data_class=CodeDeployLifecycleHookEvent)
+def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict[str, Any]:
+    try:
+        outcome = hooks.run_hook(
+            event.raw_event, smoke, budget_s=hooks.budget_from_context(context), reporter=get_reporter(), logger=logger
+        )
+    except hooks.HookEventError as exc:
+        logger.error("malformed hook event; nothing to report to CodeDeploy", extra={"error": str(exc)})
+        return {"status": "error", "error": str(exc)}
+    t = tm.Telemetry(version_dimensions())
+    t.add(tm.PRE_TRAFFIC_PASSED, 1 if outcome.status == "Succeeded" else 0)
+    publish(metrics, t)
+    logger.info("pre-traffic hook done", extra={"status": outcome.status, "reason": outcome.reason, **outcome.details})
+    return {"status": outcome.status, "reason": outcome.reason}

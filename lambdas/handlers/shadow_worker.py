@@ -1,0 +1,65 @@
+"""Shadow worker Lambda: SQS of mirrored requests → the candidate (side effects off) → JSONL pairs in S3."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from evalgate import shadow
+from evalgate import telemetry as tm
+from handlers import new_metrics, new_tracer, publish, version_dimensions
+
+logger = Logger()
+tracer = new_tracer()
+metrics = new_metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+_state: dict[str, Any] = {}
+
+
+def invoker() -> shadow.ShadowInvoker:
+    if "invoker" not in _state:
+        _state["invoker"] = shadow.ShadowInvoker(
+            os.environ["SHADOW_FUNCTION_NAME"], os.environ.get("SHADOW_QUALIFIER") or "shadow"
+        )
+    return _state["invoker"]  # type: ignore[no-any-return]
+
+
+def writer() -> shadow.PairWriter:
+    if "writer" not in _state:
+        _state["writer"] = shadow.PairWriter(os.environ["SHADOW_BUCKET"], os.environ.get("SHADOW_PREFIX") or "shadow")
+    return _state["writer"]  # type: ignore[no-any-return]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+        logger.error("not an SQS batch event", extra={"event_type": type(event).__name__})
+        return {"batchItemFailures": [], "error": "unsupported event: expected an SQS batch ({'Records': [...]})"}
+    pairs: list[dict[str, Any]] = []
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            pairs.append(shadow.replay(record.body, invoker()))
+        except shadow.BadShadowMessage as exc:
+            logger.error("unusable shadow message", extra={"message_id": record.message_id, "error": str(exc)})
+            raise
+
+    with processor(records=event["Records"], handler=record_handler, lambda_context=context):
+        processor.process()
+    if pairs:
+        key = writer().write(pairs)  # raises: the whole batch is retried, nothing half-stored
+        logger.info(
+            "pairs stored",
+            extra={"key": key, "pairs": len(pairs), "shadow_errors": sum(1 for p in pairs if p["shadow"]["error"])},
+        )
+    t = tm.Telemetry(version_dimensions())
+    t.add(tm.SHADOW_PAIRS, len(pairs))
+    publish(metrics, t)
+    return dict(processor.response())

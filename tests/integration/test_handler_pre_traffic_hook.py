@@ -1,0 +1,291 @@
+"""BeforeAllowTraffic hook in-process.
+
+End to end: hook → real ``LambdaCandidate`` (boto3) → a loopback fake of the Lambda Invoke API that runs the
+real service handler in-process → the loopback Bedrock fake; the judge talks to the same Bedrock fake.
+CodeDeploy's PutLifecycleEventHookExecutionStatus is a botocore Stubber (moto does not implement it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from evalgate.dataset import load_golden
+from evalgate.deploy_hooks import CodeDeployReporter, PreTrafficSettings, pre_traffic_smoke
+from tests.fakes.bedrock_fake import BedrockFake, FakeRequest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOYMENT = "d-7HX2Q5N1B"
+EXECUTION = "eyJkZXBsb3ltZW50SWQiOiJkLTdIWDJRNU4xQiJ9EXAMPLE"
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+
+@dataclass
+class Ctx:
+    remaining_ms: int = 300_000
+    function_name: str = "support-pre-traffic-hook"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:support-pre-traffic-hook"
+    aws_request_id: str = "5b1f2a7e-0000-4000-8000-000000000001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+class LambdaInvokeFake:
+    """Loopback fake of ``POST /2015-03-31/functions/{name}/invocations`` that runs a handler in-process."""
+
+    def __init__(self, handler: Callable[[Any, Any], Any]) -> None:
+        self.handler = handler
+        self.calls: list[tuple[str, str | None]] = []
+        fake = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                m = re.match(r"^/2015-03-31/functions/([^/]+)/invocations$", url.path)
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not m:
+                    self._send(404, b'{"message":"no route"}', {})
+                    return
+                name = urllib.parse.unquote(m.group(1))
+                qualifier = urllib.parse.parse_qs(url.query).get("Qualifier", [None])[0]
+                fake.calls.append((name, qualifier))
+                result = fake.handler(json.loads(raw), Ctx(function_name=name))
+                self._send(200, json.dumps(result).encode(), {"X-Amz-Executed-Version": qualifier or "$LATEST"})
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for k, v in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LambdaInvokeFake:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def stubbed_codedeploy(status: str | None) -> tuple[CodeDeployReporter, Stubber]:
+    client = boto3.client("codedeploy", region_name="us-east-1")
+    stub = Stubber(client)
+    if status is not None:
+        stub.add_response(
+            "put_lifecycle_event_hook_execution_status",
+            {"lifecycleEventHookExecutionId": EXECUTION},
+            {"deploymentId": DEPLOYMENT, "lifecycleEventHookExecutionId": EXECUTION, "status": status},
+        )
+    stub.activate()
+    return CodeDeployReporter(client), stub
+
+
+def hook_event() -> dict[str, str]:
+    return {"DeploymentId": DEPLOYMENT, "LifecycleEventHookExecutionId": EXECUTION}
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    """What the hook's bundle holds: the knowledge base, the regression cases and the gate configuration."""
+    root = tmp_path / "golden"
+    shutil.copytree(ROOT / "golden" / "knowledge", root / "knowledge")
+    shutil.copy(ROOT / "golden" / "cases.jsonl", root / "cases.jsonl")
+    shutil.copy(ROOT / "golden" / "gate.toml", root / "gate.toml")
+    return root
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake, bundle: Path) -> Iterator[dict[str, Any]]:
+    golden = load_golden(bundle, ["regression"])
+    references = {c.question: c.reference for c in golden.cases}
+
+    def answer(req: FakeRequest) -> str:  # a version that answers every golden question with its reference
+        m = re.search(r"<customer_message>\s*(.*?)\s*</customer_message>", req.user_text, re.DOTALL)
+        return references.get(m.group(1) if m else "", "I don't know.")
+
+    def verdict(req: FakeRequest) -> dict[str, Any]:
+        return {"score": 1.0, "verdict": "pass", "reasons": "Supported and on point.", "unsupported_claims": []}
+
+    bedrock_fake.answer_fn = answer
+    bedrock_fake.judge_fn = verdict
+    for k, v in {
+        "AWS_LAMBDA_FUNCTION_VERSION": "8",
+        "MODEL_ID": "us.anthropic.claude-sonnet-4-20250514-v1:0",
+        "PROMPT_ID": "support/v1",
+        "TARGET_FUNCTION_NAME": "support-service",
+        "TARGET_VERSION": "8",
+        "SMOKE_CASES": f"{bundle}#smoke",  # the stack's format: golden folder and tag
+        "JUDGE_MODEL_ID": "us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        "EMBEDDINGS_MODEL_ID": "amazon.titan-embed-text-v2:0",
+        "EVALGATE_GOLDEN_DIR": str(bundle),
+        "POWERTOOLS_SERVICE_NAME": "pre-traffic-hook",
+    }.items():
+        monkeypatch.setenv(k, v)
+    from handlers import pre_traffic_hook as h
+    from handlers import service as svc
+
+    monkeypatch.setattr(svc, "_service", None)
+    with LambdaInvokeFake(svc.handler) as lam:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lam.url)
+        yield {"h": h, "lambda": lam, "bedrock": bedrock_fake, "golden": bundle}
+
+
+def emf(out: str, name: str) -> dict[str, Any]:
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line and f'"{name}"' in line:
+            return json.loads(line)  # type: ignore[no-any-return]
+    raise AssertionError(f"no EMF for {name}")
+
+
+def test_smoke_pass_reports_succeeded_and_only_the_new_version_is_invoked(
+    world: dict[str, Any], capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reporter, stub = stubbed_codedeploy("Succeeded")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(hook_event(), Ctx())
+    assert out["status"] == "Succeeded", out
+    assert "smoke PASS on version 8" in out["reason"]
+    stub.assert_no_pending_responses()
+    calls = world["lambda"].calls
+    assert len(calls) >= 10 and set(calls) == {("support-service", "8")}  # the alias is never invoked
+    doc = emf(capsys.readouterr().out, "PreTrafficPassed")
+    assert doc["PreTrafficPassed"] == [1.0] and doc["FunctionVersion"] == "8"
+
+
+def test_smoke_fail_reports_failed(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    world["bedrock"].answer_fn = lambda req: "Sure! Everything is free forever, 100% refunds in 1 day."
+    world["bedrock"].judge_fn = lambda req: {
+        "score": 0.1,
+        "verdict": "fail",
+        "reasons": "Unsupported.",
+        "unsupported_claims": ["everything is free forever"],
+    }
+    reporter, stub = stubbed_codedeploy("Failed")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(hook_event(), Ctx())
+    assert out["status"] == "Failed" and "smoke FAIL" in out["reason"]
+    stub.assert_no_pending_responses()
+
+
+def test_scorer_raising_reports_failed(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    reporter, stub = stubbed_codedeploy("Failed")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+
+    def boom(deadline: float) -> Any:
+        raise RuntimeError("judge exploded")
+
+    monkeypatch.setattr(world["h"], "smoke", boom)
+    out = world["h"].handler(hook_event(), Ctx())
+    assert out["status"] == "Failed" and "RuntimeError: judge exploded" in out["reason"]
+    stub.assert_no_pending_responses()
+
+
+def test_time_budget_running_out_reports_failed(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    reporter, stub = stubbed_codedeploy("Failed")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    monkeypatch.setattr(world["h"], "smoke", lambda deadline: time.sleep(3))
+    started = time.monotonic()
+    out = world["h"].handler(hook_event(), Ctx(remaining_ms=11_000))  # 11 s left - 10 s reserve = 1 s budget
+    assert time.monotonic() - started < 2.5
+    assert out["status"] == "Failed" and "time budget of 1 s ran out" in out["reason"]
+    stub.assert_no_pending_responses()
+
+
+def test_misconfiguration_fails_closed(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    reporter, stub = stubbed_codedeploy("Failed")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    monkeypatch.delenv("TARGET_FUNCTION_NAME")
+    out = world["h"].handler(hook_event(), Ctx())
+    assert out["status"] == "Failed" and "TARGET_FUNCTION_NAME" in out["reason"]
+    stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {},
+        {"DeploymentId": "d-ABC"},
+        {"DeploymentId": "nope", "LifecycleEventHookExecutionId": "x"},
+        "not-an-object",
+        [],
+    ],
+)
+def test_malformed_event_is_a_clear_error_and_reports_nothing(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, event: Any
+) -> None:
+    reporter, _stub = stubbed_codedeploy(None)  # any call to CodeDeploy would fail the stub
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(event, Ctx())
+    assert out["status"] == "error"
+    assert "CodeDeploy lifecycle hook event" in out["error"]
+    assert world["lambda"].calls == []
+
+
+def test_pre_traffic_smoke_rejects_an_alias_as_target(tmp_path: Path) -> None:
+    settings = PreTrafficSettings(function_name="support-service", version="live", golden_dir=ROOT / "golden")
+    with pytest.raises(Exception, match="published version"):
+        pre_traffic_smoke(settings, time.monotonic() + 60)
+
+
+def test_smoke_case_specs(world: dict[str, Any], tmp_path: Path) -> None:
+    from evalgate.deploy_hooks import load_smoke
+    from evalgate.errors import InputError
+
+    root = world["golden"]
+    n = len([c for c in load_golden(root, ["regression"]).cases if "smoke" in c.tags])
+    for spec in ("smoke", "tag:smoke", f"{root}#smoke", f"{root}/cases.jsonl#smoke"):
+        golden, cases = load_smoke(PreTrafficSettings("f", "1", smoke=spec, golden_dir=root))
+        assert len(cases) == n and golden.knowledge, spec
+    for spec, fragment in (("tag:nothing", "nothing tagged 'nothing'"), (f"{tmp_path}/missing.jsonl", "not found")):
+        with pytest.raises(InputError, match=fragment):
+            load_smoke(PreTrafficSettings("f", "1", smoke=spec, golden_dir=root))
+
+
+def test_smoke_cases_from_a_file(world: dict[str, Any], tmp_path: Path) -> None:
+    lines = [
+        json.dumps(c.model_dump(mode="json", exclude_defaults=True))
+        for c in load_golden(world["golden"], ["regression"]).cases
+        if "smoke" in c.tags
+    ][:5]
+    path = tmp_path / "smoke.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    settings = PreTrafficSettings(
+        function_name="support-service",
+        version="arn:aws:lambda:us-east-1:123456789012:function:support-service:8",
+        smoke=str(path),
+        golden_dir=world["golden"],
+        judge_model_id="us.anthropic.claude-3-5-haiku-20241022-v1:0",
+        embeddings_model_id="amazon.titan-embed-text-v2:0",
+    )
+    outcome = pre_traffic_smoke(settings, time.monotonic() + 120)
+    assert outcome.details["cases"] == 5 and outcome.details["version"] == "8"
+    assert set(world["lambda"].calls) == {("support-service", "8")}

@@ -1,0 +1,224 @@
+"""Notifier core: idempotency store (moto DynamoDB), event parsing, composition details, gate event detail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from evalgate.models import MetricValue
+from evalgate.notify import (
+    EventBridgeEvent,
+    IdempotencyStore,
+    Lookup,
+    NotifyEventError,
+    _alarm_names_from,
+    compose,
+    gate_event_detail,
+    notify,
+    parse_event,
+    sns_subject,
+)
+from evalgate.results import Aggregate, CaseResult, RunResult, Verdict
+
+
+@pytest.fixture
+def table() -> Any:
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="idem",
+            BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        )
+        yield ddb
+
+
+def test_claim_is_exclusive_until_released_or_expired(table: Any) -> None:
+    now = [1_000_000.0]
+    store = IdempotencyStore(table, "idem", in_progress_s=300, clock=lambda: now[0])
+    assert store.claim("evt-1") is True
+    assert store.claim("evt-1") is False  # in progress elsewhere
+    store.release("evt-1")
+    assert store.claim("evt-1") is True
+    now[0] += 301
+    assert store.claim("evt-1") is True  # the earlier attempt died mid-way: take it over
+    store.complete("evt-1", "sent m-1")
+    now[0] += 10_000
+    assert store.claim("evt-1") is False  # completed: never again
+    assert store.claim("evt-2") is True
+
+
+def test_claim_propagates_other_errors() -> None:
+    with mock_aws():
+        store = IdempotencyStore(boto3.client("dynamodb", region_name="us-east-1"), "no-such-table")
+        with pytest.raises(Exception, match=r"ResourceNotFound|not found|Requested resource"):
+            store.claim("evt-1")
+
+
+class NoLookups(Lookup):
+    def __init__(self) -> None:
+        super().__init__(client=self._refuse)
+
+    @staticmethod
+    def _refuse(service: str) -> Any:
+        raise AssertionError(f"no AWS lookup expected ({service})")
+
+
+class Sns:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def publish(self, **kw: Any) -> dict[str, str]:
+        self.sent.append(kw)
+        return {"MessageId": f"m-{len(self.sent)}"}
+
+
+def event(source: str, detail_type: str, detail: dict[str, Any], eid: str = "e-1") -> dict[str, Any]:
+    return {
+        "id": eid,
+        "source": source,
+        "detail-type": detail_type,
+        "time": "2026-11-23T00:00:00Z",
+        "region": "eu-west-1",
+        "account": "1",
+        "resources": [],
+        "detail": detail,
+    }
+
+
+def test_unrelated_events_are_ignored_once(table: Any) -> None:
+    sns = Sns()
+    store = IdempotencyStore(table, "idem")
+    ev = event("aws.ec2", "EC2 Instance State-change Notification", {"state": "running"})
+    assert notify(ev, lookup=NoLookups(), sns=sns, topic_arn="t", store=store, default_region="x").status == "ignored"
+    assert notify(ev, lookup=NoLookups(), sns=sns, topic_arn="t", store=store, default_region="x").status == "duplicate"
+    assert sns.sent == []
+
+
+def test_gate_review_without_lookups_and_subject_rules(table: Any) -> None:
+    sns = Sns()
+    detail = {
+        "verdict": "REVIEW",
+        "run_id": "r1",
+        "tier": "full",
+        "candidate": {"name": "bedrock:" + "x" * 120, "model_id": "m", "prompt_id": "support/v9"},
+        "reasons": ["diversity collapsed — distinct-2 fell 40%"],
+    }
+    res = notify(
+        event("evalgate", "EvalGate Verdict", detail),
+        lookup=NoLookups(),
+        sns=sns,
+        topic_arn="arn:t",
+        store=IdempotencyStore(table, "idem"),
+        default_region="x",
+    )
+    assert res.status == "sent"
+    subject = sns.sent[0]["Subject"]
+    assert len(subject) <= 100 and subject.isascii() and subject.endswith("...")
+    body = sns.sent[0]["Message"]
+    assert "diversity collapsed — distinct-2 fell 40%" in body  # the body keeps Unicode
+    assert "Prompt     support/v9" in body
+
+
+def test_sns_subject_is_printable_ascii_one_line() -> None:
+    assert sns_subject("a\nb\tc — d") == "a b c ? d"
+    assert len(sns_subject("x" * 300)) == 100
+
+
+@pytest.mark.parametrize(
+    ("message", "names"),
+    [
+        ("... have been stopped. Activated alarms: <support-v7-quality>", ["support-v7-quality"]),
+        ("Activated alarms: a-1, b-2", ["a-1", "b-2"]),
+        ("The deployment failed.", []),
+    ],
+)
+def test_alarm_names_from_codedeploy_messages(message: str, names: list[str]) -> None:
+    assert _alarm_names_from(message) == names
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        None,
+        3,
+        [],
+        {"id": "", "source": "s", "detail-type": "d", "detail": {}},
+        {"id": "x", "source": "s", "detail": {}},
+    ],
+)
+def test_parse_event_rejects_non_eventbridge_shapes(bad: Any) -> None:
+    with pytest.raises(NotifyEventError):
+        parse_event(bad)
+
+
+def test_compose_uses_the_event_region_for_links() -> None:
+    ev = EventBridgeEvent.model_validate(
+        event("evalgate", "EvalGate Verdict", {"verdict": "REVIEW", "pipeline": "p", "execution_id": "e"})
+    )
+    email = compose(ev, NoLookups(), "us-east-1")
+    assert email is not None
+    assert (
+        "https://eu-west-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/p/executions/e/timeline"
+        "?region=eu-west-1" in email.body
+    )
+
+
+def test_gate_event_detail_from_a_run_result() -> None:
+    bad = CaseResult(
+        id="c-1",
+        suite="regression",
+        category="returns",
+        expected="answer",
+        status="fail",
+        question="How long?",
+        output="45 days",
+        failures=["similarity 0.40 < 0.82"],
+        metrics={"similarity": MetricValue(name="similarity", value=0.4)},
+    )
+    ok = CaseResult(
+        id="c-2",
+        suite="regression",
+        category="returns",
+        expected="answer",
+        status="pass",
+        metrics={"similarity": MetricValue(name="similarity", value=0.9)},
+    )
+    result = RunResult(
+        run_id="abc",
+        started_at="t0",
+        finished_at="t1",
+        tool_version="0.1.0",
+        tier="full",
+        suites=["regression"],
+        candidate={"name": "bedrock:m", "model_id": "m", "prompt_id": "support/v1", "params": {"x": 1}},
+        cases=[ok, bad],
+        aggregates=[
+            Aggregate(
+                metric="similarity",
+                suite="regression",
+                n=2,
+                value=0.65,
+                threshold=0.82,
+                direction="min",
+                status="borderline",
+            ),
+            Aggregate(metric="relevance", suite="regression", n=2, value=0.95, status="pass"),
+        ],
+        verdict=Verdict(verdict="REVIEW", exit_code=3, reasons=["similarity borderline"]),
+    )
+    d = gate_event_detail(result, report_url="https://r", pipeline="p", execution_id="e")
+    assert d["verdict"] == "REVIEW" and d["candidate"] == {
+        "name": "bedrock:m",
+        "model_id": "m",
+        "prompt_id": "support/v1",
+    }
+    assert [a["metric"] for a in d["aggregates"]] == ["similarity"]
+    assert d["worst"] == [
+        {"id": "c-1", "question": "How long?", "output": "45 days", "failures": ["similarity 0.40 < 0.82"]}
+    ]
+    assert EventBridgeEvent.model_validate(event("evalgate", "EvalGate Verdict", d)).detail["run_id"] == "abc"

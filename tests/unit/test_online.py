@@ -1,0 +1,176 @@
+"""Online judging core: capture parsing, per-version metric values, sampling that balances canary and baseline."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from evalgate import telemetry as tm
+from evalgate.judge import Judge
+from evalgate.online import (
+    AliasWeights,
+    BadCaptureRecord,
+    CaptureRecord,
+    SamplingPolicy,
+    judge_capture,
+    parse_capture,
+)
+from evalgate.retrieval import load_index
+from tests.unit.core_fakes import ScriptedJudgeModel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def record(version: str = "7", rid: str = "r-1", **kw: Any) -> CaptureRecord:
+    base = dict(
+        request_id=rid,
+        function_version=version,
+        model_id="m",
+        prompt_version="support/v1",
+        question="How long do refunds take?",
+        answer="Refunds are issued within 5 business days.",
+        knowledge_ids=["returns.refund-timing"],
+    )
+    base.update(kw)
+    return CaptureRecord(**base)
+
+
+def tool(score: float, claims: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "score": score,
+        "verdict": "pass" if score > 0.8 else "fail",
+        "reasons": "r",
+        "unsupported_claims": claims or [],
+    }
+
+
+@pytest.fixture(scope="module")
+def index() -> Any:
+    return load_index(ROOT / "golden" / "knowledge")[0]
+
+
+def test_parse_capture_rejects_unusable_messages() -> None:
+    assert parse_capture(json.dumps(record().model_dump())).request_id == "r-1"
+    for body, fragment in [("nope", "not JSON"), ("[1]", "JSON object"), ("{}", "request_id")]:
+        with pytest.raises(BadCaptureRecord, match=fragment):
+            parse_capture(body)
+
+
+def test_judged_record_metrics(index: Any) -> None:
+    seen: list[str] = []
+
+    def reply(user: str) -> Any:
+        seen.append(user)
+        from evalgate.providers.base import JudgeCall
+
+        return JudgeCall(tool_input=tool(0.6, ["issued within 5 days"]) if "faithfulness" in user else tool(1.0))
+
+    judge = Judge(ScriptedJudgeModel(reply))
+    out = judge_capture(record(), index, judge, canary_token="CANARY-x-1234")
+    assert out.judged and out.quality == pytest.approx(0.8) and out.hallucinated is True and not out.leaked
+    t = out.telemetry()
+    assert t.dimensions == tm.Dimensions("7", "m", "support/v1")
+    assert t.values == {
+        tm.JUDGED_COUNT: [1.0],
+        tm.UNSCORED: [0.0],
+        tm.INJECTION_LEAK: [0.0],
+        tm.QUALITY_SCORE: [0.8],
+        tm.HALLUCINATION: [1.0],
+    }
+    assert "[returns.refund-timing]" in seen[0]  # judged against the knowledge the model saw
+
+
+def test_unknown_knowledge_ids_fall_back_to_retrieval(index: Any) -> None:
+    seen: list[str] = []
+
+    def reply(user: str) -> Any:
+        from evalgate.providers.base import JudgeCall
+
+        seen.append(user)
+        return JudgeCall(tool_input=tool(1.0))
+
+    judge_capture(record(knowledge_ids=["gone.entry"]), index, Judge(ScriptedJudgeModel(reply)), canary_token=None)
+    assert "[returns.refund-timing]" in seen[0]
+
+
+def test_without_a_judge_the_answer_is_unscored(index: Any) -> None:
+    out = judge_capture(record(answer="Refunds take 99 days."), index, None, canary_token=None)
+    t = out.telemetry().values
+    assert t[tm.UNSCORED] == [1.0] and tm.QUALITY_SCORE not in t
+    assert t[tm.HALLUCINATION] == [1.0]  # the rule check still catches an ungrounded number
+
+
+def test_sampling_balances_the_arms() -> None:
+    policy = SamplingPolicy({"6": 0.9, "7": 0.1}, max_rate=1.0)
+    assert policy.probability("7") == 1.0
+    assert policy.probability("6") == pytest.approx(0.1 / 0.9)
+    judged = {
+        v: sum(policy.should_judge(record(v, f"{v}-{i}")) for i in range(n)) for v, n in (("6", 9000), ("7", 1000))
+    }
+    assert judged["7"] == 1000 and 850 < judged["6"] < 1150  # comparable judged counts
+    assert SamplingPolicy({"6": 1.0}, 0.5).probability("6") == 0.5  # no shift: the base rate
+    assert SamplingPolicy({"6": 0.9, "7": 0.1}, 0.5).probability("8") == 0.5  # unknown version: base rate
+
+
+def test_not_sampled_records_are_skipped(index: Any) -> None:
+    policy = SamplingPolicy({"6": 0.999, "7": 0.001})
+    skipped = [judge_capture(record("6", f"x{i}"), index, None, canary_token=None, policy=policy) for i in range(50)]
+    assert all(not r.judged and r.skipped == "not sampled" for r in skipped)
+    assert all(r.telemetry().values == {} for r in skipped)
+
+
+def _zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("app.py", "def handler(e, c):\n    return e\n")
+    return buf.getvalue()
+
+
+@mock_aws
+def test_alias_weights_from_the_routing_config() -> None:
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = iam.create_role(
+        RoleName="svc",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    lam = boto3.client("lambda", region_name="us-east-1")
+    lam.create_function(
+        FunctionName="support-service",
+        Runtime="python3.13",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": _zip()},
+        Publish=True,
+    )
+    lam.update_function_code(FunctionName="support-service", ZipFile=_zip() + b"", Publish=True)
+    versions = [v["Version"] for v in lam.list_versions_by_function(FunctionName="support-service")["Versions"]]
+    old, new = sorted(v for v in versions if v != "$LATEST")[:2]
+    lam.create_alias(
+        FunctionName="support-service",
+        Name="live",
+        FunctionVersion=old,
+        RoutingConfig={"AdditionalVersionWeights": {new: 0.1}},
+    )
+    clock = [0.0]
+    weights = AliasWeights(lam, "support-service", "live", ttl_s=30, clock=lambda: clock[0])
+    assert weights.get() == pytest.approx({old: 0.9, new: 0.1})
+    lam.update_alias(FunctionName="support-service", Name="live", FunctionVersion=new, RoutingConfig={})
+    assert weights.get() == pytest.approx({old: 0.9, new: 0.1})  # cached
+    clock[0] = 31.0
+    assert weights.get() == {new: 1.0}
+    missing = AliasWeights(lam, "no-such-function", "live")
+    assert missing.get() == {}  # unreadable: every arm at the same rate
