@@ -173,6 +173,20 @@ def bench_decisions(trials: int, n: int, seed: int = 11) -> dict[str, object]:
             ab += _simulated_run(observe(q * 0.9), cfg, base).verdict.verdict != "PASS"
         out[label] = {"true_mean": round(a / (a + b), 3), "threshold": threshold,
                       "aa_false_block_rate": round(aa / trials, 3), "ab_block_rate_10pct": round(ab / trials, 3)}
+    # Harder reading of "a 10% regression": 10% of the cases break (their score halves), the rest are unchanged.
+    cfg = config.model_copy(deep=True)
+    cfg.thresholds.faithfulness = None
+    blocked = 0
+    for _ in range(trials):
+        q = rng.beta(40, 1.5, size=n)
+        base = _simulated_run(np.clip(q + rng.normal(0, 0.05, size=n), 0, 1), cfg, None)
+        broken = q.copy()
+        idx = rng.choice(n, size=n // 10, replace=False)
+        broken[idx] *= 0.5
+        cand = _simulated_run(np.clip(broken + rng.normal(0, 0.05, size=n), 0, 1), cfg, base)
+        blocked += cand.verdict.verdict != "PASS"
+    out["ten_percent_of_cases_break"] = {"threshold": None, "block_rate": round(blocked / trials, 3),
+                                         "mean_drop": "about 0.048 (10% of cases x half of ~0.96)"}
     return out
 
 
