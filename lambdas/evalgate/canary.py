@@ -348,6 +348,13 @@ class CloudWatchSamples:
         self.namespace = namespace or tm.namespace()
         self.period_s = period_s
 
+    def alarm_state(self, alarm_name: str) -> str:
+        """OK, ALARM, INSUFFICIENT_DATA, or MISSING when no such alarm exists."""
+        alarms = self.client.describe_alarms(AlarmNames=[alarm_name], AlarmTypes=["MetricAlarm"]).get(
+            "MetricAlarms", []
+        )
+        return str(alarms[0]["StateValue"]) if alarms else "MISSING"
+
     def fetch(self, version: str, start: datetime, end: datetime) -> ArmSamples:
         queries = [
             {

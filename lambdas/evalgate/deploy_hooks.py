@@ -338,6 +338,7 @@ class CanarySettings:
     namespace: str | None = None
     bake_minutes: int = 15
     min_samples: int = 30
+    min_samples_alarm: str | None = None  # the JudgedCount alarm (missing data = breaching); must be OK to promote
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CanarySettings:
@@ -358,6 +359,7 @@ class CanarySettings:
             namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or None,
             bake_minutes=num("BAKE_MINUTES", 15),
             min_samples=num("MIN_SAMPLES", 30),
+            min_samples_alarm=env.get("MIN_SAMPLES_ALARM") or None,
         )
 
 
@@ -386,6 +388,17 @@ def canary_analysis(
         )
     if target == baseline:
         raise InputError.single("environment", None, f"target and baseline are the same version ({target})")
+    if settings.min_samples_alarm:
+        # Kept out of CodeDeploy's alarm list (a new version has no data yet, so it starts in ALARM); enforced
+        # here, at promotion time: a canary that nobody judged never promotes.
+        state = fetcher.alarm_state(settings.min_samples_alarm)
+        if state != "OK":
+            return HookOutcome(
+                "Failed",
+                f"canary failed: minimum-sample alarm {settings.min_samples_alarm} is {state} "
+                f"(fewer than {settings.min_samples} judged answers for version {target}); fail closed",
+                {"min_samples_alarm": settings.min_samples_alarm, "state": state},
+            )
     end = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
     start = end - timedelta(minutes=settings.bake_minutes)
     base_arm = fetcher.fetch(baseline, start, end)

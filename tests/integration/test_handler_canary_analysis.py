@@ -234,3 +234,36 @@ def test_invalid_bake_minutes_fails_closed(world: dict[str, Any], monkeypatch: p
     out = world["h"].handler(event(), Ctx())
     stub.assert_no_pending_responses()
     assert out["status"] == "Failed" and "BAKE_MINUTES" in out["reason"]
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"), [("ALARM", "Failed"), ("INSUFFICIENT_DATA", "Failed"), ("OK", "Succeeded")]
+)
+def test_min_sample_alarm_must_be_ok_to_promote(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, state: str, expected: str
+) -> None:
+    cw = world["cw"]
+    cw.put_metric_alarm(
+        AlarmName="evalgate-judged-count-low",
+        Namespace="EvalGate/Service",
+        MetricName="JudgedCount",
+        Dimensions=[{"Name": "FunctionVersion", "Value": "7"}],
+        Statistic="Sum",
+        Period=300,
+        EvaluationPeriods=1,
+        Threshold=30,
+        ComparisonOperator="LessThanThreshold",
+        TreatMissingData="breaching",
+    )
+    monkeypatch.setenv("MIN_SAMPLES_ALARM", "evalgate-judged-count-low")
+    put_arm(cw, "6", quality=0.86, hall_rate=0.02, latency=900, error_rate=0.005, seed=1)
+    put_arm(cw, "7", quality=0.87, hall_rate=0.02, latency=880, error_rate=0.005, seed=2)
+    # moto does not evaluate alarms the way CloudWatch does: set the state the real alarm would be in
+    cw.set_alarm_state(AlarmName="evalgate-judged-count-low", StateValue=state, StateReason="test")
+    reporter, stub = codedeploy(expected)
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(event(), Ctx())
+    assert out["status"] == expected, out
+    stub.assert_no_pending_responses()
+    if expected == "Failed":
+        assert f"minimum-sample alarm evalgate-judged-count-low is {state}" in out["reason"]

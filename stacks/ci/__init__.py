@@ -1,0 +1,1 @@
+"""Scripts the pipeline runs inside CodeBuild (standard library + boto3 only)."""

@@ -1,0 +1,427 @@
+"""The pipeline's quality gate, run inside CodeBuild: ``python3 stacks/ci/gate_step.py run|promote``.
+
+``run`` (the EvalGate action, in the same pipeline stage as the manual approval ``Approve`` and started with it):
+
+1. tier: ``release`` when the commit is a release candidate (a tag matching ``RELEASE_TAG_PATTERN`` points at
+   HEAD, or the branch matches ``RELEASE_BRANCH_PATTERN``), else ``auto`` (evalgate picks from the git diff
+   against the last approved commit, passed as ``EVALGATE_BASE_COMMIT``; ``full`` if this evalgate has no
+   ``auto`` tier yet);
+2. downloads the last approved ``results.json`` (``s3://$EVAL_BUCKET/baselines/approved/results.json``) as the
+   baseline; the SQLite evaluation cache is synced with ``--cache-s3`` (``cache/evalgate-cache.sqlite``);
+3. runs ``python -m evalgate run ... --out out/eval`` and uploads ``out/eval/*`` (report.html, summary.md,
+   results.json, junit.xml) to ``s3://$EVAL_BUCKET/runs/<pipeline execution id>/``; publishes the run's cost as
+   ``EvalGate/Pipeline EvalCostUSD``;
+4. acts on the exit code:
+
+   ===========  ==============================================================================================
+   0 PASS       approves the waiting manual approval (PutApprovalResult) and succeeds; hallucinations the run
+                still found are published to SNS for someone to look at
+   3 REVIEW     sends an ``evalgate`` / ``EvalGate Verdict`` event to EventBridge (the notifier turns it into
+                the review email: reasons, failing aggregates, worst cases, report and approval links; if the
+                event cannot be built or sent, the summary goes to SNS directly) and succeeds; the manual
+                approval keeps waiting (its review link opens this run's reports) until a human decides
+   1 FAIL,      rejects the manual approval (so the stage ends at once) and exits with the same code, failing
+   2, 4 ERROR   the action
+   ===========  ==============================================================================================
+
+``promote`` (after the approval): copies this run's ``results.json`` to ``baselines/approved/`` with the commit,
+so the next run compares against the last *approved* change, never a rejected one.
+
+Only the standard library and boto3 (both present in CodeBuild after ``pip install -r requirements.txt``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PASS, FAIL, USAGE, REVIEW, ERROR = 0, 1, 2, 3, 4
+VERDICTS = {PASS: "PASS", FAIL: "FAIL", USAGE: "USAGE ERROR", REVIEW: "REVIEW", ERROR: "ERROR"}
+OUT_DIR = Path("out/eval")
+BASELINE_KEY = "baselines/approved/results.json"
+BASELINE_COMMIT_KEY = "baselines/approved/commit.txt"
+CACHE_KEY = "cache/evalgate-cache.sqlite"
+REPORT_FILES = ("report.html", "summary.md", "results.json", "junit.xml")
+CONTENT_TYPES = {".html": "text/html", ".md": "text/markdown", ".json": "application/json", ".xml": "application/xml"}
+SNS_SUBJECT_MAX = 100
+SNS_MESSAGE_MAX = 200_000
+APPROVAL_SUMMARY_MAX = 512
+GATE_EVENT_SOURCE = "evalgate"  # evalgate.notify.GATE_SOURCE
+GATE_EVENT_DETAIL_TYPE = "EvalGate Verdict"  # evalgate.notify.GATE_DETAIL
+
+
+# --------------------------------------------------------------------------------------------- pure decisions
+
+
+def is_release_candidate(branch: str | None, tags: list[str], tag_pattern: str, branch_pattern: str) -> bool:
+    """A tag matching ``tag_pattern`` on HEAD, or a branch matching ``branch_pattern``."""
+    if any(fnmatch.fnmatchcase(t, tag_pattern) for t in tags if t):
+        return True
+    return bool(branch) and fnmatch.fnmatchcase(branch or "", branch_pattern)
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: str
+    approval: str | None  # "Approved" / "Rejected" / None (leave waiting)
+    notify: bool
+    exit_code: int
+
+
+def decide(exit_code: int) -> Decision:
+    if exit_code == PASS:
+        return Decision("PASS", "Approved", notify=False, exit_code=0)
+    if exit_code == REVIEW:
+        return Decision("REVIEW", None, notify=True, exit_code=0)
+    verdict = VERDICTS.get(exit_code, f"ERROR (exit {exit_code})")
+    return Decision(verdict, "Rejected", notify=False, exit_code=exit_code if exit_code else ERROR)
+
+
+def hallucinations(results: dict[str, Any]) -> list[dict[str, Any]]:
+    items = results.get("hallucinations")
+    return [h for h in items if isinstance(h, dict)] if isinstance(items, list) else []
+
+
+def run_cost(results: dict[str, Any]) -> float | None:
+    usage = results.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("cost_usd"), int | float):
+        return float(usage["cost_usd"])
+    return None
+
+
+# --------------------------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class GateEnv:
+    bucket: str
+    topic_arn: str
+    pipeline: str
+    stage: str
+    approval_action: str
+    execution_id: str
+    region: str
+    branch: str = ""
+    commit: str = ""
+    tag_pattern: str = "v*"
+    branch_pattern: str = "release/*"
+    golden: str = "golden"
+    config: str = "golden/gate.toml"
+    generator: str = ""
+    prompt: str = ""
+    judge: str = ""
+    max_cost: str = ""
+    namespace: str = "EvalGate/Pipeline"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_environ(cls, env: dict[str, str] | None = None) -> GateEnv:
+        e = dict(os.environ if env is None else env)
+
+        def need(name: str) -> str:
+            value = e.get(name, "").strip()
+            if not value:
+                raise SystemExit(f"gate_step: environment variable {name} is required")
+            return value
+
+        return cls(
+            bucket=need("EVAL_BUCKET"),
+            topic_arn=need("TOPIC_ARN"),
+            pipeline=need("PIPELINE_NAME"),
+            stage=need("GATE_STAGE"),
+            approval_action=need("APPROVAL_ACTION"),
+            execution_id=need("PIPELINE_EXECUTION_ID"),
+            region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1",
+            branch=e.get("SOURCE_BRANCH", ""),
+            commit=e.get("SOURCE_COMMIT", "") or e.get("CODEBUILD_RESOLVED_SOURCE_VERSION", ""),
+            tag_pattern=e.get("RELEASE_TAG_PATTERN", "v*"),
+            branch_pattern=e.get("RELEASE_BRANCH_PATTERN", "release/*"),
+            golden=e.get("GOLDEN_DIR", "golden"),
+            config=e.get("THRESHOLDS_FILE", "golden/gate.toml"),
+            generator=e.get("GENERATOR_MODEL_ID", ""),
+            prompt=e.get("PROMPT_ID", ""),
+            judge=e.get("JUDGE_MODEL_ID", ""),
+            max_cost=e.get("MAX_RUN_COST_USD", ""),
+            namespace=e.get("METRICS_NAMESPACE", "EvalGate/Pipeline"),
+        )
+
+    @property
+    def run_prefix(self) -> str:
+        return f"runs/{self.execution_id}/"
+
+    def console(self, path: str) -> str:
+        return f"https://{self.region}.console.aws.amazon.com/{path}"
+
+    def report_link(self) -> str:
+        return self.console(f"s3/object/{self.bucket}?region={self.region}&prefix={self.run_prefix}report.html")
+
+    def runs_link(self) -> str:
+        return self.console(f"s3/buckets/{self.bucket}?region={self.region}&prefix={self.run_prefix}")
+
+    def approval_link(self) -> str:
+        return self.console(f"codesuite/codepipeline/pipelines/{self.pipeline}/view?region={self.region}")
+
+
+# --------------------------------------------------------------------------------------------- AWS side effects
+
+
+class Gate:
+    def __init__(self, cfg: GateEnv, s3: Any, sns: Any, codepipeline: Any, cloudwatch: Any,
+                 runner: Any = subprocess.run, sleep: Any = time.sleep, out_dir: Path = OUT_DIR,
+                 events: Any = None) -> None:
+        self.cfg = cfg
+        self.events = events
+        self.s3 = s3
+        self.sns = sns
+        self.codepipeline = codepipeline
+        self.cloudwatch = cloudwatch
+        self.runner = runner
+        self.sleep = sleep
+        self.out_dir = out_dir
+        self._help: str | None = None
+
+    # -- inputs
+
+    def git_tags(self) -> list[str]:
+        try:
+            result = self.runner(["git", "tag", "--points-at", "HEAD"], capture_output=True, text=True, check=False)
+        except OSError:
+            return []
+        return [t.strip() for t in (result.stdout or "").splitlines() if t.strip()] if result.returncode == 0 else []
+
+    def tier(self) -> str:
+        """``release`` for release candidates, else ``auto`` (``full`` with an evalgate that has no ``auto`` tier)."""
+        if is_release_candidate(self.cfg.branch, self.git_tags(), self.cfg.tag_pattern, self.cfg.branch_pattern):
+            return "release"
+        return "auto" if self.supports("auto") else "full"
+
+    def _get(self, key: str) -> bytes | None:
+        try:
+            body: bytes = self.s3.get_object(Bucket=self.cfg.bucket, Key=key)["Body"].read()
+            return body
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        except Exception as exc:  # AccessDenied on a missing key without ListBucket, first run, ...
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+            if code in {"NoSuchKey", "404", "AccessDenied"}:
+                return None
+            raise
+
+    def fetch_baseline(self, dest: Path) -> tuple[Path | None, str]:
+        body = self._get(BASELINE_KEY)
+        commit = (self._get(BASELINE_COMMIT_KEY) or b"").decode().strip()
+        if body is None:
+            return None, commit
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(body)
+        return dest, commit
+
+    def supports(self, word: str) -> bool:
+        """Whether ``evalgate run --help`` mentions an optional flag or tier (the CLI grows across releases)."""
+        if self._help is None:
+            result = self.runner([sys.executable, "-m", "evalgate", "run", "--help"], capture_output=True,
+                                 text=True, check=False, env=self._env())
+            self._help = result.stdout or ""
+        return word in self._help
+
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in ["lambdas", env.get("PYTHONPATH", "")] if p)
+        env.update(extra or {})
+        return env
+
+    def command(self, tier: str, baseline: Path | None) -> list[str]:
+        c = self.cfg
+        cmd = [sys.executable, "-m", "evalgate", "run", "--tier", tier, "--golden", c.golden, "--config", c.config,
+               "--candidate", "bedrock", "--out", str(self.out_dir), "--embedder", "titan", "--no-progress",
+               "--cache-s3", f"s3://{c.bucket}/{CACHE_KEY}"]
+        if c.generator:
+            cmd += ["--model", c.generator]
+        if c.prompt:
+            cmd += ["--prompt", c.prompt]
+        if baseline is not None:
+            cmd += ["--baseline", str(baseline)]
+        if c.max_cost and self.supports("--max-cost"):
+            cmd += ["--max-cost", c.max_cost]
+        return cmd
+
+    # -- outputs
+
+    def upload_reports(self) -> list[str]:
+        uploaded = []
+        for name in REPORT_FILES:
+            path = self.out_dir / name
+            if path.is_file():
+                key = f"{self.cfg.run_prefix}{name}"
+                self.s3.put_object(Bucket=self.cfg.bucket, Key=key, Body=path.read_bytes(),
+                                   ContentType=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+                uploaded.append(key)
+        return uploaded
+
+    def read_results(self) -> dict[str, Any]:
+        path = self.out_dir / "results.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def summary(self) -> str:
+        try:
+            return (self.out_dir / "summary.md").read_text(encoding="utf-8")
+        except OSError:
+            return "(no summary.md was written)"
+
+    def publish(self, subject: str, body: str) -> None:
+        self.sns.publish(TopicArn=self.cfg.topic_arn, Subject=subject[:SNS_SUBJECT_MAX], Message=body[:SNS_MESSAGE_MAX])
+
+    def review_event(self, results: dict[str, Any]) -> dict[str, Any] | None:
+        """The notifier's ``EvalGate Verdict`` detail (``evalgate.notify.gate_event_detail``), or None."""
+        try:
+            from evalgate.notify import gate_event_detail
+            from evalgate.results import RunResult
+
+            run = RunResult.model_validate(results)
+            detail: dict[str, Any] = gate_event_detail(run, report_url=self.cfg.report_link(),
+                                                       pipeline=self.cfg.pipeline,
+                                                       execution_id=self.cfg.execution_id)
+            return detail
+        except Exception as exc:  # an older/newer results.json, evalgate not importable: fall back to SNS
+            print(f"gate_step: cannot build the review event ({type(exc).__name__}: {exc}); emailing directly")
+            return None
+
+    def send_review(self, results: dict[str, Any], fallback_subject: str, fallback_body: str) -> str:
+        detail = self.review_event(results) if self.events is not None else None
+        if detail is not None:
+            try:
+                sent = self.events.put_events(Entries=[{
+                    "Source": GATE_EVENT_SOURCE, "DetailType": GATE_EVENT_DETAIL_TYPE, "Detail": json.dumps(detail),
+                }])
+                if not sent.get("FailedEntryCount"):
+                    return "event"
+                print(f"gate_step: EventBridge refused the review event: {sent.get('Entries')}")
+            except Exception as exc:
+                print(f"gate_step: PutEvents failed ({type(exc).__name__}: {exc}); emailing directly")
+        self.publish(fallback_subject, fallback_body)
+        return "sns"
+
+    def put_cost(self, cost: float | None) -> None:
+        if cost is None:
+            return
+        self.cloudwatch.put_metric_data(Namespace=self.cfg.namespace, MetricData=[{
+            "MetricName": "EvalCostUSD", "Value": cost, "Unit": "None",
+            "Dimensions": [{"Name": "Pipeline", "Value": self.cfg.pipeline}],
+        }])
+
+    def approval_token(self, attempts: int = 40, delay: float = 3.0) -> str | None:
+        """The token of this stage's manual approval once CodePipeline has started it (same run order)."""
+        for _ in range(attempts):
+            state = self.codepipeline.get_pipeline_state(name=self.cfg.pipeline)
+            for stage in state.get("stageStates", []):
+                if stage.get("stageName") != self.cfg.stage:
+                    continue
+                for action in stage.get("actionStates", []):
+                    latest = action.get("latestExecution", {})
+                    if action.get("actionName") == self.cfg.approval_action and latest.get("status") == "InProgress":
+                        token = latest.get("token")
+                        if token:
+                            return str(token)
+            self.sleep(delay)
+        return None
+
+    def resolve_approval(self, status: str, summary: str) -> bool:
+        token = self.approval_token()
+        if token is None:
+            print(f"gate_step: approval {self.cfg.stage}/{self.cfg.approval_action} is not waiting; nothing to resolve")
+            return False
+        self.codepipeline.put_approval_result(
+            pipelineName=self.cfg.pipeline, stageName=self.cfg.stage, actionName=self.cfg.approval_action,
+            result={"summary": summary[:APPROVAL_SUMMARY_MAX], "status": status}, token=token,
+        )
+        return True
+
+    # -- commands
+
+    def run(self) -> int:
+        """Never leave the approval waiting on a crash: an unexpected error rejects it, then fails the action."""
+        try:
+            return self._run()
+        except Exception as exc:
+            try:
+                self.resolve_approval("Rejected", f"evalgate gate step crashed: {type(exc).__name__}: {exc}")
+            finally:
+                print(f"gate_step: crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return ERROR
+
+    def _run(self) -> int:
+        c = self.cfg
+        tier = self.tier()
+        baseline, base_commit = self.fetch_baseline(Path(".evalgate") / "baseline.json")
+        extra = {"EVALGATE_BASE_COMMIT": base_commit} if base_commit else {}
+        cmd = self.command(tier, baseline)
+        print("gate_step:", " ".join(cmd), flush=True)
+        code = self.runner(cmd, check=False, env=self._env(extra)).returncode
+        decision = decide(code)
+        self.upload_reports()
+        results = self.read_results()
+        self.put_cost(run_cost(results))
+        links = (f"Report: {c.report_link()}\nAll files: {c.runs_link()}\n"
+                 f"Pipeline / approval: {c.approval_link()}\n")
+        head = f"{c.pipeline} @ {c.commit[:12] or 'unknown commit'} (tier {tier}, execution {c.execution_id})"
+        if decision.notify:
+            self.send_review(results, f"[EvalGate] REVIEW needed: {c.pipeline}",
+                             f"The quality gate needs a human decision for {head}.\nApprove or reject the "
+                             f"'{c.approval_action}' action in stage '{c.stage}'.\n\n{links}\n{self.summary()}")
+        found = hallucinations(results)
+        if decision.verdict == "PASS" and found:
+            lines = "\n".join(
+                f"- {h.get('case_id', '?')} ({h.get('suite', '?')}): {'; '.join(map(str, h.get('claims') or []))[:300]}"
+                for h in found[:20]
+            )
+            self.publish(f"[EvalGate] PASS with {len(found)} hallucination(s): {c.pipeline}",
+                         f"The gate passed {head}, but the judge flagged unsupported claims. Please review:\n"
+                         f"{lines}\n\n{links}")
+        if decision.approval is not None:
+            self.resolve_approval(decision.approval,
+                                  f"evalgate {decision.verdict} (exit {code}), tier {tier}. Report: {c.report_link()}")
+        print(f"gate_step: verdict {decision.verdict} (evalgate exit {code}); reports under "
+              f"s3://{c.bucket}/{c.run_prefix}", flush=True)
+        return decision.exit_code
+
+    def promote(self) -> int:
+        c = self.cfg
+        key = f"{c.run_prefix}results.json"
+        body = self._get(key)
+        if body is None:
+            print(f"gate_step: s3://{c.bucket}/{key} not found; nothing to promote", file=sys.stderr)
+            return ERROR
+        self.s3.put_object(Bucket=c.bucket, Key=BASELINE_KEY, Body=body, ContentType="application/json")
+        self.s3.put_object(Bucket=c.bucket, Key=BASELINE_COMMIT_KEY, Body=(c.commit or "").encode(),
+                           ContentType="text/plain")
+        print(f"gate_step: promoted {key} (commit {c.commit or 'unknown'}) to the approved baseline")
+        return PASS
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] not in {"run", "promote"}:
+        print("usage: gate_step.py run|promote", file=sys.stderr)
+        return USAGE
+    import boto3
+
+    cfg = GateEnv.from_environ()
+    session = boto3.session.Session(region_name=cfg.region)
+    gate = Gate(cfg, session.client("s3"), session.client("sns"), session.client("codepipeline"),
+                session.client("cloudwatch"), events=session.client("events"))
+    return gate.run() if args[0] == "run" else gate.promote()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""One construct per capability; each takes typed props (a frozen dataclass) and exposes what others wire to."""

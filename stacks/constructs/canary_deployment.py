@@ -1,0 +1,142 @@
+"""CodeDeploy traffic shifting on the ``live`` alias, with both lifecycle hooks and alarm rollback.
+
+* ``canary`` mode: custom ``LambdaDeploymentConfig`` = time-based canary (``canaryPercent`` of the traffic for
+  ``canaryIntervalMinutes``, then 100 %);  ``all-at-once`` mode: ``LambdaAllAtOnce`` (blue/green style).
+* BeforeAllowTraffic: ``handlers.pre_traffic_hook`` runs the golden smoke subset against the NEW version only.
+* AfterAllowTraffic: ``handlers.canary_analysis`` compares canary vs baseline (the AppSpec's CurrentVersion) on
+  the bake window's per-version metrics and fails closed below ``MIN_SAMPLES`` judged answers, the same number
+  as the minimum-sample alarm (``MIN_SAMPLES_ALARM``, readable by the hook).
+* Rollback alarms on the new version; auto-rollback on failed deployment, stopped deployment and alarm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from ..nag import acknowledge, nag_text
+from ..settings import DeploymentMode
+from .bedrock_access import grant_models
+from .lambda_bundle import FunctionSpec, LambdaBundle
+
+PRE_HOOK_TIMEOUT = Duration.minutes(10)
+POST_HOOK_TIMEOUT = Duration.minutes(15)
+
+
+@dataclass(frozen=True)
+class CanaryDeploymentProps:
+    bundle: LambdaBundle
+    project: str
+    stage: str
+    mode: DeploymentMode
+    canary_percent: int
+    canary_interval_minutes: int
+    function: lambda_.Function
+    version: lambda_.IVersion
+    alias: lambda_.Alias
+    rollback_alarms: list[cw.IAlarm]
+    min_samples_alarm: cw.IAlarm
+    min_judged_samples: int
+    judge_model_id: str
+    embeddings_model_id: str
+    golden_dir: str
+
+
+def _managed_policy_arn(scope: Construct) -> str:
+    return f"arn:{Aws.PARTITION}:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited"
+
+
+class CanaryDeployment(Construct):
+    def __init__(self, scope: Construct, construct_id: str, props: CanaryDeploymentProps) -> None:
+        super().__init__(scope, construct_id)
+        self.application = codedeploy.LambdaApplication(
+            self, "Application", application_name=f"{props.project}-{props.stage.lower()}-service"
+        )
+        if props.mode == "canary":
+            self.config: codedeploy.ILambdaDeploymentConfig = codedeploy.LambdaDeploymentConfig(
+                self, "CanaryConfig",
+                traffic_routing=codedeploy.TimeBasedCanaryTrafficRouting(
+                    percentage=props.canary_percent,
+                    interval=Duration.minutes(props.canary_interval_minutes),
+                ),
+            )
+        else:
+            self.config = codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE
+
+        self.pre_hook = props.bundle.function(self, "PreTrafficHook", FunctionSpec(
+            handler="handlers.pre_traffic_hook.handler",
+            description=f"{props.project} {props.stage}: golden smoke set against the new version (BeforeAllowTraffic)",
+            environment={
+                "TARGET_FUNCTION_NAME": props.function.function_name,
+                "TARGET_VERSION": props.version.version,
+                "SMOKE_CASES": f"/var/task/{props.golden_dir}#smoke",
+                "EVALGATE_GOLDEN_DIR": f"/var/task/{props.golden_dir}",
+                "JUDGE_MODEL_ID": props.judge_model_id,
+                "EMBEDDINGS_MODEL_ID": props.embeddings_model_id,
+            },
+            timeout=PRE_HOOK_TIMEOUT,
+            memory_size=1024,
+            hook_code=True,
+        ))
+        self.pre_hook.add_to_role_policy(iam.PolicyStatement(
+            sid="InvokeNewVersionOnly", actions=["lambda:InvokeFunction"], resources=[props.version.function_arn],
+        ))
+        grant_models(self.pre_hook, self, [props.judge_model_id, props.embeddings_model_id], sid="Score")
+
+        self.post_hook = props.bundle.function(self, "CanaryAnalysisHook", FunctionSpec(
+            handler="handlers.canary_analysis.handler",
+            description=f"{props.project} {props.stage}: canary vs baseline statistics (AfterAllowTraffic)",
+            environment={
+                "TARGET_FUNCTION_NAME": props.function.function_name,
+                "TARGET_VERSION": props.version.version,
+                "BAKE_MINUTES": str(props.canary_interval_minutes),
+                "MIN_SAMPLES": str(props.min_judged_samples),
+                "MIN_SAMPLES_ALARM": props.min_samples_alarm.alarm_name,
+            },
+            timeout=POST_HOOK_TIMEOUT,
+            memory_size=512,
+            hook_code=True,
+        ))
+        self.post_hook.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadMinSampleAlarm", actions=["cloudwatch:DescribeAlarms"],
+            resources=[props.min_samples_alarm.alarm_arn],
+        ))
+        self.post_hook.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadVersionMetrics", actions=["cloudwatch:GetMetricData"], resources=["*"],
+        ))
+        acknowledge(self.post_hook.role, "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
+                    "cloudwatch:GetMetricData has no resource-level permissions (reads both versions' metrics).")
+
+        self.group = codedeploy.LambdaDeploymentGroup(
+            self, "Group",
+            application=self.application,
+            alias=props.alias,
+            deployment_config=self.config,
+            pre_hook=self.pre_hook,
+            post_hook=self.post_hook,
+            alarms=props.rollback_alarms,
+            auto_rollback=codedeploy.AutoRollbackConfig(
+                failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
+            ),
+        )
+        # the baseline version comes from the deployment's AppSpec (CurrentVersion)
+        self.post_hook.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadDeploymentAppSpec", actions=["codedeploy:GetDeployment"],
+            resources=[self.group.deployment_group_arn],
+        ))
+        acknowledge(
+            self.group, f"AwsSolutions-IAM4[Policy::{nag_text(self, _managed_policy_arn(self))}]",
+            "CodeDeploy's AWS-managed service-role policy for Lambda (UpdateAlias/GetAlias traffic shifting, "
+            "DescribeAlarms, hook invocation): the documented minimum for Lambda deployment groups.",
+        )
+        for hook in (self.pre_hook, self.post_hook):
+            acknowledge(
+                self.group, f"AwsSolutions-IAM5[Resource::{nag_text(self, hook.function_arn)}:*]",
+                "CDK grants CodeDeploy lambda:InvokeFunction on this lifecycle hook and its qualified versions.",
+            )

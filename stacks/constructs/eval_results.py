@@ -1,0 +1,110 @@
+"""Where evaluation evidence lives: the eval-results bucket, report groups, the evaluation-job role, spend alarm.
+
+``s3://<eval results>/``
+    ``runs/<pipeline execution id>/``  report.html, summary.md, results.json, junit.xml of every gate run
+    ``baselines/approved/``             results.json + commit.txt of the last APPROVED run (the next baseline)
+    ``cache/evalgate-cache.sqlite``      the evaluation cache (generations, judgements, embeddings)
+    ``bedrock-eval/``                    datasets and outputs of release-tier Bedrock evaluation jobs
+
+The bucket is versioned (an overwritten baseline can be restored), KMS-encrypted, SSL-only and access-logged.
+JUnit results go to CodeBuild report groups (Eval, LoadTest, SmokeEval). Evaluation spend is published per run
+(``EvalGate/Pipeline EvalCostUSD``) and alarmed against the daily share of the monthly budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from ..nag import acknowledge, nag_text
+from .bedrock_access import acknowledge_profile_regions, model_statements
+from .storage import BucketSpec, EncryptedStorage
+
+PIPELINE_NAMESPACE = "EvalGate/Pipeline"
+REPORT_GROUPS = ("Eval", "LoadTest", "SmokeEval")
+
+
+@dataclass(frozen=True)
+class EvalResultsProps:
+    project_name: str
+    pipeline_name: str
+    evaluation_job_models: list[str]  # models a release-tier Bedrock evaluation job may invoke
+    topic: sns.ITopic
+    monthly_budget_usd: float
+
+
+class EvalResults(Construct):
+    def __init__(self, scope: Construct, construct_id: str, props: EvalResultsProps) -> None:
+        super().__init__(scope, construct_id)
+        self.storage = EncryptedStorage(
+            self, "Storage", description=f"{props.project_name}: evaluation results and pipeline artifacts",
+            log_retention_days=365, removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.key = self.storage.key
+        self.bucket = self.storage.bucket("Bucket", BucketSpec(
+            purpose="evaluation reports, approved baselines and the evaluation cache",
+            versioned=True, noncurrent_days=90, expire_prefixes={"runs/": 365},
+        ))
+        self.artifacts = self.storage.bucket("Artifacts", BucketSpec(purpose="pipeline artifacts", expire_days=90))
+        self.report_groups = {
+            name: codebuild.ReportGroup(self, f"{name}Reports", type=codebuild.ReportGroupType.TEST,
+                                        removal_policy=RemovalPolicy.DESTROY)
+            for name in REPORT_GROUPS
+        }
+        self.evaluation_job_role = self._evaluation_job_role(props.evaluation_job_models)
+        self.spend_alarm = self._spend_alarm(props)
+
+    def _evaluation_job_role(self, models: list[str]) -> iam.Role:
+        """Service role for Bedrock Model Evaluation jobs (release tier): reads/writes bedrock-eval/ only."""
+        role = iam.Role(
+            self, "EvaluationJobRole",
+            assumed_by=iam.ServicePrincipal("bedrock.amazonaws.com", conditions={
+                "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+            }),
+            description="Bedrock evaluation jobs of the release tier (LLM-as-a-judge over bedrock-eval/)",
+        )
+        role.add_to_policy(iam.PolicyStatement(
+            sid="EvaluationData", actions=["s3:GetObject", "s3:PutObject"],
+            resources=[self.bucket.arn_for_objects("bedrock-eval/*")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="ListEvaluationData", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="EvaluationDataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn],
+        ))
+        for statement in model_statements(self, models, sid="EvaluationJob"):
+            role.add_to_policy(statement)
+        acknowledge(
+            role, f"AwsSolutions-IAM5[Resource::{nag_text(self, self.bucket.bucket_arn)}/bedrock-eval/*]",
+            "Evaluation jobs read their dataset and write outputs with job-generated names under bedrock-eval/.",
+        )
+        acknowledge_profile_regions(role, models)
+        return role
+
+    def _spend_alarm(self, props: EvalResultsProps) -> cw.Alarm:
+        daily = props.monthly_budget_usd / 30.0
+        alarm = cw.Alarm(
+            self, "SpendAlarm",
+            alarm_name=f"{props.project_name}-eval-spend-daily",
+            alarm_description=(
+                f"Evaluation spend today exceeded the daily share ({daily:.2f} USD) of the "
+                f"{props.monthly_budget_usd:g} USD monthly evaluation budget (monthlyEvalBudgetUsd)"
+            ),
+            metric=cw.Metric(namespace=PIPELINE_NAMESPACE, metric_name="EvalCostUSD",
+                             dimensions_map={"Pipeline": props.pipeline_name}, statistic="Sum",
+                             period=Duration.days(1)),
+            threshold=round(daily, 4),
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(props.topic))
+        return alarm

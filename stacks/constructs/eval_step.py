@@ -1,0 +1,276 @@
+"""Reusable pipeline steps (CodeBuildStep subclasses) that run ``evalgate`` in CodeBuild.
+
+* :class:`EvalGateStep`   - the quality gate (``stacks/ci/gate_step.py run``): golden regression + judge +
+  guardrail/injection suites vs the last approved baseline; JUnit into a report group; resolves the approval.
+* :class:`PromoteBaselineStep` - after the approval: this run's ``results.json`` becomes the next baseline.
+* :class:`LoadTestStep`   - ``evalgate load`` at 1.5x peak against a deployed endpoint (p95 SLO gate).
+* :class:`SmokeEvalStep`  - ``evalgate run --tier smoke`` against a deployed endpoint.
+
+Every step installs ``requirements.txt`` and the ``evalgate`` package from the source checkout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_cdk import Duration, Stack, pipelines
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from constructs import IConstruct
+
+from ..nag import acknowledge, nag_text
+from .bedrock_access import guardrail_statement, model_statements
+
+INSTALL = [
+    "python3 -m pip install --quiet --upgrade pip",
+    "python3 -m pip install --quiet -r requirements.txt",
+    "python3 -m pip install --quiet --no-deps -e .",  # the `evalgate` command (package under lambdas/)
+]
+EVAL_OUT = "out/eval"
+GATE_SCRIPT = "stacks/ci/gate_step.py"
+GATE_EVENT_SOURCE = "evalgate"
+GATE_EVENT_DETAIL_TYPE = "EvalGate Verdict"
+
+
+def junit_reports(report_group_arn: str, base_directory: str, files: list[str] | None = None) -> dict[str, Any]:
+    """The ``reports`` section of a buildspec: JUnit XML into an explicit CodeBuild report group."""
+    return {
+        report_group_arn: {
+            "files": files or ["junit.xml"],
+            "base-directory": base_directory,
+            "file-format": "JUNITXML",
+            "discard-paths": "yes",
+        }
+    }
+
+
+def report_group_statement(report_group_arn: str) -> iam.PolicyStatement:
+    return iam.PolicyStatement(
+        sid="WriteTestReports",
+        actions=["codebuild:CreateReport", "codebuild:UpdateReport", "codebuild:BatchPutTestCases"],
+        resources=[report_group_arn],
+    )
+
+
+def _python_runtime() -> dict[str, Any]:
+    return {"phases": {"install": {"runtime-versions": {"python": "3.12"}}}}
+
+
+@dataclass(frozen=True)
+class EvalGateProps:
+    input: pipelines.IFileSetProducer
+    report_group_arn: str
+    env: dict[str, str]
+    policy: list[iam.PolicyStatement]
+    timeout: Duration = field(default_factory=lambda: Duration.minutes(90))
+
+
+class EvalGateStep(pipelines.CodeBuildStep):
+    """``evalgate run --tier auto|release --candidate bedrock --baseline <last approved results.json>``.
+
+    Exit code handling lives in ``stacks/ci/gate_step.py``: 0 PASS -> approve the manual approval
+    (PutApprovalResult) and continue; 3 REVIEW -> publish the report link to SNS and leave the approval waiting;
+    1 FAIL / 4 ERROR / 2 usage -> reject the approval and fail this action.
+    """
+
+    def __init__(self, step_id: str, props: EvalGateProps) -> None:
+        super().__init__(
+            step_id,
+            input=props.input,
+            install_commands=INSTALL,
+            commands=[f"python3 {GATE_SCRIPT} run"],
+            env=props.env,
+            role_policy_statements=[*props.policy, report_group_statement(props.report_group_arn)],
+            primary_output_directory=EVAL_OUT,
+            partial_build_spec=codebuild.BuildSpec.from_object({
+                **_python_runtime(),
+                "reports": junit_reports(props.report_group_arn, EVAL_OUT),
+            }),
+            timeout=props.timeout,
+        )
+
+
+@dataclass(frozen=True)
+class PromoteBaselineProps:
+    input: pipelines.IFileSetProducer
+    env: dict[str, str]
+    policy: list[iam.PolicyStatement]
+
+
+class PromoteBaselineStep(pipelines.CodeBuildStep):
+    """After the approval (automatic on PASS, human on REVIEW): copy the run to ``baselines/approved/``."""
+
+    def __init__(self, step_id: str, props: PromoteBaselineProps) -> None:
+        super().__init__(
+            step_id,
+            input=props.input,
+            install_commands=["python3 -m pip install --quiet boto3"],
+            commands=[f"python3 {GATE_SCRIPT} promote"],
+            env=props.env,
+            role_policy_statements=props.policy,
+            partial_build_spec=codebuild.BuildSpec.from_object(_python_runtime()),
+            timeout=Duration.minutes(10),
+        )
+
+
+@dataclass(frozen=True)
+class EndpointTestProps:
+    input: pipelines.IFileSetProducer
+    endpoint_output: Any  # CfnOutput of the deployed service stack
+    report_group_arn: str
+    golden_dir: str
+    thresholds_file: str
+    policy: list[iam.PolicyStatement] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class LoadTestStep(pipelines.CodeBuildStep):
+    """Latency is a quality metric: drive the endpoint at 1.5x peak (open loop) and gate p95 on the SLO."""
+
+    def __init__(self, step_id: str, props: EndpointTestProps, *, rps: float, seconds: int, slo_ms: int) -> None:
+        out = "out/load"
+        super().__init__(
+            step_id,
+            input=props.input,
+            install_commands=INSTALL,
+            env_from_cfn_outputs={"SERVICE_URL": props.endpoint_output},
+            env=props.extra_env,
+            commands=[
+                f"evalgate load --target \"http:${{SERVICE_URL}}ask\" --golden {props.golden_dir} "
+                f"--rps {rps:g} --duration {seconds} --slo-p95-ms {slo_ms} --out {out}",
+            ],
+            role_policy_statements=[*props.policy, report_group_statement(props.report_group_arn)],
+            primary_output_directory=out,
+            partial_build_spec=codebuild.BuildSpec.from_object({
+                **_python_runtime(),
+                "reports": junit_reports(props.report_group_arn, out),
+            }),
+            timeout=Duration.minutes(30),
+        )
+
+
+class SmokeEvalStep(pipelines.CodeBuildStep):
+    """The golden smoke subset against the deployed endpoint (what users will actually hit)."""
+
+    def __init__(self, step_id: str, props: EndpointTestProps) -> None:
+        out = "out/smoke"
+        super().__init__(
+            step_id,
+            input=props.input,
+            install_commands=INSTALL,
+            env_from_cfn_outputs={"SERVICE_URL": props.endpoint_output},
+            env=props.extra_env,
+            commands=[
+                f"evalgate run --tier smoke --golden {props.golden_dir} --config {props.thresholds_file} "
+                f"--candidate \"http:${{SERVICE_URL}}ask\" --embedder titan --no-cache --no-progress --out {out}",
+            ],
+            role_policy_statements=[*props.policy, report_group_statement(props.report_group_arn)],
+            primary_output_directory=out,
+            partial_build_spec=codebuild.BuildSpec.from_object({
+                **_python_runtime(),
+                "reports": junit_reports(props.report_group_arn, out),
+            }),
+            timeout=Duration.minutes(30),
+        )
+
+
+def pipeline_approval_arn(scope: IConstruct, pipeline_name: str, stage: str, action: str) -> str:
+    stack = Stack.of(scope)
+    return f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{pipeline_name}/{stage}/{action}"
+
+
+def pipeline_arn(scope: IConstruct, pipeline_name: str) -> str:
+    stack = Stack.of(scope)
+    return f"arn:{stack.partition}:codepipeline:{stack.region}:{stack.account}:{pipeline_name}"
+
+
+@dataclass(frozen=True)
+class GatePolicyProps:
+    """What the EvalGate action may touch (everything named, nothing else)."""
+
+    eval_bucket: s3.IBucket
+    eval_key: kms.IKey
+    topic: sns.ITopic
+    topic_key: kms.IKey
+    pipeline_name: str
+    gate_stage: str
+    approval_action: str
+    evaluation_job_role: iam.IRole
+    model_ids: list[str]
+    guardrail_id: str | None
+    metrics_namespace: str
+
+
+def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStatement]:
+    bucket = p.eval_bucket
+    statements = [
+        iam.PolicyStatement(sid="ReadBaselineAndCache", actions=["s3:GetObject"], resources=[
+            bucket.arn_for_objects("baselines/approved/*"), bucket.arn_for_objects("cache/*"),
+        ]),
+        iam.PolicyStatement(sid="WriteRunsAndCache", actions=["s3:PutObject"], resources=[
+            bucket.arn_for_objects("runs/*"), bucket.arn_for_objects("cache/*"),
+            bucket.arn_for_objects("bedrock-eval/*"),
+        ]),
+        iam.PolicyStatement(sid="ListEvalResults", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]),
+        iam.PolicyStatement(sid="UseEvalKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                            resources=[p.eval_key.key_arn]),
+        iam.PolicyStatement(sid="PublishGateNotices", actions=["sns:Publish"], resources=[p.topic.topic_arn]),
+        iam.PolicyStatement(sid="SendReviewEvent", actions=["events:PutEvents"],
+                            resources=[default_event_bus_arn(scope)],
+                            conditions={"StringEquals": {"events:source": GATE_EVENT_SOURCE}}),
+        iam.PolicyStatement(sid="EncryptForTopic", actions=["kms:GenerateDataKey", "kms:Decrypt"],
+                            resources=[p.topic_key.key_arn]),
+        iam.PolicyStatement(sid="FindApproval", actions=["codepipeline:GetPipelineState"],
+                            resources=[pipeline_arn(scope, p.pipeline_name)]),
+        iam.PolicyStatement(sid="ResolveApproval", actions=["codepipeline:PutApprovalResult"], resources=[
+            pipeline_approval_arn(scope, p.pipeline_name, p.gate_stage, p.approval_action),
+        ]),
+        iam.PolicyStatement(sid="PublishEvalCost", actions=["cloudwatch:PutMetricData"], resources=["*"],
+                            conditions={"StringEquals": {"cloudwatch:namespace": p.metrics_namespace}}),
+        iam.PolicyStatement(
+            sid="EvaluationJobs",
+            actions=["bedrock:CreateEvaluationJob", "bedrock:GetEvaluationJob", "bedrock:StopEvaluationJob"],
+            resources=[evaluation_job_arn(scope)],
+        ),
+        iam.PolicyStatement(sid="PassEvaluationJobRole", actions=["iam:PassRole"],
+                            resources=[p.evaluation_job_role.role_arn],
+                            conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}),
+        *model_statements(scope, p.model_ids, sid="Evaluate"),
+    ]
+    if p.guardrail_id:
+        statements.append(guardrail_statement(scope, p.guardrail_id, sid="Evaluate"))
+    return statements
+
+
+def acknowledge_gate_findings(scope: IConstruct, bucket: s3.IBucket) -> None:
+    """Wildcards in the gate's own statements, each bounded and explained."""
+    arn = nag_text(scope, bucket.bucket_arn)
+    for finding, reason in (
+        (f"Resource::{arn}/baselines/approved/*",
+         "The gate reads the approved baseline (results.json, commit.txt) under its fixed prefix."),
+        (f"Resource::{arn}/cache/*", "The evaluation cache (SQLite) is synced under cache/."),
+        (f"Resource::{arn}/runs/*",
+         "Each pipeline execution writes its reports under runs/<execution id>/, unknown at synth time."),
+        (f"Resource::{arn}/bedrock-eval/*",
+         "Release-tier Bedrock evaluation jobs exchange datasets and outputs under bedrock-eval/."),
+        ("Resource::*",
+         "cloudwatch:PutMetricData has no resource-level permissions; the statement is limited to the "
+         "EvalGate/Pipeline namespace by the cloudwatch:namespace condition."),
+        (f"Resource::{nag_text(scope, evaluation_job_arn(scope))}",
+         "Evaluation job ARNs are generated by CreateEvaluationJob; scoped to this account and Region."),
+    ):
+        acknowledge(scope, f"AwsSolutions-IAM5[{finding}]", reason)
+
+
+def default_event_bus_arn(scope: IConstruct) -> str:
+    stack = Stack.of(scope)
+    return f"arn:{stack.partition}:events:{stack.region}:{stack.account}:event-bus/default"
+
+
+def evaluation_job_arn(scope: IConstruct) -> str:
+    stack = Stack.of(scope)
+    return f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:evaluation-job/*"

@@ -1,0 +1,255 @@
+"""Lambda code and layers, built without Docker.
+
+* ``code``: ``lambdas/`` + ``prompts/`` + ``golden/knowledge/``, copied by a local bundler implemented in Python
+  (``ILocalBundling``). The asset hash is computed from exactly those files, so a prompt or knowledge edit
+  publishes a new Lambda version (and goes through the canary) while a golden-case edit does not.
+* ``hook_code``: the same plus the golden dataset (``golden/``), for the pre-traffic hook's smoke subset.
+* ``deps_layer``: ``requirements-lambda.txt`` installed with pip for ``manylinux aarch64 / cp313`` wheels only.
+* ``powertools_layer``: the public Powertools v3 layer, referenced by ARN.
+
+When the stack is not in ``aws:cdk:bundling-stacks`` (unit tests, ``cdk synth`` without ``-c bundle=true``),
+CDK skips the bundlers and still writes valid templates: the code keys are the same custom hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import jsii
+from aws_cdk import (
+    AssetHashType,
+    BundlingOptions,
+    CfnRule,
+    CfnRuleAssertion,
+    DockerImage,
+    Duration,
+    Fn,
+    ILocalBundling,
+    RemovalPolicy,
+    Stack,
+)
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from ..nag import acknowledge
+from ..settings import REPO_ROOT
+
+PYTHON_VERSION = "3.13"
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+PIP_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
+POWERTOOLS_ACCOUNT = "017000801446"
+_IGNORE = ("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".DS_Store")
+# Lambda code root. Handlers are referenced as "handlers.<module>.handler".
+CODE_TREES: tuple[tuple[str, str], ...] = (
+    ("lambdas", "."), ("prompts", "prompts"), ("golden/knowledge", "golden/knowledge"),
+)
+HOOK_TREES: tuple[tuple[str, str], ...] = (("lambdas", "."), ("prompts", "prompts"), ("golden", "golden"))
+TASK_ROOT = "/var/task"
+RETENTION: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+}
+
+
+def _files(root: Path) -> list[Path]:
+    if not root.exists():
+        return []
+    out = []
+    for p in sorted(root.rglob("*")):
+        hidden = any(
+            part == "__pycache__" or part.startswith(".") or part.endswith(".egg-info")
+            for part in p.relative_to(root).parts
+        )
+        if p.is_file() and not hidden and p.suffix != ".pyc":
+            out.append(p)
+    return out
+
+
+def tree_hash(trees: tuple[tuple[str, str], ...], repo_root: Path = REPO_ROOT) -> str:
+    """SHA-256 over (destination path, content) of every file the bundler copies."""
+    h = hashlib.sha256()
+    for src, dest in trees:
+        base = repo_root / src
+        for f in _files(base):
+            h.update(f"{dest}/{f.relative_to(base).as_posix()}".encode())
+            h.update(b"\0")
+            h.update(f.read_bytes())
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+@jsii.implements(ILocalBundling)
+class CopyTreesBundler:
+    """Local bundling: copy folders of the repository into the asset output directory."""
+
+    def __init__(self, trees: tuple[tuple[str, str], ...], repo_root: Path = REPO_ROOT) -> None:
+        self.trees = trees
+        self.repo_root = repo_root
+
+    def try_bundle(self, output_dir: str, options: Any = None) -> bool:
+        out = Path(output_dir)
+        for src, dest in self.trees:
+            source = self.repo_root / src
+            if not source.is_dir():
+                raise FileNotFoundError(f"Lambda bundle: {source} does not exist")
+            shutil.copytree(source, out / dest, ignore=shutil.ignore_patterns(*_IGNORE), dirs_exist_ok=True)
+        return True
+
+
+@jsii.implements(ILocalBundling)
+class PipLayerBundler:
+    """Local bundling: ``pip install --platform manylinux*_aarch64 --only-binary=:all: --target <out>/python``."""
+
+    def __init__(self, requirements: Path) -> None:
+        self.requirements = requirements
+
+    def try_bundle(self, output_dir: str, options: Any = None) -> bool:
+        target = Path(output_dir) / "python"
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
+               "-r", str(self.requirements), "--target", str(target), "--only-binary=:all:",
+               "--implementation", "cp", "--python-version", PYTHON_VERSION]
+        for platform in PIP_PLATFORMS:
+            cmd += ["--platform", platform]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(
+                "Building the Lambda dependencies layer failed (pip needs network access to PyPI). "
+                "Synthesize without bundling (omit -c bundle=true) when offline.\n" + result.stderr[-2000:]
+            )
+        # test suites shipped inside the numpy/scipy wheels are dead weight in the 250 MB unzipped budget
+        for package in ("numpy", "scipy"):
+            for tests in sorted((target / package).rglob("tests"), reverse=True):
+                if tests.is_dir():
+                    shutil.rmtree(tests, ignore_errors=True)
+        return True
+
+
+def requirements_hash(requirements: Path) -> str:
+    h = hashlib.sha256(requirements.read_bytes())
+    h.update(f"{PYTHON_VERSION}|{'|'.join(PIP_PLATFORMS)}".encode())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """Typed props for one Lambda function built from the bundle."""
+
+    handler: str  # "handlers.<module>.handler"
+    description: str
+    environment: dict[str, str] = field(default_factory=dict)
+    timeout: Duration = field(default_factory=lambda: Duration.seconds(30))
+    memory_size: int = 1024
+    tracing: bool = False
+    hook_code: bool = False
+    reserved_concurrency: int | None = None
+
+
+class LambdaBundle(Construct):
+    """Code assets, layers and a factory for consistently configured functions (one role and log group each)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, powertools_layer_version: int,
+                 log_retention_days: int, metrics_namespace: str, service_name: str, bundled: bool) -> None:
+        super().__init__(scope, construct_id)
+        if not bundled:
+            # An unbundled synth (the offline default) is valid, but its Lambda assets are the raw source
+            # folders: make CloudFormation refuse to deploy it, before touching any resource, with the fix.
+            CfnRule(self, "RequireBundledAssets", assertions=[CfnRuleAssertion(
+                assert_=Fn.condition_equals("unbundled", "bundled"),
+                assert_description=(
+                    "This template was synthesized without Lambda asset bundling (the offline default). "
+                    "Deploy with: npx cdk deploy -c bundle=true <stack>"
+                ),
+            )])
+        self._retention = RETENTION[log_retention_days]
+        self._namespace = metrics_namespace
+        self._service_name = service_name
+        image = DockerImage.from_registry("public.ecr.aws/sam/build-python3.13")  # never pulled: local bundling
+        self.code = lambda_.Code.from_asset(
+            str(REPO_ROOT / "lambdas"),
+            asset_hash_type=AssetHashType.CUSTOM,
+            asset_hash=tree_hash(CODE_TREES),
+            bundling=BundlingOptions(image=image, local=cast(ILocalBundling, CopyTreesBundler(CODE_TREES))),
+        )
+        self.hook_code = lambda_.Code.from_asset(
+            str(REPO_ROOT / "lambdas"),
+            asset_hash_type=AssetHashType.CUSTOM,
+            asset_hash=tree_hash(HOOK_TREES),
+            bundling=BundlingOptions(image=image, local=cast(ILocalBundling, CopyTreesBundler(HOOK_TREES))),
+        )
+        requirements = REPO_ROOT / "requirements-lambda.txt"
+        self.deps_layer = lambda_.LayerVersion(
+            self, "DepsLayer",
+            description="evalgate runtime dependencies (requirements-lambda.txt, cp313 aarch64 wheels)",
+            code=lambda_.Code.from_asset(
+                # never read: the bundler installs from requirements-lambda.txt; a small folder keeps an
+                # unbundled synth's asset small (its deployment is refused by RequireBundledAssets anyway)
+                str(REPO_ROOT / "lambdas"),
+                asset_hash_type=AssetHashType.CUSTOM,
+                asset_hash=requirements_hash(requirements),
+                bundling=BundlingOptions(image=image, local=cast(ILocalBundling, PipLayerBundler(requirements))),
+            ),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+        )
+        region = Stack.of(self).region
+        self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "PowertoolsLayer",
+            f"arn:aws:lambda:{region}:{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:"
+            f"{powertools_layer_version}",
+        )
+
+    def function(self, scope: Construct, construct_id: str, spec: FunctionSpec) -> lambda_.Function:
+        """A Python 3.13 arm64 function with its own role (no managed policies) and its own log group."""
+        log_group = logs.LogGroup(
+            scope, f"{construct_id}Logs", retention=self._retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        role = iam.Role(
+            scope, f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{spec.description} (least privilege, no managed policies)",
+        )
+        role.add_to_policy(iam.PolicyStatement(
+            sid="WriteOwnLogs",
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[log_group.log_group_arn],
+        ))
+        env = {
+            "POWERTOOLS_SERVICE_NAME": self._service_name,
+            "POWERTOOLS_METRICS_NAMESPACE": self._namespace,
+            "EVALGATE_PROMPTS_DIR": f"{TASK_ROOT}/prompts",
+            "EVALGATE_KNOWLEDGE_DIR": f"{TASK_ROOT}/golden/knowledge",
+            **spec.environment,
+        }
+        fn = lambda_.Function(
+            scope, construct_id,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=spec.handler,
+            code=self.hook_code if spec.hook_code else self.code,
+            layers=[self.powertools_layer, self.deps_layer],
+            description=spec.description,
+            environment=env,
+            timeout=spec.timeout,
+            memory_size=spec.memory_size,
+            role=role,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            tracing=lambda_.Tracing.ACTIVE if spec.tracing else lambda_.Tracing.DISABLED,
+            reserved_concurrent_executions=spec.reserved_concurrency,
+        )
+        acknowledge(fn, "AwsSolutions-L1",
+                    "Python 3.13 is pinned on purpose: the Powertools layer (python313-arm64) and the deps layer "
+                    "(cp313 aarch64 wheels) are built for it; runtime and both layers are upgraded together.")
+        return fn
+

@@ -1,0 +1,378 @@
+"""Typed settings for the CDK app, read from the CDK context (``cdk.json`` or ``cdk synth -c key=value``).
+
+Every setting is a flat, camelCase context key so any of them can be overridden on the command line. A missing
+or invalid setting stops synth with a :class:`SettingsError` whose message names the context key, e.g.::
+
+    Invalid settings in the CDK context (cdk.json "context" or -c key=value):
+      - notificationEmail: value is not a valid email address (got 'ops-at-example.com')
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from .feature_flags_model import MODEL_ID_PATTERN, PROMPT_ID_PATTERN, FeatureFlagsConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+DeploymentMode = Literal["canary", "all-at-once"]
+
+_CONNECTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$"
+)
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_MODEL_ID = MODEL_ID_PATTERN
+_GUARDRAIL_ID = re.compile(r"^[a-z0-9]{12}$")
+_GUARDRAIL_VERSION = re.compile(r"^(DRAFT|[1-9][0-9]{0,7})$")
+_GIT_GLOB = re.compile(r"^[A-Za-z0-9._/*?\-]+$")
+_PROJECT = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
+
+
+class SettingsError(ValueError):
+    """Raised when the CDK context holds a missing or invalid setting; the message names the context key."""
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [p.strip() for p in value.split(",") if p.strip()]
+    return value
+
+
+def _json_object(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg}") from None
+    return value
+
+
+def _model_id(value: str) -> str:
+    if not _MODEL_ID.match(value):
+        raise ValueError("not a Bedrock model id, inference profile id or bedrock ARN")
+    return value
+
+
+ModelId = Annotated[str, AfterValidator(_model_id)]
+Percent = Annotated[int, Field(ge=1, le=99)]
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class AlarmThresholds(BaseModel):
+    """Canary/flag-rollout alarm thresholds, evaluated on the NEW Lambda version's metrics only."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    quality_min: Rate = 0.7  # QualityScore average below this -> alarm
+    hallucination_max: Rate = 0.1  # Hallucination average (= rate) above this -> alarm
+    error_rate_max: Rate = 0.05  # Errors average (0/1 per request = rate) above this -> alarm
+    feedback_min: Rate = 0.5  # FeedbackScore average below this -> alarm (business outcome)
+    period_minutes: Annotated[int, Field(ge=1, le=60)] = 5
+    evaluation_periods: Annotated[int, Field(ge=1, le=10)] = 2
+
+
+class Settings(BaseModel):
+    """Everything the stacks need, validated. Field names map to camelCase context keys."""
+
+    model_config = ConfigDict(extra="ignore", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    project_name: str = "evalgate"
+    account: str | None = None
+    region: str | None = None
+
+    # Source: a CodeConnections (CodeStar) connection + "owner/repo", or a CodeCommit repository name.
+    connection_arn: str | None = None
+    repository: str | None = None
+    code_commit_repository: str | None = None
+    branch: str = "main"
+    release_tag_pattern: str = "v*"
+    release_branch_pattern: str = "release/*"
+
+    notification_email: str
+
+    generator_model_id: ModelId
+    judge_model_id: ModelId
+    heavy_judge_model_id: ModelId | None = None
+    embeddings_model_id: ModelId
+    prompt_version: str = "support/v1"
+    guardrail_id: str | None = None
+    guardrail_version: str | None = None
+
+    thresholds_file: str = "golden/gate.toml"
+    golden_dir: str = "golden"
+
+    canary_percent: Percent = 10
+    canary_interval_minutes: Annotated[int, Field(ge=1, le=120)] = 10
+    min_judged_samples: Annotated[int, Field(ge=1, le=100_000)] = 20
+
+    peak_rps: Annotated[float, Field(gt=0.0, le=5000.0)] = 2.0
+    load_test_seconds: Annotated[int, Field(ge=10, le=1800)] = 60
+    latency_slo_ms: Annotated[int, Field(ge=10, le=60_000)] = 450
+
+    monthly_eval_budget_usd: Annotated[float, Field(gt=0.0)] = 50.0
+    max_run_cost_usd: Annotated[float, Field(gt=0.0)] = 5.0
+
+    alarm_thresholds: AlarmThresholds = Field(default_factory=AlarmThresholds)
+    feature_flags: FeatureFlagsConfig | None = None
+
+    powertools_layer_version: Annotated[int, Field(ge=1)] = 27
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 180, 365] = 30
+    data_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+
+    deployment_mode: Literal["auto", "canary", "all-at-once"] = "auto"
+    changed_paths: list[str] | None = None
+    bundle: bool = False
+    dev_stack: bool = False
+
+    # --- field validators -------------------------------------------------------------------------------------
+
+    _lists = field_validator("changed_paths", mode="before")(_split_list)
+    _json = field_validator("feature_flags", "alarm_thresholds", mode="before")(_json_object)
+
+    @field_validator("project_name")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        if not _PROJECT.match(v):
+            raise ValueError("must be 3-20 characters: lowercase letters, digits and '-', starting with a letter")
+        return v
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\d{12}", v):
+            raise ValueError("must be a 12-digit AWS account id")
+        return v
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[a-z]{2}(-gov)?-[a-z]+-\d", v):
+            raise ValueError("must be an AWS region name such as us-east-1")
+        return v
+
+    @field_validator("connection_arn")
+    @classmethod
+    def _connection(cls, v: str | None) -> str | None:
+        if v is not None and not _CONNECTION_ARN.match(v):
+            raise ValueError(
+                "must be a CodeConnections ARN like "
+                "arn:aws:codeconnections:us-east-1:111111111111:connection/<uuid>"
+            )
+        return v
+
+    @field_validator("repository")
+    @classmethod
+    def _repo(cls, v: str | None) -> str | None:
+        if v is not None and not _REPOSITORY.match(v):
+            raise ValueError("must be 'owner/repo'")
+        return v
+
+    @field_validator("code_commit_repository")
+    @classmethod
+    def _codecommit(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", v):
+            raise ValueError("must be a CodeCommit repository name")
+        return v
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        if not v or v.startswith("-") or ".." in v or not re.fullmatch(r"[A-Za-z0-9._/-]+", v):
+            raise ValueError("must be a git branch name")
+        return v
+
+    @field_validator("release_tag_pattern", "release_branch_pattern")
+    @classmethod
+    def _glob(cls, v: str) -> str:
+        if not _GIT_GLOB.match(v):
+            raise ValueError("must be a git ref glob such as 'v*' or 'release/*'")
+        return v
+
+    @field_validator("notification_email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not _EMAIL.match(v):
+            raise ValueError(f"value is not a valid email address (got {v!r})")
+        return v
+
+    @field_validator("guardrail_id")
+    @classmethod
+    def _guardrail(cls, v: str | None) -> str | None:
+        if v is not None and not _GUARDRAIL_ID.match(v):
+            raise ValueError("must be a Bedrock guardrail id (12 lowercase letters/digits)")
+        return v
+
+    @field_validator("guardrail_version")
+    @classmethod
+    def _guardrail_version(cls, v: str | None) -> str | None:
+        if v is not None and not _GUARDRAIL_VERSION.match(v):
+            raise ValueError("must be DRAFT or a version number")
+        return v
+
+    @field_validator("prompt_version")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        if not PROMPT_ID_PATTERN.match(v):
+            raise ValueError("must look like 'support/v1' (prompts/<name>/<version>/)")
+        if not (REPO_ROOT / "prompts" / v).is_dir():
+            raise ValueError(f"prompts/{v}/ does not exist")
+        return v
+
+    @field_validator("thresholds_file", "golden_dir")
+    @classmethod
+    def _repo_path(cls, v: str) -> str:
+        p = Path(v)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError("must be a path relative to the repository root")
+        if not (REPO_ROOT / p).exists():
+            raise ValueError(f"{v} does not exist in the repository")
+        return v
+
+    # --- cross-field rules ------------------------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _source(self) -> Settings:
+        connection = self.connection_arn is not None or self.repository is not None
+        if connection and self.code_commit_repository is not None:
+            raise ValueError(
+                "connectionArn/repository: set either connectionArn + repository or codeCommitRepository, not both"
+            )
+        if self.code_commit_repository is None:
+            if self.connection_arn is None:
+                raise ValueError("connectionArn: required (or set codeCommitRepository)")
+            if self.repository is None:
+                raise ValueError("repository: required with connectionArn ('owner/repo')")
+        return self
+
+    @model_validator(mode="after")
+    def _guardrail_pair(self) -> Settings:
+        if self.guardrail_version is not None and self.guardrail_id is None:
+            raise ValueError("guardrailId: required when guardrailVersion is set")
+        return self
+
+    @model_validator(mode="after")
+    def _flags_models(self) -> Settings:
+        allowed = set(self.service_model_ids)
+        for name, variant in self.flags.variants.items():
+            if variant.model_id not in allowed:
+                raise ValueError(
+                    f"featureFlags.variants.{name}.model_id: {variant.model_id!r} is neither generatorModelId nor "
+                    "in featureFlags.extra_model_ids, so the service role could not invoke it"
+                )
+            if not (REPO_ROOT / "prompts" / variant.prompt_version).is_dir():
+                raise ValueError(
+                    f"featureFlags.variants.{name}.prompt_version: prompts/{variant.prompt_version}/ does not exist"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _canary_can_collect_samples(self) -> Settings:
+        expected = self.expected_canary_judged()
+        if expected < self.min_judged_samples:
+            raise ValueError(
+                f"minJudgedSamples: the canary can collect only ~{expected:.0f} judged answers at peak "
+                f"(peakRps {self.peak_rps:g} x 60 x canaryIntervalMinutes {self.canary_interval_minutes} x "
+                f"canaryPercent {self.canary_percent}% x capture sample rate {self.flags.capture.sample_rate:g}), "
+                f"fewer than minJudgedSamples {self.min_judged_samples}: it could never promote. Lower "
+                "minJudgedSamples or raise the interval, the percentage or featureFlags.capture.sample_rate"
+            )
+        return self
+
+    # --- derived values ---------------------------------------------------------------------------------------
+
+    @property
+    def uses_codecommit(self) -> bool:
+        return self.code_commit_repository is not None
+
+    @property
+    def flags(self) -> FeatureFlagsConfig:
+        if self.feature_flags is not None:
+            return self.feature_flags
+        return FeatureFlagsConfig.default(self.generator_model_id, self.prompt_version)
+
+    @property
+    def service_model_ids(self) -> list[str]:
+        """Models the service may call: the generator plus any extra model a flag variant may route to."""
+        ids = [self.generator_model_id]
+        if self.feature_flags is not None:
+            ids += [m for m in self.feature_flags.extra_model_ids if m not in ids]
+        return ids
+
+    @property
+    def heavy_judge(self) -> str:
+        return self.heavy_judge_model_id or self.judge_model_id
+
+    @property
+    def eval_model_ids(self) -> list[str]:
+        """Models the pipeline's evaluation may call (candidate, judges, embeddings)."""
+        out: list[str] = []
+        for m in [*self.service_model_ids, self.judge_model_id, self.heavy_judge, self.embeddings_model_id]:
+            if m not in out:
+                out.append(m)
+        return out
+
+    def expected_canary_judged(self) -> float:
+        """Judged answers the canary arm collects in one canary interval at peak traffic."""
+        return (self.peak_rps * 60 * self.canary_interval_minutes * self.canary_percent / 100
+                * self.flags.capture.sample_rate)
+
+    @property
+    def load_test_rps(self) -> float:
+        """The load test drives the staging endpoint at 1.5x the configured peak."""
+        return round(self.peak_rps * 1.5, 3)
+
+
+def _context_key(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if not parts:
+        return "(settings)"
+    head = to_camel(parts[0])
+    return ".".join([head, *parts[1:]])
+
+
+def load_settings(context: dict[str, Any]) -> Settings:
+    """Validate the raw context dict; raise :class:`SettingsError` naming every bad key."""
+    keys = {to_camel(name) for name in Settings.model_fields}
+    raw = {k: v for k, v in context.items() if k in keys}
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                lines.append(f"  - {_context_key(err['loc'])}: missing (required)")
+            elif not err["loc"] and ":" in msg:
+                # model-level rule: the message starts with the key it is about
+                lines.append(f"  - {msg}")
+            else:
+                lines.append(f"  - {_context_key(err['loc'])}: {msg}")
+        raise SettingsError(
+            "Invalid settings in the CDK context (cdk.json \"context\" or -c key=value):\n" + "\n".join(lines)
+        ) from None
+
+
+def read_context(node: Any) -> dict[str, Any]:
+    """Collect this app's settings keys from a construct node's context."""
+    out: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        key = to_camel(name)
+        value = node.try_get_context(key)
+        if value is not None:
+            out[key] = value
+    return out

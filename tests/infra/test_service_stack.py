@@ -1,0 +1,306 @@
+"""Wiring of the service stack: the new version's alarms, the canary, AppConfig, alerts, capture and shadow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match
+
+from .conftest import PROD, STAGING, Synth, as_list
+
+ROLLBACK_METRICS = {"QualityScore", "Hallucination", "Latency", "Errors", "FeedbackScore"}
+
+
+def _one(synth: Synth, stack: str, type_: str) -> tuple[str, dict[str, Any]]:
+    found = synth.resources(stack, type_)
+    assert len(found) == 1, f"expected one {type_} in {stack}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def _function(synth: Synth, stack: str, handler: str) -> tuple[str, dict[str, Any]]:
+    for logical_id, res in synth.resources(stack, "AWS::Lambda::Function").items():
+        if res["Properties"]["Handler"] == handler:
+            return logical_id, res
+    raise AssertionError(f"no function with handler {handler} in {stack}")
+
+
+def _service_version(synth: Synth, stack: str) -> str:
+    logical_id, _ = _one(synth, stack, "AWS::Lambda::Version")
+    return logical_id
+
+
+def _alarms(synth: Synth, stack: str) -> dict[str, dict[str, Any]]:
+    return {k: v["Properties"] for k, v in synth.resources(stack, "AWS::CloudWatch::Alarm").items()}
+
+
+@pytest.mark.parametrize("stack", [STAGING, PROD])
+def test_every_alarm_watches_only_the_new_version(synth: Synth, stack: str) -> None:
+    version = _service_version(synth, stack)
+    alarms = _alarms(synth, stack)
+    assert {a["MetricName"] for a in alarms.values()} == ROLLBACK_METRICS | {"JudgedCount"}
+    for name, alarm in alarms.items():
+        assert alarm["Namespace"] == "EvalGate/Service", name
+        # exactly the {FunctionVersion} dimension set the handlers publish, valued with the NEW version
+        assert alarm["Dimensions"] == [{"Name": "FunctionVersion", "Value": {"Fn::GetAtt": [version, "Version"]}}], name
+
+
+def test_min_sample_alarm_breaches_on_missing_data(synth: Synth) -> None:
+    s = synth.built.settings
+    synth.template(PROD).has_resource_properties("AWS::CloudWatch::Alarm", {
+        "MetricName": "JudgedCount",
+        "Statistic": "Sum",
+        "ComparisonOperator": "LessThanThreshold",
+        "Threshold": s.min_judged_samples,
+        "Period": s.canary_interval_minutes * 60,
+        "TreatMissingData": "breaching",
+    })
+    others = [a for a in _alarms(synth, PROD).values() if a["MetricName"] != "JudgedCount"]
+    assert all(a["TreatMissingData"] == "notBreaching" for a in others)
+
+
+def test_alarm_thresholds_come_from_settings(synth: Synth) -> None:
+    t = synth.built.settings.alarm_thresholds
+    by_metric = {a["MetricName"]: a for a in _alarms(synth, PROD).values()}
+    assert by_metric["QualityScore"]["Threshold"] == t.quality_min
+    assert by_metric["QualityScore"]["ComparisonOperator"] == "LessThanThreshold"
+    assert by_metric["Hallucination"]["Statistic"] == "Average"  # 0/1 per judged answer: average = rate
+    assert by_metric["Hallucination"]["Threshold"] == t.hallucination_max
+    assert by_metric["Latency"]["ExtendedStatistic"] == "p95"
+    assert by_metric["Latency"]["Threshold"] == synth.built.settings.latency_slo_ms
+    assert by_metric["Errors"]["Statistic"] == "Average"
+    assert by_metric["FeedbackScore"]["Threshold"] == t.feedback_min
+
+
+@pytest.mark.parametrize("stack", [STAGING, PROD])
+def test_deployment_group_rolls_back_on_alarms_failure_and_stop(synth: Synth, stack: str) -> None:
+    _, group = _one(synth, stack, "AWS::CodeDeploy::DeploymentGroup")
+    props = group["Properties"]
+    listed = {a["Name"]["Ref"] for a in props["AlarmConfiguration"]["Alarms"]}
+    rollback = {k for k, a in _alarms(synth, stack).items() if a["MetricName"] in ROLLBACK_METRICS}
+    assert props["AlarmConfiguration"]["Enabled"] is True
+    assert listed == rollback
+    assert props["AutoRollbackConfiguration"]["Enabled"] is True
+    assert set(props["AutoRollbackConfiguration"]["Events"]) == {
+        "DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM",
+    }
+
+
+@pytest.mark.parametrize("stack", [STAGING, PROD])
+def test_both_hooks_are_attached_to_the_live_alias(synth: Synth, stack: str) -> None:
+    pre, _ = _function(synth, stack, "handlers.pre_traffic_hook.handler")
+    post, post_fn = _function(synth, stack, "handlers.canary_analysis.handler")
+    group, _ = _one(synth, stack, "AWS::CodeDeploy::DeploymentGroup")
+    aliases = {v["Properties"]["Name"]: v for v in synth.resources(stack, "AWS::Lambda::Alias").values()}
+    update = aliases["live"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    assert update["BeforeAllowTrafficHook"] == {"Ref": pre}
+    assert update["AfterAllowTrafficHook"] == {"Ref": post}
+    assert update["DeploymentGroupName"] == {"Ref": group}
+    # the canary analysis reads the min-sample alarm: an unjudged canary fails closed
+    min_alarm = next(k for k, a in _alarms(synth, stack).items() if a["MetricName"] == "JudgedCount")
+    assert post_fn["Properties"]["Environment"]["Variables"]["MIN_SAMPLES_ALARM"] == {"Ref": min_alarm}
+
+
+def test_pre_traffic_hook_targets_the_new_version_only(synth: Synth) -> None:
+    version = _service_version(synth, PROD)
+    _, pre = _function(synth, PROD, "handlers.pre_traffic_hook.handler")
+    env = pre["Properties"]["Environment"]["Variables"]
+    assert env["TARGET_VERSION"] == {"Fn::GetAtt": [version, "Version"]}
+    role = pre["Properties"]["Role"]["Fn::GetAtt"][0]
+    invoke = [
+        st for st in _policies_of(synth, PROD, role)
+        if "lambda:InvokeFunction" in as_list(st["Action"])
+    ]
+    assert invoke and all(st["Resource"] == {"Ref": version} for st in invoke)
+
+
+def _policies_of(synth: Synth, stack: str, role: str) -> list[dict[str, Any]]:
+    out = []
+    for res in synth.resources(stack, "AWS::IAM::Policy").values():
+        if {"Ref": role} in res["Properties"].get("Roles", []):
+            out += res["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def test_prod_uses_the_custom_canary_and_staging_all_at_once(synth: Synth) -> None:
+    s = synth.built.settings
+    assert synth.built.prod_mode == "canary"  # cdk.json: deploymentMode auto, no diff -> fail safe
+    synth.template(PROD).has_resource_properties("AWS::CodeDeploy::DeploymentConfig", {
+        "ComputePlatform": "Lambda",
+        "TrafficRoutingConfig": {
+            "Type": "TimeBasedCanary",
+            "TimeBasedCanary": {"CanaryPercentage": s.canary_percent, "CanaryInterval": s.canary_interval_minutes},
+        },
+    })
+    synth.template(STAGING).resource_count_is("AWS::CodeDeploy::DeploymentConfig", 0)
+    _, group = _one(synth, STAGING, "AWS::CodeDeploy::DeploymentGroup")
+    assert group["Properties"]["DeploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
+
+
+def test_topic_is_encrypted_ssl_only_with_the_email_subscription(synth: Synth) -> None:
+    t = synth.template(PROD)
+    topic, _ = _one(synth, PROD, "AWS::SNS::Topic")
+    t.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
+    t.has_resource_properties("AWS::SNS::Subscription", {
+        "Protocol": "email", "Endpoint": synth.built.settings.notification_email, "TopicArn": {"Ref": topic},
+    })
+    t.has_resource_properties("AWS::SNS::TopicPolicy", {
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        })])},
+    })
+
+
+def test_appconfig_environment_monitors_are_the_quality_alarms(synth: Synth) -> None:
+    _, env = _one(synth, PROD, "AWS::AppConfig::Environment")
+    monitored = {m["AlarmArn"]["Fn::GetAtt"][0] for m in env["Properties"]["Monitors"]}
+    rollback = {k for k, a in _alarms(synth, PROD).items() if a["MetricName"] in ROLLBACK_METRICS}
+    assert monitored == rollback
+    assert all("AlarmRoleArn" in m for m in env["Properties"]["Monitors"])
+    t = synth.template(PROD)
+    t.has_resource_properties("AWS::AppConfig::DeploymentStrategy", {
+        "GrowthType": "LINEAR", "FinalBakeTimeInMinutes": Match.any_value(),
+    })
+    t.has_resource_properties("AWS::AppConfig::ConfigurationProfile", {
+        "Name": "flags", "Type": "AWS.Freeform", "Validators": [Match.object_like({"Type": "JSON_SCHEMA"})],
+    })
+    t.resource_count_is("AWS::AppConfig::Deployment", 1)
+
+
+def test_flag_document_is_the_validated_one(synth: Synth) -> None:
+    import json
+
+    _, version = _one(synth, PROD, "AWS::AppConfig::HostedConfigurationVersion")
+    doc = json.loads(version["Properties"]["Content"])
+    assert doc == synth.built.settings.flags.to_document()
+    assert doc["variants"]["boolean_type"] is False
+    assert doc["variant"]["default"] in doc["variants"]["default"]
+
+
+def test_appconfig_rollback_extension_publishes_to_the_topic(synth: Synth) -> None:
+    topic, _ = _one(synth, PROD, "AWS::SNS::Topic")
+    _, ext = _one(synth, PROD, "AWS::AppConfig::Extension")
+    actions = ext["Properties"]["Actions"]["ON_DEPLOYMENT_ROLLED_BACK"]
+    assert actions[0]["Uri"] == {"Ref": topic}
+    synth.template(PROD).resource_count_is("AWS::AppConfig::ExtensionAssociation", 1)
+
+
+def test_event_rules_route_rollbacks_to_the_notifier(synth: Synth) -> None:
+    notifier, _ = _function(synth, PROD, "handlers.notifier.handler")
+    app, _ = _one(synth, PROD, "AWS::CodeDeploy::Application")
+    group, _ = _one(synth, PROD, "AWS::CodeDeploy::DeploymentGroup")
+    rules = [r["Properties"] for r in synth.resources(PROD, "AWS::Events::Rule").values()]
+    codedeploy = next(r for r in rules if r["EventPattern"]["source"] == ["aws.codedeploy"])
+    assert codedeploy["EventPattern"]["detail"] == {
+        "state": ["FAILURE", "STOP"], "application": [{"Ref": app}], "deploymentGroup": [{"Ref": group}],
+    }
+    appconfig = next(r for r in rules if r["EventPattern"]["source"] == ["aws.appconfig"])
+    assert appconfig["EventPattern"]["detail-type"] == ["On Deployment Rollback"]
+    for rule in (codedeploy, appconfig):
+        target = rule["Targets"][0]
+        assert target["Arn"] == {"Fn::GetAtt": [notifier, "Arn"]}
+        assert "DeadLetterConfig" in target and target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+
+
+def test_service_function_runtime_layers_alias_and_api(synth: Synth) -> None:
+    s = synth.built.settings
+    _, fn = _function(synth, PROD, "handlers.service.handler")
+    props = fn["Properties"]
+    assert props["Runtime"] == "python3.13" and props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    layers = props["Layers"]
+    assert any(
+        isinstance(layer, str) and layer.endswith(
+            f":017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:{s.powertools_layer_version}"
+        ) for layer in layers
+    )
+    assert any(isinstance(layer, dict) and "Ref" in layer for layer in layers)  # the deps layer
+    alias = next(k for k, v in synth.resources(PROD, "AWS::Lambda::Alias").items() if v["Properties"]["Name"] == "live")
+    synth.template(PROD).has_resource_properties("AWS::ApiGatewayV2::Integration", {
+        "IntegrationType": "AWS_PROXY", "IntegrationUri": {"Ref": alias},
+    })
+    synth.template(PROD).has_resource_properties("AWS::ApiGatewayV2::Stage", {
+        "StageName": "$default", "AccessLogSettings": Match.object_like({"DestinationArn": Match.any_value()}),
+        "DefaultRouteSettings": Match.object_like({"ThrottlingRateLimit": Match.any_value()}),
+    })
+    outputs = synth.templates[PROD]["Outputs"]
+    assert any(k.startswith("ServiceEndpoint") for k in outputs)
+
+
+CONTRACT_ENV = {
+    "handlers.service.handler": {
+        "PROMPT_ID", "MODEL_ID", "GUARDRAIL_ID", "GUARDRAIL_VERSION", "CAPTURE_QUEUE_URL", "SHADOW_QUEUE_URL",
+        "APPCONFIG_APPLICATION", "APPCONFIG_ENVIRONMENT", "APPCONFIG_PROFILE", "CANARY_TOKEN",
+        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "EVALGATE_PROMPTS_DIR", "EVALGATE_KNOWLEDGE_DIR",
+        "POWERTOOLS_TRACE_DISABLED",  # the X-Ray SDK would double the service's cold import (bench/README.md)
+    },
+    "handlers.online_judge.handler": {
+        "JUDGE_MODEL_ID", "POWERTOOLS_METRICS_NAMESPACE", "EVALGATE_KNOWLEDGE_DIR", "CANARY_TOKEN",
+    },
+    "handlers.pre_traffic_hook.handler": {
+        "TARGET_FUNCTION_NAME", "TARGET_VERSION", "SMOKE_CASES", "JUDGE_MODEL_ID", "EMBEDDINGS_MODEL_ID",
+    },
+    "handlers.canary_analysis.handler": {
+        "TARGET_FUNCTION_NAME", "TARGET_VERSION", "POWERTOOLS_METRICS_NAMESPACE", "BAKE_MINUTES", "MIN_SAMPLES",
+    },
+    "handlers.notifier.handler": {"TOPIC_ARN", "IDEMPOTENCY_TABLE", "POWERTOOLS_METRICS_NAMESPACE"},
+    "handlers.shadow_worker.handler": {"SHADOW_FUNCTION_NAME", "SHADOW_QUALIFIER", "SHADOW_BUCKET", "SHADOW_PREFIX"},
+}
+
+
+@pytest.mark.parametrize("handler", sorted(CONTRACT_ENV))
+def test_handlers_get_the_contract_environment(synth: Synth, handler: str) -> None:
+    _, fn = _function(synth, PROD, handler)
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert CONTRACT_ENV[handler] <= set(env), CONTRACT_ENV[handler] - set(env)
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "EvalGate/Service"
+
+
+def test_queues_are_encrypted_with_dlqs_and_batch_failures_reported(synth: Synth) -> None:
+    queues = synth.resources(PROD, "AWS::SQS::Queue")
+    assert all("KmsMasterKeyId" in q["Properties"] for q in queues.values())
+    with_dlq = [q for q in queues.values() if "RedrivePolicy" in q["Properties"]]
+    assert len(with_dlq) == 2  # capture and shadow
+    mappings = list(synth.resources(PROD, "AWS::Lambda::EventSourceMapping").values())
+    assert len(mappings) == 2
+    assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
+    policies = synth.resources(PROD, "AWS::SQS::QueuePolicy").values()
+    assert all(
+        any(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+            for st in p["Properties"]["PolicyDocument"]["Statement"])
+        for p in policies
+    )
+
+
+def test_shadow_alias_and_worker(synth: Synth) -> None:
+    aliases = {v["Properties"]["Name"]: k for k, v in synth.resources(PROD, "AWS::Lambda::Alias").items()}
+    assert set(aliases) == {"live", "shadow"}
+    _, worker = _function(synth, PROD, "handlers.shadow_worker.handler")
+    assert worker["Properties"]["Environment"]["Variables"]["SHADOW_QUALIFIER"] == "shadow"
+    role = worker["Properties"]["Role"]["Fn::GetAtt"][0]
+    invoke = [st for st in _policies_of(synth, PROD, role) if st["Action"] == "lambda:InvokeFunction"]
+    assert invoke[0]["Resource"] == {"Ref": aliases["shadow"]}
+
+
+def test_data_bucket_is_private_encrypted_ssl_only_with_lifecycle(synth: Synth) -> None:
+    buckets = synth.resources(PROD, "AWS::S3::Bucket")
+    data = [b["Properties"] for b in buckets.values() if "LoggingConfiguration" in b["Properties"]]
+    assert len(data) == 1
+    bucket = data[0]
+    sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse["SSEAlgorithm"] == "aws:kms"
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+    }
+    assert any("ExpirationInDays" in r for r in bucket["LifecycleConfiguration"]["Rules"])
+    for policy in synth.resources(PROD, "AWS::S3::BucketPolicy").values():
+        assert any(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+                   for st in policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def test_dashboard_graphs_quality_per_version(synth: Synth) -> None:
+    _, dash = _one(synth, PROD, "AWS::CloudWatch::Dashboard")
+    body = str(dash["Properties"]["DashboardBody"])
+    for metric in ("QualityScore", "Hallucination", "Latency", "JudgedCount", "FeedbackScore"):
+        assert f'MetricName=\\\\"{metric}\\\\"' in body or f'MetricName=\\"{metric}\\"' in body, metric
+    assert "{EvalGate/Service,FunctionVersion}" in body

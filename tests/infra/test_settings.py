@@ -1,0 +1,115 @@
+"""Typed settings: cdk.json works out of the box; a missing or invalid setting stops synth naming the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from stacks.settings import Settings, SettingsError, load_settings
+
+from .conftest import REPO, cdk_context
+
+
+def settings_with(**overrides: Any) -> Settings:
+    ctx = cdk_context(**overrides)
+    for key, value in list(ctx.items()):
+        if value is None:
+            del ctx[key]
+    return load_settings(ctx)
+
+
+def expect_error(key: str, **overrides: Any) -> str:
+    with pytest.raises(SettingsError) as info:
+        settings_with(**overrides)
+    message = str(info.value)
+    assert f"- {key}" in message, message
+    return message
+
+
+def test_cdk_json_defaults_are_valid_and_demo_safe() -> None:
+    s = settings_with()
+    assert s.connection_arn == (
+        "arn:aws:codeconnections:us-east-1:111111111111:connection/00000000-0000-0000-0000-000000000000"
+    )
+    assert s.notification_email.endswith("@example.com")
+    assert s.bundle is False and s.deployment_mode == "auto"
+    assert s.load_test_rps == pytest.approx(s.peak_rps * 1.5)
+
+
+def test_cdk_json_runs_the_app_with_python3_and_sets_feature_flags() -> None:
+    doc = json.loads((REPO / "cdk.json").read_text())
+    assert doc["app"] == "python3 app.py"
+    assert doc["context"]["@aws-cdk/aws-codepipeline:defaultPipelineTypeToV2"] is True
+    assert sum(1 for k in doc["context"] if k.startswith("@aws-cdk/")) > 50
+
+
+def test_missing_email_names_the_setting() -> None:
+    message = expect_error("notificationEmail", notificationEmail=None)
+    assert "missing" in message
+
+
+@pytest.mark.parametrize("key,value,fragment", [
+    ("notificationEmail", "ops-at-example.com", "not a valid email"),
+    ("connectionArn", "arn:aws:s3:::bucket", "CodeConnections ARN"),
+    ("repository", "no-slash", "owner/repo"),
+    ("canaryPercent", 0, "greater than or equal to 1"),
+    ("canaryPercent", 100, "less than or equal to 99"),
+    ("canaryIntervalMinutes", "soon", "valid integer"),
+    ("peakRps", -1, "greater than 0"),
+    ("monthlyEvalBudgetUsd", 0, "greater than 0"),
+    ("generatorModelId", "claude", "Bedrock model id"),
+    ("judgeModelId", "", "Bedrock model id"),
+    ("guardrailId", "not-an-id", "guardrail id"),
+    ("thresholdsFile", "golden/missing.toml", "does not exist"),
+    ("thresholdsFile", "../outside.toml", "relative to the repository root"),
+    ("promptVersion", "support/v999", "does not exist"),
+    ("releaseTagPattern", "v* ; rm -rf", "git ref glob"),
+    ("deploymentMode", "yolo", "canary"),
+    ("alarmThresholds", {"qualityMin": 2}, "less than or equal to 1"),
+])
+def test_invalid_values_name_the_setting(key: str, value: Any, fragment: str) -> None:
+    message = expect_error(key, **{key: value})
+    assert fragment in message, message
+
+
+def test_source_needs_a_connection_or_a_codecommit_repository() -> None:
+    expect_error("connectionArn", connectionArn=None)
+    expect_error("repository", repository=None)
+    expect_error("connectionArn/repository", codeCommitRepository="evalgate")
+    s = settings_with(connectionArn=None, repository=None, codeCommitRepository="evalgate")
+    assert s.uses_codecommit
+
+
+def test_guardrail_version_needs_an_id() -> None:
+    expect_error("guardrailId", guardrailVersion="1")
+    assert settings_with(guardrailId="abcdef012345").guardrail_id == "abcdef012345"
+
+
+def test_command_line_strings_are_coerced() -> None:
+    s = settings_with(canaryPercent="15", bundle="true", changedPaths="stacks/a.py, docs/b.md",
+                      featureFlags=json.dumps({"variants": {"control": {
+                          "model_id": "us.anthropic.claude-sonnet-4-20250514-v1:0", "prompt_version": "support/v1"}}}))
+    assert s.canary_percent == 15 and s.bundle is True
+    assert s.changed_paths == ["stacks/a.py", "docs/b.md"]
+    assert s.flags.default_variant == "control"
+
+
+def test_app_py_exits_with_the_setting_name() -> None:
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(cdk_context(notificationEmail="nobody"))}
+    result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1
+    assert "notificationEmail: value is not a valid email address" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_canary_that_could_never_collect_enough_samples_stops_synth() -> None:
+    message = expect_error("minJudgedSamples", minJudgedSamples=500)
+    assert "could never promote" in message
+    s = settings_with()
+    assert s.expected_canary_judged() >= s.min_judged_samples
