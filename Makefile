@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 .PHONY: demo test lint typecheck unit integration infra e2e synth bench calibrate clean
 
