@@ -17,7 +17,7 @@ class LocalEmbedder:
     model_id = MODEL_ID
     batched = True  # CPU inference: one large batch beats many single texts
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self, batch_size: int = 32) -> None:
         self.batch_size = batch_size
         self._model: Any = None
         self._lock = threading.Lock()
