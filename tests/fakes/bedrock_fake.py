@@ -41,15 +41,15 @@ import json
 import math
 import os
 import re
-import socket
 import threading
 import time
 import urllib.parse
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes.loopback import LoopbackHandler, LoopbackServer, ServerThread
 
 DUMMY_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -439,37 +439,8 @@ def approx_tokens(text: str) -> int:
 # ---------------------------------------------------------------------------------------------- server
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 512
-
-    def __init__(self, addr: tuple[str, int], fake: BedrockFake) -> None:
-        self.fake = fake
-        self.open_sockets: set[socket.socket] = set()
-        self.sockets_lock = threading.Lock()
-        super().__init__(addr, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.sockets_lock:
-            self.open_sockets.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.sockets_lock:
-            self.open_sockets.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (read timeout) closes its socket; that is expected, not an error.
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as two writes: without TCP_NODELAY, Nagle + the client's delayed ACK add ~40 ms.
-    disable_nagle_algorithm = True
-    server: _Server
+class _Handler(LoopbackHandler):
+    server: LoopbackServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -546,8 +517,7 @@ class BedrockFake:
         self._in_flight = 0
         self.max_in_flight = 0
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
 
     # -- lifecycle
 
@@ -555,11 +525,8 @@ class BedrockFake:
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = _Server((self._host, self._port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="bedrock-fake", daemon=True
-        )
-        self._thread.start()
+        self._server = ServerThread(LoopbackServer((self._host, self._port), _Handler, self, queue_size=512),
+                                    "bedrock-fake")
         return self
 
     def stop(self) -> None:
@@ -567,14 +534,7 @@ class BedrockFake:
         if server is None:
             return
         self._stopping.set()  # wakes delayed / hanging calls
-        server.shutdown()
-        server.server_close()
-        with server.sockets_lock:
-            for sock in list(server.open_sockets):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        server.stop()
 
     def __enter__(self) -> BedrockFake:
         return self.start()
@@ -586,7 +546,7 @@ class BedrockFake:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the fake is not running")
-        return int(self._server.server_address[1])
+        return self._server.port
 
     @property
     def url(self) -> str:

@@ -11,14 +11,13 @@ Each call is answered by the next scripted ``Reply`` (``script()``), else by the
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes.loopback import LoopbackHandler, LoopbackServer, ServerThread
 
 
 @dataclass(frozen=True)
@@ -40,36 +39,8 @@ class ReceivedRequest:
     json: Any
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def __init__(self, addr: tuple[str, int], fake: HttpServiceFake) -> None:
-        self.fake = fake
-        self.open_sockets: set[socket.socket] = set()
-        self.sockets_lock = threading.Lock()
-        super().__init__(addr, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.sockets_lock:
-            self.open_sockets.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.sockets_lock:
-            self.open_sockets.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that time out close their sockets; that is expected
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out as two writes: without TCP_NODELAY, Nagle + the client's delayed ACK add ~40 ms.
-    disable_nagle_algorithm = True
-    server: _Server
+class _Handler(LoopbackHandler):
+    server: LoopbackServer
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -109,17 +80,12 @@ class HttpServiceFake:
         self._queue: deque[Reply] = deque()
         self.requests: list[ReceivedRequest] = []
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
 
     def start(self) -> HttpServiceFake:
         if self._server is None:
             self._stopping.clear()
-            self._server = _Server(self._addr, self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="http-service-fake", daemon=True
-            )
-            self._thread.start()
+            self._server = ServerThread(LoopbackServer(self._addr, _Handler, self), "http-service-fake")
         return self
 
     def stop(self) -> None:
@@ -127,14 +93,7 @@ class HttpServiceFake:
         if server is None:
             return
         self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        with server.sockets_lock:
-            for sock in list(server.open_sockets):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        server.stop()
 
     def __enter__(self) -> HttpServiceFake:
         return self.start()
@@ -146,7 +105,7 @@ class HttpServiceFake:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("the fake is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.port}"
 
     def script(self, *replies: Reply) -> None:
         with self._lock:
