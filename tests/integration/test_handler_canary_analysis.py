@@ -6,7 +6,6 @@ import json
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from evalgate.deploy_hooks import CodeDeployReporter
+from tests.fakes.aws_lambda import context_factory
 
 DEPLOYMENT = "d-9QK3M2ZP7"
 EXECUTION = "eyJkZXBsb3ltZW50SWQiOiJkLTlRSzNNMlpQNyJ9EXAMPLE"
@@ -40,16 +40,7 @@ APPSPEC = json.dumps(
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-@dataclass
-class Ctx:
-    remaining_ms: int = 120_000
-    function_name: str = "support-canary-analysis"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:support-canary-analysis"
-    aws_request_id: str = "6c2e3b8f-0000-4000-8000-000000000002"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+Ctx = context_factory("support-canary-analysis", remaining_ms=120_000, memory_mb=512)
 
 
 def codedeploy(status: str | None, with_appspec: bool = True) -> tuple[CodeDeployReporter, Stubber]:

@@ -8,7 +8,6 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +17,8 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
+from tests.fakes.aws_lambda import context_factory
+
 REGION = "us-east-1"
 DEPLOYMENT = "d-7HX2Q5N1B"
 ALARM = "support-service-v7-quality"
@@ -25,15 +26,7 @@ HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-@dataclass
-class Ctx:
-    function_name: str = "support-notifier"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:support-notifier"
-    aws_request_id: str = "8e4a5d0b-0000-4000-8000-000000000004"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+Ctx = context_factory("support-notifier", remaining_ms=60_000, memory_mb=256)
 
 
 def codedeploy_event(state: str = "STOP", event_id: str = "c071bfbf-83c4-49ca-a6ff-3df053957145") -> dict[str, Any]:

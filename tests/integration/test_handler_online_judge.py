@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from tests.fakes.aws_lambda import context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error, FakeRequest
 
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -17,15 +17,7 @@ CANARY = "CANARY-online-5e1d"
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-@dataclass
-class Ctx:
-    function_name: str = "support-online-judge"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:support-online-judge"
-    aws_request_id: str = "7d3f4c9a-0000-4000-8000-000000000003"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 120_000
+Ctx = context_factory("support-online-judge", remaining_ms=120_000, memory_mb=512)
 
 
 def capture(version: str, question: str, answer: str, knowledge: list[str], rid: str, **kw: Any) -> dict[str, Any]:

@@ -10,12 +10,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
 import time
-import urllib.parse
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +21,7 @@ from botocore.stub import Stubber
 
 from evalgate.dataset import load_golden
 from evalgate.deploy_hooks import CodeDeployReporter, PreTrafficSettings, pre_traffic_smoke
+from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, FakeRequest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,67 +30,7 @@ EXECUTION = "eyJkZXBsb3ltZW50SWQiOiJkLTdIWDJRNU4xQiJ9EXAMPLE"
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-@dataclass
-class Ctx:
-    remaining_ms: int = 300_000
-    function_name: str = "support-pre-traffic-hook"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:support-pre-traffic-hook"
-    aws_request_id: str = "5b1f2a7e-0000-4000-8000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-class LambdaInvokeFake:
-    """Loopback fake of ``POST /2015-03-31/functions/{name}/invocations`` that runs a handler in-process."""
-
-    def __init__(self, handler: Callable[[Any, Any], Any]) -> None:
-        self.handler = handler
-        self.calls: list[tuple[str, str | None]] = []
-        fake = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                m = re.match(r"^/2015-03-31/functions/([^/]+)/invocations$", url.path)
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if not m:
-                    self._send(404, b'{"message":"no route"}', {})
-                    return
-                name = urllib.parse.unquote(m.group(1))
-                qualifier = urllib.parse.parse_qs(url.query).get("Qualifier", [None])[0]
-                fake.calls.append((name, qualifier))
-                result = fake.handler(json.loads(raw), Ctx(function_name=name))
-                self._send(200, json.dumps(result).encode(), {"X-Amz-Executed-Version": qualifier or "$LATEST"})
-
-            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> LambdaInvokeFake:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+Ctx = context_factory("support-pre-traffic-hook", remaining_ms=300_000, memory_mb=1024)
 
 
 def stubbed_codedeploy(status: str | None) -> tuple[CodeDeployReporter, Stubber]:
@@ -176,7 +113,8 @@ def test_smoke_pass_reports_succeeded_and_only_the_new_version_is_invoked(
     assert "smoke PASS on version 8" in out["reason"]
     stub.assert_no_pending_responses()
     calls = world["lambda"].calls
-    assert len(calls) >= 10 and set(calls) == {("support-service", "8")}  # the alias is never invoked
+    assert len(calls) >= 10
+    assert {(c["function"], c["qualifier"]) for c in calls} == {("support-service", "8")}  # never the alias
     doc = emf(capsys.readouterr().out, "PreTrafficPassed")
     assert doc["PreTrafficPassed"] == [1.0] and doc["FunctionVersion"] == "8"
 
@@ -288,4 +226,4 @@ def test_smoke_cases_from_a_file(world: dict[str, Any], tmp_path: Path) -> None:
     )
     outcome = pre_traffic_smoke(settings, time.monotonic() + 120)
     assert outcome.details["cases"] == 5 and outcome.details["version"] == "8"
-    assert set(world["lambda"].calls) == {("support-service", "8")}
+    assert {(c["function"], c["qualifier"]) for c in world["lambda"].calls} == {("support-service", "8")}

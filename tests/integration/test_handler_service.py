@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from tests.fakes.aws_lambda import context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error
 
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-@dataclass
-class Ctx:
-    function_name: str = "support-service"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:support-service:live"
-    aws_request_id: str = "0f6e3a56-1111-2222-3333-444455556666"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+Ctx = context_factory("support-service", remaining_ms=29_000, memory_mb=512)
 
 
 def http_event(path: str, body: Any, *, method: str = "POST", headers: dict[str, str] | None = None) -> dict[str, Any]:

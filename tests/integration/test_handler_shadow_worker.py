@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import urllib.parse
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +16,7 @@ from moto import mock_aws
 from evalgate.config import load_config
 from evalgate.providers.base import JudgeCall, ToolSpec
 from evalgate.shadow import Pair, compare_pair, read_pairs, run_shadow_report, shadow_report
+from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,69 +25,7 @@ HAIKU = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
 
-@dataclass
-class Ctx:
-    function_name: str = "support-shadow-worker"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:support-shadow-worker"
-    aws_request_id: str = "9f5b6e1c-0000-4000-8000-000000000005"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
-class LambdaFake:
-    """Loopback Lambda Invoke API: runs ``handler`` in-process, or answers a scripted AWS error."""
-
-    def __init__(self, handler: Callable[[Any, Any], Any], executed_version: str) -> None:
-        self.handler, self.version = handler, executed_version
-        self.calls: list[dict[str, Any]] = []
-        self.errors: list[tuple[int, str]] = []
-        fake = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                url = urllib.parse.urlsplit(self.path)
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                m = re.match(r"^/2015-03-31/functions/([^/]+)/invocations$", url.path)
-                assert m, url.path
-                fake.calls.append(
-                    {
-                        "function": urllib.parse.unquote(m.group(1)),
-                        "qualifier": urllib.parse.parse_qs(url.query).get("Qualifier", [None])[0],
-                        "type": self.headers.get("X-Amz-Invocation-Type"),
-                        "payload": json.loads(raw),
-                    }
-                )
-                if fake.errors:
-                    status, code = fake.errors.pop(0)
-                    body = json.dumps({"Type": "User", "message": code}).encode()
-                    headers = {"x-amzn-ErrorType": code}
-                else:
-                    status, headers = 200, {"X-Amz-Executed-Version": fake.version}
-                    body = json.dumps(fake.handler(json.loads(raw), Ctx(function_name="support-service"))).encode()
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+Ctx = context_factory("support-shadow-worker", remaining_ms=60_000, memory_mb=512)
 
 
 def mirrored(rid: str, question: str, prod_answer: str = "Standard shipping takes 3 to 5 business days.") -> str:
@@ -158,7 +93,7 @@ def world(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake) -> Iterato
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(flags, "DEFAULT_CAPTURE_RATE", 1.0)
-    lam = LambdaFake(svc.handler, executed_version="9")
+    lam = LambdaInvokeFake(svc.handler, executed_version="9")
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lam.url)
     with mock_aws():
         s3, sqs = boto3.client("s3", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
