@@ -41,14 +41,23 @@ from evalgate.runner import run_evaluation  # noqa: E402
 
 def synthetic_golden(n: int) -> Golden:
     kb = {
-        f"kb.{i}": KnowledgeEntry(id=f"kb.{i}", title=f"Policy {i}", text=f"Policy {i}: items of type {i} can be "
-                                  f"returned within {10 + i % 20} days of delivery for a refund.", file="bench", line=i)
+        f"kb.{i}": KnowledgeEntry(
+            id=f"kb.{i}",
+            title=f"Policy {i}",
+            text=f"Policy {i}: items of type {i} can be returned within {10 + i % 20} days of delivery for a refund.",
+            file="bench",
+            line=i,
+        )
         for i in range(20)
     }
     cases = [
-        Case(id=f"b-{i:05d}", category="returns", prompt=f"Order {i}: how many days do I have to return an item of type {i % 20}?",
-             reference=f"For order {i}, items of type {i % 20} can be returned within {10 + i % 20} days.",
-             context=[f"kb.{i % 20}"])
+        Case(
+            id=f"b-{i:05d}",
+            category="returns",
+            prompt=f"Order {i}: how many days do I have to return an item of type {i % 20}?",
+            reference=f"For order {i}, items of type {i % 20} can be returned within {10 + i % 20} days.",
+            context=[f"kb.{i % 20}"],
+        )
         for i in range(n)
     ]
     return Golden(root=ROOT / "golden", knowledge=kb, cases=cases)
@@ -104,20 +113,37 @@ def bench_throughput(n: int, latency: float, concurrency: int) -> dict[str, obje
             judge = Judge(BedrockJudgeModel(config.models.judge), cache=cache)
             emb = TitanEmbedder(config.models.embeddings, max_workers=concurrency)
             t0 = time.perf_counter()
-            r = run_evaluation(golden=golden, cases=golden.cases, candidate=cand, config=config, tier="full",
-                               judge=judge, embedder=emb, cache=cache, concurrency=concurrency)
+            r = run_evaluation(
+                golden=golden,
+                cases=golden.cases,
+                candidate=cand,
+                config=config,
+                tier="full",
+                judge=judge,
+                embedder=emb,
+                cache=cache,
+                concurrency=concurrency,
+            )
             return time.perf_counter() - t0, r
 
         cache = Cache(Path(tmp) / "cache.sqlite")
         wall, cold = once(cache)
         calls = fake.count()
         ideal = calls * latency / concurrency
-        out.update(model_calls=calls, wall_s=round(wall, 3), ideal_s=round(ideal, 3),
-                   efficiency=round(ideal / wall, 3) if wall else None, verdict=cold.verdict.verdict)
+        out.update(
+            model_calls=calls,
+            wall_s=round(wall, 3),
+            ideal_s=round(ideal, 3),
+            efficiency=round(ideal / wall, 3) if wall else None,
+            verdict=cold.verdict.verdict,
+        )
         warm_wall, warm = once(cache)
-        out.update(warm_model_calls=fake.count() - calls, warm_wall_s=round(warm_wall, 3),
-                   warm_vs_cold=round(warm_wall / wall, 3),
-                   warm_verdict_same=warm.verdict.verdict == cold.verdict.verdict)
+        out.update(
+            warm_model_calls=fake.count() - calls,
+            warm_wall_s=round(warm_wall, 3),
+            warm_vs_cold=round(warm_wall / wall, 3),
+            warm_verdict_same=warm.verdict.verdict == cold.verdict.verdict,
+        )
     return out
 
 
@@ -138,16 +164,33 @@ def bench_local_embeddings(pairs: int) -> dict[str, object]:
 
 def _simulated_run(scores: np.ndarray, config: GateConfig, baseline: RunResult | None) -> RunResult:
     cases = [
-        CaseResult(id=f"s-{i:04d}", suite="regression", category="sim", expected="answer",
-                   metrics={"faithfulness": MetricValue(name="faithfulness", value=float(s))}, status="pass")
+        CaseResult(
+            id=f"s-{i:04d}",
+            suite="regression",
+            category="sim",
+            expected="answer",
+            metrics={"faithfulness": MetricValue(name="faithfulness", value=float(s))},
+            status="pass",
+        )
         for i, s in enumerate(scores)
     ]
     aggs = aggregate_suite(cases, "regression", config, None, set())
     comps = compare(cases, baseline, config) if baseline else []
     verdict, unscored = decide(aggs, comps, None, None, cases, config)
-    return RunResult(run_id="sim", started_at="", finished_at="", tool_version="", tier="sim", suites=["regression"],
-                     candidate={}, cases=cases, aggregates=aggs, comparisons=comps, verdict=verdict,
-                     unscored=unscored)
+    return RunResult(
+        run_id="sim",
+        started_at="",
+        finished_at="",
+        tool_version="",
+        tier="sim",
+        suites=["regression"],
+        candidate={},
+        cases=cases,
+        aggregates=aggs,
+        comparisons=comps,
+        verdict=verdict,
+        unscored=unscored,
+    )
 
 
 def bench_decisions(trials: int, n: int, seed: int = 11) -> dict[str, object]:
@@ -171,8 +214,12 @@ def bench_decisions(trials: int, n: int, seed: int = 11) -> dict[str, object]:
                 continue
             aa += _simulated_run(observe(q), cfg, base).verdict.verdict != "PASS"
             ab += _simulated_run(observe(q * 0.9), cfg, base).verdict.verdict != "PASS"
-        out[label] = {"true_mean": round(a / (a + b), 3), "threshold": threshold,
-                      "aa_false_block_rate": round(aa / trials, 3), "ab_block_rate_10pct": round(ab / trials, 3)}
+        out[label] = {
+            "true_mean": round(a / (a + b), 3),
+            "threshold": threshold,
+            "aa_false_block_rate": round(aa / trials, 3),
+            "ab_block_rate_10pct": round(ab / trials, 3),
+        }
     # Harder reading of "a 10% regression": 10% of the cases break (their score halves), the rest are unchanged.
     cfg = config.model_copy(deep=True)
     cfg.thresholds.faithfulness = None
@@ -185,8 +232,11 @@ def bench_decisions(trials: int, n: int, seed: int = 11) -> dict[str, object]:
         broken[idx] *= 0.5
         cand = _simulated_run(np.clip(broken + rng.normal(0, 0.05, size=n), 0, 1), cfg, base)
         blocked += cand.verdict.verdict != "PASS"
-    out["ten_percent_of_cases_break"] = {"threshold": None, "block_rate": round(blocked / trials, 3),
-                                         "mean_drop": "about 0.048 (10% of cases x half of ~0.96)"}
+    out["ten_percent_of_cases_break"] = {
+        "threshold": None,
+        "block_rate": round(blocked / trials, 3),
+        "mean_drop": "about 0.048 (10% of cases x half of ~0.96)",
+    }
     return out
 
 

@@ -40,7 +40,9 @@ def test_dataset_errors_name_file_and_line(tmp_path: Path):
 
 def test_knowledge_errors(tmp_path: Path):
     root = write_golden(tmp_path / "golden", [case_dict(1)])
-    (root / "knowledge" / "zz.md").write_text("## Returns Window\ntext\n\n## returns.window: Again\ndup\n\n## x.empty: Empty\n")
+    (root / "knowledge" / "zz.md").write_text(
+        "## Returns Window\ntext\n\n## returns.window: Again\ndup\n\n## x.empty: Empty\n"
+    )
     with pytest.raises(InputError) as ei:
         load_golden(root)
     msgs = "\n".join(problems(ei.value))
@@ -59,8 +61,10 @@ def test_multi_turn_must_end_with_user(tmp_path: Path):
 
 def test_config_errors_point_at_the_line(tmp_path: Path):
     p = tmp_path / "gate.toml"
-    p.write_text("version = 1\n\n[thresholds]\nfaithfulness = 0.85\nsimilarity = 1.7\nhallucination_rate = 0.02\n"
-                 "hallucination_rate_high_stakes = 0.5\n")
+    p.write_text(
+        "version = 1\n\n[thresholds]\nfaithfulness = 0.85\nsimilarity = 1.7\nhallucination_rate = 0.02\n"
+        "hallucination_rate_high_stakes = 0.5\n"
+    )
     with pytest.raises(InputError) as ei:
         load_config(p)
     msgs = problems(ei.value)
