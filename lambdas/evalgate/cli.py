@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ TIERS: dict[str, dict[str, Any]] = {
         "judge": "judge",
         "subset": "smoke",
         "repeats": 1,
-        "about": "cases tagged 'smoke', cheap judge (Bedrock)",
+        "about": "cases tagged 'smoke' (topped up so each gated group has gate.min_cases), cheap judge (Bedrock)",
     },
     "full": {"judge": "judge", "subset": None, "repeats": 1, "about": "every case, cheap judge (Bedrock)"},
     "release": {
@@ -40,6 +41,11 @@ TIERS: dict[str, dict[str, Any]] = {
         "about": "every case, heavy judge, 3 repeats to measure run-to-run noise",
     },
 }
+AUTO_ABOUT = (
+    "decide from `git diff <last approved commit>..HEAD`: docs only -> skip (PASS with a note); code only -> "
+    "smoke; prompts, golden data, models or thresholds -> full; a release tag/branch -> release "
+    "(gate.toml [tiers], [release]). Judged scores near a threshold are re-judged by the heavy judge."
+)
 
 DESCRIPTION = """\
 Score a GenAI change against a golden dataset and decide whether it may ship.
@@ -49,6 +55,7 @@ too many unscored cases, missing data, time budget exhausted).
 
 Start here:
   evalgate validate                                   check golden/ (datasets, knowledge, gate.toml)
+  evalgate tier --since origin/main                   which tier --tier auto would run, and why
   evalgate run --tier offline \\
       --candidate replay:golden/responses/baseline.jsonl --out out/baseline
   evalgate run --tier offline \\
@@ -68,7 +75,14 @@ Candidates (--candidate):
 Tiers (--tier):
 """
     + "\n".join(f"  {k:<9} {v['about']}" for k, v in TIERS.items())
+    + "\n"
+    + textwrap.fill(AUTO_ABOUT, width=110, initial_indent=f"  {'auto':<9} ", subsequent_indent=" " * 12)
     + """
+
+Cost: --max-cost USD refuses, before it is made, any call whose conservative cost estimate could take the
+run's spend over the cap; the run then stops with ERROR (exit 4) naming the cap. Prices: gate.toml [pricing].
+Scale out: --shard K/N evaluates the cases whose id hashes to shard K of N (exit 0 once its reports are
+written; 4 on a run-level problem); `evalgate merge shard*/results.json` gates the union.
 
 Reports written to --out: results.json (keep the approved one: it is the next run's --baseline),
 junit.xml (CodeBuild report groups), summary.md (email / PR), report.html (charts, per-case details).
@@ -92,7 +106,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate a candidate on the golden set, write reports, exit with the verdict.",
     )
     run.add_argument("--candidate", required=True, metavar="SPEC", help="what to evaluate (see below)")
-    run.add_argument("--tier", choices=list(TIERS), default="offline", help="how much to run (default: offline)")
+    run.add_argument(
+        "--tier", choices=[*TIERS, "auto"], default="offline", help="how much to run (default: offline; see below)"
+    )
     run.add_argument("--golden", type=Path, default=Path("golden"), help="golden dataset folder (default: golden)")
     run.add_argument("--config", type=Path, help="gate config (default: GOLDEN/gate.toml)")
     run.add_argument(
@@ -119,6 +135,84 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--judge-model", help="override the judge model id")
     run.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and exit ERROR after this long")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--max-cost",
+        type=float,
+        metavar="USD",
+        help="stop with ERROR before the run's spend could exceed this (default: gate.toml [cost] max_usd)",
+    )
+    run.add_argument("--shard", metavar="K/N", help="evaluate only shard K of N (by case-id hash); merge later")
+    _add_auto_options(run)
+    run.add_argument("--commit", help="the commit being evaluated, recorded in results.json (default: git HEAD)")
+    run.add_argument("--guardrail-id", help="Bedrock guardrail to check the guardrail suite with (ApplyGuardrail)")
+    run.add_argument("--guardrail-version", help="its version (a number or DRAFT)")
+    run.add_argument(
+        "--evaluation-job",
+        action="store_true",
+        help="release tier: judge with a Bedrock Model Evaluation job (gate.toml [evaluation_job])",
+    )
+    run.add_argument(
+        "--no-escalation", action="store_true", help="tier auto: do not re-judge borderline cases with the heavy judge"
+    )
+
+    tier = sub.add_parser(
+        "tier",
+        help="show which tier --tier auto would run, and why",
+        description="Classify the files changed since the last approved commit and print the tier --tier auto "
+        "would run (" + AUTO_ABOUT + ").",
+    )
+    tier.add_argument("--golden", type=Path, default=Path("golden"))
+    tier.add_argument("--config", type=Path, help="default: GOLDEN/gate.toml")
+    tier.add_argument("--baseline", type=Path, help="approved results.json (its commit is the diff base)")
+    tier.add_argument("--json", action="store_true", help="print the decision as JSON")
+    _add_auto_options(tier)
+
+    load = sub.add_parser(
+        "load",
+        help="open-loop load test with a p95 latency gate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Drive a target at a fixed offered rate with an open-loop arrival schedule (requests fire at "
+        "their scheduled time however slow earlier ones are) and gate the p95 of the end-to-end request wall "
+        "time against the SLO. Exit 0 PASS, 1 FAIL (p95 over the SLO, or throttled), 2 usage, 4 ERROR (errors "
+        "above the limit, too few samples, or the schedule could not be held).",
+        epilog='Targets: http:URL (POST JSON {"question": ...}), lambda:NAME[:QUALIFIER], bedrock (Converse with '
+        "gate.toml [models]).\nExample: evalgate load --target http:https://api.example.com/ask --peak-rps 20 "
+        "--factor 1.5 --duration 60 --slo-p95-ms 450 --out out/load",
+    )
+    load.add_argument("--target", required=True, metavar="SPEC", help="http:URL, lambda:NAME[:QUAL] or bedrock")
+    load.add_argument("--rps", type=float, help="offered requests per second (default: peak x factor)")
+    load.add_argument("--peak-rps", type=float, help="the configured peak (default: gate.toml [load] peak_rps)")
+    load.add_argument("--factor", type=float, help="multiple of the peak to offer (default: [load] factor, 1.5)")
+    load.add_argument("--duration", type=float, metavar="SECONDS", help="schedule length (default: [load])")
+    load.add_argument("--slo-p95-ms", type=float, help="p95 end-to-end latency limit (default: [load], 450)")
+    load.add_argument("--arrival", choices=["poisson", "fixed"], help="arrival process (default: [load], poisson)")
+    load.add_argument("--seed", type=int, help="schedule and prompt order seed")
+    load.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout (default: [load])")
+    load.add_argument("--late-tolerance-ms", type=float, help="drop a request not started this late (default 100)")
+    load.add_argument("--workers", type=int, help="worker pool size (default: sized from the rate by Little's law)")
+    load.add_argument("--max-requests", type=int, help="refuse schedules larger than this (default: [load])")
+    load.add_argument("--golden", type=Path, default=Path("golden"), help="prompts come from this golden set")
+    load.add_argument("--config", type=Path, help="default: GOLDEN/gate.toml")
+    load.add_argument(
+        "--suite",
+        action="append",
+        choices=["regression", "guardrail", "injection"],
+        help="draw prompts from these suites (default: regression)",
+    )
+    load.add_argument("--model", help="bedrock target: model or inference profile id")
+    load.add_argument("--prompt", help="bedrock target: prompt id")
+    load.add_argument("--out", type=Path, default=Path("out/load"), help="report folder (default: out/load)")
+
+    merge = sub.add_parser(
+        "merge",
+        help="combine --shard results into one run and gate the union",
+        description="Merge the results.json of every shard of one run (same config, candidate, tier, judge, "
+        "commit and baseline; each shard exactly once) and re-gate the union. Exit codes as `run`.",
+    )
+    merge.add_argument("results", nargs="+", type=Path, metavar="RESULTS_JSON", help="each shard's results.json")
+    merge.add_argument("--baseline", type=Path, help="the baseline the shards were compared with")
+    merge.add_argument("--config", type=Path, help="check the shards ran with this gate config")
+    merge.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder (default: out/eval)")
 
     val = sub.add_parser(
         "validate",
@@ -150,6 +244,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_auto_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--since",
+        metavar="COMMIT",
+        help="tier auto: diff against this commit (default: $EVALGATE_BASE_COMMIT, else the baseline's commit)",
+    )
+    p.add_argument("--release", action="store_true", help="tier auto: treat this change as a release candidate")
+    p.add_argument("--branch", help="tier auto: branch name for the release rule (default: from CI env or git)")
+    p.add_argument("--repo", type=Path, default=Path("."), help="git repository (default: .)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -161,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "tier":
+            return _tier(args)
+        if args.command == "load":
+            return _load(args)
+        if args.command == "merge":
+            return _merge(args)
         if args.command == "calibrate":
             from .calibrate import run_calibration
 
@@ -288,30 +399,135 @@ def _aws_credentials_available() -> bool:
     return boto3.Session().get_credentials() is not None
 
 
+def _gate_file(config_path: Path, repo: Path) -> str | None:
+    """The gate config's path relative to the repository (how git names it), if it is inside it."""
+    try:
+        return config_path.resolve().relative_to(repo.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def _decide(args: argparse.Namespace, config: Any, config_path: Path, baseline: Any) -> Any:
+    from .tiers import decide_tier
+
+    base = args.since or os.environ.get("EVALGATE_BASE_COMMIT") or (baseline.commit if baseline else None)
+    return decide_tier(
+        config,
+        repo=args.repo,
+        base=base,
+        gate_file=_gate_file(config_path, args.repo),
+        branch=args.branch,
+        release=args.release,
+    )
+
+
+def _tier(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    config_path = args.config or args.golden / "gate.toml"
+    config = load_config(config_path)
+    baseline = _load_baseline(args.baseline) if args.baseline else None
+    decision = _decide(args, config, config_path, baseline)
+    if args.json:
+        print(json.dumps(decision.to_dict(), indent=2))
+    else:
+        print(decision.summary)
+        for cat, files in sorted(decision.files.items()):
+            print(f"  {cat}: {len(files)} file(s)")
+    return 0
+
+
+def _commit(args: argparse.Namespace) -> str | None:
+    if args.commit:
+        return str(args.commit)
+    if os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION"):
+        return os.environ["CODEBUILD_RESOLVED_SOURCE_VERSION"]
+    from .tiers import head_commit
+
+    return head_commit(args.repo)
+
+
+def _guardrail_ids(args: argparse.Namespace, config: Any) -> tuple[str | None, str | None]:
+    gid = args.guardrail_id or os.environ.get("EVALGATE_GUARDRAIL_ID") or config.guardrail.id
+    gver = args.guardrail_version or os.environ.get("EVALGATE_GUARDRAIL_VERSION") or config.guardrail.version
+    if bool(gid) != bool(gver):
+        raise InputError.single("--guardrail-id/--guardrail-version", None, "set both the guardrail id and its version")
+    return gid, gver
+
+
 def _run(args: argparse.Namespace) -> int:
     from .cache import Cache, pull_from_s3, push_to_s3
     from .config import load_config
+    from .cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel
     from .dataset import load_golden
     from .reports import write_reports
     from .runner import run_evaluation
+    from .shard import parse_shard, select_shard, shard_record
+    from .tiers import skip_result, smoke_subset
 
     if args.concurrency < 1:
         raise InputError.single("--concurrency", None, "must be at least 1")
     if args.repeats is not None and args.repeats < 1:
         raise InputError.single("--repeats", None, "must be at least 1")
-    tier = TIERS[args.tier]
-    config = load_config(args.config or args.golden / "gate.toml")
+    if args.max_cost is not None and args.max_cost <= 0:
+        raise InputError.single("--max-cost", None, "must be a positive amount of USD")
+    if args.tier != "auto" and (args.release or args.since):
+        raise InputError.single("--release/--since", None, "only apply to --tier auto")
+    shard = parse_shard(args.shard) if args.shard else None
+    config_path = args.config or args.golden / "gate.toml"
+    config = load_config(config_path)
     golden = load_golden(args.golden, args.suite)
-    cases = golden.cases
-    if tier["subset"]:
-        cases = [c for c in cases if tier["subset"] in c.tags]
-    if not cases:
-        raise InputError.single(str(args.golden), None, f"tier {args.tier} selects no cases")
     baseline = _load_baseline(args.baseline) if args.baseline else None
     candidate = _build_candidate(args.candidate, args, config)
-    repeats = args.repeats or tier["repeats"]
+    commit = _commit(args)
+
+    decision = None
+    tier_name = args.tier
+    escalate = False
+    if args.tier == "auto":
+        decision = _decide(args, config, config_path, baseline)
+        print(decision.summary, flush=True)
+        if decision.tier == "skip":
+            result = skip_result(decision, baseline, config, commit, {"name": candidate.name, **candidate.identity()})
+            if shard is not None:
+                result.shard = shard_record(shard[0], shard[1], result.cases)
+                result.cases = select_shard(result.cases, *shard)
+            paths = write_reports(result, args.out, baseline)
+            _print_summary(result, paths)
+            return 0
+        tier_name = decision.tier
+        escalate = tier_name in ("smoke", "full") and config.tiers.escalate_borderline and not args.no_escalation
+    tier = TIERS[tier_name]
+    cases = golden.cases
+    topup: list[str] = []
+    if tier["subset"]:
+        cases, topup = smoke_subset(cases, config, tier["subset"])
+    if not cases:
+        raise InputError.single(str(args.golden), None, f"tier {tier_name} selects no cases")
+    selected = len(cases)
+    shard_info = shard_record(shard[0], shard[1], cases) if shard is not None else None
+    if shard is not None:
+        cases = select_shard(cases, *shard)
+        if not cases:
+            print(f"evalgate: shard {shard[0]}/{shard[1]} holds none of the {selected} cases", file=sys.stderr)
+    repeats = args.repeats or (config.release.repeats if decision is not None and tier_name == "release" else None)
+    repeats = repeats or tier["repeats"]
+    use_job = tier_name == "release" and (args.evaluation_job or config.release.evaluation_job)
+    if args.evaluation_job and tier_name != "release":
+        raise InputError.single("--evaluation-job", None, "applies to the release tier only")
+
+    cap = args.max_cost if args.max_cost is not None else config.cost.max_usd
+    meter = CostMeter(config, cap) if cap is not None else None
+    live = bool(getattr(candidate, "live", True))
+    if meter is not None and live:
+        model_hint = getattr(candidate, "model_id", None) or config.models.generator
+        max_out = int(getattr(candidate, "max_tokens", None) or config.models.max_tokens)
+        candidate = MeteredCandidate(candidate, meter, model_hint, max_out)
 
     judge = None
+    escalation_judge = None
+    batch_judge = None
+    guardrail = None
     not_run: list[dict[str, str]] = []
     cache = None
     s3 = None
@@ -322,10 +538,11 @@ def _run(args: argparse.Namespace) -> int:
             s3 = make_client("s3")
             pull_from_s3(s3, args.cache_s3, args.cache)
         cache = Cache(args.cache)
+    gid, gver = _guardrail_ids(args, config)
     if tier["judge"]:
         if not _aws_credentials_available():
             print(
-                f"evalgate: ERROR: tier '{args.tier}' needs a Bedrock judge but no AWS credentials were found "
+                f"evalgate: ERROR: tier '{tier_name}' needs a Bedrock judge but no AWS credentials were found "
                 "(use --tier offline to run without AWS)",
                 file=sys.stderr,
             )
@@ -333,8 +550,29 @@ def _run(args: argparse.Namespace) -> int:
         from .judge import Judge
         from .providers.bedrock import BedrockJudgeModel
 
-        judge_id = args.judge_model or getattr(config.models, tier["judge"])
-        judge = Judge(BedrockJudgeModel(model_id=judge_id), cache=cache)
+        def make_judge(model_id: str) -> Any:
+            model: Any = BedrockJudgeModel(model_id=model_id)
+            if meter is not None:
+                model = MeteredJudgeModel(model, meter)
+            return Judge(model, cache=cache)
+
+        if use_job:
+            from .evaljobs import EvaluationJobJudge
+
+            batch_judge = EvaluationJobJudge(
+                config,
+                run_id=f"{(commit or 'local')[:8]}-{os.urandom(3).hex()}",
+                evaluator_model=args.judge_model,
+                meter=meter,
+            )
+        else:
+            judge = make_judge(args.judge_model or getattr(config.models, tier["judge"]))
+        if escalate and config.models.heavy_judge != (args.judge_model or config.models.judge):
+            escalation_judge = make_judge(config.models.heavy_judge)
+        if gid and gver:
+            from .guardrails import GuardrailChecker
+
+            guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter)
     else:
         for metric in ("faithfulness", "relevance"):
             not_run.append({"metric": metric, "reason": "needs the Bedrock judge; tier offline calls no model"})
@@ -344,7 +582,9 @@ def _run(args: argparse.Namespace) -> int:
                 "reason": "needs the Bedrock judge; offline checks numeric grounding only",
             }
         )
-    embedder_kind = args.embedder if args.embedder != "auto" else ("local" if args.tier == "offline" else "titan")
+        if gid:
+            not_run.append({"metric": "guardrail (ApplyGuardrail)", "reason": "tier offline calls no AWS service"})
+    embedder_kind = args.embedder if args.embedder != "auto" else ("local" if tier_name == "offline" else "titan")
     embedder: Any
     if embedder_kind == "local":
         from .providers.local import LocalEmbedder
@@ -354,13 +594,15 @@ def _run(args: argparse.Namespace) -> int:
         from .providers.bedrock import TitanEmbedder
 
         embedder = TitanEmbedder(model_id=config.models.embeddings, max_workers=args.concurrency)
+        if meter is not None:
+            embedder = MeteredEmbedder(embedder, meter)
     deadline = time.monotonic() + args.time_budget if args.time_budget else None
     result = run_evaluation(
         golden=golden,
         cases=cases,
         candidate=candidate,
         config=config,
-        tier=args.tier,
+        tier=tier_name,
         judge=judge,
         embedder=embedder,
         baseline=baseline,
@@ -370,13 +612,156 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         deadline=deadline,
         not_run=not_run,
+        meter=meter,
+        guardrail=guardrail,
+        escalation_judge=escalation_judge,
+        borderline_margin=config.tiers.borderline_margin,
+        batch_judge=batch_judge,
+        keep_vector_sum=shard is not None,
     )
     if cache is not None:
         cache.close()
         if s3 is not None:
             push_to_s3(s3, args.cache_s3, args.cache)
+    result.commit = commit
+    if batch_judge is not None:
+        result.judge = batch_judge.identity()
+    if decision is not None:
+        result.tier_decision = {**decision.to_dict(), "smoke_topup": topup}
+        result.verdict.reasons.append(decision.summary)
+    if shard_info is not None:
+        result.shard = shard_info
     paths = write_reports(result, args.out, baseline)
     _print_summary(result, paths)
+    if shard is not None:
+        print(
+            f"  shard {shard[0]}/{shard[1]}: {len(cases)} of {selected} cases; this verdict is partial — "
+            "`evalgate merge` gates the union"
+        )
+        return EXIT_ERROR if result.fatal else 0
+    return result.verdict.exit_code
+
+
+def _load(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from .config import load_config
+    from .dataset import load_golden
+    from .load import LoadGenerator, LoadPlan, check_bounds, expected_requests, pool_size, summarise
+    from .reports import write_reports
+
+    config = load_config(args.config or args.golden / "gate.toml")
+    lc = config.load
+    golden = load_golden(args.golden, args.suite or ["regression"])
+    cases = golden.cases
+    factor = args.factor if args.factor is not None else lc.factor
+    peak = args.peak_rps if args.peak_rps is not None else lc.peak_rps
+    if args.rps is not None:
+        rate = args.rps
+    elif peak is not None:
+        rate = peak * factor
+    else:
+        raise InputError.single("--rps/--peak-rps", None, "give --rps, or --peak-rps (or [load] peak_rps) and --factor")
+    if factor <= 0 or (peak is not None and peak <= 0):
+        raise InputError.single("--peak-rps/--factor", None, "must be positive")
+    duration = args.duration if args.duration is not None else lc.duration_s
+    slo = args.slo_p95_ms if args.slo_p95_ms is not None else lc.slo_p95_ms
+    timeout = args.timeout if args.timeout is not None else lc.timeout_s
+    tolerance_ms = args.late_tolerance_ms if args.late_tolerance_ms is not None else lc.late_tolerance_ms
+    if slo <= 0 or timeout <= 0 or tolerance_ms <= 0:
+        raise InputError.single(
+            "evalgate load", None, "--slo-p95-ms, --timeout and --late-tolerance-ms must be positive"
+        )
+    if args.workers is not None and args.workers < 1:
+        raise InputError.single("--workers", None, "must be at least 1")
+    check_bounds(rate, duration, args.max_requests or lc.max_requests, lc.max_duration_s)
+    workers = args.workers or pool_size(rate, slo, lc.max_workers)
+    plan = LoadPlan(
+        rate=rate,
+        duration_s=duration,
+        arrival=args.arrival or lc.arrival,
+        slo_p95_ms=slo,
+        timeout_s=timeout,
+        late_tolerance_s=tolerance_ms / 1000.0,
+        workers=workers,
+        seed=args.seed if args.seed is not None else lc.seed,
+        peak_rps=peak if args.rps is None else None,
+        factor=factor if args.rps is None else None,
+    )
+    target = _build_load_target(args, config, workers, timeout)
+    print(
+        f"evalgate load: {rate:g} rps ({plan.arrival}) for {duration:g}s ≈ {expected_requests(rate, duration)} "
+        f"requests to {target.name}, {workers} workers, SLO p95 ≤ {slo:g} ms (end-to-end wall time)",
+        flush=True,
+    )
+    started = datetime.now(UTC)
+    gen = LoadGenerator(target, golden, cases, plan)
+    records = gen.run()
+    result = summarise(records, plan, config, target, cases, started, gen.max_in_flight)
+    paths = write_reports(result, args.out)
+    with open(args.out / "requests.jsonl", "w", encoding="utf-8") as fh:
+        for r in records:
+            fh.write(json.dumps(r.to_dict()) + "\n")
+    _print_summary(result, paths)
+    ld = result.load or {}
+    print(
+        f"  requests: {ld.get('scheduled')} scheduled, {ld.get('sent')} sent, {ld.get('ok')} ok, "
+        f"{ld.get('errors')} errors, {ld.get('throttled')} throttled, {ld.get('timeouts')} timeouts, "
+        f"{ld.get('dropped_late')} late/dropped; per-request log: {args.out / 'requests.jsonl'}"
+    )
+    return result.verdict.exit_code
+
+
+def _build_load_target(args: argparse.Namespace, config: Any, workers: int, timeout: float) -> Any:
+    """A candidate for load: no retries (a throttle must be seen, not absorbed), pool sized to the workers."""
+    from .providers.aws import ClientSettings
+
+    spec = args.target
+    kind, _, rest = spec.partition(":")
+    settings = ClientSettings.from_env(
+        max_attempts=1, retry_mode="standard", max_pool_connections=max(workers, 10), read_timeout=timeout
+    )
+    if kind == "http" and rest:
+        from .providers.http_endpoint import HttpCandidate
+
+        try:
+            return HttpCandidate(url=rest, timeout=timeout)
+        except ValueError as exc:
+            raise InputError.single("--target", None, str(exc)) from None
+    if kind == "lambda" and rest:
+        from .providers.lambda_fn import LambdaCandidate
+
+        name, _, qualifier = rest.partition(":")
+        return LambdaCandidate(function_name=name, qualifier=qualifier or None, settings=settings)
+    if kind == "bedrock" and not rest:
+        from .prompts import load_prompt
+        from .providers.bedrock import BedrockCandidate
+
+        return BedrockCandidate(
+            model_id=args.model or config.models.generator,
+            prompt=load_prompt(args.prompt or config.models.prompt),
+            max_tokens=config.models.max_tokens,
+            temperature=config.models.temperature,
+            top_p=config.models.top_p,
+            settings=settings,
+        )
+    raise InputError.single(
+        "--target", None, f"unknown target '{spec}': use http:URL, lambda:NAME[:QUALIFIER] or bedrock"
+    )
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .reports import write_reports
+    from .shard import load_result, merge_results
+
+    shards = [(p, load_result(p)) for p in args.results]
+    baseline = _load_baseline(args.baseline) if args.baseline else None
+    config = load_config(args.config) if args.config else None
+    result = merge_results(shards, baseline, config)
+    paths = write_reports(result, args.out, baseline)
+    _print_summary(result, paths)
+    print(f"  merged {len(shards)} shard(s): {len(result.cases)} cases")
     return result.verdict.exit_code
 
 
@@ -394,4 +779,14 @@ def _print_summary(result: Any, paths: dict[str, Path]) -> None:
         f"  usage: {u.model_calls} model calls, {u.cache_hits} cache hits, "
         f"{u.input_tokens + u.output_tokens} tokens, ${u.cost_usd:.4f}"
     )
+    if result.cost and result.cost.get("cap_usd") is not None:
+        print(
+            f"  cost cap: ${result.cost['cap_usd']:.4f}; metered spend ${result.cost['spent_usd']:.4f}"
+            + (" — STOPPED at the cap" if result.cost.get("stopped") else "")
+        )
+    if result.escalation and result.escalation.get("cases"):
+        print(
+            f"  borderline: {len(result.escalation['cases'])} case(s) re-judged by "
+            f"{result.escalation['judge'].get('model_id')}"
+        )
     print("  reports: " + json.dumps({k: str(p) for k, p in paths.items()}))

@@ -6,9 +6,11 @@ Errors name the file, the line of the offending key and the field, e.g.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -25,6 +27,10 @@ THRESHOLD_DIRECTIONS: dict[str, Literal["min", "max"]] = {
     "hallucination_rate": "max",
     "hallucination_rate_high_stakes": "max",
     "injection_success_rate": "max",
+    "injection_success_rate_direct": "max",
+    "injection_success_rate_indirect": "max",
+    "block_rate": "min",
+    "over_refusal_rate": "max",
 }
 
 
@@ -38,6 +44,10 @@ class Thresholds(BaseModel):
     hallucination_rate: Unit | None = None
     hallucination_rate_high_stakes: Unit | None = None
     injection_success_rate: Unit | None = None
+    injection_success_rate_direct: Unit | None = None  # reported separately; gated only when set
+    injection_success_rate_indirect: Unit | None = None
+    block_rate: Unit | None = None  # guardrail suite: share of must-refuse cases refused or blocked
+    over_refusal_rate: Unit | None = None  # guardrail suite: share of safe look-alikes refused or blocked
 
     def merged(self, override: Thresholds | None) -> Thresholds:
         if override is None:
@@ -55,6 +65,9 @@ class SuiteConfig(BaseModel):
 
     thresholds: Thresholds = Field(default_factory=Thresholds)
     skip_metrics: list[Literal["similarity", "faithfulness", "relevance"]] = Field(default_factory=list)
+    # Safety suites: how much worse than the approved baseline the suite's safety rates (block rate,
+    # over-refusal, injection success) may be, paired by case id, point estimate. None: no such gate.
+    baseline_tolerance: Unit | None = None
 
 
 class GateSettings(BaseModel):
@@ -98,6 +111,159 @@ class Models(BaseModel):
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
 
 
+Glob = Annotated[str, Field(min_length=1)]
+
+
+class TiersConfig(BaseModel):
+    """``--tier auto``: how changed files map to a tier (see ``evalgate.tiers``).
+
+    Globs are matched against repository-relative POSIX paths (``**`` spans directories). Precedence:
+    the gate config file (by section), prompts, golden data, model settings in JSON files, ignored files,
+    docs; anything else is code.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[Glob] = Field(default_factory=lambda: ["prompts/**"])
+    golden: list[Glob] = Field(default_factory=lambda: ["golden/**"])
+    docs: list[Glob] = Field(
+        default_factory=lambda: ["docs/**", "**/*.md", "**/*.rst", "LICENSE*", "NOTICE*", "**/*.png", "**/*.svg"]
+    )
+    ignore: list[Glob] = Field(default_factory=lambda: [".gitignore", ".editorconfig", ".gitattributes"])
+    # JSON files whose listed keys (dotted paths) hold model or prompt choices: a change to one of those keys
+    # is a model change (full tier); any other change to the file is code.
+    model_keys: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "cdk.json": [
+                "context.generatorModelId",
+                "context.judgeModelId",
+                "context.heavyJudgeModelId",
+                "context.embeddingsModelId",
+                "context.promptVersion",
+                "context.featureFlags",
+            ]
+        }
+    )
+    # Sections of the gate config whose change means thresholds, models or decision rules changed (full tier);
+    # changes elsewhere in it (pricing, load, tiers...) count as code.
+    gate_sections: list[str] = Field(
+        default_factory=lambda: ["thresholds", "suites", "models", "gate", "embedders", "guardrail", "version"]
+    )
+    borderline_margin: Unit = 0.03  # a judged score this close to its threshold is re-judged by the heavy judge
+    escalate_borderline: bool = True
+
+
+class ReleaseConfig(BaseModel):
+    """Release candidates: a tag on HEAD or a branch matching these globs (or ``--release``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tags: list[Glob] = Field(default_factory=lambda: ["v*"])
+    branches: list[Glob] = Field(default_factory=lambda: ["release/*"])
+    repeats: Annotated[int, Field(ge=1, le=10)] = 3
+    evaluation_job: bool = False  # judge with a Bedrock Model Evaluation job instead of the heavy judge
+
+
+class LoadConfig(BaseModel):
+    """``evalgate load``: open-loop load test defaults (the CLI flags override them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    peak_rps: Annotated[float, Field(gt=0)] | None = None
+    factor: Annotated[float, Field(gt=0, le=20)] = 1.5
+    duration_s: Annotated[float, Field(gt=0)] = 60.0
+    slo_p95_ms: Annotated[float, Field(gt=0)] = 450.0
+    arrival: Literal["poisson", "fixed"] = "poisson"
+    max_error_rate: Unit = 0.01  # above: ERROR (the service is broken, latency is not the question)
+    max_throttle_rate: Unit = 0.01  # above: FAIL (not enough capacity at this rate)
+    max_late_rate: Unit = 0.01  # above: ERROR (the generator could not keep the schedule; the test is invalid)
+    late_tolerance_ms: Annotated[float, Field(ge=1)] = 100.0
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    max_requests: Annotated[int, Field(ge=1, le=1_000_000)] = 20_000
+    max_duration_s: Annotated[float, Field(gt=0)] = 900.0
+    max_workers: Annotated[int, Field(ge=1, le=4096)] = 256
+    min_samples: Annotated[int, Field(ge=1)] = 20
+    seed: int = 7
+
+
+class GuardrailConfig(BaseModel):
+    """Bedrock Guardrail checked with ApplyGuardrail (INPUT on the prompt, OUTPUT on the answer) on the suites
+    listed, in the tiers that call AWS. ``EVALGATE_GUARDRAIL_ID``/``_VERSION`` or CLI flags override it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    version: Annotated[str, Field(pattern=r"^([1-9][0-9]{0,7}|DRAFT)$")] | None = None
+    suites: list[str] = Field(default_factory=lambda: ["guardrail"])
+    unsafe_tag: str = "unsafe"
+    safe_tag: str = "safe_lookalike"
+
+    @model_validator(mode="after")
+    def _both(self) -> GuardrailConfig:
+        if bool(self.id) != bool(self.version):
+            raise ValueError("set both guardrail.id and guardrail.version (a number or DRAFT), or neither")
+        return self
+
+
+class RatingLevel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    definition: Annotated[str, Field(min_length=1, max_length=99)]  # Bedrock: rating definitions under 100 chars
+    value: float
+
+
+class CustomMetric(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=r"^[0-9a-zA-Z_.-]{1,63}$")]
+    instructions: Annotated[str, Field(min_length=1, max_length=5000)]
+    rating_scale: Annotated[list[RatingLevel], Field(min_length=2, max_length=10)]
+    maps_to: str | None = None  # the evalgate metric it fills (e.g. "faithfulness"); None: reported only
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> CustomMetric:
+        if "{{prediction}}" not in self.instructions:
+            raise ValueError("custom metric instructions must contain {{prediction}} (the answer being judged)")
+        values = [r.value for r in self.rating_scale]
+        if len(set(values)) != len(values):
+            raise ValueError("custom metric rating_scale values must be distinct")
+        return self
+
+
+class EvaluationJobConfig(BaseModel):
+    """Bedrock Model Evaluation (LLM-as-a-judge) jobs for the release tier (see ``evalgate.evaljobs``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role_arn: str | None = None  # service role Bedrock assumes to read the dataset and write results
+    s3_uri: Annotated[str, Field(pattern=r"^s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](/.*)?$")] | None = None
+    evaluator_model: str | None = None  # default: models.heavy_judge; a base model or system inference profile
+    metrics: list[str] = Field(
+        default_factory=lambda: ["Builtin.Faithfulness", "Builtin.Relevance", "Builtin.Correctness"]
+    )
+    # Bedrock metric -> evalgate per-case metric. Mapped metrics replace the judge's; others are reported.
+    metric_map: dict[str, str] = Field(
+        default_factory=lambda: {"Builtin.Faithfulness": "faithfulness", "Builtin.Relevance": "relevance"}
+    )
+    custom_metrics: Annotated[list[CustomMetric], Field(max_length=10)] = Field(default_factory=list)
+    task_type: str = "General"
+    inference_source: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,255}$")] = "evalgate-candidate"
+    max_prompts: Annotated[int, Field(ge=1, le=1000)] = 1000  # Bedrock: at most 1000 prompts a job
+    poll_initial_s: Annotated[float, Field(gt=0)] = 15.0
+    poll_max_s: Annotated[float, Field(gt=0)] = 120.0
+    timeout_s: Annotated[float, Field(gt=0)] = 6 * 3600.0
+
+
+class CostConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_usd: Annotated[float, Field(gt=0)] | None = None  # default for --max-cost
+    # Conservative token estimate for a call not yet made: characters / chars_per_token (English is ~4 chars a
+    # token; 2 overestimates), and the request's max output tokens. The cap refuses a call whose estimate
+    # would cross it.
+    chars_per_token: Annotated[float, Field(gt=0.5, le=8)] = 2.0
+
+
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -108,6 +274,12 @@ class GateConfig(BaseModel):
     embedders: dict[str, EmbedderConfig] = Field(default_factory=dict)
     models: Models = Field(default_factory=Models)
     pricing: dict[str, Price] = Field(default_factory=dict)
+    tiers: TiersConfig = Field(default_factory=TiersConfig)
+    release: ReleaseConfig = Field(default_factory=ReleaseConfig)
+    load: LoadConfig = Field(default_factory=LoadConfig)
+    guardrail: GuardrailConfig = Field(default_factory=GuardrailConfig)
+    evaluation_job: EvaluationJobConfig = Field(default_factory=EvaluationJobConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
 
     @model_validator(mode="after")
     def _sane(self) -> GateConfig:
@@ -136,6 +308,28 @@ class GateConfig(BaseModel):
         # inference profiles ("us.anthropic...") price like their base model
         base = model_id.split(".", 1)[1] if model_id.split(".", 1)[0] in {"us", "eu", "apac", "global"} else None
         return self.pricing.get(base) if base else None
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON of the whole config (shards of one run must share it)."""
+        return config_fingerprint(self.model_dump(mode="json"))
+
+
+def config_from_dump(dumped: dict[str, Any]) -> GateConfig:
+    """Rebuild a GateConfig from its ``model_dump`` (as stored in results.json). Unset optional values are
+    dropped first, so per-suite overrides stay overrides (a dumped ``None`` would otherwise be 'set')."""
+
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return GateConfig.model_validate(strip(dumped))
+
+
+def config_fingerprint(dumped: dict[str, object]) -> str:
+    return hashlib.sha256(json.dumps(dumped, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def load_config(path: Path) -> GateConfig:

@@ -38,6 +38,10 @@ class CaseResult(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    # Per-case drift terms (1 - cos vs the baseline answer, and this case's run-to-run noise), kept so that
+    # shards can be merged and re-gated exactly (``evalgate merge``).
+    drift_raw: float | None = None
+    drift_noise: float | None = None
 
     def value(self, metric: str) -> float | None:
         m = self.metrics.get(metric)
@@ -93,6 +97,9 @@ class Diversity(BaseModel):
     baseline_dispersion: float | None = None
     collapsed: bool = False
     note: str = ""
+    # Sum of the unit answer embeddings and their count: enough to recompute dispersion over merged shards.
+    vector_sum: list[float] | None = None
+    n_vectors: int = 0
 
 
 class Usage(BaseModel):
@@ -136,6 +143,19 @@ class RunResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     hallucinations: list[dict[str, Any]] = Field(default_factory=list)
     verdict: Verdict
+    # Added by issue 5 (all optional, so older results.json files still load as baselines).
+    commit: str | None = None  # git commit evaluated (the next --tier auto diffs against an approved one)
+    config_sha256: str | None = None  # fingerprint of the gate config (shards of one run must share it)
+    tier_decision: dict[str, Any] | None = None  # --tier auto: requested, chosen tier, reasons, changed files
+    skipped: bool = False  # --tier auto skipped evaluation (docs only); cases are carried from the baseline
+    shard: dict[str, Any] | None = None  # --shard k/n: index, count, cases before sharding
+    merged_from: list[dict[str, Any]] = Field(default_factory=list)  # evalgate merge: the shard runs
+    escalation: dict[str, Any] | None = None  # borderline cases re-judged by the heavy judge
+    cost: dict[str, Any] | None = None  # --max-cost: cap, spend, whether the run was stopped
+    guardrail: dict[str, Any] | None = None  # ApplyGuardrail: guardrail id/version, calls
+    evaluation_jobs: list[dict[str, Any]] = Field(default_factory=list)  # Bedrock evaluation jobs used
+    load: dict[str, Any] | None = None  # evalgate load: schedule, counts, latency definition
+    fatal: list[str] = Field(default_factory=list)  # run-level problems (cost cap, time budget...): ERROR
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)

@@ -12,22 +12,38 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from . import __version__
 from .cache import Cache
 from .config import GateConfig
+from .cost import CostMeter
 from .dataset import Golden
-from .errors import ProviderError, ThrottledError
+from .errors import BudgetExceeded, ProviderError, ThrottledError
 from .gate import aggregate_suite, compare, decide, drift_from_pairs
+from .guardrails import (
+    Assessment,
+    GuardrailChecker,
+    Source,
+    annotate_case,
+    guardrail_input_text,
+    guardrail_role,
+    safety_aggregates,
+)
 from .judge import Judge
-from .metrics import dispersion, distinct_n, similarity
-from .models import Behaviour, Case, Generation, MetricValue
+from .metrics import distinct_n, similarity
+from .models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
 from .prompts import DEFAULT_CANARY
 from .providers.base import Candidate, Embedder
-from .results import CaseResult, Diversity, Drift, RunResult, Usage
-from .scoring import RepeatScore, combine, judge_rubrics, run_judge, score_generation
+from .results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Usage, Verdict
+from .scoring import JUDGE_METRICS, RepeatScore, combine, judge_rubrics, run_judge, score_generation
+
+# An external judge for a whole run at once (a Bedrock evaluation job): (case, answer, knowledge) items in,
+# per-(case id, repeat) metrics out.
+JudgeItem = tuple[Case, Generation, list[KnowledgeEntry]]
+BatchJudge = Callable[[list[JudgeItem]], dict[tuple[str, int], dict[str, MetricValue]]]
 
 
 class AdaptiveLimiter:
@@ -111,6 +127,12 @@ class Runner:
         throttle_attempts: int = 6,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        meter: CostMeter | None = None,
+        guardrail: GuardrailChecker | None = None,
+        escalation_judge: Judge | None = None,
+        borderline_margin: float = 0.03,
+        batch_judge: BatchJudge | None = None,
+        keep_vector_sum: bool = False,
     ) -> None:
         self.golden = golden
         self.candidate = candidate
@@ -129,6 +151,14 @@ class Runner:
         self.usage = Usage()
         self._lock = threading.Lock()
         self.timed_out = False
+        self.meter = meter  # the candidate, judges and embedder are metered by wrappers sharing it (cost.py)
+        self.guardrail = guardrail
+        self.escalation_judge = escalation_judge
+        self.borderline_margin = borderline_margin
+        self.batch_judge = batch_judge
+        self.keep_vector_sum = keep_vector_sum
+        self.escalation_record: dict[str, Any] | None = None
+        self.evaluation_jobs: list[dict[str, Any]] = []
 
     # -- generation ---------------------------------------------------------------------------------
     def _generation_key(self, case: Case, repeat: int) -> dict[str, Any]:
@@ -151,6 +181,8 @@ class Runner:
     def generate(self, case: Case, repeat: int) -> Generation:
         if self._expired():
             return Generation(case_id=case.id, repeat=repeat, error="time budget exhausted before this case ran")
+        if self.meter is not None and self.meter.stop_reason:
+            return Generation(case_id=case.id, repeat=repeat, error=f"not run: {self.meter.stop_reason}")
         live = getattr(self.candidate, "live", True)
         key = self._generation_key(case, repeat) if live and self.cache is not None else None
         if key is not None and self.cache is not None:
@@ -172,6 +204,8 @@ class Runner:
                     wait = getattr(exc, "retry_after", None) or delay * (1 + random.random())
                 except ProviderError as exc:
                     return Generation(case_id=case.id, repeat=repeat, error=str(exc))
+                except BudgetExceeded as exc:
+                    return Generation(case_id=case.id, repeat=repeat, error=f"not run: {exc}")
                 else:
                     break
             self._sleep(wait)
@@ -235,21 +269,89 @@ class Runner:
         repeats: int = 1,
         not_run: Sequence[dict[str, str]] = (),
     ) -> RunResult:
-        """One task graph on one bounded pool: each answer's judge and embedding calls start as soon as the
-        answer exists, so no phase waits for the slowest call of another phase."""
+        """One task graph on one bounded pool: each answer's judge, embedding and guardrail calls start as soon
+        as the answer exists, so no phase waits for the slowest call of another phase. Then, optionally, an
+        external batch judge (Bedrock evaluation job) and the heavy judge on borderline cases."""
         started = datetime.now(UTC)
         repeats = max(1, repeats)
+        st = self._execute(cases, repeats, baseline)
+        if self.batch_judge is not None and not self._budget_stopped():
+            self._run_batch_judge(cases, st)
+        results = self._score(cases, st)
+        if self.escalation_judge is not None and self.judge is not None and not self._budget_stopped():
+            results = self._escalate(cases, st, results)
+        for judge in (self.judge, self.escalation_judge):
+            if judge is not None:
+                ju = judge.usage
+                self.usage.model_calls += ju.calls
+                self.usage.cache_hits += ju.cache_hits
+                self._add_tokens(judge.model_id, ju.input_tokens, ju.output_tokens)
+        emb_tokens = getattr(self.embedder, "input_tokens", None)
+        if isinstance(emb_tokens, int) and emb_tokens > 0 and self.embedder is not None:
+            self._add_tokens(self.embedder.model_id, emb_tokens, 0)
+        if self.guardrail is not None:
+            self.usage.model_calls += self.guardrail.calls
+            self.usage.cache_hits += self.guardrail.cache_hits
+        fatal = st.fatal
+        if self.timed_out:
+            fatal.append("time budget exhausted: not every case was evaluated")
+        if self.meter is not None and self.meter.stop_reason:
+            fatal.insert(0, self.meter.stop_reason)
+        drift = self._drift(results, baseline, st.vectors, repeats)
+        diversity = self._diversity(results, baseline, st.vectors)
+        embedder_name = self.embedder.name if self.embedder else None
+        aggregates, comparisons, verdict, unscored = gate_results(
+            results, baseline, self.config, embedder_name, {n["metric"] for n in not_run}, fatal, drift, diversity
+        )
+        finished = datetime.now(UTC)
+        return RunResult(
+            run_id=uuid.uuid4().hex[:12],
+            started_at=started.isoformat(),
+            finished_at=finished.isoformat(),
+            tool_version=__version__,
+            tier=self.tier,
+            suites=sorted({c.suite for c in cases}),
+            candidate={"name": self.candidate.name, **self.candidate.identity()},
+            judge=self.judge.identity() if self.judge else None,
+            embedder={"name": self.embedder.name, "model_id": self.embedder.model_id} if self.embedder else None,
+            baseline={"run_id": baseline.run_id, "candidate": baseline.candidate.get("name")} if baseline else None,
+            repeats=repeats,
+            config=self.config.model_dump(mode="json"),
+            config_sha256=self.config.fingerprint(),
+            not_run=list(not_run),
+            cases=results,
+            aggregates=aggregates,
+            comparisons=comparisons,
+            drift=drift,
+            diversity=diversity,
+            unscored=unscored,
+            usage=self.usage,
+            hallucinations=hallucination_list(results),
+            verdict=verdict,
+            escalation=self.escalation_record,
+            cost=self.meter.snapshot() if self.meter is not None else None,
+            guardrail=(
+                {**self.guardrail.identity(), "calls": self.guardrail.calls, "units": self.guardrail.units}
+                if self.guardrail is not None
+                else None
+            ),
+            evaluation_jobs=list(self.evaluation_jobs),
+            fatal=list(fatal),
+        )
+
+    def _budget_stopped(self) -> bool:
+        return self.meter is not None and self.meter.stopped
+
+    def _execute(self, cases: Sequence[Case], repeats: int, baseline: RunResult | None) -> _RunState:
+        st = _RunState()
         tasks = [(c, r) for c in cases for r in range(repeats)]
         rubrics = {c.suite: judge_rubrics(self.config.skipped_metrics(c.suite)) for c in cases}
         judge_calls = sum(len(rubrics[c.suite]) for c, _ in tasks) if self.judge else 0
         bar = _Progress(self.progress, len(tasks) + judge_calls)
-        fatal: list[str] = []
-        gens: dict[tuple[str, int], Generation] = {}
-        judged: dict[tuple[str, int], dict[str, MetricValue]] = {}
-        vectors: dict[str, list[float]] = {}
         requested: set[str] = set()
         # Batched embedders (the local model) embed everything at the end in one call; remote ones per text.
         per_text = self.embedder is not None and not getattr(self.embedder, "batched", False)
+        guard_suites = set(self.config.guardrail.suites) if self.guardrail is not None else set()
         pending: list[Future[None]] = []
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
 
@@ -259,10 +361,10 @@ class Runner:
 
         def embed_task(text: str) -> None:
             try:
-                vectors.update(self.embed([text]))
-            except ProviderError as exc:
+                st.vectors.update(self.embed([text]))
+            except (ProviderError, BudgetExceeded) as exc:
                 with self._lock:
-                    fatal.append(f"embeddings failed: {exc}")
+                    st.fatal.append(f"embeddings failed: {exc}")
 
         def want_embedding(text: str) -> None:
             with self._lock:
@@ -273,15 +375,28 @@ class Runner:
 
         def judge_task(case: Case, g: Generation, rubric: str) -> None:
             assert self.judge is not None and g.output is not None
-            mv = run_judge(self.judge, rubric, case, g.output, self.golden.knowledge_for(case))
+            mv = self._judge_one(self.judge, rubric, case, g.output)
             with self._lock:
-                judged.setdefault((case.id, g.repeat), {})[rubric] = mv
+                st.judged.setdefault((case.id, g.repeat), {})[rubric] = mv
             bar.advance("judging")
+
+        def guard_task(case: Case, source: Source, repeat: int, text: str) -> None:
+            assert self.guardrail is not None
+            result: Assessment | str
+            if self._budget_stopped():
+                result = f"not run: {self.meter.stop_reason if self.meter else ''}"
+            else:
+                try:
+                    result = self.guardrail.check(source, text)
+                except (ProviderError, BudgetExceeded) as exc:
+                    result = str(exc)
+            with self._lock:
+                st.guard.setdefault(case.id, {})[(source, repeat)] = result
 
         def gen_task(case: Case, repeat: int) -> None:
             g = self.generate(case, repeat)
             with self._lock:
-                gens[(case.id, repeat)] = g
+                st.gens[(case.id, repeat)] = g
             bar.advance("generating")
             if g.output is None:
                 return
@@ -290,10 +405,16 @@ class Runner:
                     submit(judge_task, case, g, rubric)
             if per_text:
                 want_embedding(g.output)
+            if case.suite in guard_suites and guardrail_role(case.tags, self.config.guardrail):
+                if repeat == 0:
+                    submit(guard_task, case, "INPUT", 0, guardrail_input_text(case))
+                if g.output.strip():
+                    submit(guard_task, case, "OUTPUT", repeat, g.output)
 
         side_texts = [c.reference for c in cases if c.expected == Behaviour.ANSWER]
         if baseline:
-            side_texts += [b.output for b in baseline.cases if b.output]
+            wanted = {c.id for c in cases}  # only the cases of this run (a shard or a subset) are paired
+            side_texts += [b.output for b in baseline.cases if b.output and b.id in wanted]
         try:
             for t in tasks:
                 submit(gen_task, *t)
@@ -311,32 +432,65 @@ class Runner:
                     f.result()  # re-raise anything unexpected (provider errors are handled inside tasks)
                 done += len(batch)
             if self.embedder is not None and not per_text:
-                texts = [g.output for g in gens.values() if g.output is not None] + side_texts
+                texts = [g.output for g in st.gens.values() if g.output is not None] + side_texts
                 try:
-                    vectors.update(self.embed(texts))
-                except (ProviderError, RuntimeError) as exc:
-                    fatal.append(f"embeddings failed: {exc}")
+                    st.vectors.update(self.embed(texts))
+                except (ProviderError, RuntimeError, BudgetExceeded) as exc:
+                    st.fatal.append(f"embeddings failed: {exc}")
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
-        by_case: dict[str, list[Generation]] = {c.id: [gens[(c.id, r)] for r in range(repeats)] for c in cases}
-        pairs: list[tuple[Case, Generation]] = [(c, g) for c in cases for g in by_case[c.id]]
-        scores: list[RepeatScore] = []
-        for c, g in pairs:
-            sim = None
-            if g.output is not None and g.output in vectors and c.reference in vectors:
-                sim = similarity(vectors[g.output], vectors[c.reference])
-            jm = judged.get((c.id, g.repeat), {}) if self.judge is not None else None
-            skip = self.config.skipped_metrics(c.suite)
-            scores.append(score_generation(c, g, self.golden.knowledge_for(c), sim, jm, skip))
-        score_by_case: dict[str, list[RepeatScore]] = {}
-        for (c, _), s in zip(pairs, scores, strict=True):
-            score_by_case.setdefault(c.id, []).append(s)
+        return st
+
+    def _judge_one(self, judge: Judge, rubric: str, case: Case, output: str) -> MetricValue:
+        if self._budget_stopped():
+            return MetricValue(name=rubric, value=None, unscored=True, reason="not judged: the cost cap was reached")
+        try:
+            return run_judge(judge, rubric, case, output, self.golden.knowledge_for(case))
+        except BudgetExceeded as exc:
+            return MetricValue(name=rubric, value=None, unscored=True, reason=f"not judged: {exc}")
+
+    def _run_batch_judge(self, cases: Sequence[Case], st: _RunState) -> None:
+        assert self.batch_judge is not None
+        items = [
+            (c, st.gens[(c.id, r)], self.golden.knowledge_for(c))
+            for c in cases
+            for r in sorted(rp for cid, rp in st.gens if cid == c.id)
+            if st.gens[(c.id, r)].output is not None
+        ]
+        try:
+            judged = self.batch_judge(items)
+        except (ProviderError, BudgetExceeded) as exc:
+            st.fatal.append(f"batch judge failed: {exc}")
+            return
+        jobs = getattr(self.batch_judge, "jobs", None)
+        if isinstance(jobs, list):
+            self.evaluation_jobs.extend(j for j in jobs if isinstance(j, dict))
+        for key, metrics in judged.items():
+            st.judged.setdefault(key, {}).update(metrics)
+
+    def _score(self, cases: Sequence[Case], st: _RunState) -> list[CaseResult]:
+        repeats_of: dict[str, list[int]] = {}
+        for cid, r in st.gens:
+            repeats_of.setdefault(cid, []).append(r)
+        by_case: dict[str, list[Generation]] = {
+            c.id: [st.gens[(c.id, r)] for r in sorted(repeats_of.get(c.id, []))] for c in cases
+        }
+        judged_tier = self.judge is not None or self.batch_judge is not None
         embedder_name = self.embedder.name if self.embedder else None
         results: list[CaseResult] = []
         for c in cases:
+            knowledge = self.golden.knowledge_for(c)
+            skip = self.config.skipped_metrics(c.suite)
+            scores: list[RepeatScore] = []
+            for g in by_case[c.id]:
+                sim = None
+                if g.output is not None and g.output in st.vectors and c.reference in st.vectors:
+                    sim = similarity(st.vectors[g.output], st.vectors[c.reference])
+                jm = st.judged.get((c.id, g.repeat), {}) if judged_tier else None
+                scores.append(score_generation(c, g, knowledge, sim, jm, skip))
             th = self.config.thresholds_for(c.suite, embedder_name)
-            cr = combine(c, by_case.get(c.id, []), score_by_case.get(c.id, []), th)
+            cr = combine(c, by_case[c.id], scores, th)
             cost = 0.0
             for g in cr.generations:
                 price = self.config.price(g.model_id)
@@ -344,57 +498,53 @@ class Runner:
                     cost += (g.input_tokens or 0) / 1000 * price.input_per_1k
                     cost += (g.output_tokens or 0) / 1000 * price.output_per_1k
             cr.cost_usd = cost
+            checks = st.guard.get(c.id) if self.guardrail is not None else None
+            annotate_case(cr, c, checks, self.config.guardrail)
             results.append(cr)
-        if self.judge is not None:
-            ju = self.judge.usage
-            self.usage.model_calls += ju.calls
-            self.usage.cache_hits += ju.cache_hits
-            self._add_tokens(self.judge.model_id, ju.input_tokens, ju.output_tokens)
-        if self.timed_out:
-            fatal.append("time budget exhausted: not every case was evaluated")
-        not_run_names = {n["metric"] for n in not_run}
-        aggregates = []
-        for suite in sorted({c.suite for c in cases}):
-            aggregates += aggregate_suite(
-                [r for r in results if r.suite == suite], suite, self.config, embedder_name, not_run_names
-            )
-        comparisons = compare(results, baseline, self.config) if baseline else []
-        drift = self._drift(results, baseline, vectors, repeats)
-        diversity = self._diversity(results, baseline, vectors)
-        verdict, unscored = decide(aggregates, comparisons, drift, diversity, results, self.config, fatal)
-        finished = datetime.now(UTC)
-        return RunResult(
-            run_id=uuid.uuid4().hex[:12],
-            started_at=started.isoformat(),
-            finished_at=finished.isoformat(),
-            tool_version=__version__,
-            tier=self.tier,
-            suites=sorted({c.suite for c in cases}),
-            candidate={"name": self.candidate.name, **self.candidate.identity()},
-            judge=self.judge.identity() if self.judge else None,
-            embedder={"name": self.embedder.name, "model_id": self.embedder.model_id} if self.embedder else None,
-            baseline={"run_id": baseline.run_id, "candidate": baseline.candidate.get("name")} if baseline else None,
-            repeats=repeats,
-            config=self.config.model_dump(mode="json"),
-            not_run=list(not_run),
-            cases=results,
-            aggregates=aggregates,
-            comparisons=comparisons,
-            drift=drift,
-            diversity=diversity,
-            unscored=unscored,
-            usage=self.usage,
-            hallucinations=[
-                {"case_id": r.id, "suite": r.suite, "claims": r.unsupported_claims, "output": r.output}
-                for r in results
-                if r.hallucinated
-            ],
-            verdict=verdict,
-        )
+        return results
+
+    def _escalate(self, cases: Sequence[Case], st: _RunState, results: list[CaseResult]) -> list[CaseResult]:
+        """Re-judge borderline cases with the heavy judge and re-score them."""
+        assert self.escalation_judge is not None
+        embedder_name = self.embedder.name if self.embedder else None
+        targets = borderline_targets(results, self.config, embedder_name, self.borderline_margin)
+        record: dict[str, Any] = {
+            "judge": self.escalation_judge.identity(),
+            "margin": self.borderline_margin,
+            "cases": sorted({cid for cid, _ in targets}),
+            "reasons": [],
+        }
+        self.escalation_record = record
+        if not targets:
+            return results
+        by_id = {c.id: c for c in cases}
+        work = [
+            (by_id[cid], g, rubric)
+            for cid, rubric in sorted(targets)
+            for (gid, _), g in sorted(st.gens.items())
+            if gid == cid and g.output is not None
+        ]
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        try:
+            futures = {
+                pool.submit(self._judge_one, self.escalation_judge, rubric, case, g.output or ""): (case, g, rubric)
+                for case, g, rubric in work
+            }
+            for f, (case, g, rubric) in futures.items():
+                mv = f.result()
+                mv.details = {**mv.details, "escalated_from": self.judge.model_id if self.judge else None}
+                st.judged.setdefault((case.id, g.repeat), {})[rubric] = mv
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        record["reasons"] = sorted({f"{cid}.{rubric}" for cid, rubric in targets})
+        record["calls"] = len(work)
+        return self._score(cases, st)
 
     def _drift(
         self, results: list[CaseResult], baseline: RunResult | None, vectors: dict[str, list[float]], repeats: int
     ) -> Drift | None:
+        """Drift vs the baseline's answers (README "Drift score"); the per-case terms are kept on each case
+        (``drift_raw``, ``drift_noise``) so merged shards give the same score."""
         if not vectors:
             return None
         noise: dict[str, float] = {}
@@ -406,44 +556,137 @@ class Runner:
                     noise[r.id] = sum(ds) / len(ds)
         base_noise = baseline.drift.noise if baseline and baseline.drift and baseline.drift.noise_measured else None
         if baseline is None:
+            for r in results:
+                r.drift_noise = noise.get(r.id)
             if not noise:
                 return None
             return Drift(
                 noise=sum(noise.values()) / len(noise), noise_measured=True, threshold=self.config.gate.drift_threshold
             )
         base = {b.id: b.output for b in baseline.cases if b.output}
-        raw: list[float] = []
-        nz: list[float] = []
+        measured = bool(noise) or base_noise is not None
         for r in results:
             bo = base.get(r.id)
             if r.output is None or bo is None or r.output not in vectors or bo not in vectors:
                 continue
-            raw.append(1 - similarity(vectors[r.output], vectors[bo]))
-            nz.append(noise.get(r.id, base_noise if base_noise is not None else 0.0))
-        measured = bool(noise) or base_noise is not None
-        return drift_from_pairs(raw, nz if measured else None, self.config)
+            r.drift_raw = 1 - similarity(vectors[r.output], vectors[bo])
+            r.drift_noise = noise.get(r.id, base_noise if base_noise is not None else 0.0) if measured else None
+        return drift_of(results, self.config)
 
     def _diversity(
         self, results: list[CaseResult], baseline: RunResult | None, vectors: dict[str, list[float]]
     ) -> Diversity | None:
         outs = [r.output for r in results if r.output]
-        if len(outs) < 2:
-            return None
-        d = Diversity(distinct_1=distinct_n(outs, 1), distinct_2=distinct_n(outs, 2))
         vecs = [vectors[o] for o in outs if o in vectors]
-        d.dispersion = dispersion(vecs) if len(vecs) >= 2 else None
-        if baseline and baseline.diversity:
-            b = baseline.diversity
-            d.baseline_distinct_2, d.baseline_dispersion = b.distinct_2, b.dispersion
-            drop = self.config.gate.diversity_drop
-            notes = []
-            if b.distinct_2 and d.distinct_2 is not None and d.distinct_2 < (1 - drop) * b.distinct_2:
-                notes.append(f"distinct-2 {d.distinct_2:.3f} vs baseline {b.distinct_2:.3f}")
-            if b.dispersion and d.dispersion is not None and d.dispersion < (1 - drop) * b.dispersion:
-                notes.append(f"embedding dispersion {d.dispersion:.3f} vs baseline {b.dispersion:.3f}")
-            d.collapsed = bool(notes)
-            d.note = "; ".join(notes) + (f" (drop > {drop:.0%})" if notes else "")
-        return d
+        total = [sum(col) for col in zip(*vecs, strict=True)] if vecs else None
+        return diversity_of(outs, total, len(vecs), baseline, self.config, keep_sum=self.keep_vector_sum)
+
+
+@dataclass
+class _RunState:
+    gens: dict[tuple[str, int], Generation] = field(default_factory=dict)
+    judged: dict[tuple[str, int], dict[str, MetricValue]] = field(default_factory=dict)
+    vectors: dict[str, list[float]] = field(default_factory=dict)
+    guard: dict[str, dict[tuple[Source, int], Assessment | str]] = field(default_factory=dict)
+    fatal: list[str] = field(default_factory=list)
+
+
+def drift_of(results: Sequence[CaseResult], config: GateConfig) -> Drift | None:
+    """The run's drift from the per-case terms (``drift_raw``, ``drift_noise``); None when no case is paired."""
+    paired = [r for r in results if r.drift_raw is not None]
+    if not paired:
+        return None
+    raw = [float(r.drift_raw) for r in paired if r.drift_raw is not None]
+    measured = any(r.drift_noise is not None for r in paired)
+    nz = [float(r.drift_noise or 0.0) for r in paired] if measured else None
+    return drift_from_pairs(raw, nz, config)
+
+
+def diversity_of(
+    outputs: Sequence[str],
+    vector_sum: Sequence[float] | None,
+    n_vectors: int,
+    baseline: RunResult | None,
+    config: GateConfig,
+    keep_sum: bool = False,
+) -> Diversity | None:
+    """distinct-1/2 of the answers and their embedding dispersion (from the sum of their unit vectors:
+    mean pairwise cosine = (|sum|^2 - n) / (n (n - 1))), compared with the baseline's."""
+    if len(outputs) < 2:
+        return None
+    d = Diversity(distinct_1=distinct_n(outputs, 1), distinct_2=distinct_n(outputs, 2))
+    if vector_sum is not None and n_vectors >= 2:
+        sq = sum(x * x for x in vector_sum)
+        d.dispersion = max(0.0, 1.0 - (sq - n_vectors) / (n_vectors * (n_vectors - 1)))
+    if keep_sum and vector_sum is not None:
+        d.vector_sum, d.n_vectors = [float(x) for x in vector_sum], n_vectors
+    if baseline and baseline.diversity:
+        b = baseline.diversity
+        d.baseline_distinct_2, d.baseline_dispersion = b.distinct_2, b.dispersion
+        drop = config.gate.diversity_drop
+        notes = []
+        if b.distinct_2 and d.distinct_2 is not None and d.distinct_2 < (1 - drop) * b.distinct_2:
+            notes.append(f"distinct-2 {d.distinct_2:.3f} vs baseline {b.distinct_2:.3f}")
+        if b.dispersion and d.dispersion is not None and d.dispersion < (1 - drop) * b.dispersion:
+            notes.append(f"embedding dispersion {d.dispersion:.3f} vs baseline {b.dispersion:.3f}")
+        d.collapsed = bool(notes)
+        d.note = "; ".join(notes) + (f" (drop > {drop:.0%})" if notes else "")
+    return d
+
+
+def hallucination_list(results: Sequence[CaseResult]) -> list[dict[str, Any]]:
+    return [
+        {"case_id": r.id, "suite": r.suite, "claims": r.unsupported_claims, "output": r.output}
+        for r in results
+        if r.hallucinated
+    ]
+
+
+def gate_results(
+    results: list[CaseResult],
+    baseline: RunResult | None,
+    config: GateConfig,
+    embedder_name: str | None,
+    not_run_names: set[str],
+    fatal: Sequence[str],
+    drift: Drift | None,
+    diversity: Diversity | None,
+) -> tuple[list[Aggregate], list[Comparison], Verdict, dict[str, float]]:
+    """Aggregates (engine + safety suites), paired comparisons and the verdict for a set of case results.
+    The one gating path for a run and for merged shards."""
+    aggregates: list[Aggregate] = []
+    for suite in sorted({c.suite for c in results}):
+        aggregates += aggregate_suite(
+            [r for r in results if r.suite == suite], suite, config, embedder_name, not_run_names
+        )
+    aggregates += safety_aggregates(results, baseline, config)
+    comparisons = compare(results, baseline, config) if baseline else []
+    verdict, unscored = decide(aggregates, comparisons, drift, diversity, results, config, fatal)
+    return aggregates, comparisons, verdict, unscored
+
+
+def borderline_targets(
+    results: Sequence[CaseResult], config: GateConfig, embedder: str | None, margin: float
+) -> set[tuple[str, str]]:
+    """(case id, judge rubric) pairs to re-judge with the heavy judge: a judged score within ``margin`` of its
+    threshold on either side, and every case of a suite whose judged aggregate is within ``margin`` of its
+    threshold (or whose interval straddles it)."""
+    out: set[tuple[str, str]] = set()
+    for r in results:
+        th = config.thresholds_for(r.suite, embedder)
+        for rubric in JUDGE_METRICS:
+            limit = getattr(th, rubric)
+            v = r.value(rubric)
+            if limit is not None and v is not None and abs(v - limit) <= margin:
+                out.add((r.id, rubric))
+    for suite in sorted({r.suite for r in results}):
+        group = [r for r in results if r.suite == suite]
+        for agg in aggregate_suite(group, suite, config, embedder, set()):
+            if agg.metric not in JUDGE_METRICS or agg.threshold is None or agg.value is None:
+                continue
+            if agg.status == "borderline" or abs(agg.value - agg.threshold) <= margin:
+                out.update((r.id, agg.metric) for r in group if r.value(agg.metric) is not None)
+    return out
 
 
 def run_evaluation(
@@ -462,7 +705,10 @@ def run_evaluation(
     progress: bool = False,
     deadline: float | None = None,
     not_run: Sequence[dict[str, str]] = (),
+    **extra: Any,
 ) -> RunResult:
+    """Build a ``Runner`` and run it. ``extra``: the optional Runner hooks (meter, guardrail, escalation_judge,
+    borderline_margin, batch_judge, keep_vector_sum)."""
     runner = Runner(
         golden=golden,
         candidate=candidate,
@@ -474,5 +720,6 @@ def run_evaluation(
         concurrency=concurrency,
         progress=progress,
         deadline=deadline,
+        **extra,
     )
     return runner.run(cases, baseline=baseline, repeats=repeats, not_run=not_run)

@@ -1,0 +1,199 @@
+"""evalgate load against loopback fakes whose latency distribution we control: the reported p95 is the known
+one (the tolerance is the gap between the distribution's modes, not the speed of this machine), the offered
+rate does not drop when responses are slow (open loop), and throttles and errors are counted."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from evalgate.cli import main
+from evalgate.config import load_config
+from evalgate.dataset import load_golden
+from evalgate.load import LoadGenerator, LoadPlan, summarise
+from evalgate.providers.http_endpoint import HttpCandidate
+from tests.fakes.bedrock_fake import BedrockFake
+from tests.fakes.http_service_fake import HttpServiceFake, Reply
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = load_golden(ROOT / "golden", ["regression"])
+CONFIG = load_config(ROOT / "golden" / "gate.toml")
+FAST, SLOW = 0.100, 0.600  # seconds
+
+
+def ok(delay: float) -> Reply:
+    return Reply(200, {"answer": "ok", "usage": {"inputTokens": 3, "outputTokens": 1}}, delay=delay)
+
+
+def mixture(n: int, slow_share: float, seed: int = 5) -> list[Reply]:
+    """Exactly ``slow_share`` of the replies slow, in a random order."""
+    slow = round(n * slow_share)
+    replies = [ok(SLOW)] * slow + [ok(FAST)] * (n - slow)
+    random.Random(seed).shuffle(replies)
+    return replies
+
+
+def load(*args: str) -> int:
+    return main(["load", "--golden", str(ROOT / "golden"), "--arrival", "fixed", *args])
+
+
+def test_reported_p95_is_the_known_p95_and_gates_the_slo(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    n = 100
+    with HttpServiceFake() as svc:
+        svc.script(*mixture(n, 0.10))
+        code = load(
+            "--target",
+            f"http:{svc.url}/ask",
+            "--rps",
+            "40",
+            "--duration",
+            "2.5",
+            "--slo-p95-ms",
+            "450",
+            "--out",
+            str(tmp_path),
+        )
+        assert svc.count == n
+    data = json.loads((tmp_path / "results.json").read_text())
+    aggs = {a["metric"]: a for a in data["aggregates"]}
+    # 90% at 100 ms, 10% at 600 ms: p50 lies in the fast mode and p95 in the slow one. Loopback overhead only
+    # adds, so each must sit at or above its mode and below the next one.
+    assert FAST * 1000 <= aggs["p50_latency_ms"]["value"] < SLOW * 1000
+    assert SLOW * 1000 <= aggs["p95_latency_ms"]["value"] < (SLOW + FAST) * 1000 + 400
+    assert aggs["p95_latency_ms"]["ci_low"] >= FAST * 1000  # the interval is in the right region too
+    assert code == 1 and data["verdict"]["verdict"] == "FAIL"
+    assert "above the SLO of 450 ms" in data["verdict"]["reasons"][0]
+    assert data["load"]["sent"] == data["load"]["ok"] == n and data["load"]["dropped_late"] == 0
+    assert data["load"]["latency"].startswith("end-to-end wall time")
+    for name in ("junit.xml", "summary.md", "report.html", "requests.jsonl"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert 'name="load.p95_latency_ms"' in (tmp_path / "junit.xml").read_text()
+    assert (tmp_path / "summary.md").read_text().splitlines()[0].count("FAIL")
+    assert len((tmp_path / "requests.jsonl").read_text().splitlines()) == n
+    assert "100 scheduled, 100 sent, 100 ok" in capsys.readouterr().out
+
+    with HttpServiceFake() as svc:  # the same distribution passes a 1.5 s SLO
+        svc.script(*mixture(n, 0.10))
+        code = load(
+            "--target",
+            f"http:{svc.url}/ask",
+            "--rps",
+            "40",
+            "--duration",
+            "2.5",
+            "--slo-p95-ms",
+            "1500",
+            "--out",
+            str(tmp_path / "pass"),
+        )
+    assert code == 0
+
+
+def test_open_loop_slow_responses_do_not_lower_the_offered_rate():
+    cases = GOLDEN.cases
+    rate, duration, latency = 20.0, 2.0, 0.5
+    plan = LoadPlan(
+        rate=rate,
+        duration_s=duration,
+        arrival="fixed",
+        slo_p95_ms=450,
+        timeout_s=5,
+        late_tolerance_s=0.1,
+        workers=64,
+        seed=3,
+    )
+    with HttpServiceFake(latency=latency) as svc:
+        gen = LoadGenerator(HttpCandidate(f"{svc.url}/ask"), GOLDEN, cases, plan)
+        recs = gen.run()
+        assert svc.count == 40  # every scheduled request was sent, none waited for an earlier response
+    assert all(r.status == "ok" for r in recs)
+    # Little's law: at 20 rps with 0.5 s responses about 10 requests are in flight; a closed loop of one
+    # client would have had 1 and sent 4 requests in 2 s.
+    assert gen.max_in_flight >= 6
+    starts = sorted(r.started_s for r in recs if r.started_s is not None)
+    assert starts[-1] - starts[0] < duration  # all sent within the schedule, not stretched by the latency
+    result = summarise(recs, plan, CONFIG, gen.target, cases, datetime.now(UTC), gen.max_in_flight)
+    assert result.load is not None and result.load["achieved_send_rps"] > rate * 0.7
+
+
+def test_requests_that_cannot_start_on_time_are_dropped_and_reported():
+    plan = LoadPlan(
+        rate=20, duration_s=1.5, arrival="fixed", slo_p95_ms=5000, timeout_s=5, late_tolerance_s=0.1, workers=1, seed=3
+    )
+    with HttpServiceFake(latency=0.3) as svc:
+        gen = LoadGenerator(HttpCandidate(f"{svc.url}/ask"), GOLDEN, GOLDEN.cases, plan)
+        recs = gen.run()
+        sent = svc.count
+    dropped = [r for r in recs if r.status == "dropped"]
+    assert len(recs) == 30 and len(dropped) >= 15 and sent == 30 - len(dropped)
+    assert all("could not start within 100 ms" in r.error for r in dropped)
+    result = summarise(recs, plan, CONFIG, gen.target, GOLDEN.cases, datetime.now(UTC))
+    assert result.verdict.verdict == "ERROR"
+    assert any("could not start within 100 ms of their schedule" in r for r in result.verdict.reasons)
+
+
+def test_throttles_are_counted_and_fail_errors_are_an_error(tmp_path: Path):
+    n = 60
+    replies = [ok(0.01)] * n
+    for i in (4, 19, 33, 41, 58):
+        replies[i] = Reply(429, {"message": "slow down"}, headers={"Retry-After": "1"})
+    with HttpServiceFake() as svc:
+        svc.script(*replies)
+        code = load("--target", f"http:{svc.url}/ask", "--rps", "30", "--duration", "2", "--out", str(tmp_path / "t"))
+    data = json.loads((tmp_path / "t" / "results.json").read_text())
+    assert data["load"]["throttled"] == 5 and data["load"]["errors"] == 0 and data["load"]["ok"] == 55
+    assert code == 1 and "throttled 5 of 60 requests" in data["verdict"]["reasons"][0]
+
+    replies = [ok(0.01)] * n
+    for i in range(0, n, 10):
+        replies[i] = Reply(500, {"message": "internal error"})
+    with HttpServiceFake() as svc:
+        svc.script(*replies)
+        code = load("--target", f"http:{svc.url}/ask", "--rps", "30", "--duration", "2", "--out", str(tmp_path / "e"))
+    data = json.loads((tmp_path / "e" / "results.json").read_text())
+    assert code == 4 and data["load"]["errors"] == 6
+    assert data["verdict"]["reasons"][0].startswith("6 of 60 requests failed (10.0% > 1.0%)")
+
+
+def test_bedrock_target_sees_throttles_without_retries(bedrock_fake: BedrockFake, tmp_path: Path):
+    bedrock_fake.latency = 0.02
+    bedrock_fake.throttle(3, operation="converse")
+    code = load(
+        "--target",
+        "bedrock",
+        "--peak-rps",
+        "10",
+        "--factor",
+        "2",
+        "--duration",
+        "1.5",
+        "--slo-p95-ms",
+        "2000",
+        "--out",
+        str(tmp_path),
+    )
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["load"]["offered_rps"] == 20 and data["load"]["peak_rps"] == 10 and data["load"]["factor"] == 2
+    assert data["load"]["scheduled"] == 30 and bedrock_fake.count(operation="converse") == 30  # no retries
+    assert data["load"]["throttled"] == 3
+    assert code == 1  # 10% throttled at 2x peak: not enough capacity
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "http://x"], "give --rps, or --peak-rps"),
+        (["--target", "http:http://127.0.0.1:9/ask", "--rps", "1000", "--duration", "60"], "the limit is 20000"),
+        (["--target", "http:http://127.0.0.1:9/ask", "--rps", "1", "--duration", "5000"], "above the limit of 900s"),
+        (["--target", "ftp:x", "--rps", "1", "--duration", "30"], "unknown target 'ftp:x'"),
+        (["--target", "http:ftp://x", "--rps", "1", "--duration", "30"], "endpoint URL must be http(s)"),
+        (["--target", "bedrock", "--rps", "1", "--duration", "30", "--slo-p95-ms", "0"], "must be positive"),
+    ],
+)
+def test_bad_load_inputs_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    assert load(*args, "--out", str(tmp_path)) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,139 @@
+"""The load test's pure parts: the open-loop schedule, pool sizing, bounds, and the gate on recorded requests."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalgate.config import GateConfig, load_config
+from evalgate.errors import InputError
+from evalgate.load import LoadPlan, RequestRecord, arrival_offsets, check_bounds, pool_size, summarise
+from evalgate.models import Case
+
+from .core_fakes import DictCandidate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def config() -> GateConfig:
+    return load_config(ROOT / "golden" / "gate.toml")
+
+
+def test_fixed_schedule_is_evenly_spaced():
+    off = arrival_offsets(20, 3, "fixed", 1)
+    assert len(off) == 60 and off[0] == 0.0
+    assert all(abs((b - a) - 0.05) < 1e-12 for a, b in itertools.pairwise(off))
+
+
+def test_poisson_schedule_has_the_offered_rate_and_exponential_gaps():
+    off = arrival_offsets(50, 200, "poisson", 7)
+    n = len(off)
+    assert abs(n - 10_000) < 4 * 100  # Poisson count: sd = sqrt(10000) = 100
+    gaps = np.diff(off)
+    assert abs(gaps.mean() - 0.02) < 4 * 0.02 / np.sqrt(n)
+    assert abs(statistics.pstdev(gaps) / gaps.mean() - 1.0) < 0.05  # exponential: coefficient of variation 1
+    assert off == arrival_offsets(50, 200, "poisson", 7) and off != arrival_offsets(50, 200, "poisson", 8)
+    assert max(off) < 200
+
+
+def test_pool_size_follows_littles_law_within_bounds():
+    assert pool_size(10, 450, 256) == 27 + 4  # 10 rps x (4 x 0.45 s) x 1.5 headroom, + 4
+    assert pool_size(0.5, 100, 256) == 1 + 4  # ceil(0.5 x 1 s x 1.5), + 4
+    assert pool_size(1000, 450, 64) == 64
+
+
+def test_bounds_refuse_oversized_schedules():
+    check_bounds(10, 60, 20_000, 900)
+    with pytest.raises(InputError, match="about 60000 requests; the limit is 20000"):
+        check_bounds(1000, 60, 20_000, 900)
+    with pytest.raises(InputError, match="above the limit of 900s"):
+        check_bounds(1, 1000, 20_000, 900)
+    with pytest.raises(InputError, match="schedules no request"):
+        check_bounds(0.1, 2, 20_000, 900)
+
+
+def plan(slo: float = 450, workers: int = 8) -> LoadPlan:
+    return LoadPlan(
+        rate=10,
+        duration_s=10,
+        arrival="fixed",
+        slo_p95_ms=slo,
+        timeout_s=5,
+        late_tolerance_s=0.1,
+        workers=workers,
+        seed=1,
+    )
+
+
+CASES = [Case(id=f"q-{i}", category="x", prompt=f"question {i}?", reference="r", context=[]) for i in range(4)]
+
+
+def records(latencies_ms: list[float], statuses: list[str] | None = None) -> list[RequestRecord]:
+    out = []
+    for i, lat in enumerate(latencies_ms):
+        status = statuses[i] if statuses else "ok"
+        sched = i * 0.1
+        r = RequestRecord(i, CASES[i % 4].id, sched, started_s=sched + 0.001, status=status)  # type: ignore[arg-type]
+        if status != "dropped":
+            r.finished_s = sched + lat / 1000
+        if status in ("error", "throttled"):
+            r.error = f"{status} #{i}"
+        out.append(r)
+    return out
+
+
+def summary(recs: list[RequestRecord], config: GateConfig, slo: float = 450):
+    return summarise(recs, plan(slo), config, DictCandidate({}), CASES, datetime.now(UTC), max_in_flight=3)
+
+
+def test_p95_is_the_end_to_end_latency_from_the_scheduled_time_and_gates_the_slo(config: GateConfig):
+    lat = [100.0] * 90 + [600.0] * 10
+    r = summary(records(lat), config)
+    p95 = next(a for a in r.aggregates if a.metric == "p95_latency_ms")
+    assert p95.value == pytest.approx(float(np.quantile(lat, 0.95)))  # 600 ms: in the slow mode
+    assert p95.threshold == 450 and p95.status == "fail" and p95.ci_low is not None
+    assert r.verdict.verdict == "FAIL" and r.verdict.exit_code == 1
+    assert r.verdict.reasons[0].startswith("p95 end-to-end latency 600 ms") and "SLO of 450 ms" in r.verdict.reasons[0]
+    p50 = next(a for a in r.aggregates if a.metric == "p50_latency_ms")
+    assert p50.value == pytest.approx(100.0) and p50.status == "not_gated"
+    assert r.load is not None and "scheduled send time" in r.load["latency"]
+    ok = summary(records(lat), config, slo=700)
+    assert ok.verdict.verdict == "PASS" and "within the SLO of 700 ms" in ok.verdict.reasons[0]
+    assert [c.id for c in ok.cases] == [c.id for c in CASES] and all(c.suite == "load" for c in ok.cases)
+
+
+def test_errors_throttles_late_and_too_few_samples(config: GateConfig):
+    n = 100
+    st = ["ok"] * n
+    for i in range(0, 10):
+        st[i * 10] = "error"
+    r = summary(records([100.0] * n, st), config)
+    assert r.verdict.verdict == "ERROR" and r.verdict.exit_code == 4
+    assert r.verdict.reasons[0].startswith("10 of 100 requests failed (10.0% > 1.0%) (e.g. error #0)")
+    st = ["ok"] * n
+    st[5] = st[50] = st[70] = "throttled"
+    r = summary(records([100.0] * n, st), config)
+    assert r.verdict.verdict == "FAIL" and "throttled 3 of 100 requests" in r.verdict.reasons[0]
+    assert r.load is not None and r.load["throttled"] == 3 and r.load["errors"] == 0
+    st = ["ok"] * n
+    for i in range(20):
+        st[i] = "dropped"
+    r = summary(records([100.0] * n, st), config)
+    assert r.verdict.verdict == "ERROR" and "20 of 100 requests could not start within 100 ms" in r.verdict.reasons[0]
+    late_and_slow = summary(records([900.0] * n, st), config)
+    assert late_and_slow.verdict.verdict == "FAIL"  # drops only hide slow requests: the latency fail stands
+    few = summary(records([100.0] * 10), config)
+    assert few.verdict.verdict == "ERROR" and "only 10 completed requests (minimum 20)" in few.verdict.reasons[0]
+
+
+def test_timeouts_count_in_the_latency_as_a_lower_bound(config: GateConfig):
+    st = ["ok"] * 90 + ["timeout"] * 10
+    r = summary(records([100.0] * 90 + [5000.0] * 10, st), config)
+    assert r.load is not None and r.load["timeouts"] == 10 and r.load["errors"] == 0
+    assert r.verdict.verdict == "FAIL"  # p95 is at the 5 s timeout
