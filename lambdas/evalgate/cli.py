@@ -214,6 +214,21 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--config", type=Path, help="check the shards ran with this gate config")
     merge.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder (default: out/eval)")
 
+    shadow = sub.add_parser(
+        "shadow-report",
+        help="score shadow-mode pairs (production vs candidate answers on live traffic)",
+        description="Pair and score what the shadow worker stored: a pairwise judge with positions swapped "
+        "(disagreement counts as a tie), similarity, latency, token and cost deltas. Writes the usual four "
+        "reports. Exit 0 PASS, 1 FAIL (production preferred or shadow errors), 3 REVIEW (no judge: a person "
+        "decides), 4 ERROR.",
+    )
+    shadow.add_argument("pairs", metavar="PAIRS", help="a pairs JSONL file or folder, or s3://bucket/prefix")
+    shadow.add_argument("--config", type=Path, default=Path("golden/gate.toml"), help="gate config (pricing)")
+    shadow.add_argument("--judge-model", help="pairwise judge model (default: gate.toml [models] judge)")
+    shadow.add_argument("--no-judge", action="store_true", help="no Bedrock judge: similarity and deltas only")
+    shadow.add_argument("--embedder", choices=["local", "titan", "none"], default="local")
+    shadow.add_argument("--out", type=Path, default=Path("out/shadow"), help="report folder (default: out/shadow)")
+
     val = sub.add_parser(
         "validate",
         help="check datasets, knowledge base, config and recorded responses",
@@ -272,6 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _load(args)
         if args.command == "merge":
             return _merge(args)
+        if args.command == "shadow-report":
+            return _shadow_report(args)
         if args.command == "calibrate":
             from .calibrate import run_calibration
 
@@ -391,6 +408,50 @@ def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
         None,
         f"unknown candidate '{spec}': use replay:FILE, bedrock, http:URL or lambda:NAME[:QUALIFIER]",
     )
+
+
+def _shadow_report(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .config import load_config
+    from .shadow import iter_pairs_from_s3, run_shadow_report
+
+    config = load_config(args.config)
+    judge: Any = None
+    if not args.no_judge:
+        if not _aws_credentials_available():
+            print(
+                "evalgate: ERROR: the pairwise judge needs Bedrock but no AWS credentials were found "
+                "(use --no-judge for similarity and deltas only)",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        from .judge import Judge
+        from .providers.bedrock import BedrockJudgeModel
+
+        judge = Judge(BedrockJudgeModel(model_id=args.judge_model or config.models.judge))
+    embedder: Any = None
+    if args.embedder == "local":
+        from .providers.local import LocalEmbedder
+
+        embedder = LocalEmbedder()
+    elif args.embedder == "titan":
+        from .providers.bedrock import TitanEmbedder
+
+        embedder = TitanEmbedder(model_id=config.models.embeddings)
+    with tempfile.TemporaryDirectory(prefix="evalgate-pairs-") as tmp:
+        source = Path(args.pairs)
+        if args.pairs.startswith("s3://"):
+            from .providers.aws import make_client
+
+            bucket, _, prefix = args.pairs.removeprefix("s3://").partition("/")
+            source = Path(tmp) / "pairs.jsonl"
+            source.write_text("\n".join(iter_pairs_from_s3(make_client("s3"), bucket, prefix)) + "\n")
+        elif not source.exists():
+            raise InputError.single(args.pairs, None, "shadow pairs not found")
+        code = run_shadow_report(source, args.out, judge, embedder, config=config)
+    print(f"shadow-report: exit {code}; reports in {args.out}")
+    return code
 
 
 def _aws_credentials_available() -> bool:

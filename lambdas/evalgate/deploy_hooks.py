@@ -257,7 +257,14 @@ def load_smoke(settings: PreTrafficSettings) -> tuple[Any, list[Any]]:
         return Golden(root=root, knowledge=knowledge, cases=picked), picked
     suites = [s for s, f in SUITE_FILES.items() if (root / f).is_file()]
     golden = load_golden(root, suites)
-    cases = [c for c in golden.cases if tag in c.tags]
+    if tag == "smoke" and (root / "gate.toml").is_file():
+        # The same subset as `evalgate run --tier smoke`: tagged cases topped up to gate.min_cases per group.
+        from .config import load_config
+        from .tiers import smoke_subset
+
+        cases, _ = smoke_subset(golden.cases, load_config(root / "gate.toml"), tag)
+    else:
+        cases = [c for c in golden.cases if tag in c.tags]
     if not cases:
         raise InputError.single(str(root), None, f"no smoke cases: nothing tagged '{tag}' (SMOKE_CASES={spec!r})")
     return golden, cases

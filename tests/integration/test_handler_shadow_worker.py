@@ -317,3 +317,23 @@ def test_compare_pair_handles_throttling_then_answers() -> None:
     v = compare_pair(Flaky(), "q?", "PRODUCTION a", "SHADOW b")
     assert v.preference == "shadow"
     assert isinstance(Pair("r", "q", {}, {}), Pair)
+
+
+def test_shadow_report_cli_from_a_folder_and_from_s3(tmp_path: Path, capsys: Any) -> None:
+    from evalgate.cli import main
+
+    folder = pairs_file(tmp_path, n=6)
+    # without a judge nothing decides which answer is better: a person reviews (exit 3), reports are written
+    assert main(["shadow-report", str(folder), "--no-judge", "--embedder", "none", "--out", str(tmp_path / "a")]) == 3
+    result = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert len(result["cases"]) == 6 and result["verdict"]["verdict"] == "REVIEW"
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="evalgate-shadow")
+        for i, f in enumerate(sorted(folder.rglob("*.jsonl"))):
+            s3.put_object(Bucket="evalgate-shadow", Key=f"pairs/dt=2026-11-23/{i}.jsonl", Body=f.read_bytes())
+        args = ["shadow-report", "s3://evalgate-shadow/pairs/", "--no-judge", "--embedder", "none"]
+        assert main([*args, "--out", str(tmp_path / "b")]) == 3
+    assert json.loads((tmp_path / "b" / "results.json").read_text())["cases"] == result["cases"]
+    assert main(["shadow-report", str(tmp_path / "nope"), "--no-judge", "--out", str(tmp_path / "c")]) == 2
+    assert "shadow pairs not found" in capsys.readouterr().err
