@@ -40,9 +40,5 @@ class ThrottledError(ProviderError):
     """The provider refused for capacity; callers back off and retry."""
 
 
-class UnparseableJudgeOutput(ProviderError):
-    """The judge answered but not in the required shape (after its one retry the metric is unscored)."""
-
-
 class BudgetExceeded(Exception):
     """A cost cap would be exceeded by the next call; the run stops with ERROR."""

@@ -228,15 +228,16 @@ class Judge:
 
     def _call(self, user: str) -> JudgeCall:
         delay = self.backoff_s
-        for attempt in range(self.throttle_attempts):
+        attempt = 0
+        while True:
             try:
                 call = self.model.call(SYSTEM, user, VERDICT_TOOL)
-                self.usage.add(call)
-                return call
             except ThrottledError as exc:
-                if attempt == self.throttle_attempts - 1:
-                    raise ProviderError(f"throttled {self.throttle_attempts} times: {exc}") from exc
-                wait = getattr(exc, "retry_after", None) or delay * (1 + random.random())
-                self._sleep(wait)
+                attempt += 1
+                if attempt >= self.throttle_attempts:
+                    raise ProviderError(f"throttled {attempt} times: {exc}") from exc
+                self._sleep(getattr(exc, "retry_after", None) or delay * (1 + random.random()))
                 delay = min(delay * 2, 20.0)
-        raise ProviderError("unreachable")
+                continue
+            self.usage.add(call)
+            return call

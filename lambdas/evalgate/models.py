@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -154,7 +153,3 @@ class MetricValue(BaseModel):
     reason: str = ""
     unscored: bool = False
     details: dict[str, object] = Field(default_factory=dict)
-
-
-def normalise_space(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()

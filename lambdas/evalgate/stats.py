@@ -17,9 +17,6 @@ class Interval:
     high: float | None
     n: int
 
-    def contains(self, x: float) -> bool:
-        return self.low is not None and self.high is not None and self.low <= x <= self.high
-
 
 def bootstrap_mean(values: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 7) -> Interval:
     """Mean with a percentile bootstrap interval. n=1 gives the value with no interval."""
