@@ -30,6 +30,8 @@ from .constructs.eval_step import (
     LoadTestStep,
     PromoteBaselineProps,
     PromoteBaselineStep,
+    ShardedEvalGateProps,
+    ShardedEvalGateStep,
     SmokeEvalStep,
     acknowledge_gate_findings,
     gate_policy,
@@ -80,7 +82,7 @@ class PipelineStack(Stack):
         self.results = EvalResults(self, "EvalResults", EvalResultsProps(
             project_name=s.project_name, pipeline_name=self.pipeline_name,
             evaluation_job_models=[*s.service_model_ids, s.judge_model_id, s.heavy_judge],
-            topic=self.alerts.topic, monthly_budget_usd=s.monthly_eval_budget_usd,
+            topic=self.alerts.topic, monthly_budget_usd=s.monthly_eval_budget_usd, topic_key=self.alerts.key,
         ))
         bucket = self.results.bucket
 
@@ -123,17 +125,23 @@ class PipelineStack(Stack):
             "EVALGATE_GUARDRAIL_ID": s.guardrail_id or "",
             "EVALGATE_GUARDRAIL_VERSION": (s.guardrail_version or "DRAFT") if s.guardrail_id else "",
         }
-        gate = EvalGateStep(GATE_ACTION, EvalGateProps(
-            input=source,
-            report_group_arn=self.results.report_groups["Eval"].report_group_arn,
-            env=gate_env,
-            policy=gate_policy(self, GatePolicyProps(
-                eval_bucket=bucket, eval_key=self.results.key, topic=self.alerts.topic,
-                topic_key=self.alerts.key, pipeline_name=self.pipeline_name, gate_stage=GATE_STAGE,
-                approval_action=APPROVAL_ACTION, evaluation_job_role=self.results.evaluation_job_role,
-                model_ids=s.eval_model_ids, guardrail_id=s.guardrail_id, metrics_namespace=PIPELINE_NAMESPACE,
-            )),
+        gate_statements = gate_policy(self, GatePolicyProps(
+            eval_bucket=bucket, eval_key=self.results.key, topic=self.alerts.topic,
+            topic_key=self.alerts.key, pipeline_name=self.pipeline_name, gate_stage=GATE_STAGE,
+            approval_action=APPROVAL_ACTION, evaluation_job_role=self.results.evaluation_job_role,
+            model_ids=s.eval_model_ids, guardrail_id=s.guardrail_id, metrics_namespace=PIPELINE_NAMESPACE,
         ))
+        eval_reports = self.results.report_groups["Eval"].report_group_arn
+        gate: pipelines.Step
+        if s.eval_shards > 1:  # fan out: a CodeBuild batch build (evalShards shards + merge)
+            gate = ShardedEvalGateStep(GATE_ACTION, ShardedEvalGateProps(
+                input=source, report_group_arn=eval_reports, env=gate_env, policy=gate_statements,
+                eval_bucket=bucket, shards=s.eval_shards, max_run_cost_usd=s.max_run_cost_usd,
+            ))
+        else:
+            gate = EvalGateStep(GATE_ACTION, EvalGateProps(
+                input=source, report_group_arn=eval_reports, env=gate_env, policy=gate_statements,
+            ))
         approve = pipelines.ManualApprovalStep(
             APPROVAL_ACTION,
             comment=(

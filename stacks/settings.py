@@ -126,6 +126,8 @@ class Settings(BaseModel):
 
     monthly_eval_budget_usd: Annotated[float, Field(gt=0.0)] = 50.0
     max_run_cost_usd: Annotated[float, Field(gt=0.0)] = 5.0
+    # >1: the quality gate runs as a CodeBuild batch build: evalShards shard builds + one merge build
+    eval_shards: Annotated[int, Field(ge=1, le=16)] = 1
 
     alarm_thresholds: AlarmThresholds = Field(default_factory=AlarmThresholds)
     feature_flags: FeatureFlagsConfig | None = None

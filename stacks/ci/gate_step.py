@@ -1,4 +1,4 @@
-"""The pipeline's quality gate, run inside CodeBuild: ``python3 stacks/ci/gate_step.py run|promote``.
+"""The pipeline's quality gate, run inside CodeBuild: ``python3 stacks/ci/gate_step.py run|shard|merge|promote``.
 
 ``run`` (the EvalGate action, in the same pipeline stage as the manual approval ``Approve`` and started with it):
 
@@ -24,6 +24,13 @@
    2, 4 ERROR   the action
    ===========  ==============================================================================================
 
+``shard`` / ``merge`` (``evalShards`` > 1: the EvalGate action is a CodeBuild batch build): each shard build
+(``SHARD=k/N``) runs step 1-3 with ``--shard k/N``, its own cache key (``EVALGATE_CACHE_KEY``) and its share of
+the cost cap, and uploads ``out/shard/results.json`` to ``runs/<execution id>/shards/k.json``; a shard that
+writes no results (or exits 2/4) rejects the approval and fails. The ``merge`` build (after every shard)
+downloads the ``SHARD_COUNT`` shard results, runs ``python -m evalgate merge shards/*.json --baseline ...
+--config ... --out out/eval`` and then acts on its exit code exactly as step 3-4 above.
+
 ``promote`` (after the approval): copies this run's ``results.json`` to ``baselines/approved/`` with the commit,
 so the next run compares against the last *approved* change, never a rejected one.
 
@@ -48,6 +55,8 @@ OUT_DIR = Path("out/eval")
 BASELINE_KEY = "baselines/approved/results.json"
 BASELINE_COMMIT_KEY = "baselines/approved/commit.txt"
 CACHE_KEY = "cache/evalgate-cache.sqlite"
+SHARD_OUT_DIR = Path("out/shard")
+SHARD_DIR = Path("shards")
 REPORT_FILES = ("report.html", "summary.md", "results.json", "junit.xml")
 CONTENT_TYPES = {".html": "text/html", ".md": "text/markdown", ".json": "application/json", ".xml": "application/xml"}
 SNS_SUBJECT_MAX = 100
@@ -119,6 +128,9 @@ class GateEnv:
     judge: str = ""
     max_cost: str = ""
     namespace: str = "EvalGate/Pipeline"
+    cache_key: str = CACHE_KEY
+    shard: str = ""  # "k/N" in a shard build of the batch
+    shard_count: int = 0  # N in the merge build
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -150,11 +162,17 @@ class GateEnv:
             judge=e.get("JUDGE_MODEL_ID", ""),
             max_cost=e.get("MAX_RUN_COST_USD", ""),
             namespace=e.get("METRICS_NAMESPACE", "EvalGate/Pipeline"),
+            cache_key=e.get("EVALGATE_CACHE_KEY", "") or CACHE_KEY,
+            shard=e.get("SHARD", "").strip(),
+            shard_count=int(e.get("SHARD_COUNT", "0") or 0),
         )
 
     @property
     def run_prefix(self) -> str:
         return f"runs/{self.execution_id}/"
+
+    def shard_key(self, index: int) -> str:
+        return f"{self.run_prefix}shards/{index}.json"
 
     def console(self, path: str) -> str:
         return f"https://{self.region}.console.aws.amazon.com/{path}"
@@ -241,7 +259,7 @@ class Gate:
         c = self.cfg
         cmd = [sys.executable, "-m", "evalgate", "run", "--tier", tier, "--golden", c.golden, "--config", c.config,
                "--candidate", "bedrock", "--out", str(self.out_dir), "--embedder", "titan", "--no-progress",
-               "--cache-s3", f"s3://{c.bucket}/{CACHE_KEY}"]
+               "--cache-s3", f"s3://{c.bucket}/{c.cache_key}"]
         if c.generator:
             cmd += ["--model", c.generator]
         if c.prompt:
@@ -250,6 +268,15 @@ class Gate:
             cmd += ["--baseline", str(baseline)]
         if c.max_cost and self.supports("--max-cost"):
             cmd += ["--max-cost", c.max_cost]
+        if c.shard:
+            cmd += ["--shard", c.shard]
+        return cmd
+
+    def merge_command(self, shards: list[Path], baseline: Path | None) -> list[str]:
+        cmd = [sys.executable, "-m", "evalgate", "merge", *map(str, shards), "--config", self.cfg.config,
+               "--out", str(self.out_dir)]
+        if baseline is not None:
+            cmd += ["--baseline", str(baseline)]
         return cmd
 
     # -- outputs
@@ -361,13 +388,83 @@ class Gate:
             return ERROR
 
     def _run(self) -> int:
-        c = self.cfg
         tier = self.tier()
         baseline, base_commit = self.fetch_baseline(Path(".evalgate") / "baseline.json")
         extra = {"EVALGATE_BASE_COMMIT": base_commit} if base_commit else {}
         cmd = self.command(tier, baseline)
         print("gate_step:", " ".join(cmd), flush=True)
         code = self.runner(cmd, check=False, env=self._env(extra)).returncode
+        return self._finish(code, tier)
+
+    def shard(self) -> int:
+        """One shard build of the batch: evaluate shard k/N and upload its results.json for the merge build."""
+        try:
+            return self._shard()
+        except Exception as exc:
+            try:
+                self.resolve_approval("Rejected", f"evalgate shard {self.cfg.shard} crashed: "
+                                                  f"{type(exc).__name__}: {exc}")
+            finally:
+                print(f"gate_step: shard crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return ERROR
+
+    def _shard(self) -> int:
+        c = self.cfg
+        index = shard_index(c.shard)
+        tier = self.tier()
+        baseline, base_commit = self.fetch_baseline(Path(".evalgate") / "baseline.json")
+        extra = {"EVALGATE_BASE_COMMIT": base_commit} if base_commit else {}
+        cmd = self.command(tier, baseline)
+        print("gate_step:", " ".join(cmd), flush=True)
+        code = self.runner(cmd, check=False, env=self._env(extra)).returncode
+        results = self.out_dir / "results.json"
+        if results.is_file():
+            self.s3.put_object(Bucket=c.bucket, Key=c.shard_key(index), Body=results.read_bytes(),
+                               ContentType="application/json")
+        if code in (USAGE, ERROR) or not results.is_file() or code not in VERDICTS:
+            verdict = VERDICTS.get(code, f"ERROR (exit {code})")
+            self.resolve_approval("Rejected", f"evalgate shard {c.shard} {verdict} (exit {code}), tier {tier}; "
+                                              "the shards cannot be merged")
+            print(f"gate_step: shard {c.shard}: {verdict} (evalgate exit {code}); approval rejected", flush=True)
+            return code or ERROR
+        print(f"gate_step: shard {c.shard} done (evalgate exit {code}); results at s3://{c.bucket}/"
+              f"{c.shard_key(index)}", flush=True)
+        return PASS
+
+    def merge(self) -> int:
+        """The merge build of the batch (after every shard): gate the union, then act like ``run``."""
+        try:
+            return self._merge()
+        except Exception as exc:
+            try:
+                self.resolve_approval("Rejected", f"evalgate merge crashed: {type(exc).__name__}: {exc}")
+            finally:
+                print(f"gate_step: merge crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return ERROR
+
+    def _merge(self, shard_dir: Path = SHARD_DIR) -> int:
+        c = self.cfg
+        if c.shard_count < 1:
+            raise ValueError("SHARD_COUNT must be the number of shards (>= 1)")
+        tier = self.tier()
+        baseline, _ = self.fetch_baseline(Path(".evalgate") / "baseline.json")
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        files = []
+        for index in range(1, c.shard_count + 1):
+            body = self._get(c.shard_key(index))
+            if body is None:
+                raise FileNotFoundError(f"s3://{c.bucket}/{c.shard_key(index)} (shard {index}/{c.shard_count})")
+            path = shard_dir / f"{index}.json"
+            path.write_bytes(body)
+            files.append(path)
+        cmd = self.merge_command(files, baseline)
+        print("gate_step:", " ".join(cmd), flush=True)
+        code = self.runner(cmd, check=False, env=self._env()).returncode
+        return self._finish(code, tier)
+
+    def _finish(self, code: int, tier: str) -> int:
+        """Reports to S3, cost metric, notifications and the approval, from evalgate's exit code."""
+        c = self.cfg
         decision = decide(code)
         self.upload_reports()
         results = self.read_results()
@@ -409,18 +506,27 @@ class Gate:
         return PASS
 
 
+def shard_index(shard: str) -> int:
+    """``"k/N"`` -> k (1 <= k <= N)."""
+    k, sep, n = shard.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise ValueError(f"SHARD must look like k/N with 1 <= k <= N (got {shard!r})")
+    return int(k)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in {"run", "promote"}:
-        print("usage: gate_step.py run|promote", file=sys.stderr)
+    if not args or args[0] not in {"run", "shard", "merge", "promote"}:
+        print("usage: gate_step.py run|shard|merge|promote", file=sys.stderr)
         return USAGE
     import boto3
 
     cfg = GateEnv.from_environ()
     session = boto3.session.Session(region_name=cfg.region)
     gate = Gate(cfg, session.client("s3"), session.client("sns"), session.client("codepipeline"),
-                session.client("cloudwatch"), events=session.client("events"))
-    return gate.run() if args[0] == "run" else gate.promote()
+                session.client("cloudwatch"), events=session.client("events"),
+                out_dir=SHARD_OUT_DIR if args[0] == "shard" else OUT_DIR)
+    return {"run": gate.run, "shard": gate.shard, "merge": gate.merge, "promote": gate.promote}[args[0]]()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@
 
 The bucket is versioned (an overwritten baseline can be restored), KMS-encrypted, SSL-only and access-logged.
 JUnit results go to CodeBuild report groups (Eval, LoadTest, SmokeEval). Evaluation spend is published per run
-(``EvalGate/Pipeline EvalCostUSD``) and alarmed against the daily share of the monthly budget.
+(``EvalGate/Pipeline EvalCostUSD``) and alarmed against the daily share of the monthly budget; an AWS Budgets
+budget on the account's Amazon Bedrock cost (``monthlyEvalBudgetUsd``) is the backstop: 80% actual and 100%
+forecasted notify the pipeline topic.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -38,6 +42,7 @@ class EvalResultsProps:
     evaluation_job_models: list[str]  # models a release-tier Bedrock evaluation job may invoke
     topic: sns.ITopic
     monthly_budget_usd: float
+    topic_key: kms.IKey | None = None  # the topic's KMS key (AWS Budgets needs to use it to publish)
 
 
 class EvalResults(Construct):
@@ -60,6 +65,7 @@ class EvalResults(Construct):
         }
         self.evaluation_job_role = self._evaluation_job_role(props.evaluation_job_models)
         self.spend_alarm = self._spend_alarm(props)
+        self.budget = self._budget(props)
 
     def _evaluation_job_role(self, models: list[str]) -> iam.Role:
         """Service role for Bedrock Model Evaluation jobs (release tier): reads/writes bedrock-eval/ only."""
@@ -108,3 +114,40 @@ class EvalResults(Construct):
         )
         alarm.add_alarm_action(cw_actions.SnsAction(props.topic))
         return alarm
+
+    def _budget(self, props: EvalResultsProps) -> budgets.CfnBudget:
+        """Monthly Amazon Bedrock cost budget: 80% ACTUAL and 100% FORECASTED -> the pipeline topic."""
+        topic = props.topic
+        principal = iam.ServicePrincipal("budgets.amazonaws.com")
+        source_account = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+        topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowBudgetsPublish", actions=["sns:Publish"], principals=[principal],
+            resources=[topic.topic_arn], conditions=source_account,
+        ))
+        if props.topic_key is not None:
+            props.topic_key.add_to_resource_policy(iam.PolicyStatement(
+                sid="AllowBudgetsToUseTopicKey", actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                principals=[principal], resources=["*"], conditions=source_account,
+            ))
+
+        def notify(notification_type: str, threshold: float) -> budgets.CfnBudget.NotificationWithSubscribersProperty:
+            return budgets.CfnBudget.NotificationWithSubscribersProperty(
+                notification=budgets.CfnBudget.NotificationProperty(
+                    comparison_operator="GREATER_THAN", notification_type=notification_type,
+                    threshold=threshold, threshold_type="PERCENTAGE",
+                ),
+                subscribers=[budgets.CfnBudget.SubscriberProperty(subscription_type="SNS", address=topic.topic_arn)],
+            )
+
+        budget = budgets.CfnBudget(
+            self, "SpendBudget",
+            budget=budgets.CfnBudget.BudgetDataProperty(
+                budget_name=f"{props.project_name}-eval-bedrock-monthly",
+                budget_type="COST", time_unit="MONTHLY",
+                budget_limit=budgets.CfnBudget.SpendProperty(amount=props.monthly_budget_usd, unit="USD"),
+                cost_filters={"Service": ["Amazon Bedrock"]},
+            ),
+            notifications_with_subscribers=[notify("ACTUAL", 80), notify("FORECASTED", 100)],
+        )
+        budget.node.add_dependency(topic)
+        return budget

@@ -2,6 +2,8 @@
 
 * :class:`EvalGateStep`   - the quality gate (``stacks/ci/gate_step.py run``): golden regression + judge +
   guardrail/injection suites vs the last approved baseline; JUnit into a report group; resolves the approval.
+* :class:`ShardedEvalGateStep` - the same gate fanned out (``evalShards`` > 1): a CodeBuild batch build of
+  N ``--shard k/N`` builds and one ``evalgate merge`` build.
 * :class:`PromoteBaselineStep` - after the approval: this run's ``results.json`` becomes the next baseline.
 * :class:`LoadTestStep`   - ``evalgate load`` at 1.5x peak against a deployed endpoint (p95 SLO gate).
 * :class:`SmokeEvalStep`  - ``evalgate run --tier smoke`` against a deployed endpoint.
@@ -11,11 +13,14 @@ Every step installs ``requirements.txt`` and the ``evalgate`` package from the s
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsii
 from aws_cdk import Duration, Stack, pipelines
 from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_codepipeline_actions as codepipeline_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -92,6 +97,119 @@ class EvalGateStep(pipelines.CodeBuildStep):
             }),
             timeout=props.timeout,
         )
+
+
+@dataclass(frozen=True)
+class ShardedEvalGateProps:
+    """The EvalGate action as a CodeBuild batch build: ``shards`` shard builds, then one merge build."""
+
+    input: pipelines.CodePipelineSource
+    report_group_arn: str
+    env: dict[str, str]  # as for EvalGateStep; values holding CodePipeline variables (#{...}) go on the action
+    policy: list[iam.PolicyStatement]
+    eval_bucket: s3.IBucket
+    shards: int
+    max_run_cost_usd: float
+    timeout: Duration = field(default_factory=lambda: Duration.minutes(90))
+
+
+def shard_cache_key(k: int, n: int) -> str:
+    return f"cache/evalgate-cache-shard-{k}-of-{n}.sqlite"
+
+
+def sharded_build_spec(shards: int, max_run_cost_usd: float, report_group_arn: str) -> dict[str, Any]:
+    """``batch: build-graph``: ``shard_k`` builds (``SHARD=k/N``, own cache key, cap/N) and a ``merge`` build
+    depending on all of them. Every build runs ``gate_step.py $GATE_MODE`` (``shard`` or ``merge``)."""
+    ids = [f"shard_{k}" for k in range(1, shards + 1)]
+    graph: list[dict[str, Any]] = [
+        {"identifier": ident, "env": {"variables": {
+            "GATE_MODE": "shard", "SHARD": f"{k}/{shards}", "EVALGATE_CACHE_KEY": shard_cache_key(k, shards),
+            "MAX_RUN_COST_USD": f"{max_run_cost_usd / shards:.4g}",
+        }}}
+        for k, ident in enumerate(ids, start=1)
+    ]
+    graph.append({"identifier": "merge", "depend-on": ids, "env": {"variables": {
+        "GATE_MODE": "merge", "SHARD_COUNT": str(shards),
+    }}})
+    return {
+        "version": "0.2",
+        "batch": {"fast-fail": True, "build-graph": graph},
+        "phases": {
+            "install": {"runtime-versions": {"python": "3.12"}, "commands": INSTALL},
+            "build": {"commands": [f'python3 {GATE_SCRIPT} "$GATE_MODE"']},
+        },
+        "reports": junit_reports(report_group_arn, EVAL_OUT),
+    }
+
+
+@jsii.implements(pipelines.ICodePipelineActionFactory)
+class ShardedEvalGateStep(pipelines.Step):
+    """The quality gate fanned out over ``evalShards`` CodeBuild builds (a batch build; CodeBuildStep cannot).
+
+    A ``PipelineProject`` with a ``batch: build-graph`` buildspec behind a ``CodeBuildAction`` with
+    ``execute_batch_build``. The merge build's exit code drives the approval exactly as :class:`EvalGateStep`.
+    """
+
+    def __init__(self, step_id: str, props: ShardedEvalGateProps) -> None:
+        super().__init__(step_id)
+        self.props = props
+        assert props.input.primary_output is not None
+        self._add_dependency_file_set(props.input.primary_output)
+        self._discover_referenced_outputs(props.env)
+        self.project: codebuild.PipelineProject | None = None
+
+    def produce_action(self, stage: Any, *args: Any, **kwargs: Any) -> pipelines.CodePipelineActionFactoryResult:
+        # jsii hands the ProduceActionOptions struct over positionally (or as keywords, depending on the runtime)
+        struct = args[0] if args else None
+
+        def opt(name: str) -> Any:
+            if struct is not None:
+                return getattr(struct, name)
+            camel = name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:])
+            return kwargs.get(name, kwargs.get(camel))
+
+        p = self.props
+        scope, pipeline = opt("scope"), opt("pipeline")
+        # CodePipeline variables (#{...}: execution id, source branch/commit) resolve only in the action's config
+        stack = Stack.of(scope)
+        is_variable = {k: "#{" in json.dumps(stack.resolve(v)) for k, v in p.env.items()}
+        static = {k: v for k, v in p.env.items() if not is_variable[k] and k != "MAX_RUN_COST_USD"}
+        dynamic = {k: v for k, v in p.env.items() if is_variable[k]}
+        project = codebuild.PipelineProject(
+            scope, f"{self.id}Project",
+            description="EvalGate quality gate: evalShards shard builds + merge (CodeBuild batch build)",
+            build_spec=codebuild.BuildSpec.from_object(sharded_build_spec(p.shards, p.max_run_cost_usd,
+                                                                          p.report_group_arn)),
+            environment=codebuild.BuildEnvironment(build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
+                                                   compute_type=codebuild.ComputeType.SMALL),
+            environment_variables={k: codebuild.BuildEnvironmentVariable(value=v) for k, v in static.items()},
+            encryption_key=pipeline.pipeline.artifact_bucket.encryption_key,
+            timeout=p.timeout,
+        )
+        project.enable_batch_builds()
+        for statement in [*p.policy, report_group_statement(p.report_group_arn),
+                          shard_results_statement(p.eval_bucket)]:
+            project.add_to_role_policy(statement)
+        acknowledge(project, f"AwsSolutions-IAM5[Resource::{nag_text(project, p.eval_bucket.bucket_arn)}"
+                             "/runs/*/shards/*]",
+                    "Shard builds exchange results.json under runs/<execution id>/shards/, unknown at synth time.")
+        self.project = project
+        stage.add_action(codepipeline_actions.CodeBuildAction(
+            action_name=opt("action_name"),
+            run_order=opt("run_order"),
+            project=project,
+            input=opt("artifacts").to_code_pipeline(p.input.primary_output),
+            execute_batch_build=True,
+            combine_batch_build_artifacts=False,
+            environment_variables={k: codebuild.BuildEnvironmentVariable(value=v) for k, v in dynamic.items()},
+            variables_namespace=opt("variables_namespace"),
+        ))
+        return pipelines.CodePipelineActionFactoryResult(run_orders_consumed=1)
+
+
+def shard_results_statement(bucket: s3.IBucket) -> iam.PolicyStatement:
+    return iam.PolicyStatement(sid="ShardResults", actions=["s3:GetObject", "s3:PutObject"],
+                               resources=[bucket.arn_for_objects("runs/*/shards/*")])
 
 
 @dataclass(frozen=True)
