@@ -221,7 +221,7 @@ class CustomMetric(BaseModel):
     maps_to: str | None = None  # the evalgate metric it fills (e.g. "faithfulness"); None: reported only
 
     @model_validator(mode="after")
-    def _placeholders(self) -> CustomMetric:
+    def _check_instructions(self) -> CustomMetric:
         if "{{prediction}}" not in self.instructions:
             raise ValueError("custom metric instructions must contain {{prediction}} (the answer being judged)")
         values = [r.value for r in self.rating_scale]
