@@ -70,6 +70,15 @@ def score_generation(
             m["similarity"] = MetricValue(name="similarity", value=similarity)
     numbers = ungrounded_numbers(text, _sources(case, knowledge))
     unsupported = [f"number not in the cited knowledge: {n}" for n in numbers]
+    if judged is not None:
+        # Fail closed: a rubric this tier should have judged but did not (refused call, lost task) is unscored,
+        # never simply absent.
+        judged = dict(judged)
+        for rubric in judge_rubrics(skip):
+            judged.setdefault(
+                rubric,
+                MetricValue(name=rubric, value=None, unscored=True, reason="the judge did not score this answer"),
+            )
     faith = (judged or {}).get("faithfulness")
     for name, mv in (judged or {}).items():
         m[name] = mv

@@ -31,9 +31,14 @@ def score_reply(score: float = 0.95):
     def reply(user: str) -> dict[str, object]:
         answer = user.split('kind="candidate_answer">')[1]
         if "60 days" in answer:
-            return {"score": 0.5, "verdict": "fail", "reasons": "60 days is not in the policy",
-                    "unsupported_claims": ["returns accepted for 60 days"]}
+            return {
+                "score": 0.5,
+                "verdict": "fail",
+                "reasons": "60 days is not in the policy",
+                "unsupported_claims": ["returns accepted for 60 days"],
+            }
         return {"score": score, "verdict": "pass", "reasons": "all claims supported", "unsupported_claims": []}
+
     return reply
 
 
@@ -41,8 +46,16 @@ def run(golden_dir: Path, cand, judge_model=None, **kw):
     golden = load_golden(golden_dir)
     config = load_config(golden_dir / "gate.toml")
     judge = Judge(judge_model, cache=kw.get("cache"), sleep=lambda s: None) if judge_model else None
-    return run_evaluation(golden=golden, cases=golden.cases, candidate=cand, config=config, tier="full",
-                          judge=judge, embedder=kw.pop("embedder", HashEmbedder()), **kw)
+    return run_evaluation(
+        golden=golden,
+        cases=golden.cases,
+        candidate=cand,
+        config=config,
+        tier="full",
+        judge=judge,
+        embedder=kw.pop("embedder", HashEmbedder()),
+        **kw,
+    )
 
 
 def test_good_candidate_passes_with_intervals(golden_dir: Path):
@@ -101,8 +114,16 @@ def test_candidate_errors_and_throttling(golden_dir: Path):
 
     sleeps: list[float] = []
     cand = Throttly(answers())
-    runner = Runner(golden=golden, candidate=cand, config=cfg, tier="offline", judge=None, embedder=HashEmbedder(),
-                    concurrency=4, sleep=sleeps.append)
+    runner = Runner(
+        golden=golden,
+        candidate=cand,
+        config=cfg,
+        tier="offline",
+        judge=None,
+        embedder=HashEmbedder(),
+        concurrency=4,
+        sleep=sleeps.append,
+    )
     r = runner.run(golden.cases)
     assert r.verdict.verdict == "PASS" and len(sleeps) == 3
     assert runner.limiter.throttles == 3 and runner.limiter.lowest < 4  # backed off
@@ -158,3 +179,19 @@ def test_repeats_measure_noise(golden_dir: Path):
 def test_time_budget_exhausted_is_error(golden_dir: Path):
     r = run(golden_dir, DictCandidate(answers()), None, deadline=time.monotonic() - 1)
     assert r.verdict.verdict == "ERROR" and any("time budget" in x for x in r.verdict.reasons)
+
+
+def test_a_missing_judgement_is_unscored_not_absent():
+    """A judged tier whose judge result never arrived must not quietly fall back to the rule checks."""
+    from evalgate.models import Case, Generation, KnowledgeEntry
+    from evalgate.scoring import score_generation
+
+    kb = [KnowledgeEntry(id="k", title="Window", text="Returns within 30 days.", file="f", line=1)]
+
+    case = Case(id="c", category="returns", prompt="How long?", reference="30 days.", context=["k"])
+    gen = Generation(case_id="c", output="You have 30 days.")
+    s = score_generation(case, gen, kb, 0.9, {}, set())
+    assert s.metrics["faithfulness"].unscored and s.metrics["relevance"].unscored
+    assert s.metrics["hallucination"].unscored  # no claim-level verdict and no numeric evidence either way
+    s = score_generation(case, gen, kb, 0.9, None, set())  # offline tier: no judge expected
+    assert "faithfulness" not in s.metrics and s.metrics["hallucination"].value == 0.0
