@@ -11,8 +11,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import InputError, Problem
 from .models import Case, KnowledgeEntry
@@ -51,6 +52,23 @@ def format_validation_error(exc: ValidationError) -> list[str]:
         msg = err["msg"].removeprefix("Value error, ")
         out.append(f"{loc}: {msg}")
     return out
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_json_model(body: str, model: type[M], what: str, error: type[Exception] = ValueError) -> M:
+    """A JSON object validated as ``model``; ``error`` names ``what`` and the first invalid fields."""
+    try:
+        data = json.loads(body)
+    except (TypeError, ValueError) as exc:
+        raise error(f"{what} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise error(f"{what} must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(f"{what} is invalid: " + "; ".join(format_validation_error(exc)[:5])) from None
 
 
 def load_knowledge(folder: Path, display_root: Path | None = None) -> tuple[dict[str, KnowledgeEntry], list[Problem]]:

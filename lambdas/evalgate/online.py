@@ -26,9 +26,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import telemetry as tm
+from .dataset import parse_json_model
 from .retrieval import KnowledgeIndex
 from .service import sampled
 
@@ -54,17 +55,7 @@ class BadCaptureRecord(ValueError):
 
 
 def parse_capture(body: str) -> CaptureRecord:
-    try:
-        data = json.loads(body)
-    except (TypeError, ValueError) as exc:
-        raise BadCaptureRecord(f"capture record is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadCaptureRecord("capture record must be a JSON object")
-    try:
-        return CaptureRecord.model_validate(data)
-    except ValidationError as exc:
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        raise BadCaptureRecord(f"capture record is invalid: {fields}") from None
+    return parse_json_model(body, CaptureRecord, "capture record", BadCaptureRecord)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,9 @@ class BadShadowMessage(ValueError):
 
 
 def parse_message(body: str) -> ShadowMessage:
-    try:
-        data = json.loads(body)
-    except (TypeError, ValueError) as exc:
-        raise BadShadowMessage(f"shadow message is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadShadowMessage("shadow message must be a JSON object")
-    try:
-        return ShadowMessage.model_validate(data)
-    except ValidationError as exc:
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
-        raise BadShadowMessage(f"shadow message is invalid: {fields}") from None
+    from .dataset import parse_json_model
+
+    return parse_json_model(body, ShadowMessage, "shadow message", BadShadowMessage)
 
 
 @dataclass

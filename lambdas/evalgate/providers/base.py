@@ -68,3 +68,18 @@ class Embedder(Protocol):
     def embed(self, texts: list[str]) -> list[list[float]]:
         """Unit-normalised embeddings, one per text, in order."""
         ...
+
+
+def int_or_none(value: Any) -> int | None:
+    """An integer field of a candidate's answer document (usage counts), or None when absent or not a count."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

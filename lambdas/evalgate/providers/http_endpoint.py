@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import ProviderError, ThrottledError
 from ..models import Case, Generation, KnowledgeEntry
+from .base import int_or_none, str_or_none
 
 THROTTLE_STATUS = frozenset({429, 503})
 MAX_BODY = 10 * 1024 * 1024
@@ -192,23 +193,9 @@ class HttpCandidate:
             repeat=repeat,
             output=answer,
             latency_ms=latency_ms,
-            input_tokens=_int_or_none(usage.get("inputTokens")),
-            output_tokens=_int_or_none(usage.get("outputTokens")),
-            model_id=_str_or_none(doc.get("model_id")) if isinstance(doc, dict) else None,
-            prompt_version=_str_or_none(doc.get("prompt_version")) if isinstance(doc, dict) else None,
+            input_tokens=int_or_none(usage.get("inputTokens")),
+            output_tokens=int_or_none(usage.get("outputTokens")),
+            model_id=str_or_none(doc.get("model_id")) if isinstance(doc, dict) else None,
+            prompt_version=str_or_none(doc.get("prompt_version")) if isinstance(doc, dict) else None,
             guardrail_intervened=bool(doc.get("guardrail_intervened")) if isinstance(doc, dict) else False,
         )
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import ProviderError, ThrottledError
 from ..models import Case, Generation, KnowledgeEntry
 from .aws import ClientSettings, make_client, map_aws_error
+from .base import int_or_none, str_or_none
 
 LAMBDA_THROTTLING = frozenset({"TooManyRequestsException", "EC2ThrottledException", "ResourceNotReadyException"})
 BODY_THROTTLE_STATUS = frozenset({429, 503})
@@ -140,10 +141,10 @@ class LambdaCandidate:
             repeat=repeat,
             output=answer,
             latency_ms=latency_ms,
-            input_tokens=_int_or_none(usage.get("inputTokens")),
-            output_tokens=_int_or_none(usage.get("outputTokens")),
-            model_id=_str_or_none(answer_doc.get("model_id")),
-            prompt_version=_str_or_none(answer_doc.get("prompt_version")),
+            input_tokens=int_or_none(usage.get("inputTokens")),
+            output_tokens=int_or_none(usage.get("outputTokens")),
+            model_id=str_or_none(answer_doc.get("model_id")),
+            prompt_version=str_or_none(answer_doc.get("prompt_version")),
             guardrail_intervened=bool(answer_doc.get("guardrail_intervened", False)),
         )
 
@@ -177,17 +178,3 @@ class LambdaCandidate:
         if not isinstance(doc, dict):
             raise ProviderError(f"{self._what}: body is not a JSON object: {_snippet(str(body))}")
         return doc
-
-
-def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
