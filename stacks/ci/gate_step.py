@@ -45,6 +45,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,16 +377,19 @@ class Gate:
 
     # -- commands
 
-    def run(self) -> int:
+    def _guarded(self, what: str, work: Callable[[], int]) -> int:
         """Never leave the approval waiting on a crash: an unexpected error rejects it, then fails the action."""
         try:
-            return self._run()
+            return work()
         except Exception as exc:
             try:
-                self.resolve_approval("Rejected", f"evalgate gate step crashed: {type(exc).__name__}: {exc}")
+                self.resolve_approval("Rejected", f"{what} crashed: {type(exc).__name__}: {exc}")
             finally:
-                print(f"gate_step: crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                print(f"gate_step: {what} crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             return ERROR
+
+    def run(self) -> int:
+        return self._guarded("evalgate gate step", self._run)
 
     def _run(self) -> int:
         tier = self.tier()
@@ -398,15 +402,7 @@ class Gate:
 
     def shard(self) -> int:
         """One shard build of the batch: evaluate shard k/N and upload its results.json for the merge build."""
-        try:
-            return self._shard()
-        except Exception as exc:
-            try:
-                self.resolve_approval("Rejected", f"evalgate shard {self.cfg.shard} crashed: "
-                                                  f"{type(exc).__name__}: {exc}")
-            finally:
-                print(f"gate_step: shard crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            return ERROR
+        return self._guarded(f"evalgate shard {self.cfg.shard}", self._shard)
 
     def _shard(self) -> int:
         c = self.cfg
@@ -433,14 +429,7 @@ class Gate:
 
     def merge(self) -> int:
         """The merge build of the batch (after every shard): gate the union, then act like ``run``."""
-        try:
-            return self._merge()
-        except Exception as exc:
-            try:
-                self.resolve_approval("Rejected", f"evalgate merge crashed: {type(exc).__name__}: {exc}")
-            finally:
-                print(f"gate_step: merge crashed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            return ERROR
+        return self._guarded("evalgate merge", self._merge)
 
     def _merge(self, shard_dir: Path = SHARD_DIR) -> int:
         c = self.cfg

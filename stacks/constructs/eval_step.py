@@ -246,54 +246,47 @@ class EndpointTestProps:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-class LoadTestStep(pipelines.CodeBuildStep):
+class _EndpointStep(pipelines.CodeBuildStep):
+    """A post-deployment check against the stage's endpoint (from the stack outputs), with JUnit reports."""
+
+    def __init__(self, step_id: str, props: EndpointTestProps, *, out: str, command: str) -> None:
+        super().__init__(
+            step_id,
+            input=props.input,
+            install_commands=INSTALL,
+            env_from_cfn_outputs={"SERVICE_URL": props.endpoint_output},
+            env=props.extra_env,
+            commands=[command],
+            role_policy_statements=[*props.policy, report_group_statement(props.report_group_arn)],
+            primary_output_directory=out,
+            partial_build_spec=codebuild.BuildSpec.from_object({
+                **_python_runtime(),
+                "reports": junit_reports(props.report_group_arn, out),
+            }),
+            timeout=Duration.minutes(30),
+        )
+
+
+class LoadTestStep(_EndpointStep):
     """Latency is a quality metric: drive the endpoint at 1.5x peak (open loop) and gate p95 on the SLO."""
 
     def __init__(self, step_id: str, props: EndpointTestProps, *, rps: float, seconds: int, slo_ms: int) -> None:
         out = "out/load"
-        super().__init__(
-            step_id,
-            input=props.input,
-            install_commands=INSTALL,
-            env_from_cfn_outputs={"SERVICE_URL": props.endpoint_output},
-            env=props.extra_env,
-            commands=[
-                f"evalgate load --target \"http:${{SERVICE_URL}}ask\" --golden {props.golden_dir} "
-                f"--rps {rps:g} --duration {seconds} --slo-p95-ms {slo_ms} --out {out}",
-            ],
-            role_policy_statements=[*props.policy, report_group_statement(props.report_group_arn)],
-            primary_output_directory=out,
-            partial_build_spec=codebuild.BuildSpec.from_object({
-                **_python_runtime(),
-                "reports": junit_reports(props.report_group_arn, out),
-            }),
-            timeout=Duration.minutes(30),
-        )
+        super().__init__(step_id, props, out=out, command=(
+            f"evalgate load --target \"http:${{SERVICE_URL}}ask\" --golden {props.golden_dir} "
+            f"--rps {rps:g} --duration {seconds} --slo-p95-ms {slo_ms} --out {out}"
+        ))
 
 
-class SmokeEvalStep(pipelines.CodeBuildStep):
+class SmokeEvalStep(_EndpointStep):
     """The golden smoke subset against the deployed endpoint (what users will actually hit)."""
 
     def __init__(self, step_id: str, props: EndpointTestProps) -> None:
         out = "out/smoke"
-        super().__init__(
-            step_id,
-            input=props.input,
-            install_commands=INSTALL,
-            env_from_cfn_outputs={"SERVICE_URL": props.endpoint_output},
-            env=props.extra_env,
-            commands=[
-                f"evalgate run --tier smoke --golden {props.golden_dir} --config {props.thresholds_file} "
-                f"--candidate \"http:${{SERVICE_URL}}ask\" --embedder titan --no-cache --no-progress --out {out}",
-            ],
-            role_policy_statements=[*props.policy, report_group_statement(props.report_group_arn)],
-            primary_output_directory=out,
-            partial_build_spec=codebuild.BuildSpec.from_object({
-                **_python_runtime(),
-                "reports": junit_reports(props.report_group_arn, out),
-            }),
-            timeout=Duration.minutes(30),
-        )
+        super().__init__(step_id, props, out=out, command=(
+            f"evalgate run --tier smoke --golden {props.golden_dir} --config {props.thresholds_file} "
+            f"--candidate \"http:${{SERVICE_URL}}ask\" --embedder titan --no-cache --no-progress --out {out}"
+        ))
 
 
 def pipeline_approval_arn(scope: IConstruct, pipeline_name: str, stage: str, action: str) -> str:
