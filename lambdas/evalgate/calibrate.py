@@ -5,8 +5,9 @@
   the evidence behind the similarity threshold of each embedder in gate.toml.
 - grounding: the offline numeric-grounding hallucination check on HaluEval QA (right vs hallucinated answers
   for the same knowledge): precision, recall, Cohen's kappa, and how often it applies at all.
-- judge: the Bedrock judge's faithfulness on HaluEval QA and on TruthfulQA answers with human truth labels
-  (correct answers as the knowledge): AUROC and Cohen's kappa. Needs AWS.
+- judge: the Bedrock judge's faithfulness on HaluEval QA, on TruthfulQA answers with human truth labels (correct
+  answers as the knowledge) and on the demo domain's labelled answers; writes the judge's calibration record
+  (``evalgate.judge_calibration``), the evidence a judged tier needs before it lets that judge gate. Needs AWS.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from scipy import stats as sps
 
 from .errors import InputError
 from .metrics import ungrounded_numbers
-from .models import KnowledgeEntry
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
@@ -138,45 +137,6 @@ def calibrate_grounding(root: Path, limit: int | None = None) -> dict[str, Any]:
     }
 
 
-def calibrate_judge(judge: Any, root: Path, limit: int | None = None, concurrency: int = 8) -> dict[str, Any]:
-    items: list[tuple[str, str, list[KnowledgeEntry], int]] = []
-    for i, r in enumerate(_rows(root / "halueval_qa" / "halueval_qa_oneturn.jsonl", limit)):
-        kb = [KnowledgeEntry(id=f"halueval-{i}", title="Knowledge", text=r["knowledge"], file="halueval", line=i + 1)]
-        items.append((r["question"], r["right_answer"], kb, 0))
-        items.append((r["question"], r["hallucinated_answer"], kb, 1))
-    tqa = {r["Question"]: r for r in _rows(root / "truthfulqa" / "truthfulqa_sample.jsonl", None)}
-    joined = 0
-    for i, r in enumerate(_rows(root / "truthfulqa_judge_truth" / "truthfulqa_judge_truth_sample.jsonl", limit)):
-        ref = tqa.get(r["question"])
-        if ref is None:
-            continue
-        joined += 1
-        text = "Correct answers: " + ref["Correct Answers"]
-        kb = [KnowledgeEntry(id=f"truthfulqa-{i}", title="Reference answers", text=text, file="truthfulqa", line=i + 1)]
-        items.append((r["question"], r["answer"], kb, 0 if r["completion"].strip() == "yes" else 1))
-
-    def grade(item: tuple[str, str, list[KnowledgeEntry], int]) -> tuple[float | None, int]:
-        q, a, kb, label = item
-        mv = judge.faithfulness(q, a, kb)
-        return mv.value, label
-
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        graded = list(pool.map(grade, items))
-    scored = [(s, y) for s, y in graded if s is not None]
-    halluc_score = [1 - s for s, _ in scored]
-    labels = [y for _, y in scored]
-    pred = [int(s < 0.85) for s, _ in scored]
-    return {
-        "metric": "judge faithfulness",
-        "judge": judge.identity(),
-        "datasets": ["HaluEval QA", f"TruthfulQA judge labels joined with references ({joined} rows)"],
-        "n": len(items),
-        "unscored": len(items) - len(scored),
-        "auroc": auroc(halluc_score, labels),
-        "kappa_at_0.85": cohen_kappa(pred, labels),
-    }
-
-
 def run_calibration(args: argparse.Namespace) -> int:
     root = args.benchmarks or default_benchmarks()
     if args.metric == "similarity":
@@ -186,23 +146,78 @@ def run_calibration(args: argparse.Namespace) -> int:
     elif args.metric == "grounding":
         record = calibrate_grounding(root, args.limit)
     else:
-        import boto3
-
-        if boto3.Session().get_credentials() is None:
-            print(
-                "evalgate: ERROR: calibrating the judge needs Bedrock and no AWS credentials were found",
-                file=sys.stderr,
-            )
-            return 4
-        from .config import Models
-        from .judge import Judge
-        from .providers.bedrock import BedrockJudgeModel
-
-        judge = Judge(BedrockJudgeModel(model_id=args.judge_model or Models().judge))
-        record = calibrate_judge(judge, root, args.limit)
+        return run_judge_calibration(args)
     text = json.dumps(record, indent=2)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def run_judge_calibration(args: argparse.Namespace) -> int:
+    """Measure the configured (or given) judge and write its record. Exit 0: the record meets the floors;
+    1: it was written but falls short (figures printed); 4: no record (no credentials, cost cap, error)."""
+    import boto3
+
+    from .cache import Cache
+    from .config import load_config
+    from .cost import CostMeter, MeteredJudgeModel
+    from .dataset import load_knowledge
+    from .judge import Judge
+    from .judge_calibration import (
+        check_judge,
+        floor_problems,
+        labelled_items,
+        measure_judge,
+        records_dir,
+        summary_lines,
+        write_record,
+    )
+
+    config = load_config(args.config or args.golden / "gate.toml")
+    folder = records_dir(config, args.records)
+    model_id = args.judge_model or (config.models.heavy_judge if args.heavy else config.models.judge)
+    if boto3.Session().get_credentials() is None:
+        print("evalgate: ERROR: calibrating the judge needs Bedrock and no AWS credentials were found", file=sys.stderr)
+        return 4
+    from .providers.bedrock import BedrockJudgeModel
+
+    model = BedrockJudgeModel(model_id=model_id)
+    cap = args.max_cost if args.max_cost is not None else config.judge_calibration.max_cost_usd
+    meter = CostMeter(config, cap)
+    cache = None if args.no_cache else Cache(args.cache)
+    judge = Judge(MeteredJudgeModel(model, meter), cache=cache)
+    if args.if_needed:
+        check = check_judge(judge.identity(), config, folder)
+        if check.ok:
+            print(f"calibration record for judge {model_id} is valid: {check.path} (nothing to measure)")
+            return 0
+        print("calibrating: " + "; ".join(check.problems), flush=True)
+    knowledge, problems = load_knowledge(args.golden / "knowledge")
+    if problems:
+        from .errors import InputError
+
+        raise InputError(problems)
+    labels = args.labels or Path(config.judge_calibration.labels)
+    data = labelled_items(args.benchmarks or default_benchmarks(), labels, knowledge, args.limit)
+    try:
+        record = measure_judge(judge, data, config, concurrency=args.concurrency, limit=args.limit)
+    finally:
+        if cache is not None:
+            cache.close()
+    if meter.stop_reason:
+        print(f"evalgate: ERROR: calibration stopped, no record written: {meter.stop_reason}", file=sys.stderr)
+        return 4
+    path = write_record(folder, record)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for line in summary_lines(record):
+        print(line)
+    print(f"record: {path}")
+    short = floor_problems(record, config)
+    if short:
+        print(f"evalgate: judge {model_id} falls short of the floors: " + "; ".join(short), file=sys.stderr)
+        return 1
     return 0

@@ -133,6 +133,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="generator model or inference profile id (bedrock candidate)")
     run.add_argument("--prompt", help="prompt id under prompts/, e.g. support/v1 (bedrock candidate)")
     run.add_argument("--judge-model", help="override the judge model id")
+    run.add_argument(
+        "--calibration",
+        type=Path,
+        metavar="DIR",
+        help="judge calibration records (default: $EVALGATE_CALIBRATION_DIR, else [judge_calibration] records)",
+    )
     run.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and exit ERROR after this long")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
@@ -254,8 +260,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     cal.add_argument("--metric", choices=["similarity", "grounding", "judge"], default="similarity")
     cal.add_argument("--limit", type=int, help="use at most N rows per dataset")
-    cal.add_argument("--judge-model", help="judge model for --metric judge (needs AWS)")
+    cal.add_argument(
+        "--judge-model", help="judge model for --metric judge (default: gate.toml [models] judge; needs AWS)"
+    )
+    cal.add_argument("--heavy", action="store_true", help="--metric judge: calibrate [models] heavy_judge")
     cal.add_argument("--out", type=Path, help="write the calibration record as JSON here")
+    cal.add_argument(
+        "--records",
+        type=Path,
+        help="--metric judge: folder of judge calibration records (default: $EVALGATE_CALIBRATION_DIR, else "
+        "gate.toml [judge_calibration] records)",
+    )
+    cal.add_argument(
+        "--if-needed",
+        action="store_true",
+        help="--metric judge: do nothing when a valid record for this judge and rubric exists (the pipeline)",
+    )
+    cal.add_argument("--max-cost", type=float, metavar="USD", help="--metric judge: cap (default [judge_calibration])")
+    cal.add_argument("--golden", type=Path, default=Path("golden"), help="golden folder (knowledge for the labels)")
+    cal.add_argument("--config", type=Path, help="gate config (default: GOLDEN/gate.toml)")
+    cal.add_argument("--labels", type=Path, help="demo-domain label file (default: [judge_calibration] labels)")
+    cal.add_argument("--cache", type=Path, default=Path(".evalgate-cache/cache.sqlite"), help="SQLite cache file")
+    cal.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    cal.add_argument("--concurrency", type=int, default=8, help="parallel judge calls (default: 8)")
     return p
 
 
@@ -325,6 +352,14 @@ def _validate(args: argparse.Namespace) -> int:
         load_config(args.config or args.golden / "gate.toml")
     except InputError as exc:
         problems.extend(exc.problems)
+    labels = args.golden / "judge_labels.jsonl"
+    if golden is not None and labels.is_file():
+        from .judge_calibration import load_judge_labels
+
+        try:
+            load_judge_labels(labels, golden.knowledge)
+        except InputError as exc:
+            problems.extend(exc.problems)
     files = args.responses if args.responses is not None else sorted((args.golden / "responses").glob("*.jsonl"))
     for path in files:
         try:
@@ -567,6 +602,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError.single(str(args.golden), None, f"tier {tier_name} selects no cases")
     selected = len(cases)
     shard_info = shard_record(shard[0], shard[1], cases) if shard is not None else None
+    dataset_sha256 = golden.fingerprint(cases)  # of the whole selection, so every shard of a run records the same
     if shard is not None:
         cases = select_shard(cases, *shard)
         if not cases:
@@ -588,6 +624,8 @@ def _run(args: argparse.Namespace) -> int:
     judge = None
     escalation_judge = None
     batch_judge = None
+    checks: list[Any] = []
+    trust_reviews: list[str] = []
     guardrail = None
     not_run: list[dict[str, str]] = []
     cache = None
@@ -634,6 +672,19 @@ def _run(args: argparse.Namespace) -> int:
             from .guardrails import GuardrailChecker
 
             guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter)
+        from .judge_calibration import check_judge, records_dir
+        from .judge_trust import calibration_gate, evaluation_job_check
+
+        folder = records_dir(config, args.calibration)
+        checks = [check_judge(j.identity(), config, folder) for j in (judge, escalation_judge) if j is not None]
+        if batch_judge is not None:
+            checks.append(evaluation_job_check(batch_judge.identity()))
+        refusal, trust_reviews = calibration_gate(checks, config)
+        if refusal:
+            if cache is not None:
+                cache.close()
+            print(f"evalgate: ERROR: {refusal}", file=sys.stderr)
+            return EXIT_ERROR
     else:
         for metric in ("faithfulness", "relevance"):
             not_run.append({"metric": metric, "reason": "needs the Bedrock judge; tier offline calls no model"})
@@ -658,6 +709,21 @@ def _run(args: argparse.Namespace) -> int:
         if meter is not None:
             embedder = MeteredEmbedder(embedder, meter)
     deadline = time.monotonic() + args.time_budget if args.time_budget else None
+    rescore_note: dict[str, Any] = {}
+    if baseline is not None:
+        from .runner import rescore_baseline
+
+        baseline, rescore_note = rescore_baseline(
+            baseline,
+            golden=golden,
+            cases=cases,
+            config=config,
+            tier=tier_name,
+            judge=judge,
+            embedder=embedder,
+            cache=cache,
+            concurrency=args.concurrency,
+        )
     result = run_evaluation(
         golden=golden,
         cases=cases,
@@ -687,6 +753,23 @@ def _run(args: argparse.Namespace) -> int:
     result.commit = commit
     if batch_judge is not None:
         result.judge = batch_judge.identity()
+    result.judge_calibration = [c.to_dict() for c in checks]
+    result.dataset_sha256 = dataset_sha256
+    if rescore_note:
+        result.baseline = {**(result.baseline or {}), "rescored": rescore_note}
+        if rescore_note.get("refused"):
+            trust_reviews.append(f"baseline comparison refused: {rescore_note['refused']}")
+        else:
+            result.verdict.reasons.append(
+                "baseline re-scored before the paired comparison: "
+                + "; ".join(rescore_note["reasons"])
+                + f" ({rescore_note['cases']} stored answers, {rescore_note['model_calls']} model calls, "
+                f"{rescore_note['cache_hits']} cache hits)"
+            )
+    if trust_reviews:
+        from .judge_trust import with_reviews
+
+        result.verdict = with_reviews(result.verdict, trust_reviews)
     if decision is not None:
         result.tier_decision = {**decision.to_dict(), "smoke_topup": topup}
         result.verdict.reasons.append(decision.summary)

@@ -147,7 +147,16 @@ class TiersConfig(BaseModel):
     # Sections of the gate config whose change means thresholds, models or decision rules changed (full tier);
     # changes elsewhere in it (pricing, load, tiers...) count as code.
     gate_sections: list[str] = Field(
-        default_factory=lambda: ["thresholds", "suites", "models", "gate", "embedders", "guardrail", "version"]
+        default_factory=lambda: [
+            "thresholds",
+            "suites",
+            "models",
+            "gate",
+            "embedders",
+            "guardrail",
+            "version",
+            "judge_calibration",
+        ]
     )
     borderline_margin: Unit = 0.03  # a judged score this close to its threshold is re-judged by the heavy judge
     escalate_borderline: bool = True
@@ -264,6 +273,31 @@ class CostConfig(BaseModel):
     chars_per_token: Annotated[float, Field(gt=0.5, le=8)] = 2.0
 
 
+class JudgeCalibrationConfig(BaseModel):
+    """When a judge may gate (``evalgate.judge_calibration``, README "Judges you can trust"). Floors: Cohen's kappa
+    0.40 (Landis & Koch 1977: "moderate" agreement starts at 0.41), AUROC 0.70 (Hosmer, Lemeshow & Sturdivant
+    2013: "acceptable" discrimination), agreement 0.70, at least 200 labelled answers (kappa's standard error is
+    then about 0.07)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: str = "golden/calibration"  # folder of calibration records (EVALGATE_CALIBRATION_DIR overrides it)
+    labels: str = "golden/judge_labels.jsonl"  # demo-domain answers labelled by people (with who verified each)
+    min_n: Annotated[int, Field(ge=1)] = 200
+    min_kappa: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.40
+    min_auroc: Unit = 0.70
+    min_agreement: Unit = 0.70
+    on_failure: Literal["error", "review"] = "error"  # an untrusted judge: exit 4, or REVIEW (never PASS)
+    max_cost_usd: Annotated[float, Field(gt=0)] = 5.0  # cap on one (re)calibration's Bedrock spend
+    # Test-retest on every judged run: borderline answers (within [tiers] borderline_margin of a threshold) plus
+    # this share of the rest, drawn by a seeded hash of case id and rubric, are judged a second time.
+    retest_share: Unit = 0.10
+    min_self_agreement: Unit = 0.90
+    # Verdict reproducibility: a judged mean within noise_z standard errors of run-to-run noise of its threshold
+    # is REVIEW (a rerun could flip PASS and FAIL).
+    noise_z: Annotated[float, Field(ge=0.0, le=5.0)] = 1.96
+
+
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -280,6 +314,7 @@ class GateConfig(BaseModel):
     guardrail: GuardrailConfig = Field(default_factory=GuardrailConfig)
     evaluation_job: EvaluationJobConfig = Field(default_factory=EvaluationJobConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    judge_calibration: JudgeCalibrationConfig = Field(default_factory=JudgeCalibrationConfig)
 
     @model_validator(mode="after")
     def _sane(self) -> GateConfig:

@@ -6,6 +6,7 @@ user fixes a file in one pass.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -42,6 +43,15 @@ class Golden:
     @property
     def suites(self) -> list[str]:
         return sorted({c.suite for c in self.cases})
+
+    def fingerprint(self, cases: Iterable[Case] | None = None) -> str:
+        """SHA-256 of the cases (all, or those given) and the knowledge entries they cite, canonical JSON."""
+        chosen = sorted(self.cases if cases is None else cases, key=lambda c: c.id)
+        doc = {
+            "cases": [c.model_dump(mode="json") for c in chosen],
+            "knowledge": {k.id: k.text for c in chosen for k in self.knowledge_for(c)},
+        }
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def format_validation_error(exc: ValidationError) -> list[str]:

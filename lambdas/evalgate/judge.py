@@ -8,6 +8,7 @@ reason, and the gate counts it against the unscored budget.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 import threading
@@ -69,6 +70,18 @@ RUBRICS: dict[str, str] = {
         "not address it. unsupported_claims: leave empty. verdict = pass when score >= 0.9."
     ),
 }
+
+
+def rubric_sha256(prompt_version: str = JUDGE_PROMPT_VERSION) -> str:
+    """Fingerprint of everything that tells the judge how to grade: prompt version, system prompt, every rubric
+    and the verdict tool. A calibration record holds for exactly this value; any edit makes it another judge."""
+    doc = {
+        "prompt_version": prompt_version,
+        "system": SYSTEM,
+        "rubrics": RUBRICS,
+        "tool": {"name": VERDICT_TOOL.name, "description": VERDICT_TOOL.description, "schema": VERDICT_TOOL.schema},
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 class JudgeCache(Protocol):
@@ -160,7 +173,11 @@ class Judge:
         return self.model.model_id
 
     def identity(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "prompt_version": self.prompt_version}
+        return {
+            "model_id": self.model_id,
+            "prompt_version": self.prompt_version,
+            "rubric_sha256": rubric_sha256(self.prompt_version),
+        }
 
     def faithfulness(self, question: str, answer: str, knowledge: list[KnowledgeEntry]) -> MetricValue:
         return self._grade("faithfulness", question, answer, knowledge)

@@ -42,6 +42,11 @@ class CaseResult(BaseModel):
     # shards can be merged and re-gated exactly (``evalgate merge``).
     drift_raw: float | None = None
     drift_noise: float | None = None
+    # With repeats: share of repeats that pass on their own, spread (max - min) of each metric, and whether the
+    # verdict flips between repeats (flaky).
+    repeat_pass_rate: float | None = None
+    score_spread: dict[str, float] = Field(default_factory=dict)
+    flaky: bool = False
 
     def value(self, metric: str) -> float | None:
         m = self.metrics.get(metric)
@@ -156,6 +161,11 @@ class RunResult(BaseModel):
     evaluation_jobs: list[dict[str, Any]] = Field(default_factory=list)  # Bedrock evaluation jobs used
     load: dict[str, Any] | None = None  # evalgate load: schedule, counts, latency definition
     fatal: list[str] = Field(default_factory=list)  # run-level problems (cost cap, time budget...): ERROR
+    # Added by issue 19 (judges you can trust).
+    dataset_sha256: str | None = None  # fingerprint of the cases evaluated and the knowledge they cite
+    judge_calibration: list[dict[str, Any]] = Field(default_factory=list)  # each judge's record check
+    self_agreement: dict[str, Any] | None = None  # test-retest of the judge on this run
+    flaky: list[dict[str, Any]] = Field(default_factory=list)  # cases whose verdict flips between repeats
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)

@@ -33,6 +33,15 @@ from .guardrails import (
     safety_aggregates,
 )
 from .judge import Judge
+from .judge_trust import (
+    RetestCache,
+    decide_with_trust,
+    flaky_cases,
+    rescore_reasons,
+    retest_targets,
+    self_agreement,
+    unrescorable,
+)
 from .metrics import distinct_n, similarity
 from .models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
 from .prompts import DEFAULT_CANARY
@@ -159,6 +168,8 @@ class Runner:
         self.keep_vector_sum = keep_vector_sum
         self.escalation_record: dict[str, Any] | None = None
         self.evaluation_jobs: list[dict[str, Any]] = []
+        self.retest_judge: Judge | None = None
+        self.self_agreement: dict[str, Any] | None = None
 
     # -- generation ---------------------------------------------------------------------------------
     def _generation_key(self, case: Case, repeat: int) -> dict[str, Any]:
@@ -278,9 +289,11 @@ class Runner:
         if self.batch_judge is not None and not self._budget_stopped():
             self._run_batch_judge(cases, st)
         results = self._score(cases, st)
+        if self.judge is not None and not self._budget_stopped():
+            self.self_agreement = self._retest(cases, st, results)
         if self.escalation_judge is not None and self.judge is not None and not self._budget_stopped():
             results = self._escalate(cases, st, results)
-        for judge in (self.judge, self.escalation_judge):
+        for judge in (self.judge, self.escalation_judge, self.retest_judge):
             if judge is not None:
                 ju = judge.usage
                 self.usage.model_calls += ju.calls
@@ -301,7 +314,15 @@ class Runner:
         diversity = self._diversity(results, baseline, st.vectors)
         embedder_name = self.embedder.name if self.embedder else None
         aggregates, comparisons, verdict, unscored = gate_results(
-            results, baseline, self.config, embedder_name, {n["metric"] for n in not_run}, fatal, drift, diversity
+            results,
+            baseline,
+            self.config,
+            embedder_name,
+            {n["metric"] for n in not_run},
+            fatal,
+            drift,
+            diversity,
+            retest=self.self_agreement,
         )
         finished = datetime.now(UTC)
         return RunResult(
@@ -337,6 +358,9 @@ class Runner:
             ),
             evaluation_jobs=list(self.evaluation_jobs),
             fatal=list(fatal),
+            dataset_sha256=self.golden.fingerprint(cases),
+            self_agreement=self.self_agreement,
+            flaky=flaky_cases(results),
         )
 
     def _budget_stopped(self) -> bool:
@@ -503,6 +527,44 @@ class Runner:
             results.append(cr)
         return results
 
+    def _retest(self, cases: Sequence[Case], st: _RunState, results: list[CaseResult]) -> dict[str, Any] | None:
+        """Judge every borderline answer and a seeded share of the rest a second time (judge_trust.py)."""
+        assert self.judge is not None
+        embedder_name = self.embedder.name if self.embedder else None
+        by_id = {c.id: c for c in cases}
+        first: dict[tuple[str, str], tuple[float, float]] = {}
+        for (cid, rep), judged in st.judged.items():
+            for rubric, mv in judged.items():
+                if rep == 0 and rubric in JUDGE_METRICS and mv.value is not None and cid in by_id:
+                    limit = getattr(self.config.thresholds_for(by_id[cid].suite, embedder_name), rubric)
+                    first[(cid, rubric)] = (mv.value, 0.5 if limit is None else limit)
+        if not first:
+            return None
+        targets, n_border = retest_targets(first, self.borderline_margin, self.config)
+        j = self.judge
+        self.retest_judge = Judge(
+            j.model,
+            prompt_version=j.prompt_version,
+            cache=RetestCache(self.cache) if self.cache is not None else None,
+            throttle_attempts=j.throttle_attempts,
+            backoff_s=j.backoff_s,
+            sleep=j._sleep,
+        )
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        try:
+            futures = [
+                (cid, rubric, pool.submit(self._judge_one, self.retest_judge, rubric, by_id[cid], g.output or ""))
+                for cid, rubric in targets
+                if (g := st.gens.get((cid, 0))) is not None and g.output is not None
+            ]
+            pairs = [
+                (cid, rubric, first[(cid, rubric)][0], f.result().value, first[(cid, rubric)][1])
+                for cid, rubric, f in futures
+            ]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return self_agreement(pairs, n_border, j.identity(), self.config)
+
     def _escalate(self, cases: Sequence[Case], st: _RunState, results: list[CaseResult]) -> list[CaseResult]:
         """Re-judge borderline cases with the heavy judge and re-score them."""
         assert self.escalation_judge is not None
@@ -651,9 +713,10 @@ def gate_results(
     fatal: Sequence[str],
     drift: Drift | None,
     diversity: Diversity | None,
+    retest: dict[str, Any] | None = None,
 ) -> tuple[list[Aggregate], list[Comparison], Verdict, dict[str, float]]:
     """Aggregates (engine + safety suites), paired comparisons and the verdict for a set of case results.
-    The one gating path for a run and for merged shards."""
+    The one gating path for a run and for merged shards. ``retest``: the judge's self-agreement on this run."""
     aggregates: list[Aggregate] = []
     for suite in sorted({c.suite for c in results}):
         aggregates += aggregate_suite(
@@ -662,6 +725,7 @@ def gate_results(
     aggregates += safety_aggregates(results, baseline, config)
     comparisons = compare(results, baseline, config) if baseline else []
     verdict, unscored = decide(aggregates, comparisons, drift, diversity, results, config, fatal)
+    verdict = decide_with_trust(verdict, aggregates, results, retest, config)
     return aggregates, comparisons, verdict, unscored
 
 
@@ -723,3 +787,70 @@ def run_evaluation(
         **extra,
     )
     return runner.run(cases, baseline=baseline, repeats=repeats, not_run=not_run)
+
+
+def rescore_baseline(
+    baseline: RunResult,
+    *,
+    golden: Golden,
+    cases: Sequence[Case],
+    config: GateConfig,
+    tier: str,
+    judge: Judge | None,
+    embedder: Embedder | None,
+    cache: Cache | None = None,
+    concurrency: int = 16,
+) -> tuple[RunResult | None, dict[str, Any]]:
+    """Make the baseline comparable with this run: when it was scored by another judge (model or rubric) or
+    embedder, re-score its stored answers with the current ones (through the cache) so the paired comparison
+    measures the candidate, not the judge change. Returns (baseline to compare with, or None when the comparison
+    must be refused; a note for results.json and the report)."""
+    emb = {"name": embedder.name, "model_id": embedder.model_id} if embedder is not None else None
+    reasons = rescore_reasons(baseline, judge.identity() if judge is not None else None, emb)
+    if not reasons:
+        return baseline, {}
+    wanted = {c.id for c in cases}
+    missing = unrescorable(baseline, wanted)
+    if missing:
+        why = (
+            "; ".join(reasons)
+            + f", and the baseline holds no stored answer for {len(missing)} paired case(s) ({', '.join(missing[:5])})"
+            + ": its scores cannot be re-scored, so the comparison is refused"
+        )
+        return None, {"run_id": baseline.run_id, "refused": why, "reasons": reasons}
+    paired = [c for c in cases if baseline.case(c.id) is not None]
+    from .providers.replay import ReplayCandidate
+
+    rescored = run_evaluation(
+        golden=golden,
+        cases=paired,
+        candidate=ReplayCandidate.from_result(baseline),
+        config=config,
+        tier=tier,
+        judge=judge,
+        embedder=embedder,
+        repeats=baseline.repeats,
+        concurrency=concurrency,
+        cache=cache,
+    )
+    note = {
+        "run_id": baseline.run_id,
+        "reasons": reasons,
+        "judge": rescored.judge,
+        "embedder": rescored.embedder,
+        "cases": len(paired),
+        "model_calls": rescored.usage.model_calls,
+        "cache_hits": rescored.usage.cache_hits,
+        "cost_usd": rescored.usage.cost_usd,
+    }
+    kept = {c.id for c in paired}
+    comparable = baseline.model_copy(
+        update={
+            "cases": rescored.cases + [c for c in baseline.cases if c.id not in kept],
+            "judge": rescored.judge,
+            "embedder": rescored.embedder,
+            "drift": rescored.drift if baseline.repeats > 1 else baseline.drift,
+            "diversity": rescored.diversity,
+        }
+    )
+    return comparable, note

@@ -168,6 +168,14 @@ def combine(
         result.failures = [f"unscored {m.name}: {m.reason}" for m in result.metrics.values() if m.unscored]
     else:
         result.status = "pass"
+    if len(gens) > 1 and len(scores) == len(gens):
+        statuses = [combine(case, [g], [s], thresholds).status for g, s in zip(gens, scores, strict=True)]
+        result.repeat_pass_rate = sum(1 for st in statuses if st == "pass") / len(statuses)
+        result.flaky = "pass" in statuses and "fail" in statuses
+        for name in names:
+            spread = [mv.value for sc in scores if (mv := sc.metrics.get(name)) is not None and mv.value is not None]
+            if len(spread) > 1:
+                result.score_spread[name] = max(spread) - min(spread)
     return result
 
 

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from . import __version__
 from .config import GateConfig, config_fingerprint, config_from_dump
 from .errors import InputError, Problem
+from .judge_trust import flaky_cases, merge_self_agreement
 from .results import CaseResult, Comparison, Drift, RunResult, Usage
 from .runner import diversity_of, drift_of, gate_results, hallucination_list
 
@@ -231,8 +232,9 @@ def merge_results(
         aggregates, unscored = first.aggregates, first.unscored
         comparisons: list[Comparison] = []
     else:
+        retest = merge_self_agreement([r.self_agreement for _, r in ordered], cfg)
         aggregates, comparisons, verdict, unscored = gate_results(
-            cases, baseline, cfg, embedder_name, {n["metric"] for n in not_run}, fatal, drift, diversity
+            cases, baseline, cfg, embedder_name, {n["metric"] for n in not_run}, fatal, drift, diversity, retest
         )
     spent = [float((r.cost or {}).get("spent_usd") or 0.0) for _, r in ordered]
     now = datetime.now(UTC).isoformat()
@@ -280,6 +282,10 @@ def merge_results(
         guardrail=first.guardrail,
         evaluation_jobs=[j for _, r in ordered for j in r.evaluation_jobs],
         fatal=fatal,
+        dataset_sha256=first.dataset_sha256 if len({r.dataset_sha256 for _, r in ordered}) == 1 else None,
+        judge_calibration=first.judge_calibration,
+        self_agreement=merge_self_agreement([r.self_agreement for _, r in ordered], cfg),
+        flaky=flaky_cases(cases),
     )
 
 

@@ -3,7 +3,7 @@ paired bootstrap for baseline differences. numpy/scipy only here (the per-case p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,3 +84,23 @@ def quantile_interval(
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(qs, [alpha, 1 - alpha])
     return Interval(point, float(lo), float(hi), n)
+
+
+def bootstrap_statistic(
+    n: int,
+    statistic: Callable[[np.ndarray], float | None],
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    seed: int = 7,
+) -> tuple[float | None, float | None]:
+    """Percentile bootstrap interval of any statistic of ``n`` items, given as a function of an index array
+    (kappa and AUROC of a judge against labels). Resamples where the statistic is undefined are dropped."""
+    if n < 2:
+        return None, None
+    rng = np.random.default_rng(seed)
+    stats = [s for _ in range(resamples) if (s := statistic(rng.integers(0, n, size=n))) is not None]
+    if len(stats) < resamples // 2:
+        return None, None
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(np.asarray(stats, dtype=float), [alpha, 1 - alpha])
+    return float(lo), float(hi)

@@ -45,6 +45,18 @@ class ReplayCandidate:
         else:
             self._load_jsonl()
 
+    @classmethod
+    def from_result(cls, run: Any) -> ReplayCandidate:
+        """The stored answers of a run record (a ``RunResult``), e.g. an approved baseline to re-score."""
+        obj = cls.__new__(cls)
+        raw = run.model_dump_json().encode()
+        obj.path = Path(f"results-{run.run_id}.json")
+        obj.name = f"stored answers of run {run.run_id}"
+        obj.responses = {}
+        obj.sha256 = hashlib.sha256(raw).hexdigest()
+        obj._load_results_json(raw)
+        return obj
+
     def _load_jsonl(self) -> None:
         problems: list[Problem] = []
         for n, rec, problem in iter_jsonl(self.path, str(self.path)):

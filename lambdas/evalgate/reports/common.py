@@ -381,3 +381,53 @@ def suite_order(result: RunResult) -> list[str]:
 
 def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
+
+
+# --------------------------------------------------------------------------------------------------- judge trust
+
+
+def judge_trust_lines(result: RunResult) -> list[str]:
+    """Plain sentences on whether the judge could be trusted and how stable the run was: the calibration record
+    of each judge, the judge's self-agreement, a re-scored (or refused) baseline, and flaky cases."""
+    lines: list[str] = []
+    for c in result.judge_calibration:
+        judge = c.get("judge") or {}
+        name = f"{judge.get('model_id')} (rubric {str(judge.get('rubric_sha256'))[:12]})"
+        if c.get("ok"):
+            figs = ", ".join(
+                f"{k} {fmt_num(c.get(k), 3)}" for k in ("kappa", "auroc", "agreement") if c.get(k) is not None
+            )
+            lines.append(f"Judge {name} calibrated: {figs} on {c.get('n')} labelled answers ({c.get('record')})")
+        else:
+            lines.extend(f"Judge {name} NOT trusted: {p}" for p in c.get("problems", []))
+    sa = result.self_agreement
+    if sa:
+        rate = fmt_ci(sa.get("rate"), sa.get("ci_low"), sa.get("ci_high"))
+        lines.append(
+            f"Judge self-agreement: {sa.get('agreed')} of {sa.get('n')} re-judged answers on the same side of the "
+            f"threshold ({rate}; floor {sa.get('floor')}); {sa.get('borderline')} borderline + {sa.get('random')} "
+            f"random" + (f"; {sa.get('unscored')} retests unscored" if sa.get("unscored") else "")
+        )
+    elif result.judge is not None and not result.skipped:
+        lines.append("Judge self-agreement: no judged answer to re-judge")
+    rescored = (result.baseline or {}).get("rescored")
+    if isinstance(rescored, dict):
+        if rescored.get("refused"):
+            lines.append(f"Baseline comparison refused: {rescored['refused']}")
+        else:
+            lines.append(
+                "Baseline re-scored with this run's judge/embedder before the paired comparison: "
+                + "; ".join(rescored.get("reasons", []))
+            )
+    if result.repeats > 1:
+        if result.flaky:
+            shown = ", ".join(
+                f"{f['case_id']} (passed {fmt_pct(f.get('pass_rate'))} of {result.repeats} repeats"
+                + "".join(f"; {m} spread {fmt_num(v, 2)}" for m, v in (f.get("spread") or {}).items())
+                + ")"
+                for f in result.flaky
+            )
+            lines.append(f"Flaky cases (verdict flips between repeats): {shown}")
+        else:
+            lines.append(f"No flaky cases: every case reached the same verdict in all {result.repeats} repeats")
+    return lines

@@ -36,6 +36,7 @@ from .common import (
     identity_rows,
     is_gated,
     is_number,
+    judge_trust_lines,
     lower_is_better,
     mean,
     metric_values,
@@ -582,6 +583,14 @@ def hallucinations_section(result: RunResult) -> str:
     return f'<section><h2 class="bad">{title} — {len(items)}</h2><ol>{lis}</ol></section>'
 
 
+def judge_trust_section(result: RunResult) -> str:
+    lines = judge_trust_lines(result)
+    if not lines:
+        return ""
+    lis = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return f"<section><h2>Judge and stability</h2><ul>{lis}</ul></section>"
+
+
 def not_run_section(items: list[NotRunItem]) -> str:
     if not items:
         return "<section><h2>Not run in this tier</h2><p>Every configured metric was computed.</p></section>"
@@ -654,6 +663,7 @@ def render_html(result: RunResult, baseline: RunResult | None = None) -> str:
         distributions_section(result, baseline),
         comparisons_section(result, baseline),
         hallucinations_section(result),
+        judge_trust_section(result),
         not_run_section(not_run_items(result)),
         unscored_section(unscored_summary(result)),
         cases_section(result),

@@ -22,6 +22,7 @@ from .common import (
     fmt_ci,
     fmt_num,
     is_gated,
+    judge_trust_lines,
     one_line,
     suite_order,
     threshold_text,
@@ -72,8 +73,9 @@ CASE_OUTCOMES: dict[str, tuple[OutcomeKind, str]] = {
 
 
 def case_outcome(case: CaseResult) -> Outcome:
+    flaky = f"flaky: passed {case.repeat_pass_rate:.0%} of the repeats" if case.flaky and case.repeat_pass_rate else ""
     if case.status == "pass":
-        return Outcome()
+        return Outcome(system_out=flaky)
     reasons = case_reasons(case)
     kind, failure_type = CASE_OUTCOMES[case.status]
     first = reasons[0] if reasons else f"case {case.status}"
@@ -149,6 +151,19 @@ def gate_specs(result: RunResult) -> list[CaseSpec]:
         for a in result.aggregates
         if is_gated(a)
     ]
+    trust = judge_trust_lines(result)
+    if trust:
+        untrusted = [c for c in result.judge_calibration if not c.get("ok")]
+        low = bool(result.self_agreement and result.self_agreement.get("below_floor"))
+        text = "\n".join(f"- {line}" for line in trust)
+        outcome = (
+            Outcome("failure", "UntrustedJudge", _message(next(t for t in trust if "NOT trusted" in t)), text, text)
+            if untrusted
+            else Outcome("failure", "NeedsReview", _message("the judge disagreed with itself"), text, text)
+            if low
+            else Outcome(system_out=text)
+        )
+        specs.append(CaseSpec(GATE_CLASSNAME, "judge and stability", 0.0, outcome))
     specs.append(CaseSpec(GATE_CLASSNAME, "verdict", 0.0, verdict_outcome(result)))
     return specs
 

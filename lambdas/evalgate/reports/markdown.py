@@ -29,6 +29,7 @@ from .common import (
     identity_rows,
     identity_text,
     is_gated,
+    judge_trust_lines,
     not_run_items,
     one_line,
     threshold_text,
@@ -281,6 +282,13 @@ def usage_section(result: RunResult) -> list[str]:
     return lines
 
 
+def judge_trust_section(result: RunResult) -> list[str]:
+    lines = judge_trust_lines(result)
+    if not lines:
+        return []
+    return ["", "## Judge and stability", "", *(f"- {md_text(line)}" for line in lines)]
+
+
 def identities_section(result: RunResult) -> list[str]:
     lines = ["", "## What was evaluated", ""]
     lines += [f"- **{label}**: {md_text(identity_text(ident)) or '—'}" for label, ident in identity_rows(result)]
@@ -297,6 +305,7 @@ def render_markdown(result: RunResult, baseline: RunResult | None = None) -> str
     lines += comparison_section(result, baseline)
     lines += drift_section(result.drift)
     lines += diversity_section(result.diversity)
+    lines += judge_trust_section(result)
     lines += not_run_section(not_run_items(result))
     lines += worst_cases_section(result)
     lines += hallucinations_section(result)
