@@ -96,3 +96,23 @@ def http_service() -> Iterator[HttpServiceFake]:
     """A running fake of the staging HTTP endpoint (``http_service.url + "/ask"``)."""
     with HttpServiceFake() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def judge_records_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Calibration records for the judge models golden/gate.toml names, measured by `evalgate calibrate` against
+    the loopback Bedrock fake answering as a judge that agrees with the human labels (tests/fakes/stand_in_judges)."""
+    from evalgate.config import load_config
+    from tests.fakes.stand_in_judges import ROOT, agreeing, calibrate_through_cli, truth_table
+
+    folder = tmp_path_factory.mktemp("judge-records")
+    models = load_config(ROOT / "golden" / "gate.toml").models
+    assert calibrate_through_cli(folder, [models.judge, models.heavy_judge], agreeing(truth_table(100))) == 0
+    return folder
+
+
+@pytest.fixture
+def calibrated_judges(judge_records_dir: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Judged tiers in this test find calibration records for the configured judges."""
+    monkeypatch.setenv("EVALGATE_CALIBRATION_DIR", str(judge_records_dir))
+    return judge_records_dir

@@ -213,7 +213,7 @@ def content_hash(record: dict[str, Any]) -> str:
 
 def endpoint_of(judge: Judge) -> str | None:
     """Where the judge model was called (the Bedrock endpoint boto3 resolved), for the record's provenance."""
-    client = getattr(judge.model, "client", None)
+    client = getattr(judge.model, "_client", None) or getattr(judge.model, "client", None)
     meta = getattr(client, "meta", None)
     url = getattr(meta, "endpoint_url", None)
     return str(url) if url else None

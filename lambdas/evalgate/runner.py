@@ -541,6 +541,8 @@ class Runner:
         if not first:
             return None
         targets, n_border = retest_targets(first, self.borderline_margin, self.config)
+        if not targets:
+            return self_agreement([], 0, self.judge.identity(), self.config) | {"judged": len(first)}
         j = self.judge
         self.retest_judge = Judge(
             j.model,

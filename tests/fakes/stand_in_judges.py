@@ -77,3 +77,27 @@ class StandInJudgeModel:
     def call(self, system: str, user: str, tool: ToolSpec) -> JudgeCall:
         self.calls += 1
         return JudgeCall(tool_input=self.grade(user), input_tokens=600, output_tokens=40)
+
+
+def calibrate_through_cli(folder: Path, model_ids: list[str], grade: Callable[[str], dict[str, Any]]) -> int:
+    """Run ``evalgate calibrate --metric judge`` for each model against the loopback Bedrock fake, whose judge
+    answers with ``grade``: the same command a person or the pipeline runs, writing real records into ``folder``."""
+    import os
+    from unittest import mock
+
+    from evalgate.cli import main
+    from tests.fakes.bedrock_fake import BedrockFake
+
+    code = 0
+    with BedrockFake(judge_fn=lambda req: grade(req.user_text)) as fake:
+        env = {
+            **fake.env(),
+            "AWS_CONFIG_FILE": str(folder / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(folder / "no-aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        with mock.patch.dict(os.environ, env):
+            for model_id in model_ids:
+                args = ["calibrate", "--metric", "judge", "--judge-model", model_id, "--records", str(folder)]
+                code = max(code, main([*args, "--golden", str(ROOT / "golden"), "--limit", "100", "--no-cache"]))
+    return code

@@ -144,7 +144,12 @@ def test_docs_only_change_is_skipped_and_carries_the_approved_results(
 
 
 def test_code_change_runs_smoke_with_the_cheap_judge_and_escalates_borderline_cases(
-    repo: Path, cache: Path, tmp_path: Path, bedrock_fake: BedrockFake, capsys: pytest.CaptureFixture[str]
+    repo: Path,
+    cache: Path,
+    tmp_path: Path,
+    bedrock_fake: BedrockFake,
+    capsys: pytest.CaptureFixture[str],
+    calibrated_judges: Path,
 ):
     approved_baseline(repo, cache, tmp_path / "approved")
     (repo / "app" / "handler.py").write_text("x = 2\n")

@@ -90,7 +90,7 @@ def test_cap_stops_the_run_with_error_before_it_is_exceeded(bedrock_fake: Bedroc
 
 
 def test_cli_max_cost_exits_4_and_names_the_cap(
-    bedrock_fake: BedrockFake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bedrock_fake: BedrockFake, tmp_path: Path, capsys: pytest.CaptureFixture[str], calibrated_judges: Path
 ):
     code = main(
         [

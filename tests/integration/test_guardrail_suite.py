@@ -223,7 +223,9 @@ def test_a_guardrail_that_cannot_be_reached_fails_closed(guard_env: Callable[[Gu
     assert unscored and all("ApplyGuardrail" in " ".join(c.failures) for c in unscored)
 
 
-def test_cli_full_tier_with_guardrail_flags(guard_env: Callable[[GuardrailFake], None], tmp_path: Path):
+def test_cli_full_tier_with_guardrail_flags(
+    guard_env: Callable[[GuardrailFake], None], tmp_path: Path, calibrated_judges: Path
+):
     with BedrockFake() as bedrock, GuardrailFake(lambda s, t: False, bedrock=bedrock) as fake:
         guard_env(fake)
         code = main(

@@ -401,7 +401,12 @@ def judge_trust_lines(result: RunResult) -> list[str]:
         else:
             lines.extend(f"Judge {name} NOT trusted: {p}" for p in c.get("problems", []))
     sa = result.self_agreement
-    if sa:
+    if sa and not sa.get("n") and not sa.get("unscored"):
+        lines.append(
+            f"Judge self-agreement: none of the {sa.get('judged', 'judged')} judged answers was borderline or drawn "
+            "for a retest this run ([judge_calibration] retest_share)"
+        )
+    elif sa:
         rate = fmt_ci(sa.get("rate"), sa.get("ci_low"), sa.get("ci_high"))
         lines.append(
             f"Judge self-agreement: {sa.get('agreed')} of {sa.get('n')} re-judged answers on the same side of the "
