@@ -9,6 +9,12 @@ shift all at once, still behind the pre-traffic hook (blue/green style). The rul
 3. anything else (stacks/, app.py, tests/, docs, golden cases, other cdk.json keys) -> ``all-at-once``;
 4. no usable diff (first run, unknown base commit, git error) -> ``canary`` (fail safe).
 
+A change of the judge (its prompt and rubrics in ``lambdas/evalgate/judge.py``, or ``judgeModelId`` /
+``heavyJudgeModelId`` in ``cdk.json``) is its own change type, ``judge``: it does not change what the service
+answers (the mode follows the rules above), but the quality gate recalibrates the judge before the eval uses it
+(``evalgate calibrate --metric judge --if-needed`` in the gate step; ``evalgate tier`` reports it as ``judge``).
+``--explain`` names the change types.
+
 The Synth step runs ``python3 -m stacks.change_type --base <last approved commit>`` and passes the printed
 mode to ``cdk synth -c deploymentMode=<mode>``.
 """
@@ -42,6 +48,32 @@ RUNTIME_SETTINGS: frozenset[str] = frozenset(
         "powertoolsLayerVersion",
     }
 )
+
+
+# The judge: where its prompt and rubrics live, and the cdk.json context keys naming its models (the same
+# defaults as evalgate's [tiers] judge / judge_keys).
+JUDGE_PATTERNS: tuple[str, ...] = ("lambdas/evalgate/judge.py",)
+JUDGE_SETTINGS: frozenset[str] = frozenset({"judgeModelId", "heavyJudgeModelId"})
+
+
+def judge_changed(paths: Iterable[str] | None, settings_changed: Iterable[str] = ()) -> bool:
+    """A change of judge model or rubric (unknown paths count as a change: fail safe)."""
+    if paths is None:
+        return True
+    norm = [p.strip().lstrip("./") for p in paths if p.strip()]
+    return any(fnmatch.fnmatch(p, pat) for p in norm for pat in JUDGE_PATTERNS) or bool(
+        JUDGE_SETTINGS.intersection(settings_changed)
+    )
+
+
+def change_types(paths: Iterable[str] | None, settings_changed: Iterable[str] = ()) -> list[str]:
+    """The kinds of change, for people and logs: ``runtime`` (canary), ``judge``, ``infrastructure``."""
+    path_list = None if paths is None else list(paths)
+    keys = list(settings_changed)
+    kinds = ["runtime"] if classify_change(path_list, keys) == "canary" else ["infrastructure"]
+    if judge_changed(path_list, keys):
+        kinds.append("judge")
+    return kinds
 
 
 def is_runtime_path(path: str) -> bool:
@@ -110,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = classify_change(paths, keys)
     if args.explain:
         shown = "unknown (no base commit)" if paths is None else ", ".join(paths) or "(none)"
-        print(f"changed paths: {shown}; changed settings: {sorted(keys) or '(none)'} -> {mode}", file=sys.stderr)
+        kinds = ", ".join(change_types(paths, keys))
+        print(
+            f"changed paths: {shown}; changed settings: {sorted(keys) or '(none)'} -> {mode} (change types: {kinds})",
+            file=sys.stderr,
+        )
     print(mode)
     return 0
 

@@ -158,6 +158,18 @@ class TiersConfig(BaseModel):
             "judge_calibration",
         ]
     )
+    # The judge: files holding its prompt and rubrics, and the model settings naming it (gate config [models] keys
+    # and dotted keys of the model_keys JSON files). A change is its own change type: full tier, and the judge is
+    # recalibrated (`evalgate calibrate --metric judge --if-needed`) before the eval uses it.
+    judge: list[Glob] = Field(default_factory=lambda: ["lambdas/evalgate/judge.py"])
+    judge_keys: list[str] = Field(
+        default_factory=lambda: [
+            "models.judge",
+            "models.heavy_judge",
+            "context.judgeModelId",
+            "context.heavyJudgeModelId",
+        ]
+    )
     borderline_margin: Unit = 0.03  # a judged score this close to its threshold is re-judged by the heavy judge
     escalate_borderline: bool = True
 

@@ -9,6 +9,8 @@ category       which files                                                      
 thresholds     the gate config (``golden/gate.toml``) when a section in ``[tiers] gate_sections``    full
                changed (thresholds, suites, models, gate, embedders, guardrail); other sections
                (pricing, load, tiers...) count as code
+judge          ``[tiers] judge`` globs (the judge's prompt and rubrics) or a ``[tiers] judge_keys``  full +
+               model setting (gate config ``[models] judge``/``heavy_judge``, cdk.json judge ids)    recalibrate
 prompts        ``[tiers] prompts`` globs (``prompts/**``)                                            full
 golden         ``[tiers] golden`` globs (``golden/**``: cases, suites, knowledge base)               full
 models         a JSON file of ``[tiers] model_keys`` whose listed keys changed (``cdk.json``         full
@@ -50,7 +52,7 @@ from .guardrails import stratum
 from .models import Case
 from .results import RunResult, Verdict
 
-FULL_CATEGORIES = ("thresholds", "prompts", "golden", "models")
+FULL_CATEGORIES = ("thresholds", "prompts", "golden", "models", "judge")
 SHOWN_FILES = 5
 GIT_TIMEOUT_S = 60
 
@@ -162,6 +164,24 @@ def _keys_changed(old: str | None, new: str | None, keys: Sequence[str]) -> list
     return [k for k in keys if _dig(a, k) != _dig(b, k)]
 
 
+def _toml_keys_changed(old: str | None, new: str | None, keys: Sequence[str], ignore: Sequence[str] = ()) -> list[str]:
+    """Dotted TOML keys among ``keys`` whose value differs (a table compares without its ``ignore`` sub-keys);
+    empty when either side cannot be parsed (the section rule then decides)."""
+    try:
+        a = tomllib.loads(old) if old is not None else {}
+        b = tomllib.loads(new) if new is not None else {}
+    except tomllib.TOMLDecodeError:
+        return []
+
+    def value(doc: dict[str, Any], key: str) -> Any:
+        v = _dig(doc, key)
+        if isinstance(v, dict):
+            return {k: x for k, x in v.items() if f"{key}.{k}" not in ignore}
+        return v
+
+    return [k for k in keys if value(a, k) != value(b, k)]
+
+
 @dataclass
 class TierDecision:
     """What ``--tier auto`` chose and why. ``tier``: skip, smoke, full or release."""
@@ -177,6 +197,11 @@ class TierDecision:
     def summary(self) -> str:
         return f"tier auto → {self.tier}: " + "; ".join(self.reasons)
 
+    @property
+    def recalibrate(self) -> bool:
+        """The judge (model or rubric) changed: it must be recalibrated before the eval uses it."""
+        return bool(self.files.get("judge"))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "requested": "auto",
@@ -185,6 +210,7 @@ class TierDecision:
             "base": self.base,
             "head": self.head,
             "release": self.release,
+            "recalibrate": self.recalibrate,
             "files": {k: list(v) for k, v in self.files.items()},
         }
 
@@ -207,15 +233,22 @@ def classify(
 
     for path in paths:
         if gate_file is not None and path == gate_file:
-            changed = _sections_changed(
-                _file_at(repo, base, path), _file_at(repo, head_rev, path), list(t.gate_sections)
-            )
+            old, new = _file_at(repo, base, path), _file_at(repo, head_rev, path)
+            changed = _sections_changed(old, new, list(t.gate_sections))
+            judge_keys = _toml_keys_changed(old, new, [k for k in t.judge_keys if k.startswith("models.")])
+            if judge_keys:
+                add("judge", f"{path} [{', '.join(judge_keys)}]")
+                if "models" in (changed or []) and not _toml_keys_changed(old, new, ["models"], ignore=judge_keys):
+                    changed = [c for c in changed or [] if c != "models"]
             if changed is None:
                 add("thresholds", f"{path} (unparseable: treated as a threshold change)")
             elif changed:
                 add("thresholds", f"{path} [{', '.join(changed)}]")
-            else:
+            elif not judge_keys:
                 add("code", f"{path} (outside {', '.join(t.gate_sections)})")
+            continue
+        if matches_any(path, t.judge):
+            add("judge", path)
             continue
         if matches_any(path, t.prompts):
             add("prompts", path)
@@ -225,11 +258,15 @@ def classify(
             continue
         if path in t.model_keys:
             keys = _keys_changed(_file_at(repo, base, path), _file_at(repo, head_rev, path), t.model_keys[path])
+            judges = [k for k in keys or [] if k in t.judge_keys]
+            others = [k for k in keys or [] if k not in t.judge_keys]
+            if judges:
+                add("judge", f"{path} [{', '.join(judges)}]")
             if keys is None:
                 add("models", f"{path} (unparseable: treated as a model change)")
-            elif keys:
-                add("models", f"{path} [{', '.join(keys)}]")
-            else:
+            elif others:
+                add("models", f"{path} [{', '.join(others)}]")
+            elif not judges:
                 add("code", path)
             continue
         if matches_any(path, t.ignore):
@@ -321,6 +358,11 @@ def decide_tier(
     full = [(c, files[c]) for c in FULL_CATEGORIES if files.get(c)]
     if full:
         reasons = [f"{cat} changed: {_shown(items)}" for cat, items in full]
+        if files.get("judge"):
+            reasons.append(
+                "the judge changed: it is recalibrated (`evalgate calibrate --metric judge --if-needed`) before "
+                "the eval uses it, and a judged tier refuses it until its record meets the floors"
+            )
         return TierDecision("full", reasons, base, head, files=files)
     if files.get("code"):
         reasons = [

@@ -6,7 +6,11 @@
    HEAD, or the branch matches ``RELEASE_BRANCH_PATTERN``), else ``auto`` (evalgate picks from the git diff
    against the last approved commit, passed as ``EVALGATE_BASE_COMMIT``; ``full`` if this evalgate has no
    ``auto`` tier yet);
-2. downloads the last approved ``results.json`` (``s3://$EVAL_BUCKET/baselines/approved/results.json``) as the
+2. judge calibration: fetches the records kept under ``baselines/calibration/`` and runs ``evalgate calibrate
+   --metric judge --if-needed`` for each judge of the tier, so a new judge model or a changed rubric is measured
+   (costed, capped) before the eval uses it; records it writes are stored back; a judge that falls short of the
+   floors (or cannot be measured) rejects the approval with the figures and fails the action;
+   then downloads the last approved ``results.json`` (``s3://$EVAL_BUCKET/baselines/approved/results.json``) as the
    baseline; the SQLite evaluation cache is synced with ``--cache-s3`` (``cache/evalgate-cache.sqlite``);
 3. runs ``python -m evalgate run ... --out out/eval`` and uploads ``out/eval/*`` (report.html, summary.md,
    results.json, junit.xml) to ``s3://$EVAL_BUCKET/runs/<pipeline execution id>/``; publishes the run's cost as
@@ -55,6 +59,8 @@ VERDICTS = {PASS: "PASS", FAIL: "FAIL", USAGE: "USAGE ERROR", REVIEW: "REVIEW", 
 OUT_DIR = Path("out/eval")
 BASELINE_KEY = "baselines/approved/results.json"
 BASELINE_COMMIT_KEY = "baselines/approved/commit.txt"
+CALIBRATION_PREFIX = "baselines/calibration/"  # judge calibration records, kept beside the approved baselines
+CALIBRATION_DIR = Path(".evalgate") / "calibration"
 CACHE_KEY = "cache/evalgate-cache.sqlite"
 SHARD_OUT_DIR = Path("out/shard")
 SHARD_DIR = Path("shards")
@@ -273,6 +279,52 @@ class Gate:
             cmd += ["--shard", c.shard]
         return cmd
 
+    def calibrate_commands(self, tier: str) -> list[list[str]]:
+        """``evalgate calibrate --metric judge --if-needed`` for each judge the tier may use: the cheap judge (and the
+        heavy one, which re-judges borderline cases) for auto/full/smoke, the heavy judge for release."""
+        c = self.cfg
+        base = [sys.executable, "-m", "evalgate", "calibrate", "--metric", "judge", "--if-needed", "--records",
+                str(CALIBRATION_DIR), "--golden", c.golden, "--config", c.config, "--no-cache"]
+        heavy = [*base, "--heavy"]
+        return [heavy] if tier == "release" else [base, heavy]
+
+    def fetch_records(self) -> list[str]:
+        """The calibration records kept in S3, into CALIBRATION_DIR (names as stored)."""
+        CALIBRATION_DIR.mkdir(parents=True, exist_ok=True)
+        names = []
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.cfg.bucket, Prefix=CALIBRATION_PREFIX)
+        for page in pages:
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(CALIBRATION_PREFIX):]
+                body = self._get(obj["Key"]) if name and "/" not in name else None
+                if body is not None:
+                    (CALIBRATION_DIR / name).write_bytes(body)
+                    names.append(name)
+        return names
+
+    def recalibrate(self, tier: str) -> int:
+        """Before the eval uses a judge: a judge without a valid record (first run, new model, changed rubric) is
+        measured now (costed, capped by [judge_calibration] max_cost_usd); new records are stored beside the
+        approved baselines. Non-zero: the judge fell short of the floors (1) or could not be measured (4), and the
+        approval is rejected with the figures."""
+        if not self.supports("--calibration"):
+            return PASS  # an evalgate without calibration records
+        known = set(self.fetch_records())
+        for cmd in self.calibrate_commands(tier):
+            print("gate_step:", " ".join(cmd), flush=True)
+            done = self.runner(cmd, check=False, env=self._env(), capture_output=True, text=True)
+            output = (done.stdout or "") + (getattr(done, "stderr", "") or "")
+            print(output, end="", flush=True)
+            if done.returncode != PASS:
+                self.resolve_approval("Rejected", f"judge calibration failed (exit {done.returncode}): "
+                                      + " ".join(output.split())[-400:])
+                return done.returncode if done.returncode in (FAIL, ERROR) else ERROR
+        for path in sorted(CALIBRATION_DIR.glob("judge-*.json")):
+            if path.name not in known:
+                self.s3.put_object(Bucket=self.cfg.bucket, Key=CALIBRATION_PREFIX + path.name,
+                                   Body=path.read_bytes(), ContentType="application/json")
+        return PASS
+
     def merge_command(self, shards: list[Path], baseline: Path | None) -> list[str]:
         cmd = [sys.executable, "-m", "evalgate", "merge", *map(str, shards), "--config", self.cfg.config,
                "--out", str(self.out_dir)]
@@ -393,8 +445,13 @@ class Gate:
 
     def _run(self) -> int:
         tier = self.tier()
+        calibrated = self.recalibrate(tier)
+        if calibrated != PASS:
+            return calibrated
         baseline, base_commit = self.fetch_baseline(Path(".evalgate") / "baseline.json")
         extra = {"EVALGATE_BASE_COMMIT": base_commit} if base_commit else {}
+        if self.supports("--calibration"):
+            extra["EVALGATE_CALIBRATION_DIR"] = str(CALIBRATION_DIR)
         cmd = self.command(tier, baseline)
         print("gate_step:", " ".join(cmd), flush=True)
         code = self.runner(cmd, check=False, env=self._env(extra)).returncode
@@ -408,8 +465,13 @@ class Gate:
         c = self.cfg
         index = shard_index(c.shard)
         tier = self.tier()
+        calibrated = self.recalibrate(tier)
+        if calibrated != PASS:
+            return calibrated
         baseline, base_commit = self.fetch_baseline(Path(".evalgate") / "baseline.json")
         extra = {"EVALGATE_BASE_COMMIT": base_commit} if base_commit else {}
+        if self.supports("--calibration"):
+            extra["EVALGATE_CALIBRATION_DIR"] = str(CALIBRATION_DIR)
         cmd = self.command(tier, baseline)
         print("gate_step:", " ".join(cmd), flush=True)
         code = self.runner(cmd, check=False, env=self._env(extra)).returncode

@@ -321,10 +321,11 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
     statements = [
         iam.PolicyStatement(sid="ReadBaselineAndCache", actions=["s3:GetObject"], resources=[
             bucket.arn_for_objects("baselines/approved/*"), bucket.arn_for_objects("cache/*"),
+            bucket.arn_for_objects("baselines/calibration/*"),
         ]),
         iam.PolicyStatement(sid="WriteRunsAndCache", actions=["s3:PutObject"], resources=[
             bucket.arn_for_objects("runs/*"), bucket.arn_for_objects("cache/*"),
-            bucket.arn_for_objects("bedrock-eval/*"),
+            bucket.arn_for_objects("bedrock-eval/*"), bucket.arn_for_objects("baselines/calibration/*"),
         ]),
         iam.PolicyStatement(sid="ListEvalResults", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]),
         iam.PolicyStatement(sid="UseEvalKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
@@ -364,6 +365,8 @@ def acknowledge_gate_findings(scope: IConstruct, bucket: s3.IBucket) -> None:
         (f"Resource::{arn}/baselines/approved/*",
          "The gate reads the approved baseline (results.json, commit.txt) under its fixed prefix."),
         (f"Resource::{arn}/cache/*", "The evaluation cache (SQLite) is synced under cache/."),
+        (f"Resource::{arn}/baselines/calibration/*",
+         "Judge calibration records (one JSON file per judge model and rubric) are kept under baselines/calibration/."),
         (f"Resource::{arn}/runs/*",
          "Each pipeline execution writes its reports under runs/<execution id>/, unknown at synth time."),
         (f"Resource::{arn}/bedrock-eval/*",

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from stacks.change_type import changed_settings, classify_change, diff_since, main, resolve_mode
+from stacks.change_type import (
+    change_types,
+    changed_settings,
+    classify_change,
+    diff_since,
+    judge_changed,
+    main,
+    resolve_mode,
+)
 
 
 @pytest.mark.parametrize("paths", [
@@ -85,3 +93,12 @@ def test_cli_classifies_a_real_git_diff(tmp_path: Path, monkeypatch: pytest.Monk
 
     assert main(["--base", "0" * 40]) == 0  # a base git does not know -> fail safe
     assert capsys.readouterr().out.strip() == "canary"
+
+
+def test_a_judge_change_is_its_own_change_type() -> None:
+    assert change_types(["lambdas/evalgate/judge.py"]) == ["runtime", "judge"]  # bundled evalgate: canary too
+    assert change_types(["cdk.json"], {"judgeModelId"}) == ["infrastructure", "judge"]
+    assert change_types(["cdk.json"], {"heavyJudgeModelId", "branch"}) == ["infrastructure", "judge"]
+    assert change_types(["lambdas/handlers/service.py"], {"generatorModelId"}) == ["runtime"]
+    assert not judge_changed(["stacks/service_stack.py"], {"branch"})
+    assert judge_changed(None)  # unknown diff: recalibration is checked (fail safe)

@@ -40,6 +40,16 @@ class FakeS3:
     def put_object(self, Bucket: str, Key: str, Body: bytes, ContentType: str) -> None:
         self.objects[Key] = Body
 
+    def get_paginator(self, name: str) -> Any:
+        assert name == "list_objects_v2"
+        objects = self.objects
+
+        class Pages:
+            def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
+                return [{"Contents": [{"Key": k} for k in sorted(objects) if k.startswith(Prefix)]}]
+
+        return Pages()
+
 
 class FakeSns:
     def __init__(self) -> None:
@@ -267,3 +277,55 @@ def test_review_goes_to_the_notifier_as_an_eventbridge_event(tmp_path: Path, mon
     assert detail["verdict"] == "REVIEW" and detail["pipeline"] == "evalgate-pipeline"
     assert detail["execution_id"] == "exec-42" and "runs/exec-42/report.html" in detail["report_url"]
     assert sns.messages == [] and pipeline.results == []
+
+
+class CalibratingRunner(FakeRunner):
+    """``evalgate calibrate --if-needed``: writes a record for the judge and exits ``calibrate_code``."""
+
+    def __init__(self, *args: Any, calibrate_code: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.calibrate_code = calibrate_code
+
+    def __call__(self, cmd: list[str], **kwargs: Any) -> Done:
+        if "calibrate" in cmd:
+            self.commands.append(cmd)
+            self.envs.append(kwargs.get("env") or {})
+            folder = Path(cmd[cmd.index("--records") + 1])
+            heavy = "--heavy" in cmd
+            (folder / f"judge-{'heavy' if heavy else 'cheap'}-abc.json").write_text("{}")
+            return Done(self.calibrate_code, "judge x: kappa 0.21 [0.1, 0.3] below the floor 0.4\n")
+        return super().__call__(cmd, **kwargs)
+
+
+def test_a_new_judge_is_calibrated_before_the_eval_and_its_record_kept(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    gate, s3, _, pipeline, _, _ = make(tmp_path, 0)
+    s3.objects["baselines/calibration/judge-cheap-abc.json"] = b"{}"  # measured by an earlier run
+    runner = CalibratingRunner(tmp_path / "out", 0, {"verdict": {"verdict": "PASS"}},
+                               help_text="--tier {offline,smoke,full,release,auto} --max-cost --calibration")
+    gate.runner = runner
+    assert gate.run() == 0
+    kinds = [c[3] if c[0] != "git" else "git" for c in runner.commands if "--help" not in c]
+    assert kinds.index("calibrate") < kinds.index("run")  # measured before the eval uses the judge
+    cal = [c for c in runner.commands if "calibrate" in c]
+    assert len(cal) == 2 and all("--if-needed" in c for c in cal) and "--heavy" in cal[1]
+    assert (tmp_path / ".evalgate" / "calibration" / "judge-cheap-abc.json").is_file()  # fetched from S3
+    assert "baselines/calibration/judge-heavy-abc.json" in s3.objects  # the new record is kept beside baselines
+    run = next(i for i, c in enumerate(runner.commands) if "run" in c and "--help" not in c and c[0] != "git")
+    assert runner.envs[run]["EVALGATE_CALIBRATION_DIR"] == ".evalgate/calibration"
+    assert pipeline.results[-1]["result"]["status"] == "Approved"
+
+
+def test_a_judge_below_the_floors_stops_the_gate_with_its_figures(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    gate, s3, _, pipeline, _, _ = make(tmp_path, 0)
+    runner = CalibratingRunner(tmp_path / "out", 0, {}, calibrate_code=1,
+                               help_text="--tier {offline,smoke,full,release,auto} --max-cost --calibration")
+    gate.runner = runner
+    assert gate.run() == 1
+    assert not any("run" in c and "--help" not in c and c[0] != "git" for c in runner.commands)  # no eval
+    result = pipeline.results[-1]["result"]
+    assert result["status"] == "Rejected" and "kappa 0.21" in result["summary"]
+    assert not any(k.startswith("baselines/calibration/") for k in s3.objects)

@@ -136,7 +136,7 @@ def test_threshold_change_runs_full_but_pricing_change_counts_as_code(repo: Path
     d = decide(repo, config, base)
     assert d.tier == "smoke"
     assert d.files["code"] == [
-        "golden/gate.toml (outside thresholds, suites, models, gate, embedders, guardrail, version)"
+        "golden/gate.toml (outside thresholds, suites, models, gate, embedders, guardrail, version, judge_calibration)"
     ]
 
 
@@ -154,6 +154,39 @@ def test_model_change_in_cdk_json_runs_full_other_settings_are_code(repo: Path, 
     commit(repo, "new model")
     d = decide(repo, config, base)
     assert d.tier == "full" and "models changed: cdk.json [context.generatorModelId]" in d.summary
+
+
+def test_a_judge_change_is_its_own_change_type_and_asks_for_recalibration(repo: Path, config: GateConfig):
+    base = base_of(repo)
+    gate = repo / "golden" / "gate.toml"
+    gate.write_text(
+        gate.read_text().replace('judge = "us.anthropic.claude-3-5-haiku', 'judge = "us.anthropic.claude-x')
+    )
+    commit(repo, "cheaper judge")
+    d = decide(repo, config, base)
+    assert d.tier == "full" and d.recalibrate and "judge changed: golden/gate.toml [models.judge]" in d.summary
+    assert "thresholds" not in d.files  # a judge swap is not a threshold change
+    assert "recalibrated (`evalgate calibrate --metric judge --if-needed`)" in d.summary
+    assert d.to_dict()["recalibrate"] is True
+
+    base = base_of(repo)
+    doc = json.loads((repo / "cdk.json").read_text())
+    doc["context"]["heavyJudgeModelId"] = "m-heavy-2"
+    write(repo, "cdk.json", json.dumps(doc))
+    commit(repo, "new heavy judge")
+    d = decide(repo, config, base)
+    assert d.recalibrate and d.files == {"judge": ["cdk.json [context.heavyJudgeModelId]"]}
+
+    base = base_of(repo)
+    write(repo, "lambdas/evalgate/judge.py", "RUBRICS = {}  # reworded\n")
+    commit(repo, "rubric")
+    d = decide(repo, config, base)
+    assert d.tier == "full" and d.recalibrate and d.files["judge"] == ["lambdas/evalgate/judge.py"]
+
+    base = base_of(repo)
+    gate.write_text(gate.read_text().replace("faithfulness = 0.85", "faithfulness = 0.80"))
+    commit(repo, "thresholds only")
+    assert not decide(repo, config, base).recalibrate
 
 
 def test_release_tag_or_branch_gets_the_release_tier_whatever_changed(repo: Path, config: GateConfig):
