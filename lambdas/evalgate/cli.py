@@ -625,7 +625,6 @@ def _run(args: argparse.Namespace) -> int:
     escalation_judge = None
     batch_judge = None
     checks: list[Any] = []
-    trust_reviews: list[str] = []
     guardrail = None
     not_run: list[dict[str, str]] = []
     cache = None
@@ -679,7 +678,7 @@ def _run(args: argparse.Namespace) -> int:
         checks = [check_judge(j.identity(), config, folder) for j in (judge, escalation_judge) if j is not None]
         if batch_judge is not None:
             checks.append(evaluation_job_check(batch_judge.identity()))
-        refusal, trust_reviews = calibration_gate(checks, config)
+        refusal = calibration_gate(checks, config)
         if refusal:
             if cache is not None:
                 cache.close()
@@ -757,19 +756,16 @@ def _run(args: argparse.Namespace) -> int:
     result.dataset_sha256 = dataset_sha256
     if rescore_note:
         result.baseline = {**(result.baseline or {}), "rescored": rescore_note}
-        if rescore_note.get("refused"):
-            trust_reviews.append(f"baseline comparison refused: {rescore_note['refused']}")
-        else:
+        if not rescore_note.get("refused"):
             result.verdict.reasons.append(
                 "baseline re-scored before the paired comparison: "
                 + "; ".join(rescore_note["reasons"])
                 + f" ({rescore_note['cases']} stored answers, {rescore_note['model_calls']} model calls, "
                 f"{rescore_note['cache_hits']} cache hits)"
             )
-    if trust_reviews:
-        from .judge_trust import with_reviews
+    from .judge_trust import recorded_reviews, with_reviews
 
-        result.verdict = with_reviews(result.verdict, trust_reviews)
+    result.verdict = with_reviews(result.verdict, recorded_reviews(result))
     if decision is not None:
         result.tier_decision = {**decision.to_dict(), "smoke_topup": topup}
         result.verdict.reasons.append(decision.summary)

@@ -30,14 +30,23 @@ JUDGED_MEANS = ("faithfulness", "relevance")
 # --------------------------------------------------------------------------------------------------- calibration
 
 
-def calibration_gate(checks: Sequence[JudgeCheck], config: GateConfig) -> tuple[str | None, list[str]]:
-    """(refusal message for exit 4, or None; review reasons). Every failed check is named with its fix."""
+def calibration_gate(checks: Sequence[JudgeCheck], config: GateConfig) -> str | None:
+    """The refusal message (exit 4) when a judge fails its check and ``on_failure = "error"``; None otherwise
+    (with ``"review"`` the failed checks become review reasons through :func:`recorded_reviews`)."""
     problems = [p for c in checks for p in c.problems]
-    if not problems:
-        return None, []
-    if config.judge_calibration.on_failure == "error":
-        return "the judge may not gate this run: " + " | ".join(problems), []
-    return None, [f"untrusted judge: {p}" for p in problems]
+    if problems and config.judge_calibration.on_failure == "error":
+        return "the judge may not gate this run: " + " | ".join(problems)
+    return None
+
+
+def recorded_reviews(run: RunResult) -> list[str]:
+    """Review reasons a run record carries beyond its aggregates: an untrusted judge (``on_failure = "review"``)
+    and a refused baseline comparison. The CLI applies them to a run, ``evalgate merge`` to the merged shards."""
+    out = [f"untrusted judge: {p}" for c in run.judge_calibration if not c.get("ok") for p in c.get("problems", [])]
+    rescored = (run.baseline or {}).get("rescored")
+    if isinstance(rescored, dict) and rescored.get("refused"):
+        out.append(f"baseline comparison refused: {rescored['refused']}")
+    return out
 
 
 def evaluation_job_check(identity: dict[str, Any]) -> JudgeCheck:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from . import __version__
 from .config import GateConfig, config_fingerprint, config_from_dump
 from .errors import InputError, Problem
-from .judge_trust import flaky_cases, merge_self_agreement
+from .judge_trust import flaky_cases, merge_self_agreement, recorded_reviews, with_reviews
 from .results import CaseResult, Comparison, Drift, RunResult, Usage
 from .runner import diversity_of, drift_of, gate_results, hallucination_list
 
@@ -236,6 +236,7 @@ def merge_results(
         aggregates, comparisons, verdict, unscored = gate_results(
             cases, baseline, cfg, embedder_name, {n["metric"] for n in not_run}, fatal, drift, diversity, retest
         )
+        verdict = with_reviews(verdict, recorded_reviews(first))
     spent = [float((r.cost or {}).get("spent_usd") or 0.0) for _, r in ordered]
     now = datetime.now(UTC).isoformat()
     return RunResult(

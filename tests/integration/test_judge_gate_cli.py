@@ -89,7 +89,7 @@ def test_a_judged_tier_without_a_record_refuses_before_any_call(
 def test_review_setting_runs_but_never_passes(
     golden: Path, tmp_path: Path, bedrock_fake: BedrockFake, monkeypatch: pytest.MonkeyPatch
 ):
-    gate = (golden / "gate.toml").read_text() + '\n[judge_calibration]\non_failure = "review"\n'
+    gate = (golden / "gate.toml").read_text().replace('on_failure = "error"', 'on_failure = "review"')
     (tmp_path / "gate.toml").write_text(gate)
     monkeypatch.setenv("EVALGATE_CALIBRATION_DIR", str(tmp_path / "none"))
     bedrock_fake.judge_fn = lambda req: verdict(0.97)

@@ -223,3 +223,17 @@ def test_within_noise_of_the_threshold_is_review_not_a_coin_toss(golden_dir: Pat
     retest = {"noise_sd": 0.05, "below_floor": False}
     v = decide_with_trust(ok, [_agg(0.86, 20, "pass")], single, retest, config)
     assert v.verdict == "REVIEW" and "from the judge's retest" in v.reasons[0]
+
+
+def test_a_run_record_with_an_untrusted_judge_or_refused_comparison_cannot_pass(golden_dir: Path):
+    """What `evalgate merge` re-applies to merged shards (the CLI applies the same to a run)."""
+    from evalgate.judge_trust import recorded_reviews, with_reviews
+
+    result, _ = evaluate(golden_dir, DictCandidate(answers()), NamedJudge("steady", 0.95))
+    assert result.verdict.verdict == "PASS" and recorded_reviews(result) == []
+    result.judge_calibration = [{"judge": {"model_id": "steady"}, "ok": False, "problems": ["no record"]}]
+    result.baseline = {"run_id": "b", "rescored": {"refused": "no stored answers"}}
+    reviews = recorded_reviews(result)
+    assert reviews == ["untrusted judge: no record", "baseline comparison refused: no stored answers"]
+    v = with_reviews(result.verdict, reviews)
+    assert v.verdict == "REVIEW" and v.exit_code == 3 and v.reasons[:2] == reviews
