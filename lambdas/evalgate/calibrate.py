@@ -60,7 +60,8 @@ def best_threshold(scores: Sequence[float], labels: Sequence[int]) -> tuple[floa
     return best
 
 
-def _rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
+def read_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
+    """The first ``limit`` JSON lines of a benchmark file (all when None); a bad line is ``file:line``."""
     if not path.is_file():
         raise InputError.single(str(path), None, "benchmark file not found (see bench/data/README.md)")
     rows = []
@@ -84,7 +85,7 @@ def default_benchmarks() -> Path:
 
 
 def calibrate_similarity(embedder: Any, root: Path, limit: int | None = None) -> dict[str, Any]:
-    rows = _rows(root / "stsb_test" / "stsb_test_sample.jsonl", limit)
+    rows = read_rows(root / "stsb_test" / "stsb_test_sample.jsonl", limit)
     a = embedder.embed([r["sentence1"] for r in rows])
     b = embedder.embed([r["sentence2"] for r in rows])
     cos = [float(np.dot(x, y)) for x, y in zip(a, b, strict=True)]
@@ -112,7 +113,7 @@ def calibrate_similarity(embedder: Any, root: Path, limit: int | None = None) ->
 
 
 def calibrate_grounding(root: Path, limit: int | None = None) -> dict[str, Any]:
-    rows = _rows(root / "halueval_qa" / "halueval_qa_oneturn.jsonl", limit)
+    rows = read_rows(root / "halueval_qa" / "halueval_qa_oneturn.jsonl", limit)
     pred: list[int] = []
     truth: list[int] = []
     applies = 0

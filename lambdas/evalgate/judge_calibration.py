@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import __version__
-from .calibrate import _rows, auroc, best_threshold, cohen_kappa
+from .calibrate import auroc, best_threshold, cohen_kappa, read_rows
 from .config import GateConfig
 from .dataset import format_validation_error, iter_jsonl
 from .errors import InputError, Problem
@@ -119,13 +119,13 @@ def _shown(path: Path) -> str:
 
 
 def labelled_items(
-    benchmarks: Path, labels_path: Path | None, knowledge: dict[str, KnowledgeEntry] | None, limit: int | None
+    benchmarks: Path, labels_path: Path | None, knowledge: dict[str, KnowledgeEntry], limit: int | None
 ) -> Datasets:
     """The human-labelled answers: HaluEval QA, TruthfulQA (truth labels joined with the reference answers) and,
     when given, the demo domain's label file. ``limit`` caps the rows read from each public dataset."""
     out = Datasets()
     hpath = benchmarks / HALUEVAL
-    rows = _rows(hpath, limit)
+    rows = read_rows(hpath, limit)
     for i, r in enumerate(rows):
         kb = [KnowledgeEntry(id=f"halueval-{i}", title="Knowledge", text=r["knowledge"], file="halueval", line=i + 1)]
         out.items.append(Item("HaluEval QA", r["question"], r["right_answer"], kb, 0))
@@ -140,9 +140,9 @@ def labelled_items(
         }
     )
     tpath, lpath = benchmarks / TRUTHFULQA, benchmarks / TRUTHFULQA_LABELS
-    refs = {r["Question"]: r for r in _rows(tpath, None)}
+    refs = {r["Question"]: r for r in read_rows(tpath, None)}
     joined = 0
-    label_rows = _rows(lpath, limit)
+    label_rows = read_rows(lpath, limit)
     for i, r in enumerate(label_rows):
         ref = refs.get(r["question"])
         if ref is None:
@@ -165,7 +165,6 @@ def labelled_items(
     )
     if labels_path is not None:
         labels = load_judge_labels(labels_path, knowledge)
-        assert knowledge is not None
         for lab in labels:
             kb = [knowledge[k] for k in lab.knowledge]
             out.items.append(Item("demo domain", lab.question, lab.answer, kb, int(lab.label == "unfaithful")))
@@ -304,8 +303,7 @@ def write_record(folder: Path, record: dict[str, Any]) -> Path:
 
 
 def records_dir(config: GateConfig, override: Path | str | None = None) -> Path:
-    import os
-
+    """``--records``/``--calibration``, else ``$EVALGATE_CALIBRATION_DIR``, else ``[judge_calibration] records``."""
     return Path(override or os.environ.get("EVALGATE_CALIBRATION_DIR") or config.judge_calibration.records)
 
 
@@ -431,7 +429,3 @@ def summary_lines(record: dict[str, Any]) -> list[str]:
         + (f", ${usd:.4f}" if usd is not None else ", cost unknown (no price for this model)")
     )
     return lines
-
-
-def check_many(identities: Sequence[dict[str, Any]], config: GateConfig, folder: Path) -> list[JudgeCheck]:
-    return [check_judge(i, config, folder) for i in identities]

@@ -386,6 +386,14 @@ def mean(values: Sequence[float]) -> float | None:
 # --------------------------------------------------------------------------------------------------- judge trust
 
 
+def repeat_text(case: CaseResult, repeats: int) -> str | None:
+    """``passed 67% of 3 repeats (flaky); spread faithfulness 0.30`` for a case run more than once."""
+    if case.repeat_pass_rate is None:
+        return None
+    spread = "".join(f"; {m} spread {fmt_num(v, 2)}" for m, v in case.score_spread.items())
+    return f"passed {fmt_pct(case.repeat_pass_rate)} of {repeats} repeats" + (" (flaky)" if case.flaky else "") + spread
+
+
 def judge_trust_lines(result: RunResult) -> list[str]:
     """Plain sentences on whether the judge could be trusted and how stable the run was: the calibration record
     of each judge, the judge's self-agreement, a re-scored (or refused) baseline, and flaky cases."""
@@ -425,13 +433,9 @@ def judge_trust_lines(result: RunResult) -> list[str]:
                 + "; ".join(rescored.get("reasons", []))
             )
     if result.repeats > 1:
-        if result.flaky:
-            shown = ", ".join(
-                f"{f['case_id']} (passed {fmt_pct(f.get('pass_rate'))} of {result.repeats} repeats"
-                + "".join(f"; {m} spread {fmt_num(v, 2)}" for m, v in (f.get("spread") or {}).items())
-                + ")"
-                for f in result.flaky
-            )
+        flaky = [c for c in result.cases if c.flaky]
+        if flaky:
+            shown = ", ".join(f"{c.id} ({repeat_text(c, result.repeats)})" for c in flaky)
             lines.append(f"Flaky cases (verdict flips between repeats): {shown}")
         else:
             lines.append(f"No flaky cases: every case reached the same verdict in all {result.repeats} repeats")

@@ -41,6 +41,7 @@ from .common import (
     mean,
     metric_values,
     not_run_items,
+    repeat_text,
     strip_controls,
     threshold_text,
     unscored_summary,
@@ -512,6 +513,9 @@ def case_details(case: CaseResult) -> str:
     ]
     for g in case.generations[1:] if len(case.generations) > 1 else []:
         rows.append((f"answer, repeat {g.repeat}", pre(g.output) if g.output is not None else esc(g.error or "—")))
+    repeats = repeat_text(case, len(case.generations))
+    if repeats:
+        rows.append(("repeats", esc(repeats)))
     errors = [f"repeat {g.repeat}: {g.error}" for g in case.generations if g.error]
     if errors:
         rows.append(("errors", "<br>".join(esc(e) for e in errors)))

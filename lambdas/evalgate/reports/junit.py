@@ -24,6 +24,7 @@ from .common import (
     is_gated,
     judge_trust_lines,
     one_line,
+    repeat_text,
     suite_order,
     threshold_text,
 )
@@ -73,13 +74,13 @@ CASE_OUTCOMES: dict[str, tuple[OutcomeKind, str]] = {
 
 
 def case_outcome(case: CaseResult) -> Outcome:
-    flaky = f"flaky: passed {case.repeat_pass_rate:.0%} of the repeats" if case.flaky and case.repeat_pass_rate else ""
+    repeats = repeat_text(case, len(case.generations)) or ""
     if case.status == "pass":
-        return Outcome(system_out=flaky)
+        return Outcome(system_out=repeats)
     reasons = case_reasons(case)
     kind, failure_type = CASE_OUTCOMES[case.status]
     first = reasons[0] if reasons else f"case {case.status}"
-    return Outcome(kind, failure_type, _message(first), case_body(case, reasons))
+    return Outcome(kind, failure_type, _message(first), case_body(case, reasons), repeats)
 
 
 def case_body(case: CaseResult, reasons: list[str]) -> str:
