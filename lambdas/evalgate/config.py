@@ -300,7 +300,7 @@ class JudgeCalibrationConfig(BaseModel):
     min_auroc: Unit = 0.70
     min_agreement: Unit = 0.70
     on_failure: Literal["error", "review"] = "error"  # an untrusted judge: exit 4, or REVIEW (never PASS)
-    max_cost_usd: Annotated[float, Field(gt=0)] = 5.0  # cap on one (re)calibration's Bedrock spend
+    max_cost_usd: Annotated[float, Field(gt=0)] = 10.0  # cap on one (re)calibration's Bedrock spend
     # Test-retest on every judged run: borderline answers (within [tiers] borderline_margin of a threshold) plus
     # this share of the rest, drawn by a seeded hash of case id and rubric, are judged a second time.
     retest_share: Unit = 0.10

@@ -141,3 +141,18 @@ def test_a_judge_change_between_two_runs_of_the_same_answers_is_no_regression(
     assert f"judged by {CHEAP}" in rescored["reasons"][0] and f"this run by {heavy}" in rescored["reasons"][0]
     assert any(r.startswith("baseline re-scored before the paired comparison") for r in data["verdict"]["reasons"])
     assert "Baseline re-scored with this run's judge" in (tmp_path / "cand" / "summary.md").read_text()
+
+
+def test_validate_names_the_file_and_line_of_a_malformed_label(golden: Path, capsys: pytest.CaptureFixture[str]):
+    lines = (ROOT / "golden" / "judge_labels.jsonl").read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["knowledge"] = ["returns.nowhere"]
+    bad["label"] = "mostly"
+    lines[1] = json.dumps(bad)
+    (golden / "judge_labels.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["validate", "--golden", str(golden)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{golden / 'judge_labels.jsonl'}:2: label '{bad['id']}': label: Input should be 'faithful' or 'unfaithful'"
+        in err
+    )
