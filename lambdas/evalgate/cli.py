@@ -138,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
         "--coverage",
         type=Path,
         metavar="FILE",
-        help="coverage.json from `evalgate curate`: warn about live categories no golden case covers",
+        help="coverage.json from `evalgate curate` (default: GOLDEN/coverage.json when present): "
+        "warn about live categories no golden case covers",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
@@ -868,18 +869,19 @@ def _golden_warnings(args: argparse.Namespace, config: Any) -> list[str]:
     from .curate import freshness_warnings
 
     coverage = None
-    if args.coverage is not None:
+    path = args.coverage or (args.golden / "coverage.json")
+    if args.coverage is not None or path.is_file():
         from .curate_cli import CoverageFile
         from .dataset import parse_json_model
 
         try:
-            text = args.coverage.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError.single(str(args.coverage), None, f"cannot read coverage file: {exc}") from None
+            raise InputError.single(str(path), None, f"cannot read coverage file: {exc}") from None
         try:
             coverage = parse_json_model(text, CoverageFile, "coverage file").model_dump()
         except ValueError as exc:
-            raise InputError.single(str(args.coverage), None, str(exc)) from None
+            raise InputError.single(str(path), None, str(exc)) from None
     return freshness_warnings(args.golden, config.golden.max_age_days, coverage)
 
 

@@ -11,11 +11,13 @@ person's time:
 - **novel**: questions far, in embedding space, from every golden case (no case within ``novelty`` cosine).
 
 Near-duplicates collapse into one proposal (greedy clustering at ``duplicate`` cosine, the most important
-record leading), questions that an existing case already asks are dropped, and the batch is capped with a
-stratified mix per suggested category. Every proposal carries its provenance (record id, version, model, prompt,
-date, scores) and a suggested category and behaviour (the vote of its nearest golden cases). Personal data is
-masked (``evalgate.masking``) before anything is written; a record with personal data is proposed only masked,
-and its review entry cannot be merged while a mask token remains (the reviewer rewrites it with invented data).
+record leading), questions that an existing case already asks are dropped unless they come with evidence of
+harm, and the batch is capped with a stratified mix per suggested category. Every proposal carries its
+provenance (record id, version, model, prompt, date, scores) and a suggested category and behaviour (the vote
+of its nearest golden cases; a novel question has none, and counts as traffic no golden case covers). Personal
+data is masked (``evalgate.masking``) before anything is written; a record with personal data is proposed only
+masked, and its review entry cannot be merged while a mask token remains (the reviewer rewrites it with
+invented data).
 
 A person completes each entry of the review file (reference answer, knowledge ids, tags, ``verified_by``) or
 rejects it; ``check_review`` accepts only completed, verified entries, and ``merge_review`` appends them to
@@ -80,7 +82,6 @@ class Settings:
     low_quality: float = 0.6  # judged quality below this is worth a look
     novelty: float = 0.5  # no golden case within this cosine: novel
     duplicate: float = 0.85  # two questions within this cosine are the same question
-    category_min_similarity: float = 0.35  # below this a record gets no suggested category
     neighbours: int = 3
 
 
@@ -249,7 +250,7 @@ def _vote(sims: np.ndarray, cases: list[Case], settings: Settings) -> tuple[str,
         return UNCATEGORISED, None, None, 0.0
     order = np.argsort(-sims)[: settings.neighbours]
     best = int(order[0])
-    near = [int(i) for i in order if sims[int(i)] >= settings.category_min_similarity]
+    near = [int(i) for i in order if sims[int(i)] >= settings.novelty]  # a novel question has no category yet
     if not near:
         return UNCATEGORISED, None, cases[best].id, float(sims[best])
     cat = Counter(cases[i].category for i in near).most_common(1)[0][0]

@@ -84,10 +84,14 @@ def curate_command(args: argparse.Namespace) -> int:
     out = args.out
     write_jsonl_atomic(out / "review.jsonl", [review_entry(p).model_dump_json() for p in cur.proposals])
     write_jsonl_atomic(out / "coverage.md", [coverage_markdown(cur, since, until)])
-    write_jsonl_atomic(out / "coverage.json", [json.dumps(coverage_json(cur), indent=2)])
+    coverage = json.dumps(coverage_json(cur), indent=2)
+    write_jsonl_atomic(out / "coverage.json", [coverage])
+    # The gate reads it from golden/ on every run: commit it with the reviewed batch.
+    write_jsonl_atomic(args.golden / "coverage.json", [coverage])
     personal = sum(p.personal_data for p in cur.proposals)
     print(
         f"curate: {len(records)} record(s), {len(problems)} unreadable; {len(cur.proposals)} proposal(s)"
         f" ({personal} with personal data masked) → {out / 'review.jsonl'}; coverage → {out / 'coverage.md'}"
+        f" and {args.golden / 'coverage.json'}"
     )
     return 0

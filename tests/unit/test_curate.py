@@ -141,15 +141,18 @@ def test_mask_pii_leaves_ordinary_text_alone(text: str):
 
 
 def test_parse_records_reports_bad_lines_skips_outside_window_and_counts_redelivery_once():
-    lines = lines_of(
-        [
-            rec("a", "q1"),
-            rec("a", "q1"),  # the same record stored twice by a redelivered batch
-            rec("old", "q2", ts=(NOW - timedelta(days=200)).timestamp()),
-            {"request_id": "", "question": "q"},
-            ["not", "an", "object"],
-        ]
-    ) + [("judged.jsonl", 6, "{not json")]
+    lines = [
+        *lines_of(
+            [
+                rec("a", "q1"),
+                rec("a", "q1"),  # the same record stored twice by a redelivered batch
+                rec("old", "q2", ts=(NOW - timedelta(days=200)).timestamp()),
+                {"request_id": "", "question": "q"},
+                ["not", "an", "object"],
+            ]
+        ),
+        ("judged.jsonl", 6, "{not json"),
+    ]
     records, problems = parse_records(lines, NOW - timedelta(days=30), NOW + timedelta(days=1))
     assert [r.request_id for r in records] == ["a"]
     assert [p.line for p in problems] == [4, 5, 6]
@@ -180,11 +183,15 @@ def test_load_records_from_s3_prefix():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="data")
         s3.put_object(
-            Bucket="data", Key="judged/version=7/dt=2026-11-20/x.jsonl", Body=(json.dumps(rec("s", "q")) + "\n").encode()
+            Bucket="data",
+            Key="judged/version=7/dt=2026-11-20/x.jsonl",
+            Body=(json.dumps(rec("s", "q")) + "\n").encode(),
         )
         s3.put_object(Bucket="data", Key="judged/version=7/dt=2026-11-20/y.jsonl", Body=b"{broken\n")
         s3.put_object(
-            Bucket="data", Key="judged/version=7/dt=2025-01-01/z.jsonl", Body=(json.dumps(rec("z", "q")) + "\n").encode()
+            Bucket="data",
+            Key="judged/version=7/dt=2025-01-01/z.jsonl",
+            Body=(json.dumps(rec("z", "q")) + "\n").encode(),
         )
         records, problems = load_records(
             "s3://data/judged/", NOW - timedelta(days=30), NOW + timedelta(days=1), client=s3
@@ -218,7 +225,7 @@ def test_propose_picks_hallucinated_low_quality_disagreement_and_novel(tmp_path:
     assert by_id["gr"].reasons == ["disagreement"]  # refused what the golden set answers
     assert by_id["low"].reasons == ["low_quality"] and by_id["low"].category == "final_sale"
     assert by_id["new"].reasons == ["novel"] and by_id["new"].category == "uncategorised"
-    assert [p.record.request_id for p in cur.proposals][0] == "h1"  # most important first
+    assert next(p.record.request_id for p in cur.proposals) == "h1"  # most important first
 
 
 def test_near_duplicates_collapse_into_the_most_important_one(tmp_path: Path):
@@ -325,8 +332,10 @@ def test_review_refuses_incomplete_entries_with_file_and_line(tmp_path: Path):
     root = golden_at(tmp_path)
     path = proposal_file(tmp_path, root)
     _, problems = check_review(path, load_golden(root))
-    assert [str(p) for p in problems] == [f"{path}:1: entry {json.loads(path.read_text())['proposal_id']}: verified_by "
-                                          "is empty (who checked the reference answer?)"]
+    assert [str(p) for p in problems] == [
+        f"{path}:1: entry {json.loads(path.read_text())['proposal_id']}: verified_by "
+        "is empty (who checked the reference answer?)"
+    ]
     complete(path, case_reference="")
     _, problems = check_review(path, load_golden(root))
     assert "case.reference: reference answer is empty" in str(problems[0])
@@ -403,3 +412,22 @@ def test_empty_window_proposes_nothing_without_loading_a_model(tmp_path: Path):
     golden = load_golden(golden_at(tmp_path))
     cur = propose([], golden, None, Settings())
     assert cur.proposals == [] and cur.records == 0
+
+
+def test_online_judge_stores_judged_and_guardrail_replaced_answers_for_curation():
+    from evalgate import online
+    from evalgate import telemetry as tm
+
+    capture = online.CaptureRecord(
+        request_id="r", function_version="7", model_id="m", prompt_version="p", question="q?", answer="a"
+    )
+    dims = tm.Dimensions("7", "m", "p")
+    judged = online.JudgedRecord("r", dims, judged=True, quality=0.4, hallucinated=True)
+    row = online.stored_row(capture, judged)
+    assert row is not None and row["guardrail_intervened"] is False and row["quality"] == 0.4
+    blocked = online.stored_row(capture, online.JudgedRecord("r", dims, judged=False, skipped=online.GUARDRAIL_SKIP))
+    assert blocked is not None and blocked["guardrail_intervened"] is True and "quality" not in blocked
+    assert online.stored_row(capture, online.JudgedRecord("r", dims, judged=False, skipped="not sampled")) is None
+    # What the store keeps is what curation reads.
+    records, problems = parse_records([("s3://b/k", 1, json.dumps(blocked))], None, None)
+    assert not problems and records[0].guardrail_intervened
