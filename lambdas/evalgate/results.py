@@ -166,6 +166,7 @@ class RunResult(BaseModel):
     judge_calibration: list[dict[str, Any]] = Field(default_factory=list)  # each judge's record check
     self_agreement: dict[str, Any] | None = None  # test-retest of the judge on this run
     flaky: list[dict[str, Any]] = Field(default_factory=list)  # cases whose verdict flips between repeats
+    warnings: list[str] = Field(default_factory=list)  # advice that does not change the verdict (golden freshness)
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)
