@@ -168,6 +168,7 @@ def run_judge_calibration(args: argparse.Namespace) -> int:
     from .judge import Judge
     from .judge_calibration import (
         check_judge,
+        endpoint_of,
         floor_problems,
         labelled_items,
         measure_judge,
@@ -190,7 +191,7 @@ def run_judge_calibration(args: argparse.Namespace) -> int:
     cache = None if args.no_cache else Cache(args.cache)
     judge = Judge(MeteredJudgeModel(model, meter), cache=cache)
     if args.if_needed:
-        check = check_judge(judge.identity(), config, folder)
+        check = check_judge(judge.identity(), config, folder, endpoint_of(judge))
         if check.ok:
             print(f"calibration record for judge {model_id} is valid: {check.path} (nothing to measure)")
             return 0

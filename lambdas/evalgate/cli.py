@@ -715,11 +715,15 @@ def _run(args: argparse.Namespace) -> int:
             from .guardrails import GuardrailChecker
 
             guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter)
-        from .judge_calibration import check_judge, records_dir
+        from .judge_calibration import check_judge, endpoint_of, records_dir
         from .judge_trust import calibration_gate, evaluation_job_check
 
         folder = records_dir(config, args.calibration)
-        checks = [check_judge(j.identity(), config, folder) for j in (judge, escalation_judge) if j is not None]
+        checks = [
+            check_judge(j.identity(), config, folder, endpoint_of(j))
+            for j in (judge, escalation_judge)
+            if j is not None
+        ]
         if batch_judge is not None:
             checks.append(evaluation_job_check(batch_judge.identity()))
         refusal = calibration_gate(checks, config)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -363,8 +364,14 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("kind") == RECORD_KIND else None
 
 
-def check_judge(identity: dict[str, Any], config: GateConfig, folder: Path) -> JudgeCheck:
-    """May this judge gate? Looks for its record in ``folder`` and checks identity, integrity and floors."""
+def _local(url: str | None) -> bool:
+    host = urllib.parse.urlsplit(url or "").hostname or ""
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def check_judge(identity: dict[str, Any], config: GateConfig, folder: Path, endpoint: str | None = None) -> JudgeCheck:
+    """May this judge gate? Looks for its record in ``folder`` and checks identity, integrity and floors; a
+    record measured against a local stand-in endpoint holds only for a judge called at a local endpoint."""
     model, rubric = identity.get("model_id"), identity.get("rubric_sha256")
     how = f"create one with `{create_command(identity, folder)}`"
     name = f"judge {model} (rubric {str(rubric)[:12]})"
@@ -392,6 +399,12 @@ def check_judge(identity: dict[str, Any], config: GateConfig, folder: Path) -> J
     for key in ("model_id", "prompt_version", "rubric_sha256"):
         if rj.get(key) != identity.get(key):
             problems.append(f"{name}: {path} is for {key} {rj.get(key)!r}, not {identity.get(key)!r}; " + how)
+    measured_at = rj.get("endpoint")
+    if _local(measured_at) and endpoint is not None and not _local(endpoint):
+        problems.append(
+            f"{name}: {path} was measured against a local stand-in ({measured_at}), not the Bedrock endpoint this "
+            "run calls; " + how
+        )
     short = floor_problems(record, config)
     if short and not problems:
         problems.append(f"{name} is below the calibration floors ({path}): " + "; ".join(short))

@@ -143,3 +143,14 @@ def test_the_demo_labels_cite_real_knowledge_and_name_their_verifier():
     labels = load_judge_labels(LABELS, KNOWLEDGE)
     assert len(labels) >= 30 and {lab.label for lab in labels} == {"faithful", "unfaithful"}
     assert all(lab.verified_by and lab.why for lab in labels)
+
+
+def test_a_record_measured_on_a_local_stand_in_does_not_hold_for_bedrock(tmp_path: Path):
+    src = next(FIXTURE.glob("judge-*.json"))
+    record = json.loads(src.read_text())
+    record["judge"]["endpoint"] = "http://127.0.0.1:8123"
+    record["content_sha256"] = content_hash(record)  # a consistent record, as `evalgate calibrate` writes it
+    write_record(tmp_path, record)
+    assert check_judge(record["judge"], CONFIG, tmp_path, "http://127.0.0.1:9999").ok  # tests: another fake
+    check = check_judge(record["judge"], CONFIG, tmp_path, "https://bedrock-runtime.us-east-1.amazonaws.com")
+    assert not check.ok and "measured against a local stand-in (http://127.0.0.1:8123)" in check.problems[0]
