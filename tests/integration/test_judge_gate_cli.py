@@ -99,6 +99,8 @@ def test_review_setting_runs_but_never_passes(
     assert data["verdict"]["reasons"][0].startswith(f"untrusted judge: judge {CHEAP}")
     assert data["judge_calibration"][0]["ok"] is False
     assert "NOT trusted" in (tmp_path / "out" / "summary.md").read_text()
+    assert "NOT trusted" in (tmp_path / "out" / "report.html").read_text()
+    assert 'type="UntrustedJudge"' in (tmp_path / "out" / "junit.xml").read_text()
 
 
 def test_results_record_judge_rubric_embedder_dataset_and_config(
