@@ -9,7 +9,8 @@
 2. judge calibration: fetches the records kept under ``baselines/calibration/`` and runs ``evalgate calibrate
    --metric judge --if-needed`` for each judge of the tier, so a new judge model or a changed rubric is measured
    (costed, capped) before the eval uses it; records it writes are stored back; a judge that falls short of the
-   floors (or cannot be measured) rejects the approval with the figures and fails the action;
+   floors (or cannot be measured) rejects the approval with the figures and fails the action (in a sharded gate
+   every shard build does this before its shard, so a judge change is measured once per shard, each capped);
    then downloads the last approved ``results.json`` (``s3://$EVAL_BUCKET/baselines/approved/results.json``) as the
    baseline; the SQLite evaluation cache is synced with ``--cache-s3`` (``cache/evalgate-cache.sqlite``);
 3. runs ``python -m evalgate run ... --out out/eval`` and uploads ``out/eval/*`` (report.html, summary.md,
