@@ -227,12 +227,12 @@ def merge_results(
             n_vectors = sum(d.n_vectors for d in sums)
     outputs = [c.output for c in cases if c.output]
     diversity = diversity_of(outputs, vector_sum, n_vectors, baseline, cfg, keep_sum=vector_sum is not None)
+    retest = merge_self_agreement([r.self_agreement for _, r in ordered], cfg)
     if all(r.skipped for _, r in ordered):
         verdict = first.verdict
         aggregates, unscored = first.aggregates, first.unscored
         comparisons: list[Comparison] = []
     else:
-        retest = merge_self_agreement([r.self_agreement for _, r in ordered], cfg)
         aggregates, comparisons, verdict, unscored = gate_results(
             cases, baseline, cfg, embedder_name, {n["metric"] for n in not_run}, fatal, drift, diversity, retest
         )
@@ -285,7 +285,7 @@ def merge_results(
         fatal=fatal,
         dataset_sha256=first.dataset_sha256 if len({r.dataset_sha256 for _, r in ordered}) == 1 else None,
         judge_calibration=first.judge_calibration,
-        self_agreement=merge_self_agreement([r.self_agreement for _, r in ordered], cfg),
+        self_agreement=retest,
         flaky=flaky_cases(cases),
     )
 
