@@ -116,6 +116,8 @@ def test_merged_shards_gate_exactly_like_the_unsharded_run(golden_dir: Path):
     merged = merge_results(shards, baseline)
     assert whole.verdict.verdict == "FAIL"  # hallucinated refund windows
     assert comparable(merged) == comparable(whole)
+    sa = whole.self_agreement  # the judge retests the same answers whether the run is sharded or not
+    assert sa and merged.self_agreement and sorted(merged.self_agreement["pairs"]) == sorted(sa["pairs"]) and sa["n"]
     assert merged.diversity is not None and merged.diversity.dispersion == pytest.approx(whole.diversity.dispersion)
     assert [m["shard"]["index"] for m in merged.merged_from] == [1, 2, 3]
     assert merged.commit == "abc123" and merged.shard is None
