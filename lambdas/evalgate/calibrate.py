@@ -195,6 +195,9 @@ def run_judge_calibration(args: argparse.Namespace) -> int:
         if check.ok:
             print(f"calibration record for judge {model_id} is valid: {check.path} (nothing to measure)")
             return 0
+        if check.below_floors:  # the same judge and rubric would measure the same: report, do not pay again
+            print(f"evalgate: {check.problems[0]}", file=sys.stderr)
+            return 1
         print("calibrating: " + "; ".join(check.problems), flush=True)
     knowledge, problems = load_knowledge(args.golden / "knowledge")
     if problems:

@@ -321,6 +321,7 @@ class JudgeCheck:
     problems: list[str]
     path: str | None = None
     figures: dict[str, Any] = field(default_factory=dict)
+    below_floors: bool = False  # a valid record whose figures fall short (measuring again would not change them)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -416,7 +417,8 @@ def check_judge(identity: dict[str, Any], config: GateConfig, folder: Path, endp
         "agreement": (record.get("agreement") or {}).get("value"),
         "content_sha256": record.get("content_sha256"),
     }
-    return JudgeCheck(identity, not problems, problems, str(path), figures)
+    below = bool(short) and len(problems) == 1
+    return JudgeCheck(identity, not problems, problems, str(path), figures, below)
 
 
 def summary_lines(record: dict[str, Any]) -> list[str]:

@@ -106,6 +106,15 @@ def hallucinations(results: dict[str, Any]) -> list[dict[str, Any]]:
     return [h for h in items if isinstance(h, dict)] if isinstance(items, list) else []
 
 
+def record_cost(path: Path) -> float:
+    """USD a judge calibration record says its measurement cost (0 when unreadable or unpriced)."""
+    try:
+        cost = json.loads(path.read_text(encoding="utf-8")).get("cost", {}).get("usd")
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+    return float(cost) if isinstance(cost, int | float) else 0.0
+
+
 def run_cost(results: dict[str, Any]) -> float | None:
     usage = results.get("usage")
     if isinstance(usage, dict) and isinstance(usage.get("cost_usd"), int | float):
@@ -311,6 +320,7 @@ class Gate:
         if not self.supports("--calibration"):
             return PASS  # an evalgate without calibration records
         known = set(self.fetch_records())
+        code = PASS
         for cmd in self.calibrate_commands(tier):
             print("gate_step:", " ".join(cmd), flush=True)
             done = self.runner(cmd, check=False, env=self._env(), capture_output=True, text=True)
@@ -319,12 +329,17 @@ class Gate:
             if done.returncode != PASS:
                 self.resolve_approval("Rejected", f"judge calibration failed (exit {done.returncode}): "
                                       + " ".join(output.split())[-400:])
-                return done.returncode if done.returncode in (FAIL, ERROR) else ERROR
+                code = done.returncode if done.returncode in (FAIL, ERROR) else ERROR
+                break
+        spent = 0.0
         for path in sorted(CALIBRATION_DIR.glob("judge-*.json")):
-            if path.name not in known:
+            if path.name not in known:  # a new measurement (kept even when it falls short: it is the evidence)
                 self.s3.put_object(Bucket=self.cfg.bucket, Key=CALIBRATION_PREFIX + path.name,
                                    Body=path.read_bytes(), ContentType="application/json")
-        return PASS
+                spent += record_cost(path)
+        if spent:
+            self.put_cost(spent, "CalibrationCostUSD")
+        return code
 
     def merge_command(self, shards: list[Path], baseline: Path | None) -> list[str]:
         cmd = [sys.executable, "-m", "evalgate", "merge", *map(str, shards), "--config", self.cfg.config,
@@ -393,11 +408,11 @@ class Gate:
         self.publish(fallback_subject, fallback_body)
         return "sns"
 
-    def put_cost(self, cost: float | None) -> None:
+    def put_cost(self, cost: float | None, metric: str = "EvalCostUSD") -> None:
         if cost is None:
             return
         self.cloudwatch.put_metric_data(Namespace=self.cfg.namespace, MetricData=[{
-            "MetricName": "EvalCostUSD", "Value": cost, "Unit": "None",
+            "MetricName": metric, "Value": cost, "Unit": "None",
             "Dimensions": [{"Name": "Pipeline", "Value": self.cfg.pipeline}],
         }])
 

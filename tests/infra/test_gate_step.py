@@ -292,7 +292,7 @@ class CalibratingRunner(FakeRunner):
             self.envs.append(kwargs.get("env") or {})
             folder = Path(cmd[cmd.index("--records") + 1])
             heavy = "--heavy" in cmd
-            (folder / f"judge-{'heavy' if heavy else 'cheap'}-abc.json").write_text("{}")
+            (folder / f"judge-{'heavy' if heavy else 'cheap'}-abc.json").write_text('{"cost": {"usd": 1.25}}')
             return Done(self.calibrate_code, "judge x: kappa 0.21 [0.1, 0.3] below the floor 0.4\n")
         return super().__call__(cmd, **kwargs)
 
@@ -300,7 +300,7 @@ class CalibratingRunner(FakeRunner):
 def test_a_new_judge_is_calibrated_before_the_eval_and_its_record_kept(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    gate, s3, _, pipeline, _, _ = make(tmp_path, 0)
+    gate, s3, _, pipeline, cw, _ = make(tmp_path, 0)
     s3.objects["baselines/calibration/judge-cheap-abc.json"] = b"{}"  # measured by an earlier run
     runner = CalibratingRunner(tmp_path / "out", 0, {"verdict": {"verdict": "PASS"}},
                                help_text="--tier {offline,smoke,full,release,auto} --max-cost --calibration")
@@ -315,6 +315,8 @@ def test_a_new_judge_is_calibrated_before_the_eval_and_its_record_kept(tmp_path:
     run = next(i for i, c in enumerate(runner.commands) if "run" in c and "--help" not in c and c[0] != "git")
     assert runner.envs[run]["EVALGATE_CALIBRATION_DIR"] == ".evalgate/calibration"
     assert pipeline.results[-1]["result"]["status"] == "Approved"
+    assert {"Namespace": "EvalGate/Pipeline", "MetricName": "CalibrationCostUSD", "Value": 1.25, "Unit": "None",
+            "Dimensions": [{"Name": "Pipeline", "Value": "evalgate-pipeline"}]} in cw.data  # the new record's cost
 
 
 def test_a_judge_below_the_floors_stops_the_gate_with_its_figures(tmp_path: Path,
@@ -328,4 +330,5 @@ def test_a_judge_below_the_floors_stops_the_gate_with_its_figures(tmp_path: Path
     assert not any("run" in c and "--help" not in c and c[0] != "git" for c in runner.commands)  # no eval
     result = pipeline.results[-1]["result"]
     assert result["status"] == "Rejected" and "kappa 0.21" in result["summary"]
-    assert not any(k.startswith("baselines/calibration/") for k in s3.objects)
+    # Both records are kept (the measurement is the evidence); the next run reports them without paying again.
+    assert "baselines/calibration/judge-cheap-abc.json" in s3.objects

@@ -61,13 +61,19 @@ def test_calibrate_writes_a_record_once_and_if_needed_reuses_it(
     assert bedrock_fake.count() == 0  # a valid record is not measured again
 
 
-def test_a_coin_flip_judge_is_measured_and_stops_with_its_figures(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_a_coin_flip_judge_is_measured_and_stops_with_its_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bedrock_fake: BedrockFake
+):
     coin = "anthropic.claude-3-5-haiku-20241022-v1:0"  # a priced model id: the calibration is costed and capped
     assert calibrate_through_cli(tmp_path, [coin], coin_flip) == 1
     captured = capsys.readouterr()
     assert "falls short of the floors" in captured.err and "kappa" in captured.err
     assert "kappa" in captured.out and "judge calls" in captured.out  # the figures and the cost are printed
     assert len(list(tmp_path.glob("judge-anthropic.claude-3-5-haiku-*.json"))) == 1  # the measurement is kept
+    # The pipeline's next run asks again: the same judge and rubric would measure the same, so it is not re-paid.
+    args = ["calibrate", "--metric", "judge", "--judge-model", coin, "--records", str(tmp_path), "--if-needed"]
+    assert main([*args, "--no-cache"]) == 1
+    assert "below the calibration floors" in capsys.readouterr().err and bedrock_fake.count() == 0
 
 
 def test_a_judged_tier_without_a_record_refuses_before_any_call(
