@@ -135,6 +135,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--judge-model", help="override the judge model id")
     run.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and exit ERROR after this long")
     run.add_argument(
+        "--tickets",
+        choices=["none", "opscenter", "github"],
+        default="none",
+        help="open a ticket per hallucination or injection leak of a passing run (default: none)",
+    )
+    run.add_argument("--github-repo", metavar="OWNER/NAME", help="repository for --tickets github")
+    run.add_argument(
+        "--github-token-secret", metavar="SECRET", help="Secrets Manager id of the GitHub token (else $GITHUB_TOKEN)"
+    )
+    run.add_argument(
         "--coverage",
         type=Path,
         metavar="FILE",
@@ -258,6 +268,10 @@ def _parser() -> argparse.ArgumentParser:
         help="a curation review file: every entry must be completed and verified, or rejected (repeatable)",
     )
 
+    from .pr_cli import add_pr_commands
+
+    add_pr_commands(sub)
+
     cur = sub.add_parser(
         "curate",
         help="propose golden cases from judged production records; merge a reviewed batch",
@@ -322,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _merge(args)
         if args.command == "shadow-report":
             return _shadow_report(args)
+        if args.command in ("comment", "pr-context"):
+            from .pr_cli import run_pr_command
+
+            return run_pr_command(args)
         if args.command == "curate":
             from .curate_cli import curate_command
 
@@ -737,6 +755,10 @@ def _run(args: argparse.Namespace) -> int:
     if shard_info is not None:
         result.shard = shard_info
     result.warnings += warnings
+    if args.tickets != "none" and shard is None:  # a shard's verdict is partial: tickets come with the whole run
+        from .pr_cli import tickets_for_run
+
+        tickets_for_run(args, result, config)
     paths = write_reports(result, args.out, baseline)
     _print_summary(result, paths)
     if shard is not None:
