@@ -415,3 +415,18 @@ def test_github_issues_one_per_finding_reruns_add_a_comment():
         assert [t.created for t in first.tickets] == [True, True] and [t.created for t in second.tickets] == [False] * 2
         assert second.tickets[0].count == 2 and first.open_high_stakes == 1
         assert "high-stakes" in [lb["name"] for lb in gh.issues[0]["labels"]]
+
+
+def test_reports_list_the_tickets(tmp_path: Path):
+    from evalgate.reports import write_reports
+    from evalgate.tickets import Ticket, TicketReport
+
+    r = result("PASS", [hallucinating()])
+    t = Ticket("oi-7", "Hallucination in case ret-window", "k", created=False, count=3, high_stakes=False)
+    apply_ticket_report(r, TicketReport(tickets=[t], open_high_stakes=0), review_when_open_high_stakes=None)
+    write_reports(r, tmp_path)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## Known errors (tickets)" in summary
+    assert "Hallucination in case ret-window: oi-7 (already open, seen 3×)" in summary
+    assert "oi-7" in (tmp_path / "report.html").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["tickets"][0]["id"] == "oi-7"
