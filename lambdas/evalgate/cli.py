@@ -123,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", type=Path, default=Path(".evalgate-cache/cache.sqlite"), help="SQLite cache file")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     run.add_argument("--cache-s3", metavar="S3_URL", help="s3://bucket/key to pull the cache from and push it back to")
+    run.add_argument(
+        "--cache-s3-push",
+        metavar="S3_URL",
+        help="push the cache here instead of back to --cache-s3 (a pull request reads the main cache, writes its own)",
+    )
     run.add_argument("--concurrency", type=int, default=16, help="parallel model calls (default: 16)")
     run.add_argument(
         "--embedder",
@@ -593,6 +598,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError.single("--repeats", None, "must be at least 1")
     if args.max_cost is not None and args.max_cost <= 0:
         raise InputError.single("--max-cost", None, "must be a positive amount of USD")
+    if args.cache_s3_push and not args.cache_s3:
+        raise InputError.single("--cache-s3-push", None, "goes with --cache-s3 (where the cache is read from)")
     if args.tier != "auto" and (args.release or args.since):
         raise InputError.single("--release/--since", None, "only apply to --tier auto")
     shard = parse_shard(args.shard) if args.shard else None
@@ -745,7 +752,7 @@ def _run(args: argparse.Namespace) -> int:
     if cache is not None:
         cache.close()
         if s3 is not None:
-            push_to_s3(s3, args.cache_s3, args.cache)
+            push_to_s3(s3, args.cache_s3_push or args.cache_s3, args.cache)
     result.commit = commit
     if batch_judge is not None:
         result.judge = batch_judge.identity()

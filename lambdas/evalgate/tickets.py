@@ -108,6 +108,12 @@ def findings(result: RunResult) -> list[Finding]:
     return out
 
 
+def live_finding(question: str, answer: str, claims: list[str]) -> Finding:
+    """A hallucination in a live answer: the same question with the same unsupported claims is one finding."""
+    qid = hashlib.sha256(" ".join(question.lower().split()).encode()).hexdigest()[:12]
+    return Finding("hallucination", f"live-{qid}", question, answer, sorted(claims) or ["unsupported claim"], False)
+
+
 class OpsCenterTickets:
     name = "opscenter"
 
