@@ -167,6 +167,7 @@ class RunResult(BaseModel):
     self_agreement: dict[str, Any] | None = None  # test-retest of the judge on this run
     flaky: list[dict[str, Any]] = Field(default_factory=list)  # cases whose verdict flips between repeats
     warnings: list[str] = Field(default_factory=list)  # advice that does not change the verdict (golden freshness)
+    tickets: list[dict[str, Any]] = Field(default_factory=list)  # known-error tickets opened or counted by this run
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)
