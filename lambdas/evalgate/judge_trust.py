@@ -105,11 +105,11 @@ def self_agreement(
 ) -> dict[str, Any]:
     """Test-retest of the judge: ``pairs`` = (case id, rubric, first score, second score, threshold). Two judgements
     agree when both fall on the same side of the threshold. Unscored retests are counted, not compared."""
-    compared = [(cid, rub, a, b, t) for cid, rub, a, b, t in pairs if a is not None and b is not None]
+    compared = [(cid, rub, float(a), float(b), t) for cid, rub, a, b, t in pairs if a is not None and b is not None]
     agreed = sum(1 for _, _, a, b, t in compared if (a >= t) == (b >= t))
     iv = wilson(agreed, len(compared), config.gate.confidence)
-    diffs = [abs(a - b) for _, _, a, b, _ in compared]  # type: ignore[operator]
-    sq = [(a - b) ** 2 for _, _, a, b, _ in compared]  # type: ignore[operator]
+    diffs = [abs(a - b) for _, _, a, b, _ in compared]
+    sq = [(a - b) ** 2 for _, _, a, b, _ in compared]
     floor = config.judge_calibration.min_self_agreement
     return {
         "judge": judge,
@@ -126,7 +126,7 @@ def self_agreement(
         "mean_abs_diff": sum(diffs) / len(diffs) if diffs else None,
         # One judgement's noise SD: the difference of two has variance 2 sigma^2.
         "noise_sd": math.sqrt(sum(sq) / (2 * len(sq))) if sq else None,
-        "disagreements": [f"{cid}.{rub}" for cid, rub, a, b, t in compared if (a >= t) != (b >= t)],  # type: ignore[operator]
+        "disagreements": [f"{cid}.{rub}" for cid, rub, a, b, t in compared if (a >= t) != (b >= t)],
         "below_floor": iv.value is not None and iv.value < floor,
         "pairs": [list(p) for p in pairs],  # (case, rubric, first, second, threshold): merged shards recompute
     }
