@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from . import __version__
 from .calibrate import auroc, best_threshold, cohen_kappa, read_rows
 from .config import GateConfig
+from .cost import call_cost
 from .dataset import format_validation_error, iter_jsonl
 from .errors import InputError, Problem
 from .judge import Judge
@@ -251,10 +252,9 @@ def measure_judge(
         t, j = best_threshold(scores.tolist(), (1 - labels).tolist())  # the cut above which people said faithful
         best = {"score": t, "youden_j": j, "kappa": cohen_kappa((scores < t).astype(int).tolist(), labels.tolist())}
     usage = judge.usage
-    price = config.price(judge.model_id)
     usd = (
-        usage.input_tokens / 1000 * price.input_per_1k + usage.output_tokens / 1000 * price.output_per_1k
-        if price
+        call_cost(config, judge.model_id, usage.input_tokens, usage.output_tokens)
+        if config.price(judge.model_id)
         else None
     )
     record: dict[str, Any] = {
