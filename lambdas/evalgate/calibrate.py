@@ -177,6 +177,10 @@ def run_judge_calibration(args: argparse.Namespace) -> int:
         write_record,
     )
 
+    if args.max_cost is not None and args.max_cost <= 0:
+        raise InputError.single("--max-cost", None, "must be a positive amount of USD")
+    if args.concurrency < 1:
+        raise InputError.single("--concurrency", None, "must be at least 1")
     config = load_config(args.config or args.golden / "gate.toml")
     folder = records_dir(config, args.records)
     model_id = args.judge_model or (config.models.heavy_judge if args.heavy else config.models.judge)
@@ -201,8 +205,6 @@ def run_judge_calibration(args: argparse.Namespace) -> int:
         print("calibrating: " + "; ".join(check.problems), flush=True)
     knowledge, problems = load_knowledge(args.golden / "knowledge")
     if problems:
-        from .errors import InputError
-
         raise InputError(problems)
     labels = args.labels or Path(config.judge_calibration.labels)
     data = labelled_items(args.benchmarks or default_benchmarks(), labels, knowledge, args.limit)
