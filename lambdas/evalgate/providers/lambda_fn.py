@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ProviderError, ThrottledError
 from ..models import Case, Generation, KnowledgeEntry
 from .aws import ClientSettings, make_client, map_aws_error
-from .base import int_or_none, str_or_none
+from .base import client_ttft_ms, int_or_none, str_or_none
 
 LAMBDA_THROTTLING = frozenset({"TooManyRequestsException", "EC2ThrottledException", "ResourceNotReadyException"})
 BODY_THROTTLE_STATUS = frozenset({429, 503})
@@ -141,6 +141,7 @@ class LambdaCandidate:
             repeat=repeat,
             output=answer,
             latency_ms=latency_ms,
+            ttft_ms=client_ttft_ms(answer_doc, latency_ms),
             input_tokens=int_or_none(usage.get("inputTokens")),
             output_tokens=int_or_none(usage.get("outputTokens")),
             model_id=str_or_none(answer_doc.get("model_id")),
