@@ -1,7 +1,8 @@
 """CodeDeploy lifecycle hooks for the service's Lambda deployments.
 
 - BeforeAllowTraffic (``pre_traffic_smoke``): the golden smoke set against the NEW version only (invoked by
-  its version qualifier, never the alias), scored by the same evaluation engine as the pipeline gate.
+  its version qualifier, never the alias), scored by the same evaluation engine as the pipeline gate, and its
+  p95 time to first token (as the new version measured it) held to ``TTFT_SLO_MS`` (``evalgate.latency``).
 - AfterAllowTraffic (``canary_analysis``): the canary judge (``evalgate.canary``) on the per-version
   metrics of the bake window, new version vs the previous one.
 
@@ -193,12 +194,20 @@ class PreTrafficSettings:
     embeddings_model_id: str | None = None
     golden_dir: Path | None = None
     concurrency: int = 8
+    ttft_slo_ms: float | None = None  # p95 time to first token of the smoke answers (None: reported, not gated)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PreTrafficSettings:
         env = os.environ if env is None else env
         golden = env.get("EVALGATE_GOLDEN_DIR") or None
         knowledge = env.get("EVALGATE_KNOWLEDGE_DIR") or None
+        slo = (env.get("TTFT_SLO_MS") or "").strip()
+        try:
+            ttft_slo_ms = float(slo) if slo else None
+        except ValueError:
+            ttft_slo_ms = -1.0
+        if ttft_slo_ms is not None and not (ttft_slo_ms > 0 and ttft_slo_ms < float("inf")):
+            raise InputError.single("environment", None, f"TTFT_SLO_MS={slo!r} must be a positive number of ms")
         if golden is None and knowledge:
             golden = str(Path(knowledge).parent)
         return cls(
@@ -208,6 +217,7 @@ class PreTrafficSettings:
             judge_model_id=env.get("JUDGE_MODEL_ID") or None,
             embeddings_model_id=env.get("EMBEDDINGS_MODEL_ID") or None,
             golden_dir=Path(golden) if golden else None,
+            ttft_slo_ms=ttft_slo_ms,
         )
 
 
@@ -292,7 +302,7 @@ def pre_traffic_smoke(
     if candidate is None:
         from .providers.lambda_fn import LambdaCandidate
 
-        candidate = LambdaCandidate(settings.function_name, version)
+        candidate = LambdaCandidate(settings.function_name, version, service_timing=True)
     if judge is None:
         if not settings.judge_model_id:
             raise InputError.single("environment", None, "JUDGE_MODEL_ID must be set: the smoke set is judged")
@@ -320,6 +330,7 @@ def pre_traffic_smoke(
         not_run=not_run,
     )
     verdict = result.verdict.verdict
+    latency, latency_failures = smoke_latency(result, settings, config)
     failing = [c for c in result.cases if c.status != "pass"]
     details = {
         "verdict": verdict,
@@ -328,10 +339,36 @@ def pre_traffic_smoke(
         "cases": len(result.cases),
         "failing": [{"id": c.id, "status": c.status, "failures": c.failures[:3]} for c in failing[:5]],
         "reasons": result.verdict.reasons[:5],
+        "latency": {a.metric: a.value for a in latency},
     }
+    if latency_failures:
+        why = "; ".join(latency_failures + result.verdict.reasons[:2])
+        return HookOutcome(
+            "Failed", f"smoke latency FAIL on version {version} ({len(result.cases)} cases): {why}", details
+        )
     why = "; ".join(result.verdict.reasons[:3]) or "all checks passed"
     status: HookStatus = "Succeeded" if verdict == "PASS" else "Failed"
     return HookOutcome(status, f"smoke {verdict} on version {version} ({len(result.cases)} cases): {why}", details)
+
+
+def smoke_latency(result: Any, settings: PreTrafficSettings, config: Any) -> tuple[list[Any], list[str]]:
+    """p50/p95 time to first token (p95 against the SLO) and total answer time of the smoke answers, and why the
+    latency fails (fail closed: an SLO with no TTFT reported is a failure). Total time is reported only: the
+    smoke set has no like-for-like baseline here; the canary analysis compares it with the previous version."""
+    from .gate import latency_aggregates, latency_reasons
+    from .latency import LatencyBudget
+
+    budget = LatencyBudget(ttft_slo_ms=settings.ttft_slo_ms)
+    ttft = [c.ttft_ms for c in result.cases if c.ttft_ms is not None]
+    total = [c.latency_ms for c in result.cases if c.latency_ms is not None]
+    aggregates = latency_aggregates("smoke", ttft, total, budget, None, config, "as the new version measured it")
+    reasons = latency_reasons(aggregates, budget)
+    if settings.ttft_slo_ms is not None and not ttft:
+        reasons.append(
+            f"the SLO is on time to first token ({settings.ttft_slo_ms:g} ms), but the new version reported none "
+            "(answer document 'latency.ttft_ms'); fail closed"
+        )
+    return aggregates, reasons
 
 
 # ------------------------------------------------------------------------------------------------ canary
@@ -346,6 +383,8 @@ class CanarySettings:
     bake_minutes: int = 15
     min_samples: int = 30
     min_samples_alarm: str | None = None  # the JudgedCount alarm (missing data = breaching); must be OK to promote
+    total_regression_ms: float | None = None  # total answer time vs the previous version (evalgate.latency)
+    total_regression_pct: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CanarySettings:
@@ -359,7 +398,21 @@ class CanarySettings:
                 raise InputError.single("environment", None, f"{name}={raw!r} must be a positive integer")
             return int(raw)
 
+        def tolerance(name: str) -> float | None:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return None
+            try:
+                value = float(raw)
+            except ValueError:
+                value = -1.0
+            if not (0 < value < float("inf")):
+                raise InputError.single("environment", None, f"{name}={raw!r} must be a positive number")
+            return value
+
         return cls(
+            total_regression_ms=tolerance("TOTAL_REGRESSION_MS"),
+            total_regression_pct=tolerance("TOTAL_REGRESSION_PCT"),
             function_name=env.get("TARGET_FUNCTION_NAME") or None,
             target_version=env.get("TARGET_VERSION") or None,
             baseline_version=env.get("BASELINE_VERSION") or None,
@@ -381,7 +434,7 @@ def canary_analysis(
     """Judge the new version against the previous one on the bake window's per-version metrics."""
     from dataclasses import replace as dc_replace
 
-    from .canary import CanaryConfig, judge_canary
+    from .canary import LATENCY, CanaryConfig, judge_canary
 
     target = version_of(settings.target_version) if settings.target_version else None
     baseline = version_of(settings.baseline_version) if settings.baseline_version else None
@@ -410,7 +463,12 @@ def canary_analysis(
     start = end - timedelta(minutes=settings.bake_minutes)
     base_arm = fetcher.fetch(baseline, start, end)
     canary_arm = fetcher.fetch(target, start, end)
-    cfg = dc_replace(CanaryConfig(), min_judged=settings.min_samples)
+    from .latency import LatencyBudget
+
+    budget = LatencyBudget(regression_ms=settings.total_regression_ms, regression_pct=settings.total_regression_pct)
+    cfg = dc_replace(CanaryConfig(), min_judged=settings.min_samples, latency_budget=budget)
+    if budget.gates_total:  # an explicit total-time tolerance is a rule, not a score: breaking it fails the canary
+        cfg = dc_replace(cfg, critical=cfg.critical | {LATENCY})
     result = judge_canary(base_arm, canary_arm, cfg)
     details = {**result.as_dict(), "window": {"start": start.isoformat(), "end": end.isoformat()}}
     if result.passed:

@@ -46,6 +46,10 @@ class CanaryDeploymentProps:
     judge_model_id: str
     embeddings_model_id: str
     golden_dir: str
+    # evalgate.latency: the smoke set's p95 TTFT (pre-traffic) and total time vs the previous version (canary)
+    ttft_slo_ms: int | None = None
+    total_regression_ms: int | None = None
+    total_regression_pct: float | None = None
 
 
 def _managed_policy_arn(scope: Construct) -> str:
@@ -79,6 +83,7 @@ class CanaryDeployment(Construct):
                 "EVALGATE_GOLDEN_DIR": f"/var/task/{props.golden_dir}",
                 "JUDGE_MODEL_ID": props.judge_model_id,
                 "EMBEDDINGS_MODEL_ID": props.embeddings_model_id,
+                **({"TTFT_SLO_MS": str(props.ttft_slo_ms)} if props.ttft_slo_ms is not None else {}),
             },
             timeout=PRE_HOOK_TIMEOUT,
             memory_size=1024,
@@ -98,6 +103,10 @@ class CanaryDeployment(Construct):
                 "BAKE_MINUTES": str(props.canary_interval_minutes),
                 "MIN_SAMPLES": str(props.min_judged_samples),
                 "MIN_SAMPLES_ALARM": props.min_samples_alarm.alarm_name,
+                **({"TOTAL_REGRESSION_MS": str(props.total_regression_ms)}
+                   if props.total_regression_ms is not None else {}),
+                **({"TOTAL_REGRESSION_PCT": f"{props.total_regression_pct:g}"}
+                   if props.total_regression_pct is not None else {}),
             },
             timeout=POST_HOOK_TIMEOUT,
             memory_size=512,

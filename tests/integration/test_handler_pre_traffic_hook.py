@@ -134,6 +134,28 @@ def test_smoke_fail_reports_failed(world: dict[str, Any], monkeypatch: pytest.Mo
     stub.assert_no_pending_responses()
 
 
+def test_a_new_version_slower_to_the_first_token_than_the_slo_fails_even_when_the_answers_pass(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model's first text delta comes 0.3 s after the response headers: every smoke answer's TTFT, as the new
+    version measures it, is at least 300 ms, so a 250 ms SLO fails the hook while a 5 s one passes."""
+    world["bedrock"].first_token_delay = 0.3
+    monkeypatch.setenv("TTFT_SLO_MS", "250")
+    reporter, stub = stubbed_codedeploy("Failed")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(hook_event(), Ctx())
+    assert out["status"] == "Failed" and "smoke latency FAIL on version 8" in out["reason"]
+    assert "p95 time to first token" in out["reason"] and "above the SLO of 250 ms" in out["reason"]
+    stub.assert_no_pending_responses()
+
+    monkeypatch.setenv("TTFT_SLO_MS", "5000")
+    reporter, stub = stubbed_codedeploy("Succeeded")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(hook_event(), Ctx())
+    assert out["status"] == "Succeeded" and "smoke PASS" in out["reason"], out
+    stub.assert_no_pending_responses()
+
+
 def test_scorer_raising_reports_failed(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     reporter, stub = stubbed_codedeploy("Failed")
     monkeypatch.setattr(world["h"], "_reporter", reporter)

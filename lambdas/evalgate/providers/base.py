@@ -81,6 +81,15 @@ def int_or_none(value: Any) -> int | None:
     return None
 
 
+def service_ttft_ms(doc: Any) -> float | None:
+    """The time to first token the service measured itself (answer document ``latency.ttft_ms``)."""
+    latency = doc.get("latency") if isinstance(doc, dict) else None
+    value = latency.get("ttft_ms") if isinstance(latency, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
+
+
 def client_ttft_ms(doc: Any, client_ms: float) -> float | None:
     """Time to first token as this client would have seen it, from the answer document's ``latency``
     (``{"ttft_ms", "total_ms"}``, docs/CONTRACTS.md): the client's total time minus what the service spent after

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ProviderError, ThrottledError
 from ..models import Case, Generation, KnowledgeEntry
 from .aws import ClientSettings, make_client, map_aws_error
-from .base import client_ttft_ms, int_or_none, str_or_none
+from .base import client_ttft_ms, int_or_none, service_ttft_ms, str_or_none
 
 LAMBDA_THROTTLING = frozenset({"TooManyRequestsException", "EC2ThrottledException", "ResourceNotReadyException"})
 BODY_THROTTLE_STATUS = frozenset({429, 503})
@@ -51,12 +51,16 @@ class LambdaCandidate:
         *,
         path: str = "/ask",
         resolve_alias: bool = False,
+        service_timing: bool = False,
         name: str | None = None,
         client: Any = None,
         settings: ClientSettings | None = None,
     ) -> None:
         if not function_name:
             raise ValueError("function_name is required")
+        # True: time to first token as the function measured it (no invoke overhead, no cold start), the quantity
+        # its TimeToFirstToken metric and alarm see; False: as this client would have seen it.
+        self.service_timing = service_timing
         self.function_name = function_name
         self.qualifier = qualifier or None
         self.path = path
@@ -141,7 +145,7 @@ class LambdaCandidate:
             repeat=repeat,
             output=answer,
             latency_ms=latency_ms,
-            ttft_ms=client_ttft_ms(answer_doc, latency_ms),
+            ttft_ms=service_ttft_ms(answer_doc) if self.service_timing else client_ttft_ms(answer_doc, latency_ms),
             input_tokens=int_or_none(usage.get("inputTokens")),
             output_tokens=int_or_none(usage.get("outputTokens")),
             model_id=str_or_none(answer_doc.get("model_id")),
