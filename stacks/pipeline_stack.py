@@ -131,6 +131,7 @@ class PipelineStack(Stack):
             topic_key=self.alerts.key, pipeline_name=self.pipeline_name, gate_stage=GATE_STAGE,
             approval_action=APPROVAL_ACTION, evaluation_job_role=self.results.evaluation_job_role,
             model_ids=s.eval_model_ids, guardrail_id=s.guardrail_id, metrics_namespace=PIPELINE_NAMESPACE,
+            streamed_model_ids=s.service_model_ids,
         ))
         eval_reports = self.results.report_groups["Eval"].report_group_arn
         gate: pipelines.Step

@@ -328,6 +328,8 @@ class GatePolicyProps:
     model_ids: list[str]
     guardrail_id: str | None
     metrics_namespace: str
+    # the candidate's models: the evaluation calls them with ConverseStream (bedrock:InvokeModelWithResponseStream)
+    streamed_model_ids: list[str] = field(default_factory=list)
 
 
 def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStatement]:
@@ -365,6 +367,7 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
                             resources=[p.evaluation_job_role.role_arn],
                             conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}),
         *model_statements(scope, p.model_ids, sid="Evaluate"),
+        *model_statements(scope, p.streamed_model_ids, sid="EvaluateStream", streaming=True),
     ]
     if p.guardrail_id:
         statements.append(guardrail_statement(scope, p.guardrail_id, sid="Evaluate"))
