@@ -19,7 +19,11 @@ time to first token", where each figure's source is cited). A model without a fi
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+MIN_PAIRS = 5
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,43 @@ class LatencyBudget:
         if self.regression_pct is not None:
             parts.append(f"+{self.regression_pct:g}%")
         return " or ".join(parts) if parts else "not gated"
+
+
+@dataclass(frozen=True)
+class PairedRegression:
+    """Total answer time of the same prompts on two versions, paired by case: the median increase against the
+    tolerance allowed on the baseline's median (small samples: a median of paired differences, not a p95)."""
+
+    n: int
+    baseline_median_ms: float
+    median_increase_ms: float
+    allowed_ms: float
+
+    @property
+    def failed(self) -> bool:
+        return self.median_increase_ms > self.allowed_ms
+
+    def describe(self, budget: LatencyBudget) -> str:
+        return (
+            f"total answer time {self.median_increase_ms:+.0f} ms (median over {self.n} paired prompts) against the "
+            f"previous version's median {self.baseline_median_ms:.0f} ms; allowed {budget.describe_tolerance()} "
+            f"= {self.allowed_ms:.0f} ms"
+        )
+
+
+def paired_total_regression(
+    candidate_ms: Mapping[str, float], baseline_ms: Mapping[str, float], budget: LatencyBudget
+) -> PairedRegression | None:
+    """None when the budget gates no total time or fewer than ``MIN_PAIRS`` prompts were answered by both."""
+    ids = sorted(set(candidate_ms) & set(baseline_ms))
+    if len(ids) < MIN_PAIRS or not budget.gates_total:
+        return None
+    base = statistics.median(baseline_ms[i] for i in ids)
+    allowed = budget.allowed_regression_ms(base)
+    if allowed is None:
+        return None
+    increase = statistics.median(candidate_ms[i] - baseline_ms[i] for i in ids)
+    return PairedRegression(len(ids), base, increase, allowed)
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,14 @@ def test_pre_traffic_hook_targets_the_new_version_only(synth: Synth) -> None:
         st for st in _policies_of(synth, PROD, role)
         if "lambda:InvokeFunction" in as_list(st["Action"])
     ]
-    assert invoke and all(st["Resource"] == {"Ref": version} for st in invoke)
+    scored = [st for st in invoke if st["Sid"] == "InvokeNewVersionOnly"]
+    assert scored and all(st["Resource"] == {"Ref": version} for st in scored)
+    # the smoke prompts are also timed on the previous version, through the alias that still serves it
+    (timed,) = [st for st in invoke if st["Sid"] == "TimePreviousVersion"]
+    function = next(k for k, v in synth.resources(PROD, "AWS::Lambda::Function").items()
+                    if v["Properties"]["Handler"] == "handlers.service.handler")
+    assert timed["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [function, "Arn"]}, ":live"]]}
+    assert env["BASELINE_QUALIFIER"] == "live"
 
 
 def test_hooks_carry_the_latency_budget_from_the_settings(synth: Synth) -> None:
@@ -134,6 +141,10 @@ def test_hooks_carry_the_latency_budget_from_the_settings(synth: Synth) -> None:
     _, pre = _function(synth, PROD, "handlers.pre_traffic_hook.handler")
     _, post = _function(synth, PROD, "handlers.canary_analysis.handler")
     assert pre["Properties"]["Environment"]["Variables"]["TTFT_SLO_MS"] == str(s.ttft_slo_ms)
+    pre_env = pre["Properties"]["Environment"]["Variables"]
+    assert (pre_env["TOTAL_REGRESSION_MS"], pre_env["TOTAL_REGRESSION_PCT"]) == (
+        str(s.total_regression_ms), f"{s.total_regression_pct:g}"
+    )
     env = post["Properties"]["Environment"]["Variables"]
     assert (env["TOTAL_REGRESSION_MS"], env["TOTAL_REGRESSION_PCT"]) == (
         str(s.total_regression_ms), f"{s.total_regression_pct:g}"
@@ -265,7 +276,7 @@ CONTRACT_ENV = {
     },
     "handlers.pre_traffic_hook.handler": {
         "TARGET_FUNCTION_NAME", "TARGET_VERSION", "SMOKE_CASES", "JUDGE_MODEL_ID", "EMBEDDINGS_MODEL_ID",
-        "TTFT_SLO_MS",
+        "TTFT_SLO_MS", "BASELINE_QUALIFIER", "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT",
     },
     "handlers.canary_analysis.handler": {
         "TARGET_FUNCTION_NAME", "TARGET_VERSION", "POWERTOOLS_METRICS_NAMESPACE", "BAKE_MINUTES", "MIN_SAMPLES",

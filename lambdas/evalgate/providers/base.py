@@ -81,13 +81,22 @@ def int_or_none(value: Any) -> int | None:
     return None
 
 
-def service_ttft_ms(doc: Any) -> float | None:
-    """The time to first token the service measured itself (answer document ``latency.ttft_ms``)."""
+def _reported_ms(doc: Any, field: str) -> float | None:
     latency = doc.get("latency") if isinstance(doc, dict) else None
-    value = latency.get("ttft_ms") if isinstance(latency, dict) else None
+    value = latency.get(field) if isinstance(latency, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         return None
     return float(value)
+
+
+def service_ttft_ms(doc: Any) -> float | None:
+    """The time to first token the service measured itself (answer document ``latency.ttft_ms``)."""
+    return _reported_ms(doc, "ttft_ms")
+
+
+def service_total_ms(doc: Any) -> float | None:
+    """The total answer time the service measured itself (answer document ``latency.total_ms``)."""
+    return _reported_ms(doc, "total_ms")
 
 
 def client_ttft_ms(doc: Any, client_ms: float) -> float | None:
