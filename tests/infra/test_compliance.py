@@ -118,9 +118,9 @@ def _role_bedrock_grants(synth: Synth, stack: str, role: str) -> dict[str, set[s
     for res in synth.templates[stack]["Resources"].values():
         if res["Type"] == "AWS::IAM::Policy" and {"Ref": role} in res["Properties"]["Roles"]:
             for st in res["Properties"]["PolicyDocument"]["Statement"]:
-                names = {str(r).rsplit("/", 1)[1] for r in as_list(st["Resource"])}
                 for action in as_list(st["Action"]):
                     if str(action).startswith("bedrock:InvokeModel"):
+                        names = {str(r).rsplit("/", 1)[-1] for r in as_list(st["Resource"])}
                         grants.setdefault(action, set()).update(names)
     return grants
 
