@@ -180,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Drive a target at a fixed offered rate with an open-loop arrival schedule (requests fire at "
         "their scheduled time however slow earlier ones are); gate p95 time to first token against the SLO and "
-        "p95 total answer time against a baseline load run (+X ms or +Y%%). Exit 0 PASS, 1 FAIL (a p95 over its "
+        "p95 total answer time against a baseline load run (+X ms or +Y%). Exit 0 PASS, 1 FAIL (a p95 over its "
         "limit, or throttled), 2 usage, 4 ERROR (errors above the limit, too few samples, no TTFT reported, or "
         "the schedule could not be held).",
         epilog='Targets: http:URL (POST JSON {"question": ...}), lambda:NAME[:QUALIFIER], bedrock (ConverseStream '
@@ -194,8 +194,12 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--duration", type=float, metavar="SECONDS", help="schedule length (default: [load])")
     load.add_argument("--ttft-slo-ms", type=float, help="p95 time-to-first-token limit (default: [load] ttft_slo_ms)")
     load.add_argument("--baseline", type=Path, help="a previous load run's results.json: gate total answer time on it")
-    load.add_argument("--regression-ms", type=float, help="total time may rise this much (default: [load])")
-    load.add_argument("--regression-pct", type=float, help="... and at most this %% (default: [load])")
+    load.add_argument(
+        "--regression-ms", type=float, help="p95 total time may exceed the baseline's by this many ms (default: [load])"
+    )
+    load.add_argument(
+        "--regression-pct", type=float, help="... and by this %% of it; the tighter limit applies (default: [load])"
+    )
     load.add_argument("--arrival", choices=["poisson", "fixed"], help="arrival process (default: [load], poisson)")
     load.add_argument("--seed", type=int, help="schedule and prompt order seed")
     load.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout (default: [load])")
