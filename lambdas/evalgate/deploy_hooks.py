@@ -30,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError
+from .latency import LatencyBudget
 
 HookStatus = Literal["Succeeded", "Failed"]
 REPORT_RESERVE_S = 10.0
@@ -202,9 +203,7 @@ class PreTrafficSettings:
     total_regression_pct: float | None = None
 
     @property
-    def latency_budget(self) -> Any:
-        from .latency import LatencyBudget
-
+    def latency_budget(self) -> LatencyBudget:
         return LatencyBudget(self.ttft_slo_ms, self.total_regression_ms, self.total_regression_pct)
 
     @classmethod
@@ -425,7 +424,6 @@ def smoke_latency(result: Any, settings: PreTrafficSettings, config: Any) -> tup
     latency fails (fail closed: an SLO with no TTFT reported is a failure). Total time against the previous
     version is ``total_vs_previous`` (paired by prompt)."""
     from .gate import latency_aggregates, latency_reasons
-    from .latency import LatencyBudget
 
     budget = LatencyBudget(ttft_slo_ms=settings.ttft_slo_ms)
     ttft = [c.ttft_ms for c in result.cases if c.ttft_ms is not None]
@@ -520,8 +518,6 @@ def canary_analysis(
     start = end - timedelta(minutes=settings.bake_minutes)
     base_arm = fetcher.fetch(baseline, start, end)
     canary_arm = fetcher.fetch(target, start, end)
-    from .latency import LatencyBudget
-
     budget = LatencyBudget(regression_ms=settings.total_regression_ms, regression_pct=settings.total_regression_pct)
     cfg = dc_replace(CanaryConfig(), min_judged=settings.min_samples, latency_budget=budget)
     if budget.gates_total:  # an explicit total-time tolerance is a rule, not a score: breaking it fails the canary
