@@ -43,6 +43,23 @@ _GIT_GLOB = re.compile(r"^[A-Za-z0-9._/*?\-]+$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
 
 
+def load_guardrail(path: str) -> Any:
+    """The guardrail spec from the repository (``evalgate.guardrail_spec``: the code the pipeline tests it with)."""
+    import sys
+
+    lambdas_dir = str(REPO_ROOT / "lambdas")
+    if lambdas_dir not in sys.path:
+        sys.path.insert(0, lambdas_dir)
+    from evalgate.errors import InputError
+    from evalgate.guardrail_spec import load_guardrail_spec
+
+    try:
+        return load_guardrail_spec(REPO_ROOT / path)
+    except InputError as exc:
+        shown = "; ".join(str(p).replace(str(REPO_ROOT) + "/", "") for p in exc.problems)
+        raise ValueError(f"invalid guardrail file: {shown}") from None
+
+
 class SettingsError(ValueError):
     """Raised when the CDK context holds a missing or invalid setting; the message names the context key."""
 
@@ -112,6 +129,8 @@ class Settings(BaseModel):
     prompt_version: str = "support/v1"
     guardrail_id: str | None = None
     guardrail_version: str | None = None
+    # The guardrail as code (guardrails/*.toml): provisioned by the service stack and gated by the pipeline.
+    guardrail_config: str | None = None
 
     thresholds_file: str = "golden/gate.toml"
     golden_dir: str = "golden"
@@ -300,7 +319,25 @@ class Settings(BaseModel):
     def _guardrail_pair(self) -> Settings:
         if self.guardrail_version is not None and self.guardrail_id is None:
             raise ValueError("guardrailId: required when guardrailVersion is set")
+        if self.guardrail_config is not None and self.guardrail_id is not None:
+            raise ValueError(
+                "guardrailConfig: set either guardrailConfig (the guardrail this app provisions) or guardrailId "
+                "(one made elsewhere), not both"
+            )
         return self
+
+    @field_validator("guardrail_config")
+    @classmethod
+    def _guardrail_config(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        p = Path(v)
+        if p.is_absolute() or ".." in p.parts or p.suffix != ".toml":
+            raise ValueError("must be a .toml file relative to the repository root, e.g. guardrails/support.toml")
+        if not (REPO_ROOT / p).is_file():
+            raise ValueError(f"{v} does not exist in the repository")
+        load_guardrail(v)  # every problem with its file:line
+        return v
 
     @model_validator(mode="after")
     def _flags_models(self) -> Settings:
