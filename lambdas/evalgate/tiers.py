@@ -13,6 +13,7 @@ judge          ``[tiers] judge`` globs (the judge's prompt and rubrics) or a ``[
                model setting (gate config ``[models] judge``/``heavy_judge``, cdk.json judge ids)    recalibrate
 prompts        ``[tiers] prompts`` globs (``prompts/**``)                                            full
 golden         ``[tiers] golden`` globs (``golden/**``: cases, suites, knowledge base)               full
+guardrails     ``[tiers] guardrails`` globs (``guardrails/**``: the guardrail as code)               full
 models         a JSON file of ``[tiers] model_keys`` whose listed keys changed (``cdk.json``         full
                generatorModelId, promptVersion, featureFlags...); other changes to it are code
 ignored        ``[tiers] ignore`` globs (``.gitignore``...)                                          none
@@ -52,7 +53,7 @@ from .guardrails import stratum
 from .models import Case
 from .results import RunResult, Verdict
 
-FULL_CATEGORIES = ("thresholds", "prompts", "golden", "models", "judge")
+FULL_CATEGORIES = ("thresholds", "prompts", "golden", "guardrails", "models", "judge")
 SHOWN_FILES = 5
 GIT_TIMEOUT_S = 60
 
@@ -255,6 +256,9 @@ def classify(
             continue
         if matches_any(path, t.golden):
             add("golden", path)
+            continue
+        if matches_any(path, t.guardrails):
+            add("guardrails", path)
             continue
         if path in t.model_keys:
             keys = _keys_changed(_file_at(repo, base, path), _file_at(repo, head_rev, path), t.model_keys[path])
