@@ -215,7 +215,7 @@ def over_refusal(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_guardrail_change_is_checked_against_the_new_guardrail_before_it_serves(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, calibrated_judges: Path
 ):
     with GuardrailControlFake() as control:
         shipped = run_with(SHIPPED, control, tmp_path / "shipped", monkeypatch)
