@@ -30,6 +30,7 @@ RUNTIME_PATTERNS: tuple[str, ...] = (
     "prompts/*",
     "golden/knowledge/*",
     "requirements-lambda.txt",
+    "requirements.txt",  # its aws-lambda-powertools pin selects the Lambda layer
 )
 # cdk.json context keys whose change alters what the service answers with.
 RUNTIME_SETTINGS: frozenset[str] = frozenset(
@@ -39,7 +40,6 @@ RUNTIME_SETTINGS: frozenset[str] = frozenset(
         "guardrailId",
         "guardrailVersion",
         "featureFlags",
-        "powertoolsLayerVersion",
     }
 )
 

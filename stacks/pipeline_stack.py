@@ -64,8 +64,7 @@ class PipelineStack(Stack):
         s = props.settings
         self.pipeline_name = f"{s.project_name}-pipeline"
 
-        bundle = LambdaBundle(self, "Bundle", powertools_layer_version=s.powertools_layer_version,
-                              log_retention_days=s.log_retention_days, metrics_namespace=NAMESPACE,
+        bundle = LambdaBundle(self, "Bundle", log_retention_days=s.log_retention_days, metrics_namespace=NAMESPACE,
                               service_name=s.project_name, bundled=s.bundle)
         self.alerts = Notifications(self, "Alerts", NotificationsProps(
             email=s.notification_email, topic_name=f"{s.project_name}-pipeline-alerts",

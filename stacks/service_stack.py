@@ -49,7 +49,6 @@ class ServiceStack(Stack):
 
         bundle = LambdaBundle(
             self, "Bundle",
-            powertools_layer_version=s.powertools_layer_version,
             log_retention_days=s.log_retention_days,
             metrics_namespace=NAMESPACE,
             service_name=s.project_name,

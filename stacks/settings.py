@@ -132,7 +132,6 @@ class Settings(BaseModel):
     alarm_thresholds: AlarmThresholds = Field(default_factory=AlarmThresholds)
     feature_flags: FeatureFlagsConfig | None = None
 
-    powertools_layer_version: Annotated[int, Field(ge=1)] = 27
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 180, 365] = 30
     data_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 

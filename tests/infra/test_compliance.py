@@ -137,7 +137,7 @@ def test_a_bundled_synth_has_no_deploy_guard() -> None:
     from stacks.constructs.lambda_bundle import LambdaBundle
 
     stack = Stack(App(context={"aws:cdk:bundling-stacks": []}), "Probe")
-    LambdaBundle(stack, "Bundle", powertools_layer_version=27, log_retention_days=30,
+    LambdaBundle(stack, "Bundle", log_retention_days=30,
                  metrics_namespace="EvalGate/Service", service_name="evalgate", bundled=True)
     rules = Template.from_stack(stack).to_json().get("Rules", {})
     assert not [k for k in rules if "RequireBundledAssets" in k]
