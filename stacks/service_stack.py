@@ -110,7 +110,8 @@ class ServiceStack(Stack):
             canary_percent=s.canary_percent, canary_interval_minutes=s.canary_interval_minutes,
             function=service.function, version=service.version, alias=service.alias,
             rollback_alarms=list(alarms.rollback_alarms), min_samples_alarm=alarms.min_samples,
-            min_judged_samples=s.min_judged_samples, judge_model_id=s.judge_model_id,
+            min_judged_samples=s.min_judged_samples, sample_grace_seconds=s.sample_grace_seconds,
+            judge_model_id=s.judge_model_id,
             embeddings_model_id=s.embeddings_model_id, golden_dir=s.golden_dir,
         ))
         capture.watch_alias(service.alias)

@@ -119,6 +119,9 @@ class Settings(BaseModel):
     canary_percent: Percent = 10
     canary_interval_minutes: Annotated[int, Field(ge=1, le=120)] = 10
     min_judged_samples: Annotated[int, Field(ge=1, le=100_000)] = 20
+    # How long the canary analysis waits for the minimum-sample alarm to see late judgements (capture queue batch
+    # window + judge call + EMF ingestion and alarm evaluation); bounded by the 15-minute AfterAllowTraffic hook.
+    sample_grace_seconds: Annotated[int, Field(ge=0, le=600)] = 240
 
     peak_rps: Annotated[float, Field(gt=0.0, le=5000.0)] = 2.0
     load_test_seconds: Annotated[int, Field(ge=10, le=1800)] = 60

@@ -86,19 +86,55 @@ def test_deployment_group_rolls_back_on_alarms_failure_and_stop(synth: Synth, st
     }
 
 
-@pytest.mark.parametrize("stack", [STAGING, PROD])
-def test_both_hooks_are_attached_to_the_live_alias(synth: Synth, stack: str) -> None:
-    pre, _ = _function(synth, stack, "handlers.pre_traffic_hook.handler")
-    post, post_fn = _function(synth, stack, "handlers.canary_analysis.handler")
-    group, _ = _one(synth, stack, "AWS::CodeDeploy::DeploymentGroup")
-    aliases = {v["Properties"]["Name"]: v for v in synth.resources(stack, "AWS::Lambda::Alias").values()}
-    update = aliases["live"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+def _hooks(template: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The live alias's CodeDeploy update policy and the handlers of the template's functions."""
+    aliases = {v["Properties"]["Name"]: v for v in template["Resources"].values() if v["Type"] == "AWS::Lambda::Alias"}
+    handlers = {v["Properties"]["Handler"] for v in template["Resources"].values()
+                if v["Type"] == "AWS::Lambda::Function"}
+    return aliases["live"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"], handlers
+
+
+def test_a_canary_gets_the_pre_traffic_smoke_and_the_live_sample_analysis(synth: Synth) -> None:
+    assert synth.built.prod_mode == "canary"
+    pre, _ = _function(synth, PROD, "handlers.pre_traffic_hook.handler")
+    post, post_fn = _function(synth, PROD, "handlers.canary_analysis.handler")
+    group, _ = _one(synth, PROD, "AWS::CodeDeploy::DeploymentGroup")
+    update, _ = _hooks(synth.templates[PROD])
     assert update["BeforeAllowTrafficHook"] == {"Ref": pre}
     assert update["AfterAllowTrafficHook"] == {"Ref": post}
     assert update["DeploymentGroupName"] == {"Ref": group}
-    # the canary analysis reads the min-sample alarm: an unjudged canary fails closed
-    min_alarm = next(k for k, a in _alarms(synth, stack).items() if a["MetricName"] == "JudgedCount")
-    assert post_fn["Properties"]["Environment"]["Variables"]["MIN_SAMPLES_ALARM"] == {"Ref": min_alarm}
+    # the canary analysis reads the min-sample alarm (an unjudged canary fails closed) after a grace for late
+    # judgements (capture queue + judge + metric ingestion)
+    env = post_fn["Properties"]["Environment"]["Variables"]
+    min_alarm = next(k for k, a in _alarms(synth, PROD).items() if a["MetricName"] == "JudgedCount")
+    assert env["MIN_SAMPLES_ALARM"] == {"Ref": min_alarm}
+    assert env["SAMPLE_GRACE_SECONDS"] == str(synth.built.settings.sample_grace_seconds)
+
+
+def _all_at_once_templates(synth: Synth) -> dict[str, dict[str, Any]]:
+    """Staging (always all-at-once) and Prod synthesized for an infrastructure-only change (all-at-once)."""
+    from aws_cdk import App, Stack
+
+    from stacks.service_stack import ServiceStack, ServiceStackProps
+
+    prod = ServiceStack(App(context={"aws:cdk:bundling-stacks": []}), "ProdInfraOnly", ServiceStackProps(
+        settings=synth.built.settings, stage_name="Prod", deployment_mode="all-at-once",
+    ))
+    return {"Staging": synth.templates[STAGING], "Prod (infrastructure-only)": Stack.of(prod).resolve(
+        prod.node.root.synth().get_stack_by_name(prod.stack_name).template)}
+
+
+def test_all_at_once_deployments_never_get_a_check_that_needs_live_traffic(synth: Synth) -> None:
+    for name, template in _all_at_once_templates(synth).items():
+        update, handlers = _hooks(template)
+        # the smoke set on the new version needs no traffic and stays; nothing waits for judged live answers,
+        # which an all-at-once deployment cannot have when AfterAllowTraffic runs
+        assert "BeforeAllowTrafficHook" in update, name
+        assert "AfterAllowTrafficHook" not in update, name
+        assert "handlers.canary_analysis.handler" not in handlers, name
+        assert "handlers.pre_traffic_hook.handler" in handlers, name
+        groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodeDeploy::DeploymentGroup"]
+        assert [g["Properties"]["DeploymentConfigName"] for g in groups] == ["CodeDeployDefault.LambdaAllAtOnce"]
 
 
 def test_pre_traffic_hook_targets_the_new_version_only(synth: Synth) -> None:
