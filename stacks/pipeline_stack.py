@@ -18,6 +18,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from .connections import match_connection_prefix
 from .constructs.bedrock_access import acknowledge_profile_regions, model_statements
 from .constructs.eval_results import PIPELINE_NAMESPACE, EvalResults, EvalResultsProps
 from .constructs.eval_step import (
@@ -194,6 +195,8 @@ class PipelineStack(Stack):
         ))
         self.pipeline.add_stage(self.prod)
         self.pipeline.build_pipeline()
+        if s.connection_arn is not None:
+            match_connection_prefix(self, s.connection_arn)
 
         self._release_triggers(s)
         self._cloudformation_role_arns_as_sub()
