@@ -100,7 +100,7 @@ class ServiceStack(Stack):
         ))
         flags = FeatureFlags(self, "FeatureFlags", FeatureFlagsProps(
             application_name=application_name, environment_name=stage, flags=s.flags,
-            monitors=list(alarms.rollback_alarms), topic=alerts.topic, topic_key=alerts.key,
+            monitors=list(alarms.rollback_alarms),
             deployment_minutes=s.canary_interval_minutes, bake_minutes=s.canary_interval_minutes,
         ))
         service.allow_read_flags(flags.read_statements())

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from .conftest import PROD, STAGING, Synth, as_list
+from .conftest import PROD, REGION, STAGING, Synth, as_list
 
 ROLLBACK_METRICS = {"QualityScore", "Hallucination", "Latency", "Errors", "FeedbackScore"}
 
@@ -213,12 +213,18 @@ def test_flag_document_is_the_validated_one(synth: Synth) -> None:
     assert doc["variant"]["default"] in doc["variants"]["default"]
 
 
-def test_appconfig_rollback_extension_publishes_to_the_topic(synth: Synth) -> None:
-    topic, _ = _one(synth, PROD, "AWS::SNS::Topic")
-    _, ext = _one(synth, PROD, "AWS::AppConfig::Extension")
-    actions = ext["Properties"]["Actions"]["ON_DEPLOYMENT_ROLLED_BACK"]
-    assert actions[0]["Uri"] == {"Ref": topic}
-    synth.template(PROD).resource_count_is("AWS::AppConfig::ExtensionAssociation", 1)
+@pytest.mark.parametrize("stack", [STAGING, PROD])
+def test_appconfig_sends_its_rollback_events_to_eventbridge(synth: Synth, stack: str) -> None:
+    """Without the AWS-authored EventBridge extension AppConfig emits no deployment events: the FlagsRolledBack
+    rule could never fire (and no custom extension mails raw JSON to the topic instead of the notifier)."""
+    app, _ = _one(synth, stack, "AWS::AppConfig::Application")
+    _, assoc = _one(synth, stack, "AWS::AppConfig::ExtensionAssociation")
+    arn, ref = assoc["Properties"]["ResourceIdentifier"]["Fn::Join"][1]
+    assert arn.endswith(":application/") and ref == {"Ref": app}
+    assert assoc["Properties"]["ExtensionIdentifier"] == (
+        f"arn:aws:appconfig:{REGION}::extension/AWS.AppConfig.DeploymentNotificationsToEventBridge/1"
+    )
+    synth.template(stack).resource_count_is("AWS::AppConfig::Extension", 0)
 
 
 def test_event_rules_route_rollbacks_to_the_notifier(synth: Synth) -> None:
