@@ -64,6 +64,9 @@ def test_no_policy_grants_all_actions(synth: Synth, stack: str) -> None:
 BEDROCK_ACTIONS = {
     "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:ApplyGuardrail",
     "bedrock:CreateEvaluationJob", "bedrock:GetEvaluationJob", "bedrock:StopEvaluationJob",
+    # the evaluation job's service role (judge-service-roles.html): its inference runs as model invocation jobs
+    "bedrock:CreateModelInvocationJob", "bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob",
+    "bedrock:GetInferenceProfile",
 }
 
 
@@ -92,6 +95,10 @@ def test_bedrock_is_scoped_to_the_configured_models(synth: Synth, stack: str) ->
                     assert "bedrock:InferenceProfileArn" in st["Condition"]["StringEquals"], st
             elif "bedrock:ApplyGuardrail" in actions:
                 assert f":guardrail/{s.guardrail_id}" in resource
+            elif actions == {"bedrock:GetInferenceProfile"}:
+                assert resource.split(":inference-profile/", 1)[1] in models, resource
+            elif "bedrock:CreateModelInvocationJob" in actions:
+                assert resource.endswith(":model-invocation-job/*"), resource
             else:
                 assert resource.endswith(":evaluation-job/*"), resource
 
