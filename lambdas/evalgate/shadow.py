@@ -1,5 +1,13 @@
 """Shadow mode: replay sampled live requests on the candidate, store the pairs, compare them offline.
 
+What the ``shadow`` alias points at: the CANDIDATE, i.e. the version the latest deployment published (the stack
+moves it when it publishes the version; ``live`` moves only through CodeDeploy). During a canary, ``live`` serves
+the previous version (and the canary share of the candidate) while ``shadow`` is the candidate, so requests the
+previous version answered are replayed on the candidate: real pairs. A request the candidate answered itself (the
+canary arm), and every request once the candidate is promoted and ``live`` = ``shadow``, would compare a version
+with itself: ``replay`` skips it (no invocation, no pair; counted as ``ShadowSkipped``). Shadow mode is thus
+active exactly while a candidate differs from what serves users.
+
 Worker side (``replay`` + ``PairWriter``): a mirrored request from the shadow queue is sent to the candidate
 (a ``shadow`` alias or a version) with a synchronous ``Invoke`` (RequestResponse, no SDK retries, so never an
 async retry that could run it twice) and the direct-invoke shape ``{"evalgate_invoke": {"mode": "shadow"}}``
@@ -83,7 +91,11 @@ class ShadowSide:
 class ShadowInvoker:
     """Invokes the candidate synchronously; capacity errors raise (the message is retried later)."""
 
-    def __init__(self, function_name: str, qualifier: str | None, client: Any = None) -> None:
+    ALIAS_TTL_S = 60.0
+
+    def __init__(
+        self, function_name: str, qualifier: str | None, client: Any = None, clock: Any = time.monotonic
+    ) -> None:
         self.function_name = function_name
         self.qualifier = qualifier or None
         if client is None:
@@ -91,6 +103,26 @@ class ShadowInvoker:
 
             client = make_client("lambda", ClientSettings.from_env(max_attempts=1, read_timeout=60.0))
         self.client = client
+        self._clock = clock
+        self._target: tuple[float, str | None] | None = None
+
+    def target_version(self) -> str | None:
+        """The version the qualifier names now (``GetAlias``, cached for a minute); None when it cannot be read
+        (then only the executed version, after the call, can reveal a self-comparison)."""
+        if self.qualifier is None:
+            return None
+        if self.qualifier.isdigit():
+            return self.qualifier
+        now = self._clock()
+        if self._target is None or now - self._target[0] > self.ALIAS_TTL_S:
+            try:
+                alias = self.client.get_alias(FunctionName=self.function_name, Name=self.qualifier)
+                version: str | None = str(alias["FunctionVersion"])
+            except Exception as exc:  # no permission, throttled: fall back to the post-call check
+                log.warning("cannot read alias %s: %s", self.qualifier, exc)
+                version = None
+            self._target = (now, version)
+        return self._target[1]
 
     def invoke(self, request: dict[str, Any]) -> ShadowSide:
         from .service import DIRECT_KEY
@@ -160,10 +192,17 @@ def make_pair(msg: ShadowMessage, shadow: ShadowSide) -> dict[str, Any]:
     }
 
 
-def replay(body: str, invoker: ShadowInvoker) -> dict[str, Any]:
-    """Parse one shadow-queue message, run it on the candidate, return the pair."""
+def replay(body: str, invoker: ShadowInvoker) -> dict[str, Any] | None:
+    """Parse one shadow-queue message, run it on the candidate, return the pair -- or None when the candidate is
+    the very version that answered in production (a pair would compare a version with itself)."""
     msg = parse_message(body)
-    return make_pair(msg, invoker.invoke(msg.request))
+    served = msg.production.function_version
+    if served and invoker.target_version() == served:
+        return None
+    side = invoker.invoke(msg.request)
+    if served and side.function_version == served:
+        return None
+    return make_pair(msg, side)
 
 
 class PairWriter:

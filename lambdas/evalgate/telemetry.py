@@ -36,6 +36,7 @@ CANARY_PASSED = "CanaryPassed"
 CANARY_SCORE = "CanaryScore"
 NOTIFICATIONS = "Notifications"
 SHADOW_PAIRS = "ShadowPairs"
+SHADOW_SKIPPED = "ShadowSkipped"  # mirrored requests the candidate itself answered (no self-comparison)
 
 UNITS: dict[str, str] = {
     LATENCY: "Milliseconds",
@@ -55,6 +56,7 @@ UNITS: dict[str, str] = {
     CANARY_SCORE: "None",
     NOTIFICATIONS: "Count",
     SHADOW_PAIRS: "Count",
+    SHADOW_SKIPPED: "Count",
 }
 
 DIM_VERSION = "FunctionVersion"

@@ -317,6 +317,15 @@ def test_shadow_alias_and_worker(synth: Synth) -> None:
     role = worker["Properties"]["Role"]["Fn::GetAtt"][0]
     invoke = [st for st in _policies_of(synth, PROD, role) if st["Action"] == "lambda:InvokeFunction"]
     assert invoke[0]["Resource"] == {"Ref": aliases["shadow"]}
+    # the worker reads where the alias points, to skip requests the candidate answered itself
+    read = [st for st in _policies_of(synth, PROD, role) if st["Action"] == "lambda:GetAlias"]
+    assert read and read[0]["Resource"] == {"Ref": aliases["shadow"]}
+    # shadow = the candidate (the version this deployment publishes); live moves only through CodeDeploy
+    resources = synth.templates[PROD]["Resources"]
+    version = _service_version(synth, PROD)
+    assert resources[aliases["shadow"]]["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+    assert "UpdatePolicy" not in resources[aliases["shadow"]]
+    assert "CodeDeployLambdaAliasUpdate" in resources[aliases["live"]]["UpdatePolicy"]
 
 
 def test_data_bucket_is_private_encrypted_ssl_only_with_lifecycle(synth: Synth) -> None:
