@@ -221,7 +221,8 @@ def test_shadow_worker_with_the_doc_sqs_event(monkeypatch: pytest.MonkeyPatch, a
     from handlers import shadow_worker as h
 
     for k, v in {"AWS_REGION": REGION, "AWS_LAMBDA_FUNCTION_VERSION": "2", "SHADOW_FUNCTION_NAME": "svc",
-                 "SHADOW_QUALIFIER": "shadow", "SHADOW_BUCKET": "evalgate-prod-data", "SHADOW_PREFIX": "shadow/"}.items():
+                 "SHADOW_QUALIFIER": "shadow", "SHADOW_BUCKET": "evalgate-prod-data",
+                 "SHADOW_PREFIX": "shadow/"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(h, "_state", {})
     # "Test message." is no shadow record: every record fails, so Powertools fails the whole batch (SQS redelivers
@@ -371,7 +372,7 @@ def test_release_tier_evaluation_job_requests(aws_passthrough: AwsRecorder) -> N
         ej.stub_job(stub, "evalgate-t1-1", ["InProgress", "Completed"], busy_first=True)
         ej.stub_job(stub, "evalgate-t1-2", ["Completed"])
 
-    result, judge, _, _ = ej.run_with_jobs(config, lambda answer: 0.9, script)
+    _, judge, _, _ = ej.run_with_jobs(config, lambda answer: 0.9, script)
     assert [j["status"] for j in judge.jobs] == ["Completed", "Completed"]
     aws_passthrough.calls = [c for c in aws_passthrough.calls if c.operation != "CreateBucket"]  # test setup
     made = assert_contract(aws_passthrough, "quality gate, release tier")
