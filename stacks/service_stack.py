@@ -96,7 +96,8 @@ class ServiceStack(Stack):
 
         alarms = QualityAlarms(self, "QualityAlarms", QualityAlarmsProps(
             version=service.version, thresholds=alarms_cfg, latency_slo_ms=s.latency_slo_ms,
-            min_judged_samples=s.min_judged_samples, window_minutes=s.canary_interval_minutes, name_prefix=prefix,
+            min_judged_samples=s.min_judged_samples if props.deployment_mode == "canary" else None,
+            window_minutes=s.canary_interval_minutes, name_prefix=prefix,
         ))
         flags = FeatureFlags(self, "FeatureFlags", FeatureFlagsProps(
             application_name=application_name, environment_name=stage, flags=s.flags,

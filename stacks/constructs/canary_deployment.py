@@ -47,7 +47,7 @@ class CanaryDeploymentProps:
     version: lambda_.IVersion
     alias: lambda_.Alias
     rollback_alarms: list[cw.IAlarm]
-    min_samples_alarm: cw.IAlarm
+    min_samples_alarm: cw.IAlarm | None  # required in canary mode (the canary analysis reads it)
     min_judged_samples: int
     judge_model_id: str
     embeddings_model_id: str
@@ -129,6 +129,8 @@ class CanaryDeployment(Construct):
 
     def _canary_analysis_hook(self, props: CanaryDeploymentProps) -> lambda_.Function:
         """AfterAllowTraffic of a canary: new vs previous version on the bake window's judged live traffic."""
+        if props.min_samples_alarm is None:
+            raise ValueError("a canary deployment needs the minimum-sample alarm (QualityAlarms.min_samples)")
         hook = props.bundle.function(self, "CanaryAnalysisHook", FunctionSpec(
             handler="handlers.canary_analysis.handler",
             description=f"{props.project} {props.stage}: canary vs baseline statistics (AfterAllowTraffic)",
