@@ -18,6 +18,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("bedrock-runtime", "ApplyGuardrail"): "bedrock:ApplyGuardrail",
     ("lambda", "Invoke"): "lambda:InvokeFunction",
     ("s3", "ListObjectsV2"): "s3:ListBucket",
+    ("s3", "HeadObject"): "s3:GetObject",
     ("sqs", "SendMessageBatch"): "sqs:SendMessage",
     ("appconfigdata", "StartConfigurationSession"): "appconfig:StartConfigurationSession",
     ("appconfigdata", "GetLatestConfiguration"): "appconfig:GetLatestConfiguration",
@@ -105,6 +106,13 @@ PATHS: dict[str, RuntimePath] = {p.name: p for p in [
         ("codepipeline", "PutApprovalResult"): "evalgate-pipeline/QualityGate/Approve",
         ("events", "PutEvents"): "event-bus/default",
         ("sns", "Publish"): "Topic",
+    }),
+    RuntimePath("quality gate, evaluation run", "pipeline", None, "PipelineQualityGateEvalGateRole", {
+        ("s3", "HeadObject"): "/cache/",
+        ("s3", "GetObject"): "/cache/",
+        ("s3", "PutObject"): "/cache/",
+        ("bedrock-runtime", "Converse"): "inference-profile/",
+        ("bedrock-runtime", "InvokeModel"): "foundation-model/amazon.titan-embed",
     }),
     RuntimePath("quality gate, release tier", "pipeline", None, "PipelineQualityGateEvalGateRole", {
         ("bedrock", "ListEvaluationJobs"): ANY,

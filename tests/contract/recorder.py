@@ -56,7 +56,11 @@ class AwsRecorder:
         except ParamValidationError as exc:
             self.invalid.append(f"{service}.{operation}: {exc}")
             raise
-        self.calls.append(Call(service, operation, copy.deepcopy(params)))
+        try:
+            recorded = copy.deepcopy(params)
+        except TypeError:  # a streaming body (s3transfer's file chunk) cannot be copied: keep the references
+            recorded = dict(params)
+        self.calls.append(Call(service, operation, recorded))
         if self.passthrough is not None:
             return self.passthrough(client, operation, params)
         response = self.responses.get((service, operation), {})

@@ -378,3 +378,33 @@ def test_release_tier_evaluation_job_requests(aws_passthrough: AwsRecorder) -> N
     made = assert_contract(aws_passthrough, "quality gate, release tier")
     assert {("bedrock", "ListEvaluationJobs"), ("bedrock", "CreateEvaluationJob"), ("bedrock", "GetEvaluationJob"),
             ("s3", "PutObject"), ("s3", "GetObject"), ("s3", "ListObjectsV2")} <= made
+
+
+def test_quality_gate_evaluation_run_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              aws: AwsRecorder) -> None:
+    """What the gate's `evalgate run` sends (as the EvalGate CodeBuild step runs it): the S3 cache pull and push,
+    the candidate's and the judge's Converse calls and Titan embeddings."""
+    from botocore.exceptions import ClientError
+
+    from evalgate import cli
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_REGION", REGION)
+
+    def no_cache_yet(params: dict[str, Any]) -> dict[str, Any]:
+        raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
+
+    aws.respond("s3", "HeadObject", no_cache_yet)
+    aws.respond("bedrock-runtime", "Converse", judge_reply)
+    aws.respond("bedrock-runtime", "InvokeModel", lambda p: {
+        "body": body({"embedding": [0.1] * 1024, "inputTextTokenCount": 12}), "contentType": "application/json"})
+    code = cli.main(["run", "--tier", "smoke", "--golden", str(root / "golden"), "--candidate", "bedrock",
+                     "--model", SONNET, "--prompt", "support/v1", "--judge-model", HAIKU, "--embedder", "titan",
+                     "--cache", str(tmp_path / "cache.sqlite"), "--cache-s3", "s3://evalgate-eval/cache/evalgate.sqlite",
+                     "--out", str(tmp_path / "out"), "--no-progress"])
+    assert code in {0, 1, 3, 4}
+    made = assert_contract(aws, "quality gate, evaluation run")
+    assert {("s3", "HeadObject"), ("s3", "PutObject"), ("bedrock-runtime", "Converse"),
+            ("bedrock-runtime", "InvokeModel")} <= made
+    assert {p["modelId"] for p in aws.of("bedrock-runtime", "Converse")} == {SONNET, HAIKU}
