@@ -17,8 +17,9 @@ Which spend that budget sees (see ``BEDROCK_SPEND_FILTER``): Bedrock's own model
 subscriptions -- "Access to all Amazon Bedrock foundation models is enabled by default with the correct AWS
 Marketplace permissions" and invoking a third-party model "initiates the subscription process"
 (https://docs.aws.amazon.com/bedrock/latest/userguide/model-access.html) -- and Marketplace charges carry the
-billing entity "AWS Marketplace" with the listing's own service name, not "Amazon Bedrock"
-(https://docs.aws.amazon.com/cost-management/latest/userguide/ce-filtering.html, "Billing entity"). A filter on
+billing entity "AWS Marketplace" ("Billing entity ... AWS Marketplace: Identifies a purchase in AWS Marketplace",
+https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-create-filters.html), under the listing's own
+service name rather than "Amazon Bedrock". A filter on
 ``Service = Amazon Bedrock`` alone would therefore miss the Claude spend this project generates. The budget
 matches ``SERVICE = Amazon Bedrock`` OR ``BILLING_ENTITY = AWS Marketplace``: it may also count other Marketplace
 subscriptions of the account (an early alert, never a silent one).
