@@ -7,7 +7,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: demo test lint typecheck unit integration infra e2e synth bench calibrate clean
+.PHONY: demo test lint typecheck unit integration infra contract e2e synth bench calibrate clean
 
 $(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml package.json
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -38,7 +38,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy lambdas/evalgate
 
-unit integration infra e2e: $(VENV)/.installed
+unit integration infra contract e2e: $(VENV)/.installed
 	$(VENV)/bin/pytest -q tests/$@
 
 synth: $(VENV)/.installed
