@@ -241,7 +241,7 @@ class PipelineStack(Stack):
                 "npm ci --no-audit --no-fund",
             ],
             commands=[
-                "python3 -m pytest tests/unit tests/infra -q -p no:cacheprovider",
+                "python3 -m pytest tests/unit tests/infra tests/contract -q -p no:cacheprovider",
                 'BASE=$(aws s3 cp "s3://$EVAL_BUCKET/baselines/approved/commit.txt" - 2>/dev/null || true)',
                 'MODE=$(python3 -m stacks.change_type --base "$BASE" --explain)',
                 "npx cdk synth --quiet -c bundle=true -c deploymentMode=$MODE",
