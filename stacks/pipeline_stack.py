@@ -1,6 +1,6 @@
 """The release pipeline (CDK Pipelines, CodePipeline V2, self-mutating). Thin: it composes constructs and steps.
 
-Source -> Build (unit + infra tests, change classification, cdk synth) -> UpdatePipeline (self-mutation)
+Source -> Build (unit + infra + contract tests, change classification, cdk synth) -> UpdatePipeline (self-mutation)
 -> Assets -> QualityGate [EvalGate | Approve] -> PromoteBaseline -> Staging (deploy, load test, smoke eval)
 -> Prod (deploy; CodeDeploy canary or all-at-once, decided by the change type).
 """
