@@ -59,3 +59,21 @@ def test_every_function_runs_the_pinned_layer_first_and_the_deps_layer_last(synt
 def test_the_deps_layer_does_not_ship_a_second_powertools() -> None:
     lines = [ln.split("#", 1)[0].strip().lower() for ln in (REPO / "requirements-lambda.txt").read_text().splitlines()]
     assert not [ln for ln in lines if ln.startswith(("aws-lambda-powertools", "aws_lambda_powertools"))]
+
+
+def test_a_powertools_upgrade_publishes_a_new_service_version(synth: Synth, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layer is part of what the service version is: a new pin must go through the canary, not slip in."""
+    from aws_cdk import App
+
+    from stacks.constructs import lambda_bundle
+    from stacks.service_stack import ServiceStack, ServiceStackProps
+
+    def version_id(pin: str) -> str:
+        monkeypatch.setattr(lambda_bundle, "powertools_version", lambda: pin)
+        stack = ServiceStack(App(context={"aws:cdk:bundling-stacks": []}), "Probe", ServiceStackProps(
+            settings=synth.built.settings, stage_name="Prod", deployment_mode="canary"))
+        template = App.of(stack).synth().get_stack_by_name(stack.stack_name).template  # type: ignore[union-attr]
+        (logical_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Lambda::Version"]
+        return str(logical_id)
+
+    assert version_id("3.36.0") != version_id("3.37.0")
