@@ -55,6 +55,21 @@ def judge_reply(params: dict[str, Any]) -> dict[str, Any]:
             "usage": {"inputTokens": 900, "outputTokens": 40, "totalTokens": 940}, "metrics": {"latencyMs": 420}}
 
 
+def stream_reply(params: dict[str, Any]) -> dict[str, Any]:
+    """A ConverseStream answer: the events botocore's EventStream yields, in order."""
+    answer = "Refunds reach your card within 5 to 10 business days [returns.refund-timing]."
+    cut = answer.index(" days")
+    deltas = [answer[:cut], answer[cut:]]  # two chunks, as a stream splits a short answer
+    return {"stream": [
+        {"messageStart": {"role": "assistant"}},
+        *({"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"text": d}}} for d in deltas),
+        {"contentBlockStop": {"contentBlockIndex": 0}},
+        {"messageStop": {"stopReason": "end_turn"}},
+        {"metadata": {"usage": {"inputTokens": 900, "outputTokens": 40, "totalTokens": 940},
+                      "metrics": {"latencyMs": 420}}},
+    ]}
+
+
 # ------------------------------------------------------------------------------------------------ notifier
 
 
@@ -288,6 +303,7 @@ def test_service_with_the_doc_http_api_v2_event(monkeypatch: pytest.MonkeyPatch,
         "NextPollConfigurationToken": "t1", "NextPollIntervalInSeconds": 60, "ContentType": "application/json",
         "Configuration": body(document)})
     aws.respond("bedrock-runtime", "Converse", judge_reply)
+    aws.respond("bedrock-runtime", "ConverseStream", stream_reply)  # whichever of the two the service uses
     aws.respond("sqs", "SendMessageBatch", lambda p: {"Successful": [
         {"Id": e["Id"], "MessageId": f"m-{e['Id']}", "MD5OfMessageBody": "0" * 32} for e in p["Entries"]]})
     event = doc_event("http_api_v2_payload")
