@@ -55,6 +55,9 @@ PATHS: dict[str, RuntimePath] = {p.name: p for p in [
         ("lambda", "GetAlias"): "ServiceLive",
         ("bedrock-runtime", "Converse"): "inference-profile/",
         ("s3", "PutObject"): "/judged/",
+        ("ssm", "DescribeOpsItems"): ANY,
+        ("ssm", "CreateOpsItem"): "opsitem/",
+        ("ssm", "UpdateOpsItem"): "opsitem/",
     }),
     RuntimePath("shadow worker", "service", "handlers.shadow_worker.handler", None, {
         ("lambda", "GetAlias"): "ShadowAlias",
@@ -113,6 +116,9 @@ PATHS: dict[str, RuntimePath] = {p.name: p for p in [
         ("s3", "PutObject"): "/cache/",
         ("bedrock-runtime", "Converse"): "inference-profile/",
         ("bedrock-runtime", "InvokeModel"): "foundation-model/amazon.titan-embed",
+        ("ssm", "DescribeOpsItems"): ANY,
+        ("ssm", "CreateOpsItem"): "opsitem/",
+        ("ssm", "UpdateOpsItem"): "opsitem/",
     }),
     RuntimePath("quality gate, release tier", "pipeline", None, "PipelineQualityGateEvalGateRole", {
         ("bedrock", "ListEvaluationJobs"): ANY,

@@ -62,7 +62,7 @@ def test_every_action_the_table_names_is_a_real_iam_action() -> None:
     """The table's actions use the services' IAM prefixes (appconfigdata -> appconfig, bedrock-runtime ->
     bedrock, ...), so a typo cannot make a check vacuous."""
     prefixes = {"appconfig", "bedrock", "cloudwatch", "codedeploy", "codepipeline", "dynamodb", "events", "lambda",
-                "logs", "s3", "sns", "sqs"}
+                "logs", "s3", "sns", "sqs", "ssm"}
     for path in PATHS.values():
         for service, operation in path.calls:
             assert action(service, operation).split(":")[0] in prefixes, (path.name, service, operation)

@@ -38,14 +38,16 @@ def assert_contract(aws: AwsRecorder, path: str) -> set[tuple[str, str]]:
     return made
 
 
-def judge_reply(params: dict[str, Any]) -> dict[str, Any]:
-    """A Converse answer: the forced tool call when the request has tools, else text."""
+def judge_reply(params: dict[str, Any], unsupported: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A Converse answer: the forced tool call when the request has tools (the judge flags ``unsupported``
+    claims, if any), else text."""
     tools = (params.get("toolConfig") or {}).get("tools") or []
     if tools:
+        verdict = {"score": 0.2, "verdict": "fail", "reasons": "Claims what no cited source says."} if unsupported \
+            else {"score": 0.9, "verdict": "pass", "reasons": "Supported by the cited policy."}
         content: list[dict[str, Any]] = [{"toolUse": {
             "toolUseId": "tooluse-1", "name": tools[0]["toolSpec"]["name"],
-            "input": {"score": 0.9, "verdict": "pass", "reasons": "Supported by the cited policy.",
-                      "unsupported_claims": [], "claims": [], "supported": [], "unsupported": []},
+            "input": {**verdict, "unsupported_claims": list(unsupported)},
         }}]
         stop = "tool_use"
     else:
@@ -262,13 +264,16 @@ def test_online_judge_with_the_doc_sqs_event(monkeypatch: pytest.MonkeyPatch, aw
 
     for k, v in {"AWS_REGION": REGION, "AWS_LAMBDA_FUNCTION_VERSION": "4", "JUDGE_MODEL_ID": HAIKU,
                  "CANARY_TOKEN": "CANARY-1", "JUDGED_BUCKET": "evalgate-prod-data", "JUDGED_PREFIX": "judged/",
-                 "SERVICE_FUNCTION_NAME": "svc", "SERVICE_ALIAS": "live",
+                 "SERVICE_FUNCTION_NAME": "svc", "SERVICE_ALIAS": "live", "KNOWN_ERROR_TICKETS": "opscenter",
                  "POWERTOOLS_METRICS_NAMESPACE": "EvalGate/Service"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(h, "_state", {})
     aws.respond("lambda", "GetAlias", {"Name": "live", "FunctionVersion": "7", "RoutingConfig": {
         "AdditionalVersionWeights": {"8": 0.1}}})
-    aws.respond("bedrock-runtime", "Converse", judge_reply)
+    # the judge finds an unsupported claim: the answer is a hallucination, which opens a known-error ticket
+    aws.respond("bedrock-runtime", "Converse", lambda p: judge_reply(p, ("refunds take 5 to 10 business days",)))
+    aws.respond("ssm", "DescribeOpsItems", {"OpsItemSummaries": []})
+    aws.respond("ssm", "CreateOpsItem", {"OpsItemId": "oi-0123456789ab"})
     record = json.dumps({"schema": 1, "request_id": "r-1", "ts": 1795449600.0, "function_name": "svc",
                          "function_version": "8", "model_id": SONNET, "prompt_version": "support/v1",
                          "question": "How long do refunds take?", "answer": "5 to 10 business days.",
@@ -276,7 +281,8 @@ def test_online_judge_with_the_doc_sqs_event(monkeypatch: pytest.MonkeyPatch, aw
     out = h.handler(sqs_doc_event_with([record]), Ctx())
     assert out["batchItemFailures"] == []
     made = assert_contract(aws, "online judge")
-    assert ("bedrock-runtime", "Converse") in made and ("lambda", "GetAlias") in made
+    assert {("bedrock-runtime", "Converse"), ("lambda", "GetAlias"), ("ssm", "DescribeOpsItems"),
+            ("ssm", "CreateOpsItem")} <= made
 
 
 # ------------------------------------------------------------------------------------------------ service
@@ -424,3 +430,26 @@ def test_quality_gate_evaluation_run_requests(tmp_path: Path, monkeypatch: pytes
     assert {("s3", "HeadObject"), ("s3", "PutObject"), ("bedrock-runtime", "Converse"),
             ("bedrock-runtime", "InvokeModel")} <= made
     assert {p["modelId"] for p in aws.of("bedrock-runtime", "Converse")} == {SONNET, HAIKU}
+
+
+def test_known_error_ticket_requests(aws: AwsRecorder) -> None:
+    """OpsCenter tickets (``run --tickets opscenter`` in the gate; the online judge on live hallucinations): a new
+    finding creates an OpsItem, the same finding again counts on it, open high-stakes tickets are counted."""
+    import boto3
+
+    from evalgate.tickets import OpsCenterTickets, live_finding
+
+    tickets = OpsCenterTickets(boto3.client("ssm", region_name=REGION))
+    finding = live_finding("Are returns free?", "Yes, returns are free forever.", ["returns are free forever"])
+    context = {"request_id": "r-1", "function_version": "8", "model_id": SONNET, "prompt_version": "support/v1"}
+    aws.respond("ssm", "DescribeOpsItems", {"OpsItemSummaries": []})
+    aws.respond("ssm", "CreateOpsItem", {"OpsItemId": "oi-0123456789ab"})
+    assert tickets.open(finding, context).created
+    aws.respond("ssm", "DescribeOpsItems", {"OpsItemSummaries": [{"OpsItemId": "oi-0123456789ab", "OperationalData": {
+        "/evalgate/count": {"Value": "1", "Type": "String"}}}]})
+    again = tickets.open(finding, context)
+    assert not again.created and again.count == 2
+    assert tickets.open_high_stakes() >= 0
+    assert_contract(aws, "quality gate, evaluation run")
+    assert_contract(aws, "online judge")
+    assert {("ssm", "CreateOpsItem"), ("ssm", "UpdateOpsItem"), ("ssm", "DescribeOpsItems")} <= aws.operations()
