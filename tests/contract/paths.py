@@ -115,6 +115,7 @@ PATHS: dict[str, RuntimePath] = {p.name: p for p in [
         ("s3", "GetObject"): "/cache/",
         ("s3", "PutObject"): "/cache/",
         ("bedrock-runtime", "Converse"): "inference-profile/",
+        ("bedrock-runtime", "ConverseStream"): "inference-profile/",  # the bedrock candidate, timed (TTFT)
         ("bedrock-runtime", "InvokeModel"): "foundation-model/amazon.titan-embed",
         ("ssm", "DescribeOpsItems"): ANY,
         ("ssm", "CreateOpsItem"): "opsitem/",

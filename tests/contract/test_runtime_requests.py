@@ -419,6 +419,7 @@ def test_quality_gate_evaluation_run_requests(tmp_path: Path, monkeypatch: pytes
 
     aws.respond("s3", "HeadObject", no_cache_yet)
     aws.respond("bedrock-runtime", "Converse", judge_reply)
+    aws.respond("bedrock-runtime", "ConverseStream", stream_reply)
     aws.respond("bedrock-runtime", "InvokeModel", lambda p: {
         "body": body({"embedding": [0.1] * 1024, "inputTextTokenCount": 12}), "contentType": "application/json"})
     code = cli.main(["run", "--tier", "smoke", "--golden", str(root / "golden"), "--candidate", "bedrock",
@@ -429,7 +430,8 @@ def test_quality_gate_evaluation_run_requests(tmp_path: Path, monkeypatch: pytes
     made = assert_contract(aws, "quality gate, evaluation run")
     assert {("s3", "HeadObject"), ("s3", "PutObject"), ("bedrock-runtime", "Converse"),
             ("bedrock-runtime", "InvokeModel")} <= made
-    assert {p["modelId"] for p in aws.of("bedrock-runtime", "Converse")} == {SONNET, HAIKU}
+    called = aws.of("bedrock-runtime", "Converse") + aws.of("bedrock-runtime", "ConverseStream")
+    assert {p["modelId"] for p in called} == {SONNET, HAIKU}  # the candidate and the judge
 
 
 def test_known_error_ticket_requests(aws: AwsRecorder) -> None:
