@@ -66,6 +66,13 @@ def test_a_vector_does_not_depend_on_batch_neighbours_order_or_duplicates(embedd
 
 
 @pytest.mark.slow
+def test_vectors_are_the_same_whatever_the_number_of_cores(embedder: LocalEmbedder):
+    rows = [json.loads(x) for x in (ROOT / "bench/data/stsb_test/stsb_test_sample.jsonl").read_text().splitlines()]
+    texts = [r["sentence1"] for r in rows[:100]] + REFERENCE["texts"]  # several batches of different widths
+    assert np.array_equal(LocalEmbedder(threads=1).embed(texts), LocalEmbedder(threads=3).embed(texts))
+
+
+@pytest.mark.slow
 def test_warm_cache_run_never_loads_the_model(tmp_path: Path):
     golden = load_golden(ROOT / "golden", suites=["regression"])
     config = load_config(ROOT / "golden" / "gate.toml")

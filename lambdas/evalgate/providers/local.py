@@ -11,7 +11,9 @@ at 256 tokens) computed from the same fp32 weights:
   package's config and safetensors header; its initializers point into ``model.safetensors``.
 
 Throughput: texts are deduplicated, tokenized once, sorted by length and cut into batches padded to their own
-longest text; one inference session per embedder, its intra-op threads set to the cores this process may use.
+longest text; one inference session per embedder, whose batches run concurrently on the cores this process
+may use, each on one thread (about 10% less CPU per pair than splitting every matrix product across threads,
+and a vector that does not depend on the machine's core count).
 Nothing is imported or loaded until the first ``embed`` call, so a run whose vectors all come from the
 evaluation cache never loads the model.
 """
@@ -23,6 +25,7 @@ import importlib.metadata
 import importlib.util
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +103,11 @@ class LocalEmbedder:
             tokenizer.no_padding()  # batches are padded to their own longest text below
             tokenizer.enable_truncation(MAX_TOKENS)
             so = ort.SessionOptions()
-            so.intra_op_num_threads = self.threads
+            so.intra_op_num_threads = 1  # parallel across batches instead (see embed)
             so.inter_op_num_threads = 1
             so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             so.log_severity_level = 3
-            # idle workers sleep instead of spinning: the box is often shared (CI runners, the runner's own pool)
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(folder))
             self._session = ort.InferenceSession(
                 GRAPH_FILE.read_bytes(), sess_options=so, providers=["CPUExecutionProvider"]
@@ -120,13 +121,14 @@ class LocalEmbedder:
         import numpy as np
 
         unique = list(dict.fromkeys(texts))
-        with self._lock:  # one session: its threads already use every core
+        with self._lock:  # one call at a time: its batches already use every core
             session, tokenizer = self._load()
             ids = [e.ids for e in tokenizer.encode_batch(unique)]
             order = sorted(range(len(unique)), key=lambda i: len(ids[i]))
+            batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
             vectors = np.empty((len(unique), DIMENSIONS), dtype=np.float32)
-            for start in range(0, len(order), self.batch_size):
-                rows = order[start : start + self.batch_size]
+
+            def run(rows: list[int]) -> None:
                 width = max(len(ids[i]) for i in rows)
                 input_ids = np.zeros((len(rows), width), dtype=np.int64)
                 mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -134,5 +136,13 @@ class LocalEmbedder:
                     input_ids[r, : len(ids[i])] = ids[i]
                     mask[r, : len(ids[i])] = 1
                 vectors[rows] = session.run([OUTPUT], dict(zip(INPUTS, (input_ids, mask), strict=True)))[0]
+
+            workers = min(self.threads, len(batches))
+            if workers > 1:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minilm") as pool:
+                    list(pool.map(run, batches))  # disjoint rows; ONNX Runtime releases the GIL
+            else:
+                for rows in batches:
+                    run(rows)
         position = {t: i for i, t in enumerate(unique)}
         return [vectors[position[t]].tolist() for t in texts]
