@@ -34,7 +34,8 @@ class CaseResult(BaseModel):
     failures: list[str] = Field(default_factory=list)
     hallucinated: bool | None = None
     unsupported_claims: list[str] = Field(default_factory=list)
-    latency_ms: float | None = None  # measured now (never a cached value)
+    latency_ms: float | None = None  # total answer time, measured now (never a cached value)
+    ttft_ms: float | None = None  # time to first token, measured now, when the candidate reports it
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -156,6 +157,8 @@ class RunResult(BaseModel):
     evaluation_jobs: list[dict[str, Any]] = Field(default_factory=list)  # Bedrock evaluation jobs used
     load: dict[str, Any] | None = None  # evalgate load: schedule, counts, latency definition
     fatal: list[str] = Field(default_factory=list)  # run-level problems (cost cap, time budget...): ERROR
+    warnings: list[str] = Field(default_factory=list)  # advice that does not change the verdict (golden freshness)
+    tickets: list[dict[str, Any]] = Field(default_factory=list)  # known-error tickets opened or counted by this run
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)

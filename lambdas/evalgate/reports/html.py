@@ -342,7 +342,11 @@ def banner(result: RunResult) -> str:
 
 def reasons_section(result: RunResult) -> str:
     items = "".join(f"<li>{esc(r)}</li>" for r in result.verdict.reasons) or "<li>(the gate gave no reasons)</li>"
-    return f"<section><h2>Why</h2><ul>{items}</ul></section>"
+    warn = "".join(f"<li>{esc(w)}</li>" for w in result.warnings)
+    more = f"<h2>Warnings</h2><ul>{warn}</ul>" if warn else ""
+    tickets = "".join(f"<li>{esc(t.get('title', ''))}: {esc(t.get('id', ''))}</li>" for t in result.tickets)
+    more += f"<h2>Known errors (tickets)</h2><ul>{tickets}</ul>" if tickets else ""
+    return f"<section><h2>Why</h2><ul>{items}</ul>{more}</section>"
 
 
 def aggregate_row(agg: Aggregate) -> str:
@@ -523,7 +527,8 @@ def case_details(case: CaseResult) -> str:
         extra = "".join(f'<br><span class="muted">{esc(k)}: {esc(_clip(v))}</span>' for k, v in m.details.items())
         rows.append((f"{name}", f"{esc(value)}{' — ' + esc(m.reason) if m.reason else ''}{extra}"))
     tokens = f"{case.input_tokens}/{case.output_tokens}"
-    usage = f"latency {fmt_num(case.latency_ms)} ms · tokens in/out {tokens} · {fmt_usd(case.cost_usd)}"
+    ttft = f"first token {fmt_num(case.ttft_ms)} ms · " if case.ttft_ms is not None else ""
+    usage = f"{ttft}latency {fmt_num(case.latency_ms)} ms · tokens in/out {tokens} · {fmt_usd(case.cost_usd)}"
     rows.append(("usage", esc(usage)))
     body = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in rows)
     return f'<details><summary>details</summary><dl class="kv">{body}</dl></details>'
