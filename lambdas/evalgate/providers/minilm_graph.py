@@ -8,7 +8,9 @@ offsets are only valid for that exact file.
 
 The computation follows Hugging Face's ``BertModel`` (post-LayerNorm, exact erf GELU, additive attention
 mask of float32's minimum) and sentence-transformers' ``Pooling(mean)`` + ``Normalize``. Standard ONNX ops
-only (opset 17); ONNX Runtime fuses LayerNorm/GELU/attention patterns itself when the session is created.
+only (opset 17); ONNX Runtime fuses what it can when the session is created (GELU with its bias, the
+attention scaling into its MatMul); hand-written contrib ops (Attention, SkipLayerNormalization) measured
+slower on CPU for these short inputs (bench/README.md).
 
 Reproducible: the same package files give the same bytes. Regenerate (needs the ``onnx`` package, a dev
 dependency) with::
@@ -52,7 +54,6 @@ def safetensors_layout(path: Path) -> dict[str, tuple[list[int], int, int]]:
 
 def build_model(model_dir: Path) -> Any:
     """The ModelProto for the BERT config and weights layout found in ``model_dir``."""
-
     from onnx import TensorProto, helper
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
