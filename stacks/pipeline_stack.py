@@ -258,7 +258,7 @@ class PipelineStack(Stack):
             input=source,
             install_commands=[
                 "python3 -m pip install --quiet --upgrade pip",
-                # dev tools without the local-embedding stack (torch) that only the offline tier needs
+                # dev tools without the local-embedding stack (onnxruntime, tokenizers) that only the offline tier needs
                 "grep -v requirements-local requirements-dev.txt > /tmp/requirements-ci.txt",
                 "python3 -m pip install --quiet -r /tmp/requirements-ci.txt",
                 "npm ci --no-audit --no-fund",
