@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InputError, Problem
+from .retry import DEFAULT_MALFORMED_ATTEMPTS
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -109,6 +110,8 @@ class Models(BaseModel):
     max_tokens: Annotated[int, Field(ge=1, le=8192)] = 512
     temperature: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    # Attempts per judgement when the judge's reply is unparseable (the first included), then unscored.
+    judge_malformed_attempts: Annotated[int, Field(ge=1, le=10)] = DEFAULT_MALFORMED_ATTEMPTS
 
 
 Glob = Annotated[str, Field(min_length=1)]

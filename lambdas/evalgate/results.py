@@ -109,6 +109,7 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
     by_model: dict[str, dict[str, float]] = Field(default_factory=dict)
+    retries: int = 0  # calls made again (throttled, transient, or an unparseable judge reply); in the counts above
 
 
 class Verdict(BaseModel):
@@ -156,6 +157,9 @@ class RunResult(BaseModel):
     evaluation_jobs: list[dict[str, Any]] = Field(default_factory=list)  # Bedrock evaluation jobs used
     load: dict[str, Any] | None = None  # evalgate load: schedule, counts, latency definition
     fatal: list[str] = Field(default_factory=list)  # run-level problems (cost cap, time budget...): ERROR
+    # The retry policy's account (issue 15): concurrency (max, floor, lowest, final) and, per model, calls,
+    # throttles, transient errors, retries, given-up calls, unscored judgements/embeddings and errors.
+    faults: dict[str, Any] | None = None
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)

@@ -12,6 +12,8 @@ from evalgate.config import load_config
 from evalgate.dataset import load_golden
 from evalgate.errors import ProviderError, ThrottledError
 from evalgate.judge import Judge
+from evalgate.reports.markdown import render_markdown
+from evalgate.retry import RetryPolicy
 from evalgate.runner import Runner, run_evaluation
 
 from .core_fakes import DictCandidate, HashEmbedder, ScriptedJudgeModel
@@ -45,7 +47,7 @@ def score_reply(score: float = 0.95):
 def run(golden_dir: Path, cand, judge_model=None, **kw):
     golden = load_golden(golden_dir)
     config = load_config(golden_dir / "gate.toml")
-    judge = Judge(judge_model, cache=kw.get("cache"), sleep=lambda s: None) if judge_model else None
+    judge = Judge(judge_model, cache=kw.get("cache")) if judge_model else None
     return run_evaluation(
         golden=golden,
         cases=golden.cases,
@@ -112,7 +114,13 @@ def test_candidate_errors_and_throttling(golden_dir: Path):
                 raise ThrottledError("ThrottlingException")
             return super().generate(case, knowledge, repeat)
 
+    clock = [0.0]
     sleeps: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        clock[0] += s
+
     cand = Throttly(answers())
     runner = Runner(
         golden=golden,
@@ -122,13 +130,18 @@ def test_candidate_errors_and_throttling(golden_dir: Path):
         judge=None,
         embedder=HashEmbedder(),
         concurrency=4,
-        sleep=sleeps.append,
+        policy=RetryPolicy(4, clock=lambda: clock[0], sleep=sleep),
     )
     r = runner.run(golden.cases)
     assert r.verdict.verdict == "PASS" and len(sleeps) == 3
-    assert runner.limiter.throttles == 3 and runner.limiter.lowest < 4  # backed off
+    assert r.faults["models"]["dict"]["throttles"] == 3 and r.faults["models"]["dict"]["retries"] == 3
+    assert r.faults["concurrency"]["lowest"] < 4  # backed off
+    md = render_markdown(r)  # summary.md reports them per model
+    row = next(line for line in md.splitlines() if line.startswith("| `dict` |"))
+    assert "## Faults and retries" in md and row.split("|")[2:5] == [" 14 ", " 3 ", " 0 "]
     r = run(golden_dir, DictCandidate(answers(**{"c-001": ProviderError("AccessDeniedException")})), None)
     assert r.case("c-001").status == "error" and r.verdict.verdict == "ERROR"
+    assert "dict: gave up on 1 call(s): not retryable: AccessDeniedException" in r.verdict.reasons
 
 
 def test_warm_cache_rerun_makes_no_model_calls(golden_dir: Path, tmp_path: Path):

@@ -2,8 +2,9 @@
 Titan text embeddings (InvokeModel).
 
 All three use a client from ``providers.aws.make_client`` (default credential and endpoint resolution,
-adaptive retries, explicit timeouts) unless a client is injected. Capacity errors that survive botocore's
-retries raise ``ThrottledError``; every other failure raises ``ProviderError`` naming the model.
+explicit timeouts, botocore retries off: ``evalgate.retry`` owns them) unless a client is injected. Capacity
+errors raise ``ThrottledError``, 5xx and timeouts ``TransientError``; every other failure raises
+``ProviderError`` naming the model.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from ..errors import ProviderError
 from ..models import Case, Generation, KnowledgeEntry
 from ..prompts import PromptTemplate
-from .aws import ClientSettings, make_client, map_aws_error
+from .aws import ClientSettings, make_client, map_aws_error, model_client_settings
 from .base import JudgeCall, ToolSpec
 
 TITAN_EMBED_V2 = "amazon.titan-embed-text-v2:0"
@@ -29,7 +30,7 @@ GUARDRAIL_INTERVENED = "guardrail_intervened"
 
 
 def _runtime_client(client: Any, settings: ClientSettings | None) -> Any:
-    return client if client is not None else make_client("bedrock-runtime", settings)
+    return client if client is not None else make_client("bedrock-runtime", settings or model_client_settings())
 
 
 def _converse_messages(messages: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
