@@ -29,8 +29,25 @@ TITAN_V2_DIMENSIONS = (256, 512, 1024)
 GUARDRAIL_INTERVENED = "guardrail_intervened"
 
 
+class _LazyClient:
+    """The bedrock-runtime client, built on first use: a run whose calls all come from the cache never pays for
+    building one (botocore loads the service model then)."""
+
+    def __init__(self, settings: ClientSettings | None) -> None:
+        self._settings = settings
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = make_client("bedrock-runtime", self._settings or model_client_settings())
+        return getattr(self._client, name)
+
+
 def _runtime_client(client: Any, settings: ClientSettings | None) -> Any:
-    return client if client is not None else make_client("bedrock-runtime", settings or model_client_settings())
+    return client if client is not None else _LazyClient(settings)
 
 
 def _converse_messages(messages: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
