@@ -49,7 +49,9 @@ bench: $(VENV)/.installed
 
 # Throttling, quota, malformed judge replies and 5xx against the Bedrock stand-in; figures as ratios (bench/README.md).
 bench-faults: $(VENV)/.installed
-	$(PY) bench/bench_faults.py --botocore
+	$(PY) bench/bench_faults.py --only throughput
+	$(PY) bench/bench_faults.py --only botocore
+	$(PY) bench/bench_faults.py --only malformed
 
 calibrate: $(VENV)/.installed
 	$(VENV)/bin/evalgate calibrate --metric similarity

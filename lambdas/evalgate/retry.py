@@ -48,7 +48,9 @@ DEFAULT_TIME_BUDGET_S = 1800.0  # a run that cannot finish in 30 minutes is an E
 DEFAULT_FLOOR_FRACTION = 0.5
 DEFAULT_DECREASE = 0.7  # multiplicative decrease per window (CUBIC's beta)
 DEFAULT_BASE_DELAY_S = 0.1
-DEFAULT_MAX_DELAY_S = 10.0
+# Back-off cap. Under a sustained quota the limiter, not the sleep, keeps the load down; a cap of seconds lets
+# every sleeping call miss the quota's refills (fault bench: 10 s cap 0.77 of the quota bound, 1 s cap 0.88).
+DEFAULT_MAX_DELAY_S = 1.0
 # Attempts per judgement when the judge's reply is unparseable (the first included), then unscored; gate.toml
 # [models] judge_malformed_attempts overrides it. Chosen from bench/bench_faults.py (README "Resilience").
 DEFAULT_MALFORMED_ATTEMPTS = 3

@@ -208,3 +208,20 @@ def test_a_missing_judgement_is_unscored_not_absent():
     assert s.metrics["hallucination"].unscored  # no claim-level verdict and no numeric evidence either way
     s = score_generation(case, gen, kb, 0.9, None, set())  # offline tier: no judge expected
     assert "faithfulness" not in s.metrics and s.metrics["hallucination"].value == 0.0
+
+
+def test_judge_calls_start_as_soon_as_their_answer_exists_not_after_all_generation(golden_dir: Path):
+    """One slot: with a first-in-first-out pool every answer would be generated before the first judgement."""
+    log: list[str] = []
+
+    class Logged(DictCandidate):
+        def generate(self, case, knowledge, repeat):
+            log.append("generate")
+            return super().generate(case, knowledge, repeat)
+
+    judge_model = ScriptedJudgeModel(lambda user: log.append("judge") or score_reply()(user))
+    r = run(golden_dir, Logged(answers()), judge_model, concurrency=1)
+    assert r.verdict.verdict == "PASS"
+    assert log.count("generate") == 11 and "judge" in log[:3]
+    last_generation = len(log) - 1 - log[::-1].index("generate")
+    assert log[:last_generation].count("judge") >= 10  # judgements interleave with answers
