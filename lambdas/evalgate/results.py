@@ -157,6 +157,8 @@ class RunResult(BaseModel):
     evaluation_jobs: list[dict[str, Any]] = Field(default_factory=list)  # Bedrock evaluation jobs used
     load: dict[str, Any] | None = None  # evalgate load: schedule, counts, latency definition
     fatal: list[str] = Field(default_factory=list)  # run-level problems (cost cap, time budget...): ERROR
+    warnings: list[str] = Field(default_factory=list)  # advice that does not change the verdict (golden freshness)
+    tickets: list[dict[str, Any]] = Field(default_factory=list)  # known-error tickets opened or counted by this run
     # The retry policy's account (issue 15): concurrency (max, floor, lowest, final) and, per model, calls,
     # throttles, transient errors, retries, given-up calls, unscored judgements/embeddings and errors.
     faults: dict[str, Any] | None = None
