@@ -45,7 +45,10 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, float(centre - half)), min(1.0, float(centre + half)), n)
+    # At 0 or n successes the bound is exactly 0 or 1 (centre == half algebraically); do not leave rounding dust.
+    low = 0.0 if successes == 0 else max(0.0, float(centre - half))
+    high = 1.0 if successes == n else min(1.0, float(centre + half))
+    return Interval(p, low, high, n)
 
 
 def paired_difference(
