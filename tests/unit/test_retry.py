@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from evalgate.errors import BudgetExceeded, ProviderError, ThrottledError, TransientError
-from evalgate.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy
+from evalgate.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy, retryable
 
 
 class FakeClock:
@@ -158,3 +158,24 @@ def test_an_expired_deadline_gives_up_without_calling():
     with pytest.raises(GaveUp):
         p.call(fn, model="m")
     assert calls == [] and p.expired()
+
+
+def test_aws_errors_are_classified_for_the_policy_with_retry_after():
+    from botocore.exceptions import ClientError, ReadTimeoutError
+
+    from evalgate.providers.aws import map_aws_error
+
+    def client_error(code: str, status: int, headers: dict[str, str] | None = None, **extra: object) -> ClientError:
+        response = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        response["ResponseMetadata"]["HTTPHeaders"] = headers or {}
+        return ClientError({**response, **extra}, "Converse")  # type: ignore[arg-type]
+
+    throttled = map_aws_error(client_error("ThrottlingException", 429, {"retry-after": "2"}), "m")
+    assert isinstance(throttled, ThrottledError) and throttled.retry_after == 2.0
+    lambda_busy = map_aws_error(client_error("TooManyRequestsException", 429, retryAfterSeconds="3"), "fn")
+    assert isinstance(lambda_busy, ThrottledError) and lambda_busy.retry_after == 3.0
+    for code, status in (("InternalServerException", 500), ("ModelTimeoutException", 408), ("Weird", 502)):
+        assert isinstance(map_aws_error(client_error(code, status), "m"), TransientError), code
+    assert isinstance(map_aws_error(ReadTimeoutError(endpoint_url="http://x"), "m"), TransientError)
+    denied = map_aws_error(client_error("ValidationException", 400), "m")
+    assert type(denied) is ProviderError and not retryable(denied)
