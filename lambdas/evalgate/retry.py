@@ -108,8 +108,10 @@ class _Limiter:
     decreases: int = 0
     last_decrease: float = -math.inf
     rtt: float | None = None  # smoothed latency of successful calls
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    waiting: list[tuple[int, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Waiting callers as [priority, arrival, event]; a freed slot is handed to the first one (one wake-up per
+    # slot, not a stampede of every waiter).
+    waiting: list[list[Any]] = field(default_factory=list)
     seq: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -119,15 +121,22 @@ class _Limiter:
     def window(self) -> float:
         return INITIAL_WINDOW_S if self.rtt is None else max(MIN_WINDOW_S, self.rtt)
 
+    def _grant(self) -> None:
+        """Under the lock: hand free slots to the first waiters."""
+        while self.waiting and self.active < int(self.limit):
+            entry = heapq.heappop(self.waiting)
+            self.active += 1
+            entry[2].set()
+
     def on_success(self, latency: float) -> None:
-        with self.cond:
+        with self.lock:
             self.rtt = latency if self.rtt is None else 0.8 * self.rtt + 0.2 * latency
             self.limit = min(float(self.maximum), self.limit + 1.0 / max(self.limit, 1.0))
-            self.cond.notify_all()
+            self._grant()
 
     def on_throttle(self) -> bool:
         """Cut the limit unless it was cut less than one latency window ago. True when it was cut."""
-        with self.cond:
+        with self.lock:
             now = self.clock()
             if now - self.last_decrease < self.window:
                 return False
@@ -139,28 +148,28 @@ class _Limiter:
 
     def acquire(self, priority: int, deadline: float | None) -> bool:
         """Take a slot, in priority order then arrival order. False when the deadline passed while waiting."""
-        with self.cond:
+        with self.lock:
             if deadline is not None and self.clock() >= deadline:
                 return False
-            ticket = (priority, next(self.seq))
-            heapq.heappush(self.waiting, ticket)
-            try:
-                while self.active >= int(self.limit) or self.waiting[0] != ticket:
-                    remaining = None if deadline is None else deadline - self.clock()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    self.cond.wait(remaining)
+            if not self.waiting and self.active < int(self.limit):
                 self.active += 1
                 return True
-            finally:
-                self.waiting.remove(ticket)
-                heapq.heapify(self.waiting)
-                self.cond.notify_all()
+            entry: list[Any] = [priority, next(self.seq), threading.Event()]
+            heapq.heappush(self.waiting, entry)
+        remaining = None if deadline is None else max(0.0, deadline - self.clock())
+        if entry[2].wait(remaining):
+            return True
+        with self.lock:
+            if entry[2].is_set():  # granted just as the wait ran out
+                return True
+            self.waiting.remove(entry)
+            heapq.heapify(self.waiting)
+            return False
 
     def release(self) -> None:
-        with self.cond:
+        with self.lock:
             self.active -= 1
-            self.cond.notify_all()
+            self._grant()
 
 
 class RetryPolicy:
