@@ -49,7 +49,7 @@ DEFAULT_FLOOR_FRACTION = 0.5
 DEFAULT_DECREASE = 0.7  # multiplicative decrease per window (CUBIC's beta)
 DEFAULT_BASE_DELAY_S = 0.1
 # Back-off cap. Under a sustained quota the limiter, not the sleep, keeps the load down; a cap of seconds lets
-# every sleeping call miss the quota's refills (fault bench: 10 s cap 0.77 of the quota bound, 1 s cap 0.88).
+# every sleeping call miss the quota's refills (fault bench: a 10 s cap reached 0.77 of the quota bound, 1 s 0.9).
 DEFAULT_MAX_DELAY_S = 1.0
 # Attempts per judgement when the judge's reply is unparseable (the first included), then unscored; gate.toml
 # [models] judge_malformed_attempts overrides it. Chosen from bench/bench_faults.py (README "Resilience").
