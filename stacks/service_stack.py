@@ -13,13 +13,14 @@ from .constructs.canary_deployment import CanaryDeployment, CanaryDeploymentProp
 from .constructs.capture import JUDGED_PREFIX, Capture, CaptureProps
 from .constructs.dashboard import DashboardProps, QualityDashboard
 from .constructs.feature_flags import PROFILE_NAME, FeatureFlags, FeatureFlagsProps
+from .constructs.guardrail import Guardrail
 from .constructs.lambda_bundle import RETENTION, LambdaBundle
 from .constructs.notifications import Explainable, Notifications, NotificationsProps
 from .constructs.quality_alarms import NAMESPACE, QualityAlarms, QualityAlarmsProps
 from .constructs.service_api import ServiceApi, ServiceApiProps
 from .constructs.shadow import Shadow, ShadowProps
 from .constructs.storage import BucketSpec, EncryptedStorage
-from .settings import DeploymentMode, Settings
+from .settings import DeploymentMode, Settings, load_guardrail
 
 ENDPOINT_OUTPUT = "ServiceEndpoint"
 
@@ -79,10 +80,15 @@ class ServiceStack(Stack):
         if s.known_error_tickets == "opscenter":
             capture.open_tickets()
         application_name = prefix
+        guardrail_id, guardrail_version = s.guardrail_id, s.guardrail_version
+        if s.guardrail_config is not None:
+            spec = load_guardrail(s.guardrail_config)
+            guardrail = Guardrail(self, "Guardrail", spec=spec, name=f"{prefix}-{spec.name}")
+            guardrail_id, guardrail_version = guardrail.guardrail_id, guardrail.guardrail_version
         service = ServiceApi(self, "Service", ServiceApiProps(
             bundle=bundle, project=s.project_name, stage=stage,
             generator_model_id=s.generator_model_id, model_ids=s.service_model_ids,
-            prompt_version=s.prompt_version, guardrail_id=s.guardrail_id, guardrail_version=s.guardrail_version,
+            prompt_version=s.prompt_version, guardrail_id=guardrail_id, guardrail_version=guardrail_version,
             canary_token=token,
             appconfig_application=application_name, appconfig_environment=stage, appconfig_profile=PROFILE_NAME,
             peak_rps=s.peak_rps, log_retention=retention,
@@ -98,7 +104,7 @@ class ServiceStack(Stack):
         storage.grant_key(service.function, encrypt=True, decrypt=True)
 
         alarms = QualityAlarms(self, "QualityAlarms", QualityAlarmsProps(
-            version=service.version, thresholds=alarms_cfg, latency_slo_ms=s.latency_slo_ms,
+            version=service.version, thresholds=alarms_cfg, ttft_slo_ms=s.ttft_slo_ms,
             min_judged_samples=s.min_judged_samples, window_minutes=s.canary_interval_minutes, name_prefix=prefix,
         ))
         flags = FeatureFlags(self, "FeatureFlags", FeatureFlagsProps(
@@ -115,6 +121,8 @@ class ServiceStack(Stack):
             rollback_alarms=list(alarms.rollback_alarms), min_samples_alarm=alarms.min_samples,
             min_judged_samples=s.min_judged_samples, judge_model_id=s.judge_model_id,
             embeddings_model_id=s.embeddings_model_id, golden_dir=s.golden_dir,
+            ttft_slo_ms=s.ttft_slo_ms, total_regression_ms=s.total_regression_ms,
+            total_regression_pct=s.total_regression_pct,
         ))
         capture.watch_alias(service.alias)
         alerts.allow_explaining(Explainable(

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, Problem
 from .retry import DEFAULT_TIME_BUDGET_S
 
 EXIT_USAGE = 2
@@ -176,6 +176,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--guardrail-id", help="Bedrock guardrail to check the guardrail suite with (ApplyGuardrail)")
     run.add_argument("--guardrail-version", help="its version (a number or DRAFT)")
     run.add_argument(
+        "--guardrail-config",
+        type=Path,
+        metavar="FILE",
+        help="check the suites against a candidate guardrail made from this file (guardrails/*.toml) for the run, "
+        "deleted afterwards (default: $EVALGATE_GUARDRAIL_CONFIG)",
+    )
+    run.add_argument(
         "--evaluation-job",
         action="store_true",
         help="release tier: judge with a Bedrock Model Evaluation job (gate.toml [evaluation_job])",
@@ -198,22 +205,30 @@ def _parser() -> argparse.ArgumentParser:
 
     load = sub.add_parser(
         "load",
-        help="open-loop load test with a p95 latency gate",
+        help="open-loop load test gating p95 time to first token and total answer time",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Drive a target at a fixed offered rate with an open-loop arrival schedule (requests fire at "
-        "their scheduled time however slow earlier ones are) and gate the p95 of the end-to-end request wall "
-        "time against the SLO. Exit 0 PASS, 1 FAIL (p95 over the SLO, or throttled), 2 usage, 4 ERROR (errors "
-        "above the limit, too few samples, or the schedule could not be held).",
-        epilog='Targets: http:URL (POST JSON {"question": ...}), lambda:NAME[:QUALIFIER], bedrock (Converse with '
-        "gate.toml [models]).\nExample: evalgate load --target http:https://api.example.com/ask --peak-rps 20 "
-        "--factor 1.5 --duration 60 --slo-p95-ms 450 --out out/load",
+        "their scheduled time however slow earlier ones are); gate p95 time to first token against the SLO and "
+        "p95 total answer time against a baseline load run (+X ms or +Y%). Exit 0 PASS, 1 FAIL (a p95 over its "
+        "limit, or throttled), 2 usage, 4 ERROR (errors above the limit, too few samples, no TTFT reported, or "
+        "the schedule could not be held).",
+        epilog='Targets: http:URL (POST JSON {"question": ...}), lambda:NAME[:QUALIFIER], bedrock (ConverseStream '
+        "with gate.toml [models]).\nExample: evalgate load --target http:https://api.example.com/ask --peak-rps 20 "
+        "--factor 1.5 --duration 60 --ttft-slo-ms 2000 --baseline last-load/results.json --out out/load",
     )
     load.add_argument("--target", required=True, metavar="SPEC", help="http:URL, lambda:NAME[:QUAL] or bedrock")
     load.add_argument("--rps", type=float, help="offered requests per second (default: peak x factor)")
     load.add_argument("--peak-rps", type=float, help="the configured peak (default: gate.toml [load] peak_rps)")
     load.add_argument("--factor", type=float, help="multiple of the peak to offer (default: [load] factor, 1.5)")
     load.add_argument("--duration", type=float, metavar="SECONDS", help="schedule length (default: [load])")
-    load.add_argument("--slo-p95-ms", type=float, help="p95 end-to-end latency limit (default: [load], 450)")
+    load.add_argument("--ttft-slo-ms", type=float, help="p95 time-to-first-token limit (default: [load] ttft_slo_ms)")
+    load.add_argument("--baseline", type=Path, help="a previous load run's results.json: gate total answer time on it")
+    load.add_argument(
+        "--regression-ms", type=float, help="p95 total time may exceed the baseline's by this many ms (default: [load])"
+    )
+    load.add_argument(
+        "--regression-pct", type=float, help="... and by this %% of it; the tighter limit applies (default: [load])"
+    )
     load.add_argument("--arrival", choices=["poisson", "fixed"], help="arrival process (default: [load], poisson)")
     load.add_argument("--seed", type=int, help="schedule and prompt order seed")
     load.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout (default: [load])")
@@ -271,6 +286,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="*",
         help="recorded response files to check against the cases (default: GOLDEN/responses/*.jsonl)",
+    )
+    val.add_argument(
+        "--guardrails",
+        type=Path,
+        default=Path("guardrails"),
+        help="folder of guardrail files to check (default: guardrails, when present)",
     )
     val.add_argument(
         "--review",
@@ -401,7 +422,6 @@ def _validate(args: argparse.Namespace) -> int:
             continue
         if golden is not None:
             known = {c.id for c in golden.cases}
-            from .errors import Problem
 
             for cid, rep in sorted(replay.responses):
                 if cid not in known:
@@ -416,6 +436,16 @@ def _validate(args: argparse.Namespace) -> int:
 
         for review in args.review or []:
             problems.extend(check_review(review, golden)[1])
+    guardrail_files = sorted(args.guardrails.glob("*.toml")) if args.guardrails.is_dir() else []
+    if args.guardrails != Path("guardrails") and not args.guardrails.is_dir():
+        problems.append(Problem(str(args.guardrails), None, "guardrails folder not found"))
+    for path in guardrail_files:
+        from .guardrail_spec import load_guardrail_spec
+
+        try:
+            load_guardrail_spec(path)
+        except InputError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise InputError(problems)
     assert golden is not None
@@ -423,7 +453,7 @@ def _validate(args: argparse.Namespace) -> int:
     print(
         f"ok: {len(golden.knowledge)} knowledge entries, "
         + ", ".join(f"{n} {s}" for s, n in counts.items())
-        + f" cases, {len(files)} response file(s)"
+        + f" cases, {len(files)} response file(s), {len(guardrail_files)} guardrail file(s)"
         + (f", {len(args.review)} review file(s)" if args.review else "")
     )
     return 0
@@ -581,6 +611,18 @@ def _commit(args: argparse.Namespace) -> str | None:
     return head_commit(args.repo)
 
 
+def _guardrail_spec(args: argparse.Namespace, gid: str | None) -> Any:
+    """The guardrail file to make a candidate guardrail from (flag or environment), loaded and checked."""
+    path = args.guardrail_config or (Path(p) if (p := os.environ.get("EVALGATE_GUARDRAIL_CONFIG")) else None)
+    if path is None:
+        return None
+    if args.guardrail_id or args.guardrail_version:
+        raise InputError.single("--guardrail-config", None, "use either a guardrail file or --guardrail-id, not both")
+    from .guardrail_spec import load_guardrail_spec
+
+    return load_guardrail_spec(path)
+
+
 def _guardrail_ids(args: argparse.Namespace, config: Any) -> tuple[str | None, str | None]:
     gid = args.guardrail_id or os.environ.get("EVALGATE_GUARDRAIL_ID") or config.guardrail.id
     gver = args.guardrail_version or os.environ.get("EVALGATE_GUARDRAIL_VERSION") or config.guardrail.version
@@ -679,6 +721,8 @@ def _run(args: argparse.Namespace) -> int:
             pull_from_s3(s3, args.cache_s3, args.cache)
         cache = Cache(args.cache)
     gid, gver = _guardrail_ids(args, config)
+    spec = _guardrail_spec(args, gid)
+    candidate_guardrail = None
     if tier["judge"]:
         if not _aws_credentials_available():
             print(
@@ -709,7 +753,16 @@ def _run(args: argparse.Namespace) -> int:
             judge = make_judge(args.judge_model or getattr(config.models, tier["judge"]))
         if escalate and config.models.heavy_judge != (args.judge_model or config.models.judge):
             escalation_judge = make_judge(config.models.heavy_judge)
-        if gid and gver:
+        if spec is not None:
+            from .guardrail_spec import CandidateGuardrail
+            from .guardrails import GuardrailChecker
+
+            candidate_guardrail = CandidateGuardrail(spec)
+            gid, gver = candidate_guardrail.__enter__()
+            # Cached by the file's content: an unchanged guardrail costs nothing on the next run.
+            identity = {"config": spec.fingerprint(), "name": spec.name}
+            guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter, cache_identity=identity)
+        elif gid and gver:
             from .guardrails import GuardrailChecker
 
             guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter)
@@ -722,8 +775,10 @@ def _run(args: argparse.Namespace) -> int:
                 "reason": "needs the Bedrock judge; offline checks numeric grounding only",
             }
         )
-        if gid:
-            not_run.append({"metric": "guardrail (ApplyGuardrail)", "reason": "tier offline calls no AWS service"})
+        if gid or spec is not None:
+            not_run.append(
+                {"metric": "guardrail (ApplyGuardrail)", "reason": "needs Bedrock; tier offline calls no AWS service"}
+            )
     embedder_kind = args.embedder if args.embedder != "auto" else ("local" if tier_name == "offline" else "titan")
     embedder: Any
     if embedder_kind == "local":
@@ -736,28 +791,32 @@ def _run(args: argparse.Namespace) -> int:
         embedder = TitanEmbedder(model_id=config.models.embeddings, max_workers=args.concurrency)
         if meter is not None:
             embedder = MeteredEmbedder(embedder, meter)
-    result = run_evaluation(
-        golden=golden,
-        cases=cases,
-        candidate=candidate,
-        config=config,
-        tier=tier_name,
-        judge=judge,
-        embedder=embedder,
-        baseline=baseline,
-        repeats=repeats,
-        concurrency=args.concurrency,
-        cache=cache,
-        progress=not args.no_progress,
-        not_run=not_run,
-        policy=RetryPolicy(args.concurrency, time_budget=args.time_budget),
-        meter=meter,
-        guardrail=guardrail,
-        escalation_judge=escalation_judge,
-        borderline_margin=config.tiers.borderline_margin,
-        batch_judge=batch_judge,
-        keep_vector_sum=shard is not None,
-    )
+    try:
+        result = run_evaluation(
+            golden=golden,
+            cases=cases,
+            candidate=candidate,
+            config=config,
+            tier=tier_name,
+            judge=judge,
+            embedder=embedder,
+            baseline=baseline,
+            repeats=repeats,
+            concurrency=args.concurrency,
+            cache=cache,
+            progress=not args.no_progress,
+            not_run=not_run,
+            policy=RetryPolicy(args.concurrency, time_budget=args.time_budget),
+            meter=meter,
+            guardrail=guardrail,
+            escalation_judge=escalation_judge,
+            borderline_margin=config.tiers.borderline_margin,
+            batch_judge=batch_judge,
+            keep_vector_sum=shard is not None,
+        )
+    finally:
+        if candidate_guardrail is not None:
+            candidate_guardrail.__exit__(None, None, None)
     if cache is not None:
         cache.close()
         if s3 is not None:
@@ -791,7 +850,8 @@ def _load(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .dataset import load_golden
-    from .load import LoadGenerator, LoadPlan, check_bounds, expected_requests, pool_size, summarise
+    from .latency import LatencyBudget
+    from .load import LoadGenerator, LoadPlan, baseline_total_p95, check_bounds, expected_requests, pool_size, summarise
     from .reports import write_reports
 
     config = load_config(args.config or args.golden / "gate.toml")
@@ -809,33 +869,46 @@ def _load(args: argparse.Namespace) -> int:
     if factor <= 0 or (peak is not None and peak <= 0):
         raise InputError.single("--peak-rps/--factor", None, "must be positive")
     duration = args.duration if args.duration is not None else lc.duration_s
-    slo = args.slo_p95_ms if args.slo_p95_ms is not None else lc.slo_p95_ms
     timeout = args.timeout if args.timeout is not None else lc.timeout_s
     tolerance_ms = args.late_tolerance_ms if args.late_tolerance_ms is not None else lc.late_tolerance_ms
-    if slo <= 0 or timeout <= 0 or tolerance_ms <= 0:
-        raise InputError.single(
-            "evalgate load", None, "--slo-p95-ms, --timeout and --late-tolerance-ms must be positive"
+    if timeout <= 0 or tolerance_ms <= 0:
+        raise InputError.single("evalgate load", None, "--timeout and --late-tolerance-ms must be positive")
+    try:
+        budget = LatencyBudget(
+            ttft_slo_ms=args.ttft_slo_ms if args.ttft_slo_ms is not None else lc.ttft_slo_ms,
+            regression_ms=args.regression_ms if args.regression_ms is not None else lc.total_regression_ms,
+            regression_pct=args.regression_pct if args.regression_pct is not None else lc.total_regression_pct,
         )
+    except ValueError as exc:
+        raise InputError.single("--ttft-slo-ms/--regression-ms/--regression-pct", None, str(exc)) from None
+    baseline_p95, baseline_run = baseline_total_p95(args.baseline) if args.baseline else (None, None)
     if args.workers is not None and args.workers < 1:
         raise InputError.single("--workers", None, "must be at least 1")
     check_bounds(rate, duration, args.max_requests or lc.max_requests, lc.max_duration_s)
-    workers = args.workers or pool_size(rate, slo, lc.max_workers)
+    workers = args.workers or pool_size(rate, baseline_p95 or timeout * 1000.0, lc.max_workers)
     plan = LoadPlan(
         rate=rate,
         duration_s=duration,
         arrival=args.arrival or lc.arrival,
-        slo_p95_ms=slo,
+        budget=budget,
         timeout_s=timeout,
         late_tolerance_s=tolerance_ms / 1000.0,
         workers=workers,
         seed=args.seed if args.seed is not None else lc.seed,
         peak_rps=peak if args.rps is None else None,
         factor=factor if args.rps is None else None,
+        baseline_p95_ms=baseline_p95,
+        baseline_run=baseline_run,
     )
     target = _build_load_target(args, config, workers, timeout)
     print(
         f"evalgate load: {rate:g} rps ({plan.arrival}) for {duration:g}s ≈ {expected_requests(rate, duration)} "
-        f"requests to {target.name}, {workers} workers, SLO p95 ≤ {slo:g} ms (end-to-end wall time)",
+        f"requests to {target.name}, {workers} workers; p95 time to first token ≤ {budget.ttft_slo_ms:g} ms, "
+        + (
+            f"p95 total ≤ baseline {baseline_p95:.0f} ms {budget.describe_tolerance()}"
+            if baseline_p95 is not None
+            else "total answer time reported (no --baseline)"
+        ),
         flush=True,
     )
     started = datetime.now(UTC)

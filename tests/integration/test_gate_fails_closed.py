@@ -66,12 +66,13 @@ def test_clean_run_passes_and_requests_are_hygienic(bedrock_fake: BedrockFake, t
     r = evaluate(bedrock_fake, tmp_path)
     assert r.verdict.verdict == "PASS", r.verdict.reasons
     judge_reqs = [q for q in bedrock_fake.requests if q.tool_config]
-    gen_reqs = [q for q in bedrock_fake.requests if q.operation == "converse" and not q.tool_config]
+    gen_reqs = [q for q in bedrock_fake.requests if q.operation == "converse-stream" and not q.tool_config]
     assert len(gen_reqs) == len(CASES) and len(judge_reqs) == 2 * len(CASES)
     assert all(q.inference_config.get("temperature") == 0 for q in judge_reqs)
     assert all(q.forced_tool == "record_verdict" for q in judge_reqs)
     assert all("record_verdict" in json.dumps(q.tool_schema) or q.tool_schema for q in judge_reqs)
     assert all(q.inference_config.get("temperature") == CONFIG.models.temperature for q in gen_reqs)
+    assert not any("topP" in q.inference_config for q in gen_reqs)  # never both sampling parameters
     assert r.usage.model_calls == len(bedrock_fake.requests)
 
 
@@ -104,8 +105,9 @@ def test_malformed_tool_output_is_asked_again_then_unscored_and_the_run_errors(
 
 def test_throttling_and_5xx_are_absorbed_by_the_policy_not_botocore(bedrock_fake: BedrockFake, tmp_path: Path):
     bedrock_fake.judge_fn = lambda req: GOOD
-    bedrock_fake.script(*[Error.throttling()] * 6, Error("InternalServerException", 500), operation="converse")
-    bedrock_fake.script(Error.throttling(), operation="invoke")
+    bedrock_fake.script(*[Error.throttling()] * 3, Error("InternalServerException", 500), operation="converse")  # judge
+    bedrock_fake.script(*[Error.throttling()] * 3, operation="converse-stream")  # candidate calls
+    bedrock_fake.script(Error.throttling(), operation="invoke")  # embeddings
     r = evaluate(bedrock_fake, tmp_path)
     assert r.verdict.verdict == "PASS", r.verdict.reasons
     assert all(c.status == "pass" for c in r.cases)
