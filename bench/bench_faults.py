@@ -81,6 +81,9 @@ def run_cli(stand_in: StandIn, work: Path, name: str, *extra: str, env: dict[str
     if "--cache" not in extra:
         cmd += ["--cache", str(work / f"{name}.sqlite")]
     full_env = {**os.environ, **stand_in.env, "PYTHONPATH": f"{ROOT / 'lambdas'}:{ROOT}", **(env or {})}
+    # As installed code runs: byte-compiled once (the first run writes the cache, outside the source tree).
+    full_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    full_env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     before = stand_in.stats()["calls"]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
