@@ -69,10 +69,11 @@ def segments(result: RunResult, baseline: RunResult | None) -> list[Segment]:
         groups.setdefault(("category", name), []).append(case)
         for tag in case.tags:
             groups.setdefault(("tag", tag), []).append(case)
+    before = _statuses(baseline)
     out = []
     for (kind, name), cases in groups.items():
-        broke = [c for c in cases if _before(baseline, c) == "pass" and c.status != "pass"]
-        fixed = sum(1 for c in cases if _before(baseline, c) not in (None, "pass") and c.status == "pass")
+        broke = [c for c in cases if before.get(c.id) == "pass" and c.status != "pass"]
+        fixed = sum(1 for c in cases if before.get(c.id) not in (None, "pass") and c.status == "pass")
         failing = [c for c in cases if c.status != "pass"]
         worst = [c.id for c in worst_of(broke or failing, k=WORST_SHOWN)]
         out.append(Segment(kind, name, len(cases), len(broke), fixed, len(failing), worst))
@@ -84,11 +85,8 @@ def segments(result: RunResult, baseline: RunResult | None) -> list[Segment]:
     return [s for s in sorted(out, key=key) if (s.now_failing if baseline else s.failing)]
 
 
-def _before(baseline: RunResult | None, case: CaseResult) -> str | None:
-    if baseline is None:
-        return None
-    b = baseline.case(case.id)
-    return b.status if b is not None else None
+def _statuses(baseline: RunResult | None) -> dict[str, str]:
+    return {c.id: c.status for c in baseline.cases} if baseline is not None else {}
 
 
 def what_broke(result: RunResult, baseline: RunResult | None, limit: int = 6) -> list[str]:
@@ -306,7 +304,8 @@ def script_hash() -> str:
 def explorer_section(result: RunResult, baseline: RunResult | None) -> str:
     order = {"fail": 0, "error": 1, "unscored": 2, "pass": 3}
     cases = sorted(result.cases, key=lambda c: (order.get(c.status, 4), c.suite, c.id))
-    blocks = "".join(case_block(c, baseline.case(c.id) if baseline is not None else None) for c in cases)
+    before = {c.id: c for c in baseline.cases} if baseline is not None else {}
+    blocks = "".join(case_block(c, before.get(c.id)) for c in cases)
     cats = sorted({f"{c.suite} / {c.category}" for c in result.cases})
     tags = sorted({t for c in result.cases for t in c.tags})
     option = "".join(f'<option value="{esc(v)}">{esc(v)}</option>' for v in cats)
