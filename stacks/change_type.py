@@ -38,6 +38,7 @@ RUNTIME_PATTERNS: tuple[str, ...] = (
     "guardrails/*",
     "golden/knowledge/*",
     "requirements-lambda.txt",
+    "requirements.txt",  # its aws-lambda-powertools pin selects the Lambda layer
 )
 # cdk.json context keys whose change alters what the service answers with.
 RUNTIME_SETTINGS: frozenset[str] = frozenset(
@@ -48,7 +49,6 @@ RUNTIME_SETTINGS: frozenset[str] = frozenset(
         "guardrailVersion",
         "guardrailConfig",
         "featureFlags",
-        "powertoolsLayerVersion",
     }
 )
 

@@ -41,7 +41,7 @@ class NamedJudge(ScriptedJudgeModel):
 def evaluate(golden_dir: Path, candidate, judge_model=None, baseline=None, **kw):
     golden = load_golden(golden_dir)
     config = kw.pop("config", None) or load_config(golden_dir / "gate.toml")
-    judge = Judge(judge_model, cache=kw.get("cache"), sleep=lambda s: None) if judge_model else None
+    judge = Judge(judge_model, cache=kw.get("cache")) if judge_model else None
     embedder = kw.pop("embedder", HashEmbedder())
     if baseline is not None and kw.pop("rescore", True):
         baseline, note = rescore_baseline(
