@@ -17,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import GateConfig
-from .judge_calibration import JudgeCheck
 from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict
 from .stats import wilson
+
+if TYPE_CHECKING:  # the run path stays free of scipy (judge_calibration measures with it)
+    from .judge_calibration import JudgeCheck
 
 JUDGED_MEANS = ("faithfulness", "relevance")
 
@@ -51,6 +53,8 @@ def recorded_reviews(run: RunResult) -> list[str]:
 
 def evaluation_job_check(identity: dict[str, Any]) -> JudgeCheck:
     """Bedrock's built-in evaluators use Bedrock's rubrics, which evalgate cannot measure against its labels."""
+    from .judge_calibration import JudgeCheck
+
     return JudgeCheck(
         identity,
         False,

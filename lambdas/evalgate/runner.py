@@ -313,7 +313,7 @@ class Runner:
         if self.batch_judge is not None and not self._budget_stopped():
             self._run_batch_judge(cases, st)
         results = self._score(cases, st)
-        if self.judge is not None and not self._budget_stopped():
+        if self.judge is not None and not self._budget_stopped() and not self.policy.expired():
             self.self_agreement = self._retest(cases, st, results)
         if self.escalation_judge is not None and self.judge is not None and not self._budget_stopped():
             results = self._escalate(cases, st, results)
