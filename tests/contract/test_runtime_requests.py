@@ -422,7 +422,11 @@ def test_quality_gate_evaluation_run_requests(tmp_path: Path, monkeypatch: pytes
     aws.respond("bedrock-runtime", "ConverseStream", stream_reply)
     aws.respond("bedrock-runtime", "InvokeModel", lambda p: {
         "body": body({"embedding": [0.1] * 1024, "inputTextTokenCount": 12}), "contentType": "application/json"})
-    code = cli.main(["run", "--tier", "smoke", "--golden", str(root / "golden"), "--candidate", "bedrock",
+    # No judge calibration record here: the run goes ahead as REVIEW (never PASS) so its requests can be recorded.
+    gate = (root / "golden" / "gate.toml").read_text().replace('on_failure = "error"', 'on_failure = "review"')
+    (tmp_path / "gate.toml").write_text(gate)
+    code = cli.main(["run", "--tier", "smoke", "--golden", str(root / "golden"),
+                     "--config", str(tmp_path / "gate.toml"), "--candidate", "bedrock",
                      "--model", SONNET, "--prompt", "support/v1", "--judge-model", HAIKU, "--embedder", "titan",
                      "--cache", str(tmp_path / "cache.sqlite"), "--cache-s3", "s3://evalgate-eval/cache/evalgate.sqlite",
                      "--out", str(tmp_path / "out"), "--no-progress"])
