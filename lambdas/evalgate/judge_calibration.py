@@ -401,10 +401,10 @@ def check_judge(identity: dict[str, Any], config: GateConfig, folder: Path, endp
         if rj.get(key) != identity.get(key):
             problems.append(f"{name}: {path} is for {key} {rj.get(key)!r}, not {identity.get(key)!r}; " + how)
     measured_at = rj.get("endpoint")
-    if _local(measured_at) and endpoint is not None and not _local(endpoint):
+    if (measured_at is None or _local(measured_at)) and endpoint is not None and not _local(endpoint):
         problems.append(
-            f"{name}: {path} was measured against a local stand-in ({measured_at}), not the Bedrock endpoint this "
-            "run calls; " + how
+            f"{name}: {path} was measured against a local stand-in ({measured_at or 'in-process'}), not the "
+            "Bedrock endpoint this run calls; " + how
         )
     short = floor_problems(record, config)
     if short and not problems:

@@ -165,6 +165,9 @@ def test_a_record_measured_on_a_local_stand_in_does_not_hold_for_bedrock(tmp_pat
     assert check_judge(record["judge"], CONFIG, tmp_path, "http://127.0.0.1:9999").ok  # tests: another fake
     check = check_judge(record["judge"], CONFIG, tmp_path, "https://bedrock-runtime.us-east-1.amazonaws.com")
     assert not check.ok and "measured against a local stand-in (http://127.0.0.1:8123)" in check.problems[0]
+    fixture = json.loads(src.read_text())  # measured in-process (no endpoint): not for a Bedrock judge either
+    check = check_judge(fixture["judge"], CONFIG, FIXTURE, "https://bedrock-runtime.us-east-1.amazonaws.com")
+    assert not check.ok and "measured against a local stand-in (in-process)" in check.problems[0]
 
 
 def test_unparseable_judgements_are_counted_unscored_not_scored(truth: dict):
