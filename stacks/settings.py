@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -293,6 +294,34 @@ class Settings(BaseModel):
                 f"fewer than minJudgedSamples {self.min_judged_samples}: it could never promote. Lower "
                 "minJudgedSamples or raise the interval, the percentage or featureFlags.capture.sample_rate"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _canary_rules_can_fire(self) -> Settings:
+        """Refuse a canary under which a rule could never fire (``evalgate canary-power`` prints the full power
+        report): a live verdict with too few periods or observations, a test that cannot reach significance, a
+        tolerance at or above the regression the rule exists for, a rollback alarm longer than the canary."""
+        from dataclasses import replace
+
+        lambdas = str(REPO_ROOT / "lambdas")
+        if lambdas not in sys.path:
+            sys.path.insert(0, lambdas)
+        from evalgate.canary import CanaryConfig
+        from evalgate.canary_power import CanaryTraffic, never_fires
+
+        traffic = CanaryTraffic(self.peak_rps, self.canary_percent, self.canary_interval_minutes,
+                                self.flags.capture.sample_rate)
+        problems = never_fires(traffic, cfg=replace(CanaryConfig(), min_judged=self.min_judged_samples))
+        t = self.alarm_thresholds
+        if t.period_minutes * t.evaluation_periods > self.canary_interval_minutes:
+            problems.append(
+                f"alarmThresholds: {t.evaluation_periods} periods of {t.period_minutes} min need "
+                f"{t.period_minutes * t.evaluation_periods} min of data, longer than the "
+                f"{self.canary_interval_minutes}-minute canary: the rollback alarms could never fire during it"
+            )
+        if problems:
+            raise ValueError("canaryIntervalMinutes: the canary could never fire a configured rule: "
+                             + "; ".join(problems) + " (see `evalgate canary-power`)")
         return self
 
     # --- derived values ---------------------------------------------------------------------------------------

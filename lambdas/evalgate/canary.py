@@ -1,14 +1,19 @@
 """Canary judge (after Kayenta): compare the new version (canary) against the previous one (baseline).
 
-Each metric is classified with a statistical test in the harmful direction *and* an effect size, so a
-significant but negligible difference does not fail a deployment and a large but noisy one does not either:
+Each metric gets a one-sided test in the harmful direction *and* an effect size, so a significant but
+negligible difference does not fail a deployment and a large but noisy one does not either:
 
-- ``QualityScore`` (online judge, higher is better) and ``Latency`` (lower is better): Mann-Whitney U on the
-  per-period values of each arm (one point per period, as Kayenta compares time series); the effect is the
-  Hodges-Lehmann shift (median of all canary-minus-baseline differences).
+- ``QualityScore`` (online judge, higher is better) and ``Latency`` (per-period mean, lower is better):
+  Mann-Whitney U on the per-period values of each arm (one point per period, as Kayenta compares time series);
+  the effect is the Hodges-Lehmann shift (median of all canary-minus-baseline differences).
 - ``Hallucination`` and ``ErrorRate``: a one-sided two-proportion z-test on the counts; the effect is the
   difference of the rates.
-- ``FeedbackScore`` (thumbs up share), when both arms have enough feedback: a two-proportion test as well.
+- ``FeedbackScore`` (thumbs-up share) and ``ConversionRate`` (business outcomes), when both arms have at least
+  ``min_business`` of them: two-proportion tests as well.
+
+The metrics are one family: their p-values are adjusted together (Holm), so watching more metrics does not
+roll back more healthy versions. A metric fails when its adjusted p-value is below ``alpha`` and its harmful
+effect exceeds its tolerance.
 
 Fail closed: an arm below the minimum sample size (judged answers, requests, points) makes the metric
 ``nodata`` and the whole analysis FAIL; a canary whose judge mostly failed (unscored) fails too. The score is
@@ -29,12 +34,13 @@ from typing import Any, Literal
 from . import telemetry as tm
 
 Status = Literal["pass", "fail", "nodata"]
-QUALITY, LATENCY, HALLUCINATION, ERROR_RATE, FEEDBACK = (
+QUALITY, LATENCY, HALLUCINATION, ERROR_RATE, FEEDBACK, CONVERSION = (
     "QualityScore",
     "Latency",
     "Hallucination",
     "ErrorRate",
     "FeedbackScore",
+    "ConversionRate",
 )
 
 
@@ -54,6 +60,8 @@ class ArmSamples:
     requests: int = 0
     feedback_up: int = 0
     feedback_n: int = 0
+    conversions: int = 0
+    conversion_n: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,10 +71,12 @@ class CanaryConfig:
     min_points: int = 3  # per-period points per arm for Mann-Whitney
     alpha: float = 0.05
     quality_tolerance: float = 0.03  # absolute drop of QualityScore tolerated
-    latency_tolerance: float = 0.20  # relative increase of latency tolerated
+    latency_tolerance_ms: float = 100.0  # increase of the per-period mean latency tolerated (ms)
     hallucination_tolerance: float = 0.02  # absolute increase of the hallucination rate tolerated
     error_tolerance: float = 0.01
-    feedback_tolerance: float = 0.05
+    feedback_tolerance: float = 0.05  # absolute drop of the thumbs-up share tolerated
+    conversion_tolerance: float = 0.0025  # absolute drop of the conversion rate tolerated
+    min_business: int = 30  # feedback / conversion observations per arm before they are judged at all
     max_unscored_rate: float = 0.20
     pass_score: float = 75.0
     critical: frozenset[str] = frozenset({QUALITY, HALLUCINATION, ERROR_RATE})
@@ -85,6 +95,9 @@ class MetricResult:
     n_baseline: int = 0
     n_canary: int = 0
     reason: str = ""
+    p_adjusted: float | None = None  # Holm over the metrics that had data
+    harm: float | None = None  # the effect in the harmful direction (positive = worse)
+    tolerance: float = 0.0
 
 
 @dataclass
@@ -150,10 +163,12 @@ def two_proportion(x_canary: int, n_canary: int, x_base: int, n_base: int) -> tu
 # ------------------------------------------------------------------------------------------------ judge
 
 
+def _short(counts: Sequence[tuple[str, int]], min_count: int) -> list[str]:
+    return [f"{arm} has {n} samples (< {min_count})" for arm, n in counts if n < min_count]
+
+
 def _series_metric(
     name: str,
-    base: ArmSamples,
-    can: ArmSamples,
     cfg: CanaryConfig,
     *,
     values: tuple[list[float], list[float]],
@@ -161,15 +176,13 @@ def _series_metric(
     min_count: int,
     higher_is_better: bool,
     tolerance: float,
-    relative: bool,
     unit: str,
 ) -> MetricResult:
     b_vals, c_vals = values
     b_n, c_n = counts
     r = MetricResult(name, "mann-whitney", "nodata", name in cfg.critical, n_baseline=b_n, n_canary=c_n)
-    short = [
-        f"{arm} has {n} samples (< {min_count})" for arm, n in (("baseline", b_n), ("canary", c_n)) if n < min_count
-    ]
+    r.tolerance = tolerance
+    short = _short((("baseline", b_n), ("canary", c_n)), min_count)
     short += [
         f"{arm} has {len(v)} periods with data (< {cfg.min_points})"
         for arm, v in (("baseline", b_vals), ("canary", c_vals))
@@ -179,24 +192,14 @@ def _series_metric(
         r.reason = "insufficient data: " + "; ".join(short)
         return r
     r.baseline, r.canary = statistics.median(b_vals), statistics.median(c_vals)
-    shift = hodges_lehmann(c_vals, b_vals)
-    harm = -shift if higher_is_better else shift
-    effect = harm / abs(r.baseline) if relative and r.baseline else harm
-    r.effect = shift / abs(r.baseline) if relative and r.baseline else shift
+    r.effect = hodges_lehmann(c_vals, b_vals)
+    r.harm = -r.effect if higher_is_better else r.effect
     r.p_value = mann_whitney(c_vals, b_vals, "less" if higher_is_better else "greater")
-    significant = r.p_value < cfg.alpha
-    limit = f"{tolerance:.0%}" if relative else f"{tolerance:g}"
-    shown = f"{r.effect:+.1%}" if relative else f"{r.effect:+.3f}"
-    described = (
-        f"canary median {r.canary:.3g}{unit} vs baseline {r.baseline:.3g}{unit} (shift {shown}, p={r.p_value:.3g}, "
-        f"n={c_n}/{b_n})"
+    r.status = "pass"  # until ``classify`` finds it significantly worse beyond tolerance
+    r.reason = (
+        f"canary median {r.canary:.3g}{unit} vs baseline {r.baseline:.3g}{unit} (shift {r.effect:+.3g}{unit}, "
+        f"p={r.p_value:.3g}, n={c_n}/{b_n})"
     )
-    if significant and effect > tolerance:
-        r.status = "fail"
-        r.reason = f"worse beyond tolerance {limit}: {described}"
-    else:
-        r.status = "pass"
-        r.reason = ("significant but within tolerance: " if significant else "no significant regression: ") + described
     return r
 
 
@@ -212,7 +215,8 @@ def _proportion_metric(
 ) -> MetricResult:
     (xc, nc), (xb, nb) = canary, baseline
     r = MetricResult(name, "two-proportion", "nodata", name in cfg.critical, n_baseline=nb, n_canary=nc)
-    short = [f"{arm} has {n} samples (< {min_count})" for arm, n in (("baseline", nb), ("canary", nc)) if n < min_count]
+    r.tolerance = tolerance
+    short = _short((("baseline", nb), ("canary", nc)), min_count)
     if short:
         r.reason = "insufficient data: " + "; ".join(short)
         return r
@@ -221,32 +225,42 @@ def _proportion_metric(
     else:
         diff, p = two_proportion(xc, nc, xb, nb)
     r.canary, r.baseline = xc / nc, xb / nb
-    r.effect, r.p_value = r.canary - r.baseline, p
-    described = f"canary {xc}/{nc} = {r.canary:.1%} vs baseline {xb}/{nb} = {r.baseline:.1%} (p={p:.3g})"
-    if p < cfg.alpha and diff > tolerance:
-        r.status, r.reason = "fail", f"worse beyond tolerance {tolerance:.0%}: {described}"
-    else:
-        r.status = "pass"
-        r.reason = (
-            "significant but within tolerance: " if p < cfg.alpha else "no significant regression: "
-        ) + described
+    r.effect, r.harm, r.p_value = r.canary - r.baseline, diff, p
+    r.status = "pass"  # until ``classify`` finds it significantly worse beyond tolerance
+    r.reason = f"canary {xc}/{nc} = {r.canary:.1%} vs baseline {xb}/{nb} = {r.baseline:.1%} (p={p:.3g})"
     return r
 
 
-def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | None = None) -> CanaryResult:
-    cfg = cfg or CanaryConfig()
+def classify(results: Sequence[MetricResult], alpha: float) -> None:
+    """Family-wise control over the metric tests that had data (Holm, ``stats.step_down``): a metric fails when
+    its adjusted p-value is below ``alpha`` *and* its harmful effect exceeds its tolerance."""
+    from .stats import step_down
+
+    tested = [r for r in results if r.status == "pass" and r.p_value is not None]
+    adjusted = step_down([r.p_value for r in tested if r.p_value is not None], alpha=alpha)
+    for r, adj in zip(tested, adjusted, strict=True):
+        r.p_adjusted = adj
+        significant = adj < alpha
+        limit = f"{r.tolerance:g}"
+        detail = f"{r.reason}; adjusted p={adj:.3g} over {len(tested)} metrics"
+        if significant and r.harm is not None and r.harm > r.tolerance:
+            r.status, r.reason = "fail", f"worse beyond tolerance {limit}: {detail}"
+        else:
+            r.status = "pass"
+            r.reason = ("significant but within tolerance: " if significant else "no significant regression: ") + detail
+
+
+def metric_results(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig) -> list[MetricResult]:
+    """Every canary metric with its one-sided p-value and effect (not yet classified)."""
     results = [
         _series_metric(
             QUALITY,
-            baseline,
-            canary,
             cfg,
             values=(baseline.quality, canary.quality),
             counts=(baseline.scored, canary.scored),
             min_count=cfg.min_judged,
             higher_is_better=True,
             tolerance=cfg.quality_tolerance,
-            relative=False,
             unit="",
         ),
         _proportion_metric(
@@ -259,15 +273,12 @@ def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | N
         ),
         _series_metric(
             LATENCY,
-            baseline,
-            canary,
             cfg,
             values=(baseline.latency, canary.latency),
             counts=(baseline.requests, canary.requests),
             min_count=cfg.min_requests,
             higher_is_better=False,
-            tolerance=cfg.latency_tolerance,
-            relative=True,
+            tolerance=cfg.latency_tolerance_ms,
             unit=" ms",
         ),
         _proportion_metric(
@@ -279,18 +290,27 @@ def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | N
             tolerance=cfg.error_tolerance,
         ),
     ]
-    if min(baseline.feedback_n, canary.feedback_n) >= cfg.min_judged:  # optional: only with enough user feedback
-        results.append(
-            _proportion_metric(
-                FEEDBACK,
-                cfg,
-                canary=(canary.feedback_up, canary.feedback_n),
-                baseline=(baseline.feedback_up, baseline.feedback_n),
-                min_count=cfg.min_judged,
-                tolerance=cfg.feedback_tolerance,
-                lower_is_worse=True,
-            )
-        )
+    # Business outcomes: judged only when both arms have enough of them (they come from users, not the judge)
+    for name, (xc, nc), (xb, nb), tol in (
+        (FEEDBACK, (canary.feedback_up, canary.feedback_n), (baseline.feedback_up, baseline.feedback_n),
+         cfg.feedback_tolerance),
+        (CONVERSION, (canary.conversions, canary.conversion_n), (baseline.conversions, baseline.conversion_n),
+         cfg.conversion_tolerance),
+    ):  # fmt: skip
+        if min(nb, nc) >= cfg.min_business:
+            results.append(
+                _proportion_metric(
+                    name, cfg, canary=(xc, nc), baseline=(xb, nb), min_count=cfg.min_business, tolerance=tol,
+                    lower_is_worse=True,
+                )
+            )  # fmt: skip
+    return results
+
+
+def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | None = None) -> CanaryResult:
+    cfg = cfg or CanaryConfig()
+    results = metric_results(baseline, canary, cfg)
+    classify(results, cfg.alpha)
     reasons: list[str] = []
     nodata = [r for r in results if r.status == "nodata"]
     failed = [r for r in results if r.status == "fail"]
@@ -333,6 +353,8 @@ _QUERIES = (
     _Query("errors", tm.ERRORS, "Sum"),
     _Query("fb_sum", tm.FEEDBACK_SCORE, "Sum"),
     _Query("fb_n", tm.FEEDBACK_SCORE, "SampleCount"),
+    _Query("conv_sum", tm.CONVERSION_RATE, "Sum"),
+    _Query("conv_n", tm.CONVERSION_RATE, "SampleCount"),
 )
 
 
@@ -406,4 +428,6 @@ class CloudWatchSamples:
             requests=total("requests"),
             feedback_up=total("fb_sum"),
             feedback_n=total("fb_n"),
+            conversions=total("conv_sum"),
+            conversion_n=total("conv_n"),
         )

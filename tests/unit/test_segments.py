@@ -51,7 +51,9 @@ def config() -> GateConfig:
     return cfg
 
 
-def case(i: int, category: str, status: str, *, tags: list[str] | None = None, hallucinated: bool = False) -> CaseResult:
+def case(
+    i: int, category: str, status: str, *, tags: list[str] | None = None, hallucinated: bool = False
+) -> CaseResult:
     failures = ["similarity 0.40 below 0.72"] if status == "fail" else []
     if hallucinated:
         failures = ["hallucination: number not in the cited knowledge: 60"]
