@@ -34,6 +34,8 @@ INJECTION_LEAK = "InjectionLeak"
 PRE_TRAFFIC_PASSED = "PreTrafficPassed"
 CANARY_PASSED = "CanaryPassed"
 CANARY_SCORE = "CanaryScore"
+# live canary verdict during the canary step (dimension FunctionVersion = the NEW version being judged)
+CANARY_VERDICT = "CanaryVerdict"
 NOTIFICATIONS = "Notifications"
 SHADOW_PAIRS = "ShadowPairs"
 
@@ -53,6 +55,7 @@ UNITS: dict[str, str] = {
     PRE_TRAFFIC_PASSED: "Count",
     CANARY_PASSED: "Count",
     CANARY_SCORE: "None",
+    CANARY_VERDICT: "Count",
     NOTIFICATIONS: "Count",
     SHADOW_PAIRS: "Count",
 }
