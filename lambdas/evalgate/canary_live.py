@@ -43,7 +43,7 @@ INTERIM_ALPHA = 0.001
 @dataclass(frozen=True)
 class LiveSettings:
     application: str
-    deployment_group: str
+    deployment_group: str | None  # None: every group of the application (ListDeploymentGroups)
     interval_minutes: int
     min_samples: int
     lead_minutes: int = VERDICT_LEAD_MINUTES
@@ -52,9 +52,8 @@ class LiveSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
         env = os.environ if env is None else env
-        missing = [k for k in ("CODEDEPLOY_APPLICATION", "CODEDEPLOY_GROUP") if not env.get(k)]
-        if missing:
-            raise InputError.single("environment", None, f"{', '.join(missing)} must be set")
+        if not env.get("CODEDEPLOY_APPLICATION"):
+            raise InputError.single("environment", None, "CODEDEPLOY_APPLICATION must be set")
 
         def num(name: str, default: int) -> int:
             raw = env.get(name, "").strip()
@@ -72,7 +71,7 @@ class LiveSettings:
             )
         return cls(
             application=env["CODEDEPLOY_APPLICATION"],
-            deployment_group=env["CODEDEPLOY_GROUP"],
+            deployment_group=env.get("CODEDEPLOY_GROUP") or None,
             interval_minutes=interval,
             min_samples=num("MIN_SAMPLES", 30),
             lead_minutes=lead,
@@ -90,19 +89,33 @@ class LiveVerdict:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def in_progress(codedeploy: Any, settings: LiveSettings) -> list[str]:
-    ids: list[str] = []
-    kwargs: dict[str, Any] = {
-        "applicationName": settings.application,
-        "deploymentGroupName": settings.deployment_group,
-        "includeOnlyStatuses": ["InProgress"],
-    }
+def _pages(call: Any, key: str, **kwargs: Any) -> list[str]:
+    out: list[str] = []
     while True:
-        page = codedeploy.list_deployments(**kwargs)
-        ids += page.get("deployments", [])
+        page = call(**kwargs)
+        out += page.get(key, [])
         if not page.get("nextToken"):
-            return ids
+            return out
         kwargs["nextToken"] = page["nextToken"]
+
+
+def in_progress(codedeploy: Any, settings: LiveSettings) -> list[str]:
+    """In-progress deployments of the configured group, or of every group of the application."""
+    groups = (
+        [settings.deployment_group]
+        if settings.deployment_group
+        else _pages(codedeploy.list_deployment_groups, "deploymentGroups", applicationName=settings.application)
+    )
+    ids: list[str] = []
+    for group in groups:
+        ids += _pages(
+            codedeploy.list_deployments,
+            "deployments",
+            applicationName=settings.application,
+            deploymentGroupName=group,
+            includeOnlyStatuses=["InProgress"],
+        )
+    return ids
 
 
 def shift_started(codedeploy: Any, deployment_id: str) -> datetime | None:

@@ -22,6 +22,8 @@ APP, GROUP = "support-service-app", "support-service-dg"
 def codedeploy(shift_started: datetime | None, *, deployments: int = 1) -> tuple[Any, Stubber]:
     client = boto3.client("codedeploy", region_name="us-east-1")
     stub = Stubber(client)
+    stub.add_response("list_deployment_groups", {"applicationName": APP, "deploymentGroups": [GROUP]},
+                      {"applicationName": APP})
     stub.add_response(
         "list_deployments",
         {"deployments": [DEPLOYMENT] * deployments},
@@ -67,7 +69,6 @@ def codedeploy(shift_started: datetime | None, *, deployments: int = 1) -> tuple
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     for k, v in {
         "CODEDEPLOY_APPLICATION": APP,
-        "CODEDEPLOY_GROUP": GROUP,
         "CANARY_INTERVAL_MINUTES": "10",
         "MIN_SAMPLES": "20",
         "POWERTOOLS_METRICS_NAMESPACE": "EvalGate/Service",
