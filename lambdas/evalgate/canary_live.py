@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from .canary import CanaryConfig, judge_canary
+from .canary import ArmSamples, CanaryConfig, judge_canary
 from .canary_power import VERDICT_LEAD_MINUTES
 from .deploy_hooks import version_of, versions_from_deployment
 from .errors import InputError
@@ -145,37 +145,41 @@ def judge_deployment(
     end = min(now, deadline).replace(second=0, microsecond=0)
     start = started.replace(second=0, microsecond=0)
     window = {"start": start.isoformat(), "end": end.isoformat(), "deadline": deadline.isoformat()}
-    cfg = replace(CanaryConfig(), min_judged=settings.min_samples)
-    if not final:
-        cfg = replace(cfg, alpha=settings.interim_alpha)
     base_arm = fetcher.fetch(baseline, start, end) if end > start else None
     canary_arm = fetcher.fetch(target, start, end) if end > start else None
     if base_arm is None or canary_arm is None:
         return LiveVerdict(deployment_id, target, baseline, "interim", 0, "canary just started", {"window": window})
+    value, why, details = look(base_arm, canary_arm, settings, final)
+    details["window"] = window
+    if final and not value:
+        why += f" on {window['start']}..{window['end']}"
+    elif not final and not value:
+        why += f"; final verdict in {max(0, math.ceil((deadline - now).total_seconds() / 60))} min"
+    return LiveVerdict(deployment_id, target, baseline, "final" if final else "interim", value, why, details)
+
+
+def look(
+    base_arm: ArmSamples, canary_arm: ArmSamples, settings: LiveSettings, final: bool
+) -> tuple[int, str, dict[str, Any]]:
+    """One look of the live judge at the data so far: (verdict value, reason, analysis). The final look is the
+    judge's own verdict (fail closed on too little data); an interim look fails only on a critical metric
+    significantly worse beyond tolerance at ``interim_alpha``."""
+    cfg = replace(CanaryConfig(), min_judged=settings.min_samples)
+    if not final:
+        cfg = replace(cfg, alpha=settings.interim_alpha)
     result = judge_canary(base_arm, canary_arm, cfg)
-    details = {**result.as_dict(), "window": window, "alpha": cfg.alpha}
+    details = {**result.as_dict(), "alpha": cfg.alpha}
     if final:
         if result.passed:
-            why = f"canary passed (score {result.score:.0f}) on {window['start']}..{window['end']}"
-            return LiveVerdict(deployment_id, target, baseline, "final", 0, why, details)
-        why = "canary failed before promotion: " + "; ".join(result.reasons[:3])
-        return LiveVerdict(deployment_id, target, baseline, "final", 1, why, details)
+            return 0, f"canary passed (score {result.score:.0f})", details
+        return 1, "canary failed before promotion: " + "; ".join(result.reasons[:3]), details
     failed = [r for r in result.results if r.status == "fail" and r.critical]
     if failed:
         why = f"canary failed at an interim look (alpha {cfg.alpha:g}): " + "; ".join(
             f"{r.metric}: {r.reason}" for r in failed
         )
-        return LiveVerdict(deployment_id, target, baseline, "interim", 1, why, details)
-    left = max(0, math.ceil((deadline - now).total_seconds() / 60))
-    return LiveVerdict(
-        deployment_id,
-        target,
-        baseline,
-        "interim",
-        0,
-        f"no critical regression yet; final verdict in {left} min",
-        details,
-    )
+        return 1, why, details
+    return 0, "no critical regression yet", details
 
 
 def live_verdicts(

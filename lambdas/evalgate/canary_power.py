@@ -5,12 +5,13 @@ previous version's behaviour, this module says, for each regression the canary e
 (power) that the judge fails the canary, and how much more traffic 80% power would need; and it lists the
 settings under which a critical rule could never fire at all (``never_fires``: refused at synth time).
 
-The model follows the judge exactly: the verdict is rendered ``VERDICT_LEAD_MINUTES`` before the canary step
-ends (so the alarm can stop CodeDeploy before it shifts everything), on one-minute periods; quality and
-latency are Mann-Whitney tests on per-period means (asymptotic relative efficiency 3/pi against a t-test),
-rates are two-proportion z-tests; the metrics form one Holm family, so a single regression is judged at
-``alpha / m`` in the worst case; a rule fires when the test is significant *and* the estimated harm exceeds
-the rule's tolerance. ``bench/bench_canary.py`` checks these figures against simulation of the judge itself.
+The model follows the judge: the verdict is rendered ``VERDICT_LEAD_MINUTES`` before the canary step ends (so
+the alarm can stop CodeDeploy before it shifts everything), on one-minute periods; quality and latency are
+Mann-Whitney tests on per-period means (approximated by a t-test on those means, with the period's random
+number of answers and the Mann-Whitney efficiency 3/pi); rates are exact tests (approximated by the normal
+two-proportion test); the metrics form one Holm family, so a single regression is judged at ``alpha / m``
+in the worst case; a rule fires when the test is significant *and* the estimated harm exceeds the rule's
+tolerance. ``bench/bench_decisions.py`` checks these figures against simulation of the judge itself.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .canary import CONVERSION, ERROR_RATE, FEEDBACK, HALLUCINATION, LATENCY, QU
 
 VERDICT_LEAD_MINUTES = 3  # the live verdict is final this long before the canary step ends (alarm + CodeDeploy lag)
 TARGET_POWER = 0.8
+MAX_SHORT = 0.02  # at most this share of healthy canaries may fail closed for lack of data at peak traffic
 _MWU_EFFICIENCY = 3 / math.pi
 
 
@@ -157,6 +159,18 @@ def _rate(metric: str, prof: Profile) -> float:
     }[metric]
 
 
+def _inverse_count(mean: float) -> float:
+    """E[1/J | J >= 1] for J ~ Poisson(mean): the variance factor of a mean over a random number of answers."""
+    from scipy.stats import poisson
+
+    if mean > 200:
+        return 1 / mean
+    hi = int(mean + 10 * math.sqrt(mean) + 10)
+    js = range(1, hi + 1)
+    p0 = float(poisson.pmf(0, mean))
+    return sum(float(poisson.pmf(j, mean)) / j for j in js) / (1 - p0)
+
+
 def family_size(t: CanaryTraffic, prof: Profile, cfg: CanaryConfig) -> int:
     """Metrics in the judge's Holm family at this traffic: the four always judged, plus each business metric
     with enough observations in both arms."""
@@ -171,11 +185,15 @@ def _power(effect: Effect, t: CanaryTraffic, prof: Profile, cfg: CanaryConfig, f
     z = _norm_ppf(1 - cfg.alpha / family)
     tol = _tolerance(effect.metric, cfg)
     if effect.metric in (QUALITY, LATENCY):
+        from scipy.stats import t as student
+
         sd = prof.quality_sd if effect.metric == QUALITY else prof.latency_sd_ms
         k = t.window_minutes  # one point per minute and arm
-        per_c, per_b = n_c / k, n_b / k
-        se = math.sqrt((sd**2 / per_c + sd**2 / per_b) / k) / math.sqrt(_MWU_EFFICIENCY)
-        return 1 - _norm_cdf((max(tol, z * se) - effect.harm) / se)
+        # a period's mean over a Poisson number J of answers has variance sd^2 * E[1/J | J >= 1]
+        var_c, var_b = sd**2 * _inverse_count(n_c / k), sd**2 * _inverse_count(n_b / k)
+        se = math.sqrt((var_c + var_b) / k) / math.sqrt(_MWU_EFFICIENCY)
+        crit = float(student.ppf(1 - cfg.alpha / family, 2 * k - 2))  # few points: t, not z
+        return 1 - _norm_cdf((max(tol, crit * se) - effect.harm) / se)
     p0 = _rate(effect.metric, prof)
     p1 = min(1.0, p0 + effect.harm)
     pooled = (n_c * p1 + n_b * p0) / (n_c + n_b)
@@ -241,13 +259,17 @@ def never_fires(
     level = cfg.alpha / family
     k = t.window_minutes
     best_mwu = 1 / comb(2 * k, k)
+    from scipy.stats import poisson
+
     for metric in (QUALITY, LATENCY, HALLUCINATION, ERROR_RATE):
         n_c, n_b = _counts(metric, t, prof)
         need = _min_count(metric, cfg)
-        if min(n_c, n_b) < need:
+        short = 1 - float(poisson.sf(need - 1, min(n_c, n_b)))  # chance an arm falls short at peak traffic
+        if short > MAX_SHORT:
             problems.append(
-                f"{metric}: only ~{min(n_c, n_b):.0f} observations per arm in the {k}-minute verdict window "
-                f"(< {need}): every canary would fail for lack of data"
+                f"{metric}: ~{min(n_c, n_b):.0f} observations per arm expected in the {k}-minute verdict window, so "
+                f"{short:.0%} of healthy canaries would have fewer than {need} and fail for lack of data "
+                f"(at most {MAX_SHORT:.0%} allowed): lower the minimum or raise traffic, interval or capture rate"
             )
             continue
         if metric in (QUALITY, LATENCY):

@@ -462,6 +462,17 @@ class Lookup:
         return self._try(f"worst judged examples from s3://{bucket}/{prefix}", read)
 
     # AppConfig
+    def business(self, target: str, current: str, since: datetime, until: datetime) -> list[Any] | None:
+        """Feedback and conversion of ``target`` vs ``current`` over the deployment (``canary.business_results``)."""
+        from .canary import CloudWatchSamples, business_results
+
+        def read() -> list[Any]:
+            cw = CloudWatchSamples(self.client("cloudwatch"))
+            start = since.replace(second=0, microsecond=0)
+            return business_results(cw.fetch(current, start, until), cw.fetch(target, start, until))
+
+        return self._try(f"feedback and conversion of versions {target} and {current}", read)
+
     def appconfig_deployment(self, app: str, env: str, number: int) -> dict[str, Any] | None:
         return cast(
             dict[str, Any] | None,
@@ -528,6 +539,27 @@ def _example_lines(examples: list[Example] | None, version: str) -> list[str]:
         lines.append(f"     A: {_clip(ex.answer, 300)}")
         if ex.unsupported:
             lines.append(f"     Unsupported: {_clip('; '.join(ex.unsupported), 200)}")
+    return lines
+
+
+_BUSINESS_NAMES = {"FeedbackScore": "Thumbs-up share", "ConversionRate": "Conversion rate"}
+
+
+def _business_lines(results: list[Any] | None) -> list[str]:
+    """One line per business metric: both rates with their N, the effect in points, the test and its p-values."""
+    if results is None:
+        return ["  (not available)"]
+    lines = []
+    for r in results:
+        name = _BUSINESS_NAMES.get(r.metric, r.metric)
+        if r.status == "nodata":
+            lines.append(f"  {name:<16} no outcomes reported (n = {r.n_canary} new / {r.n_baseline} previous)")
+            continue
+        verdict = "significantly worse" if r.status == "fail" else "no significant drop beyond tolerance"
+        lines.append(
+            f"  {name:<16} {r.canary:.1%} (n = {r.n_canary}) vs {r.baseline:.1%} (n = {r.n_baseline}): "
+            f"{100 * (r.effect or 0.0):+.1f} points, one-sided p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g}); {verdict}"
+        )
     return lines
 
 
@@ -611,6 +643,11 @@ def codedeploy_email(ev: EventBridgeEvent, lookup: Lookup, region: str) -> Email
         lines.append("  A lifecycle hook reported Failed (smoke set or canary analysis); see the hook's logs.")
     else:
         lines.append("  No alarm is in ALARM state for this deployment; see the deployment's events.")
+    if target and current:
+        ended = info.get("completeTime")
+        business = lookup.business(target, current, since, ended if isinstance(ended, datetime) else datetime.now(UTC))
+        lines += ["", f"Business outcomes, version {target} vs {current} (same window, the canary judge's tests)"]
+        lines += _business_lines(business)
     if target:
         lines += ["", f"Worst judged answers of version {target}"] + (
             _example_lines(examples, str(target)) or ["  (not available)"]
