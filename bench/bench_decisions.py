@@ -245,11 +245,11 @@ def bench_canary(trials: int, seed: int = 15) -> dict[str, Any]:
         if d is not None:
             row["predicted_power"] = round(d.power, 3)
             row["traffic_for_80pct"] = round(d.scale_for_80, 1) if d.scale_for_80 else None
-            # check the prediction where it is cheap enough to simulate (up to 8x the traffic)
-            if d.scale_for_80 and d.scale_for_80 <= 8:
+            # check the prediction: simulate the live judge at the traffic the power model says 80% needs
+            if d.scale_for_80:
                 busy = replace(traffic, peak_rps=traffic.peak_rps * d.scale_for_80)
                 row["rolled_back_at_that_traffic"] = simulate_canary(
-                    rng, busy, settings, prof, shift, max(100, trials // 2)
+                    rng, busy, settings, prof, shift, max(50, trials // 2)
                 )["rolled_back"]
         rows[name] = row
         print(f"  canary {name}: {json.dumps(row)}", flush=True)

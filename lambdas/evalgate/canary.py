@@ -78,7 +78,9 @@ class CanaryConfig:
     min_business: int = 30  # feedback / conversion observations per arm before they are judged at all
     max_unscored_rate: float = 0.20
     pass_score: float = 75.0
-    critical: frozenset[str] = frozenset({QUALITY, HALLUCINATION, ERROR_RATE})
+    # Latency (the seed's +120 ms incident) and conversion (the seed's abort rule) roll back on their own;
+    # feedback is reported (a non-critical failure only lowers the score, which 1 failure in 5 keeps >= 75).
+    critical: frozenset[str] = frozenset({QUALITY, HALLUCINATION, ERROR_RATE, LATENCY, CONVERSION})
 
 
 @dataclass

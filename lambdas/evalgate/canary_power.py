@@ -215,9 +215,12 @@ def detect(
         n_c, n_b = _counts(e.metric, t, prof)
         judged = min(n_c, n_b) >= _min_count(e.metric, cfg) and t.window_minutes >= cfg.min_points
         fam = family if judged or e.metric not in (FEEDBACK, CONVERSION) else family + 1
-        power = _power(e, t, prof, cfg, fam, 1.0)
+        critical = e.metric in cfg.critical
+        power = _power(e, t, prof, cfg, fam, 1.0) if critical else 0.0
         d = Detection(e, int(n_c), int(n_b), fam, power, judged, None)
-        if e.harm <= _tolerance(e.metric, cfg):
+        if not critical:
+            d.notes.append("not critical: reported in the analysis and the rollback email, never a rollback alone")
+        elif e.harm <= _tolerance(e.metric, cfg):
             d.notes.append(f"within the rule's tolerance ({_tolerance(e.metric, cfg):g}): never a rollback")
         elif power < TARGET_POWER:
             d.scale_for_80 = _scale_for(e, t, prof, cfg, fam)
