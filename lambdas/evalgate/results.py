@@ -84,6 +84,19 @@ class Comparison(BaseModel):
     fixed: int | None = None  # ... and the other way round
     worst: list[str] = Field(default_factory=list)  # ids of the cases that broke, worst first
 
+    @property
+    def label(self) -> str:
+        """``pass_rate (category=returns)`` for a segment, the metric name otherwise."""
+        return f"{self.metric} ({self.segment})" if self.segment else self.metric
+
+    def evidence(self) -> str:
+        """The test behind the flag, e.g. ``6 broke, 0 fixed; mcnemar-exact p=0.016, family-adjusted 0.031``."""
+        parts = [f"{self.broke} broke, {self.fixed} fixed"] if self.broke is not None else []
+        if self.p_value is not None:
+            adjusted = f", family-adjusted {self.p_adjusted:.2g}" if self.p_adjusted is not None else ""
+            parts.append(f"{self.test} p={self.p_value:.2g}{adjusted}")
+        return "; ".join(parts)
+
 
 class Drift(BaseModel):
     score: float | None = None  # mean excess semantic change of answers vs the baseline's (see README)
