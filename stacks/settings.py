@@ -119,7 +119,7 @@ class Settings(BaseModel):
 
     canary_percent: Percent = 10
     canary_interval_minutes: Annotated[int, Field(ge=1, le=120)] = 10
-    min_judged_samples: Annotated[int, Field(ge=1, le=100_000)] = 10
+    min_judged_samples: Annotated[int, Field(ge=1, le=100_000)] = 8
 
     peak_rps: Annotated[float, Field(gt=0.0, le=5000.0)] = 2.0
     load_test_seconds: Annotated[int, Field(ge=10, le=1800)] = 60
