@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 from .canary import ArmSamples, CanaryConfig, judge_canary
 from .canary_power import VERDICT_LEAD_MINUTES
-from .deploy_hooks import version_of, versions_from_deployment
+from .deploy_hooks import positive_int_env, version_of, versions_from_deployment
 from .errors import InputError
 
 Phase = Literal["before-traffic", "interim", "final"]
@@ -56,12 +56,7 @@ class LiveSettings:
             raise InputError.single("environment", None, "CODEDEPLOY_APPLICATION must be set")
 
         def num(name: str, default: int) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            if not raw.isdigit() or int(raw) < 1:
-                raise InputError.single("environment", None, f"{name}={raw!r} must be a positive integer")
-            return int(raw)
+            return positive_int_env(env, name, default)
 
         interval = num("CANARY_INTERVAL_MINUTES", 10)
         lead = num("VERDICT_LEAD_MINUTES", VERDICT_LEAD_MINUTES)

@@ -413,6 +413,7 @@ def _canary_power(args: argparse.Namespace) -> int:
     capture = ((ctx.get("featureFlags") or {}).get("capture") or {}).get("sample_rate", 0.25)
 
     def pick(flag: Any, key: str, default: Any) -> Any:
+        """The flag, else cdk.json's context key, else the settings' default (stacks/settings.py)."""
         value = flag if flag is not None else ctx.get(key, default)
         if not isinstance(value, int | float) or value <= 0:
             raise InputError.single(str(args.cdk_json), None, f"{key}: must be a positive number (got {value!r})")
@@ -422,11 +423,11 @@ def _canary_power(args: argparse.Namespace) -> int:
         peak_rps=float(pick(args.peak_rps, "peakRps", 2.0)),
         canary_percent=float(pick(args.canary_percent, "canaryPercent", 10)),
         interval_minutes=int(pick(args.interval_minutes, "canaryIntervalMinutes", 10)),
-        capture_rate=float(pick(args.capture_rate, "captureRate", capture)),
+        capture_rate=float(pick(args.capture_rate, "featureFlags.capture.sample_rate", capture)),
     )
     if not 0 < traffic.canary_percent < 100 or not 0 < traffic.capture_rate <= 1:
         raise InputError.single("--canary-percent/--capture-rate", None, "percent in (0, 100), rate in (0, 1]")
-    cfg = replace(CanaryConfig(), min_judged=int(pick(args.min_judged, "minJudgedSamples", 20)))
+    cfg = replace(CanaryConfig(), min_judged=int(pick(args.min_judged, "minJudgedSamples", 8)))
     prof = Profile(**{name: getattr(args, name) for name in _profile_defaults()})
     found = detect(traffic, prof, cfg)
     problems = never_fires(traffic, prof, cfg)

@@ -337,6 +337,16 @@ def pre_traffic_smoke(
 # ------------------------------------------------------------------------------------------------ canary
 
 
+def positive_int_env(env: Mapping[str, str], name: str, default: int) -> int:
+    """A positive integer environment variable (``default`` when unset); anything else names the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError.single("environment", None, f"{name}={raw!r} must be a positive integer")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class CanarySettings:
     function_name: str | None = None
@@ -352,12 +362,7 @@ class CanarySettings:
         env = os.environ if env is None else env
 
         def num(name: str, default: int) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            if not raw.isdigit() or int(raw) < 1:
-                raise InputError.single("environment", None, f"{name}={raw!r} must be a positive integer")
-            return int(raw)
+            return positive_int_env(env, name, default)
 
         return cls(
             function_name=env.get("TARGET_FUNCTION_NAME") or None,

@@ -168,3 +168,19 @@ def test_unreadable_metrics_fail_closed(world: dict[str, Any], monkeypatch: Any,
     out = world["h"].handler({}, Ctx())
     v = out["verdicts"][0]
     assert v["verdict"] == 1 and "could not judge the canary (ClientError" in v["reason"] and v["version"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({}, "CODEDEPLOY_APPLICATION must be set"),
+        ({"CODEDEPLOY_APPLICATION": "a", "CANARY_INTERVAL_MINUTES": "ten"}, "CANARY_INTERVAL_MINUTES='ten' must be"),
+        ({"CODEDEPLOY_APPLICATION": "a", "CANARY_INTERVAL_MINUTES": "3"}, "VERDICT_LEAD_MINUTES=3 must be below"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], fragment: str) -> None:
+    from evalgate.canary_live import LiveSettings
+    from evalgate.errors import InputError
+
+    with pytest.raises(InputError, match=fragment):
+        LiveSettings.from_env(env)
