@@ -45,6 +45,8 @@ SAMPLE_LABELS = {
     "Errors": "requests",
     "FeedbackScore": "feedback events",
     "ConversionRate": "outcomes",
+    "CanaryVerdict": "verdicts of the live canary judge (one a minute)",
+    "Invocations": "runs of the live canary judge",
 }
 COMPARISONS = {
     "GreaterThanOrEqualToThreshold": ">=",
@@ -462,16 +464,16 @@ class Lookup:
         return self._try(f"worst judged examples from s3://{bucket}/{prefix}", read)
 
     # AppConfig
-    def business(self, target: str, current: str, since: datetime, until: datetime) -> list[Any] | None:
-        """Feedback and conversion of ``target`` vs ``current`` over the deployment (``canary.business_results``)."""
-        from .canary import CloudWatchSamples, business_results
+    def arms(self, target: str, current: str, since: datetime, until: datetime) -> tuple[Any, Any] | None:
+        """Per-version samples of the previous and the new version over the deployment (``canary.ArmSamples``)."""
+        from .canary import CloudWatchSamples
 
-        def read() -> list[Any]:
+        def read() -> tuple[Any, Any]:
             cw = CloudWatchSamples(self.client("cloudwatch"))
             start = since.replace(second=0, microsecond=0)
-            return business_results(cw.fetch(current, start, until), cw.fetch(target, start, until))
+            return cw.fetch(current, start, until), cw.fetch(target, start, until)
 
-        return self._try(f"feedback and conversion of versions {target} and {current}", read)
+        return self._try(f"per-version metrics of versions {target} and {current}", read)
 
     def appconfig_deployment(self, app: str, env: str, number: int) -> dict[str, Any] | None:
         return cast(
@@ -644,10 +646,15 @@ def codedeploy_email(ev: EventBridgeEvent, lookup: Lookup, region: str) -> Email
     else:
         lines.append("  No alarm is in ALARM state for this deployment; see the deployment's events.")
     if target and current:
+        from .canary import business_results, judge_canary
+
         ended = info.get("completeTime")
-        business = lookup.business(target, current, since, ended if isinstance(ended, datetime) else datetime.now(UTC))
+        arms = lookup.arms(target, current, since, ended if isinstance(ended, datetime) else datetime.now(UTC))
+        if arms is not None and any(e.metric.split()[-1] == "CanaryVerdict" for e in evidence):
+            lines += ["", f"Canary analysis, version {target} vs {current} (the live judge's tests, whole deployment)"]
+            lines += [f"  {r.metric}: {r.status} - {r.reason}" for r in judge_canary(*arms).results]
         lines += ["", f"Business outcomes, version {target} vs {current} (same window, the canary judge's tests)"]
-        lines += _business_lines(business)
+        lines += _business_lines(business_results(*arms) if arms is not None else None)
     if target:
         lines += ["", f"Worst judged answers of version {target}"] + (
             _example_lines(examples, str(target)) or ["  (not available)"]

@@ -289,6 +289,38 @@ def test_codedeploy_rollback_email_explains_why(world: dict[str, Any], capsys: A
     assert emf["Notifications"] == [1.0] and emf["FunctionVersion"] == "2"
 
 
+def test_a_live_canary_verdict_rollback_shows_the_canary_analysis(world: dict[str, Any]) -> None:
+    verdict_alarm = "support-service-canary-verdict"
+    cw = boto3.client("cloudwatch", region_name=REGION)
+    dims = [{"Name": "FunctionVersion", "Value": "7"}]
+    cw.put_metric_data(Namespace="EvalGate/Service", MetricData=[
+        {"MetricName": "CanaryVerdict", "Dimensions": dims, "Value": 1.0,
+         "Timestamp": datetime.now(UTC) - timedelta(seconds=20)},
+    ])
+    cw.put_metric_alarm(
+        AlarmName=verdict_alarm, Namespace="EvalGate/Service", MetricName="CanaryVerdict", Dimensions=dims,
+        Statistic="Maximum", Period=60, EvaluationPeriods=1, Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
+    )
+    cw.set_alarm_state(AlarmName=verdict_alarm, StateValue="ALARM", StateReason="Threshold Crossed: [1.0]")
+    info = deployment_info()
+    info["deploymentInfo"]["errorInformation"]["message"] = (
+        f"One or more alarms have been activated according to the Amazon CloudWatch metrics you selected, and the "
+        f"affected deployments have been stopped. Activated alarms: <{verdict_alarm}>"
+    )
+    cd = stub(world, "codedeploy")
+    cd.add_response("get_deployment", info, {"deploymentId": DEPLOYMENT})
+    stub_logs(world)
+    out = world["h"].handler(codedeploy_event(event_id="e-verdict"), Ctx())
+    assert out["status"] == "sent"
+    body = inbox(world)[0]["Message"]
+    assert "n = 1 verdicts of the live canary judge (one a minute)" in body
+    assert "Canary analysis, version 7 vs 6 (the live judge's tests, whole deployment)" in body
+    # version 7 scored 0.61 on 42 judged answers, version 6 was not judged in this window: fail closed
+    assert "  QualityScore: nodata - insufficient data: baseline has 0 samples" in body
+    assert "  Thumbs-up share  40.0% (n = 30) vs 85.0% (n = 100)" in body
+
+
 def test_worst_examples_from_the_judged_records_in_s3(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from evalgate.online import JudgedWriter
 
