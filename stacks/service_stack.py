@@ -155,7 +155,7 @@ class ServiceStack(Stack):
                      pattern=events.EventPattern(source=["aws.appconfig"], detail_type=["On Deployment Rollback"]))
 
         QualityDashboard(self, "Dashboard", DashboardProps(
-            dashboard_name=f"{prefix}-quality", namespace=NAMESPACE, alarms=list(alarms.all_alarms),
+            dashboard_name=f"{prefix}-quality", namespace=NAMESPACE, alarms=[*alarms.all_alarms, *verdict_alarms],
             period_minutes=alarms_cfg.period_minutes,
         ))
 
