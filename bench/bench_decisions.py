@@ -229,10 +229,11 @@ def bench_canary(trials: int, seed: int = 15) -> dict[str, Any]:
         interval_minutes=int(ctx["canaryIntervalMinutes"]),
         capture_rate=float(ctx["featureFlags"]["capture"]["sample_rate"]),
     )
-    settings = LiveSettings("app", "group", traffic.interval_minutes, int(ctx["minJudgedSamples"]))
-    from evalgate.canary import CanaryConfig
-
-    cfg = replace(CanaryConfig(), min_judged=settings.min_samples)
+    settings = LiveSettings(
+        "app", "group", traffic.interval_minutes, int(ctx["minJudgedSamples"]),
+        total_regression_ms=ctx.get("totalRegressionMs"), total_regression_pct=ctx.get("totalRegressionPct"),
+    )  # fmt: skip
+    cfg = settings.config()
     prof = Profile()
     power = {d.effect.label: d for d in detect(traffic, prof, cfg)}
     rng = np.random.default_rng(seed)

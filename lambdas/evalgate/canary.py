@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from . import telemetry as tm
+from .latency import LatencyBudget
 
 Status = Literal["pass", "fail", "nodata"]
 QUALITY, LATENCY, HALLUCINATION, ERROR_RATE, FEEDBACK, CONVERSION = (
@@ -70,7 +71,9 @@ class CanaryConfig:
     min_points: int = 3  # per-period points per arm for Mann-Whitney
     alpha: float = 0.05
     quality_tolerance: float = 0.03  # absolute drop of QualityScore tolerated
-    latency_tolerance_ms: float = 100.0  # increase of the per-period mean latency tolerated (ms)
+    latency_tolerance_ms: float = 100.0  # increase of the per-period mean latency tolerated (ms), without a budget
+    # total answer time vs the previous version by evalgate.latency's rule (+ms or +%, whichever comes first)
+    latency_budget: LatencyBudget | None = None
     hallucination_tolerance: float = 0.02  # absolute increase of the hallucination rate tolerated
     error_tolerance: float = 0.01
     feedback_tolerance: float = 0.05  # absolute drop of the thumbs-up share tolerated
@@ -97,6 +100,7 @@ class MetricResult:
     n_canary: int = 0
     reason: str = ""
     p_adjusted: float | None = None  # Holm over the metrics that had data
+    unit: str = ""
     harm: float | None = None  # the effect in the harmful direction (positive = worse)
     tolerance: float = 0.0
 
@@ -185,7 +189,7 @@ def _series_metric(
     b_vals, c_vals = values
     b_n, c_n = counts
     r = MetricResult(name, "mann-whitney", "nodata", name in cfg.critical, n_baseline=b_n, n_canary=c_n)
-    r.tolerance = tolerance
+    r.tolerance, r.unit = tolerance, unit
     short = _short((("baseline", b_n), ("canary", c_n)), min_count)
     short += [
         f"{arm} has {len(v)} periods with data (< {cfg.min_points})"
@@ -235,6 +239,17 @@ def _proportion_metric(
     return r
 
 
+def latency_tolerance_ms(baseline_ms: float | None, cfg: CanaryConfig) -> float:
+    """The tolerated increase of total answer time (ms): ``latency_budget``'s +ms / +% of the previous version's
+    median when it gates total time, else ``latency_tolerance_ms``."""
+    budget = cfg.latency_budget
+    if budget is not None and budget.gates_total and baseline_ms is not None:
+        allowed = budget.allowed_regression_ms(baseline_ms)
+        if allowed is not None:
+            return allowed
+    return cfg.latency_tolerance_ms
+
+
 def classify(results: Sequence[MetricResult], alpha: float) -> None:
     """Family-wise control over the metric tests that had data (Holm, ``stats.step_down``): a metric fails when
     its adjusted p-value is below ``alpha`` *and* its harmful effect exceeds its tolerance."""
@@ -245,7 +260,7 @@ def classify(results: Sequence[MetricResult], alpha: float) -> None:
     for r, adj in zip(tested, adjusted, strict=True):
         r.p_adjusted = adj
         significant = adj < alpha
-        limit = f"{r.tolerance:g}"
+        limit = f"{r.tolerance:.4g}{r.unit}"
         detail = f"{r.reason}; adjusted p={adj:.3g} over {len(tested)} metrics"
         if significant and r.harm is not None and r.harm > r.tolerance:
             r.status, r.reason = "fail", f"worse beyond tolerance {limit}: {detail}"
@@ -282,7 +297,7 @@ def metric_results(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig) 
             counts=(baseline.requests, canary.requests),
             min_count=cfg.min_requests,
             higher_is_better=False,
-            tolerance=cfg.latency_tolerance_ms,
+            tolerance=latency_tolerance_ms(statistics.median(baseline.latency) if baseline.latency else None, cfg),
             unit=" ms",
         ),
         _proportion_metric(

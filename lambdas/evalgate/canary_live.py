@@ -33,8 +33,9 @@ from typing import Any, Literal
 
 from .canary import ArmSamples, CanaryConfig, judge_canary
 from .canary_power import VERDICT_LEAD_MINUTES
-from .deploy_hooks import positive_int_env, version_of, versions_from_deployment
+from .deploy_hooks import positive_env, positive_int_env, version_of, versions_from_deployment
 from .errors import InputError
+from .latency import LatencyBudget
 
 Phase = Literal["before-traffic", "interim", "final"]
 INTERIM_ALPHA = 0.001
@@ -48,6 +49,8 @@ class LiveSettings:
     min_samples: int
     lead_minutes: int = VERDICT_LEAD_MINUTES
     interim_alpha: float = INTERIM_ALPHA
+    total_regression_ms: float | None = None  # total answer time vs the previous version (as the canary hook)
+    total_regression_pct: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
@@ -70,7 +73,14 @@ class LiveSettings:
             interval_minutes=interval,
             min_samples=num("MIN_SAMPLES", 30),
             lead_minutes=lead,
+            total_regression_ms=positive_env(env, "TOTAL_REGRESSION_MS"),
+            total_regression_pct=positive_env(env, "TOTAL_REGRESSION_PCT"),
         )
+
+    def config(self) -> CanaryConfig:
+        """The canary judge's configuration for the final look (the same latency budget as the canary hook)."""
+        budget = LatencyBudget(regression_ms=self.total_regression_ms, regression_pct=self.total_regression_pct)
+        return replace(CanaryConfig(), min_judged=self.min_samples, latency_budget=budget)
 
 
 @dataclass
@@ -159,7 +169,7 @@ def look(
     """One look of the live judge at the data so far: (verdict value, reason, analysis). The final look is the
     judge's own verdict (fail closed on too little data); an interim look fails only on a critical metric
     significantly worse beyond tolerance at ``interim_alpha``."""
-    cfg = replace(CanaryConfig(), min_judged=settings.min_samples)
+    cfg = settings.config()
     if not final:
         cfg = replace(cfg, alpha=settings.interim_alpha)
     result = judge_canary(base_arm, canary_arm, cfg)

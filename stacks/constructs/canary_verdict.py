@@ -44,6 +44,8 @@ class CanaryVerdictProps:
     canary_interval_minutes: int
     min_judged_samples: int
     name_prefix: str
+    total_regression_ms: float | None = None  # total answer time vs the previous version (as the canary hook)
+    total_regression_pct: float | None = None
 
 
 class CanaryVerdict(Construct):
@@ -56,6 +58,8 @@ class CanaryVerdict(Construct):
                 "CODEDEPLOY_APPLICATION": props.application.application_name,
                 "CANARY_INTERVAL_MINUTES": str(props.canary_interval_minutes),
                 "MIN_SAMPLES": str(props.min_judged_samples),
+                **({"TOTAL_REGRESSION_MS": f"{props.total_regression_ms:g}"} if props.total_regression_ms else {}),
+                **({"TOTAL_REGRESSION_PCT": f"{props.total_regression_pct:g}"} if props.total_regression_pct else {}),
             },
             timeout=Duration.seconds(50),  # below the one-minute schedule: runs never pile up
             memory_size=512,
