@@ -402,19 +402,15 @@ class Settings(BaseModel):
     def _canary_rules_can_fire(self) -> Settings:
         """Refuse a canary under which a rule could never fire (``evalgate canary-power`` prints the full power
         report): a live verdict with too few periods or observations, a test that cannot reach significance, a
-        tolerance at or above the regression the rule exists for, a rollback alarm longer than the canary."""
+        tolerance at or above the largest possible change, a rollback alarm longer than the canary."""
         from dataclasses import replace
 
-        lambdas = str(REPO_ROOT / "lambdas")
-        if lambdas not in sys.path:
-            sys.path.insert(0, lambdas)
-        from evalgate.canary import CanaryConfig
-        from evalgate.canary_power import CanaryTraffic, never_fires
-
-        traffic = CanaryTraffic(self.peak_rps, self.canary_percent, self.canary_interval_minutes,
-                                self.flags.capture.sample_rate)
-        cfg = replace(CanaryConfig(), min_judged=self.min_judged_samples, latency_budget=self.latency_budget)
-        problems = never_fires(traffic, cfg=cfg)
+        power = _evalgate("canary_power")
+        traffic = power.CanaryTraffic(self.peak_rps, self.canary_percent, self.canary_interval_minutes,
+                                      self.flags.capture.sample_rate)
+        cfg = replace(_evalgate("canary").CanaryConfig(), min_judged=self.min_judged_samples,
+                      latency_budget=self.latency_budget)
+        problems: list[str] = power.never_fires(traffic, cfg=cfg)
         t = self.alarm_thresholds
         if t.period_minutes * t.evaluation_periods > self.canary_interval_minutes:
             problems.append(
