@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import textwrap
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .errors import InputError, Problem
+from .retry import DEFAULT_TIME_BUDGET_S
 
 EXIT_USAGE = 2
 EXIT_ERROR = 4
@@ -138,7 +138,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="generator model or inference profile id (bedrock candidate)")
     run.add_argument("--prompt", help="prompt id under prompts/, e.g. support/v1 (bedrock candidate)")
     run.add_argument("--judge-model", help="override the judge model id")
-    run.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and exit ERROR after this long")
+    run.add_argument(
+        "--time-budget",
+        type=float,
+        default=DEFAULT_TIME_BUDGET_S,
+        metavar="SECONDS",
+        help="retry throttled/failed model calls until this long after the start, then give up and exit ERROR "
+        f"(default: {DEFAULT_TIME_BUDGET_S:g})",
+    )
     run.add_argument(
         "--tickets",
         choices=["none", "opscenter", "github"],
@@ -721,12 +728,15 @@ def _run(args: argparse.Namespace) -> int:
     from .cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel
     from .dataset import load_golden
     from .reports import write_reports
+    from .retry import RetryPolicy
     from .runner import run_evaluation
     from .shard import parse_shard, select_shard, shard_record
     from .tiers import skip_result, smoke_subset
 
     if args.concurrency < 1:
         raise InputError.single("--concurrency", None, "must be at least 1")
+    if args.time_budget <= 0:
+        raise InputError.single("--time-budget", None, "must be a positive number of seconds")
     if args.repeats is not None and args.repeats < 1:
         raise InputError.single("--repeats", None, "must be at least 1")
     if args.max_cost is not None and args.max_cost <= 0:
@@ -819,7 +829,7 @@ def _run(args: argparse.Namespace) -> int:
             model: Any = BedrockJudgeModel(model_id=model_id)
             if meter is not None:
                 model = MeteredJudgeModel(model, meter)
-            return Judge(model, cache=cache)
+            return Judge(model, cache=cache, malformed_attempts=config.models.judge_malformed_attempts)
 
         if use_job:
             from .evaljobs import EvaluationJobJudge
@@ -872,7 +882,6 @@ def _run(args: argparse.Namespace) -> int:
         embedder = TitanEmbedder(model_id=config.models.embeddings, max_workers=args.concurrency)
         if meter is not None:
             embedder = MeteredEmbedder(embedder, meter)
-    deadline = time.monotonic() + args.time_budget if args.time_budget else None
     try:
         result = run_evaluation(
             golden=golden,
@@ -887,8 +896,8 @@ def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             cache=cache,
             progress=not args.no_progress,
-            deadline=deadline,
             not_run=not_run,
+            policy=RetryPolicy(args.concurrency, time_budget=args.time_budget),
             meter=meter,
             guardrail=guardrail,
             escalation_judge=escalation_judge,

@@ -1,13 +1,15 @@
 """Statistics for decisions with uncertainty: bootstrap intervals for means, Wilson intervals for rates,
-paired bootstrap for baseline differences. numpy/scipy only here (the per-case path stays light)."""
+paired bootstrap for baseline differences; the gate's tests (exact McNemar, paired t, Holm with Tarone's count).
+numpy only at import (the per-case path stays light; scipy is imported only by the t-tests, i.e. by a run with a
+baseline, which keeps a warm rerun's start-up short)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
-from scipy import stats as sps
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,15 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
     """Wilson score interval for a proportion (well behaved at 0 and 1, unlike the normal approximation)."""
     if n == 0:
         return Interval(None, None, None, 0)
-    z = float(sps.norm.ppf(1 - (1 - confidence) / 2))
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, float(centre - half)), min(1.0, float(centre + half)), n)
+    # At 0 or n successes the bound is exactly 0 or 1 (centre == half algebraically); do not leave rounding dust.
+    low = 0.0 if successes == 0 else max(0.0, float(centre - half))
+    high = 1.0 if successes == n else min(1.0, float(centre + half))
+    return Interval(p, low, high, n)
 
 
 def paired_difference(
@@ -93,10 +98,13 @@ def mcnemar_exact(broke: int, fixed: int) -> float:
     """One-sided exact McNemar test on the discordant pairs of a paired pass/fail comparison: the p-value that
     ``broke`` (pass -> fail) or more of the ``broke + fixed`` discordant cases went the bad way when each
     direction is equally likely (binomial, p = 1/2). No discordant pair is no evidence: 1.0."""
+    from math import comb
+
     n = broke + fixed
     if n == 0:
         return 1.0
-    return float(sps.binomtest(broke, n, 0.5, alternative="greater").pvalue)
+    tail: int = sum(comb(n, i) for i in range(broke, n + 1))
+    return min(1.0, tail / (1 << n))  # the exact binomial tail, in integers
 
 
 def mcnemar_min_p(broke: int, fixed: int) -> float:
@@ -110,6 +118,8 @@ def paired_t_pvalue(candidate: Sequence[float], baseline: Sequence[float], highe
     if len(d) < 2 or np.all(d == d[0]):
         worse = bool(len(d) and ((d[0] < 0) if higher_is_better else (d[0] > 0)))
         return 0.0 if worse and len(d) >= 2 else 1.0
+    from scipy import stats as sps  # lazily: only a run with a baseline pays for scipy
+
     res = sps.ttest_1samp(d, 0.0, alternative="less" if higher_is_better else "greater")
     return float(res.pvalue)
 
@@ -155,4 +165,6 @@ def excess_pvalue(excess: Sequence[float]) -> float | None:
         return None
     if np.all(x == x[0]):
         return 0.0 if x[0] > 0 else 1.0
+    from scipy import stats as sps  # lazily, as above
+
     return float(sps.ttest_1samp(x, 0.0, alternative="greater").pvalue)

@@ -39,6 +39,7 @@ CANARY_SCORE = "CanaryScore"
 CANARY_VERDICT = "CanaryVerdict"
 NOTIFICATIONS = "Notifications"
 SHADOW_PAIRS = "ShadowPairs"
+SHADOW_SKIPPED = "ShadowSkipped"  # mirrored requests the candidate itself answered (no self-comparison)
 
 UNITS: dict[str, str] = {
     LATENCY: "Milliseconds",
@@ -60,6 +61,7 @@ UNITS: dict[str, str] = {
     CANARY_VERDICT: "Count",
     NOTIFICATIONS: "Count",
     SHADOW_PAIRS: "Count",
+    SHADOW_SKIPPED: "Count",
 }
 
 DIM_VERSION = "FunctionVersion"
