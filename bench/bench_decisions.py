@@ -1,6 +1,6 @@
 """Decision quality of the gate's segment rules and of the live canary, by simulation (issue 14).
 
-Run: `.venv/bin/python bench/bench_decisions.py` (about 3 minutes; `--trials 100 --canary-trials 50` for a
+Run: `.venv/bin/python bench/bench_decisions.py` (1-3 minutes; `--trials 100 --canary-trials 50` for a
 quick look).
 Results go to bench/results/decisions.json; bench/README.md records them.
 
