@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import telemetry as tm
 from .dataset import parse_json_model
+from .masking import mask_pii
 from .retrieval import KnowledgeIndex
 from .service import sampled
 
@@ -87,7 +88,8 @@ class JudgedRecord:
         return t
 
     def log_fields(self, question: str, answer: str) -> dict[str, Any]:
-        """A structured log line per judged answer (what the notifier queries for the worst examples)."""
+        """A structured log line per judged answer (what the notifier queries for the worst examples); personal data
+        is masked here, the one place judged text leaves the encrypted capture record."""
         return {
             "evalgate_judged": 1,
             "ts": time.time(),
@@ -102,8 +104,8 @@ class JudgedRecord:
             "unscored": self.unscored,
             "leaked": self.leaked,
             "unsupported_claims": self.unsupported_claims[:5],
-            "question": question[:300],
-            "answer": answer[:500],
+            "question": mask_pii(question)[:300],
+            "answer": mask_pii(answer)[:500],
         }
 
 
