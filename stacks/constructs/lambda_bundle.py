@@ -35,6 +35,7 @@ from aws_cdk import (
     Stack,
 )
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -159,8 +160,10 @@ class LambdaBundle(Construct):
     """Code assets, layers and a factory for consistently configured functions (one role and log group each)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, powertools_layer_version: int,
-                 log_retention_days: int, metrics_namespace: str, service_name: str, bundled: bool) -> None:
+                 log_retention_days: int, metrics_namespace: str, service_name: str, bundled: bool,
+                 log_key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
+        self._log_key = log_key  # function log groups are encrypted with it (questions/answers may be logged)
         if not bundled:
             # An unbundled synth (the offline default) is valid, but its Lambda assets are the raw source
             # folders: make CloudFormation refuse to deploy it, before touching any resource, with the fix.
@@ -212,7 +215,8 @@ class LambdaBundle(Construct):
     def function(self, scope: Construct, construct_id: str, spec: FunctionSpec) -> lambda_.Function:
         """A Python 3.13 arm64 function with its own role (no managed policies) and its own log group."""
         log_group = logs.LogGroup(
-            scope, f"{construct_id}Logs", retention=self._retention, removal_policy=RemovalPolicy.DESTROY
+            scope, f"{construct_id}Logs", retention=self._retention, encryption_key=self._log_key,
+            removal_policy=RemovalPolicy.DESTROY,
         )
         role = iam.Role(
             scope, f"{construct_id}Role",

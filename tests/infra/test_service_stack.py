@@ -31,7 +31,16 @@ def _service_version(synth: Synth, stack: str) -> str:
 
 
 def _alarms(synth: Synth, stack: str) -> dict[str, dict[str, Any]]:
-    return {k: v["Properties"] for k, v in synth.resources(stack, "AWS::CloudWatch::Alarm").items()}
+    """Alarm properties; a metric-math alarm also gets the MetricName and Dimensions its inputs all share."""
+    out = {}
+    for k, v in synth.resources(stack, "AWS::CloudWatch::Alarm").items():
+        props = dict(v["Properties"])
+        if "Metrics" in props:
+            inputs = [m["MetricStat"]["Metric"] for m in props["Metrics"] if "MetricStat" in m]
+            assert inputs and all(m == inputs[0] for m in inputs), k
+            props.update({key: inputs[0][key] for key in ("Namespace", "MetricName", "Dimensions")})
+        out[k] = props
+    return out
 
 
 @pytest.mark.parametrize("stack", [STAGING, PROD])
@@ -70,6 +79,19 @@ def test_alarm_thresholds_come_from_settings(synth: Synth) -> None:
     assert by_metric["Latency"]["Threshold"] == synth.built.settings.latency_slo_ms
     assert by_metric["Errors"]["Statistic"] == "Average"
     assert by_metric["FeedbackScore"]["Threshold"] == t.feedback_min
+
+
+def test_feedback_gates_only_past_a_minimum_of_distinct_answers(synth: Synth) -> None:
+    t = synth.built.settings.alarm_thresholds
+    fb = next(a for a in _alarms(synth, PROD).values() if a["MetricName"] == "FeedbackScore")
+    by_id = {m["Id"]: m for m in fb["Metrics"]}
+    expression = next(m for m in fb["Metrics"] if "Expression" in m)
+    assert expression["Expression"] == f"IF(answers >= {t.feedback_min_answers}, score, 1)"
+    assert expression.get("ReturnData", True) is True
+    assert by_id["score"]["MetricStat"]["Stat"] == "Average" and by_id["answers"]["MetricStat"]["Stat"] == "SampleCount"
+    assert all(by_id[i]["MetricStat"]["Period"] == t.period_minutes * 60 for i in ("score", "answers"))
+    assert fb["ComparisonOperator"] == "LessThanThreshold" and fb["TreatMissingData"] == "notBreaching"
+    assert f"at least {t.feedback_min_answers} distinct rated answers" in fb["AlarmDescription"]
 
 
 @pytest.mark.parametrize("stack", [STAGING, PROD])

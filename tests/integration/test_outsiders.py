@@ -5,6 +5,7 @@ Handler in-process with HTTP API v2 events, the signing key in (moto) Secrets Ma
 ConversionRate, the only metrics /feedback writes (and the business metrics the rollback alarms read).
 """
 
+# ruff: noqa: F811  (the tests request the imported ``env`` fixture by its name)
 from __future__ import annotations
 
 import base64
