@@ -149,10 +149,6 @@ class ServiceApi(Construct):
                 )
         self.url = self.stage.url
 
-    def invoke_arn(self) -> str:
-        """``execute-api:Invoke`` on the two routes (what an IAM caller must be allowed)."""
-        return self.http_api.arn_for_execute_api(method="POST", path="/*", stage="$default")
-
     def allow_read_flags(self, policy_statements: list[iam.PolicyStatement]) -> None:
         """AppConfig permissions go into a separate policy: the function must not depend on the environment
         (whose monitors depend on the new version's alarms, which depend on the function)."""

@@ -117,6 +117,24 @@ def test_api_auth_jwt_puts_a_jwt_authorizer_with_issuer_and_audience_on_every_ro
         ), stack
 
 
+def test_the_authorized_api_is_the_only_way_in_from_outside(iam_app: Any) -> None:
+    """No function URL, and API Gateway may invoke the service only through this stage's HTTP API."""
+    _, templates, _ = iam_app
+    for stack in (STAGING, PROD):
+        template = templates[stack]
+        assert _of_type(template, "AWS::Lambda::Url") == {}
+        [api_id] = _of_type(template, "AWS::ApiGatewayV2::Api")
+        service_id, _ = _function(template, "handlers.service.handler")
+        targets = {service_id} | {k for k, a in _of_type(template, "AWS::Lambda::Alias").items()
+                                  if service_id in json.dumps(a["FunctionName"])}
+        permissions = [p for p in _of_type(template, "AWS::Lambda::Permission").values()
+                       if any(t in json.dumps(p["FunctionName"]) for t in targets)]
+        assert permissions
+        for p in permissions:
+            assert p["Principal"] == "apigateway.amazonaws.com"
+            assert api_id in json.dumps(p["SourceArn"])
+
+
 def test_strict_setting_refuses_an_anonymous_prod_api() -> None:
     from stacks.settings import SettingsError, load_settings
 
