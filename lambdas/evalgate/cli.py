@@ -134,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--prompt", help="prompt id under prompts/, e.g. support/v1 (bedrock candidate)")
     run.add_argument("--judge-model", help="override the judge model id")
     run.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and exit ERROR after this long")
+    run.add_argument(
+        "--coverage",
+        type=Path,
+        metavar="FILE",
+        help="coverage.json from `evalgate curate` (default: GOLDEN/coverage.json when present): "
+        "warn about live categories no golden case covers",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--max-cost",
@@ -243,6 +250,32 @@ def _parser() -> argparse.ArgumentParser:
         nargs="*",
         help="recorded response files to check against the cases (default: GOLDEN/responses/*.jsonl)",
     )
+    val.add_argument(
+        "--review",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="a curation review file: every entry must be completed and verified, or rejected (repeatable)",
+    )
+
+    cur = sub.add_parser(
+        "curate",
+        help="propose golden cases from judged production records; merge a reviewed batch",
+        description="Read judged live answers (a folder or s3:// prefix) over a time window and write review.jsonl "
+        "(proposals with provenance, personal data masked) and coverage.md/json into --out. A person completes "
+        "each entry (reference, context, tags, verified_by) or sets status to rejected; `evalgate validate "
+        "--review FILE` checks it and `evalgate curate --merge FILE` adds the completed entries to golden/.",
+    )
+    cur.add_argument("--records", metavar="SOURCE", help="folder or s3://bucket/prefix of judged records")
+    cur.add_argument("--since", type=_iso_day, metavar="YYYY-MM-DD", help="first day (default: --days ago)")
+    cur.add_argument("--until", type=_iso_day, metavar="YYYY-MM-DD", help="last day, inclusive (default: today)")
+    cur.add_argument("--days", type=int, default=90, help="window when --since is not given (default: 90)")
+    cur.add_argument("--golden", type=Path, default=Path("golden"))
+    cur.add_argument("--config", type=Path, help="default: GOLDEN/gate.toml ([golden] section)")
+    cur.add_argument("--max", type=int, dest="max_proposals", help="proposals at most (default: from gate.toml)")
+    cur.add_argument("--embedder", choices=["local", "titan"], default="local")
+    cur.add_argument("--out", type=Path, default=Path("out/curate"), help="folder for review.jsonl and coverage")
+    cur.add_argument("--merge", type=Path, metavar="REVIEW", help="add a completed review file's cases to golden/")
 
     cal = sub.add_parser(
         "calibrate",
@@ -289,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _merge(args)
         if args.command == "shadow-report":
             return _shadow_report(args)
+        if args.command == "curate":
+            from .curate_cli import curate_command
+
+            return curate_command(args)
         if args.command == "calibrate":
             from .calibrate import run_calibration
 
@@ -344,6 +381,11 @@ def _validate(args: argparse.Namespace) -> int:
                 problems.append(
                     Problem(str(path), None, f"no response for {len(missing)} case(s): {', '.join(missing[:6])}")
                 )
+    if golden is not None:
+        from .curate import check_review
+
+        for review in args.review or []:
+            problems.extend(check_review(review, golden)[1])
     if problems:
         raise InputError(problems)
     assert golden is not None
@@ -352,6 +394,7 @@ def _validate(args: argparse.Namespace) -> int:
         f"ok: {len(golden.knowledge)} knowledge entries, "
         + ", ".join(f"{n} {s}" for s, n in counts.items())
         + f" cases, {len(files)} response file(s)"
+        + (f", {len(args.review)} review file(s)" if args.review else "")
     )
     return 0
 
@@ -538,6 +581,7 @@ def _run(args: argparse.Namespace) -> int:
     config_path = args.config or args.golden / "gate.toml"
     config = load_config(config_path)
     golden = load_golden(args.golden, args.suite)
+    warnings = _golden_warnings(args, config)
     baseline = _load_baseline(args.baseline) if args.baseline else None
     candidate = _build_candidate(args.candidate, args, config)
     commit = _commit(args)
@@ -692,6 +736,7 @@ def _run(args: argparse.Namespace) -> int:
         result.verdict.reasons.append(decision.summary)
     if shard_info is not None:
         result.shard = shard_info
+    result.warnings += warnings
     paths = write_reports(result, args.out, baseline)
     _print_summary(result, paths)
     if shard is not None:
@@ -818,6 +863,35 @@ def _build_load_target(args: argparse.Namespace, config: Any, workers: int, time
     raise InputError.single(
         "--target", None, f"unknown target '{spec}': use http:URL, lambda:NAME[:QUALIFIER] or bedrock"
     )
+
+
+def _iso_day(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _golden_warnings(args: argparse.Namespace, config: Any) -> list[str]:
+    from .curate import freshness_warnings
+
+    coverage = None
+    path = args.coverage or (args.golden / "coverage.json")
+    if args.coverage is not None or path.is_file():
+        from .curate_cli import CoverageFile
+        from .dataset import parse_json_model
+
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError.single(str(path), None, f"cannot read coverage file: {exc}") from None
+        try:
+            coverage = parse_json_model(text, CoverageFile, "coverage file").model_dump()
+        except ValueError as exc:
+            raise InputError.single(str(path), None, str(exc)) from None
+    return freshness_warnings(args.golden, config.golden.max_age_days, coverage)
 
 
 def _merge(args: argparse.Namespace) -> int:

@@ -264,6 +264,18 @@ class CostConfig(BaseModel):
     chars_per_token: Annotated[float, Field(gt=0.5, le=8)] = 2.0
 
 
+class GoldenConfig(BaseModel):
+    """How the golden set is kept alive (``evalgate curate``) and when the gate warns that it has gone stale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_age_days: Annotated[int, Field(ge=1)] | None = 90  # warn when the cases have not changed for longer
+    max_proposals: Annotated[int, Field(ge=1, le=1000)] = 20  # proposals per curation batch
+    low_quality: Unit = 0.6  # judged quality below this makes a live answer worth a look
+    novelty: Unit = 0.5  # a question with no golden case within this cosine is novel
+    duplicate: Unit = 0.85  # two questions within this cosine are the same question
+
+
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -280,6 +292,7 @@ class GateConfig(BaseModel):
     guardrail: GuardrailConfig = Field(default_factory=GuardrailConfig)
     evaluation_job: EvaluationJobConfig = Field(default_factory=EvaluationJobConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    golden: GoldenConfig = Field(default_factory=GoldenConfig)
 
     @model_validator(mode="after")
     def _sane(self) -> GateConfig:

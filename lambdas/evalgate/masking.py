@@ -1,27 +1,99 @@
-"""The one masking function for personal data in questions and answers: e-mail addresses, phone and card numbers.
+"""Masking of personal data in free text: one function used wherever a question or answer leaves its request.
 
-Everything that logs or stores a question or an answer outside the encrypted capture record (which the online
-judge needs verbatim) passes it through :func:`mask_pii` first: service logs, judged records, shadow pairs, the
-rollback e-mail. Masks are typed placeholders (``[email]``, ``[phone]``, ``[card]``) so a masked text still
-reads, and a judged example in an e-mail still shows *what kind* of data the user had typed.
+``mask_pii`` replaces e-mail addresses, phone numbers, payment card numbers (Luhn-checked), order ids and
+personal names with fixed tokens (``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[ORDER_ID]``, ``[NAME]``) and says which
+kinds it found. It is deterministic and idempotent (masking masked text changes nothing).
 
-Rules: an e-mail is ``local@domain.tld``; a card number is 13-19 digits (spaces or dashes allowed between
-groups) that pass the Luhn check; a phone number is 10-15 digits, or 8-15 digits after a leading ``+``, with
-spaces, dots, dashes or brackets between groups. Shorter digit runs (order numbers, quantities, dates) stay.
+Names cannot be found by pattern alone; the rules catch the ways people write them in support requests
+("my name is …", "I'm …", "this is …", titles such as "Ms. …", a name after a relation such as "my wife …", and a
+sign-off line), and err on the side of masking. Free-standing names elsewhere in a sentence are not caught: text
+masked here is reviewed by a person before it becomes a golden case.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass
 
-EMAIL = "[email]"
-PHONE = "[phone]"
-CARD = "[card]"
+TOKENS = {
+    "email": "[EMAIL]",
+    "phone": "[PHONE]",
+    "card": "[CARD]",
+    "order_id": "[ORDER_ID]",
+    "name": "[NAME]",
+}
+MASK_TOKEN = re.compile(r"\[(EMAIL|PHONE|CARD|ORDER_ID|NAME)\]")
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# a run of digits with single separators between groups, optionally led by "+" or "("
-_NUMBER = re.compile(r"(?<![\w+])(?:\+|\()?\d(?:[ .()-]{0,2}\d){6,22}\)?(?![\w])")
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
+# Card numbers: 13 to 19 digits, optionally grouped by spaces or dashes; kept only when the Luhn check passes.
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+# Phone numbers: North American and international forms with at least 10 digits.
+_PHONE = re.compile(r"(?<![\w-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{3}\)|\d{3})[\s.-]?\d{3}[\s.-]?\d{4}(?![\w-])")
+# ... and any other number written with a leading "+" country code (8 to 15 digits in groups): +44 20 7946 0958
+_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}(?![\w-])")
+# Order ids: the store's "FH-123456" form, and any id written after "order (number|no|#)".
+_ORDER = re.compile(r"\b[A-Z]{2,4}-\d{5,}\b")
+_ORDER_AFTER = re.compile(r"(?i)(\border\s*(?:number|no\.?|#|id)?\s*[:#]?\s*)([A-Z0-9][A-Z0-9-]{4,})\b")
+_UPPER, _LOWER = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿ"  # Latin letters, accented ones included
+_NAME_WORD = rf"[{_UPPER}][{_LOWER}]+(?:[-'][{_UPPER}][{_LOWER}]+)?"
+_FULL_NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}}"
+_NAME_INTRO = re.compile(rf"(?i:\b(?:my name is|my name's|this is|i am|i'm|name:)\s+)({_FULL_NAME})")
+_NAME_TITLE = re.compile(rf"\b((?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+)({_FULL_NAME})")
+_NAME_RELATION = re.compile(
+    rf"(?i:\bmy\s+(?:wife|husband|partner|son|daughter|mother|mom|mum|father|dad|brother|sister|friend|"
+    rf"neighbou?r|colleague|boss|aunt|uncle|cousin|grandmother|grandfather)\s*,?\s+)({_FULL_NAME})"
+)
+_NAME_SIGNOFF = re.compile(
+    rf"(?i:\b(?:thanks|thank you|regards|best|cheers|sincerely)\s*[,!.]?\s*[\r\n]+\s*-?\s*)({_FULL_NAME})\s*$"
+)
+# Words that follow "I'm"/"this is" without being a name.
+_NOT_NAMES = frozenset(
+    {
+        "I",
+        "The",
+        "A",
+        "An",
+        "It",
+        "This",
+        "That",
+        "My",
+        "Your",
+        "Our",
+        "Not",
+        "Just",
+        "Still",
+        "So",
+        "Very",
+        "Really",
+        "Trying",
+        "Looking",
+        "Writing",
+        "Calling",
+        "Asking",
+        "Canadian",
+        "American",
+        "Here",
+        "There",
+        "Sorry",
+        "Happy",
+        "Unhappy",
+        "Confused",
+        "Wondering",
+        "Interested",
+        "Going",
+        "Having",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Masked:
+    text: str
+    kinds: tuple[str, ...]  # which kinds of personal data were found, sorted
+
+    @property
+    def personal(self) -> bool:
+        return bool(self.kinds)
 
 
 def _luhn(digits: str) -> bool:
@@ -34,28 +106,45 @@ def _luhn(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _number(match: re.Match[str]) -> str:
-    text = match.group(0)
-    digits = re.sub(r"\D", "", text)
-    if 13 <= len(digits) <= 19 and not re.search(r"[.()]", text) and _luhn(digits):
-        return CARD
-    if 10 <= len(digits) <= 15 or (text.startswith("+") and 8 <= len(digits) <= 15):
-        return PHONE
-    return text
+def mask_pii(text: str) -> Masked:
+    """``text`` with personal data replaced by tokens, and the kinds that were found."""
+    found: set[str] = set()
+
+    def sub(kind: str) -> str:
+        found.add(kind)
+        return TOKENS[kind]
+
+    out = _EMAIL.sub(lambda _m: sub("email"), text)
+
+    def card(m: re.Match[str]) -> str:
+        digits = re.sub(r"\D", "", m.group(0))
+        return sub("card") if 13 <= len(digits) <= 19 and _luhn(digits) else m.group(0)
+
+    out = _CARD.sub(card, out)
+    out = _ORDER.sub(lambda _m: sub("order_id"), out)
+    out = _ORDER_AFTER.sub(
+        lambda m: m.group(1) + sub("order_id") if any(c.isdigit() for c in m.group(2)) else m.group(0),
+        out,
+    )
+    out = _PHONE.sub(lambda _m: sub("phone"), out)
+
+    def intl_phone(m: re.Match[str]) -> str:
+        return sub("phone") if 8 <= len(re.sub(r"\D", "", m.group(0))) <= 15 else m.group(0)
+
+    out = _PHONE_INTL.sub(intl_phone, out)
+
+    def name(m: re.Match[str]) -> str:
+        words = m.group(m.lastindex or 0).split()
+        if words and words[0] in _NOT_NAMES:
+            return m.group(0)
+        start, end = m.span(m.lastindex or 0)
+        return m.group(0)[: start - m.start()] + sub("name") + m.group(0)[end - m.start() :]
+
+    for pattern in (_NAME_INTRO, _NAME_TITLE, _NAME_RELATION, _NAME_SIGNOFF):
+        out = pattern.sub(name, out)
+    return Masked(out, tuple(sorted(found)))
 
 
-def mask_pii(text: str) -> str:
-    """``text`` with e-mail addresses, card numbers and phone numbers replaced by typed placeholders."""
-    if not text:
-        return text
-    return _NUMBER.sub(_number, _EMAIL.sub(EMAIL, text))
-
-
-def mask_fields(record: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """A copy of ``record`` with the named text fields masked (other fields untouched)."""
-    out = dict(record)
-    for name in fields:
-        value = out.get(name)
-        if isinstance(value, str):
-            out[name] = mask_pii(value)
-    return out
+def mask_text(text: str) -> str:
+    """``mask_pii(text).text``: for logs and records that only need the masked text."""
+    return mask_pii(text).text

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import telemetry as tm
 from .dataset import parse_json_model
-from .masking import mask_pii
+from .masking import mask_pii, mask_text
 from .retrieval import KnowledgeIndex
 from .service import sampled
 
@@ -103,10 +103,39 @@ class JudgedRecord:
             "hallucinated": self.hallucinated,
             "unscored": self.unscored,
             "leaked": self.leaked,
-            "unsupported_claims": self.unsupported_claims[:5],
-            "question": mask_pii(question)[:300],
-            "answer": mask_pii(answer)[:500],
+            "unsupported_claims": [mask_text(c) for c in self.unsupported_claims[:5]],
+            **masked_texts(question, answer),
         }
+
+
+def masked_texts(question: str, answer: str) -> dict[str, Any]:
+    """Question and answer as stored and logged: masked, clipped, and whether personal data was found."""
+    q, a = mask_pii(question), mask_pii(answer)
+    return {"question": q.text[:300], "answer": a.text[:500], "personal_data": q.personal or a.personal}
+
+
+GUARDRAIL_SKIP = "guardrail intervened (canned answer)"
+
+
+def stored_row(capture: CaptureRecord, result: JudgedRecord) -> dict[str, Any] | None:
+    """What the judged-records store keeps of one answer (``evalgate curate`` reads it back), or None.
+
+    Judged answers, and answers the guardrail replaced: those are not judged, but a guardrail that blocks what
+    the golden set expects answered is worth a reviewer's look.
+    """
+    if result.judged:
+        return {**result.log_fields(capture.question, capture.answer), "guardrail_intervened": False}
+    if result.skipped != GUARDRAIL_SKIP:
+        return None
+    return {
+        "ts": time.time(),
+        "request_id": result.request_id,
+        "function_version": result.dimensions.version,
+        "model_id": result.dimensions.model_id,
+        "prompt_version": result.dimensions.prompt_version,
+        "guardrail_intervened": True,
+        **masked_texts(capture.question, capture.answer),
+    }
 
 
 class JudgedWriter:
@@ -214,7 +243,7 @@ def judge_capture(
     if policy is not None and not policy.should_judge(record):
         return JudgedRecord(record.request_id, dims, judged=False, skipped="not sampled")
     if record.guardrail_intervened:
-        return JudgedRecord(record.request_id, dims, judged=False, skipped="guardrail intervened (canned answer)")
+        return JudgedRecord(record.request_id, dims, judged=False, skipped=GUARDRAIL_SKIP)
     knowledge = index.get(record.knowledge_ids) if record.knowledge_ids else []
     if not knowledge:  # the knowledge base changed since, or nothing was retrieved: judge against what matches now
         knowledge = index.search(record.question)

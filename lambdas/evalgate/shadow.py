@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .masking import mask_pii
+from .masking import mask_text
 
 log = logging.getLogger(__name__)
 
@@ -141,13 +141,13 @@ def make_pair(msg: ShadowMessage, shadow: ShadowSide) -> dict[str, Any]:
     req = msg.request
     question = (req.get("messages") or [{}])[-1].get("content") if req.get("messages") else req.get("question")
     production = msg.production.model_dump()
-    production["answer"] = mask_pii(production["answer"])
+    production["answer"] = mask_text(production["answer"])
     return {
         "schema": 1,
         "request_id": msg.request_id,
         "ts": msg.ts,
         "replayed_at": time.time(),
-        "question": mask_pii(question) if isinstance(question, str) else question,
+        "question": mask_text(question) if isinstance(question, str) else question,
         "turns": len(req.get("messages") or []) or 1,
         "has_document": bool(req.get("document")),
         "production": production,
@@ -155,7 +155,7 @@ def make_pair(msg: ShadowMessage, shadow: ShadowSide) -> dict[str, Any]:
             "function_version": shadow.function_version,
             "model_id": shadow.model_id,
             "prompt_version": shadow.prompt_version,
-            "answer": mask_pii(shadow.answer) if shadow.answer is not None else None,
+            "answer": mask_text(shadow.answer) if shadow.answer is not None else None,
             "error": shadow.error,
             "latency_ms": round(shadow.latency_ms, 1),
             "input_tokens": shadow.input_tokens,
@@ -605,16 +605,6 @@ def run_shadow_report(pairs_path: Path, out_dir: Path, judge: Any, embedder: Any
 
 def iter_pairs_from_s3(client: Any, bucket: str, prefix: str) -> Iterable[str]:
     """JSONL lines of every pair object under ``prefix`` (to download pairs for the report)."""
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-        if token:
-            kwargs["ContinuationToken"] = token
-        page = client.list_objects_v2(**kwargs)
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith(".jsonl"):
-                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8")
-                yield from (line for line in body.splitlines() if line.strip())
-        if not page.get("IsTruncated"):
-            break
-        token = page.get("NextContinuationToken")
+    from .providers.s3 import iter_s3_jsonl
+
+    return (line for _, _, line in iter_s3_jsonl(client, bucket, prefix))

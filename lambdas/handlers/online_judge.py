@@ -74,9 +74,11 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             logger.error("unusable capture record", extra={"message_id": record.message_id, "error": str(exc)})
             raise
         judged.append(result)
-        if result.judged:
-            rows.append(result.log_fields(capture.question, capture.answer))
-            logger.info("judged", extra=rows[-1])
+        row = online.stored_row(capture, result)
+        if row is not None:
+            rows.append(row)
+            if result.judged:
+                logger.info("judged", extra=row)
 
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

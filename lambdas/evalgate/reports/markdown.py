@@ -87,6 +87,8 @@ def header_section(result: RunResult) -> list[str]:
     )
     lines += ["", "## Why", ""]
     lines += [f"- {md_text(r)}" for r in v.reasons] or ["- (the gate gave no reasons)"]
+    if result.warnings:
+        lines += ["", "## Warnings", ""] + [f"- ⚠️ {md_text(w)}" for w in result.warnings]
     return lines
 
 
