@@ -44,6 +44,7 @@ MIN_KEY_CHARS = 32
 DEFAULT_CACHE_S = 300
 DEFAULT_GRACE_S = 7200
 SYNTHETIC_MAX_SKEW_S = 300
+RETRY_AFTER_FAILURE_S = 30.0  # a key read that failed is not retried on every request (users keep being answered)
 FUTURE_SKEW_S = 60  # clocks of different Lambda environments may differ a little
 _ID_DOMAIN = "evalgate/request-id/v1"
 _SYNTHETIC_DOMAIN = "evalgate/synthetic/v1"
@@ -156,20 +157,6 @@ def verify_request_id(
     return IssuedId(unique, Attribution(values[0], values[1], values[2]), issued)
 
 
-def attribution_of(request_id: str) -> Attribution | None:
-    """The attribution an id *claims* (unverified: for logs and lookups, never for counting)."""
-    parts = request_id.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        values = json.loads(_unb64(parts[1]))
-    except (binascii.Error, ValueError):
-        return None
-    if isinstance(values, list) and len(values) == 4 and all(isinstance(v, str) and v for v in values[:3]):
-        return Attribution(values[0], values[1], values[2])
-    return None
-
-
 # ------------------------------------------------------------------------------------------------ synthetic
 
 
@@ -255,6 +242,7 @@ class SecretKeySource:
         self._client = client
         self._provider: Any = None
         self._lock = threading.Lock()
+        self._failed: tuple[float, str] | None = None  # (monotonic time, message) of the last failed read
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SecretKeySource | None:
@@ -292,10 +280,16 @@ class SecretKeySource:
             return self._provider
 
     def __call__(self) -> Keyring:
+        failed = self._failed
+        if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_FAILURE_S:
+            raise SigningUnavailable(failed[1])
         try:
             raw = self._get_provider().get(self.secret_id, max_age=self.max_age, transform="json")
         except Exception as exc:
-            raise SigningUnavailable(f"signing secret {self.secret_id}: cannot read it ({type(exc).__name__})") from exc
+            message = f"signing secret {self.secret_id}: cannot read it ({type(exc).__name__})"
+            self._failed = (time.monotonic(), message)
+            raise SigningUnavailable(message) from exc
+        self._failed = None
 
         def key(v: Any, label: str) -> SigningKey | None:
             if v is None:

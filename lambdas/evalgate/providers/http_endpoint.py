@@ -134,6 +134,7 @@ class HttpCandidate:
         self.bearer = bearer
         self.synthetic = synthetic
         self.region = region
+        self._aws: Any = None  # boto3 session for SigV4, made once (a session per request would cost ms)
         self.url = url
         self.answer_path = answer_path
         self.headers = dict(headers or {})
@@ -172,7 +173,11 @@ class HttpCandidate:
         if self.auth == "jwt" and self.bearer is not None:
             headers["Authorization"] = f"Bearer {self.bearer()}"
         if self.auth == "iam":
-            headers = sigv4_headers(self.url, data, headers, self.region)
+            if self._aws is None:
+                import boto3
+
+                self._aws = boto3.session.Session()
+            headers = sigv4_headers(self.url, data, headers, self.region, self._aws)
         return headers
 
     def generate(self, case: Case, knowledge: list[KnowledgeEntry], repeat: int) -> Generation:
@@ -249,13 +254,16 @@ def execute_api_region(url: str) -> str | None:
     return match.group(1) if match else None
 
 
-def sigv4_headers(url: str, data: bytes, headers: Mapping[str, str], region: str | None = None) -> dict[str, str]:
-    """``headers`` plus a SigV4 signature for ``execute-api`` (API Gateway IAM authorization)."""
+def sigv4_headers(
+    url: str, data: bytes, headers: Mapping[str, str], region: str | None = None, session: Any = None
+) -> dict[str, str]:
+    """``headers`` plus a SigV4 signature for ``execute-api`` (API Gateway IAM authorization), with the default
+    credential chain of ``session`` (a new boto3 session when None)."""
     import boto3
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
-    session = boto3.session.Session()
+    session = session or boto3.session.Session()
     region = region or execute_api_region(url) or session.region_name
     if not region:
         raise ProviderError(f"{url}: cannot sign with SigV4: no AWS region (set AWS_REGION)")
