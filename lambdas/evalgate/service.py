@@ -48,6 +48,7 @@ from .signing import (
     SigningUnavailable,
     is_synthetic,
     issue_request_id,
+    reread,
     verify_request_id,
 )
 
@@ -636,6 +637,13 @@ class Service:
             )
         window = self.settings.feedback_window_s
         checked = verify_request_id(keyring, parsed.request_id, window)
+        if checked == "signature" and self.keys is not None:  # maybe signed with a key rotated in since we cached
+            try:
+                fresh = reread(self.keys)
+            except SigningUnavailable:
+                fresh = None
+            if fresh is not None and fresh != keyring:
+                checked = verify_request_id(fresh, parsed.request_id, window)
         if isinstance(checked, str):
             return error(400, FEEDBACK_REFUSED, refused=checked)
         kind: Kind = "rating" if parsed.rating is not None else "converted"

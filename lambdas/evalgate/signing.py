@@ -45,6 +45,7 @@ DEFAULT_CACHE_S = 300
 DEFAULT_GRACE_S = 7200
 SYNTHETIC_MAX_SKEW_S = 300
 RETRY_AFTER_FAILURE_S = 30.0  # a key read that failed is not retried on every request (users keep being answered)
+MIN_REFRESH_S = 30.0  # an id that does not verify re-reads the secret at most this often (forgeries can't force more)
 FUTURE_SKEW_S = 60  # clocks of different Lambda environments may differ a little
 _ID_DOMAIN = "evalgate/request-id/v1"
 _SYNTHETIC_DOMAIN = "evalgate/synthetic/v1"
@@ -97,6 +98,16 @@ class Keyring:
 
 
 KeySource = Callable[[], Keyring]
+
+
+def reread(source: KeySource) -> Keyring | None:
+    """The keyring read afresh, when the source can re-read and has not done so lately; else None.
+
+    For an id that does not verify with the cached keys: it may have been signed by an environment that already
+    holds a key rotated in since this one cached the secret.
+    """
+    refresh = getattr(source, "refresh", None)
+    return refresh() if callable(refresh) else None
 
 
 def _b64(raw: bytes) -> str:
@@ -243,6 +254,7 @@ class SecretKeySource:
         self._provider: Any = None
         self._lock = threading.Lock()
         self._failed: tuple[float, str] | None = None  # (monotonic time, message) of the last failed read
+        self._read_at = float("-inf")  # monotonic time of the last read from Secrets Manager
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SecretKeySource | None:
@@ -279,12 +291,23 @@ class SecretKeySource:
                 self._provider = _provider_class()(boto3_client=client)
             return self._provider
 
+    def refresh(self) -> Keyring | None:
+        """The keyring read from Secrets Manager now (bypassing the cache), unless that was done lately."""
+        if time.monotonic() - self._read_at < MIN_REFRESH_S:
+            return None
+        return self._read(force=True)
+
     def __call__(self) -> Keyring:
+        return self._read(force=False)
+
+    def _read(self, force: bool) -> Keyring:
         failed = self._failed
         if failed is not None and time.monotonic() - failed[0] < RETRY_AFTER_FAILURE_S:
             raise SigningUnavailable(failed[1])
         try:
-            raw = self._get_provider().get(self.secret_id, max_age=self.max_age, transform="json")
+            if force or self._read_at == float("-inf"):
+                self._read_at = time.monotonic()
+            raw = self._get_provider().get(self.secret_id, max_age=self.max_age, transform="json", force_fetch=force)
         except Exception as exc:
             message = f"signing secret {self.secret_id}: cannot read it ({type(exc).__name__})"
             self._failed = (time.monotonic(), message)

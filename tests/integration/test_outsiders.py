@@ -181,3 +181,28 @@ def test_without_the_key_or_the_ledger_feedback_fails_closed(
     assert vote(h, rid, rating="down")["statusCode"] == 503
     assert business_metrics(capsys.readouterr().out) == []
     assert "no-such-secret" not in json.dumps(body_of(r))
+
+
+def test_an_environment_with_a_stale_key_cache_rereads_the_secret_but_forgeries_cannot_make_it_repeat(
+    env: dict[str, Any], capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = env["h"]
+    answer(h)
+    stale = h.get_service()  # has the key in its cache (5 min)
+    monkeypatch.setattr(stale.keys, "_read_at", stale.keys._read_at - 60)  # ... read a minute ago
+    reads: list[str] = []
+    stale.keys._get_provider().client.meta.events.register(
+        "before-call.secrets-manager.GetSecretValue", lambda **kw: reads.append("read")
+    )
+    env["sm"].put_secret_value(SecretId="evalgate-test/request-signing", SecretString="n" * 48)  # rotate
+    monkeypatch.setattr(h, "_service", None)
+    fresh_id = answer(h)["request_id"]  # issued by an environment that read the new key
+    monkeypatch.setattr(h, "_service", stale)
+    capsys.readouterr()
+    assert vote(h, fresh_id, rating="up")["statusCode"] == 202  # the stale environment re-read the secret
+    assert business_metrics(capsys.readouterr().out) == [1.0]
+    assert reads == ["read", "read"]  # AWSCURRENT and AWSPREVIOUS, once
+    token = base64.urlsafe_b64encode(json.dumps(["12", MODEL, "support/v1", int(time.time())]).encode()).decode()
+    for i in range(5):
+        refused_without_a_metric(h, capsys, f"{i:032x}.{token.rstrip('=')}.{'A' * 43}")
+    assert reads == ["read", "read"]  # forged ids do not make it call Secrets Manager again
