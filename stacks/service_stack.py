@@ -67,6 +67,7 @@ class ServiceStack(Stack):
         trust = RequestTrust(self, "RequestTrust", RequestTrustProps(
             project=s.project_name, stage=stage, key=storage.key,
             feedback_window_minutes=s.feedback_window_minutes, signing_grace_minutes=s.signing_grace_minutes,
+            rotation_days=s.signing_rotation_days, bundle=bundle,
             removal_policy=RemovalPolicy.DESTROY if stage != "Prod" else RemovalPolicy.RETAIN,
         ))
         data_bucket = storage.bucket("DataBucket", BucketSpec(

@@ -153,6 +153,7 @@ class Settings(BaseModel):
     api_auth_strict: bool = False  # refuse to synthesize a Prod stage with apiAuth none (else: a synth warning)
     feedback_window_minutes: Annotated[int, Field(ge=1, le=10_080)] = 60  # feedback accepted this long after
     signing_grace_minutes: Annotated[int, Field(ge=0, le=10_080)] = 120  # previous key verifies after rotation
+    signing_rotation_days: Annotated[int, Field(ge=1, le=365)] = 30  # the signing key is rotated this often
 
     deployment_mode: Literal["auto", "canary", "all-at-once"] = "auto"
     changed_paths: list[str] | None = None

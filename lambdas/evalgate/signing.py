@@ -216,7 +216,7 @@ def _provider_class() -> type[Any]:
         def _get(self, name: str, **sdk_options: Any) -> str:
             from botocore.exceptions import ClientError
 
-            current = self.client.get_secret_value(SecretId=name)
+            current = self.client.get_secret_value(SecretId=name, VersionStage="AWSCURRENT")
             try:
                 previous: Any = self.client.get_secret_value(SecretId=name, VersionStage="AWSPREVIOUS")
             except ClientError as exc:
@@ -330,6 +330,61 @@ class SecretKeySource:
             raise SigningUnavailable(f"signing secret {self.secret_id}: no AWSCURRENT string value")
         previous = key(raw.get("previous"), "AWSPREVIOUS") if isinstance(raw, dict) else None
         return Keyring(current, previous, self.grace_s)
+
+
+# ------------------------------------------------------------------------------------------------ rotation
+
+ROTATION_STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+
+
+class RotationError(Exception):
+    """A rotation step cannot proceed (wrong version, not pending, unusable value); Secrets Manager retries."""
+
+
+def rotate(client: Any, secret_id: str, token: str, step: str) -> str:
+    """One step of a Secrets Manager rotation of the signing key (a new random key; no other system to update).
+
+    ``createSecret`` stores a new 64-character key as the ``AWSPENDING`` version ``token`` (once: a repeated
+    call finds it); ``testSecret`` checks it is usable; ``finishSecret`` makes it ``AWSCURRENT`` — Secrets
+    Manager then labels the replaced version ``AWSPREVIOUS``, which verifies for the grace period.
+    """
+    from botocore.exceptions import ClientError
+
+    if step not in ROTATION_STEPS:
+        raise RotationError(f"{secret_id}: unknown rotation step {step!r}")
+    versions = client.describe_secret(SecretId=secret_id).get("VersionIdsToStages") or {}
+    if token not in versions:
+        raise RotationError(f"{secret_id}: version {token} has no stage for rotation")
+    if "AWSCURRENT" in versions[token]:
+        return "already current"
+    if "AWSPENDING" not in versions[token]:
+        raise RotationError(f"{secret_id}: version {token} is not pending rotation")
+    if step == "createSecret":
+        try:
+            client.get_secret_value(SecretId=secret_id, VersionId=token, VersionStage="AWSPENDING")
+            return "pending key exists"
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise
+        key = client.get_random_password(PasswordLength=64, ExcludePunctuation=True, IncludeSpace=False)
+        client.put_secret_value(
+            SecretId=secret_id,
+            ClientRequestToken=token,
+            SecretString=key["RandomPassword"],
+            VersionStages=["AWSPENDING"],
+        )
+        return "pending key created"
+    if step == "setSecret":
+        return "nothing to set: the key is only used by this stage's service and tools"
+    if step == "testSecret":
+        value = client.get_secret_value(SecretId=secret_id, VersionId=token, VersionStage="AWSPENDING")
+        if len(value.get("SecretString") or "") < MIN_KEY_CHARS:
+            raise RotationError(f"{secret_id}: pending key is shorter than {MIN_KEY_CHARS} characters")
+        return "pending key usable"
+    current = next((v for v, stages in versions.items() if "AWSCURRENT" in stages), None)
+    kwargs = {"RemoveFromVersionId": current} if current else {}
+    client.update_secret_version_stage(SecretId=secret_id, VersionStage="AWSCURRENT", MoveToVersionId=token, **kwargs)
+    return "pending key is now current"
 
 
 def synthetic_signer_from_env(env: Mapping[str, str] | None = None) -> Callable[[bytes], dict[str, str]] | None:

@@ -225,9 +225,19 @@ def test_the_signing_secret_and_the_vote_ledger_are_wired_with_least_privilege(s
     hook_reads = [st for st in _role_statements(template, hook["Role"]["Fn::GetAtt"][0])
                   if "secretsmanager:GetSecretValue" in as_list(st["Action"])]
     assert [st["Resource"] for st in hook_reads] == [{"Ref": secret_id}]
-    # nobody else reads the key
-    readers = [lid for lid, st in statements(template) if "secretsmanager:GetSecretValue" in as_list(st["Action"])]
-    assert len(readers) == 2
+    # the key is rotated on a schedule by its own function; nobody else reads it
+    [schedule] = _of_type(template, "AWS::SecretsManager::RotationSchedule").values()
+    rotation_id, rotation = _function(template, "handlers.key_rotation.handler")
+    assert schedule["SecretId"] == {"Ref": secret_id}
+    assert schedule["RotationLambdaARN"] == {"Fn::GetAtt": [rotation_id, "Arn"]}
+    assert schedule["RotationRules"]["ScheduleExpression"] == f"rate({s.signing_rotation_days} days)"
+    rotation_role = rotation["Role"]["Fn::GetAtt"][0]
+    readers = {lid for lid, st in statements(template) if "secretsmanager:GetSecretValue" in as_list(st["Action"])}
+    roles = {ref["Ref"] for lid in readers for ref in _of_type(template, "AWS::IAM::Policy")[lid]["Roles"]}
+    assert roles == {service["Role"]["Fn::GetAtt"][0], hook["Role"]["Fn::GetAtt"][0], rotation_role}
+    writes = [st for st in _role_statements(template, rotation_role)
+              if "secretsmanager:PutSecretValue" in as_list(st["Action"])]
+    assert [st["Resource"] for st in writes] == [{"Ref": secret_id}]
 
 
 # ------------------------------------------------------------------------------------------------ logs
@@ -239,7 +249,7 @@ def test_every_log_group_is_encrypted_with_the_stage_key_and_has_a_retention(syn
     keys = _of_type(template, "AWS::KMS::Key")
     data_key = next(k for k in keys if k.startswith("Storage"))
     groups = _of_type(template, "AWS::Logs::LogGroup")
-    assert len(groups) >= 6  # service, judge, shadow worker, notifier, both hooks, API access logs
+    assert len(groups) >= 7  # service, judge, shadow worker, notifier, both hooks, key rotation, API access logs
     for name, group in groups.items():
         assert group["KmsKeyId"] == {"Fn::GetAtt": [data_key, "Arn"]}, name
         assert group["RetentionInDays"] == synth.built.settings.log_retention_days, name

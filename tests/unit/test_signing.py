@@ -20,6 +20,7 @@ from evalgate.signing import (
 )
 
 SECRET = "evalgate-prod/request-signing"
+CURRENT = {"SecretId": SECRET, "VersionStage": "AWSCURRENT"}
 ATTR = Attribution("7", "m", "support/v1")
 
 
@@ -36,7 +37,7 @@ def version(value: str, created: datetime) -> dict[str, Any]:
 def test_current_and_previous_are_read_once_per_cache_period_with_their_creation_times() -> None:
     client, stub = stubbed()
     rotated = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
-    stub.add_response("get_secret_value", version("n" * 40, rotated), {"SecretId": SECRET})
+    stub.add_response("get_secret_value", version("n" * 40, rotated), CURRENT)
     stub.add_response("get_secret_value", version("o" * 40, datetime(2026, 11, 1, tzinfo=UTC)),
                       {"SecretId": SECRET, "VersionStage": "AWSPREVIOUS"})
     with stub:
@@ -53,10 +54,10 @@ def test_current_and_previous_are_read_once_per_cache_period_with_their_creation
 def test_a_secret_without_a_previous_version_is_fine_and_a_short_one_is_refused() -> None:
     client, stub = stubbed()
     now = datetime.now(UTC)
-    stub.add_response("get_secret_value", version("x" * 40, now), {"SecretId": SECRET})
+    stub.add_response("get_secret_value", version("x" * 40, now), CURRENT)
     stub.add_client_error("get_secret_value", "ResourceNotFoundException", expected_params={
         "SecretId": SECRET, "VersionStage": "AWSPREVIOUS"})
-    stub.add_response("get_secret_value", version("short", now), {"SecretId": "other"})
+    stub.add_response("get_secret_value", version("short", now), {"SecretId": "other", "VersionStage": "AWSCURRENT"})
     stub.add_client_error("get_secret_value", "ResourceNotFoundException", expected_params={
         "SecretId": "other", "VersionStage": "AWSPREVIOUS"})
     with stub:
@@ -75,7 +76,7 @@ def test_a_failed_read_is_not_retried_on_every_request() -> None:
             Counting.calls += 1
             return client.get_secret_value(**kw)
 
-    stub.add_client_error("get_secret_value", "AccessDeniedException", expected_params={"SecretId": SECRET})
+    stub.add_client_error("get_secret_value", "AccessDeniedException", expected_params=CURRENT)
     with stub:
         source = SecretKeySource(SECRET, client=Counting())
         for _ in range(3):
