@@ -121,7 +121,6 @@ class ServiceApi(Construct):
 
         access_logs = logs.LogGroup(self, "AccessLogs", retention=props.log_retention,
                                     encryption_key=props.log_key, removal_policy=RemovalPolicy.DESTROY)
-        self.auth = props.auth
         self.http_api = apigwv2.HttpApi(
             self, "Api",
             description=f"{props.project} {props.stage} service API (all routes -> Lambda alias '{LIVE_ALIAS}', "

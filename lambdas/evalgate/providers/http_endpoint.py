@@ -134,7 +134,11 @@ class HttpCandidate:
         self.bearer = bearer
         self.synthetic = synthetic
         self.region = region
-        self._aws: Any = None  # boto3 session for SigV4, made once (a session per request would cost ms)
+        self._aws: Any = None  # boto3 session for SigV4: one per candidate (one per request would cost ms)
+        if auth == "iam":
+            import boto3
+
+            self._aws = boto3.session.Session()
         self.url = url
         self.answer_path = answer_path
         self.headers = dict(headers or {})
@@ -173,10 +177,6 @@ class HttpCandidate:
         if self.auth == "jwt" and self.bearer is not None:
             headers["Authorization"] = f"Bearer {self.bearer()}"
         if self.auth == "iam":
-            if self._aws is None:
-                import boto3
-
-                self._aws = boto3.session.Session()
             headers = sigv4_headers(self.url, data, headers, self.region, self._aws)
         return headers
 
