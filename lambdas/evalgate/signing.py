@@ -1,12 +1,13 @@
 """What only the service and the project's own tools can produce: signed request ids and signed synthetic traffic.
 
-**The key.** One Secrets Manager secret holds the signing key (its ``SecretString``, at least 32 characters).
-Secrets Manager keeps the version being replaced under the ``AWSPREVIOUS`` label whenever a new value becomes
-``AWSCURRENT`` (``put-secret-value`` or a rotation), so rotating is one call. Both versions are read through a
-Powertools Parameters provider (cached for ``max_age`` seconds, so the secret is read once per few minutes per
-environment, not per request). The previous key still verifies for ``grace_s`` seconds after the current
-version was created — long enough for ids issued just before a rotation, and for environments still holding
-the old key in their cache, to be rated — and never after.
+**The key.** One Secrets Manager secret holds the signing key (its ``SecretString``, at least 32 characters),
+rotated on a schedule by :func:`rotate` (the four Secrets Manager rotation steps; a new random key). Secrets
+Manager keeps the version being replaced under the ``AWSPREVIOUS`` label whenever a new value becomes
+``AWSCURRENT``. Both versions are read through a Powertools Parameters provider (cached for ``max_age`` seconds,
+so the secret is read once per few minutes per environment, not per request; an id that fails to verify with
+the cached keys re-reads it, at most every ``MIN_REFRESH_S``). The previous key still verifies for ``grace_s``
+seconds after the current version was created — long enough for ids issued just before a rotation, and by
+environments still holding the old key in their cache, to be rated — and never after.
 
 **Request ids** (``<unique>.<attribution>.<signature>``): ``unique`` is 32 random hex characters; the
 attribution is base64url of ``[function version, model id, prompt version, issue time]``; the signature is
