@@ -121,14 +121,19 @@ class ServiceApi(Construct):
 
         access_logs = logs.LogGroup(self, "AccessLogs", retention=props.log_retention,
                                     encryption_key=props.log_key, removal_policy=RemovalPolicy.DESTROY)
+        live = integrations.HttpLambdaIntegration("Live", self.alias)
         self.http_api = apigwv2.HttpApi(
             self, "Api",
             description=f"{props.project} {props.stage} service API (all routes -> Lambda alias '{LIVE_ALIAS}', "
                         f"auth {props.auth.mode})",
-            default_integration=integrations.HttpLambdaIntegration("Live", self.alias),
+            default_integration=live,
             default_authorizer=props.auth.authorizer(),
             create_default_stage=False,
         )
+        # explicit routes, so an IAM policy can name them (execute-api ARN .../$default/POST/ask); every other
+        # request still reaches the function through $default (same authorizer) for a clear 404/405
+        for path in ("/ask", "/feedback"):
+            self.http_api.add_routes(path=path, methods=[apigwv2.HttpMethod.POST], integration=live)
         rate = max(10, math.ceil(props.peak_rps * 3))  # room for the 1.5x-peak load test and bursts
         self.stage = apigwv2.HttpStage(
             self, "DefaultStage",

@@ -101,7 +101,8 @@ def test_api_auth_iam_puts_the_iam_authorizer_on_every_route(iam_app: Any) -> No
     _, templates, _ = iam_app
     for stack in (STAGING, PROD):
         routes = _of_type(templates[stack], "AWS::ApiGatewayV2::Route")
-        assert routes and {r["AuthorizationType"] for r in routes.values()} == {"AWS_IAM"}, stack
+        assert {r["RouteKey"] for r in routes.values()} == {"POST /ask", "POST /feedback", "$default"}
+        assert {r["AuthorizationType"] for r in routes.values()} == {"AWS_IAM"}, stack
 
 
 def test_api_auth_jwt_puts_a_jwt_authorizer_with_issuer_and_audience_on_every_route(jwt_app: Any) -> None:
