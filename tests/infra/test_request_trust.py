@@ -165,6 +165,10 @@ def test_pipeline_checks_authenticate_and_sign_as_the_settings_say(synth: Synth,
             assert st["Resource"] == (
                 "arn:aws:secretsmanager:us-east-1:111111111111:secret:evalgate-staging/request-signing-??????"
             )
+        client_reads = [st for _, st in statements(templates[PIPELINE])
+                        if st.get("Resource") == f"arn:aws:secretsmanager:us-east-1:111111111111:secret:"
+                                                  f"{JWT['apiJwtClientSecret']}-??????"]
+        assert len(client_reads) == (2 if mode == "jwt" else 0)  # the load test's and the smoke eval's roles
         invoke = _step_statements(templates, "CallStageApi")
         assert (len(invoke) == 2) == (mode == "iam")
         for st in invoke:
