@@ -123,6 +123,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", type=Path, default=Path(".evalgate-cache/cache.sqlite"), help="SQLite cache file")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     run.add_argument("--cache-s3", metavar="S3_URL", help="s3://bucket/key to pull the cache from and push it back to")
+    run.add_argument(
+        "--cache-s3-push",
+        metavar="S3_URL",
+        help="push the cache here instead of back to --cache-s3 (a pull request reads the main cache, writes its own)",
+    )
     run.add_argument("--concurrency", type=int, default=16, help="parallel model calls (default: 16)")
     run.add_argument(
         "--embedder",
@@ -134,6 +139,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--prompt", help="prompt id under prompts/, e.g. support/v1 (bedrock candidate)")
     run.add_argument("--judge-model", help="override the judge model id")
     run.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and exit ERROR after this long")
+    run.add_argument(
+        "--tickets",
+        choices=["none", "opscenter", "github"],
+        default="none",
+        help="open a ticket per hallucination or injection leak of a passing run (default: none)",
+    )
+    run.add_argument("--github-repo", metavar="OWNER/NAME", help="repository for --tickets github")
+    run.add_argument(
+        "--github-token-secret", metavar="SECRET", help="Secrets Manager id of the GitHub token (else $GITHUB_TOKEN)"
+    )
     run.add_argument(
         "--coverage",
         type=Path,
@@ -258,6 +273,10 @@ def _parser() -> argparse.ArgumentParser:
         help="a curation review file: every entry must be completed and verified, or rejected (repeatable)",
     )
 
+    from .pr_cli import add_pr_commands
+
+    add_pr_commands(sub)
+
     cur = sub.add_parser(
         "curate",
         help="propose golden cases from judged production records; merge a reviewed batch",
@@ -322,6 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _merge(args)
         if args.command == "shadow-report":
             return _shadow_report(args)
+        if args.command in ("comment", "pr-context"):
+            from .pr_cli import run_pr_command
+
+            return run_pr_command(args)
         if args.command == "curate":
             from .curate_cli import curate_command
 
@@ -575,6 +598,8 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError.single("--repeats", None, "must be at least 1")
     if args.max_cost is not None and args.max_cost <= 0:
         raise InputError.single("--max-cost", None, "must be a positive amount of USD")
+    if args.cache_s3_push and not args.cache_s3:
+        raise InputError.single("--cache-s3-push", None, "goes with --cache-s3 (where the cache is read from)")
     if args.tier != "auto" and (args.release or args.since):
         raise InputError.single("--release/--since", None, "only apply to --tier auto")
     shard = parse_shard(args.shard) if args.shard else None
@@ -727,7 +752,7 @@ def _run(args: argparse.Namespace) -> int:
     if cache is not None:
         cache.close()
         if s3 is not None:
-            push_to_s3(s3, args.cache_s3, args.cache)
+            push_to_s3(s3, args.cache_s3_push or args.cache_s3, args.cache)
     result.commit = commit
     if batch_judge is not None:
         result.judge = batch_judge.identity()
@@ -737,6 +762,10 @@ def _run(args: argparse.Namespace) -> int:
     if shard_info is not None:
         result.shard = shard_info
     result.warnings += warnings
+    if args.tickets != "none" and shard is None:  # a shard's verdict is partial: tickets come with the whole run
+        from .pr_cli import tickets_for_run
+
+        tickets_for_run(args, result, config)
     paths = write_reports(result, args.out, baseline)
     _print_summary(result, paths)
     if shard is not None:

@@ -276,6 +276,14 @@ class GoldenConfig(BaseModel):
     duplicate: Unit = 0.85  # two questions within this cosine are the same question
 
 
+class TicketsConfig(BaseModel):
+    """Known-error tickets (``evalgate run --tickets``): when open high-stakes tickets hold a release for review."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    review_when_open_high_stakes: Annotated[int, Field(ge=1)] | None = None
+
+
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -293,6 +301,7 @@ class GateConfig(BaseModel):
     evaluation_job: EvaluationJobConfig = Field(default_factory=EvaluationJobConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
     golden: GoldenConfig = Field(default_factory=GoldenConfig)
+    tickets: TicketsConfig = Field(default_factory=TicketsConfig)
 
     @model_validator(mode="after")
     def _sane(self) -> GateConfig:

@@ -55,6 +55,26 @@ def policy() -> online.SamplingPolicy:
     return online.SamplingPolicy(_state["weights"].get(), max_rate)
 
 
+def open_live_tickets(rows: list[dict[str, Any]]) -> None:
+    """A ticket per hallucinated live answer (deduplicated by question and claims); never fails the batch."""
+    from evalgate.tickets import OpsCenterTickets, live_finding
+
+    for row in rows:
+        if row.get("hallucinated") is not True:
+            continue
+        try:
+            if "tickets" not in _state:
+                _state["tickets"] = OpsCenterTickets()
+            finding = live_finding(str(row.get("question", "")), str(row.get("answer", "")),
+                                   [str(c) for c in row.get("unsupported_claims") or []])
+            keys = ("request_id", "function_version", "model_id", "prompt_version")
+            context = {k: str(row.get(k) or "") for k in keys}
+            ticket = _state["tickets"].open(finding, context)
+            logger.info("known-error ticket", extra={"ticket": ticket.id, "created": ticket.created})
+        except Exception as exc:
+            logger.warning("could not open a known-error ticket", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
@@ -92,6 +112,8 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             _state["writer"].write(rows)
         except Exception as exc:
             logger.warning("could not store judged records", extra={"error": f"{type(exc).__name__}: {exc}"})
+    if os.environ.get("KNOWN_ERROR_TICKETS") == "opscenter":
+        open_live_tickets(rows)
     logger.info(
         "batch done",
         extra={
