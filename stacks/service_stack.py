@@ -115,7 +115,7 @@ class ServiceStack(Stack):
         trust.grant_votes(service.function)
 
         alarms = QualityAlarms(self, "QualityAlarms", QualityAlarmsProps(
-            version=service.version, thresholds=alarms_cfg, latency_slo_ms=s.latency_slo_ms,
+            version=service.version, thresholds=alarms_cfg, ttft_slo_ms=s.ttft_slo_ms,
             min_judged_samples=s.min_judged_samples, window_minutes=s.canary_interval_minutes, name_prefix=prefix,
         ))
         flags = FeatureFlags(self, "FeatureFlags", FeatureFlagsProps(
@@ -132,6 +132,8 @@ class ServiceStack(Stack):
             rollback_alarms=list(alarms.rollback_alarms), min_samples_alarm=alarms.min_samples,
             min_judged_samples=s.min_judged_samples, judge_model_id=s.judge_model_id,
             embeddings_model_id=s.embeddings_model_id, golden_dir=s.golden_dir,
+            ttft_slo_ms=s.ttft_slo_ms, total_regression_ms=s.total_regression_ms,
+            total_regression_pct=s.total_regression_pct,
         ))
         canary.pre_hook.add_environment("EVALGATE_SIGNING_SECRET", trust.secret.secret_arn)  # smoke = synthetic
         trust.grant_signing(canary.pre_hook, sid="SignSyntheticTraffic")

@@ -9,9 +9,12 @@ or invalid setting stops synth with a :class:`SettingsError` whose message names
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,6 +29,15 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from .feature_flags_model import MODEL_ID_PATTERN, PROMPT_ID_PATTERN, FeatureFlagsConfig
+
+# Context keys that no longer exist, with what replaced them: refused with the reason rather than ignored.
+RETIRED_KEYS: dict[str, str] = {
+    "latencySloMs": (
+        "replaced by ttftSloMs (p95 time to first token, the SLO) and totalRegressionMs / totalRegressionPct "
+        "(how much the total answer time may grow over the baseline): a p95 bound on the whole answer is one no "
+        "long answer meets"
+    ),
+}
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +59,14 @@ _GUARDRAIL_ID = re.compile(r"^[a-z0-9]{12}$")
 _GUARDRAIL_VERSION = re.compile(r"^(DRAFT|[1-9][0-9]{0,7})$")
 _GIT_GLOB = re.compile(r"^[A-Za-z0-9._/*?\-]+$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
+
+
+def _latency() -> ModuleType:
+    """``evalgate.latency`` (the latency rules and the published TTFT table: one home for service and stacks)."""
+    lambdas = str(REPO_ROOT / "lambdas")
+    if lambdas not in sys.path:
+        sys.path.insert(0, lambdas)
+    return importlib.import_module("evalgate.latency")
 
 
 class SettingsError(ValueError):
@@ -130,7 +150,12 @@ class Settings(BaseModel):
 
     peak_rps: Annotated[float, Field(gt=0.0, le=5000.0)] = 2.0
     load_test_seconds: Annotated[int, Field(ge=10, le=1800)] = 60
-    latency_slo_ms: Annotated[int, Field(ge=10, le=60_000)] = 450
+    # Latency (evalgate.latency): p95 time to first token <= ttftSloMs (staging load test, pre-traffic smoke, the
+    # Prod alarm); p95 total answer time <= baseline + min(totalRegressionMs, baseline x totalRegressionPct / 100)
+    # (staging load test vs the last passing one, canary analysis vs the previous version).
+    ttft_slo_ms: Annotated[int, Field(ge=50, le=60_000)] = 2000
+    total_regression_ms: Annotated[int, Field(ge=1, le=60_000)] | None = 250
+    total_regression_pct: Annotated[float, Field(gt=0.0, le=1000.0)] | None = 10.0
 
     monthly_eval_budget_usd: Annotated[float, Field(gt=0.0)] = 50.0
     max_run_cost_usd: Annotated[float, Field(gt=0.0)] = 5.0
@@ -354,6 +379,14 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _ttft_slo_is_attainable(self) -> Settings:
+        for model_id in self.service_model_ids:
+            problem = _latency().slo_problem(model_id, self.ttft_slo_ms)
+            if problem:
+                raise ValueError(f"ttftSloMs: {problem}")
+        return self
+
+    @model_validator(mode="after")
     def _canary_can_collect_samples(self) -> Settings:
         expected = self.expected_canary_judged()
         if expected < self.min_judged_samples:
@@ -413,6 +446,15 @@ class Settings(BaseModel):
         """The load test drives the staging endpoint at 1.5x the configured peak."""
         return round(self.peak_rps * 1.5, 3)
 
+    @property
+    def latency_budget(self) -> Any:
+        """The ``evalgate.latency.LatencyBudget`` these settings describe."""
+        return _latency().LatencyBudget(
+            ttft_slo_ms=float(self.ttft_slo_ms),
+            regression_ms=float(self.total_regression_ms) if self.total_regression_ms is not None else None,
+            regression_pct=self.total_regression_pct,
+        )
+
 
 def _context_key(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc]
@@ -426,10 +468,11 @@ def load_settings(context: dict[str, Any]) -> Settings:
     """Validate the raw context dict; raise :class:`SettingsError` naming every bad key."""
     keys = {to_camel(name) for name in Settings.model_fields}
     raw = {k: v for k, v in context.items() if k in keys}
+    retired = [f"  - {k}: no longer a setting; {why}" for k, why in RETIRED_KEYS.items() if k in context]
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        lines = []
+        lines = list(retired)
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing":
@@ -442,11 +485,19 @@ def load_settings(context: dict[str, Any]) -> Settings:
         raise SettingsError(
             "Invalid settings in the CDK context (cdk.json \"context\" or -c key=value):\n" + "\n".join(lines)
         ) from None
+    if retired:
+        raise SettingsError(
+            "Invalid settings in the CDK context (cdk.json \"context\" or -c key=value):\n" + "\n".join(retired)
+        )
+    return settings
 
 
 def read_context(node: Any) -> dict[str, Any]:
     """Collect this app's settings keys from a construct node's context."""
     out: dict[str, Any] = {}
+    for key in RETIRED_KEYS:
+        if node.try_get_context(key) is not None:
+            out[key] = node.try_get_context(key)
     for name in Settings.model_fields:
         key = to_camel(name)
         value = node.try_get_context(key)

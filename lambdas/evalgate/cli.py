@@ -191,22 +191,30 @@ def _parser() -> argparse.ArgumentParser:
 
     load = sub.add_parser(
         "load",
-        help="open-loop load test with a p95 latency gate",
+        help="open-loop load test gating p95 time to first token and total answer time",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Drive a target at a fixed offered rate with an open-loop arrival schedule (requests fire at "
-        "their scheduled time however slow earlier ones are) and gate the p95 of the end-to-end request wall "
-        "time against the SLO. Exit 0 PASS, 1 FAIL (p95 over the SLO, or throttled), 2 usage, 4 ERROR (errors "
-        "above the limit, too few samples, or the schedule could not be held).",
-        epilog='Targets: http:URL (POST JSON {"question": ...}), lambda:NAME[:QUALIFIER], bedrock (Converse with '
-        "gate.toml [models]).\nExample: evalgate load --target http:https://api.example.com/ask --peak-rps 20 "
-        "--factor 1.5 --duration 60 --slo-p95-ms 450 --out out/load",
+        "their scheduled time however slow earlier ones are); gate p95 time to first token against the SLO and "
+        "p95 total answer time against a baseline load run (+X ms or +Y%). Exit 0 PASS, 1 FAIL (a p95 over its "
+        "limit, or throttled), 2 usage, 4 ERROR (errors above the limit, too few samples, no TTFT reported, or "
+        "the schedule could not be held).",
+        epilog='Targets: http:URL (POST JSON {"question": ...}), lambda:NAME[:QUALIFIER], bedrock (ConverseStream '
+        "with gate.toml [models]).\nExample: evalgate load --target http:https://api.example.com/ask --peak-rps 20 "
+        "--factor 1.5 --duration 60 --ttft-slo-ms 2000 --baseline last-load/results.json --out out/load",
     )
     load.add_argument("--target", required=True, metavar="SPEC", help="http:URL, lambda:NAME[:QUAL] or bedrock")
     load.add_argument("--rps", type=float, help="offered requests per second (default: peak x factor)")
     load.add_argument("--peak-rps", type=float, help="the configured peak (default: gate.toml [load] peak_rps)")
     load.add_argument("--factor", type=float, help="multiple of the peak to offer (default: [load] factor, 1.5)")
     load.add_argument("--duration", type=float, metavar="SECONDS", help="schedule length (default: [load])")
-    load.add_argument("--slo-p95-ms", type=float, help="p95 end-to-end latency limit (default: [load], 450)")
+    load.add_argument("--ttft-slo-ms", type=float, help="p95 time-to-first-token limit (default: [load] ttft_slo_ms)")
+    load.add_argument("--baseline", type=Path, help="a previous load run's results.json: gate total answer time on it")
+    load.add_argument(
+        "--regression-ms", type=float, help="p95 total time may exceed the baseline's by this many ms (default: [load])"
+    )
+    load.add_argument(
+        "--regression-pct", type=float, help="... and by this %% of it; the tighter limit applies (default: [load])"
+    )
     load.add_argument("--arrival", choices=["poisson", "fixed"], help="arrival process (default: [load], poisson)")
     load.add_argument("--seed", type=int, help="schedule and prompt order seed")
     load.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout (default: [load])")
@@ -782,7 +790,8 @@ def _load(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .dataset import load_golden
-    from .load import LoadGenerator, LoadPlan, check_bounds, expected_requests, pool_size, summarise
+    from .latency import LatencyBudget
+    from .load import LoadGenerator, LoadPlan, baseline_total_p95, check_bounds, expected_requests, pool_size, summarise
     from .reports import write_reports
 
     config = load_config(args.config or args.golden / "gate.toml")
@@ -800,33 +809,46 @@ def _load(args: argparse.Namespace) -> int:
     if factor <= 0 or (peak is not None and peak <= 0):
         raise InputError.single("--peak-rps/--factor", None, "must be positive")
     duration = args.duration if args.duration is not None else lc.duration_s
-    slo = args.slo_p95_ms if args.slo_p95_ms is not None else lc.slo_p95_ms
     timeout = args.timeout if args.timeout is not None else lc.timeout_s
     tolerance_ms = args.late_tolerance_ms if args.late_tolerance_ms is not None else lc.late_tolerance_ms
-    if slo <= 0 or timeout <= 0 or tolerance_ms <= 0:
-        raise InputError.single(
-            "evalgate load", None, "--slo-p95-ms, --timeout and --late-tolerance-ms must be positive"
+    if timeout <= 0 or tolerance_ms <= 0:
+        raise InputError.single("evalgate load", None, "--timeout and --late-tolerance-ms must be positive")
+    try:
+        budget = LatencyBudget(
+            ttft_slo_ms=args.ttft_slo_ms if args.ttft_slo_ms is not None else lc.ttft_slo_ms,
+            regression_ms=args.regression_ms if args.regression_ms is not None else lc.total_regression_ms,
+            regression_pct=args.regression_pct if args.regression_pct is not None else lc.total_regression_pct,
         )
+    except ValueError as exc:
+        raise InputError.single("--ttft-slo-ms/--regression-ms/--regression-pct", None, str(exc)) from None
+    baseline_p95, baseline_run = baseline_total_p95(args.baseline) if args.baseline else (None, None)
     if args.workers is not None and args.workers < 1:
         raise InputError.single("--workers", None, "must be at least 1")
     check_bounds(rate, duration, args.max_requests or lc.max_requests, lc.max_duration_s)
-    workers = args.workers or pool_size(rate, slo, lc.max_workers)
+    workers = args.workers or pool_size(rate, baseline_p95 or timeout * 1000.0, lc.max_workers)
     plan = LoadPlan(
         rate=rate,
         duration_s=duration,
         arrival=args.arrival or lc.arrival,
-        slo_p95_ms=slo,
+        budget=budget,
         timeout_s=timeout,
         late_tolerance_s=tolerance_ms / 1000.0,
         workers=workers,
         seed=args.seed if args.seed is not None else lc.seed,
         peak_rps=peak if args.rps is None else None,
         factor=factor if args.rps is None else None,
+        baseline_p95_ms=baseline_p95,
+        baseline_run=baseline_run,
     )
     target = _build_load_target(args, config, workers, timeout)
     print(
         f"evalgate load: {rate:g} rps ({plan.arrival}) for {duration:g}s ≈ {expected_requests(rate, duration)} "
-        f"requests to {target.name}, {workers} workers, SLO p95 ≤ {slo:g} ms (end-to-end wall time)",
+        f"requests to {target.name}, {workers} workers; p95 time to first token ≤ {budget.ttft_slo_ms:g} ms, "
+        + (
+            f"p95 total ≤ baseline {baseline_p95:.0f} ms {budget.describe_tolerance()}"
+            if baseline_p95 is not None
+            else "total answer time reported (no --baseline)"
+        ),
         flush=True,
     )
     started = datetime.now(UTC)

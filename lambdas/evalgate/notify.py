@@ -42,6 +42,7 @@ SAMPLE_LABELS = {
     "Unscored": "judged answers",
     "InjectionLeak": "judged answers",
     "Latency": "requests",
+    "TimeToFirstToken": "requests",
     "Errors": "requests",
     "FeedbackScore": "feedback events",
     "ConversionRate": "outcomes",
