@@ -7,7 +7,6 @@ import json
 import os
 import sys
 import textwrap
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 
 from . import __version__
 from .errors import InputError, Problem
+from .retry import DEFAULT_TIME_BUDGET_S
 
 EXIT_USAGE = 2
 EXIT_ERROR = 4
@@ -138,7 +138,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="generator model or inference profile id (bedrock candidate)")
     run.add_argument("--prompt", help="prompt id under prompts/, e.g. support/v1 (bedrock candidate)")
     run.add_argument("--judge-model", help="override the judge model id")
-    run.add_argument("--time-budget", type=float, metavar="SECONDS", help="stop and exit ERROR after this long")
+    run.add_argument(
+        "--time-budget",
+        type=float,
+        default=DEFAULT_TIME_BUDGET_S,
+        metavar="SECONDS",
+        help="retry throttled/failed model calls until this long after the start, then give up and exit ERROR "
+        f"(default: {DEFAULT_TIME_BUDGET_S:g})",
+    )
     run.add_argument(
         "--tickets",
         choices=["none", "opscenter", "github"],
@@ -298,6 +305,20 @@ def _parser() -> argparse.ArgumentParser:
 
     add_pr_commands(sub)
 
+    hist = sub.add_parser(
+        "history",
+        help="a static site of every run: trends per gated metric, any two runs compared",
+        description="Read results.json files (a folder, recursively, or an s3:// prefix such as the pipeline's "
+        "runs/) and write index.html: the runs with their verdicts and reports, one trend chart per gated metric "
+        "(value, interval, threshold), and a comparison of any two runs. --compare A B also writes the full case "
+        "explorer of run B against run A.",
+    )
+    hist.add_argument("--runs", required=True, metavar="SOURCE", help="folder or s3://bucket/prefix of runs")
+    hist.add_argument(
+        "--out", default="out/history", metavar="DEST", help="folder or s3:// prefix (default out/history)"
+    )
+    hist.add_argument("--compare", nargs=2, metavar=("A", "B"), help="run ids (or positions) to compare in full")
+
     cur = sub.add_parser(
         "curate",
         help="propose golden cases from judged production records; merge a reviewed batch",
@@ -366,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .pr_cli import run_pr_command
 
             return run_pr_command(args)
+        if args.command == "history":
+            return _history(args)
         if args.command == "curate":
             from .curate_cli import curate_command
 
@@ -630,12 +653,15 @@ def _run(args: argparse.Namespace) -> int:
     from .cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel
     from .dataset import load_golden
     from .reports import write_reports
+    from .retry import RetryPolicy
     from .runner import run_evaluation
     from .shard import parse_shard, select_shard, shard_record
     from .tiers import skip_result, smoke_subset
 
     if args.concurrency < 1:
         raise InputError.single("--concurrency", None, "must be at least 1")
+    if args.time_budget <= 0:
+        raise InputError.single("--time-budget", None, "must be a positive number of seconds")
     if args.repeats is not None and args.repeats < 1:
         raise InputError.single("--repeats", None, "must be at least 1")
     if args.max_cost is not None and args.max_cost <= 0:
@@ -728,7 +754,7 @@ def _run(args: argparse.Namespace) -> int:
             model: Any = BedrockJudgeModel(model_id=model_id)
             if meter is not None:
                 model = MeteredJudgeModel(model, meter)
-            return Judge(model, cache=cache)
+            return Judge(model, cache=cache, malformed_attempts=config.models.judge_malformed_attempts)
 
         if use_job:
             from .evaljobs import EvaluationJobJudge
@@ -781,7 +807,6 @@ def _run(args: argparse.Namespace) -> int:
         embedder = TitanEmbedder(model_id=config.models.embeddings, max_workers=args.concurrency)
         if meter is not None:
             embedder = MeteredEmbedder(embedder, meter)
-    deadline = time.monotonic() + args.time_budget if args.time_budget else None
     try:
         result = run_evaluation(
             golden=golden,
@@ -796,8 +821,8 @@ def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             cache=cache,
             progress=not args.no_progress,
-            deadline=deadline,
             not_run=not_run,
+            policy=RetryPolicy(args.concurrency, time_budget=args.time_budget),
             meter=meter,
             guardrail=guardrail,
             escalation_judge=escalation_judge,
@@ -965,6 +990,19 @@ def _build_load_target(args: argparse.Namespace, config: Any, workers: int, time
     raise InputError.single(
         "--target", None, f"unknown target '{spec}': use http:URL, lambda:NAME[:QUALIFIER] or bedrock"
     )
+
+
+def _history(args: argparse.Namespace) -> int:
+    from .history import load_runs, write_site
+
+    runs, problems = load_runs(args.runs)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not runs:
+        raise InputError.single(args.runs, None, "no readable results.json found")
+    written = write_site(runs, args.out, tuple(args.compare) if args.compare else None)
+    print(f"history: {len(runs)} run(s) -> {', '.join(written)}")
+    return 0
 
 
 def _iso_day(text: str) -> Any:

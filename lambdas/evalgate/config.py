@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InputError, Problem
+from .retry import DEFAULT_MALFORMED_ATTEMPTS
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -110,6 +111,8 @@ class Models(BaseModel):
     # one of the two (newer Claude models reject both; see evalgate.providers.bedrock.sampling)
     temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.2
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    # Attempts per judgement when the judge's reply is unparseable (the first included), then unscored.
+    judge_malformed_attempts: Annotated[int, Field(ge=1, le=10)] = DEFAULT_MALFORMED_ATTEMPTS
 
     @model_validator(mode="after")
     def _one_sampling_parameter(self) -> Models:

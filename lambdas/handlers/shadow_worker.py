@@ -43,13 +43,19 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         logger.error("not an SQS batch event", extra={"event_type": type(event).__name__})
         return {"batchItemFailures": [], "error": "unsupported event: expected an SQS batch ({'Records': [...]})"}
     pairs: list[dict[str, Any]] = []
+    skipped = 0
 
     def record_handler(record: SQSRecord) -> None:
+        nonlocal skipped
         try:
-            pairs.append(shadow.replay(record.body, invoker()))
+            pair = shadow.replay(record.body, invoker())
         except shadow.BadShadowMessage as exc:
             logger.error("unusable shadow message", extra={"message_id": record.message_id, "error": str(exc)})
             raise
+        if pair is None:
+            skipped += 1  # the candidate is the version that answered: nothing to compare
+        else:
+            pairs.append(pair)
 
     with processor(records=event["Records"], handler=record_handler, lambda_context=context):
         processor.process()
@@ -61,5 +67,6 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         )
     t = tm.Telemetry(version_dimensions())
     t.add(tm.SHADOW_PAIRS, len(pairs))
+    t.add(tm.SHADOW_SKIPPED, skipped)
     publish(metrics, t)
     return dict(processor.response())

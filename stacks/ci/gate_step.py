@@ -56,6 +56,7 @@ OUT_DIR = Path("out/eval")
 BASELINE_KEY = "baselines/approved/results.json"
 BASELINE_COMMIT_KEY = "baselines/approved/commit.txt"
 CACHE_KEY = "cache/evalgate-cache.sqlite"
+HISTORY_PREFIX = "history/"  # the static history site (evalgate history) over runs/
 SHARD_OUT_DIR = Path("out/shard")
 SHARD_DIR = Path("shards")
 REPORT_FILES = ("report.html", "summary.md", "results.json", "junit.xml")
@@ -189,6 +190,9 @@ class GateEnv:
     def runs_link(self) -> str:
         return self.console(f"s3/buckets/{self.bucket}?region={self.region}&prefix={self.run_prefix}")
 
+    def history_link(self) -> str:
+        return self.console(f"s3/object/{self.bucket}?region={self.region}&prefix={HISTORY_PREFIX}index.html")
+
     def approval_link(self) -> str:
         return self.console(f"codesuite/codepipeline/pipelines/{self.pipeline}/view?region={self.region}")
 
@@ -304,6 +308,22 @@ class Gate:
                 uploaded.append(key)
         return uploaded
 
+    def refresh_history(self) -> None:
+        """Rebuild the history site (every run under runs/) with this run in it; best effort, never the verdict."""
+        if not self.supports_command("history"):
+            return
+        cmd = [sys.executable, "-m", "evalgate", "history", "--runs", f"s3://{self.cfg.bucket}/runs/",
+               "--out", f"s3://{self.cfg.bucket}/{HISTORY_PREFIX}"]
+        done = self.runner(cmd, check=False, env=self._env())
+        if done.returncode != 0:
+            print(f"gate_step: the history site was not refreshed (evalgate history exit {done.returncode})",
+                  file=sys.stderr)
+
+    def supports_command(self, command: str) -> bool:
+        done = self.runner([sys.executable, "-m", "evalgate", "--help"], capture_output=True, text=True,
+                           check=False, env=self._env())
+        return command in (done.stdout or "")
+
     def read_results(self) -> dict[str, Any]:
         path = self.out_dir / "results.json"
         try:
@@ -360,11 +380,16 @@ class Gate:
         }])
 
     def approval_token(self, attempts: int = 40, delay: float = 3.0) -> str | None:
-        """The token of this stage's manual approval once CodePipeline has started it (same run order)."""
+        """The token of this stage's manual approval once CodePipeline has started it (same run order) -- only
+        while the stage runs THIS execution (``stageStates[].latestExecution.pipelineExecutionId``): with two
+        executions in flight the waiting approval may belong to the other one, and its token must not be used."""
         for _ in range(attempts):
             state = self.codepipeline.get_pipeline_state(name=self.cfg.pipeline)
             for stage in state.get("stageStates", []):
                 if stage.get("stageName") != self.cfg.stage:
+                    continue
+                running = (stage.get("latestExecution") or {}).get("pipelineExecutionId")
+                if running != self.cfg.execution_id:
                     continue
                 for action in stage.get("actionStates", []):
                     latest = action.get("latestExecution", {})
@@ -469,7 +494,8 @@ class Gate:
         self.upload_reports()
         results = self.read_results()
         self.put_cost(run_cost(results))
-        links = (f"Report: {c.report_link()}\nAll files: {c.runs_link()}\n"
+        self.refresh_history()
+        links = (f"Report: {c.report_link()}\nAll files: {c.runs_link()}\nHistory of runs: {c.history_link()}\n"
                  f"Pipeline / approval: {c.approval_link()}\n")
         head = f"{c.pipeline} @ {c.commit[:12] or 'unknown commit'} (tier {tier}, execution {c.execution_id})"
         if decision.notify:
