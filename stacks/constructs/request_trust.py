@@ -79,12 +79,14 @@ class RequestTrust(Construct):
         )
         acknowledge(self.rotation.role, "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
                     "secretsmanager:GetRandomPassword (the new key) has no resource-level permissions.")
-        self.votes = dynamodb.TableV2(
+        # Table, not TableV2: a TableV2 with a customer-managed key cannot be synthesized region-agnostic
+        self.votes = dynamodb.Table(
             self, "Votes",
             partition_key=dynamodb.Attribute(name=VOTE_KEY, type=dynamodb.AttributeType.STRING),
-            billing=dynamodb.Billing.on_demand(),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute=VOTE_TTL,
-            encryption=dynamodb.TableEncryptionV2.customer_managed_key(props.key),
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=props.key,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),

@@ -200,15 +200,15 @@ def test_the_signing_secret_and_the_vote_ledger_are_wired_with_least_privilege(s
     assert secret["Name"] == f"evalgate-{stage}/request-signing"
     assert secret["GenerateSecretString"]["PasswordLength"] >= 32
     [(table_id, table)] = [
-        (k, p) for k, p in _of_type(template, "AWS::DynamoDB::GlobalTable").items()
+        (k, p) for k, p in _of_type(template, "AWS::DynamoDB::Table").items()
         if p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     ]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    assert table["SSESpecification"]["SSEType"] == "KMS"
-    [key_id] = _of_type(template, "AWS::KMS::Key").keys() - {
-        k for k in _of_type(template, "AWS::KMS::Key") if k.startswith("Alerts")
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    key_id = next(k for k in _of_type(template, "AWS::KMS::Key") if k.startswith("Storage"))
+    assert table["SSESpecification"] == {
+        "SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]},
     }
-    assert table["Replicas"][0]["SSESpecification"]["KMSMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
 
     _, service = _function(template, "handlers.service.handler")
     env = service["Environment"]["Variables"]

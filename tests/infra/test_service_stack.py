@@ -32,6 +32,13 @@ def _service_version(synth: Synth, stack: str) -> str:
     return logical_id
 
 
+def _metric_name(alarm: dict[str, Any]) -> str:
+    """The alarm's metric; for a metric-math alarm, the metric its inputs read."""
+    if "MetricName" in alarm:
+        return str(alarm["MetricName"])
+    return str(next(m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m))
+
+
 def _alarms(synth: Synth, stack: str) -> dict[str, dict[str, Any]]:
     """Alarm properties; a metric-math alarm also gets the MetricName and Dimensions its inputs all share."""
     out = {}
@@ -173,7 +180,7 @@ def test_all_at_once_deployments_never_get_a_check_that_needs_live_traffic(synth
         assert "handlers.canary_analysis.handler" not in handlers, name
         assert "handlers.pre_traffic_hook.handler" in handlers, name
         # nor an alarm that would sit in ALARM (missing data breaches) with nothing reading it
-        metrics = {r["Properties"]["MetricName"] for r in template["Resources"].values()
+        metrics = {_metric_name(r["Properties"]) for r in template["Resources"].values()
                    if r["Type"] == "AWS::CloudWatch::Alarm"}
         assert metrics == ROLLBACK_METRICS, name
         groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodeDeploy::DeploymentGroup"]
