@@ -323,8 +323,12 @@ def pre_traffic_smoke(
     config = load_config(golden.root / "gate.toml")
     if candidate is None:
         from .providers.lambda_fn import LambdaCandidate
+        from .signing import synthetic_signer_from_env
 
-        candidate = LambdaCandidate(settings.function_name, version, service_timing=True)
+        # signed as synthetic: the hook's smoke answers must not reach the online judge as user traffic
+        candidate = LambdaCandidate(
+            settings.function_name, version, service_timing=True, synthetic=synthetic_signer_from_env()
+        )
     if judge is None:
         if not settings.judge_model_id:
             raise InputError.single("environment", None, "JUDGE_MODEL_ID must be set: the smoke set is judged")
@@ -441,6 +445,18 @@ def smoke_latency(result: Any, settings: PreTrafficSettings, config: Any) -> tup
 # ------------------------------------------------------------------------------------------------ canary
 
 
+def positive_int_env(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """An integer environment variable of at least ``minimum`` (``default`` when unset); anything else names the
+    variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        what = "a positive integer" if minimum >= 1 else "a whole number of seconds"
+        raise InputError.single("environment", None, f"{name}={raw!r} must be {what}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class CanarySettings:
     function_name: str | None = None
@@ -461,13 +477,7 @@ class CanarySettings:
         env = os.environ if env is None else env
 
         def num(name: str, default: int, minimum: int = 1) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            if not raw.isdigit() or int(raw) < minimum:
-                what = "a positive integer" if minimum >= 1 else "a whole number of seconds"
-                raise InputError.single("environment", None, f"{name}={raw!r} must be {what}")
-            return int(raw)
+            return positive_int_env(env, name, default, minimum)
 
         return cls(
             total_regression_ms=positive_env(env, "TOTAL_REGRESSION_MS"),

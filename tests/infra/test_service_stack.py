@@ -32,16 +32,34 @@ def _service_version(synth: Synth, stack: str) -> str:
     return logical_id
 
 
-def _alarms(synth: Synth, stack: str) -> dict[str, dict[str, Any]]:
-    return {k: v["Properties"] for k, v in synth.resources(stack, "AWS::CloudWatch::Alarm").items()}
+def _metric_name(alarm: dict[str, Any]) -> str:
+    """The alarm's metric; for a metric-math alarm, the metric its inputs read."""
+    if "MetricName" in alarm:
+        return str(alarm["MetricName"])
+    return str(next(m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m))
+
+
+def _alarms(synth: Synth, stack: str, namespace: str = "EvalGate/Service") -> dict[str, dict[str, Any]]:
+    """Alarms on the service's metrics (``AWS/Lambda``: the live canary judge's own health alarms); a metric-math
+    alarm whose inputs all read one metric also gets that metric's Namespace, MetricName and Dimensions."""
+    out = {}
+    for k, v in synth.resources(stack, "AWS::CloudWatch::Alarm").items():
+        props = dict(v["Properties"])
+        inputs = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        if inputs and all(m == inputs[0] for m in inputs):
+            props.update({key: inputs[0][key] for key in ("Namespace", "MetricName", "Dimensions")})
+        if props.get("Namespace") == namespace:
+            out[k] = props
+    return out
 
 
 @pytest.mark.parametrize("stack", [STAGING, PROD])
 def test_every_alarm_watches_only_the_new_version(synth: Synth, stack: str) -> None:
     version = _service_version(synth, stack)
     alarms = _alarms(synth, stack)
-    # the minimum-sample alarm exists only where a canary analysis reads it (Prod here; Staging is all-at-once)
-    expected = ROLLBACK_METRICS | ({"JudgedCount"} if stack == PROD else set())
+    # the minimum-sample alarm and the live canary verdict exist only in canary mode (Prod here; Staging is
+    # all-at-once)
+    expected = ROLLBACK_METRICS | ({"JudgedCount", "CanaryVerdict"} if stack == PROD else set())
     assert {a["MetricName"] for a in alarms.values()} == expected
     for name, alarm in alarms.items():
         assert alarm["Namespace"] == "EvalGate/Service", name
@@ -89,12 +107,26 @@ def test_alarm_thresholds_come_from_settings(synth: Synth) -> None:
     assert by_metric["FeedbackScore"]["Threshold"] == t.feedback_min
 
 
+def test_feedback_gates_only_past_a_minimum_of_distinct_answers(synth: Synth) -> None:
+    t = synth.built.settings.alarm_thresholds
+    fb = next(a for a in _alarms(synth, PROD).values() if a["MetricName"] == "FeedbackScore")
+    by_id = {m["Id"]: m for m in fb["Metrics"]}
+    expression = next(m for m in fb["Metrics"] if "Expression" in m)
+    assert expression["Expression"] == f"IF(answers >= {t.feedback_min_answers}, score, 1)"
+    assert expression.get("ReturnData", True) is True
+    assert by_id["score"]["MetricStat"]["Stat"] == "Average" and by_id["answers"]["MetricStat"]["Stat"] == "SampleCount"
+    assert all(by_id[i]["MetricStat"]["Period"] == t.period_minutes * 60 for i in ("score", "answers"))
+    assert fb["ComparisonOperator"] == "LessThanThreshold" and fb["TreatMissingData"] == "notBreaching"
+    assert f"at least {t.feedback_min_answers} distinct rated answers" in fb["AlarmDescription"]
+
+
 @pytest.mark.parametrize("stack", [STAGING, PROD])
 def test_deployment_group_rolls_back_on_alarms_failure_and_stop(synth: Synth, stack: str) -> None:
     _, group = _one(synth, stack, "AWS::CodeDeploy::DeploymentGroup")
     props = group["Properties"]
     listed = {a["Name"]["Ref"] for a in props["AlarmConfiguration"]["Alarms"]}
-    rollback = {k for k, a in _alarms(synth, stack).items() if a["MetricName"] in ROLLBACK_METRICS}
+    rollback = {k for k, a in _alarms(synth, stack).items() if a["MetricName"] in ROLLBACK_METRICS | {"CanaryVerdict"}}
+    rollback |= set(_alarms(synth, stack, "AWS/Lambda"))  # the live canary judge's errors and heartbeat
     assert props["AlarmConfiguration"]["Enabled"] is True
     assert listed == rollback
     assert props["AutoRollbackConfiguration"]["Enabled"] is True
@@ -151,7 +183,7 @@ def test_all_at_once_deployments_never_get_a_check_that_needs_live_traffic(synth
         assert "handlers.canary_analysis.handler" not in handlers, name
         assert "handlers.pre_traffic_hook.handler" in handlers, name
         # nor an alarm that would sit in ALARM (missing data breaches) with nothing reading it
-        metrics = {r["Properties"]["MetricName"] for r in template["Resources"].values()
+        metrics = {_metric_name(r["Properties"]) for r in template["Resources"].values()
                    if r["Type"] == "AWS::CloudWatch::Alarm"}
         assert metrics == ROLLBACK_METRICS, name
         groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodeDeploy::DeploymentGroup"]
@@ -325,6 +357,9 @@ CONTRACT_ENV = {
         "TARGET_FUNCTION_NAME", "TARGET_VERSION", "POWERTOOLS_METRICS_NAMESPACE", "BAKE_MINUTES", "MIN_SAMPLES",
         "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT",
     },
+    "handlers.canary_verdict.handler": {
+        "CODEDEPLOY_APPLICATION", "CANARY_INTERVAL_MINUTES", "MIN_SAMPLES",
+    },
     "handlers.notifier.handler": {"TOPIC_ARN", "IDEMPOTENCY_TABLE", "POWERTOOLS_METRICS_NAMESPACE"},
     "handlers.shadow_worker.handler": {"SHADOW_FUNCTION_NAME", "SHADOW_QUALIFIER", "SHADOW_BUCKET", "SHADOW_PREFIX"},
 }
@@ -395,3 +430,30 @@ def test_dashboard_graphs_quality_per_version(synth: Synth) -> None:
     for metric in ("QualityScore", "Hallucination", "Latency", "JudgedCount", "FeedbackScore"):
         assert f'MetricName=\\\\"{metric}\\\\"' in body or f'MetricName=\\"{metric}\\"' in body, metric
     assert "{EvalGate/Service,FunctionVersion}" in body
+
+
+def test_live_canary_verdict_can_stop_the_canary_before_promotion(synth: Synth) -> None:
+    s = synth.built.settings
+    judge, fn = _function(synth, PROD, "handlers.canary_verdict.handler")
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env["CANARY_INTERVAL_MINUTES"] == str(s.canary_interval_minutes)
+    assert env["MIN_SAMPLES"] == str(s.min_judged_samples)
+    assert fn["Properties"]["Timeout"] < 60  # shorter than its schedule
+    rules = [r["Properties"] for r in synth.resources(PROD, "AWS::Events::Rule").values()
+             if r["Properties"].get("ScheduleExpression")]
+    assert any(r["ScheduleExpression"] == "rate(1 minute)" and r["Targets"][0]["Arn"] == {"Fn::GetAtt": [judge, "Arn"]}
+               for r in rules)
+    alarms = _alarms(synth, PROD)
+    verdict = next(k for k, a in alarms.items() if a["MetricName"] == "CanaryVerdict")
+    assert alarms[verdict]["Statistic"] == "Maximum" and alarms[verdict]["Threshold"] == 1
+    assert alarms[verdict]["Period"] == 60 and alarms[verdict]["TreatMissingData"] == "notBreaching"
+    own = _alarms(synth, PROD, "AWS/Lambda")
+    assert all(a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": judge}}] for a in own.values())
+    silent = next(a for a in own.values() if a["MetricName"] == "Invocations")
+    assert silent["TreatMissingData"] == "breaching" and silent["ComparisonOperator"] == "LessThanThreshold"
+    _, group = _one(synth, PROD, "AWS::CodeDeploy::DeploymentGroup")
+    listed = {a["Name"]["Ref"] for a in group["Properties"]["AlarmConfiguration"]["Alarms"]}
+    assert {verdict, *own} <= listed
+    # staging deploys all at once: there is no canary step to judge
+    assert not [r for r in synth.resources(STAGING, "AWS::Lambda::Function").values()
+                if r["Properties"]["Handler"] == "handlers.canary_verdict.handler"]
