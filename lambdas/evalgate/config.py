@@ -9,14 +9,31 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import InputError, Problem
+from .inputs import read_text, suggest
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def suite_names() -> tuple[str, ...]:
+    from .dataset import SUITE_FILES
+
+    return tuple(SUITE_FILES)
+
+
+def _check_names(names: typing.Iterable[str], known: typing.Iterable[str]) -> None:
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown name '{name}'" + suggest(name, known))
+
+
+GUARDRAIL_VERSION_PATTERN = r"^([1-9][0-9]{0,7}|DRAFT)$"  # Bedrock: a version number, or DRAFT
 
 # Metric name -> (threshold direction). "min": the aggregate must be at least the threshold; "max": at most.
 THRESHOLD_DIRECTIONS: dict[str, Literal["min", "max"]] = {
@@ -82,6 +99,9 @@ class GateSettings(BaseModel):
     drift_threshold: Unit = 0.05
     diversity_drop: Unit = 0.25
     min_cases: Annotated[int, Field(ge=1)] = 5
+
+
+EMBEDDERS = ("local", "titan")
 
 
 class EmbedderConfig(BaseModel):
@@ -193,10 +213,16 @@ class GuardrailConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    version: Annotated[str, Field(pattern=r"^([1-9][0-9]{0,7}|DRAFT)$")] | None = None
+    version: Annotated[str, Field(pattern=GUARDRAIL_VERSION_PATTERN)] | None = None
     suites: list[str] = Field(default_factory=lambda: ["guardrail"])
     unsafe_tag: str = "unsafe"
     safe_tag: str = "safe_lookalike"
+
+    @field_validator("suites")
+    @classmethod
+    def _known_suites(cls, value: list[str]) -> list[str]:
+        _check_names(value, suite_names())
+        return value
 
     @model_validator(mode="after")
     def _both(self) -> GuardrailConfig:
@@ -281,6 +307,13 @@ class GateConfig(BaseModel):
     evaluation_job: EvaluationJobConfig = Field(default_factory=EvaluationJobConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
 
+    @field_validator("suites", "embedders", mode="before")
+    @classmethod
+    def _known_tables(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, dict):
+            _check_names(value, suite_names() if info.field_name == "suites" else EMBEDDERS)
+        return value
+
     @model_validator(mode="after")
     def _sane(self) -> GateConfig:
         t = self.thresholds
@@ -299,6 +332,12 @@ class GateConfig(BaseModel):
     def skipped_metrics(self, suite: str) -> set[str]:
         sc = self.suites.get(suite)
         return set(sc.skip_metrics) if sc else set()
+
+    def unpriced_models(self) -> list[str]:
+        """``[models]`` entries with no price in ``[pricing]`` (an error when ``[cost] max_usd`` is set)."""
+        m = self.models
+        roles = {"generator": m.generator, "judge": m.judge, "heavy_judge": m.heavy_judge, "embeddings": m.embeddings}
+        return [f"models.{role} = '{mid}'" for role, mid in roles.items() if self.price(mid) is None]
 
     def price(self, model_id: str | None) -> Price | None:
         if not model_id:
@@ -335,26 +374,53 @@ def config_fingerprint(dumped: dict[str, object]) -> str:
 def load_config(path: Path) -> GateConfig:
     path = Path(path)
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError.single(shown, None, "config file not found") from None
+    text = read_text(path, "config file")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
         msg = str(exc).split(" (at line")[0]
         raise InputError.single(shown, line, f"not valid TOML: {msg}") from None
+    except RecursionError:
+        raise InputError.single(shown, None, "not valid TOML: nested too deeply") from None
     try:
-        return GateConfig.model_validate(data)
+        # strict: TOML has real types, so a boolean or a string where a number belongs is an error, not 1.0
+        return GateConfig.model_validate(data, strict=True)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
             field = ".".join(loc) or "(file)"
             msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                kind = "section" if isinstance(err.get("input"), dict) else "key"
+                msg = f"unknown {kind}" + suggest(loc[-1], _known_names(loc[:-1]))
             problems.append(Problem(shown, locate_toml_key(text, loc), f"{field}: {msg}"))
         raise InputError(problems) from None
+
+
+def _known_names(loc: list[str]) -> list[str]:
+    """The valid keys of the table at ``loc`` (dict-valued fields such as ``suites.<name>`` are stepped over)."""
+    model: Any = GateConfig
+    skip = False
+    for part in loc:
+        if skip:
+            skip = False
+            continue
+        info = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if info is None:
+            return []
+        ann = info.annotation
+        origin = typing.get_origin(ann)
+        if origin is dict:
+            model, skip = typing.get_args(ann)[1], True
+        elif origin is list:
+            model = typing.get_args(ann)[0]
+        else:
+            model = ann
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
 
 
 def locate_toml_key(text: str, loc: list[str]) -> int | None:

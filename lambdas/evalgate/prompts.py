@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .inputs import read_text
 from .models import Case, KnowledgeEntry, Turn
 
 DEFAULT_CANARY = "CANARY-0000-NOT-SET"
@@ -74,9 +75,9 @@ def load_prompt(prompt_id: str, prompts_dir: Path | None = None) -> PromptTempla
     files = {}
     for name in ("system.md", "context.md"):
         path = base / name
-        if not path.is_file():
+        if not path.exists():
             raise InputError.single(str(path), None, f"prompt '{prompt_id}' is missing {name}")
-        files[name] = path.read_text(encoding="utf-8")
+        files[name] = read_text(path, "prompt file")
     ctx = files["context.md"]
     if "{question}" not in ctx or "{knowledge}" not in ctx:
         raise InputError.single(str(base / "context.md"), None, "context.md must contain {knowledge} and {question}")

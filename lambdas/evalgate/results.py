@@ -5,11 +5,12 @@ A later run loads an approved ``results.json`` as its baseline, so this schema i
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import Generation, MetricValue
+from .models import Case, Generation, MetricValue
 
 VerdictName = Literal["PASS", "FAIL", "REVIEW", "ERROR"]
 EXIT_CODES: dict[str, int] = {"PASS": 0, "FAIL": 1, "REVIEW": 3, "ERROR": 4}
@@ -156,6 +157,59 @@ class RunResult(BaseModel):
     evaluation_jobs: list[dict[str, Any]] = Field(default_factory=list)  # Bedrock evaluation jobs used
     load: dict[str, Any] | None = None  # evalgate load: schedule, counts, latency definition
     fatal: list[str] = Field(default_factory=list)  # run-level problems (cost cap, time budget...): ERROR
+    baseline_mismatch: list[str] = Field(default_factory=list)  # --baseline-mismatch review: why it did not match
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)
+
+
+def load_result(path: Path, what: str = "results.json") -> RunResult:
+    """A results.json (a baseline or a shard's run); every problem is an InputError naming the file."""
+    from pydantic import ValidationError
+
+    from .errors import InputError
+    from .inputs import parse_json, read_text
+
+    name = str(path)
+    data = parse_json(read_text(Path(path), what), name)
+    if not isinstance(data, dict):
+        raise InputError.single(name, None, f"not an evalgate results.json ({what}): expected a JSON object")
+    try:
+        return RunResult.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(map(str, err["loc"])) or "(file)"
+        raise InputError.single(name, None, f"not an evalgate results.json ({what}): {loc}: {err['msg']}") from None
+
+
+def baseline_mismatch(baseline: RunResult, cases: list[Case], config: dict[str, Any], sections: list[str]) -> list[str]:
+    """Why ``baseline`` cannot be compared with a run of ``cases`` under ``config`` (empty: it can).
+
+    - no case id in common: every paired comparison would be "not run";
+    - a shared case id whose prompt or reference differs: the baseline was made from another golden set;
+    - a decision section of the gate config (``sections``: thresholds, models, gate rules...) differs.
+    """
+    reasons: list[str] = []
+    mine = {c.id: c for c in cases}
+    shared = [b for b in baseline.cases if b.id in mine]
+    if not shared:
+        reasons.append(
+            f"the baseline shares no case id with this run ({len(baseline.cases)} baseline cases, {len(mine)} here)"
+        )
+    changed = [b.id for b in shared if b.question and b.reference and (b.question, b.reference) != _text(mine[b.id])]
+    if changed:
+        reasons.append(
+            f"the baseline was made from another golden set: {len(changed)} shared case(s) differ in prompt or "
+            f"reference (e.g. {', '.join(sorted(changed)[:3])})"
+        )
+    if baseline.config:
+        differ = [s for s in sections if s in config and baseline.config.get(s) != config.get(s)]
+        if differ:
+            reasons.append(
+                "the baseline was made with another gate config (" + ", ".join(f"[{s}]" for s in differ) + " differ)"
+            )
+    return reasons
+
+
+def _text(case: Case) -> tuple[str, str]:
+    return case.question, case.reference

@@ -304,28 +304,26 @@ class Pair:
 
 def read_pairs(path: Path) -> tuple[list[Pair], list[str]]:
     """Pairs from a JSONL file or every ``*.jsonl`` under a folder; problems as ``file:line: message``."""
+    from .dataset import iter_jsonl
+
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     pairs: list[Pair] = []
     problems: list[str] = []
+    if path.is_dir() and not files:
+        problems.append(f"{path}: no *.jsonl shadow pairs in this folder")
     for f in files:
-        if not f.is_file():
-            problems.append(f"{f}: file not found")
-            continue
-        for n, raw in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1):
-            if not raw.strip():
+        for n, rec, problem in iter_jsonl(f, str(f)):
+            if problem is not None or rec is None:
+                problems.append(str(problem or f"{f}:{n}: unreadable record"))
                 continue
-            try:
-                rec = json.loads(raw)
-                pairs.append(
-                    Pair(
-                        str(rec["request_id"]),
-                        str(rec.get("question") or ""),
-                        dict(rec["production"]),
-                        dict(rec["shadow"]),
-                    )
+            prod, shad, rid = rec.get("production"), rec.get("shadow"), rec.get("request_id")
+            if not isinstance(prod, dict) or not isinstance(shad, dict) or not isinstance(rid, str | int) or not rid:
+                problems.append(
+                    f"{f}:{n}: not a shadow pair: expected an object with 'request_id', and 'production' and "
+                    "'shadow' objects"
                 )
-            except (ValueError, KeyError, TypeError) as exc:
-                problems.append(f"{f}:{n}: not a shadow pair ({type(exc).__name__}: {exc})")
+                continue
+            pairs.append(Pair(str(rid), str(rec.get("question") or ""), dict(prod), dict(shad)))
     return pairs, problems
 
 
@@ -608,7 +606,7 @@ def iter_pairs_from_s3(client: Any, bucket: str, prefix: str) -> Iterable[str]:
         page = client.list_objects_v2(**kwargs)
         for obj in page.get("Contents", []):
             if obj["Key"].endswith(".jsonl"):
-                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8")
+                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8", "replace")
                 yield from (line for line in body.splitlines() if line.strip())
         if not page.get("IsTruncated"):
             break

@@ -79,7 +79,7 @@ def test_config_rejects_looser_high_stakes_and_unknown_keys(tmp_path: Path):
     p.write_text("[thresholds]\nfaithfulnes = 0.8\n")
     with pytest.raises(InputError) as ei:
         load_config(p)
-    assert f"{p}:2: thresholds.faithfulnes: Extra inputs are not permitted" in str(ei.value)
+    assert f"{p}:2: thresholds.faithfulnes: unknown key (did you mean 'faithfulness'?)" in str(ei.value)
     p.write_text("[thresholds\n")
     with pytest.raises(InputError, match="not valid TOML"):
         load_config(p)
