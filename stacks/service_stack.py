@@ -13,6 +13,7 @@ from .constructs.canary_deployment import CanaryDeployment, CanaryDeploymentProp
 from .constructs.capture import JUDGED_PREFIX, Capture, CaptureProps
 from .constructs.dashboard import DashboardProps, QualityDashboard
 from .constructs.feature_flags import PROFILE_NAME, FeatureFlags, FeatureFlagsProps
+from .constructs.idempotency import IdempotencyTable
 from .constructs.lambda_bundle import RETENTION, LambdaBundle
 from .constructs.notifications import Explainable, Notifications, NotificationsProps
 from .constructs.quality_alarms import NAMESPACE, QualityAlarms, QualityAlarmsProps
@@ -115,6 +116,9 @@ class ServiceStack(Stack):
             embeddings_model_id=s.embeddings_model_id, golden_dir=s.golden_dir,
         ))
         capture.watch_alias(service.alias)
+        idempotency = IdempotencyTable(self, "Idempotency")  # judge once per capture, hooks once per execution
+        for fn in (capture.judge, canary.pre_hook, canary.post_hook):
+            idempotency.attach(fn)
         alerts.allow_explaining(Explainable(
             deployment_group_arn=canary.group.deployment_group_arn,
             function=service.function,

@@ -1,4 +1,13 @@
-"""Online judge Lambda: SQS batches of captured answers → judge → EMF metrics per answering version."""
+"""Online judge Lambda: SQS batches of captured answers → judge → EMF metrics per answering version.
+
+Idempotent: SQS delivers at least once, so each capture is judged and counted once per capture id (the
+service's ``request_id``) with Powertools Idempotency on DynamoDB (``IDEMPOTENCY_TABLE``), for as long as the
+capture queue keeps a message. A redelivered capture gets the stored outcome and publishes nothing, so
+``JudgedCount`` / ``QualityScore`` of a canary version are not inflated. The metrics of a batch are published
+after its records are processed: if the function dies in between, those captures count zero times (fewer
+judged samples: the canary cannot promote on them), never twice. A record that is not a capture fails alone
+(partial batch response) and ends in the queue's DLQ.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate import online
 from evalgate.retrieval import KnowledgeIndex, load_index
-from handlers import new_tracer, publish_now
+from handlers import idempotent, new_tracer, publish_now
 
 logger = Logger()
 tracer = new_tracer()
@@ -67,16 +76,24 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
 
-    def record_handler(record: SQSRecord) -> None:
-        try:
-            capture, result = online.judge_message(record.body, index(), judge(), canary_token=canary, policy=rates)
-        except online.BadCaptureRecord as exc:
-            logger.error("unusable capture record", extra={"message_id": record.message_id, "error": str(exc)})
-            raise
+    def judge_once(data: dict[str, Any]) -> dict[str, Any]:
+        capture = online.CaptureRecord.model_validate(data)
+        result = online.judge_capture(capture, index(), judge(), canary_token=canary, policy=rates)
         judged.append(result)
         if result.judged:
             rows.append(result.log_fields(capture.question, capture.answer))
             logger.info("judged", extra=rows[-1])
+        return {"request_id": result.request_id, "judged": result.judged, "skipped": result.skipped}
+
+    once = idempotent(judge_once, key="request_id", expires_s=online.DEDUP_WINDOW_S, context=context)
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            capture = online.parse_capture(record.body)
+        except online.BadCaptureRecord as exc:
+            logger.error("unusable capture record", extra={"message_id": record.message_id, "error": str(exc)})
+            raise
+        once(data=capture.model_dump(mode="json"))
 
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

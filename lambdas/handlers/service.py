@@ -44,9 +44,12 @@ def route(event: APIGatewayProxyEventV2) -> core.HttpOutcome:
         return core.error(404, f"no such route {path!r}: use POST /ask or POST /feedback")
     if method != "POST":
         return core.error(405, f"{method} is not allowed on {path}: use POST", retry_after=None)
+    body = core.http_body(event.body, event.is_base64_encoded)  # bad base64 / oversize: 400 / 413, not 500
+    if isinstance(body, core.HttpOutcome):
+        return body
     if routes[path.rstrip("/")] == "ask":
-        return get_service().ask(event.decoded_body, event.headers)
-    return get_service().feedback(event.decoded_body)
+        return get_service().ask(body, event.headers)
+    return get_service().feedback(body)
 
 
 def _respond(outcome: core.HttpOutcome) -> dict[str, Any]:

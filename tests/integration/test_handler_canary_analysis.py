@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from evalgate.deploy_hooks import CodeDeployReporter
 from tests.fakes.aws_lambda import context_factory
+from tests.fakes.idempotency import create_idempotency_table
 
 DEPLOYMENT = "d-9QK3M2ZP7"
 EXECUTION = "eyJkZXBsb3ltZW50SWQiOiJkLTlRSzNNMlpQNyJ9EXAMPLE"
@@ -128,7 +129,8 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
         from handlers import canary_analysis as h
 
-        yield {"h": h, "cw": boto3.client("cloudwatch", region_name="us-east-1")}
+        ddb = create_idempotency_table(monkeypatch)
+        yield {"h": h, "cw": boto3.client("cloudwatch", region_name="us-east-1"), "ddb": ddb}
 
 
 def event() -> dict[str, str]:

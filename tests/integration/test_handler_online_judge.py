@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
 from tests.fakes.aws_lambda import context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error, FakeRequest
+from tests.fakes.idempotency import create_idempotency_table
 
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 CANARY = "CANARY-online-5e1d"
@@ -80,7 +82,14 @@ def verdict(req: FakeRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
-def h(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake) -> Iterator[Any]:
+def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto AWS with the idempotency table (the judge remembers capture ids there)."""
+    with mock_aws():
+        yield create_idempotency_table(monkeypatch)
+
+
+@pytest.fixture
+def h(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake, ddb: Any) -> Iterator[Any]:
     bedrock_fake.judge_fn = verdict
     for k, v in {
         "JUDGE_MODEL_ID": "us.anthropic.claude-3-5-haiku-20241022-v1:0",

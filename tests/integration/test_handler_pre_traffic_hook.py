@@ -18,11 +18,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from moto import mock_aws
 
 from evalgate.dataset import load_golden
 from evalgate.deploy_hooks import CodeDeployReporter, PreTrafficSettings, pre_traffic_smoke
 from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, FakeRequest
+from tests.fakes.idempotency import create_idempotency_table
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "d-7HX2Q5N1B"
@@ -91,9 +93,10 @@ def world(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake, bundle: Pa
     from handlers import service as svc
 
     monkeypatch.setattr(svc, "_service", None)
-    with LambdaInvokeFake(svc.handler) as lam:
+    with LambdaInvokeFake(svc.handler) as lam, mock_aws():
         monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lam.url)
-        yield {"h": h, "lambda": lam, "bedrock": bedrock_fake, "golden": bundle}
+        ddb = create_idempotency_table(monkeypatch)
+        yield {"h": h, "lambda": lam, "bedrock": bedrock_fake, "golden": bundle, "ddb": ddb}
 
 
 def emf(out: str, name: str) -> dict[str, Any]:
