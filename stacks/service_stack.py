@@ -116,8 +116,9 @@ class ServiceStack(Stack):
             embeddings_model_id=s.embeddings_model_id, golden_dir=s.golden_dir,
         ))
         capture.watch_alias(service.alias)
-        idempotency = IdempotencyTable(self, "Idempotency")  # judge once per capture, hooks once per execution
-        for fn in (capture.judge, canary.pre_hook, canary.post_hook):
+        # at-least-once consumers: judge once per capture, replay once per mirrored request, hooks once per execution
+        idempotency = IdempotencyTable(self, "Idempotency")
+        for fn in (capture.judge, shadow.worker, canary.pre_hook, canary.post_hook):
             idempotency.attach(fn)
         alerts.allow_explaining(Explainable(
             deployment_group_arn=canary.group.deployment_group_arn,

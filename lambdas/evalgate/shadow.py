@@ -30,6 +30,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger(__name__)
+# How long a replayed request id is remembered by the shadow worker: the shadow queue's message retention.
+DEDUP_WINDOW_S = 4 * 24 * 3600
 
 # ------------------------------------------------------------------------------------------------ worker
 
@@ -158,12 +160,6 @@ def make_pair(msg: ShadowMessage, shadow: ShadowSide) -> dict[str, Any]:
             "guardrail_intervened": shadow.guardrail_intervened,
         },
     }
-
-
-def replay(body: str, invoker: ShadowInvoker) -> dict[str, Any]:
-    """Parse one shadow-queue message, run it on the candidate, return the pair."""
-    msg = parse_message(body)
-    return make_pair(msg, invoker.invoke(msg.request))
 
 
 class PairWriter:
@@ -309,6 +305,7 @@ def read_pairs(path: Path) -> tuple[list[Pair], list[str]]:
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     pairs: list[Pair] = []
     problems: list[str] = []
+    seen: set[str] = set()
     if path.is_dir() and not files:
         problems.append(f"{path}: no *.jsonl shadow pairs in this folder")
     for f in files:
@@ -323,6 +320,9 @@ def read_pairs(path: Path) -> tuple[list[Pair], list[str]]:
                     "'shadow' objects"
                 )
                 continue
+            if str(rid) in seen:  # a redelivered mirror stored twice: one pair per request id
+                continue
+            seen.add(str(rid))
             pairs.append(Pair(str(rid), str(rec.get("question") or ""), dict(prod), dict(shad)))
     return pairs, problems
 

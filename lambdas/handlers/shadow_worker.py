@@ -1,4 +1,10 @@
-"""Shadow worker Lambda: SQS of mirrored requests → the candidate (side effects off) → JSONL pairs in S3."""
+"""Shadow worker Lambda: SQS of mirrored requests → the candidate (side effects off) → JSONL pairs in S3.
+
+Idempotent: SQS delivers at least once. Each mirrored request is replayed on the candidate once per request id
+(Powertools Idempotency on DynamoDB, ``IDEMPOTENCY_TABLE``); a redelivery gets the stored pair back without
+invoking the candidate again. A pair may still be written twice (the batch's S3 write and a later redelivery);
+``evalgate shadow-report`` keeps one pair per request id, so it is counted once.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate import shadow
 from evalgate import telemetry as tm
-from handlers import new_metrics, new_tracer, publish, version_dimensions
+from handlers import idempotent, new_metrics, new_tracer, publish, version_dimensions
 
 logger = Logger()
 tracer = new_tracer()
@@ -44,12 +50,19 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         return {"batchItemFailures": [], "error": "unsupported event: expected an SQS batch ({'Records': [...]})"}
     pairs: list[dict[str, Any]] = []
 
+    def replay_once(data: dict[str, Any]) -> dict[str, Any]:
+        msg = shadow.ShadowMessage.model_validate(data)
+        return shadow.make_pair(msg, invoker().invoke(msg.request))
+
+    once = idempotent(replay_once, key="request_id", expires_s=shadow.DEDUP_WINDOW_S, context=context)
+
     def record_handler(record: SQSRecord) -> None:
         try:
-            pairs.append(shadow.replay(record.body, invoker()))
+            msg = shadow.parse_message(record.body)
         except shadow.BadShadowMessage as exc:
             logger.error("unusable shadow message", extra={"message_id": record.message_id, "error": str(exc)})
             raise
+        pairs.append(once(data=msg.model_dump(mode="json")))
 
     with processor(records=event["Records"], handler=record_handler, lambda_context=context):
         processor.process()

@@ -555,9 +555,12 @@ def test_gate_review_email(world: dict[str, Any]) -> None:
         "text",
         None,
         {"id": "x", "source": "s", "detail-type": "t", "detail": "not-an-object"},
+        {"id": "g", "source": "evalgate", "detail-type": "EvalGate Verdict", "detail": {"verdict": "MAYBE"}},
+        {"id": "g", "source": "evalgate", "detail-type": "EvalGate Verdict", "detail": {"reasons": 7}},
     ],
 )
 def test_malformed_events_are_clear_errors_and_send_nothing(world: dict[str, Any], bad: Any) -> None:
-    out = world["h"].handler(bad, Ctx())
-    assert out["status"] == "error" and "EventBridge event" in out["error"]
+    out = world["h"].handler(bad, Ctx())  # returns (logged and dropped): never raises into Lambda's async retries
+    assert out["status"] == "error" and ("EventBridge event" in out["error"] or "event detail" in out["error"])
     assert inbox(world) == []
+    assert world["ddb"].scan(TableName="evalgate-idempotency")["Items"] == []  # nothing claimed

@@ -12,7 +12,7 @@ from moto import mock_aws
 
 from tests.fakes.aws_lambda import context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error, FakeRequest
-from tests.fakes.idempotency import create_idempotency_table
+from tests.fakes.idempotency import create_idempotency_table, records
 
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 CANARY = "CANARY-online-5e1d"
@@ -212,3 +212,47 @@ def test_guardrail_interventions_are_not_judged(h: Any, capsys: Any, bedrock_fak
     assert out["batchItemFailures"] == []
     assert bedrock_fake.count(operation="converse") == 0
     assert blobs(capsys.readouterr().out) == {}
+
+
+def test_a_redelivered_capture_is_judged_and_counted_once(
+    h: Any, ddb: Any, capsys: Any, bedrock_fake: BedrockFake
+) -> None:
+    rec = capture("7", "How long do refunds take?", "Within 5 business days.", ["returns.refund-timing"], "r-once")
+    other = capture("7", "Do you ship to Canada?", "Yes, we ship to Canada.", ["shipping.canada"], "r-other")
+    out = h.handler(sqs_event([json.dumps(rec)]), Ctx())
+    assert out["batchItemFailures"] == []
+    calls = bedrock_fake.count(operation="converse")
+    assert calls > 0 and blobs(capsys.readouterr().out)["7"]["JudgedCount"] == [1.0]
+    # SQS delivers the same capture again (same message, or a new message id with the same capture), next to a
+    # new one: only the new one is judged and counted.
+    again = sqs_event([json.dumps(rec), json.dumps(rec), json.dumps(other)])
+    out = h.handler(again, Ctx())
+    assert out["batchItemFailures"] == []
+    v7 = blobs(capsys.readouterr().out)["7"]
+    assert v7["JudgedCount"] == [1.0] and len(v7["QualityScore"]) == 1
+    assert bedrock_fake.count(operation="converse") == 2 * calls  # the judge ran for 'other' only
+    assert sorted(r["status"]["S"] for r in records(ddb)) == ["COMPLETED", "COMPLETED"]
+
+
+def test_a_judge_crash_leaves_no_record_so_the_redelivery_is_judged(
+    h: Any, ddb: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalgate import online
+
+    real = online.judge_capture
+    down = {"r-crash"}
+
+    def flaky(record: Any, *args: Any, **kwargs: Any) -> Any:
+        if record.request_id in down:
+            raise RuntimeError("judge down")
+        return real(record, *args, **kwargs)
+
+    monkeypatch.setattr(online, "judge_capture", flaky)
+    crash = capture("7", "Do you ship to Canada?", "Yes, we ship to Canada.", ["shipping.canada"], "r-crash")
+    ok = capture("6", "Do you ship to Canada?", "Yes, we ship to Canada.", ["shipping.canada"], "r-ok")
+    event = sqs_event([json.dumps(crash), json.dumps(ok)])
+    assert h.handler(event, Ctx())["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert set(blobs(capsys.readouterr().out)) == {"6"} and len(records(ddb)) == 1  # no record for the crash
+    down.clear()
+    assert h.handler(event, Ctx())["batchItemFailures"] == []  # SQS retries the batch: 'r-crash' is judged now
+    assert set(blobs(capsys.readouterr().out)) == {"7"}  # ... and 'r-ok' is not counted again

@@ -24,7 +24,7 @@ from evalgate.dataset import load_golden
 from evalgate.deploy_hooks import CodeDeployReporter, PreTrafficSettings, pre_traffic_smoke
 from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, FakeRequest
-from tests.fakes.idempotency import create_idempotency_table
+from tests.fakes.idempotency import create_idempotency_table, records
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "d-7HX2Q5N1B"
@@ -230,3 +230,52 @@ def test_smoke_cases_from_a_file(world: dict[str, Any], tmp_path: Path) -> None:
     outcome = pre_traffic_smoke(settings, time.monotonic() + 120)
     assert outcome.details["cases"] == 5 and outcome.details["version"] == "8"
     assert {(c["function"], c["qualifier"]) for c in world["lambda"].calls} == {("support-service", "8")}
+
+
+def test_redelivered_hook_runs_the_smoke_set_once(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    reporter, stub = stubbed_codedeploy("Succeeded")
+    stub.add_client_error(
+        "put_lifecycle_event_hook_execution_status",
+        service_error_code="LifecycleEventAlreadyCompletedException",
+        service_message="The lifecycle event is already completed.",
+        expected_params={"deploymentId": DEPLOYMENT, "lifecycleEventHookExecutionId": EXECUTION, "status": "Succeeded"},
+    )
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    first = world["h"].handler(hook_event(), Ctx())
+    invoked = len(world["lambda"].calls)
+    second = world["h"].handler(hook_event(), Ctx())
+    assert first["status"] == second["status"] == "Succeeded" and first["reason"] == second["reason"]
+    assert invoked >= 10 and len(world["lambda"].calls) == invoked  # the smoke set ran once
+    stub.assert_no_pending_responses()  # reported twice; "already completed" the second time is not an error
+    assert [r["status"]["S"] for r in records(world["ddb"])] == ["COMPLETED"]
+
+
+def test_redelivery_while_the_first_run_is_going_reports_nothing(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    reporter, stub = stubbed_codedeploy("Succeeded")  # exactly one report: the first run's
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    started, release = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    def slow_smoke(deadline: float) -> Any:
+        from evalgate.deploy_hooks import HookOutcome
+
+        runs.append(1)
+        started.set()
+        release.wait(10)
+        return HookOutcome("Succeeded", "smoke PASS (slow)")
+
+    monkeypatch.setattr(world["h"], "smoke", slow_smoke)
+    box: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: box.setdefault("out", world["h"].handler(hook_event(), Ctx())))
+    first.start()
+    assert started.wait(10)
+    second = world["h"].handler(hook_event(), Ctx())
+    release.set()
+    first.join(10)
+    assert second["status"] == "duplicate" and box["out"]["status"] == "Succeeded"
+    assert runs == [1]
+    stub.assert_no_pending_responses()
