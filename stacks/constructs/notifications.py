@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
@@ -17,7 +18,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -28,6 +28,23 @@ from constructs import Construct
 from ..nag import acknowledge, nag_text
 from .idempotency import IdempotencyTable
 from .lambda_bundle import FunctionSpec, LambdaBundle
+
+
+@jsii.implements(lambda_.IDestination)
+class _DeadLetters:
+    """On-failure destination: the encrypted DLQ. Only sqs:SendMessage is granted here; the notifier already
+    holds kms:GenerateDataKey on the queue's key (CDK's SqsDestination would add kms:ReEncrypt* and wildcards)."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(
+        self, scope: Construct, fn: lambda_.IFunction, *, type: lambda_.DestinationType | None = None
+    ) -> lambda_.DestinationConfig:
+        fn.add_to_role_policy(iam.PolicyStatement(
+            sid="DeadLetterFailedEvents", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
+        ))
+        return lambda_.DestinationConfig(destination=self.queue.queue_arn)
 
 
 @dataclass(frozen=True)
@@ -111,7 +128,7 @@ class Notifications(Construct):
         # An event the notifier cannot use is logged and dropped (it never raises for those); one it could not
         # send after Lambda's async retries (SNS down) is dead-lettered with its error, not lost.
         self.notifier.configure_async_invoke(
-            on_failure=destinations.SqsDestination(self.dead_letters),
+            on_failure=_DeadLetters(self.dead_letters),
             retry_attempts=2,
             max_event_age=Duration.hours(6),
         )
