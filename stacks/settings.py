@@ -9,6 +9,7 @@ or invalid setting stops synth with a :class:`SettingsError` whose message names
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from pathlib import Path
@@ -347,14 +348,27 @@ def _context_key(loc: tuple[Any, ...]) -> str:
     return ".".join([head, *parts[1:]])
 
 
+# Context keys that belong to the CDK itself: feature flags ("@aws-cdk/..."), CLI and lookup keys ("aws:cdk:...",
+# "availability-zones:account=..."), and these few without a colon.
+_CDK_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry", "notices"})
+
+
+def _is_cdk_key(key: str) -> bool:
+    return key.startswith("@") or ":" in key or key in _CDK_KEYS
+
+
 def load_settings(context: dict[str, Any]) -> Settings:
-    """Validate the raw context dict; raise :class:`SettingsError` naming every bad key."""
+    """Validate the raw context dict; raise :class:`SettingsError` naming every bad key. A key that is neither
+    a setting nor the CDK's own is an error with the closest setting's name (a typo must not keep a default)."""
     keys = {to_camel(name) for name in Settings.model_fields}
     raw = {k: v for k, v in context.items() if k in keys}
+    lines = []
+    for key in sorted(k for k in context if k not in keys and not _is_cdk_key(str(k))):
+        close = difflib.get_close_matches(str(key), sorted(keys), n=1, cutoff=0.6)
+        lines.append(f"  - {key}: unknown setting" + (f" (did you mean '{close[0]}'?)" if close else ""))
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        lines = []
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing":
@@ -364,17 +378,13 @@ def load_settings(context: dict[str, Any]) -> Settings:
                 lines.append(f"  - {msg}")
             else:
                 lines.append(f"  - {_context_key(err['loc'])}: {msg}")
+    if lines:
         raise SettingsError(
             "Invalid settings in the CDK context (cdk.json \"context\" or -c key=value):\n" + "\n".join(lines)
-        ) from None
+        )
+    return settings
 
 
 def read_context(node: Any) -> dict[str, Any]:
-    """Collect this app's settings keys from a construct node's context."""
-    out: dict[str, Any] = {}
-    for name in Settings.model_fields:
-        key = to_camel(name)
-        value = node.try_get_context(key)
-        if value is not None:
-            out[key] = value
-    return out
+    """The whole context of a construct node (settings, CDK flags, and anything misspelt, for load_settings)."""
+    return {str(k): v for k, v in dict(node.get_all_context()).items() if v is not None}
