@@ -637,9 +637,9 @@ def _run(args: argparse.Namespace) -> int:
     output_dir(args.out, "--out")
     if not args.no_cache:
         output_file(args.cache, "--cache")
+    golden = load_golden(args.golden, args.suite)
     config_path = args.config or args.golden / "gate.toml"
     config = load_config(config_path)
-    golden = load_golden(args.golden, args.suite)
     baseline = _load_baseline(args.baseline) if args.baseline else None
     dumped = config.model_dump(mode="json")
     mismatch = baseline_mismatch(baseline, golden.cases, dumped, config.tiers.gate_sections) if baseline else []

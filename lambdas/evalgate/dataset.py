@@ -173,6 +173,9 @@ def load_golden(root: Path, suites: Iterable[str] | None = None) -> Golden:
     """Load and cross-check the knowledge base and the requested suites (all by default)."""
     root = Path(root)
     display_root = None
+    if not root.is_dir():
+        what = "is a file; expected the golden dataset folder" if root.exists() else "golden dataset folder not found"
+        raise InputError.single(str(root), None, what)
     knowledge, problems = load_knowledge(root / "knowledge", display_root)
     # By default the regression suite is required and the other suites are loaded when present.
     wanted = (

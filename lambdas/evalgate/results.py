@@ -171,7 +171,7 @@ def load_result(path: Path, what: str = "results.json") -> RunResult:
     from .inputs import parse_json, read_text
 
     name = str(path)
-    data = parse_json(read_text(Path(path), what), name)
+    data = parse_json(read_text(Path(path), f"{what} results.json" if what == "baseline" else what), name)
     if not isinstance(data, dict):
         raise InputError.single(name, None, f"not an evalgate results.json ({what}): expected a JSON object")
     try:

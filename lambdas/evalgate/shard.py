@@ -76,7 +76,7 @@ def shard_record(index: int, count: int, all_cases: Sequence[_HasId]) -> dict[st
 
 
 def load_result(path: Path) -> RunResult:
-    return results.load_result(path, "a shard's results.json")
+    return results.load_result(path, "shard's results.json")
 
 
 # Fields every shard of one run must share, with how to name them in an error.
