@@ -636,7 +636,7 @@ def http_body(body: str | None, is_base64: bool) -> bytes | HttpOutcome:
     if not isinstance(body, str):
         return error(400, "request body must be a string")
     if len(body) > MAX_BODY_BYTES * 4 // 3 + 4:
-        return error(413, f"request body is larger than {MAX_BODY_BYTES} bytes, the limit")
+        return error(413, f"request body is too large; the limit is {MAX_BODY_BYTES} bytes")
     if not is_base64:
         raw = body.encode("utf-8", "surrogatepass")
     else:

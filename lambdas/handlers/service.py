@@ -70,8 +70,22 @@ def _internal_error() -> dict[str, Any]:
 
 
 def _is_http_event(event: Any) -> bool:
+    """The HTTP API v2 / function URL shape, down to the types of the fields the route reads."""
     ctx = event.get("requestContext") if isinstance(event, dict) else None
-    return isinstance(ctx, dict) and isinstance(ctx.get("http"), dict) and bool(ctx["http"].get("method"))
+    if not (isinstance(ctx, dict) and isinstance(ctx.get("http"), dict)):
+        return False
+    http = ctx["http"]
+    return (
+        isinstance(http.get("method"), str)
+        and bool(http["method"])
+        and isinstance(event.get("headers"), dict | None)
+        and isinstance(event.get("body"), str | None)
+        and isinstance(event.get("isBase64Encoded", False), bool)
+        and isinstance(event.get("rawPath"), str | None)
+        and isinstance(http.get("path"), str | None)
+        and isinstance(event.get("rawPath") or http.get("path"), str)
+        and isinstance(ctx.get("stage"), str | None)
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
