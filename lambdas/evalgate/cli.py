@@ -481,6 +481,8 @@ def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
         from .providers.bedrock import BedrockCandidate
 
         gid, gver = os.environ.get("EVALGATE_GUARDRAIL_ID"), os.environ.get("EVALGATE_GUARDRAIL_VERSION")
+        if gver and not GUARDRAIL_VERSION.match(gver):
+            raise InputError.single("EVALGATE_GUARDRAIL_VERSION", None, f"'{gver}' is not a version number or DRAFT")
         if bool(gid) != bool(gver):
             raise InputError.single(
                 "EVALGATE_GUARDRAIL_ID/EVALGATE_GUARDRAIL_VERSION", None, "set both the guardrail id and its version"
@@ -497,7 +499,10 @@ def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
     if kind == "http" and rest:
         from .providers.http_endpoint import HttpCandidate
 
-        return HttpCandidate(url=rest)
+        try:
+            return HttpCandidate(url=rest)
+        except ValueError as exc:
+            raise InputError.single("--candidate", None, str(exc)) from None
     if kind == "lambda" and rest:
         from .providers.lambda_fn import LambdaCandidate
 
@@ -612,6 +617,10 @@ def _commit(args: argparse.Namespace) -> str | None:
 def _guardrail_ids(args: argparse.Namespace, config: Any) -> tuple[str | None, str | None]:
     gid = args.guardrail_id or os.environ.get("EVALGATE_GUARDRAIL_ID") or config.guardrail.id
     gver = args.guardrail_version or os.environ.get("EVALGATE_GUARDRAIL_VERSION") or config.guardrail.version
+    if gver and not GUARDRAIL_VERSION.match(gver):
+        raise InputError.single(
+            "--guardrail-version / EVALGATE_GUARDRAIL_VERSION", None, f"'{gver}' is not a version number or DRAFT"
+        )
     if bool(gid) != bool(gver):
         raise InputError.single("--guardrail-id/--guardrail-version", None, "set both the guardrail id and its version")
     return gid, gver
@@ -703,7 +712,13 @@ def _run(args: argparse.Namespace) -> int:
     s3 = None
     if not args.no_cache:
         if args.cache_s3:
+            from .cache import parse_s3_url
             from .providers.aws import make_client
+
+            try:
+                parse_s3_url(args.cache_s3)
+            except ValueError as exc:
+                raise InputError.single("--cache-s3", None, str(exc)) from None
 
             s3 = make_client("s3")
             pull_from_s3(s3, args.cache_s3, args.cache)

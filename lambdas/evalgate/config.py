@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from .errors import InputError, Problem
 from .inputs import read_text, suggest
+from .prompts import PROMPT_ID_PATTERN
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -125,7 +126,7 @@ class Models(BaseModel):
     judge: str = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
     heavy_judge: str = "us.anthropic.claude-sonnet-4-20250514-v1:0"
     embeddings: str = "amazon.titan-embed-text-v2:0"
-    prompt: str = "support/v1"
+    prompt: Annotated[str, Field(pattern=PROMPT_ID_PATTERN)] = "support/v1"
     max_tokens: Annotated[int, Field(ge=1, le=8192)] = 512
     temperature: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
