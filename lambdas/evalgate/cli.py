@@ -851,18 +851,10 @@ def _load(args: argparse.Namespace) -> int:
         rate = peak * factor
     else:
         raise InputError.single("--rps/--peak-rps", None, "give --rps, or --peak-rps (or [load] peak_rps) and --factor")
-    if factor <= 0 or (peak is not None and peak <= 0):
-        raise InputError.single("--peak-rps/--factor", None, "must be positive")
     duration = args.duration if args.duration is not None else lc.duration_s
     slo = args.slo_p95_ms if args.slo_p95_ms is not None else lc.slo_p95_ms
     timeout = args.timeout if args.timeout is not None else lc.timeout_s
     tolerance_ms = args.late_tolerance_ms if args.late_tolerance_ms is not None else lc.late_tolerance_ms
-    if slo <= 0 or timeout <= 0 or tolerance_ms <= 0:
-        raise InputError.single(
-            "evalgate load", None, "--slo-p95-ms, --timeout and --late-tolerance-ms must be positive"
-        )
-    if args.workers is not None and args.workers < 1:
-        raise InputError.single("--workers", None, "must be at least 1")
     check_bounds(rate, duration, args.max_requests or lc.max_requests, lc.max_duration_s)
     workers = args.workers or pool_size(rate, slo, lc.max_workers)
     plan = LoadPlan(

@@ -191,9 +191,14 @@ def test_bedrock_target_sees_throttles_without_retries(bedrock_fake: BedrockFake
         (["--target", "http:http://127.0.0.1:9/ask", "--rps", "1", "--duration", "5000"], "above the limit of 900s"),
         (["--target", "ftp:x", "--rps", "1", "--duration", "30"], "unknown target 'ftp:x'"),
         (["--target", "http:ftp://x", "--rps", "1", "--duration", "30"], "endpoint URL must be http(s)"),
-        (["--target", "bedrock", "--rps", "1", "--duration", "30", "--slo-p95-ms", "0"], "must be positive"),
     ],
 )
 def test_bad_load_inputs_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path):
     assert load(*args, "--out", str(tmp_path)) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_non_positive_slo_is_a_usage_error_naming_the_range(capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    with pytest.raises(SystemExit) as exc:
+        load("--target", "bedrock", "--rps", "1", "--duration", "30", "--slo-p95-ms", "0", "--out", str(tmp_path))
+    assert exc.value.code == 2 and "--slo-p95-ms: must be a number > 0 (got '0')" in capsys.readouterr().err
