@@ -43,31 +43,46 @@ def acknowledge_cdk_pipelines(pipeline: IConstruct) -> None:
     acknowledgements track the projects that actually exist.
     """
     from aws_cdk import Stack
-    from aws_cdk import aws_codebuild as codebuild
 
     stack = Stack.of(pipeline)
-    artifacts = nag_text(stack, pipeline.pipeline.artifact_bucket.bucket_arn)  # type: ignore[attr-defined]
+    acknowledge_pipeline_grants(pipeline, pipeline.pipeline.artifact_bucket.bucket_arn)  # type: ignore[attr-defined]
+    logs = nag_text(stack, f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/codebuild/")
+    reports = nag_text(stack, f"arn:{stack.partition}:codebuild:{stack.region}:{stack.account}:report-group/")
     generated = {
-        "Action::s3:GetObject*": "CDK Pipelines' artifact-bucket read grant (GetObject, GetObjectVersion...)",
-        "Action::s3:GetBucket*": "CDK Pipelines' artifact-bucket read grant (GetBucketLocation...)",
-        "Action::s3:List*": "CDK Pipelines' artifact-bucket read grant (ListBucket...)",
-        "Action::s3:DeleteObject*": "CDK Pipelines' artifact-bucket write grant (overwrites stage artifacts)",
-        "Action::s3:Abort*": "CDK Pipelines' artifact-bucket write grant (aborts multipart uploads)",
-        "Action::kms:GenerateDataKey*": "CDK Pipelines' grant on the artifact-bucket KMS key",
-        "Action::kms:ReEncrypt*": "CDK Pipelines' grant on the artifact-bucket KMS key",
+        f"Resource::{logs}*": "The asset-publishing project writes its own CodeBuild log group",
+        f"Resource::{reports}*": "The asset-publishing project's default CodeBuild report groups",
+        f"Resource::arn:*:iam::{nag_text(stack, stack.account)}:role/*": (
+            "Self-mutation assumes the CDK bootstrap roles (cdk-*-deploy/lookup/file-publishing) in this account"
+        ),
+    }
+    for finding, reason in generated.items():
+        acknowledge(pipeline, f"AwsSolutions-IAM5[{finding}]", reason)
+
+
+def acknowledge_pipeline_grants(scope: IConstruct, artifact_bucket_arn: str) -> None:
+    """Findings on the grants CDK generates for a pipeline's roles and CodeBuild projects under ``scope``:
+    artifact-bucket read/write, its KMS key, and each project's log group and default report groups."""
+    from aws_cdk import Stack
+    from aws_cdk import aws_codebuild as codebuild
+
+    stack = Stack.of(scope)
+    artifacts = nag_text(stack, artifact_bucket_arn)
+    generated = {
+        "Action::s3:GetObject*": "CDK's artifact-bucket read grant (GetObject, GetObjectVersion...)",
+        "Action::s3:GetBucket*": "CDK's artifact-bucket read grant (GetBucketLocation...)",
+        "Action::s3:List*": "CDK's artifact-bucket read grant (ListBucket...)",
+        "Action::s3:DeleteObject*": "CDK's artifact-bucket write grant (overwrites stage artifacts)",
+        "Action::s3:Abort*": "CDK's artifact-bucket write grant (aborts multipart uploads)",
+        "Action::kms:GenerateDataKey*": "CDK's grant on the artifact-bucket KMS key",
+        "Action::kms:ReEncrypt*": "CDK's grant on the artifact-bucket KMS key",
         f"Resource::{artifacts}/*": "Pipeline artifacts have execution-generated object keys",
     }
     logs = nag_text(stack, f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:/aws/codebuild/")
     reports = nag_text(stack, f"arn:{stack.partition}:codebuild:{stack.region}:{stack.account}:report-group/")
-    for project in pipeline.node.find_all():
+    for project in scope.node.find_all():
         if isinstance(project, codebuild.CfnProject):
             ref = f"<{stack.get_logical_id(project)}>"
             generated[f"Resource::{logs}{ref}:*"] = "CodeBuild writes log streams with generated names"
             generated[f"Resource::{reports}{ref}-*"] = "CodeBuild's default per-project report groups"
-    generated[f"Resource::{logs}*"] = "The asset-publishing project writes its own CodeBuild log group"
-    generated[f"Resource::{reports}*"] = "The asset-publishing project's default CodeBuild report groups"
-    generated[f"Resource::arn:*:iam::{nag_text(stack, stack.account)}:role/*"] = (
-        "Self-mutation assumes the CDK bootstrap roles (cdk-*-deploy/lookup/file-publishing) in this account"
-    )
     for finding, reason in generated.items():
-        acknowledge(pipeline, f"AwsSolutions-IAM5[{finding}]", reason)
+        acknowledge(scope, f"AwsSolutions-IAM5[{finding}]", reason)

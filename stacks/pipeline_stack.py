@@ -39,6 +39,7 @@ from .constructs.eval_step import (
 )
 from .constructs.lambda_bundle import LambdaBundle
 from .constructs.notifications import Notifications, NotificationsProps
+from .constructs.pull_request_eval import PullRequestEval, PullRequestEvalProps
 from .constructs.quality_alarms import NAMESPACE
 from .nag import acknowledge_cdk_pipelines
 from .service_stack import ServiceStackProps, ServiceStage
@@ -85,6 +86,12 @@ class PipelineStack(Stack):
             topic=self.alerts.topic, monthly_budget_usd=s.monthly_eval_budget_usd, topic_key=self.alerts.key,
         ))
         bucket = self.results.bucket
+        self.pull_requests = (
+            PullRequestEval(self, "PullRequests", PullRequestEvalProps(
+                settings=s, eval_bucket=bucket, eval_key=self.results.key, artifacts=self.results.artifacts,
+            ))
+            if s.pull_request_eval else None
+        )
 
         source = self._source(s)
         self.pipeline = pipelines.CodePipeline(
@@ -124,12 +131,16 @@ class PipelineStack(Stack):
             "EVALGATE_EVAL_S3_URI": bucket.s3_url_for_object("bedrock-eval/"),
             "EVALGATE_GUARDRAIL_ID": s.guardrail_id or "",
             "EVALGATE_GUARDRAIL_VERSION": (s.guardrail_version or "DRAFT") if s.guardrail_id else "",
+            "EVALGATE_TICKETS": s.known_error_tickets,
+            "EVALGATE_GITHUB_REPO": s.repository or "",
+            "EVALGATE_GITHUB_TOKEN_SECRET": s.comment_token_secret or "",
         }
         gate_statements = gate_policy(self, GatePolicyProps(
             eval_bucket=bucket, eval_key=self.results.key, topic=self.alerts.topic,
             topic_key=self.alerts.key, pipeline_name=self.pipeline_name, gate_stage=GATE_STAGE,
             approval_action=APPROVAL_ACTION, evaluation_job_role=self.results.evaluation_job_role,
             model_ids=s.eval_model_ids, guardrail_id=s.guardrail_id, metrics_namespace=PIPELINE_NAMESPACE,
+            tickets=s.known_error_tickets, comment_token_secret=s.comment_token_secret,
         ))
         eval_reports = self.results.report_groups["Eval"].report_group_arn
         gate: pipelines.Step

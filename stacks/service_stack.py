@@ -77,6 +77,8 @@ class ServiceStack(Stack):
             bundle=bundle, key=storage.key, data_bucket=data_bucket, judge_model_id=s.judge_model_id,
             canary_token=token, project=s.project_name, stage=stage,
         ))
+        if s.known_error_tickets == "opscenter":
+            capture.open_tickets()
         application_name = prefix
         service = ServiceApi(self, "Service", ServiceApiProps(
             bundle=bundle, project=s.project_name, stage=stage,

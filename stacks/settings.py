@@ -137,6 +137,15 @@ class Settings(BaseModel):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 180, 365] = 30
     data_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
+    # Pull requests: an evaluation-only path (never deploys, approves or moves the baseline).
+    pull_request_eval: bool = False
+    pull_request_branches: list[str] | None = None  # target branches watched (default: branch)
+    pull_requests_from_forks: bool = False
+    # Secrets Manager name of the GitHub token that posts statuses, comments and (tickets=github) issues.
+    comment_token_secret: str | None = None
+    # Known errors (hallucinations, injection leaks) on passing runs open tickets here.
+    known_error_tickets: Literal["none", "opscenter", "github"] = "opscenter"
+
     deployment_mode: Literal["auto", "canary", "all-at-once"] = "auto"
     changed_paths: list[str] | None = None
     bundle: bool = False
@@ -144,7 +153,7 @@ class Settings(BaseModel):
 
     # --- field validators -------------------------------------------------------------------------------------
 
-    _lists = field_validator("changed_paths", mode="before")(_split_list)
+    _lists = field_validator("changed_paths", "pull_request_branches", mode="before")(_split_list)
     _json = field_validator("feature_flags", "alarm_thresholds", mode="before")(_json_object)
 
     @field_validator("project_name")
@@ -262,6 +271,32 @@ class Settings(BaseModel):
                 raise ValueError("repository: required with connectionArn ('owner/repo')")
         return self
 
+    @field_validator("pull_request_branches")
+    @classmethod
+    def _pr_branches(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or any(not _GIT_GLOB.match(b) for b in v)):
+            raise ValueError("must be one or more branch names or globs, e.g. 'main' or 'main,release/*'")
+        return v
+
+    @field_validator("comment_token_secret")
+    @classmethod
+    def _secret_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9/_+=.@-]{1,512}", v):
+            raise ValueError("must be a Secrets Manager secret name")
+        return v
+
+    @model_validator(mode="after")
+    def _pull_requests(self) -> Settings:
+        github = self.code_commit_repository is None
+        if self.pull_request_eval and github and self.comment_token_secret is None:
+            raise ValueError(
+                "commentTokenSecret: required with pullRequestEval on a GitHub connection "
+                "(the token that posts the status and the comment)"
+            )
+        if self.known_error_tickets == "github" and (not github or self.comment_token_secret is None):
+            raise ValueError("knownErrorTickets: 'github' needs a connection source and commentTokenSecret")
+        return self
+
     @model_validator(mode="after")
     def _guardrail_pair(self) -> Settings:
         if self.guardrail_version is not None and self.guardrail_id is None:
@@ -315,6 +350,10 @@ class Settings(BaseModel):
         if self.feature_flags is not None:
             ids += [m for m in self.feature_flags.extra_model_ids if m not in ids]
         return ids
+
+    @property
+    def watched_pr_branches(self) -> list[str]:
+        return self.pull_request_branches or [self.branch]
 
     @property
     def heavy_judge(self) -> str:

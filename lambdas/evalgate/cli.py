@@ -166,6 +166,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", type=Path, default=Path(".evalgate-cache/cache.sqlite"), help="SQLite cache file")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
     run.add_argument("--cache-s3", metavar="S3_URL", help="s3://bucket/key to pull the cache from and push it back to")
+    run.add_argument(
+        "--cache-s3-push",
+        metavar="S3_URL",
+        help="push the cache here instead of back to --cache-s3 (a pull request reads the main cache, writes its own)",
+    )
     run.add_argument("--concurrency", type=_number(int, 1, 512), default=16, help="parallel model calls (default: 16)")
     run.add_argument(
         "--embedder",
@@ -181,6 +186,23 @@ def _parser() -> argparse.ArgumentParser:
         type=_number(float, 0, lo_open=True),
         metavar="SECONDS",
         help="stop and exit ERROR after this long",
+    )
+    run.add_argument(
+        "--tickets",
+        choices=["none", "opscenter", "github"],
+        default="none",
+        help="open a ticket per hallucination or injection leak of a passing run (default: none)",
+    )
+    run.add_argument("--github-repo", metavar="OWNER/NAME", help="repository for --tickets github")
+    run.add_argument(
+        "--github-token-secret", metavar="SECRET", help="Secrets Manager id of the GitHub token (else $GITHUB_TOKEN)"
+    )
+    run.add_argument(
+        "--coverage",
+        type=Path,
+        metavar="FILE",
+        help="coverage.json from `evalgate curate` (default: GOLDEN/coverage.json when present): "
+        "warn about live categories no golden case covers",
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
@@ -316,6 +338,36 @@ def _parser() -> argparse.ArgumentParser:
         nargs="*",
         help="recorded response files to check against the cases (default: GOLDEN/responses/*.jsonl)",
     )
+    val.add_argument(
+        "--review",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="a curation review file: every entry must be completed and verified, or rejected (repeatable)",
+    )
+
+    from .pr_cli import add_pr_commands
+
+    add_pr_commands(sub)
+
+    cur = sub.add_parser(
+        "curate",
+        help="propose golden cases from judged production records; merge a reviewed batch",
+        description="Read judged live answers (a folder or s3:// prefix) over a time window and write review.jsonl "
+        "(proposals with provenance, personal data masked) and coverage.md/json into --out. A person completes "
+        "each entry (reference, context, tags, verified_by) or sets status to rejected; `evalgate validate "
+        "--review FILE` checks it and `evalgate curate --merge FILE` adds the completed entries to golden/.",
+    )
+    cur.add_argument("--records", metavar="SOURCE", help="folder or s3://bucket/prefix of judged records")
+    cur.add_argument("--since", type=_iso_day, metavar="YYYY-MM-DD", help="first day (default: --days ago)")
+    cur.add_argument("--until", type=_iso_day, metavar="YYYY-MM-DD", help="last day, inclusive (default: today)")
+    cur.add_argument("--days", type=int, default=90, help="window when --since is not given (default: 90)")
+    cur.add_argument("--golden", type=Path, default=Path("golden"))
+    cur.add_argument("--config", type=Path, help="default: GOLDEN/gate.toml ([golden] section)")
+    cur.add_argument("--max", type=int, dest="max_proposals", help="proposals at most (default: from gate.toml)")
+    cur.add_argument("--embedder", choices=["local", "titan"], default="local")
+    cur.add_argument("--out", type=Path, default=Path("out/curate"), help="folder for review.jsonl and coverage")
+    cur.add_argument("--merge", type=Path, metavar="REVIEW", help="add a completed review file's cases to golden/")
 
     cal = sub.add_parser(
         "calibrate",
@@ -362,6 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _merge(args)
         if args.command == "shadow-report":
             return _shadow_report(args)
+        if args.command in ("comment", "pr-context"):
+            from .pr_cli import run_pr_command
+
+            return run_pr_command(args)
+        if args.command == "curate":
+            from .curate_cli import curate_command
+
+            return curate_command(args)
         if args.command == "calibrate":
             from .calibrate import run_calibration
 
@@ -424,6 +484,11 @@ def _validate(args: argparse.Namespace) -> int:
                 problems.append(
                     Problem(str(path), None, f"no response for {len(missing)} case(s): {', '.join(missing[:6])}")
                 )
+    if golden is not None:
+        from .curate import check_review
+
+        for review in args.review or []:
+            problems.extend(check_review(review, golden)[1])
     if problems:
         raise InputError(problems)
     assert golden is not None
@@ -432,6 +497,7 @@ def _validate(args: argparse.Namespace) -> int:
         f"ok: {len(golden.knowledge)} knowledge entries, "
         + ", ".join(f"{n} {s}" for s, n in counts.items())
         + f" cases, {len(files)} response file(s)"
+        + (f", {len(args.review)} review file(s)" if args.review else "")
     )
     return 0
 
@@ -627,7 +693,7 @@ def _guardrail_ids(args: argparse.Namespace, config: Any) -> tuple[str | None, s
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cache import Cache, pull_from_s3, push_to_s3
+    from .cache import Cache, parse_s3_url, pull_from_s3, push_to_s3
     from .config import load_config
     from .cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel
     from .dataset import load_golden
@@ -638,10 +704,18 @@ def _run(args: argparse.Namespace) -> int:
     from .shard import parse_shard, select_shard, shard_record
     from .tiers import skip_result, smoke_subset
 
+    if args.cache_s3_push and not args.cache_s3:
+        raise InputError.single("--cache-s3-push", None, "goes with --cache-s3 (where the cache is read from)")
     if args.tier != "auto" and (args.release or args.since):
         raise InputError.single("--release/--since", None, "only apply to --tier auto")
     if args.no_cache and args.cache_s3:
         raise InputError.single("--no-cache/--cache-s3", None, "--cache-s3 syncs the cache that --no-cache turns off")
+    for flag, url in (("--cache-s3", args.cache_s3), ("--cache-s3-push", args.cache_s3_push)):
+        try:
+            if url:
+                parse_s3_url(url)
+        except ValueError as exc:
+            raise InputError.single(flag, None, str(exc)) from None
     shard = parse_shard(args.shard) if args.shard else None
     output_dir(args.out, "--out")
     if not args.no_cache:
@@ -649,6 +723,7 @@ def _run(args: argparse.Namespace) -> int:
     golden = load_golden(args.golden, args.suite)
     config_path = args.config or args.golden / "gate.toml"
     config = load_config(config_path)
+    warnings = _golden_warnings(args, config)
     baseline = _load_baseline(args.baseline) if args.baseline else None
     dumped = config.model_dump(mode="json")
     mismatch = baseline_mismatch(baseline, golden.cases, dumped, config.tiers.gate_sections) if baseline else []
@@ -669,9 +744,12 @@ def _run(args: argparse.Namespace) -> int:
             if shard is not None:
                 result.shard = shard_record(shard[0], shard[1], result.cases)
                 result.cases = select_shard(result.cases, *shard)
+            if mismatch:
+                result.baseline_mismatch = mismatch
+                review_on_mismatch(result.verdict, mismatch)
             paths = write_reports(result, args.out, baseline)
             _print_summary(result, paths)
-            return 0
+            return result.verdict.exit_code if mismatch and shard is None else 0
         tier_name = decision.tier
         escalate = tier_name in ("smoke", "full") and config.tiers.escalate_borderline and not args.no_escalation
     tier = TIERS[tier_name]
@@ -712,13 +790,7 @@ def _run(args: argparse.Namespace) -> int:
     s3 = None
     if not args.no_cache:
         if args.cache_s3:
-            from .cache import parse_s3_url
             from .providers.aws import make_client
-
-            try:
-                parse_s3_url(args.cache_s3)
-            except ValueError as exc:
-                raise InputError.single("--cache-s3", None, str(exc)) from None
 
             s3 = make_client("s3")
             pull_from_s3(s3, args.cache_s3, args.cache)
@@ -807,7 +879,7 @@ def _run(args: argparse.Namespace) -> int:
     if cache is not None:
         cache.close()
         if s3 is not None:
-            push_to_s3(s3, args.cache_s3, args.cache)
+            push_to_s3(s3, args.cache_s3_push or args.cache_s3, args.cache)
     result.commit = commit
     if batch_judge is not None:
         result.judge = batch_judge.identity()
@@ -819,6 +891,11 @@ def _run(args: argparse.Namespace) -> int:
     if mismatch:
         result.baseline_mismatch = mismatch
         review_on_mismatch(result.verdict, mismatch)
+    result.warnings += warnings
+    if args.tickets != "none" and shard is None:  # a shard's verdict is partial: tickets come with the whole run
+        from .pr_cli import tickets_for_run
+
+        tickets_for_run(args, result, config)
     paths = write_reports(result, args.out, baseline)
     _print_summary(result, paths)
     if shard is not None:
@@ -929,6 +1006,35 @@ def _build_load_target(args: argparse.Namespace, config: Any, workers: int, time
     raise InputError.single(
         "--target", None, f"unknown target '{spec}': use http:URL, lambda:NAME[:QUALIFIER] or bedrock"
     )
+
+
+def _iso_day(text: str) -> Any:
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _golden_warnings(args: argparse.Namespace, config: Any) -> list[str]:
+    from .curate import freshness_warnings
+
+    coverage = None
+    path = args.coverage or (args.golden / "coverage.json")
+    if args.coverage is not None or path.is_file():
+        from .curate_cli import CoverageFile
+        from .dataset import parse_json_model
+
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError.single(str(path), None, f"cannot read coverage file: {exc}") from None
+        try:
+            coverage = parse_json_model(text, CoverageFile, "coverage file").model_dump()
+        except ValueError as exc:
+            raise InputError.single(str(path), None, str(exc)) from None
+    return freshness_warnings(args.golden, config.golden.max_age_days, coverage)
 
 
 def _merge(args: argparse.Namespace) -> int:

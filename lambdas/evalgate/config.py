@@ -291,6 +291,26 @@ class CostConfig(BaseModel):
     chars_per_token: Annotated[float, Field(gt=0.5, le=8)] = 2.0
 
 
+class GoldenConfig(BaseModel):
+    """How the golden set is kept alive (``evalgate curate``) and when the gate warns that it has gone stale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_age_days: Annotated[int, Field(ge=1)] | None = 90  # warn when the cases have not changed for longer
+    max_proposals: Annotated[int, Field(ge=1, le=1000)] = 20  # proposals per curation batch
+    low_quality: Unit = 0.6  # judged quality below this makes a live answer worth a look
+    novelty: Unit = 0.5  # a question with no golden case within this cosine is novel
+    duplicate: Unit = 0.85  # two questions within this cosine are the same question
+
+
+class TicketsConfig(BaseModel):
+    """Known-error tickets (``evalgate run --tickets``): when open high-stakes tickets hold a release for review."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    review_when_open_high_stakes: Annotated[int, Field(ge=1)] | None = None
+
+
 class GateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -307,6 +327,8 @@ class GateConfig(BaseModel):
     guardrail: GuardrailConfig = Field(default_factory=GuardrailConfig)
     evaluation_job: EvaluationJobConfig = Field(default_factory=EvaluationJobConfig)
     cost: CostConfig = Field(default_factory=CostConfig)
+    golden: GoldenConfig = Field(default_factory=GoldenConfig)
+    tickets: TicketsConfig = Field(default_factory=TicketsConfig)
 
     @field_validator("suites", "embedders", mode="before")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -63,6 +63,9 @@ class Case(BaseModel):
     injection: Injection | None = None
     notes: str = ""
     suite: str = "regression"
+    # Cases grown from production (``evalgate curate``): who checked the reference, and where the case came from.
+    verified_by: str | None = None
+    provenance: dict[str, Any] | None = None
 
     @field_validator("reference")
     @classmethod

@@ -111,6 +111,31 @@ class JudgedRecord:
         }
 
 
+GUARDRAIL_SKIP = "guardrail intervened (canned answer)"
+
+
+def stored_row(capture: CaptureRecord, result: JudgedRecord) -> dict[str, Any] | None:
+    """What the judged-records store keeps of one answer (``evalgate curate`` reads it back), or None.
+
+    Judged answers, and answers the guardrail replaced: those are not judged, but a guardrail that blocks what
+    the golden set expects answered is worth a reviewer's look.
+    """
+    if result.judged:
+        return {**result.log_fields(capture.question, capture.answer), "guardrail_intervened": False}
+    if result.skipped != GUARDRAIL_SKIP:
+        return None
+    return {
+        "ts": time.time(),
+        "request_id": result.request_id,
+        "function_version": result.dimensions.version,
+        "model_id": result.dimensions.model_id,
+        "prompt_version": result.dimensions.prompt_version,
+        "guardrail_intervened": True,
+        "question": capture.question[:300],
+        "answer": capture.answer[:500],
+    }
+
+
 class JudgedWriter:
     """Judged answers as JSONL in S3, one object per version and batch, under ``<prefix>version=<v>/dt=<day>/``.
 
@@ -216,7 +241,7 @@ def judge_capture(
     if policy is not None and not policy.should_judge(record):
         return JudgedRecord(record.request_id, dims, judged=False, skipped="not sampled")
     if record.guardrail_intervened:
-        return JudgedRecord(record.request_id, dims, judged=False, skipped="guardrail intervened (canned answer)")
+        return JudgedRecord(record.request_id, dims, judged=False, skipped=GUARDRAIL_SKIP)
     knowledge = index.get(record.knowledge_ids) if record.knowledge_ids else []
     if not knowledge:  # the knowledge base changed since, or nothing was retrieved: judge against what matches now
         knowledge = index.search(record.question)

@@ -158,6 +158,8 @@ class RunResult(BaseModel):
     load: dict[str, Any] | None = None  # evalgate load: schedule, counts, latency definition
     fatal: list[str] = Field(default_factory=list)  # run-level problems (cost cap, time budget...): ERROR
     baseline_mismatch: list[str] = Field(default_factory=list)  # --baseline-mismatch review: why it did not match
+    warnings: list[str] = Field(default_factory=list)  # advice that does not change the verdict (golden freshness)
+    tickets: list[dict[str, Any]] = Field(default_factory=list)  # known-error tickets opened or counted by this run
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)

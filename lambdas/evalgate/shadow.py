@@ -598,16 +598,6 @@ def run_shadow_report(pairs_path: Path, out_dir: Path, judge: Any, embedder: Any
 
 def iter_pairs_from_s3(client: Any, bucket: str, prefix: str) -> Iterable[str]:
     """JSONL lines of every pair object under ``prefix`` (to download pairs for the report)."""
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
-        if token:
-            kwargs["ContinuationToken"] = token
-        page = client.list_objects_v2(**kwargs)
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith(".jsonl"):
-                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode("utf-8", "replace")
-                yield from (line for line in body.splitlines() if line.strip())
-        if not page.get("IsTruncated"):
-            break
-        token = page.get("NextContinuationToken")
+    from .providers.s3 import iter_s3_jsonl
+
+    return (line for _, _, line in iter_s3_jsonl(client, bucket, prefix))

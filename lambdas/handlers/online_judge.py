@@ -64,6 +64,26 @@ def policy() -> online.SamplingPolicy:
     return online.SamplingPolicy(_state["weights"].get(), max_rate)
 
 
+def open_live_tickets(rows: list[dict[str, Any]]) -> None:
+    """A ticket per hallucinated live answer (deduplicated by question and claims); never fails the batch."""
+    from evalgate.tickets import OpsCenterTickets, live_finding
+
+    for row in rows:
+        if row.get("hallucinated") is not True:
+            continue
+        try:
+            if "tickets" not in _state:
+                _state["tickets"] = OpsCenterTickets()
+            finding = live_finding(str(row.get("question", "")), str(row.get("answer", "")),
+                                   [str(c) for c in row.get("unsupported_claims") or []])
+            keys = ("request_id", "function_version", "model_id", "prompt_version")
+            context = {k: str(row.get(k) or "") for k in keys}
+            ticket = _state["tickets"].open(finding, context)
+            logger.info("known-error ticket", extra={"ticket": ticket.id, "created": ticket.created})
+        except Exception as exc:
+            logger.warning("could not open a known-error ticket", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
@@ -80,9 +100,11 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         capture = online.CaptureRecord.model_validate(data)
         result = online.judge_capture(capture, index(), judge(), canary_token=canary, policy=rates)
         judged.append(result)
-        if result.judged:
-            rows.append(result.log_fields(capture.question, capture.answer))
-            logger.info("judged", extra=rows[-1])
+        row = online.stored_row(capture, result)
+        if row is not None:
+            rows.append(row)
+            if result.judged:
+                logger.info("judged", extra=row)
         return {"request_id": result.request_id, "judged": result.judged, "skipped": result.skipped}
 
     once = idempotent(judge_once, key="request_id", expires_s=online.DEDUP_WINDOW_S, context=context)
@@ -101,12 +123,14 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     publish_now(r.telemetry() for r in judged)
     bucket = os.environ.get("JUDGED_BUCKET")
     if bucket and rows:
-        try:  # best effort: the metrics are out; a retry of the batch would count them twice
+        try:  # best effort: the metrics are out; a redelivered capture is not judged or stored again
             if "writer" not in _state:
                 _state["writer"] = online.JudgedWriter(bucket, os.environ.get("JUDGED_PREFIX") or "judged/")
             _state["writer"].write(rows)
         except Exception as exc:
             logger.warning("could not store judged records", extra={"error": f"{type(exc).__name__}: {exc}"})
+    if os.environ.get("KNOWN_ERROR_TICKETS") == "opscenter":
+        open_live_tickets(rows)
     logger.info(
         "batch done",
         extra={

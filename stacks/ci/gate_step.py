@@ -166,6 +166,11 @@ class GateEnv:
             cache_key=e.get("EVALGATE_CACHE_KEY", "") or CACHE_KEY,
             shard=e.get("SHARD", "").strip(),
             shard_count=int(e.get("SHARD_COUNT", "0") or 0),
+            extra={
+                "tickets": e.get("EVALGATE_TICKETS", "none") or "none",
+                "github_repo": e.get("EVALGATE_GITHUB_REPO", ""),
+                "github_token_secret": e.get("EVALGATE_GITHUB_TOKEN_SECRET", ""),
+            },
         )
 
     @property
@@ -275,6 +280,12 @@ class Gate:
             cmd += ["--max-cost", c.max_cost]
         if c.shard:
             cmd += ["--shard", c.shard]
+        tickets = c.extra.get("tickets", "none")
+        if tickets != "none" and not c.shard and self.supports("--tickets"):
+            cmd += ["--tickets", tickets]
+            if tickets == "github":
+                cmd += ["--github-repo", c.extra.get("github_repo", ""),
+                        "--github-token-secret", c.extra.get("github_token_secret", "")]
         return cmd
 
     def merge_command(self, shards: list[Path], baseline: Path | None) -> list[str]:

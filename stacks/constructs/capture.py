@@ -21,6 +21,7 @@ from constructs import Construct
 
 from ..nag import acknowledge, nag_text
 from .bedrock_access import grant_models
+from .eval_step import opsitem_arn
 from .lambda_bundle import FunctionSpec, LambdaBundle
 
 JUDGED_PREFIX = "judged/"
@@ -104,6 +105,21 @@ class Capture(Construct):
             f"AwsSolutions-IAM5[Resource::{nag_text(self, props.data_bucket.bucket_arn)}/{JUDGED_PREFIX}*]",
             "Judged records are written under one prefix with generated object names (date/version/id).",
         )
+
+    def open_tickets(self) -> None:
+        """Hallucinations in live answers open (or count again) an OpsCenter OpsItem."""
+        self.judge.add_environment("KNOWN_ERROR_TICKETS", "opscenter")
+        self.judge.add_to_role_policy(iam.PolicyStatement(
+            sid="OpenKnownErrorTickets", actions=["ssm:CreateOpsItem", "ssm:UpdateOpsItem"],
+            resources=[opsitem_arn(self)],
+        ))
+        self.judge.add_to_role_policy(iam.PolicyStatement(
+            sid="FindKnownErrorTickets", actions=["ssm:DescribeOpsItems"], resources=["*"],
+        ))
+        acknowledge(self.judge.role, f"AwsSolutions-IAM5[Resource::{nag_text(self, opsitem_arn(self))}]",
+                    "OpsItem ids are assigned by CreateOpsItem; live known-error tickets are created in this account.")
+        acknowledge(self.judge.role, "AwsSolutions-IAM5[Resource::*]",
+                    "ssm:DescribeOpsItems has no resource-level permissions (finding an open known-error ticket).")
 
     def watch_alias(self, alias: lambda_.Alias) -> None:
         """The judge reads the live alias' traffic weights to sample the canary arm at a comparable count."""

@@ -16,7 +16,7 @@ def test_cdk_nag_has_no_unacknowledged_findings(synth: Synth) -> None:
 
     report = AwsSolutionsChecks().validate_scope(synth.app)
     findings = [
-        f"{v.rule_name} at {c.construct_path}" for v in report.violations for c in v.violating_constructs
+        f"{v.rule_name} at {r.resource_logical_id}" for v in report.violations for r in v.violating_resources
     ]
     assert report.success, "unacknowledged cdk-nag findings:\n" + "\n".join(findings)
     assert findings == []

@@ -268,3 +268,23 @@ def test_review_goes_to_the_notifier_as_an_eventbridge_event(tmp_path: Path, mon
     assert detail["verdict"] == "REVIEW" and detail["pipeline"] == "evalgate-pipeline"
     assert detail["execution_id"] == "exec-42" and "runs/exec-42/report.html" in detail["report_url"]
     assert sns.messages == [] and pipeline.results == []
+
+
+def test_known_error_tickets_are_opened_by_the_gates_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    monkeypatch.chdir(tmp_path)
+    help_text = "--tier {offline,smoke,full,release,auto} --max-cost --tickets {none,opscenter,github}"
+    gate, *_, runner = make(tmp_path, 0, help_text=help_text)
+    gate.cfg = replace(gate.cfg, extra={"tickets": "opscenter"})
+    assert gate.run() == 0
+    run = next(c for c in runner.commands if "run" in c and "--help" not in c and c[0] != "git")
+    assert run[run.index("--tickets") + 1] == "opscenter"
+    env = GateEnv.from_environ({"EVAL_BUCKET": "b", "TOPIC_ARN": "t", "PIPELINE_NAME": "p", "GATE_STAGE": "g",
+                                "APPROVAL_ACTION": "a", "PIPELINE_EXECUTION_ID": "e", "EVALGATE_TICKETS": "github",
+                                "EVALGATE_GITHUB_REPO": "org/svc", "EVALGATE_GITHUB_TOKEN_SECRET": "tok"})
+    assert env.extra == {"tickets": "github", "github_repo": "org/svc", "github_token_secret": "tok"}
+    gate2, *_, runner2 = make(tmp_path, 0)  # an evalgate that does not know --tickets is not given it
+    gate2.cfg = replace(gate2.cfg, extra={"tickets": "opscenter"})
+    gate2.run()
+    assert "--tickets" not in next(c for c in runner2.commands if "run" in c and "--help" not in c and c[0] != "git")

@@ -256,3 +256,45 @@ def test_a_judge_crash_leaves_no_record_so_the_redelivery_is_judged(
     down.clear()
     assert h.handler(event, Ctx())["batchItemFailures"] == []  # SQS retries the batch: 'r-crash' is judged now
     assert set(blobs(capsys.readouterr().out)) == {"7"}  # ... and 'r-ok' is not counted again
+
+
+def test_hallucinated_live_answers_open_one_ticket_counted_on_repeats(h: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from evalgate.tickets import OpsCenterTickets
+
+    monkeypatch.setenv("KNOWN_ERROR_TICKETS", "opscenter")
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    h._state["tickets"] = OpsCenterTickets(ssm)
+    lie = capture("7", "Are returns free?", "Returns are free forever.", ["returns.shipping-fees"], "r2")
+    good = capture("7", "How long do refunds take?", "Within 5 business days.", ["returns.refund-timing"], "r1")
+    with Stubber(ssm) as stub:
+        stub.add_response("describe_ops_items", {"OpsItemSummaries": []})
+        stub.add_response("create_ops_item", {"OpsItemId": "oi-live"}, {
+            "Title": ANY, "Description": ANY, "Source": "evalgate", "Category": "Quality", "Severity": "3",
+            "OperationalData": ANY,
+        })
+        assert h.handler(sqs_event([json.dumps(lie), json.dumps(good)]), Ctx())["batchItemFailures"] == []
+        stub.add_response("describe_ops_items", {"OpsItemSummaries": [{"OpsItemId": "oi-live"}]})
+        stub.add_response("update_ops_item", {}, {
+            "OpsItemId": "oi-live", "OperationalData": {"/evalgate/count": {"Value": "2", "Type": "String"}},
+        })
+        lie["request_id"] = "r9"  # the same wrong answer to the same question, later
+        assert h.handler(sqs_event([json.dumps(lie)]), Ctx())["batchItemFailures"] == []
+        stub.assert_no_pending_responses()
+
+
+def test_a_ticket_system_that_is_down_never_fails_the_batch(h: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from evalgate.tickets import OpsCenterTickets
+
+    monkeypatch.setenv("KNOWN_ERROR_TICKETS", "opscenter")
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    h._state["tickets"] = OpsCenterTickets(ssm)
+    lie = capture("7", "Are returns free?", "Returns are free forever.", ["returns.shipping-fees"], "r2")
+    with Stubber(ssm) as stub:
+        stub.add_client_error("describe_ops_items", "InternalServerError", "down")
+        assert h.handler(sqs_event([json.dumps(lie)]), Ctx())["batchItemFailures"] == []

@@ -342,7 +342,11 @@ def banner(result: RunResult) -> str:
 
 def reasons_section(result: RunResult) -> str:
     items = "".join(f"<li>{esc(r)}</li>" for r in result.verdict.reasons) or "<li>(the gate gave no reasons)</li>"
-    return f"<section><h2>Why</h2><ul>{items}</ul></section>"
+    warn = "".join(f"<li>{esc(w)}</li>" for w in result.warnings)
+    more = f"<h2>Warnings</h2><ul>{warn}</ul>" if warn else ""
+    tickets = "".join(f"<li>{esc(t.get('title', ''))}: {esc(t.get('id', ''))}</li>" for t in result.tickets)
+    more += f"<h2>Known errors (tickets)</h2><ul>{tickets}</ul>" if tickets else ""
+    return f"<section><h2>Why</h2><ul>{items}</ul>{more}</section>"
 
 
 def aggregate_row(agg: Aggregate) -> str:

@@ -87,7 +87,19 @@ def header_section(result: RunResult) -> list[str]:
     )
     lines += ["", "## Why", ""]
     lines += [f"- {md_text(r)}" for r in v.reasons] or ["- (the gate gave no reasons)"]
+    if result.warnings:
+        lines += ["", "## Warnings", ""] + [f"- ⚠️ {md_text(w)}" for w in result.warnings]
+    if result.tickets:
+        lines += ["", "## Known errors (tickets)", ""]
+        lines += [
+            f"- {md_text(t.get('title', ''))}: {md_text(t.get('id', ''))} ({ticket_state(t)})" for t in result.tickets
+        ]
     return lines
+
+
+def ticket_state(ticket: dict[str, object]) -> str:
+    seen = f"seen {ticket.get('count', 1)}×"
+    return f"new, {seen}" if ticket.get("created") else f"already open, {seen}"
 
 
 def aggregate_row(agg: Aggregate) -> list[str]:
