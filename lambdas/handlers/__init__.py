@@ -194,3 +194,18 @@ def hook_once(context: Any) -> Callable[[Any, Callable[[float], Any]], Callable[
         return guarded
 
     return once
+
+
+def is_sqs_batch(event: Any) -> bool:
+    """An SQS event: a non-empty ``Records`` list of objects with a string ``messageId`` and ``body`` (what
+    partial batch responses need to name a failed record). Anything else is answered with an error, never raised
+    into retries."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    return (
+        isinstance(records, list)
+        and bool(records)
+        and all(
+            isinstance(r, dict) and isinstance(r.get("messageId"), str) and isinstance(r.get("body"), str)
+            for r in records
+        )
+    )

@@ -21,11 +21,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate import online
 from evalgate.retrieval import KnowledgeIndex, load_index
-from handlers import idempotent, new_tracer, publish_now
+from handlers import idempotent, is_sqs_batch, new_tracer, publish_now
 
 logger = Logger()
 tracer = new_tracer()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)  # bad records: DLQ, no raise
 _state: dict[str, Any] = {}
 
 
@@ -74,8 +74,11 @@ def open_live_tickets(rows: list[dict[str, Any]]) -> None:
         try:
             if "tickets" not in _state:
                 _state["tickets"] = OpsCenterTickets()
-            finding = live_finding(str(row.get("question", "")), str(row.get("answer", "")),
-                                   [str(c) for c in row.get("unsupported_claims") or []])
+            finding = live_finding(
+                str(row.get("question", "")),
+                str(row.get("answer", "")),
+                [str(c) for c in row.get("unsupported_claims") or []],
+            )
             keys = ("request_id", "function_version", "model_id", "prompt_version")
             context = {k: str(row.get(k) or "") for k in keys}
             ticket = _state["tickets"].open(finding, context)
@@ -87,7 +90,7 @@ def open_live_tickets(rows: list[dict[str, Any]]) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+    if not is_sqs_batch(event):
         logger.error("not an SQS batch event", extra={"event_type": type(event).__name__})
         return {"batchItemFailures": [], "error": "unsupported event: expected an SQS batch ({'Records': [...]})"}
     judged: list[online.JudgedRecord] = []

@@ -18,12 +18,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate import shadow
 from evalgate import telemetry as tm
-from handlers import idempotent, new_metrics, new_tracer, publish, version_dimensions
+from handlers import idempotent, is_sqs_batch, new_metrics, new_tracer, publish, version_dimensions
 
 logger = Logger()
 tracer = new_tracer()
 metrics = new_metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)  # bad records: DLQ, no raise
 _state: dict[str, Any] = {}
 
 
@@ -45,7 +45,7 @@ def writer() -> shadow.PairWriter:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+    if not is_sqs_batch(event):
         logger.error("not an SQS batch event", extra={"event_type": type(event).__name__})
         return {"batchItemFailures": [], "error": "unsupported event: expected an SQS batch ({'Records': [...]})"}
     pairs: list[dict[str, Any]] = []

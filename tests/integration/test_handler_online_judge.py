@@ -271,15 +271,28 @@ def test_hallucinated_live_answers_open_one_ticket_counted_on_repeats(h: Any, mo
     good = capture("7", "How long do refunds take?", "Within 5 business days.", ["returns.refund-timing"], "r1")
     with Stubber(ssm) as stub:
         stub.add_response("describe_ops_items", {"OpsItemSummaries": []})
-        stub.add_response("create_ops_item", {"OpsItemId": "oi-live"}, {
-            "Title": ANY, "Description": ANY, "Source": "evalgate", "Category": "Quality", "Severity": "3",
-            "OperationalData": ANY,
-        })
+        stub.add_response(
+            "create_ops_item",
+            {"OpsItemId": "oi-live"},
+            {
+                "Title": ANY,
+                "Description": ANY,
+                "Source": "evalgate",
+                "Category": "Quality",
+                "Severity": "3",
+                "OperationalData": ANY,
+            },
+        )
         assert h.handler(sqs_event([json.dumps(lie), json.dumps(good)]), Ctx())["batchItemFailures"] == []
         stub.add_response("describe_ops_items", {"OpsItemSummaries": [{"OpsItemId": "oi-live"}]})
-        stub.add_response("update_ops_item", {}, {
-            "OpsItemId": "oi-live", "OperationalData": {"/evalgate/count": {"Value": "2", "Type": "String"}},
-        })
+        stub.add_response(
+            "update_ops_item",
+            {},
+            {
+                "OpsItemId": "oi-live",
+                "OperationalData": {"/evalgate/count": {"Value": "2", "Type": "String"}},
+            },
+        )
         lie["request_id"] = "r9"  # the same wrong answer to the same question, later
         assert h.handler(sqs_event([json.dumps(lie)]), Ctx())["batchItemFailures"] == []
         stub.assert_no_pending_responses()
@@ -298,3 +311,30 @@ def test_a_ticket_system_that_is_down_never_fails_the_batch(h: Any, monkeypatch:
     with Stubber(ssm) as stub:
         stub.add_client_error("describe_ops_items", "InternalServerError", "down")
         assert h.handler(sqs_event([json.dumps(lie)]), Ctx())["batchItemFailures"] == []
+
+
+def test_any_batch_shape_gets_a_partial_batch_response_never_a_raise(h: Any) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    bodies = st.text(max_size=80) | st.dictionaries(
+        st.sampled_from(list(capture("7", "q", "a", [], "r"))), scalars
+    ).map(json.dumps)
+    records = (
+        st.fixed_dictionaries({"messageId": st.text(min_size=1, max_size=8), "body": bodies})
+        | scalars
+        | st.dictionaries(st.sampled_from(["messageId", "body", "attributes"]), scalars, max_size=3)
+    )
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(event=st.fixed_dictionaries({"Records": st.lists(records, max_size=4)}) | scalars)
+    def check(event: Any) -> None:
+        out = h.handler(event, Ctx())
+        assert isinstance(out["batchItemFailures"], list)
+        ids = (
+            {r.get("messageId") for r in event["Records"] if isinstance(r, dict)} if isinstance(event, dict) else set()
+        )
+        assert all(f["itemIdentifier"] in ids for f in out["batchItemFailures"])
+
+    check()

@@ -368,3 +368,23 @@ def test_a_redelivered_mirror_invokes_the_candidate_once_and_the_report_counts_i
         (folder / f"{i}.jsonl").write_text(json.dumps(p) + "\n")
     pairs, problems = read_pairs(folder)
     assert [p.request_id for p in pairs] == ["r-1"] and problems == []  # ... and the report counts it once
+
+
+def test_any_batch_shape_gets_a_partial_batch_response_never_a_raise(world: dict[str, Any]) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    bodies = st.text(max_size=80) | st.dictionaries(
+        st.sampled_from(["request_id", "request", "production"]), scalars
+    ).map(json.dumps)
+    records = st.fixed_dictionaries({"messageId": st.text(min_size=1, max_size=8), "body": bodies}) | scalars
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(event=st.fixed_dictionaries({"Records": st.lists(records, max_size=4)}) | scalars)
+    def check(event: Any) -> None:
+        out = world["h"].handler(event, Ctx())
+        assert isinstance(out["batchItemFailures"], list)
+
+    check()
+    assert world["lambda"].calls == []  # nothing was a usable mirror: the candidate was never invoked
