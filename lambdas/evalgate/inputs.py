@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 import difflib
+import itertools
 import json
-import math
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ OTHER_BOMS = {
 MAX_INPUT_BYTES = 256 * 1024 * 1024  # any single input file; a golden set or results.json is far smaller
 # Nesting deeper than this is refused before the parser sees it (Python's json recurses once per level).
 MAX_JSON_DEPTH = 200
+DEPTH_SCAN_BYTES = 1024 * 1024
+_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 
 def read_bytes(path: Path, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) -> bytes:
@@ -76,29 +80,12 @@ def read_text(path: Path, what: str = "file", max_bytes: int = MAX_INPUT_BYTES) 
 
 
 def json_depth_exceeds(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True when brackets nest deeper than ``limit`` (strings are skipped, so quoted brackets don't count)."""
+    """True when brackets nest deeper than ``limit`` (quoted strings are skipped, so their brackets don't count)."""
     s = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
     if s.count("[") + s.count("{") <= limit:
         return False
-    depth = 0
-    in_str = esc = False
-    for ch in s:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif ch in "]}":
-            depth -= 1
-    return False
+    brackets = _NOT_BRACKETS.sub("", _JSON_STRINGS.sub("", s))
+    return max(itertools.accumulate(1 if c in "[{" else -1 for c in brackets), default=0) > limit
 
 
 class JsonProblem(ValueError):
@@ -110,8 +97,10 @@ class JsonProblem(ValueError):
 
 
 def loads(text: str | bytes) -> Any:
-    """``json.loads`` whose every failure is a ``JsonProblem`` (syntax, nesting depth, huge numbers)."""
-    if json_depth_exceeds(text):
+    """``json.loads`` whose every failure is a ``JsonProblem`` (syntax, nesting depth, huge numbers). Texts up to
+    ``DEPTH_SCAN_BYTES`` (request bodies, JSONL lines) are refused above ``MAX_JSON_DEPTH`` levels before parsing;
+    larger documents (a results.json) only when the parser itself runs out of recursion."""
+    if len(text) <= DEPTH_SCAN_BYTES and json_depth_exceeds(text):
         raise JsonProblem(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return json.loads(text, parse_constant=_no_constant)
@@ -173,7 +162,3 @@ def suggest(name: str, valid: Iterable[str]) -> str:
     if options and len(options) <= 12:
         return f" (valid: {', '.join(options)})"
     return ""
-
-
-def finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
