@@ -396,6 +396,27 @@ def _is_cdk_key(key: str) -> bool:
     return key.startswith("@") or ":" in key or key in _CDK_KEYS
 
 
+def _closest(name: str, valid: Any) -> str:
+    close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _nested_keys(loc: tuple[Any, ...]) -> set[str]:
+    """The keys a nested setting object accepts (its camelCase aliases and field names), for a suggestion."""
+    model: Any = Settings
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        info = fields.get(part) or next((f for n, f in fields.items() if to_camel(n) == part), None)
+        if info is None:
+            return set()
+        model = info.annotation
+        for arg in getattr(model, "__args__", ()):  # Optional[Model]
+            if hasattr(arg, "model_fields"):
+                model = arg
+    names = set(getattr(model, "model_fields", {}))
+    return names | {to_camel(n) for n in names}
+
+
 def load_settings(context: dict[str, Any]) -> Settings:
     """Validate the raw context dict; raise :class:`SettingsError` naming every bad key. A key that is neither
     a setting nor the CDK's own is an error with the closest setting's name (a typo must not keep a default)."""
@@ -403,8 +424,7 @@ def load_settings(context: dict[str, Any]) -> Settings:
     raw = {k: v for k, v in context.items() if k in keys}
     lines = []
     for key in sorted(k for k in context if k not in keys and not _is_cdk_key(str(k))):
-        close = difflib.get_close_matches(str(key), sorted(keys), n=1, cutoff=0.6)
-        lines.append(f"  - {key}: unknown setting" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        lines.append(f"  - {key}: unknown setting" + _closest(str(key), keys))
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
@@ -415,6 +435,9 @@ def load_settings(context: dict[str, Any]) -> Settings:
             elif not err["loc"] and ":" in msg:
                 # model-level rule: the message starts with the key it is about
                 lines.append(f"  - {msg}")
+            elif err["type"] == "extra_forbidden":
+                hint = _closest(str(err["loc"][-1]), _nested_keys(err["loc"][:-1]))
+                lines.append(f"  - {_context_key(err['loc'])}: unknown key{hint}")
             else:
                 lines.append(f"  - {_context_key(err['loc'])}: {msg}")
     if lines:

@@ -120,6 +120,8 @@ def test_an_unknown_or_misspelt_setting_is_an_error_with_the_closest_name() -> N
     assert "canaryPrecent: unknown setting (did you mean 'canaryPercent'?)" in message
     message = expect_error("zzTop", zzTop="x", canaryPercent=0)  # reported together with invalid values
     assert "zzTop: unknown setting" in message and "canaryPercent" in message
+    message = expect_error("alarmThresholds.qualityMn", alarmThresholds={"qualityMn": 0.5})
+    assert "alarmThresholds.qualityMn: unknown key (did you mean 'qualityMin'?)" in message
     # the CDK's own keys (feature flags, CLI and lookup keys) are not settings and pass
     assert settings_with(**{"@aws-cdk/core:newFlag": True, "aws:cdk:version-reporting": False}).canary_percent == 10
 
