@@ -185,8 +185,11 @@ def bench_overhead(requests: int) -> dict[str, Any]:
     assert resolver.failures == 0, "the flag store should have been read"
 
     class InstantModel:
-        def converse(self, request: dict[str, Any]) -> ChatResult:
-            return ChatResult("Refunds are issued within 5 business days.", 950, 40, "end_turn", False)
+        def converse(self, request: dict[str, Any], started: float) -> ChatResult:
+            elapsed = (time.monotonic() - started) * 1000.0
+            return ChatResult(
+                "Refunds are issued within 5 business days.", 950, 40, "end_turn", False, elapsed, elapsed
+            )
 
     def ask_p(service: Service, n: int) -> dict[str, float]:
         body = json.dumps({"question": "How long do refunds take to show on my card?", "user_id": "u-1"})

@@ -23,6 +23,7 @@ from .constructs.eval_results import PIPELINE_NAMESPACE, EvalResults, EvalResult
 from .constructs.eval_step import (
     GATE_EVENT_DETAIL_TYPE,
     GATE_EVENT_SOURCE,
+    LOAD_BASELINE_KEY,
     EndpointTestProps,
     EvalGateProps,
     EvalGateStep,
@@ -140,6 +141,7 @@ class PipelineStack(Stack):
             topic_key=self.alerts.key, pipeline_name=self.pipeline_name, gate_stage=GATE_STAGE,
             approval_action=APPROVAL_ACTION, evaluation_job_role=self.results.evaluation_job_role,
             model_ids=s.eval_model_ids, guardrail_id=s.guardrail_id, metrics_namespace=PIPELINE_NAMESPACE,
+            streamed_model_ids=s.service_model_ids,
             tickets=s.known_error_tickets, comment_token_secret=s.comment_token_secret,
         ))
         eval_reports = self.results.report_groups["Eval"].report_group_arn
@@ -191,7 +193,15 @@ class PipelineStack(Stack):
             input=source, endpoint_output=self.staging.stack.endpoint,
             report_group_arn=reports["LoadTest"].report_group_arn,
             golden_dir=s.golden_dir, thresholds_file=s.thresholds_file,
-        ), rps=s.load_test_rps, seconds=s.load_test_seconds, slo_ms=s.latency_slo_ms)
+            policy=[
+                iam.PolicyStatement(sid="LoadBaseline", actions=["s3:GetObject", "s3:PutObject"],
+                                    resources=[bucket.arn_for_objects(LOAD_BASELINE_KEY)]),
+                iam.PolicyStatement(sid="LoadBaselineKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                                    resources=[self.results.key.key_arn]),
+            ],
+        ), rps=s.load_test_rps, seconds=s.load_test_seconds, ttft_slo_ms=s.ttft_slo_ms,
+            regression_ms=s.total_regression_ms, regression_pct=s.total_regression_pct,
+            baseline_uri=bucket.s3_url_for_object(LOAD_BASELINE_KEY))
         smoke = SmokeEvalStep("SmokeEval", EndpointTestProps(
             input=source, endpoint_output=self.staging.stack.endpoint,
             report_group_arn=reports["SmokeEval"].report_group_arn,

@@ -99,7 +99,7 @@ class ServiceStack(Stack):
         storage.grant_key(service.function, encrypt=True, decrypt=True)
 
         alarms = QualityAlarms(self, "QualityAlarms", QualityAlarmsProps(
-            version=service.version, thresholds=alarms_cfg, latency_slo_ms=s.latency_slo_ms,
+            version=service.version, thresholds=alarms_cfg, ttft_slo_ms=s.ttft_slo_ms,
             min_judged_samples=s.min_judged_samples, window_minutes=s.canary_interval_minutes, name_prefix=prefix,
         ))
         flags = FeatureFlags(self, "FeatureFlags", FeatureFlagsProps(
@@ -116,6 +116,8 @@ class ServiceStack(Stack):
             rollback_alarms=list(alarms.rollback_alarms), min_samples_alarm=alarms.min_samples,
             min_judged_samples=s.min_judged_samples, judge_model_id=s.judge_model_id,
             embeddings_model_id=s.embeddings_model_id, golden_dir=s.golden_dir,
+            ttft_slo_ms=s.ttft_slo_ms, total_regression_ms=s.total_regression_ms,
+            total_regression_pct=s.total_regression_pct,
         ))
         capture.watch_alias(service.alias)
         # at-least-once consumers: judge once per capture, replay once per mirrored request, hooks once per execution

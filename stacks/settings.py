@@ -10,9 +10,12 @@ or invalid setting stops synth with a :class:`SettingsError` whose message names
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,6 +31,15 @@ from pydantic.alias_generators import to_camel
 
 from .feature_flags_model import MODEL_ID_PATTERN, PROMPT_ID_PATTERN, FeatureFlagsConfig
 
+# Context keys that no longer exist, with what replaced them: refused with the reason rather than ignored.
+RETIRED_KEYS: dict[str, str] = {
+    "latencySloMs": (
+        "replaced by ttftSloMs (p95 time to first token, the SLO) and totalRegressionMs / totalRegressionPct "
+        "(how much the total answer time may grow over the baseline): a p95 bound on the whole answer is one no "
+        "long answer meets"
+    ),
+}
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DeploymentMode = Literal["canary", "all-at-once"]
@@ -42,6 +54,14 @@ _GUARDRAIL_ID = re.compile(r"^[a-z0-9]{12}$")
 _GUARDRAIL_VERSION = re.compile(r"^(DRAFT|[1-9][0-9]{0,7})$")
 _GIT_GLOB = re.compile(r"^[A-Za-z0-9._/*?\-]+$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
+
+
+def _latency() -> ModuleType:
+    """``evalgate.latency`` (the latency rules and the published TTFT table: one home for service and stacks)."""
+    lambdas = str(REPO_ROOT / "lambdas")
+    if lambdas not in sys.path:
+        sys.path.insert(0, lambdas)
+    return importlib.import_module("evalgate.latency")
 
 
 class SettingsError(ValueError):
@@ -123,7 +143,12 @@ class Settings(BaseModel):
 
     peak_rps: Annotated[float, Field(gt=0.0, le=5000.0)] = 2.0
     load_test_seconds: Annotated[int, Field(ge=10, le=1800)] = 60
-    latency_slo_ms: Annotated[int, Field(ge=10, le=60_000)] = 450
+    # Latency (evalgate.latency): p95 time to first token <= ttftSloMs (staging load test, pre-traffic smoke, the
+    # Prod alarm); p95 total answer time <= baseline + min(totalRegressionMs, baseline x totalRegressionPct / 100)
+    # (staging load test vs the last passing one, canary analysis vs the previous version).
+    ttft_slo_ms: Annotated[int, Field(ge=50, le=60_000)] = 2000
+    total_regression_ms: Annotated[int, Field(ge=1, le=60_000)] | None = 250
+    total_regression_pct: Annotated[float, Field(gt=0.0, le=1000.0)] | None = 10.0
 
     monthly_eval_budget_usd: Annotated[float, Field(gt=0.0)] = 50.0
     max_run_cost_usd: Annotated[float, Field(gt=0.0)] = 5.0
@@ -319,6 +344,14 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _ttft_slo_is_attainable(self) -> Settings:
+        for model_id in self.service_model_ids:
+            problem = _latency().slo_problem(model_id, self.ttft_slo_ms)
+            if problem:
+                raise ValueError(f"ttftSloMs: {problem}")
+        return self
+
+    @model_validator(mode="after")
     def _canary_can_collect_samples(self) -> Settings:
         expected = self.expected_canary_judged()
         if expected < self.min_judged_samples:
@@ -378,6 +411,15 @@ class Settings(BaseModel):
         """The load test drives the staging endpoint at 1.5x the configured peak."""
         return round(self.peak_rps * 1.5, 3)
 
+    @property
+    def latency_budget(self) -> Any:
+        """The ``evalgate.latency.LatencyBudget`` these settings describe."""
+        return _latency().LatencyBudget(
+            ttft_slo_ms=float(self.ttft_slo_ms),
+            regression_ms=float(self.total_regression_ms) if self.total_regression_ms is not None else None,
+            regression_pct=self.total_regression_pct,
+        )
+
 
 def _context_key(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc]
@@ -422,8 +464,9 @@ def load_settings(context: dict[str, Any]) -> Settings:
     a setting nor the CDK's own is an error with the closest setting's name (a typo must not keep a default)."""
     keys = {to_camel(name) for name in Settings.model_fields}
     raw = {k: v for k, v in context.items() if k in keys}
-    lines = []
-    for key in sorted(k for k in context if k not in keys and not _is_cdk_key(str(k))):
+    lines = [f"  - {k}: no longer a setting; {why}" for k, why in RETIRED_KEYS.items() if k in context]
+    unknown = (k for k in context if k not in keys and k not in RETIRED_KEYS and not _is_cdk_key(str(k)))
+    for key in sorted(unknown):
         lines.append(f"  - {key}: unknown setting" + _closest(str(key), keys))
     try:
         settings = Settings.model_validate(raw)
@@ -448,5 +491,6 @@ def load_settings(context: dict[str, Any]) -> Settings:
 
 
 def read_context(node: Any) -> dict[str, Any]:
-    """The whole context of a construct node (settings, CDK flags, and anything misspelt, for load_settings)."""
+    """The whole context of a construct node (settings, retired and CDK keys, and anything misspelt, for
+    load_settings)."""
     return {str(k): v for k, v in dict(node.get_all_context()).items() if v is not None}

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from . import telemetry as tm
+from .latency import LatencyBudget
 
 Status = Literal["pass", "fail", "nodata"]
 QUALITY, LATENCY, HALLUCINATION, ERROR_RATE, FEEDBACK = (
@@ -63,7 +64,9 @@ class CanaryConfig:
     min_points: int = 3  # per-period points per arm for Mann-Whitney
     alpha: float = 0.05
     quality_tolerance: float = 0.03  # absolute drop of QualityScore tolerated
-    latency_tolerance: float = 0.20  # relative increase of latency tolerated
+    latency_tolerance: float = 0.20  # relative increase of latency tolerated (when latency_budget gates nothing)
+    # total answer time vs the previous version by evalgate.latency's rule (+ms or +%, whichever comes first)
+    latency_budget: LatencyBudget | None = None
     hallucination_tolerance: float = 0.02  # absolute increase of the hallucination rate tolerated
     error_tolerance: float = 0.01
     feedback_tolerance: float = 0.05
@@ -185,7 +188,7 @@ def _series_metric(
     r.effect = shift / abs(r.baseline) if relative and r.baseline else shift
     r.p_value = mann_whitney(c_vals, b_vals, "less" if higher_is_better else "greater")
     significant = r.p_value < cfg.alpha
-    limit = f"{tolerance:.0%}" if relative else f"{tolerance:g}"
+    limit = f"{tolerance:.0%}" if relative else f"{tolerance:.4g}{unit}"
     shown = f"{r.effect:+.1%}" if relative else f"{r.effect:+.3f}"
     described = (
         f"canary median {r.canary:.3g}{unit} vs baseline {r.baseline:.3g}{unit} (shift {shown}, p={r.p_value:.3g}, "
@@ -233,6 +236,17 @@ def _proportion_metric(
     return r
 
 
+def _latency_tolerance(baseline: ArmSamples, cfg: CanaryConfig) -> dict[str, Any]:
+    """The tolerated increase of total answer time: ``latency_budget``'s +ms / +% of the baseline's median (in
+    ms), else ``latency_tolerance`` (relative)."""
+    budget = cfg.latency_budget
+    if budget is not None and budget.gates_total and baseline.latency:
+        allowed = budget.allowed_regression_ms(statistics.median(baseline.latency))
+        if allowed is not None:
+            return {"tolerance": allowed, "relative": False}
+    return {"tolerance": cfg.latency_tolerance, "relative": True}
+
+
 def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | None = None) -> CanaryResult:
     cfg = cfg or CanaryConfig()
     results = [
@@ -266,8 +280,7 @@ def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | N
             counts=(baseline.requests, canary.requests),
             min_count=cfg.min_requests,
             higher_is_better=False,
-            tolerance=cfg.latency_tolerance,
-            relative=True,
+            **_latency_tolerance(baseline, cfg),
             unit=" ms",
         ),
         _proportion_metric(

@@ -239,15 +239,16 @@ def _parser() -> argparse.ArgumentParser:
 
     load = sub.add_parser(
         "load",
-        help="open-loop load test with a p95 latency gate",
+        help="open-loop load test gating p95 time to first token and total answer time",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Drive a target at a fixed offered rate with an open-loop arrival schedule (requests fire at "
-        "their scheduled time however slow earlier ones are) and gate the p95 of the end-to-end request wall "
-        "time against the SLO. Exit 0 PASS, 1 FAIL (p95 over the SLO, or throttled), 2 usage, 4 ERROR (errors "
-        "above the limit, too few samples, or the schedule could not be held).",
-        epilog='Targets: http:URL (POST JSON {"question": ...}), lambda:NAME[:QUALIFIER], bedrock (Converse with '
-        "gate.toml [models]).\nExample: evalgate load --target http:https://api.example.com/ask --peak-rps 20 "
-        "--factor 1.5 --duration 60 --slo-p95-ms 450 --out out/load",
+        "their scheduled time however slow earlier ones are); gate p95 time to first token against the SLO and "
+        "p95 total answer time against a baseline load run (+X ms or +Y%). Exit 0 PASS, 1 FAIL (a p95 over its "
+        "limit, or throttled), 2 usage, 4 ERROR (errors above the limit, too few samples, no TTFT reported, or "
+        "the schedule could not be held).",
+        epilog='Targets: http:URL (POST JSON {"question": ...}), lambda:NAME[:QUALIFIER], bedrock (ConverseStream '
+        "with gate.toml [models]).\nExample: evalgate load --target http:https://api.example.com/ask --peak-rps 20 "
+        "--factor 1.5 --duration 60 --ttft-slo-ms 2000 --baseline last-load/results.json --out out/load",
     )
     load.add_argument("--target", required=True, metavar="SPEC", help="http:URL, lambda:NAME[:QUAL] or bedrock")
     load.add_argument(
@@ -267,7 +268,20 @@ def _parser() -> argparse.ArgumentParser:
         "--duration", type=_number(float, 0, lo_open=True), metavar="SECONDS", help="schedule length (default: [load])"
     )
     load.add_argument(
-        "--slo-p95-ms", type=_number(float, 0, lo_open=True), help="p95 end-to-end latency limit (default: [load], 450)"
+        "--ttft-slo-ms",
+        type=_number(float, 0, lo_open=True),
+        help="p95 time-to-first-token limit (default: [load] ttft_slo_ms)",
+    )
+    load.add_argument("--baseline", type=Path, help="a previous load run's results.json: gate total answer time on it")
+    load.add_argument(
+        "--regression-ms",
+        type=_number(float, 0, lo_open=True),
+        help="p95 total time may exceed the baseline's by this many ms (default: [load])",
+    )
+    load.add_argument(
+        "--regression-pct",
+        type=_number(float, 0, lo_open=True),
+        help="... and by this %% of it; the tighter limit applies (default: [load])",
     )
     load.add_argument("--arrival", choices=["poisson", "fixed"], help="arrival process (default: [load], poisson)")
     load.add_argument("--seed", type=_number(int, 0, 2**32 - 1), help="schedule and prompt order seed")
@@ -912,7 +926,8 @@ def _load(args: argparse.Namespace) -> int:
 
     from .config import load_config
     from .dataset import load_golden
-    from .load import LoadGenerator, LoadPlan, check_bounds, expected_requests, pool_size, summarise
+    from .latency import LatencyBudget
+    from .load import LoadGenerator, LoadPlan, baseline_total_p95, check_bounds, expected_requests, pool_size, summarise
     from .reports import write_reports
 
     output_dir(args.out, "--out")
@@ -929,27 +944,42 @@ def _load(args: argparse.Namespace) -> int:
     else:
         raise InputError.single("--rps/--peak-rps", None, "give --rps, or --peak-rps (or [load] peak_rps) and --factor")
     duration = args.duration if args.duration is not None else lc.duration_s
-    slo = args.slo_p95_ms if args.slo_p95_ms is not None else lc.slo_p95_ms
     timeout = args.timeout if args.timeout is not None else lc.timeout_s
     tolerance_ms = args.late_tolerance_ms if args.late_tolerance_ms is not None else lc.late_tolerance_ms
+    try:
+        budget = LatencyBudget(
+            ttft_slo_ms=args.ttft_slo_ms if args.ttft_slo_ms is not None else lc.ttft_slo_ms,
+            regression_ms=args.regression_ms if args.regression_ms is not None else lc.total_regression_ms,
+            regression_pct=args.regression_pct if args.regression_pct is not None else lc.total_regression_pct,
+        )
+    except ValueError as exc:
+        raise InputError.single("--ttft-slo-ms/--regression-ms/--regression-pct", None, str(exc)) from None
+    baseline_p95, baseline_run = baseline_total_p95(args.baseline) if args.baseline else (None, None)
     check_bounds(rate, duration, args.max_requests or lc.max_requests, lc.max_duration_s)
-    workers = args.workers or pool_size(rate, slo, lc.max_workers)
+    workers = args.workers or pool_size(rate, baseline_p95 or timeout * 1000.0, lc.max_workers)
     plan = LoadPlan(
         rate=rate,
         duration_s=duration,
         arrival=args.arrival or lc.arrival,
-        slo_p95_ms=slo,
+        budget=budget,
         timeout_s=timeout,
         late_tolerance_s=tolerance_ms / 1000.0,
         workers=workers,
         seed=args.seed if args.seed is not None else lc.seed,
         peak_rps=peak if args.rps is None else None,
         factor=factor if args.rps is None else None,
+        baseline_p95_ms=baseline_p95,
+        baseline_run=baseline_run,
     )
     target = _build_load_target(args, config, workers, timeout)
     print(
         f"evalgate load: {rate:g} rps ({plan.arrival}) for {duration:g}s ≈ {expected_requests(rate, duration)} "
-        f"requests to {target.name}, {workers} workers, SLO p95 ≤ {slo:g} ms (end-to-end wall time)",
+        f"requests to {target.name}, {workers} workers; p95 time to first token ≤ {budget.ttft_slo_ms:g} ms, "
+        + (
+            f"p95 total ≤ baseline {baseline_p95:.0f} ms {budget.describe_tolerance()}"
+            if baseline_p95 is not None
+            else "total answer time reported (no --baseline)"
+        ),
         flush=True,
     )
     started = datetime.now(UTC)

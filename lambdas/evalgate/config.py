@@ -128,8 +128,15 @@ class Models(BaseModel):
     embeddings: str = "amazon.titan-embed-text-v2:0"
     prompt: Annotated[str, Field(pattern=PROMPT_ID_PATTERN)] = "support/v1"
     max_tokens: Annotated[int, Field(ge=1, le=8192)] = 512
-    temperature: Annotated[float, Field(ge=0.0, le=1.0)] = 0.2
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 0.9
+    # one of the two (newer Claude models reject both; see evalgate.providers.bedrock.sampling)
+    temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.2
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_sampling_parameter(self) -> Models:
+        if self.temperature is not None and self.top_p is not None:
+            raise ValueError("set models.temperature or models.top_p, not both: newer Claude models reject both")
+        return self
 
 
 Glob = Annotated[str, Field(min_length=1)]
@@ -193,7 +200,10 @@ class LoadConfig(BaseModel):
     peak_rps: Annotated[float, Field(gt=0)] | None = None
     factor: Annotated[float, Field(gt=0, le=20)] = 1.5
     duration_s: Annotated[float, Field(gt=0)] = 60.0
-    slo_p95_ms: Annotated[float, Field(gt=0)] = 450.0
+    # evalgate.latency: p95 time to first token vs the SLO; p95 total answer time vs a baseline run (+ms or +%)
+    ttft_slo_ms: Annotated[float, Field(gt=0)] = 2000.0
+    total_regression_ms: Annotated[float, Field(gt=0)] | None = 250.0
+    total_regression_pct: Annotated[float, Field(gt=0, le=1000)] | None = 10.0
     arrival: Literal["poisson", "fixed"] = "poisson"
     max_error_rate: Unit = 0.01  # above: ERROR (the service is broken, latency is not the question)
     max_throttle_rate: Unit = 0.01  # above: FAIL (not enough capacity at this rate)

@@ -1,7 +1,10 @@
 """CodeDeploy lifecycle hooks for the service's Lambda deployments.
 
 - BeforeAllowTraffic (``pre_traffic_smoke``): the golden smoke set against the NEW version only (invoked by
-  its version qualifier, never the alias), scored by the same evaluation engine as the pipeline gate.
+  its version qualifier, never the alias), scored by the same evaluation engine as the pipeline gate; its p95
+  time to first token (as the new version measured it) held to ``TTFT_SLO_MS``, and its total answer time to
+  the previous version's on the same prompts (``BASELINE_QUALIFIER``, the alias that still serves all traffic
+  before the shift; timing only, not scored) within ``TOTAL_REGRESSION_MS`` / ``_PCT`` (``evalgate.latency``).
 - AfterAllowTraffic (``canary_analysis``): the canary judge (``evalgate.canary``) on the per-version
   metrics of the bake window, new version vs the previous one.
 
@@ -27,6 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InputError
+from .latency import LatencyBudget
 
 HookStatus = Literal["Succeeded", "Failed"]
 REPORT_RESERVE_S = 10.0
@@ -222,12 +226,21 @@ class PreTrafficSettings:
     embeddings_model_id: str | None = None
     golden_dir: Path | None = None
     concurrency: int = 8
+    ttft_slo_ms: float | None = None  # p95 time to first token of the smoke answers (None: reported, not gated)
+    baseline_qualifier: str | None = None  # the alias still on the previous version (times the same prompts)
+    total_regression_ms: float | None = None
+    total_regression_pct: float | None = None
+
+    @property
+    def latency_budget(self) -> LatencyBudget:
+        return LatencyBudget(self.ttft_slo_ms, self.total_regression_ms, self.total_regression_pct)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PreTrafficSettings:
         env = os.environ if env is None else env
         golden = env.get("EVALGATE_GOLDEN_DIR") or None
         knowledge = env.get("EVALGATE_KNOWLEDGE_DIR") or None
+
         if golden is None and knowledge:
             golden = str(Path(knowledge).parent)
         return cls(
@@ -237,7 +250,25 @@ class PreTrafficSettings:
             judge_model_id=env.get("JUDGE_MODEL_ID") or None,
             embeddings_model_id=env.get("EMBEDDINGS_MODEL_ID") or None,
             golden_dir=Path(golden) if golden else None,
+            ttft_slo_ms=positive_env(env, "TTFT_SLO_MS"),
+            baseline_qualifier=env.get("BASELINE_QUALIFIER") or None,
+            total_regression_ms=positive_env(env, "TOTAL_REGRESSION_MS"),
+            total_regression_pct=positive_env(env, "TOTAL_REGRESSION_PCT"),
         )
+
+
+def positive_env(env: Mapping[str, str], name: str) -> float | None:
+    """A positive number from the environment (None when unset); anything else names the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise InputError.single("environment", None, f"{name}={raw!r} must be a positive number")
+    return value
 
 
 def default_golden_dir() -> Path:
@@ -306,8 +337,9 @@ def pre_traffic_smoke(
     candidate: Any = None,
     judge: Any = None,
     embedder: Any = None,
+    baseline_candidate: Any = None,
 ) -> HookOutcome:
-    """Run the smoke set against the new version; Succeeded only on a PASS verdict."""
+    """Run the smoke set against the new version; Succeeded only on a PASS verdict within the latency budget."""
     from .config import load_config
     from .runner import run_evaluation
 
@@ -321,7 +353,7 @@ def pre_traffic_smoke(
     if candidate is None:
         from .providers.lambda_fn import LambdaCandidate
 
-        candidate = LambdaCandidate(settings.function_name, version)
+        candidate = LambdaCandidate(settings.function_name, version, service_timing=True)
     if judge is None:
         if not settings.judge_model_id:
             raise InputError.single("environment", None, "JUDGE_MODEL_ID must be set: the smoke set is judged")
@@ -349,6 +381,17 @@ def pre_traffic_smoke(
         not_run=not_run,
     )
     verdict = result.verdict.verdict
+    budget = settings.latency_budget
+    if baseline_candidate is None and settings.baseline_qualifier and budget.gates_total:
+        from .providers.lambda_fn import LambdaCandidate
+
+        baseline_candidate = LambdaCandidate(settings.function_name, settings.baseline_qualifier, service_timing=True)
+    paired, paired_note = None, "no total-time tolerance or no previous version configured"
+    if baseline_candidate is not None and budget.gates_total:
+        paired, paired_note = total_vs_previous(result, baseline_candidate, golden, cases, version, settings, deadline)
+    latency, latency_failures = smoke_latency(result, settings, config)
+    if paired is not None and paired.failed:
+        latency_failures.append(paired.describe(budget))
     failing = [c for c in result.cases if c.status != "pass"]
     details = {
         "verdict": verdict,
@@ -357,10 +400,71 @@ def pre_traffic_smoke(
         "cases": len(result.cases),
         "failing": [{"id": c.id, "status": c.status, "failures": c.failures[:3]} for c in failing[:5]],
         "reasons": result.verdict.reasons[:5],
+        "latency": {a.metric: a.value for a in latency},
+        "total_vs_previous": paired.describe(budget) if paired is not None else paired_note,
     }
+    if latency_failures:
+        why = "; ".join(latency_failures + result.verdict.reasons[:2])
+        return HookOutcome(
+            "Failed", f"smoke latency FAIL on version {version} ({len(result.cases)} cases): {why}", details
+        )
     why = "; ".join(result.verdict.reasons[:3]) or "all checks passed"
     status: HookStatus = "Succeeded" if verdict == "PASS" else "Failed"
     return HookOutcome(status, f"smoke {verdict} on version {version} ({len(result.cases)} cases): {why}", details)
+
+
+def total_vs_previous(
+    result: Any,
+    baseline: Any,
+    golden: Any,
+    cases: list[Any],
+    version: str,
+    settings: PreTrafficSettings,
+    deadline: float,
+) -> tuple[Any, str]:
+    """The smoke prompts once more on the previous version (timing only), paired by case with the new version's
+    total answer time. Without a usable baseline (first deployment, the old version failing) the total is not
+    compared, and the note says why: a broken previous version must not block its own replacement."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .latency import MIN_PAIRS, paired_total_regression
+
+    def timed(case: Any) -> tuple[str, float | None]:
+        if time.monotonic() > deadline - REPORT_RESERVE_S:
+            return case.id, None
+        try:
+            return case.id, baseline.generate(case, golden.knowledge_for(case), 0).latency_ms
+        except Exception:  # counted below: no pair for this prompt
+            return case.id, None
+
+    with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="smoke-baseline") as pool:
+        old = {cid: ms for cid, ms in pool.map(timed, cases) if ms is not None}
+    if getattr(baseline, "executed_version", None) == version:
+        return None, f"the previous version is this version ({version}): total time not compared"
+    new = {c.id: c.latency_ms for c in result.cases if c.latency_ms is not None}
+    paired = paired_total_regression(new, old, settings.latency_budget)
+    if paired is None:
+        return None, f"only {len(set(new) & set(old))} prompts timed on both versions (< {MIN_PAIRS}): not compared"
+    return paired, ""
+
+
+def smoke_latency(result: Any, settings: PreTrafficSettings, config: Any) -> tuple[list[Any], list[str]]:
+    """p50/p95 time to first token (p95 against the SLO) and total answer time of the smoke answers, and why the
+    latency fails (fail closed: an SLO with no TTFT reported is a failure). Total time against the previous
+    version is ``total_vs_previous`` (paired by prompt)."""
+    from .gate import latency_aggregates, latency_reasons
+
+    budget = LatencyBudget(ttft_slo_ms=settings.ttft_slo_ms)
+    ttft = [c.ttft_ms for c in result.cases if c.ttft_ms is not None]
+    total = [c.latency_ms for c in result.cases if c.latency_ms is not None]
+    aggregates = latency_aggregates("smoke", ttft, total, budget, None, config, "as the new version measured it")
+    reasons = latency_reasons(aggregates, budget)
+    if settings.ttft_slo_ms is not None and not ttft:
+        reasons.append(
+            f"the SLO is on time to first token ({settings.ttft_slo_ms:g} ms), but the new version reported none "
+            "(answer document 'latency.ttft_ms'); fail closed"
+        )
+    return aggregates, reasons
 
 
 # ------------------------------------------------------------------------------------------------ canary
@@ -375,6 +479,8 @@ class CanarySettings:
     bake_minutes: int = 15
     min_samples: int = 30
     min_samples_alarm: str | None = None  # the JudgedCount alarm (missing data = breaching); must be OK to promote
+    total_regression_ms: float | None = None  # total answer time vs the previous version (evalgate.latency)
+    total_regression_pct: float | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CanarySettings:
@@ -389,6 +495,8 @@ class CanarySettings:
             return int(raw)
 
         return cls(
+            total_regression_ms=positive_env(env, "TOTAL_REGRESSION_MS"),
+            total_regression_pct=positive_env(env, "TOTAL_REGRESSION_PCT"),
             function_name=env.get("TARGET_FUNCTION_NAME") or None,
             target_version=env.get("TARGET_VERSION") or None,
             baseline_version=env.get("BASELINE_VERSION") or None,
@@ -410,7 +518,7 @@ def canary_analysis(
     """Judge the new version against the previous one on the bake window's per-version metrics."""
     from dataclasses import replace as dc_replace
 
-    from .canary import CanaryConfig, judge_canary
+    from .canary import LATENCY, CanaryConfig, judge_canary
 
     target = version_of(settings.target_version) if settings.target_version else None
     baseline = version_of(settings.baseline_version) if settings.baseline_version else None
@@ -439,7 +547,10 @@ def canary_analysis(
     start = end - timedelta(minutes=settings.bake_minutes)
     base_arm = fetcher.fetch(baseline, start, end)
     canary_arm = fetcher.fetch(target, start, end)
-    cfg = dc_replace(CanaryConfig(), min_judged=settings.min_samples)
+    budget = LatencyBudget(regression_ms=settings.total_regression_ms, regression_pct=settings.total_regression_pct)
+    cfg = dc_replace(CanaryConfig(), min_judged=settings.min_samples, latency_budget=budget)
+    if budget.gates_total:  # an explicit total-time tolerance is a rule, not a score: breaking it fails the canary
+        cfg = dc_replace(cfg, critical=cfg.critical | {LATENCY})
     result = judge_canary(base_arm, canary_arm, cfg)
     details = {**result.as_dict(), "window": {"start": start.isoformat(), "end": end.isoformat()}}
     if result.passed:

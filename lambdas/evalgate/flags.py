@@ -68,7 +68,13 @@ class VariantSpec(BaseModel):
     prompt_id: Annotated[str, Field(pattern=PROMPT_ID_PATTERN)]
     max_tokens: Annotated[int, Field(ge=1, le=8192)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # instead of temperature, never with it
+
+    @model_validator(mode="after")
+    def _one_sampling_parameter(self) -> VariantSpec:
+        if self.temperature is not None and self.top_p is not None:
+            raise ValueError("set temperature or top_p, not both: newer Claude models reject both")
+        return self
 
 
 class Condition(BaseModel):

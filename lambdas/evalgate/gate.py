@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from .config import THRESHOLD_DIRECTIONS, GateConfig
+from .latency import LatencyBudget
 from .results import EXIT_CODES, Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Verdict
 from .stats import bootstrap_mean, paired_difference, quantile_interval, wilson
 
@@ -32,7 +33,7 @@ CASE_METRICS: dict[str, tuple[str, str, bool]] = {
 AggStatus = Literal["pass", "fail", "borderline", "not_gated", "not_run", "insufficient"]
 
 
-def _status(
+def threshold_status(
     value: float | None, lo: float | None, hi: float | None, threshold: float | None, direction: str, decision: str
 ) -> AggStatus:
     if threshold is None:
@@ -91,7 +92,7 @@ def aggregate_suite(
         else:
             iv = wilson(sum(1 for v in values if v >= 0.5), len(values), g.confidence)
             method = "wilson"
-        status: AggStatus = _status(iv.value, iv.low, iv.high, threshold, direction, g.decision)
+        status: AggStatus = threshold_status(iv.value, iv.low, iv.high, threshold, direction, g.decision)
         note = ""
         # Zero-tolerance limits (rate <= 0, score >= 1) are per-case constraints: any n is enough to judge them.
         absolute = threshold is not None and (
@@ -118,21 +119,91 @@ def aggregate_suite(
             )
         )
     lat = [c.latency_ms for c in cases if c.latency_ms is not None]
+    ttft = [c.ttft_ms for c in cases if c.ttft_ms is not None]
     if lat:
-        for q, label in ((0.5, "p50_latency_ms"), (0.95, "p95_latency_ms")):
-            iv = quantile_interval(lat, q, g.confidence, g.bootstrap_resamples, g.seed)
+        out += latency_aggregates(
+            suite, ttft, lat, None, None, config, "measured in this run (cached answers excluded)"
+        )
+    return out
+
+
+def quantile_aggregate(
+    name: str, suite: str, values: Sequence[float], q: float, limit: float | None, config: GateConfig, note: str
+) -> Aggregate:
+    """A latency quantile with its bootstrap interval, gated against ``limit`` (ms, lower is better)."""
+    g = config.gate
+    iv = quantile_interval(values, q, g.confidence, g.bootstrap_resamples, g.seed)
+    return Aggregate(
+        metric=name,
+        suite=suite,
+        n=iv.n,
+        value=iv.value,
+        ci_low=iv.low,
+        ci_high=iv.high,
+        method="bootstrap",
+        threshold=limit,
+        direction="max" if limit is not None else None,
+        status=threshold_status(iv.value, iv.low, iv.high, limit, "max", g.decision),
+        note=note,
+    )
+
+
+def latency_aggregates(
+    suite: str,
+    ttft_ms: Sequence[float],
+    total_ms: Sequence[float],
+    budget: LatencyBudget | None,
+    baseline_total_p95_ms: float | None,
+    config: GateConfig,
+    how: str,
+) -> list[Aggregate]:
+    """p50/p95 time to first token (p95 gated by the SLO) and p50/p95/p99 total answer time (p95 gated against
+    the baseline's p95 plus the tolerated regression): the latency rules of ``evalgate.latency``, one place."""
+    b = budget or LatencyBudget()
+    out: list[Aggregate] = []
+    if ttft_ms:
+        out.append(quantile_aggregate("p50_ttft_ms", suite, ttft_ms, 0.50, None, config, f"time to first token, {how}"))
+        out.append(
+            quantile_aggregate(
+                "p95_ttft_ms", suite, ttft_ms, 0.95, b.ttft_slo_ms, config, f"time to first token, {how}"
+            )
+        )
+    elif b.ttft_slo_ms is not None:
+        out.append(
+            Aggregate(
+                metric="p95_ttft_ms",
+                suite=suite,
+                n=0,
+                value=None,
+                threshold=b.ttft_slo_ms,
+                direction="max",
+                status="insufficient",
+                note="the target reported no time to first token (see docs/CONTRACTS.md, answer document 'latency')",
+            )
+        )
+    limit = b.total_limit_ms(baseline_total_p95_ms)
+    note = f"total answer time, {how}"
+    if limit is not None and baseline_total_p95_ms is not None:
+        note += f"; baseline p95 {baseline_total_p95_ms:.0f} ms, tolerance {b.describe_tolerance()}"
+    out.append(quantile_aggregate("p50_latency_ms", suite, total_ms, 0.50, None, config, note))
+    out.append(quantile_aggregate("p95_latency_ms", suite, total_ms, 0.95, limit, config, note))
+    out.append(quantile_aggregate("p99_latency_ms", suite, total_ms, 0.99, None, config, note))
+    return out
+
+
+def latency_reasons(aggregates: Sequence[Aggregate], budget: LatencyBudget) -> list[str]:
+    """Why the latency failed, one line per failing rule (empty when nothing failed)."""
+    out = []
+    for a in aggregates:
+        if a.status != "fail" or a.value is None or a.threshold is None:
+            continue
+        ci = f" [{a.ci_low:.0f}, {a.ci_high:.0f}]" if a.ci_low is not None and a.ci_high is not None else ""
+        if a.metric == "p95_ttft_ms":
+            out.append(f"p95 time to first token {a.value:.0f} ms{ci} is above the SLO of {a.threshold:g} ms (n={a.n})")
+        elif a.metric == "p95_latency_ms":
             out.append(
-                Aggregate(
-                    metric=label,
-                    suite=suite,
-                    n=iv.n,
-                    value=iv.value,
-                    ci_low=iv.low,
-                    ci_high=iv.high,
-                    method="bootstrap",
-                    status="not_gated",
-                    note="end-to-end generation latency measured in this run (cached answers excluded)",
-                )
+                f"p95 total answer time {a.value:.0f} ms{ci} is above {a.threshold:.0f} ms, the baseline plus "
+                f"{budget.describe_tolerance()} (n={a.n})"
             )
     return out
 

@@ -7,17 +7,24 @@ Requests run on a bounded worker pool sized by Little's law for the rate (``rate
 headroom, capped by ``max_workers``). A request that cannot *start* within ``late_tolerance_ms`` of its
 scheduled time (every worker busy) is not sent: it is counted as **late/dropped** and reported.
 
-**Which latency.** The gated latency is the **end-to-end wall time of a request as the client sees it**,
-from its *scheduled* send time to the complete response (so any delay in starting it counts against the
-system, never hides). Service time (from the actual send) is reported alongside. Streaming is not used, so
-there is no separate time to first token. Timed-out requests enter the distribution at their elapsed time
-(a lower bound of their latency) and are counted as timeouts.
+**Which latency.** Both are measured from a request's *scheduled* send time (so any delay in starting it
+counts against the system, never hides):
 
-**The gate** (``gate.toml [load]``, flags override):
+- **time to first token (TTFT)**: the start delay plus the TTFT the target reports for its own call (the
+  Bedrock target streams with ConverseStream and times the first text delta; an HTTP or Lambda target reads
+  ``latency.ttft_ms`` of the answer document, docs/CONTRACTS.md);
+- **total answer time**: to the complete response, as the client sees it. Service time (from the actual send)
+  is reported alongside. Timed-out requests enter the distribution at their elapsed time (a lower bound of
+  their latency) and are counted as timeouts.
 
-- FAIL (exit 1): p95 above the SLO (point estimate; with ``[gate] decision = "lower_bound"`` the upper end of
-  its bootstrap interval), or throttles above ``max_throttle_rate`` (not enough capacity at this rate);
-- ERROR (exit 4): errors above ``max_error_rate``, fewer than ``min_samples`` completed requests, or — when
+**The gate** (``gate.toml [load]``, flags override; the rules live in ``evalgate.latency``):
+
+- FAIL (exit 1): p95 TTFT above the SLO, or p95 total answer time above the baseline's p95 plus the tolerated
+  regression (``--baseline``: a previous load run's results.json; +X ms or +Y%, whichever is reached first)
+  (point estimates; with ``[gate] decision = "lower_bound"`` the upper end of the bootstrap interval), or
+  throttles above ``max_throttle_rate`` (not enough capacity at this rate);
+- ERROR (exit 4): errors above ``max_error_rate``, fewer than ``min_samples`` completed requests, an SLO
+  with no TTFT reported by the target, or — when
   the latency did not already fail — more than ``max_late_rate`` of requests dropped as late (the generator
   could not hold the schedule, so a pass would not be trustworthy);
 - PASS otherwise. Percentiles p50/p95/p99 carry bootstrap intervals (``evalgate.stats.quantile_interval``).
@@ -43,15 +50,18 @@ from . import __version__
 from .config import GateConfig
 from .dataset import Golden
 from .errors import InputError, Problem, ProviderError, ThrottledError
+from .gate import latency_aggregates, latency_reasons
+from .latency import LatencyBudget
 from .models import Case, MetricValue
 from .providers.base import Candidate
-from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict
-from .stats import quantile, quantile_interval, wilson
+from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict, load_result
+from .stats import quantile, wilson
 
 Status = Literal["pending", "ok", "error", "throttled", "timeout", "dropped"]
 LATENCY_DEFINITION = (
-    "end-to-end wall time of each request as the client sees it, from its scheduled send time to the complete "
-    "response (open loop: includes any start delay, so slow responses cannot hide by delaying later sends)"
+    "from each request's scheduled send time (open loop: includes any start delay, so slow responses cannot "
+    "hide by delaying later sends): time to first token = start delay + the TTFT the target reports; total "
+    "answer time = to the complete response as the client sees it"
 )
 START_LEAD_S = 0.05
 GRACE_S = 5.0
@@ -66,6 +76,14 @@ class RequestRecord:
     finished_s: float | None = None
     status: Status = "pending"
     error: str = ""
+    target_ttft_ms: float | None = None  # TTFT the target reported, from its own send
+
+    @property
+    def ttft_ms(self) -> float | None:
+        """Time to first token from the scheduled send time (start delay + the target's TTFT)."""
+        if self.status != "ok" or self.target_ttft_ms is None or self.started_s is None:
+            return None
+        return (self.started_s - self.scheduled_s) * 1000.0 + self.target_ttft_ms
 
     @property
     def latency_ms(self) -> float | None:
@@ -90,6 +108,7 @@ class RequestRecord:
             "case": self.case_id,
             "scheduled_ms": round(self.scheduled_s * 1000, 3),
             "start_lag_ms": None if self.start_lag_ms is None else round(self.start_lag_ms, 3),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 3),
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3),
             "service_ms": None if self.service_ms is None else round(self.service_ms, 3),
             "status": self.status,
@@ -102,13 +121,15 @@ class LoadPlan:
     rate: float  # requests per second offered
     duration_s: float
     arrival: Literal["poisson", "fixed"]
-    slo_p95_ms: float
+    budget: LatencyBudget
     timeout_s: float
     late_tolerance_s: float
     workers: int
     seed: int
     peak_rps: float | None = None
     factor: float | None = None
+    baseline_p95_ms: float | None = None  # p95 total answer time of the baseline run (None: total not gated)
+    baseline_run: str | None = None
 
 
 def arrival_offsets(rate: float, duration_s: float, kind: str, seed: int) -> list[float]:
@@ -129,10 +150,10 @@ def arrival_offsets(rate: float, duration_s: float, kind: str, seed: int) -> lis
     return out
 
 
-def pool_size(rate: float, slo_ms: float, max_workers: int) -> int:
-    """Workers for ``rate`` by Little's law (concurrency = rate x latency) at a latency of max(4 x SLO, 1 s),
-    with 50% headroom; at least 4, at most ``max_workers``."""
-    need = math.ceil(rate * max(4 * slo_ms / 1000.0, 1.0) * 1.5) + 4
+def pool_size(rate: float, latency_ms: float, max_workers: int) -> int:
+    """Workers for ``rate`` by Little's law (concurrency = rate x latency) at ``latency_ms`` (at least 1 s), with
+    50% headroom; at least 4, at most ``max_workers``."""
+    need = math.ceil(rate * max(latency_ms / 1000.0, 1.0) * 1.5) + 4
     return max(1, min(max_workers, max(4, need)))
 
 
@@ -216,8 +237,9 @@ class LoadGenerator:
             case = by_id[rec.case_id]
             status: Status = "ok"
             error = ""
+            ttft: float | None = None
             try:
-                self.target.generate(case, self.golden.knowledge_for(case), rec.index)
+                ttft = self.target.generate(case, self.golden.knowledge_for(case), rec.index).ttft_ms
             except ThrottledError as exc:
                 status, error = "throttled", str(exc)[:300]
             except ProviderError as exc:
@@ -232,6 +254,7 @@ class LoadGenerator:
                     self.in_flight -= 1
                     if not closed.is_set():
                         rec.finished_s, rec.status, rec.error = finished, status, error
+                        rec.target_ttft_ms = ttft
 
         hard_deadline = t0 + self.plan.duration_s + self.plan.timeout_s + GRACE_S
         try:
@@ -251,34 +274,6 @@ class LoadGenerator:
                 rec.status = "error" if rec.started_s is not None else "dropped"
                 rec.error = rec.error or "still running at the run's hard deadline"
         return records
-
-
-def _latency_aggregate(
-    name: str, values: Sequence[float], q: float, config: GateConfig, threshold: float | None
-) -> Aggregate:
-    g = config.gate
-    iv = quantile_interval(values, q, g.confidence, g.bootstrap_resamples, g.seed)
-    status: Any = "not_gated"
-    if threshold is not None:
-        if iv.value is None:
-            status = "insufficient"
-        else:
-            high = iv.high if iv.high is not None else iv.value
-            bad = iv.value > threshold or (g.decision == "lower_bound" and high > threshold)
-            status = "fail" if bad else ("borderline" if high > threshold else "pass")
-    return Aggregate(
-        metric=name,
-        suite="load",
-        n=iv.n,
-        value=iv.value,
-        ci_low=iv.low,
-        ci_high=iv.high,
-        method="bootstrap",
-        threshold=threshold,
-        direction="max" if threshold is not None else None,
-        status=status,
-        note="end-to-end request wall time from the scheduled send (ms)",
-    )
 
 
 def _rate_aggregate(name: str, count: int, n: int, limit: float | None, config: GateConfig, note: str) -> Aggregate:
@@ -301,6 +296,35 @@ def _rate_aggregate(name: str, count: int, n: int, limit: float | None, config: 
     )
 
 
+def _pass_reason(ttft: Aggregate | None, total: Aggregate, plan: LoadPlan, n_sent: int) -> str:
+    parts = []
+    if ttft is not None and ttft.value is not None:
+        slo = f" (SLO {plan.budget.ttft_slo_ms:g} ms)" if plan.budget.ttft_slo_ms is not None else ""
+        parts.append(f"p95 time to first token {ttft.value:.0f} ms{slo}")
+    if total.value is not None:
+        limit = f" (limit {total.threshold:.0f} ms vs the baseline)" if total.threshold is not None else ""
+        parts.append(f"p95 total answer time {total.value:.0f} ms{limit}")
+    if not parts:
+        return "no latency measured"
+    return "; ".join(parts) + f" at {plan.rate:g} rps ({n_sent} requests)"
+
+
+def baseline_total_p95(path: Any) -> tuple[float, str]:
+    """The p95 total answer time of a previous load run (its results.json) and that run's id."""
+    from pathlib import Path
+
+    p = Path(path)
+    previous = load_result(p, "--baseline load run's results.json")
+    if previous.tier != "load":
+        raise InputError.single(
+            str(p), None, f"--baseline: a load run's results.json is needed, not tier {previous.tier!r}"
+        )
+    agg = next((a for a in previous.aggregates if a.metric == "p95_latency_ms" and a.value is not None), None)
+    if agg is None or agg.value is None:
+        raise InputError.single(str(p), None, "--baseline: the run has no p95_latency_ms to compare with")
+    return float(agg.value), previous.run_id
+
+
 def summarise(
     records: Sequence[RequestRecord],
     plan: LoadPlan,
@@ -321,14 +345,14 @@ def summarise(
     throttled = [r for r in records if r.status == "throttled"]
     dropped = [r for r in records if r.status == "dropped"]
     lat = [v for r in ok + timeouts if (v := r.latency_ms) is not None]
+    ttft = [v for r in ok if (v := r.ttft_ms) is not None]
     service = [v for r in ok + timeouts if (v := r.service_ms) is not None]
     lags = [v for r in sent if (v := r.start_lag_ms) is not None]
     n_sent = len(sent)
 
+    how = "from the scheduled send (ms)"
     aggregates = [
-        _latency_aggregate("p50_latency_ms", lat, 0.50, config, None),
-        _latency_aggregate("p95_latency_ms", lat, 0.95, config, plan.slo_p95_ms),
-        _latency_aggregate("p99_latency_ms", lat, 0.99, config, None),
+        *latency_aggregates("load", ttft, lat, plan.budget, plan.baseline_p95_ms, config, how),
         _rate_aggregate("error_rate", len(errors), n_sent, lc.max_error_rate, config, "errors among sent requests"),
         _rate_aggregate(
             "throttle_rate", len(throttled), n_sent, lc.max_throttle_rate, config, "HTTP 429/503 or throttling"
@@ -340,14 +364,15 @@ def summarise(
     ]
     aggs = {a.metric: a for a in aggregates}
     p95 = aggs["p95_latency_ms"]
+    p95_ttft = aggs.get("p95_ttft_ms")
+    latency_failed = p95.status == "fail" or (p95_ttft is not None and p95_ttft.status == "fail")
 
-    fails: list[str] = []
+    fails: list[str] = [f"{why}, at {plan.rate:g} rps" for why in latency_reasons(aggregates, plan.budget)]
     errs: list[str] = []
-    if p95.status == "fail" and p95.value is not None:
-        ci = f" [{p95.ci_low:.0f}, {p95.ci_high:.0f}]" if p95.ci_low is not None and p95.ci_high is not None else ""
-        fails.append(
-            f"p95 end-to-end latency {p95.value:.0f} ms{ci} is above the SLO of {plan.slo_p95_ms:g} ms "
-            f"(n={p95.n}, at {plan.rate:g} rps)"
+    if p95_ttft is not None and p95_ttft.status == "insufficient" and ok:
+        errs.append(
+            f"the SLO is on time to first token, but {target.name} reported none for {len(ok)} successful "
+            "requests (an HTTP/Lambda target must return 'latency.ttft_ms', docs/CONTRACTS.md)"
         )
     tr = aggs["throttle_rate"]
     if tr.status == "fail" and tr.value is not None:
@@ -362,7 +387,7 @@ def summarise(
     if len(lat) < lc.min_samples:
         errs.append(f"only {len(lat)} completed requests (minimum {lc.min_samples}): cannot judge the latency")
     lr = aggs["late_rate"]
-    if lr.status == "fail" and lr.value is not None and p95.status != "fail":
+    if lr.status == "fail" and lr.value is not None and not latency_failed:
         errs.append(
             f"{len(dropped)} of {scheduled} requests could not start within {plan.late_tolerance_s * 1000:g} ms of "
             f"their schedule ({lr.value:.1%} > {lc.max_late_rate:.1%}, {plan.workers} workers): the offered rate was "
@@ -376,14 +401,9 @@ def summarise(
         reasons = fails
     else:
         name = "PASS"
-        reasons = [
-            f"p95 end-to-end latency {p95.value:.0f} ms is within the SLO of {plan.slo_p95_ms:g} ms "
-            f"at {plan.rate:g} rps ({n_sent} requests)"
-            if p95.value is not None
-            else "no latency measured"
-        ]
-        if p95.status == "borderline":
-            reasons.append("borderline: the p95 interval reaches above the SLO")
+        reasons = [_pass_reason(p95_ttft, p95, plan, n_sent)]
+        if p95.status == "borderline" or (p95_ttft is not None and p95_ttft.status == "borderline"):
+            reasons.append("borderline: a p95 interval reaches above its limit")
     verdict = Verdict(verdict=name, exit_code=EXIT_CODES[name], reasons=reasons)  # type: ignore[arg-type]
 
     per_case: list[CaseResult] = []
@@ -425,7 +445,11 @@ def summarise(
         "duration_s": plan.duration_s,
         "arrival": plan.arrival,
         "seed": plan.seed,
-        "slo_p95_ms": plan.slo_p95_ms,
+        "ttft_slo_ms": plan.budget.ttft_slo_ms,
+        "total_regression_ms": plan.budget.regression_ms,
+        "total_regression_pct": plan.budget.regression_pct,
+        "baseline_total_p95_ms": plan.baseline_p95_ms,
+        "baseline_run": plan.baseline_run,
         "workers": plan.workers,
         "late_tolerance_ms": plan.late_tolerance_s * 1000,
         "timeout_s": plan.timeout_s,

@@ -134,7 +134,8 @@ class Generation(BaseModel):
     repeat: int = 0
     output: str | None = None
     error: str | None = None
-    latency_ms: float | None = None
+    latency_ms: float | None = None  # total answer time, from the request to the complete answer
+    ttft_ms: float | None = None  # time to the first token, when the candidate streams or reports it
     input_tokens: int | None = None
     output_tokens: int | None = None
     model_id: str | None = None
@@ -146,6 +147,10 @@ class Generation(BaseModel):
     def measured_latency_ms(self) -> float | None:
         """Latency only when it was measured now: a cached answer's latency is history, not a measurement."""
         return None if self.cached else self.latency_ms
+
+    @property
+    def measured_ttft_ms(self) -> float | None:
+        return None if self.cached else self.ttft_ms
 
 
 class JudgeVerdict(BaseModel):

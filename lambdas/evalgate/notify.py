@@ -43,6 +43,7 @@ SAMPLE_LABELS = {
     "Unscored": "judged answers",
     "InjectionLeak": "judged answers",
     "Latency": "requests",
+    "TimeToFirstToken": "requests",
     "Errors": "requests",
     "FeedbackScore": "feedback events",
     "ConversionRate": "outcomes",

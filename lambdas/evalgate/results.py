@@ -35,7 +35,8 @@ class CaseResult(BaseModel):
     failures: list[str] = Field(default_factory=list)
     hallucinated: bool | None = None
     unsupported_claims: list[str] = Field(default_factory=list)
-    latency_ms: float | None = None  # measured now (never a cached value)
+    latency_ms: float | None = None  # total answer time, measured now (never a cached value)
+    ttft_ms: float | None = None  # time to first token, measured now, when the candidate reports it
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0

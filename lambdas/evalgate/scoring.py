@@ -133,6 +133,8 @@ def combine(
     errors = [g.error for g in gens if g.error]
     measured = [g.measured_latency_ms for g in gens if g.measured_latency_ms is not None]
     result.latency_ms = sum(measured) / len(measured) if measured else None
+    ttfts = [t for g in gens if (t := g.measured_ttft_ms) is not None]
+    result.ttft_ms = sum(ttfts) / len(ttfts) if ttfts else None
     result.input_tokens = sum(g.input_tokens or 0 for g in gens if not g.cached)
     result.output_tokens = sum(g.output_tokens or 0 for g in gens if not g.cached)
     if errors:

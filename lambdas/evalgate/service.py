@@ -2,10 +2,16 @@
 
 A request goes: validate → flags (sticky cohort → variant: model id + prompt version) → retrieve knowledge
 (BM25) → render the versioned prompt (``evalgate.prompts``, the same rendering the gate evaluated) → Bedrock
-Converse (optionally with a guardrail) → answer JSON with a request id. Then, off the user's path, a sampled
-capture record goes to the capture queue (for the online judge) and, when shadow mode is on, a sampled copy
-goes to the shadow queue. Both enqueues are in-memory hand-offs to a background sender thread; the request
-never waits on SQS, and never on judging.
+ConverseStream (optionally with a guardrail), read to the end → answer JSON with a request id. Then, off the
+user's path, a sampled capture record goes to the capture queue (for the online judge) and, when shadow mode is
+on, a sampled copy goes to the shadow queue. Both enqueues are in-memory hand-offs to a background sender
+thread; the request never waits on SQS, and never on judging.
+
+Latency: the answer document's ``latency`` holds ``ttft_ms`` (request received → first text token from the
+model) and ``total_ms`` (request received → complete answer); both are published per version as the EMF
+metrics ``TimeToFirstToken`` and ``Latency``. The HTTP response itself is buffered (API Gateway HTTP APIs do not
+stream), so ``ttft_ms`` is when a streaming front end would show the first words; the load test and the
+pre-traffic smoke read it from the document (docs/CONTRACTS.md).
 
 The request id carries its attribution (function version, model id, prompt version) so that feedback sent
 later, possibly to another version, is counted against the version that produced the answer.
@@ -191,6 +197,8 @@ class ChatResult:
     output_tokens: int
     stop_reason: str
     guardrail_intervened: bool
+    ttft_ms: float  # from the caller's start time to the first text token
+    total_ms: float  # from the caller's start time to the end of the answer
 
 
 class UpstreamError(Exception):
@@ -200,15 +208,19 @@ class UpstreamError(Exception):
 
 
 class ChatModel(Protocol):
-    def converse(self, request: dict[str, Any]) -> ChatResult: ...
+    def converse(self, request: dict[str, Any], started: float) -> ChatResult:
+        """Answer ``request``; times are measured from ``started`` (a ``time.monotonic()`` value)."""
+        ...
 
 
 def classify_aws_error(exc: Exception) -> UpstreamError:
     from botocore.exceptions import ClientError, ConnectionError, ConnectTimeoutError, ReadTimeoutError
 
+    from .providers.aws import error_code
+
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
-        code = str(err.get("Code") or "")
+        code = error_code(exc)  # an error inside the stream names its member: throttlingException
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         message = f"{code}: {err.get('Message') or ''}".strip()
         if code in UNAVAILABLE_CODES:  # checked first: ModelNotReadyException comes with HTTP 429
@@ -224,7 +236,8 @@ def classify_aws_error(exc: Exception) -> UpstreamError:
 
 
 class BedrockChat:
-    """Converse on bedrock-runtime. Short timeouts and one retry: a user is waiting (API Gateway cuts at 30 s)."""
+    """ConverseStream on bedrock-runtime, timed to the first token. Short timeouts and one retry: a user is
+    waiting (API Gateway cuts at 30 s). An error in the middle of the stream is classified like one before it."""
 
     def __init__(self, client: Any = None) -> None:
         self._client = client
@@ -240,21 +253,21 @@ class BedrockChat:
             )
         return self._client
 
-    def converse(self, request: dict[str, Any]) -> ChatResult:
+    def converse(self, request: dict[str, Any], started: float) -> ChatResult:
+        from .providers.bedrock import read_stream
+
         try:
-            response = self.client.converse(**request)
+            answer = read_stream(self.client.converse_stream(**request)["stream"], started)
         except Exception as exc:
             raise classify_aws_error(exc) from exc
-        content = (response.get("output") or {}).get("message", {}).get("content") or []
-        text = "".join(b.get("text", "") for b in content if isinstance(b, dict) and isinstance(b.get("text"), str))
-        usage = response.get("usage") or {}
-        stop = str(response.get("stopReason") or "")
         return ChatResult(
-            text=text,
-            input_tokens=int(usage.get("inputTokens") or 0),
-            output_tokens=int(usage.get("outputTokens") or 0),
-            stop_reason=stop,
-            guardrail_intervened=stop == "guardrail_intervened",
+            text=answer.text,
+            input_tokens=answer.input_tokens or 0,
+            output_tokens=answer.output_tokens or 0,
+            stop_reason=answer.stop_reason,
+            guardrail_intervened=answer.guardrail_intervened,
+            ttft_ms=answer.ttft_ms,
+            total_ms=answer.total_ms,
         )
 
 
@@ -387,8 +400,8 @@ class ServiceSettings:
     prompts_dir: Path | None = None
     knowledge_dir: Path | None = None
     max_tokens: int = 512
-    temperature: float | None = 0.2
-    top_p: float | None = 0.9
+    temperature: float | None = 0.2  # or top_p; never both (evalgate.providers.bedrock.sampling)
+    top_p: float | None = None
     top_k: int = 3
 
     @classmethod
@@ -484,14 +497,15 @@ class Service:
             return fallback, self.prompt(s.prompt_id)
 
     def converse_request(self, flags: FlagDecision, system: str, messages: list[dict[str, str]]) -> dict[str, Any]:
+        from .providers.bedrock import sampling
+
         s = self.settings
-        inference: dict[str, Any] = {"maxTokens": flags.max_tokens or s.max_tokens}
-        temperature = flags.temperature if flags.temperature is not None else s.temperature
-        top_p = flags.top_p if flags.top_p is not None else s.top_p
-        if temperature is not None:
-            inference["temperature"] = temperature
-        if top_p is not None:
-            inference["topP"] = top_p
+        # One sampling parameter: the variant's own choice wins whole, else the deployed default.
+        if flags.temperature is not None or flags.top_p is not None:
+            chosen = sampling(flags.temperature, flags.top_p)
+        else:
+            chosen = sampling(s.temperature, s.top_p)
+        inference: dict[str, Any] = {"maxTokens": flags.max_tokens or s.max_tokens, **chosen}
         request: dict[str, Any] = {
             "modelId": flags.model_id,
             "messages": [{"role": m["role"], "content": [{"text": m["content"]}]} for m in messages],
@@ -526,7 +540,7 @@ class Service:
         knowledge = self.index.search(req.text, self.settings.top_k)
         system, messages = prompt.render(req.turns, knowledge, req.document, self.settings.canary_token)
         try:
-            result = self.model.converse(self.converse_request(flags, system, messages))
+            result = self.model.converse(self.converse_request(flags, system, messages), started)
         except UpstreamError as exc:
             t.add(tm.ERRORS, 1)
             if exc.kind == "throttled":
@@ -551,6 +565,7 @@ class Service:
                 502, "the model could not answer this request", request_id=request_id, telemetry=t, upstream=str(exc)
             )
         latency_ms = (time.monotonic() - started) * 1000.0
+        ttft_ms = min(result.ttft_ms, latency_ms)
         answer = {
             "request_id": request_id,
             "answer": result.text,
@@ -560,8 +575,10 @@ class Service:
             "variant": flags.variant,
             "guardrail_intervened": result.guardrail_intervened,
             "usage": {"inputTokens": result.input_tokens, "outputTokens": result.output_tokens},
+            "latency": {"ttft_ms": round(ttft_ms, 1), "total_ms": round(latency_ms, 1)},
         }
         t.add(tm.LATENCY, latency_ms)
+        t.add(tm.TIME_TO_FIRST_TOKEN, ttft_ms)
         t.add(tm.INPUT_TOKENS, result.input_tokens)
         t.add(tm.OUTPUT_TOKENS, result.output_tokens)
         t.add(tm.ERRORS, 0)
@@ -582,6 +599,7 @@ class Service:
                 "variant": flags.variant,
                 "flags_source": flags.source,
                 "latency_ms": round(latency_ms, 1),
+                "ttft_ms": round(ttft_ms, 1),
                 **enqueued,
             },
         )

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 DEFAULT_NAMESPACE = "EvalGate/Service"
 
 # service
-LATENCY = "Latency"
+LATENCY = "Latency"  # total answer time: request received -> complete answer
+TIME_TO_FIRST_TOKEN = "TimeToFirstToken"  # request received -> first text token from the model (ConverseStream)
 INPUT_TOKENS = "InputTokens"
 OUTPUT_TOKENS = "OutputTokens"
 ERRORS = "Errors"
@@ -39,6 +40,7 @@ SHADOW_PAIRS = "ShadowPairs"
 
 UNITS: dict[str, str] = {
     LATENCY: "Milliseconds",
+    TIME_TO_FIRST_TOKEN: "Milliseconds",
     INPUT_TOKENS: "Count",
     OUTPUT_TOKENS: "Count",
     ERRORS: "Count",

@@ -46,6 +46,10 @@ class CanaryDeploymentProps:
     judge_model_id: str
     embeddings_model_id: str
     golden_dir: str
+    # evalgate.latency: the smoke set's p95 TTFT (pre-traffic) and total time vs the previous version (canary)
+    ttft_slo_ms: int | None = None
+    total_regression_ms: int | None = None
+    total_regression_pct: float | None = None
 
 
 def _managed_policy_arn(scope: Construct) -> str:
@@ -79,6 +83,10 @@ class CanaryDeployment(Construct):
                 "EVALGATE_GOLDEN_DIR": f"/var/task/{props.golden_dir}",
                 "JUDGE_MODEL_ID": props.judge_model_id,
                 "EMBEDDINGS_MODEL_ID": props.embeddings_model_id,
+                **({"TTFT_SLO_MS": str(props.ttft_slo_ms)} if props.ttft_slo_ms is not None else {}),
+                **self._total_time_env(props),
+                # before the shift the alias still serves the previous version: the smoke prompts are timed on it
+                "BASELINE_QUALIFIER": props.alias.alias_name,
             },
             timeout=PRE_HOOK_TIMEOUT,
             memory_size=1024,
@@ -86,6 +94,11 @@ class CanaryDeployment(Construct):
         ))
         self.pre_hook.add_to_role_policy(iam.PolicyStatement(
             sid="InvokeNewVersionOnly", actions=["lambda:InvokeFunction"], resources=[props.version.function_arn],
+        ))
+        self.pre_hook.add_to_role_policy(iam.PolicyStatement(  # timing only: the same prompts, not scored
+            # built from the function's ARN, not the alias's: the alias's update policy names this hook
+            sid="TimePreviousVersion", actions=["lambda:InvokeFunction"],
+            resources=[f"{props.function.function_arn}:{props.alias.alias_name}"],
         ))
         grant_models(self.pre_hook, self, [props.judge_model_id, props.embeddings_model_id], sid="Score")
 
@@ -98,6 +111,7 @@ class CanaryDeployment(Construct):
                 "BAKE_MINUTES": str(props.canary_interval_minutes),
                 "MIN_SAMPLES": str(props.min_judged_samples),
                 "MIN_SAMPLES_ALARM": props.min_samples_alarm.alarm_name,
+                **self._total_time_env(props),
             },
             timeout=POST_HOOK_TIMEOUT,
             memory_size=512,
@@ -140,3 +154,13 @@ class CanaryDeployment(Construct):
                 self.group, f"AwsSolutions-IAM5[Resource::{nag_text(self, hook.function_arn)}:*]",
                 "CDK grants CodeDeploy lambda:InvokeFunction on this lifecycle hook and its qualified versions.",
             )
+
+    @staticmethod
+    def _total_time_env(props: CanaryDeploymentProps) -> dict[str, str]:
+        """evalgate.latency's total-time tolerance for both hooks (unset: total time is reported, not gated)."""
+        env = {}
+        if props.total_regression_ms is not None:
+            env["TOTAL_REGRESSION_MS"] = str(props.total_regression_ms)
+        if props.total_regression_pct is not None:
+            env["TOTAL_REGRESSION_PCT"] = f"{props.total_regression_pct:g}"
+        return env

@@ -64,9 +64,10 @@ class QualityDashboard(Construct):
             graph("Hallucination rate", "Hallucination", "Average", "Hallucination"),
         )
         self.dashboard.add_widgets(
-            graph("Latency p95 (ms)", "Latency", "p95", "p95 ms"),
-            graph("Error rate", "Errors", "Average", "Errors"),
+            graph("Time to first token p95 (ms)", "TimeToFirstToken", "p95", "p95 ms"),
+            graph("Total answer time p95 (ms)", "Latency", "p95", "p95 ms"),
         )
+        self.dashboard.add_widgets(graph("Error rate", "Errors", "Average", "Errors"))
         self.dashboard.add_widgets(
             graph("Judged answers", "JudgedCount", "Sum", "JudgedCount"),
             graph("Unscored judgements", "Unscored", "Sum", "Unscored"),

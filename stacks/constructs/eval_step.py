@@ -267,14 +267,28 @@ class _EndpointStep(pipelines.CodeBuildStep):
         )
 
 
-class LoadTestStep(_EndpointStep):
-    """Latency is a quality metric: drive the endpoint at 1.5x peak (open loop) and gate p95 on the SLO."""
+LOAD_BASELINE_KEY = "baselines/load/results.json"
 
-    def __init__(self, step_id: str, props: EndpointTestProps, *, rps: float, seconds: int, slo_ms: int) -> None:
+
+class LoadTestStep(_EndpointStep):
+    """Latency is a quality metric: drive the endpoint at 1.5x peak (open loop); gate p95 time to first token on
+    the SLO and p95 total answer time on the last passing load test (``baseline_uri``, an S3 URI), which a
+    passing run replaces. The first run has no baseline: its total time is reported, not gated."""
+
+    def __init__(self, step_id: str, props: EndpointTestProps, *, rps: float, seconds: int, ttft_slo_ms: int,
+                 regression_ms: int | None, regression_pct: float | None, baseline_uri: str) -> None:
         out = "out/load"
+        tolerance = "".join([
+            f" --regression-ms {regression_ms}" if regression_ms is not None else "",
+            f" --regression-pct {regression_pct:g}" if regression_pct is not None else "",
+        ])
         super().__init__(step_id, props, out=out, command=(
+            f"BASELINE=''; if aws s3 cp \"{baseline_uri}\" load-baseline.json --only-show-errors; "
+            "then BASELINE='--baseline load-baseline.json'; "
+            "else echo 'no load baseline yet: total answer time is reported, not gated'; fi; "
             f"evalgate load --target \"http:${{SERVICE_URL}}ask\" --golden {props.golden_dir} "
-            f"--rps {rps:g} --duration {seconds} --slo-p95-ms {slo_ms} --out {out}"
+            f"--rps {rps:g} --duration {seconds} --ttft-slo-ms {ttft_slo_ms}{tolerance} $BASELINE --out {out} "
+            f"&& aws s3 cp {out}/results.json \"{baseline_uri}\" --only-show-errors"
         ))
 
 
@@ -314,6 +328,8 @@ class GatePolicyProps:
     model_ids: list[str]
     guardrail_id: str | None
     metrics_namespace: str
+    # the candidate's models: the evaluation calls them with ConverseStream (bedrock:InvokeModelWithResponseStream)
+    streamed_model_ids: list[str] = field(default_factory=list)
     tickets: str = "none"  # known-error tickets: none | opscenter | github
     comment_token_secret: str | None = None  # the GitHub token (tickets=github)
 
@@ -353,6 +369,7 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
                             resources=[p.evaluation_job_role.role_arn],
                             conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}),
         *model_statements(scope, p.model_ids, sid="Evaluate"),
+        *model_statements(scope, p.streamed_model_ids, sid="EvaluateStream", streaming=True),
     ]
     if p.guardrail_id:
         statements.append(guardrail_statement(scope, p.guardrail_id, sid="Evaluate"))

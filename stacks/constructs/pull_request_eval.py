@@ -195,6 +195,8 @@ class PullRequestEval(Construct):
                 sid="UseEvalKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[props.eval_key.key_arn]
             ),
             *model_statements(self, s.eval_model_ids, sid="EvaluatePullRequest"),
+            # the candidate answers through ConverseStream (time to first token)
+            *model_statements(self, s.service_model_ids, sid="EvaluatePullRequestStream", streaming=True),
         ]
 
     def _project(

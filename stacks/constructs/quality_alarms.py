@@ -5,8 +5,12 @@ The handlers publish each alarm metric with a dimension set that is exactly ``[F
 a bad canary at 10% would be diluted by the 90% still served by the old version.
 
 Rollback alarms (missing data = not breaching: no evidence is not bad evidence):
-    QualityScore avg < quality_min · Hallucination avg (= rate) > hallucination_max · Latency p95 > SLO ·
-    Errors avg (= rate, 0/1 per request) > error_rate_max · FeedbackScore avg < feedback_min
+    QualityScore avg < quality_min · Hallucination avg (= rate) > hallucination_max ·
+    TimeToFirstToken p95 > ttftSloMs · Errors avg (= rate, 0/1 per request) > error_rate_max ·
+    FeedbackScore avg < feedback_min
+Total answer time against the previous version cannot be an alarm: which version was live before is known
+only at deployment time, not at synth. The AfterAllowTraffic canary analysis compares it (``Latency`` of both
+versions, the +ms / +% rule of ``evalgate.latency``) and fails the deployment, which rolls it back.
 Minimum-sample alarm (missing data = BREACHING: a canary nobody judged never promotes):
     JudgedCount sum over the canary window < min_judged_samples
 """
@@ -30,7 +34,7 @@ VERSION_DIMENSION = "FunctionVersion"
 class QualityAlarmsProps:
     version: lambda_.IVersion
     thresholds: AlarmThresholds
-    latency_slo_ms: int
+    ttft_slo_ms: int  # p95 time to first token (evalgate.latency)
     min_judged_samples: int
     window_minutes: int  # the canary interval: how long the new version gets to collect judged samples
     name_prefix: str
@@ -74,9 +78,9 @@ class QualityAlarms(Construct):
             f"Hallucination rate of the new version exceeded {t.hallucination_max}",
         )
         self.latency = alarm(
-            "LatencyP95High", "latency-p95-high", metric("Latency", "p95"), float(props.latency_slo_ms),
+            "TtftP95High", "ttft-p95-high", metric("TimeToFirstToken", "p95"), float(props.ttft_slo_ms),
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            f"p95 end-to-end latency of the new version exceeded the {props.latency_slo_ms} ms SLO",
+            f"p95 time to first token of the new version exceeded the {props.ttft_slo_ms} ms SLO",
         )
         self.errors = alarm(
             "ErrorRateHigh", "error-rate-high", metric("Errors", "Average"), t.error_rate_max,

@@ -5,6 +5,12 @@ It speaks the real wire protocol (rest-json), so the real boto3 client talks to 
 - ``POST /model/{modelId}/converse``: Converse. Response ``output.message.content`` holds ``text`` and/or
   ``toolUse`` blocks, plus ``stopReason``, ``usage {inputTokens, outputTokens, totalTokens}`` and
   ``metrics {latencyMs}``.
+- ``POST /model/{modelId}/converse-stream``: ConverseStream. The same answer as Converse, sent as an
+  ``application/vnd.amazon.eventstream`` body (chunked): ``messageStart``, ``contentBlockDelta`` pieces of a
+  few words, ``contentBlockStop``, ``messageStop``, ``metadata`` (frames from ``tests.fakes.eventstream``).
+  ``first_token_delay`` (seconds, per model with ``model_first_token_delay``) passes between the response
+  headers and the first text delta, ``token_interval`` between later deltas; ``Error(..., in_stream=True)``
+  sends the error as an exception frame after ``messageStart`` (a mid-stream failure).
 - ``POST /model/{modelId}/invoke``: InvokeModel for Titan text embeddings (``amazon.titan-embed-text-*``):
   body ``{"inputText", "dimensions", "normalize"}`` → ``{"embedding", "inputTextTokenCount"}``.
 - Errors are JSON ``{"message": ...}`` with the ``X-Amzn-ErrorType`` header and the real status code
@@ -49,6 +55,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes import eventstream
 from tests.fakes.loopback import LoopbackHandler, LoopbackServer, ServerThread
 
 DUMMY_CREDENTIALS = {
@@ -98,6 +105,7 @@ class Error:
     status: int
     message: str = ""
     headers: tuple[tuple[str, str], ...] = ()
+    in_stream: bool = False  # ConverseStream: sent as an exception frame inside a 200 stream
 
     @classmethod
     def throttling(cls, message: str = "Too many requests, please wait before trying again.") -> Error:
@@ -167,7 +175,7 @@ class FakeRequest:
     """One request the fake received (parsed), with helpers for assertions."""
 
     index: int
-    operation: str  # "converse" | "invoke"
+    operation: str  # "converse" | "converse-stream" | "invoke"
     model_id: str
     headers: dict[str, str]
     raw: bytes
@@ -456,7 +464,10 @@ class _Handler(LoopbackHandler):
     def do_GET(self) -> None:
         self._send(*_error_response(Error("UnknownOperationException", 404, f"no route for GET {self.path}")))
 
-    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes | Stream) -> None:
+        if isinstance(body, Stream):
+            self._send_stream(status, headers, body)
+            return
         try:
             self.send_response(status)
             for k, v in headers:
@@ -464,6 +475,27 @@ class _Handler(LoopbackHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
+            self.close_connection = True
+
+    def _send_stream(self, status: int, headers: list[tuple[str, str]], stream: Stream) -> None:
+        """Chunked transfer: each frame goes out (and is flushed) after its delay, like a model streaming."""
+        stopping = self.server.fake._stopping
+        try:
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for delay, frame in stream.frames:
+                if delay > 0 and stopping.wait(delay):
+                    self.close_connection = True
+                    return
+                self.wfile.write(b"%X\r\n%s\r\n" % (len(frame), frame))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError):
             self.close_connection = True
@@ -478,13 +510,23 @@ def _error_response(err: Error) -> tuple[int, list[tuple[str, str]], bytes]:
     return err.status, headers, json.dumps({"message": err.message or err.code}).encode()
 
 
-_ROUTE = re.compile(r"^/model/([^/]+)/(converse|invoke)$")
+_ROUTE = re.compile(r"^/model/([^/]+)/(converse-stream|converse|invoke)$")
+OPERATIONS = ("converse", "converse-stream", "invoke")
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An event-stream body: frames, each sent after waiting its delay (seconds)."""
+
+    frames: list[tuple[float, bytes]]
 
 
 class BedrockFake:
     """The fake server. Start it with ``with BedrockFake() as fake:`` (or ``start()`` / ``stop()``).
 
-    ``latency`` (seconds) is added to every call; ``model_latency`` overrides it per model id.
+    ``latency`` (seconds) is added to every call; ``model_latency`` overrides it per model id. ConverseStream
+    calls then wait ``first_token_delay`` (``model_first_token_delay`` per model) before the first text delta
+    and ``token_interval`` before each later one.
     ``record=False`` keeps only counters (for long benchmarks).
     """
 
@@ -493,6 +535,9 @@ class BedrockFake:
         *,
         latency: float = 0.0,
         model_latency: dict[str, float] | None = None,
+        first_token_delay: float = 0.0,
+        model_first_token_delay: dict[str, float] | None = None,
+        token_interval: float = 0.0,
         handler: Handler | None = None,
         answer_fn: Callable[[FakeRequest], str] | None = None,
         judge_fn: Callable[[FakeRequest], Any] | None = None,
@@ -503,6 +548,9 @@ class BedrockFake:
     ) -> None:
         self.latency = latency
         self.model_latency = dict(model_latency or {})
+        self.first_token_delay = first_token_delay
+        self.model_first_token_delay = dict(model_first_token_delay or {})
+        self.token_interval = token_interval
         self.handler = handler
         self.answer_fn = answer_fn
         self.judge_fn = judge_fn
@@ -575,7 +623,7 @@ class BedrockFake:
 
     def script(self, *actions: Action, model: str | None = None, operation: str | None = None) -> None:
         """Queue responses, consumed one per matching call (most specific queue first), before the defaults."""
-        if operation not in (None, "converse", "invoke"):
+        if operation is not None and operation not in OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}")
         with self._lock:
             self._queues.setdefault((model, operation), deque()).extend(actions)
@@ -620,7 +668,9 @@ class BedrockFake:
 
     # -- request handling (runs on server threads)
 
-    def _dispatch(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _dispatch(
+        self, path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes | Stream]:
         route = _ROUTE.match(urllib.parse.urlsplit(path).path)
         if not route:
             return _error_response(Error("UnknownOperationException", 404, f"no route for POST {path}"))
@@ -697,9 +747,17 @@ class BedrockFake:
             return Error.validation(f"Malformed input request: #/dimensions: {dims} is not a valid enum value")
         return Embedding(hashed_embedding(text, dims, bool(req.json.get("normalize", True))), approx_tokens(text))
 
-    def _render(self, req: FakeRequest, action: Action, elapsed_ms: int) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _render(
+        self, req: FakeRequest, action: Action, elapsed_ms: int
+    ) -> tuple[int, list[tuple[str, str]], bytes | Stream]:
         request_id = f"fake-{req.index:08d}"
         base = [("x-amzn-RequestId", request_id)]
+        if isinstance(action, Error) and action.in_stream and req.operation == "converse-stream":
+            frames = [
+                (0.0, eventstream.event("messageStart", {"role": "assistant"})),
+                (0.0, eventstream.exception(action.code[:1].lower() + action.code[1:], action.message or action.code)),
+            ]
+            return 200, [*base, ("Content-Type", eventstream.CONTENT_TYPE)], Stream(frames)
         if isinstance(action, Error):
             status, headers, body = _error_response(action)
             return status, base + headers, body
@@ -723,8 +781,12 @@ class BedrockFake:
             )
         if isinstance(action, Delay):  # resolved by _dispatch before rendering
             raise TypeError("a Delay cannot be rendered")
-        if req.operation != "converse":
+        if req.operation == "invoke":
             return _error_response(Error.validation(f"{type(action).__name__} is not a valid InvokeModel response"))
+        if req.operation == "converse-stream":
+            first = self.model_first_token_delay.get(req.model_id, self.first_token_delay)
+            payload = self._converse_payload(req, action, elapsed_ms + int(first * 1000))
+            return 200, [*base, ("Content-Type", eventstream.CONTENT_TYPE)], self._stream(payload, first)
         return (
             200,
             [*base, ("Content-Type", "application/json")],
@@ -774,6 +836,36 @@ class BedrockFake:
                 }
             }
         return payload
+
+
+    def _stream(self, payload: dict[str, Any], first_token_delay: float) -> Stream:
+        """The Converse answer as ConverseStream events; the first content delta waits ``first_token_delay``."""
+        frames: list[tuple[float, bytes]] = [(0.0, eventstream.event("messageStart", {"role": "assistant"}))]
+        deltas = 0
+
+        def delta(index: int, body: dict[str, Any]) -> None:
+            nonlocal deltas
+            wait = first_token_delay if deltas == 0 else self.token_interval
+            frames.append((wait, eventstream.event("contentBlockDelta", {"contentBlockIndex": index, "delta": body})))
+            deltas += 1
+
+        for index, block in enumerate(payload["output"]["message"]["content"]):
+            if "text" in block:
+                for piece in re.findall(r"(?:\S+\s*){1,4}|\s+", block["text"]) or [""]:
+                    delta(index, {"text": piece})
+            else:
+                use = block["toolUse"]
+                start = {"toolUse": {"toolUseId": use["toolUseId"], "name": use["name"]}}
+                opened = eventstream.event("contentBlockStart", {"contentBlockIndex": index, "start": start})
+                frames.append((0.0, opened))
+                delta(index, {"toolUse": {"input": json.dumps(use["input"])}})
+            frames.append((0.0, eventstream.event("contentBlockStop", {"contentBlockIndex": index})))
+        frames.append((0.0, eventstream.event("messageStop", {"stopReason": payload["stopReason"]})))
+        metadata = {"usage": payload["usage"], "metrics": payload["metrics"]}
+        if "trace" in payload:
+            metadata["trace"] = payload["trace"]
+        frames.append((0.0, eventstream.event("metadata", metadata)))
+        return Stream(frames)
 
 
 def _apply_limits(text: str, stop_reason: str, cfg: dict[str, Any]) -> tuple[str, str]:

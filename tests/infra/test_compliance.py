@@ -112,6 +112,41 @@ def test_service_role_invokes_only_the_generator_models(synth: Synth) -> None:
     assert granted == {generator, generator.split(".", 1)[1]}
 
 
+def _role_bedrock_grants(synth: Synth, stack: str, role: str) -> dict[str, set[str]]:
+    """Bedrock action -> the model/profile names (last ARN segment) a role's policies grant it on."""
+    grants: dict[str, set[str]] = {}
+    for res in synth.templates[stack]["Resources"].values():
+        if res["Type"] == "AWS::IAM::Policy" and {"Ref": role} in res["Properties"]["Roles"]:
+            for st in res["Properties"]["PolicyDocument"]["Statement"]:
+                for action in as_list(st["Action"]):
+                    if str(action).startswith("bedrock:InvokeModel"):
+                        names = {str(r).rsplit("/", 1)[-1] for r in as_list(st["Resource"])}
+                        grants.setdefault(action, set()).update(names)
+    return grants
+
+
+def test_conversestream_callers_may_invoke_with_response_stream(synth: Synth) -> None:
+    """ConverseStream is authorised by bedrock:InvokeModelWithResponseStream: the service (every /ask) and the
+    quality gate's candidate (every generated answer) need it on the generator's profile and foundation model;
+    the gate's judges and embeddings are called with Converse / InvokeModel only."""
+    s = synth.built.settings
+    generator = {s.generator_model_id, s.generator_model_id.split(".", 1)[1]}
+    resources = synth.templates[PROD]["Resources"]
+    fn = next(v for v in resources.values() if v["Type"] == "AWS::Lambda::Function"
+              and v["Properties"]["Handler"] == "handlers.service.handler")
+    service = _role_bedrock_grants(synth, PROD, fn["Properties"]["Role"]["Fn::GetAtt"][0])
+    assert service["bedrock:InvokeModelWithResponseStream"] == generator
+    pipeline = synth.templates[PIPELINE]["Resources"]
+    (codepipeline,) = synth.resources(PIPELINE, "AWS::CodePipeline::Pipeline").values()
+    stage = next(st for st in codepipeline["Properties"]["Stages"] if st["Name"] == "QualityGate")
+    action = next(a for a in stage["Actions"] if a["Name"] == "EvalGate")
+    gate = pipeline[action["Configuration"]["ProjectName"]["Ref"]]
+    gate_grants = _role_bedrock_grants(synth, PIPELINE, gate["Properties"]["ServiceRole"]["Fn::GetAtt"][0])
+    assert gate_grants["bedrock:InvokeModelWithResponseStream"] == generator
+    assert {s.judge_model_id, s.embeddings_model_id} <= gate_grants["bedrock:InvokeModel"]
+    assert s.judge_model_id not in gate_grants["bedrock:InvokeModelWithResponseStream"]  # Converse only
+
+
 def test_unbundled_synth_still_references_hashed_code_assets(synth: Synth) -> None:
     """Bundling is skipped in tests; the templates still point at content-hashed zip keys (valid templates)."""
     for stack in (STAGING, PROD):

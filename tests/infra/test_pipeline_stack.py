@@ -138,7 +138,17 @@ def test_staging_runs_the_load_test_then_the_smoke_eval_on_its_endpoint(synth: S
         assert url["value"].startswith(f"#{{{deploy['Namespace']}.ServiceEndpoint")
     load_spec = _buildspec(_project(synth, load))
     assert "evalgate load --target \\\"http:${SERVICE_URL}ask\\\"" in load_spec
-    assert f"--rps {s.peak_rps * 1.5:g}" in load_spec and f"--slo-p95-ms {s.latency_slo_ms}" in load_spec
+    assert f"--rps {s.peak_rps * 1.5:g}" in load_spec and f"--ttft-slo-ms {s.ttft_slo_ms} " in load_spec
+    assert f"--regression-ms {s.total_regression_ms} --regression-pct {s.total_regression_pct:g} $BASELINE" in load_spec
+    # the last passing load test is the baseline of total answer time; a passing run replaces it
+    assert "aws s3 cp \\\"s3://" in load_spec and "/baselines/load/results.json\\\" load-baseline.json" in load_spec
+    assert "&& aws s3 cp out/load/results.json \\\"s3://" in load_spec
+    role = _project(synth, load)["ServiceRole"]["Fn::GetAtt"][0]
+    resources = synth.templates[PIPELINE]["Resources"]
+    granted = [st for lid, st in statements(synth.templates[PIPELINE]) if st.get("Sid") == "LoadBaseline"
+               and {"Ref": role} in resources[lid]["Properties"].get("Roles", [])]
+    assert granted and as_list(granted[0]["Action"]) == ["s3:GetObject", "s3:PutObject"]
+    assert "/baselines/load/results.json" in json.dumps(granted[0]["Resource"])
     smoke_spec = _buildspec(_project(synth, smoke))
     assert "evalgate run --tier smoke" in smoke_spec and "--candidate \\\"http:${SERVICE_URL}ask\\\"" in smoke_spec
     for spec in (load_spec, smoke_spec):

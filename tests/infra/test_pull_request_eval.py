@@ -102,6 +102,19 @@ def test_the_untrusted_build_cannot_write_anything_a_release_reads(pr_synth: dic
     assert [a for a in actions if a.startswith("secretsmanager:")] == ["secretsmanager:GetSecretValue"]
 
 
+def test_the_pull_request_candidate_may_stream_only_from_the_service_models(pr_synth: dict[str, Any]):
+    """`evalgate run --candidate bedrock` answers through ConverseStream: bedrock:InvokeModelWithResponseStream on
+    the generator's profile and foundation model, nothing for the judges."""
+    s = pr_synth["built"].settings
+    streamed = {
+        str(r).rsplit("/", 1)[-1]
+        for st in pr_role_statements(pr_synth["template"])
+        if "bedrock:InvokeModelWithResponseStream" in as_list(st["Action"])
+        for r in as_list(st["Resource"])
+    }
+    assert streamed == {s.generator_model_id, s.generator_model_id.split(".", 1)[1]}
+
+
 def test_the_main_gate_never_reads_what_a_pull_request_wrote(pr_synth: dict[str, Any]):
     t = pr_synth["template"]
     pr_ids = {k for k in t["Resources"] if k.startswith("PullRequests")}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
@@ -9,7 +11,7 @@ from aws_cdk.assertions import Match
 
 from .conftest import PROD, STAGING, Synth, as_list
 
-ROLLBACK_METRICS = {"QualityScore", "Hallucination", "Latency", "Errors", "FeedbackScore"}
+ROLLBACK_METRICS = {"QualityScore", "Hallucination", "TimeToFirstToken", "Errors", "FeedbackScore"}
 
 
 def _one(synth: Synth, stack: str, type_: str) -> tuple[str, dict[str, Any]]:
@@ -59,6 +61,18 @@ def test_min_sample_alarm_breaches_on_missing_data(synth: Synth) -> None:
     assert all(a["TreatMissingData"] == "notBreaching" for a in others)
 
 
+@pytest.mark.parametrize("stack", [STAGING, PROD])
+def test_alarms_and_dashboard_name_only_metrics_the_runtime_publishes(synth: Synth, stack: str) -> None:
+    """The metric-name contract is evalgate.telemetry: an alarm on a name nothing publishes could never fire."""
+    from evalgate import telemetry as tm
+
+    names = {a["MetricName"] for a in _alarms(synth, stack).values()}
+    assert names <= set(tm.UNITS), names - set(tm.UNITS)
+    (dash,) = synth.resources(stack, "AWS::CloudWatch::Dashboard").values()
+    graphed = set(re.findall(r'MetricName=\\*"(\w+)', json.dumps(dash["Properties"]["DashboardBody"])))
+    assert graphed <= set(tm.UNITS) and {tm.TIME_TO_FIRST_TOKEN, tm.LATENCY} <= graphed
+
+
 def test_alarm_thresholds_come_from_settings(synth: Synth) -> None:
     t = synth.built.settings.alarm_thresholds
     by_metric = {a["MetricName"]: a for a in _alarms(synth, PROD).values()}
@@ -66,8 +80,9 @@ def test_alarm_thresholds_come_from_settings(synth: Synth) -> None:
     assert by_metric["QualityScore"]["ComparisonOperator"] == "LessThanThreshold"
     assert by_metric["Hallucination"]["Statistic"] == "Average"  # 0/1 per judged answer: average = rate
     assert by_metric["Hallucination"]["Threshold"] == t.hallucination_max
-    assert by_metric["Latency"]["ExtendedStatistic"] == "p95"
-    assert by_metric["Latency"]["Threshold"] == synth.built.settings.latency_slo_ms
+    assert by_metric["TimeToFirstToken"]["ExtendedStatistic"] == "p95"
+    assert by_metric["TimeToFirstToken"]["Threshold"] == synth.built.settings.ttft_slo_ms
+    assert "Latency" not in by_metric  # total time is judged against the previous version by the canary analysis
     assert by_metric["Errors"]["Statistic"] == "Average"
     assert by_metric["FeedbackScore"]["Threshold"] == t.feedback_min
 
@@ -111,7 +126,29 @@ def test_pre_traffic_hook_targets_the_new_version_only(synth: Synth) -> None:
         st for st in _policies_of(synth, PROD, role)
         if "lambda:InvokeFunction" in as_list(st["Action"])
     ]
-    assert invoke and all(st["Resource"] == {"Ref": version} for st in invoke)
+    scored = [st for st in invoke if st["Sid"] == "InvokeNewVersionOnly"]
+    assert scored and all(st["Resource"] == {"Ref": version} for st in scored)
+    # the smoke prompts are also timed on the previous version, through the alias that still serves it
+    (timed,) = [st for st in invoke if st["Sid"] == "TimePreviousVersion"]
+    function = next(k for k, v in synth.resources(PROD, "AWS::Lambda::Function").items()
+                    if v["Properties"]["Handler"] == "handlers.service.handler")
+    assert timed["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [function, "Arn"]}, ":live"]]}
+    assert env["BASELINE_QUALIFIER"] == "live"
+
+
+def test_hooks_carry_the_latency_budget_from_the_settings(synth: Synth) -> None:
+    s = synth.built.settings
+    _, pre = _function(synth, PROD, "handlers.pre_traffic_hook.handler")
+    _, post = _function(synth, PROD, "handlers.canary_analysis.handler")
+    assert pre["Properties"]["Environment"]["Variables"]["TTFT_SLO_MS"] == str(s.ttft_slo_ms)
+    pre_env = pre["Properties"]["Environment"]["Variables"]
+    assert (pre_env["TOTAL_REGRESSION_MS"], pre_env["TOTAL_REGRESSION_PCT"]) == (
+        str(s.total_regression_ms), f"{s.total_regression_pct:g}"
+    )
+    env = post["Properties"]["Environment"]["Variables"]
+    assert (env["TOTAL_REGRESSION_MS"], env["TOTAL_REGRESSION_PCT"]) == (
+        str(s.total_regression_ms), f"{s.total_regression_pct:g}"
+    )
 
 
 def _policies_of(synth: Synth, stack: str, role: str) -> list[dict[str, Any]]:
@@ -239,11 +276,11 @@ CONTRACT_ENV = {
     },
     "handlers.pre_traffic_hook.handler": {
         "TARGET_FUNCTION_NAME", "TARGET_VERSION", "SMOKE_CASES", "JUDGE_MODEL_ID", "EMBEDDINGS_MODEL_ID",
-        "IDEMPOTENCY_TABLE",
+        "TTFT_SLO_MS", "BASELINE_QUALIFIER", "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT", "IDEMPOTENCY_TABLE",
     },
     "handlers.canary_analysis.handler": {
         "TARGET_FUNCTION_NAME", "TARGET_VERSION", "POWERTOOLS_METRICS_NAMESPACE", "BAKE_MINUTES", "MIN_SAMPLES",
-        "IDEMPOTENCY_TABLE",
+        "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT", "IDEMPOTENCY_TABLE",
     },
     "handlers.notifier.handler": {"TOPIC_ARN", "IDEMPOTENCY_TABLE", "POWERTOOLS_METRICS_NAMESPACE"},
     "handlers.shadow_worker.handler": {

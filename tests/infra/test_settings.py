@@ -134,3 +134,44 @@ def test_synth_reads_the_whole_context_so_a_typo_stops_it(tmp_path: Any) -> None
     app = App(context=cdk_context(canaryPrecent=25), outdir=str(tmp_path))
     with pytest.raises(SettingsError, match="did you mean 'canaryPercent'"):
         build(app, nag=False)
+
+
+HAIKU_35 = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+
+
+def test_latency_slo_is_on_time_to_first_token_with_a_total_time_tolerance() -> None:
+    s = settings_with()
+    assert (s.ttft_slo_ms, s.total_regression_ms, s.total_regression_pct) == (2000, 250, 10.0)
+    budget = s.latency_budget
+    assert budget.ttft_slo_ms == 2000 and budget.total_limit_ms(4000.0) == 4250.0  # +250 ms < +10%
+    assert budget.total_limit_ms(1000.0) == 1100.0  # +10% < +250 ms
+    expect_error("ttftSloMs", ttftSloMs=0)
+    expect_error("totalRegressionPct", totalRegressionPct=-5)
+
+
+def test_the_retired_whole_answer_slo_is_refused_with_what_replaced_it() -> None:
+    message = expect_error("latencySloMs", latencySloMs=450)
+    assert "replaced by ttftSloMs" in message and "totalRegressionMs" in message
+
+
+def test_an_slo_below_the_models_published_time_to_first_token_stops_synth() -> None:
+    """Claude 3.5 Haiku's published median TTFT on Bedrock is 810 ms (bench/README.md): a p95 of 500 ms is
+    impossible, whether Haiku is the generator or a model a flag variant may route to."""
+    flags = {"variants": {"control": {"model_id": HAIKU_35, "prompt_version": "support/v1"}}}
+    message = expect_error("ttftSloMs", generatorModelId=HAIKU_35, featureFlags=flags, ttftSloMs=500)
+    assert "below the published median time to first token" in message and "810 ms" in message
+    assert settings_with(generatorModelId=HAIKU_35, featureFlags=flags, ttftSloMs=900).ttft_slo_ms == 900
+    extra = {**json.loads(json.dumps(cdk_context()["featureFlags"])), "extra_model_ids": [HAIKU_35]}
+    expect_error("ttftSloMs", featureFlags=extra, ttftSloMs=500)
+
+
+def test_app_py_refuses_an_unattainable_slo_without_lambdas_on_the_path() -> None:
+    """The settings read the TTFT table from lambdas/evalgate/latency.py even when `cdk synth` runs app.py bare."""
+    flags = {"variants": {"control": {"model_id": HAIKU_35, "prompt_version": "support/v1"}}}
+    ctx = cdk_context(generatorModelId=HAIKU_35, featureFlags=flags, ttftSloMs=300)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env={**env, "CDK_CONTEXT_JSON": json.dumps(ctx)},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "ttftSloMs: 300 ms is below the published median time to first token" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -89,7 +89,7 @@ def test_endpoint_env_var_redirects_the_client(bedrock_fake: BedrockFake, monkey
     assert client.meta.endpoint_url == bedrock_fake.url
 
     BedrockCandidate(MODEL, PROMPT, settings=NO_RETRY).generate(CASE, KB, 0)
-    assert bedrock_fake.count(MODEL, "converse") == 1
+    assert bedrock_fake.count(MODEL, "converse-stream") == 1
     req = bedrock_fake.requests[0]
     assert "/us-east-1/bedrock/aws4_request" in (req.header("authorization") or "")  # real SigV4 signing
     assert "evalgate" in (req.header("user-agent") or "")
@@ -152,7 +152,6 @@ def test_candidate_sends_rendered_prompt_inference_params_and_guardrail(bedrock_
         PROMPT,
         max_tokens=300,
         temperature=0.3,
-        top_p=0.8,
         stop_sequences=["###"],
         guardrail_id="gr-abc123",
         guardrail_version="4",
@@ -163,8 +162,8 @@ def test_candidate_sends_rendered_prompt_inference_params_and_guardrail(bedrock_
     cand.generate(CASE, KB, 0)
 
     req = bedrock_fake.requests[0]
-    assert req.operation == "converse" and req.model_id == MODEL
-    assert req.json["inferenceConfig"] == {"maxTokens": 300, "temperature": 0.3, "topP": 0.8, "stopSequences": ["###"]}
+    assert req.operation == "converse-stream" and req.model_id == MODEL
+    assert req.json["inferenceConfig"] == {"maxTokens": 300, "temperature": 0.3, "stopSequences": ["###"]}
     assert req.json["guardrailConfig"] == {
         "guardrailIdentifier": "gr-abc123",
         "guardrailVersion": "4",
@@ -194,6 +193,38 @@ def test_candidate_sends_whole_conversation_and_injection_canary(bedrock_fake: B
     req = bedrock_fake.requests[0]
     assert [m["role"] for m in req.messages] == ["user", "assistant", "user"]
     assert "CANARY-INJ-777" in req.system_text
+
+
+def test_candidate_sends_top_p_alone_and_refuses_both() -> None:
+    """Claude 4.5-generation models answer 400 to temperature and topP together (providers.bedrock.sampling)."""
+    cand = BedrockCandidate(MODEL, PROMPT, temperature=None, top_p=0.6, client=object())
+    assert cand.inference_config() == {"maxTokens": 512, "topP": 0.6}
+    with pytest.raises(ValueError, match=r"temperature .* or top_p .*not both"):
+        BedrockCandidate(MODEL, PROMPT, temperature=0.2, top_p=0.9, client=object())
+
+
+def test_candidate_times_the_first_token_through_converse_stream(bedrock_fake: BedrockFake) -> None:
+    """The fake holds the first text delta 0.25 s after the response headers and each later one 0.05 s: the
+    generation's TTFT is at least the first wait and its total at least TTFT plus the later waits. The request
+    on the wire is a valid ConverseStream request."""
+    from botocore.validate import validate_parameters
+
+    bedrock_fake.first_token_delay, bedrock_fake.token_interval = 0.25, 0.05
+    bedrock_fake.script(Text("Refunds are issued within fourteen days of the purchase date.", output_tokens=10))
+    cand = BedrockCandidate(MODEL, PROMPT, settings=NO_RETRY)
+    gen = cand.generate(CASE, KB, 0)
+    assert gen.output == "Refunds are issued within fourteen days of the purchase date."
+    assert gen.output_tokens == 10
+    assert gen.ttft_ms is not None and gen.latency_ms is not None
+    assert gen.ttft_ms >= 250 and gen.latency_ms >= gen.ttft_ms + 2 * 50  # 10 words: three deltas of four
+    model = make_client("bedrock-runtime", NO_RETRY).meta.service_model.operation_model("ConverseStream")
+    validate_parameters(cand.request(CASE, KB), model.input_shape)
+
+
+def test_a_throttle_inside_the_stream_is_a_throttled_error(bedrock_fake: BedrockFake) -> None:
+    bedrock_fake.script(Error("ThrottlingException", 429, "Too many tokens, please wait.", in_stream=True))
+    with pytest.raises(ThrottledError, match=r"ThrottlingException.*Too many tokens"):
+        BedrockCandidate(MODEL, PROMPT, settings=NO_RETRY).generate(CASE, KB, 0)
 
 
 def test_candidate_omits_parameters_set_to_none(bedrock_fake: BedrockFake) -> None:
@@ -273,7 +304,7 @@ def test_identity_covers_every_output_deciding_input() -> None:
         {"model_id": "us.amazon.nova-pro-v1:0"},
         {"max_tokens": 100},
         {"temperature": 0.7},
-        {"top_p": 0.5},
+        {"temperature": None, "top_p": 0.5},
         {"stop_sequences": ["END"]},
         {"guardrail_version": "2"},
         {"guardrail_id": None},
@@ -290,7 +321,7 @@ def test_throttling_is_retried_by_botocore_then_succeeds(bedrock_fake: BedrockFa
     bedrock_fake.throttle(1)
     gen = BedrockCandidate(MODEL, PROMPT, settings=ClientSettings(max_attempts=3)).generate(CASE, KB, 0)
     assert gen.output
-    assert bedrock_fake.count(MODEL, "converse") == 2
+    assert bedrock_fake.count(MODEL, "converse-stream") == 2
     assert "attempt=2" in (bedrock_fake.requests[1].header("amz-sdk-request") or "")
 
 

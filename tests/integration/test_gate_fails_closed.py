@@ -64,12 +64,13 @@ def test_clean_run_passes_and_requests_are_hygienic(bedrock_fake: BedrockFake, t
     r = evaluate(bedrock_fake, tmp_path)
     assert r.verdict.verdict == "PASS", r.verdict.reasons
     judge_reqs = [q for q in bedrock_fake.requests if q.tool_config]
-    gen_reqs = [q for q in bedrock_fake.requests if q.operation == "converse" and not q.tool_config]
+    gen_reqs = [q for q in bedrock_fake.requests if q.operation == "converse-stream" and not q.tool_config]
     assert len(gen_reqs) == len(CASES) and len(judge_reqs) == 2 * len(CASES)
     assert all(q.inference_config.get("temperature") == 0 for q in judge_reqs)
     assert all(q.forced_tool == "record_verdict" for q in judge_reqs)
     assert all("record_verdict" in json.dumps(q.tool_schema) or q.tool_schema for q in judge_reqs)
     assert all(q.inference_config.get("temperature") == CONFIG.models.temperature for q in gen_reqs)
+    assert not any("topP" in q.inference_config for q in gen_reqs)  # never both sampling parameters
     assert r.usage.model_calls == len(bedrock_fake.requests)
 
 
@@ -100,7 +101,8 @@ def test_malformed_tool_output_is_retried_once_then_unscored_and_the_run_errors(
 def test_throttling_is_absorbed(bedrock_fake: BedrockFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("EVALGATE_AWS_MAX_ATTEMPTS", "2")
     bedrock_fake.judge_fn = lambda req: GOOD
-    bedrock_fake.script(*[Error.throttling()] * 6, operation="converse")
+    bedrock_fake.script(*[Error.throttling()] * 3, operation="converse")  # judge calls
+    bedrock_fake.script(*[Error.throttling()] * 3, operation="converse-stream")  # candidate calls
     r = evaluate(bedrock_fake, tmp_path)
     assert r.verdict.verdict == "PASS", r.verdict.reasons
     assert all(c.status == "pass" for c in r.cases)

@@ -163,6 +163,22 @@ def test_quality_regression_fails_and_says_why(world: dict[str, Any], monkeypatc
     stub.assert_no_pending_responses()
 
 
+def test_total_time_over_the_tolerance_against_the_previous_version_rolls_back(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Latency per version is the total answer time; +250 ms or +10% (the stack's TOTAL_REGRESSION_* settings)
+    makes it a rule that fails the deployment, where without them a slower canary only loses score."""
+    put_arm(world["cw"], "6", quality=0.86, hall_rate=0.02, latency=900, error_rate=0.005, seed=1)
+    put_arm(world["cw"], "7", quality=0.86, hall_rate=0.02, latency=1150, error_rate=0.005, seed=2)
+    monkeypatch.setenv("TOTAL_REGRESSION_MS", "250")
+    monkeypatch.setenv("TOTAL_REGRESSION_PCT", "10")
+    reporter, stub = codedeploy("Failed")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(event(), Ctx())
+    assert out["status"] == "Failed" and "Latency (critical): worse beyond tolerance" in out["reason"], out
+    stub.assert_no_pending_responses()
+
+
 def test_no_judged_samples_fails_closed(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     put_arm(world["cw"], "6", quality=0.86, hall_rate=0.02, latency=900, error_rate=0.005, seed=1)
     reporter, stub = codedeploy("Failed")

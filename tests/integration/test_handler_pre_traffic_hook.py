@@ -137,6 +137,83 @@ def test_smoke_fail_reports_failed(world: dict[str, Any], monkeypatch: pytest.Mo
     stub.assert_no_pending_responses()
 
 
+def test_a_new_version_slower_to_the_first_token_than_the_slo_fails_even_when_the_answers_pass(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model's first text delta comes 0.3 s after the response headers: every smoke answer's TTFT, as the new
+    version measures it, is at least 300 ms, so a 250 ms SLO fails the hook while a 5 s one passes."""
+    world["bedrock"].first_token_delay = 0.3
+    monkeypatch.setenv("TTFT_SLO_MS", "250")
+    reporter, stub = stubbed_codedeploy("Failed")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(hook_event(), Ctx())
+    assert out["status"] == "Failed" and "smoke latency FAIL on version 8" in out["reason"]
+    assert "p95 time to first token" in out["reason"] and "above the SLO of 250 ms" in out["reason"]
+    stub.assert_no_pending_responses()
+
+    monkeypatch.setenv("TTFT_SLO_MS", "5000")
+    reporter, stub = stubbed_codedeploy("Succeeded")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(hook_event(), Ctx())
+    assert out["status"] == "Succeeded" and "smoke PASS" in out["reason"], out
+    stub.assert_no_pending_responses()
+
+
+class _TimedVersion:
+    """A previous version for timing only: every answer took ``total_ms`` as it measured itself."""
+
+    name, live = "lambda:support-service:live", True
+
+    def __init__(self, total_ms: float) -> None:
+        self.total_ms, self.executed_version, self.calls = total_ms, "7", 0
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "timed"}
+
+    def generate(self, case: Any, knowledge: Any, repeat: int) -> Any:
+        from evalgate.models import Generation
+
+        self.calls += 1
+        return Generation(case_id=case.id, output="ok", latency_ms=self.total_ms, ttft_ms=10.0)
+
+
+def test_total_time_is_compared_with_the_previous_version_on_the_same_prompts(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new version's answers take at least 0.3 s (the model's first token); against a previous version that
+    answered the same prompts in 50 ms, +250 ms or +10% (= +5 ms here) fails; against one that took 10 s, the
+    new version is faster and passes."""
+    world["bedrock"].first_token_delay = 0.3
+    monkeypatch.setenv("TOTAL_REGRESSION_MS", "250")
+    monkeypatch.setenv("TOTAL_REGRESSION_PCT", "10")
+    settings = PreTrafficSettings.from_env()
+    fast_before = _TimedVersion(50.0)
+    out = pre_traffic_smoke(settings, time.monotonic() + 240, baseline_candidate=fast_before)
+    assert out.status == "Failed" and "smoke latency FAIL" in out.reason
+    assert "total answer time +" in out.reason and "previous version's median 50 ms" in out.reason
+    assert fast_before.calls == out.details["cases"]  # every smoke prompt timed once on the previous version
+    slow_before = _TimedVersion(10_000.0)
+    out = pre_traffic_smoke(settings, time.monotonic() + 240, baseline_candidate=slow_before)
+    assert out.status == "Succeeded", out.reason
+    assert out.details["total_vs_previous"].startswith("total answer time -")
+
+
+def test_the_hook_times_the_previous_version_through_the_alias_only_for_timing(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BASELINE_QUALIFIER", "live")
+    monkeypatch.setenv("TOTAL_REGRESSION_PCT", "400")  # the same handler answers for both: only timing noise
+    reporter, stub = stubbed_codedeploy("Succeeded")
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    out = world["h"].handler(hook_event(), Ctx())
+    assert out["status"] == "Succeeded", out
+    by_qualifier: dict[str, int] = {}
+    for c in world["lambda"].calls:
+        by_qualifier[c["qualifier"]] = by_qualifier.get(c["qualifier"], 0) + 1
+    assert set(by_qualifier) == {"8", "live"} and by_qualifier["live"] == by_qualifier["8"]
+    stub.assert_no_pending_responses()
+
+
 def test_scorer_raising_reports_failed(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     reporter, stub = stubbed_codedeploy("Failed")
     monkeypatch.setattr(world["h"], "_reporter", reporter)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -18,6 +19,7 @@ from evalgate.canary import (
     mann_whitney,
     two_proportion,
 )
+from evalgate.latency import LatencyBudget
 
 
 def arm(
@@ -81,6 +83,22 @@ def test_latency_regression_is_non_critical_but_lowers_the_score() -> None:
     assert res.notes and res.notes[0].startswith("Latency (non-critical)")
     strict = judge_canary(arm("6", latency=900), arm("7", latency=1400, seed=5), CanaryConfig(pass_score=80))
     assert not strict.passed and "score 75 below 80" in strict.reasons[-1]
+
+
+def test_total_time_tolerance_is_plus_ms_or_plus_percent_of_the_previous_version() -> None:
+    """+250 ms or +10%: on a 900 ms baseline the tighter +90 ms applies, so +150 ms fails and +40 ms does not."""
+    cfg = CanaryConfig(latency_budget=LatencyBudget(regression_ms=250, regression_pct=10))
+    slower = by_metric(judge_canary(arm("6", latency=900), arm("7", latency=1050, seed=5), cfg))["Latency"]
+    assert slower.status == "fail"  # type: ignore[attr-defined]
+    allowed = re.search(r"worse beyond tolerance ([\d.]+) ms", slower.reason)  # type: ignore[attr-defined]
+    assert allowed and float(allowed.group(1)) == pytest.approx(0.10 * slower.baseline, abs=0.05)  # type: ignore[attr-defined]
+    close = by_metric(judge_canary(arm("6", latency=900), arm("7", latency=940, seed=5), cfg))["Latency"]
+    assert close.status == "pass"  # type: ignore[attr-defined]
+    # with only +250 ms, +150 ms is tolerated
+    ms_only = CanaryConfig(latency_budget=LatencyBudget(regression_ms=250))
+    assert by_metric(judge_canary(arm("6", latency=900), arm("7", latency=1050, seed=5), ms_only))[
+        "Latency"
+    ].status == "pass"  # type: ignore[attr-defined]
 
 
 def test_hallucination_rate_increase_fails() -> None:

@@ -85,6 +85,18 @@ def test_config_rejects_looser_high_stakes_and_unknown_keys(tmp_path: Path):
         load_config(p)
 
 
+def test_config_refuses_both_sampling_parameters_and_the_retired_load_slo(tmp_path: Path):
+    """Newer Claude models answer 400 to temperature and top_p together; the load SLO is on time to first token."""
+    p = tmp_path / "gate.toml"
+    p.write_text("[models]\ntemperature = 0.2\ntop_p = 0.9\n")
+    with pytest.raises(InputError, match=r"set models\.temperature or models\.top_p, not both"):
+        load_config(p)
+    p.write_text("[models]\ntemperature = 0.3\n\n[load]\nslo_p95_ms = 450\n")
+    with pytest.raises(InputError) as ei:
+        load_config(p)
+    assert "load.slo_p95_ms: unknown key" in str(ei.value)
+
+
 def test_shipped_config_is_valid():
     cfg = load_config(Path("golden/gate.toml"))
     assert cfg.thresholds.faithfulness == 0.85 and cfg.thresholds.relevance == 0.90
@@ -92,6 +104,8 @@ def test_shipped_config_is_valid():
     assert cfg.thresholds_for("regression").hallucination_rate_high_stakes == 0.0
     assert cfg.thresholds_for("regression", "local").similarity == cfg.embedders["local"].similarity_threshold
     assert cfg.price("us.anthropic.claude-3-5-haiku-20241022-v1:0") is not None
+    assert (cfg.models.temperature, cfg.models.top_p) == (0.2, None)
+    assert (cfg.load.ttft_slo_ms, cfg.load.total_regression_ms, cfg.load.total_regression_pct) == (2000, 250, 10)
 
 
 def test_shipped_smoke_subset_is_large_enough_per_suite():

@@ -507,6 +507,14 @@ def test_html_banner_reasons_whiskers_and_case_details() -> None:
     assert "needs the Bedrock judge (offline tier)" in page
 
 
+def test_html_case_details_show_the_time_to_first_token_when_measured() -> None:
+    cases = [case("reg-001", ttft_ms=412.0, latency_ms=2310.0), case("reg-002")]
+    result = run("PASS", [], cases, suites=["regression"])
+    page = html_report.render_html(result)
+    assert "first token 412 ms · latency 2310 ms" in page
+    assert page.count("first token") == 1  # a case without a measured TTFT shows none
+
+
 def test_hallucinated_cases_are_listed_even_when_the_run_record_list_misses_them() -> None:
     result = fail_run()
     result.cases.append(

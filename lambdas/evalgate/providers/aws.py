@@ -175,7 +175,9 @@ def make_client(service: str, settings: ClientSettings | None = None) -> Any:
 
 
 def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code") or "Unknown")
+    """The error code, PascalCase: an error inside an event stream names its member (``throttlingException``)."""
+    code = str(exc.response.get("Error", {}).get("Code") or "Unknown")
+    return code[:1].upper() + code[1:]
 
 
 def error_status(exc: ClientError) -> int | None:

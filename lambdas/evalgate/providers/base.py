@@ -81,5 +81,38 @@ def int_or_none(value: Any) -> int | None:
     return None
 
 
+def _reported_ms(doc: Any, field: str) -> float | None:
+    latency = doc.get("latency") if isinstance(doc, dict) else None
+    value = latency.get(field) if isinstance(latency, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
+
+
+def service_ttft_ms(doc: Any) -> float | None:
+    """The time to first token the service measured itself (answer document ``latency.ttft_ms``)."""
+    return _reported_ms(doc, "ttft_ms")
+
+
+def service_total_ms(doc: Any) -> float | None:
+    """The total answer time the service measured itself (answer document ``latency.total_ms``)."""
+    return _reported_ms(doc, "total_ms")
+
+
+def client_ttft_ms(doc: Any, client_ms: float) -> float | None:
+    """Time to first token as this client would have seen it, from the answer document's ``latency``
+    (``{"ttft_ms", "total_ms"}``, docs/CONTRACTS.md): the client's total time minus what the service spent after
+    its first token. None when the document does not report a consistent pair."""
+    latency = doc.get("latency") if isinstance(doc, dict) else None
+    if not isinstance(latency, dict):
+        return None
+    ttft, total = latency.get("ttft_ms"), latency.get("total_ms")
+    if isinstance(ttft, bool) or isinstance(total, bool) or not isinstance(ttft, int | float):
+        return None
+    if not isinstance(total, int | float) or not 0 <= ttft <= total:
+        return None
+    return max(0.0, client_ms - (float(total) - float(ttft)))
+
+
 def str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None

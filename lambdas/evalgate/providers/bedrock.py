@@ -1,5 +1,9 @@
-"""Amazon Bedrock adapters: the candidate under test (Converse), the judge (Converse with a forced tool) and
-Titan text embeddings (InvokeModel).
+"""Amazon Bedrock adapters: the candidate under test (ConverseStream, timed to the first token), the judge
+(Converse with a forced tool) and Titan text embeddings (InvokeModel).
+
+``read_stream`` is the one reader of a ConverseStream response (the candidate here and the service use it):
+it joins the text deltas and records the time to the first token (the first non-empty text delta) and to the
+end of the stream, measured from a start time the caller chooses.
 
 All three use a client from ``providers.aws.make_client`` (default credential and endpoint resolution,
 adaptive retries, explicit timeouts) unless a client is injected. Capacity errors that survive botocore's
@@ -13,8 +17,9 @@ import json
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ProviderError
@@ -26,6 +31,22 @@ from .base import JudgeCall, ToolSpec
 TITAN_EMBED_V2 = "amazon.titan-embed-text-v2:0"
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 GUARDRAIL_INTERVENED = "guardrail_intervened"
+
+
+# Claude 4.5-generation models (Sonnet 4.5, Haiku 4.5, Opus 4.1 and later) answer HTTP 400 "`temperature` and
+# `top_p` cannot both be specified for this model" when a request sets both: Anthropic, "Migrating to Claude 4.5"
+# (https://platform.claude.com/docs/about-claude/models/migrating-to-claude-4, "Update sampling parameters")
+# and the Haiku 4.5 migration guide (https://platform.claude.com/docs/models/haiku-4-5/migration-guide: "Setting
+# both returns a 400 error on Claude Haiku 4.5"). Older models accept either alone, so every request sends one.
+def sampling(temperature: float | None, top_p: float | None) -> dict[str, float]:
+    """The Converse ``inferenceConfig`` sampling fields: temperature or topP, never both."""
+    if temperature is not None and top_p is not None:
+        raise ValueError(
+            f"set temperature ({temperature:g}) or top_p ({top_p:g}), not both: newer Claude models reject both"
+        )
+    if temperature is not None:
+        return {"temperature": temperature}
+    return {"topP": top_p} if top_p is not None else {}
 
 
 def _runtime_client(client: Any, settings: ClientSettings | None) -> Any:
@@ -51,10 +72,59 @@ def _usage(response: dict[str, Any]) -> tuple[int | None, int | None]:
     return (int(inp) if inp is not None else None, int(out) if out is not None else None)
 
 
+@dataclass(frozen=True)
+class StreamedAnswer:
+    """A ConverseStream answer read to its end. Times are in ms from the caller's start time."""
+
+    text: str
+    stop_reason: str
+    input_tokens: int | None
+    output_tokens: int | None
+    ttft_ms: float
+    total_ms: float
+
+    @property
+    def guardrail_intervened(self) -> bool:
+        return self.stop_reason == GUARDRAIL_INTERVENED
+
+
+def read_stream(
+    events: Iterable[dict[str, Any]], started: float, clock: Callable[[], float] = time.monotonic
+) -> StreamedAnswer:
+    """Consume ConverseStream ``stream`` events. Errors raised mid-stream (botocore ``EventStreamError``)
+    propagate to the caller. TTFT is the first non-empty text delta; an answer without text (a tool call, an
+    empty answer) counts its TTFT at the end of the stream: nothing reached the user earlier."""
+    parts: list[str] = []
+    first: float | None = None
+    stop = ""
+    usage: dict[str, Any] = {}
+    for ev in events:
+        delta = (ev.get("contentBlockDelta") or {}).get("delta") or {}
+        text = delta.get("text")
+        if isinstance(text, str) and text:
+            if first is None:
+                first = clock()
+            parts.append(text)
+        elif "messageStop" in ev:
+            stop = str(ev["messageStop"].get("stopReason") or "")
+        elif "metadata" in ev:
+            usage = ev["metadata"].get("usage") or {}
+    end = clock()
+    inp, out = usage.get("inputTokens"), usage.get("outputTokens")
+    return StreamedAnswer(
+        text="".join(parts),
+        stop_reason=stop,
+        input_tokens=int(inp) if inp is not None else None,
+        output_tokens=int(out) if out is not None else None,
+        ttft_ms=((first if first is not None else end) - started) * 1000.0,
+        total_ms=(end - started) * 1000.0,
+    )
+
+
 class BedrockCandidate:
     """The system under test as a Bedrock model (or inference profile) behind a versioned prompt template.
 
-    ``top_p=None`` / ``temperature=None`` omit the parameter (some models reject both at once).
+    ``temperature`` or ``top_p`` (not both: see ``sampling``); ``None`` omits the parameter.
     ``canary`` is the secret placed in the system prompt for non-injection cases (injection cases bring
     their own); it decides the output, so a hash of it is part of ``identity()``.
     """
@@ -68,7 +138,7 @@ class BedrockCandidate:
         *,
         max_tokens: int = 512,
         temperature: float | None = 0.2,
-        top_p: float | None = 0.9,
+        top_p: float | None = None,
         stop_sequences: Sequence[str] = (),
         guardrail_id: str | None = None,
         guardrail_version: str | None = None,
@@ -83,6 +153,7 @@ class BedrockCandidate:
             raise ValueError("model_id is required")
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
+        sampling(temperature, top_p)  # refuses both at once
         if guardrail_id and not guardrail_version:
             raise ValueError("guardrail_version is required with guardrail_id (a number or DRAFT)")
         self.model_id = model_id
@@ -115,17 +186,13 @@ class BedrockCandidate:
         }
 
     def inference_config(self) -> dict[str, Any]:
-        cfg: dict[str, Any] = {"maxTokens": self.max_tokens}
-        if self.temperature is not None:
-            cfg["temperature"] = self.temperature
-        if self.top_p is not None:
-            cfg["topP"] = self.top_p
+        cfg: dict[str, Any] = {"maxTokens": self.max_tokens, **sampling(self.temperature, self.top_p)}
         if self.stop_sequences:
             cfg["stopSequences"] = list(self.stop_sequences)
         return cfg
 
     def request(self, case: Case, knowledge: list[KnowledgeEntry]) -> dict[str, Any]:
-        """The Converse request for one case (exposed so callers and tests can see exactly what is sent)."""
+        """The ConverseStream request for one case (exposed so callers and tests can see exactly what is sent)."""
         system, messages = self.prompt.render_case(case, knowledge, self.canary)
         req: dict[str, Any] = {
             "modelId": self.model_id,
@@ -148,21 +215,20 @@ class BedrockCandidate:
         req = self.request(case, knowledge)
         start = time.monotonic()
         try:
-            response = self._client.converse(**req)
+            answer = read_stream(self._client.converse_stream(**req)["stream"], start)
         except Exception as exc:
             raise map_aws_error(exc, f"bedrock model {self.model_id}") from exc
-        latency_ms = (time.monotonic() - start) * 1000.0
-        input_tokens, output_tokens = _usage(response)
         return Generation(
             case_id=case.id,
             repeat=repeat,
-            output=_text_of(_content_blocks(response)),
-            latency_ms=latency_ms,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
+            output=answer.text,
+            latency_ms=answer.total_ms,
+            ttft_ms=answer.ttft_ms,
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
             model_id=self.model_id,
             prompt_version=self.prompt.prompt_id,
-            guardrail_intervened=response.get("stopReason") == GUARDRAIL_INTERVENED,
+            guardrail_intervened=answer.guardrail_intervened,
         )
 
 

@@ -3,7 +3,8 @@
 Request body: ``{"question": <last user message>, "session_id": "evalgate-<case>-<repeat>"}``, plus
 ``"messages"`` (all turns) for multi-turn cases and ``"document"`` when the case carries an untrusted
 document. The answer is read from a dotted JSON path (default ``answer``; ``data.items.0.text`` indexes
-lists). ``usage.inputTokens`` / ``usage.outputTokens`` are read when present.
+lists). ``usage.inputTokens`` / ``usage.outputTokens`` are read when present, and ``latency.ttft_ms`` /
+``latency.total_ms`` give the time to first token (``base.client_ttft_ms``).
 
 HTTP 429/503 raise ``HttpThrottledError`` (a ``ThrottledError``) with ``retry_after`` in seconds when the
 server sent ``Retry-After``; any other non-2xx, a timeout, or a body that is not the expected JSON raises
@@ -25,7 +26,7 @@ from typing import Any
 
 from ..errors import ProviderError, ThrottledError
 from ..models import Case, Generation, KnowledgeEntry
-from .base import int_or_none, str_or_none
+from .base import client_ttft_ms, int_or_none, str_or_none
 
 THROTTLE_STATUS = frozenset({429, 503})
 MAX_BODY = 10 * 1024 * 1024
@@ -193,6 +194,7 @@ class HttpCandidate:
             repeat=repeat,
             output=answer,
             latency_ms=latency_ms,
+            ttft_ms=client_ttft_ms(doc, latency_ms),
             input_tokens=int_or_none(usage.get("inputTokens")),
             output_tokens=int_or_none(usage.get("outputTokens")),
             model_id=str_or_none(doc.get("model_id")) if isinstance(doc, dict) else None,

@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ProviderError, ThrottledError
 from ..models import Case, Generation, KnowledgeEntry
 from .aws import ClientSettings, make_client, map_aws_error
-from .base import int_or_none, str_or_none
+from .base import client_ttft_ms, int_or_none, service_total_ms, service_ttft_ms, str_or_none
 
 LAMBDA_THROTTLING = frozenset({"TooManyRequestsException", "EC2ThrottledException", "ResourceNotReadyException"})
 BODY_THROTTLE_STATUS = frozenset({429, 503})
@@ -51,12 +51,17 @@ class LambdaCandidate:
         *,
         path: str = "/ask",
         resolve_alias: bool = False,
+        service_timing: bool = False,
         name: str | None = None,
         client: Any = None,
         settings: ClientSettings | None = None,
     ) -> None:
         if not function_name:
             raise ValueError("function_name is required")
+        # True: time to first token and total answer time as the function measured them (answer document
+        # ``latency``: no invoke overhead, no cold start), what its TimeToFirstToken and Latency metrics see;
+        # False: as this client saw them.
+        self.service_timing = service_timing
         self.function_name = function_name
         self.qualifier = qualifier or None
         self.path = path
@@ -140,7 +145,8 @@ class LambdaCandidate:
             case_id=case.id,
             repeat=repeat,
             output=answer,
-            latency_ms=latency_ms,
+            latency_ms=(service_total_ms(answer_doc) or latency_ms) if self.service_timing else latency_ms,
+            ttft_ms=service_ttft_ms(answer_doc) if self.service_timing else client_ttft_ms(answer_doc, latency_ms),
             input_tokens=int_or_none(usage.get("inputTokens")),
             output_tokens=int_or_none(usage.get("outputTokens")),
             model_id=str_or_none(answer_doc.get("model_id")),

@@ -527,7 +527,8 @@ def case_details(case: CaseResult) -> str:
         extra = "".join(f'<br><span class="muted">{esc(k)}: {esc(_clip(v))}</span>' for k, v in m.details.items())
         rows.append((f"{name}", f"{esc(value)}{' — ' + esc(m.reason) if m.reason else ''}{extra}"))
     tokens = f"{case.input_tokens}/{case.output_tokens}"
-    usage = f"latency {fmt_num(case.latency_ms)} ms · tokens in/out {tokens} · {fmt_usd(case.cost_usd)}"
+    ttft = f"first token {fmt_num(case.ttft_ms)} ms · " if case.ttft_ms is not None else ""
+    usage = f"{ttft}latency {fmt_num(case.latency_ms)} ms · tokens in/out {tokens} · {fmt_usd(case.cost_usd)}"
     rows.append(("usage", esc(usage)))
     body = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in rows)
     return f'<details><summary>details</summary><dl class="kv">{body}</dl></details>'
