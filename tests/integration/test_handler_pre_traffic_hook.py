@@ -35,21 +35,22 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 Ctx = context_factory("support-pre-traffic-hook", remaining_ms=300_000, memory_mb=1024)
 
 
-def stubbed_codedeploy(status: str | None) -> tuple[CodeDeployReporter, Stubber]:
+def stubbed_codedeploy(status: str | None, execution: str = EXECUTION) -> tuple[CodeDeployReporter, Stubber]:
     client = boto3.client("codedeploy", region_name="us-east-1")
     stub = Stubber(client)
     if status is not None:
         stub.add_response(
             "put_lifecycle_event_hook_execution_status",
-            {"lifecycleEventHookExecutionId": EXECUTION},
-            {"deploymentId": DEPLOYMENT, "lifecycleEventHookExecutionId": EXECUTION, "status": status},
+            {"lifecycleEventHookExecutionId": execution},
+            {"deploymentId": DEPLOYMENT, "lifecycleEventHookExecutionId": execution, "status": status},
         )
     stub.activate()
     return CodeDeployReporter(client), stub
 
 
-def hook_event() -> dict[str, str]:
-    return {"DeploymentId": DEPLOYMENT, "LifecycleEventHookExecutionId": EXECUTION}
+def hook_event(execution: str = EXECUTION) -> dict[str, str]:
+    """A hook invocation; each deployment attempt's hook has its own execution id (the same id is a redelivery)."""
+    return {"DeploymentId": DEPLOYMENT, "LifecycleEventHookExecutionId": execution}
 
 
 @pytest.fixture
@@ -151,10 +152,10 @@ def test_a_new_version_slower_to_the_first_token_than_the_slo_fails_even_when_th
     assert "p95 time to first token" in out["reason"] and "above the SLO of 250 ms" in out["reason"]
     stub.assert_no_pending_responses()
 
-    monkeypatch.setenv("TTFT_SLO_MS", "5000")
-    reporter, stub = stubbed_codedeploy("Succeeded")
+    monkeypatch.setenv("TTFT_SLO_MS", "5000")  # the next deployment attempt: a new hook execution
+    reporter, stub = stubbed_codedeploy("Succeeded", execution=EXECUTION + "-2")
     monkeypatch.setattr(world["h"], "_reporter", reporter)
-    out = world["h"].handler(hook_event(), Ctx())
+    out = world["h"].handler(hook_event(EXECUTION + "-2"), Ctx())
     assert out["status"] == "Succeeded" and "smoke PASS" in out["reason"], out
     stub.assert_no_pending_responses()
 

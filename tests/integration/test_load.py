@@ -140,7 +140,7 @@ def test_total_answer_time_is_gated_against_a_baseline_load_run(tmp_path: Path, 
     assert run(0.45, "tolerated", "--baseline", baseline, "--regression-ms", "5000", "--regression-pct", "1000") == 0
     capsys.readouterr()
     assert run(0.10, "bad", "--baseline", str(tmp_path / "nowhere.json")) == 2
-    assert "--baseline: not a readable evalgate results.json" in capsys.readouterr().err
+    assert "--baseline load run's results.json not found" in capsys.readouterr().err
 
 
 def test_open_loop_slow_responses_do_not_lower_the_offered_rate():
