@@ -3,8 +3,9 @@
 Runtime changes (what the service answers with) go through the CodeDeploy canary; infrastructure-only changes
 shift all at once, still behind the pre-traffic hook (blue/green style). The rule, in order:
 
-1. a changed path under ``lambdas/``, ``prompts/`` or ``golden/knowledge/``, or ``requirements-lambda.txt``
-   -> ``canary`` (handler code, evalgate scoring, prompt templates, the retrieved knowledge, runtime deps);
+1. a changed path under ``lambdas/``, ``prompts/``, ``guardrails/`` or ``golden/knowledge/``, or
+   ``requirements-lambda.txt`` -> ``canary`` (handler code, evalgate scoring, prompt templates, the guardrail
+   config — it changes what users see —, the retrieved knowledge, runtime deps);
 2. ``cdk.json`` with a changed model, prompt, guardrail or flag setting -> ``canary``;
 3. anything else (stacks/, app.py, tests/, docs, golden cases, other cdk.json keys) -> ``all-at-once``;
 4. no usable diff (first run, unknown base commit, git error) -> ``canary`` (fail safe).
@@ -28,6 +29,7 @@ Mode = Literal["canary", "all-at-once"]
 RUNTIME_PATTERNS: tuple[str, ...] = (
     "lambdas/*",
     "prompts/*",
+    "guardrails/*",
     "golden/knowledge/*",
     "requirements-lambda.txt",
 )
@@ -38,6 +40,7 @@ RUNTIME_SETTINGS: frozenset[str] = frozenset(
         "promptVersion",
         "guardrailId",
         "guardrailVersion",
+        "guardrailConfig",
         "featureFlags",
         "powertoolsLayerVersion",
     }

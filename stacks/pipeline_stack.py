@@ -132,6 +132,7 @@ class PipelineStack(Stack):
             "EVALGATE_EVAL_S3_URI": bucket.s3_url_for_object("bedrock-eval/"),
             "EVALGATE_GUARDRAIL_ID": s.guardrail_id or "",
             "EVALGATE_GUARDRAIL_VERSION": (s.guardrail_version or "DRAFT") if s.guardrail_id else "",
+            "EVALGATE_GUARDRAIL_CONFIG": s.guardrail_config or "",
             "EVALGATE_TICKETS": s.known_error_tickets,
             "EVALGATE_GITHUB_REPO": s.repository or "",
             "EVALGATE_GITHUB_TOKEN_SECRET": s.comment_token_secret or "",
@@ -143,6 +144,7 @@ class PipelineStack(Stack):
             model_ids=s.eval_model_ids, guardrail_id=s.guardrail_id, metrics_namespace=PIPELINE_NAMESPACE,
             streamed_model_ids=s.service_model_ids,
             tickets=s.known_error_tickets, comment_token_secret=s.comment_token_secret,
+            candidate_guardrails=s.guardrail_config is not None,
         ))
         eval_reports = self.results.report_groups["Eval"].report_group_arn
         gate: pipelines.Step

@@ -13,6 +13,7 @@ from .constructs.canary_deployment import CanaryDeployment, CanaryDeploymentProp
 from .constructs.capture import JUDGED_PREFIX, Capture, CaptureProps
 from .constructs.dashboard import DashboardProps, QualityDashboard
 from .constructs.feature_flags import PROFILE_NAME, FeatureFlags, FeatureFlagsProps
+from .constructs.guardrail import Guardrail
 from .constructs.idempotency import IdempotencyTable
 from .constructs.lambda_bundle import RETENTION, LambdaBundle
 from .constructs.notifications import Explainable, Notifications, NotificationsProps
@@ -20,7 +21,7 @@ from .constructs.quality_alarms import NAMESPACE, QualityAlarms, QualityAlarmsPr
 from .constructs.service_api import ServiceApi, ServiceApiProps
 from .constructs.shadow import Shadow, ShadowProps
 from .constructs.storage import BucketSpec, EncryptedStorage
-from .settings import DeploymentMode, Settings
+from .settings import DeploymentMode, Settings, load_guardrail
 
 ENDPOINT_OUTPUT = "ServiceEndpoint"
 
@@ -80,10 +81,15 @@ class ServiceStack(Stack):
         if s.known_error_tickets == "opscenter":
             capture.open_tickets()
         application_name = prefix
+        guardrail_id, guardrail_version = s.guardrail_id, s.guardrail_version
+        if s.guardrail_config is not None:
+            spec = load_guardrail(s.guardrail_config)
+            guardrail = Guardrail(self, "Guardrail", spec=spec, name=f"{prefix}-{spec.name}")
+            guardrail_id, guardrail_version = guardrail.guardrail_id, guardrail.guardrail_version
         service = ServiceApi(self, "Service", ServiceApiProps(
             bundle=bundle, project=s.project_name, stage=stage,
             generator_model_id=s.generator_model_id, model_ids=s.service_model_ids,
-            prompt_version=s.prompt_version, guardrail_id=s.guardrail_id, guardrail_version=s.guardrail_version,
+            prompt_version=s.prompt_version, guardrail_id=guardrail_id, guardrail_version=guardrail_version,
             canary_token=token,
             appconfig_application=application_name, appconfig_environment=stage, appconfig_profile=PROFILE_NAME,
             peak_rps=s.peak_rps, log_retention=retention,

@@ -56,12 +56,27 @@ _GIT_GLOB = re.compile(r"^[A-Za-z0-9._/*?\-]+$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
 
 
-def _latency() -> ModuleType:
-    """``evalgate.latency`` (the latency rules and the published TTFT table: one home for service and stacks)."""
+def _evalgate(module: str) -> ModuleType:
+    """A module of the ``evalgate`` library (lambdas/): the rules the stacks share with the code they ship."""
     lambdas = str(REPO_ROOT / "lambdas")
     if lambdas not in sys.path:
         sys.path.insert(0, lambdas)
-    return importlib.import_module("evalgate.latency")
+    return importlib.import_module(f"evalgate.{module}")
+
+
+def _latency() -> ModuleType:
+    """``evalgate.latency`` (the latency rules and the published TTFT table: one home for service and stacks)."""
+    return _evalgate("latency")
+
+
+def load_guardrail(path: str) -> Any:
+    """The guardrail spec from the repository (``evalgate.guardrail_spec``: the code the pipeline tests it with)."""
+    errors, spec = _evalgate("errors"), _evalgate("guardrail_spec")
+    try:
+        return spec.load_guardrail_spec(REPO_ROOT / path)
+    except errors.InputError as exc:
+        shown = "; ".join(str(p).replace(str(REPO_ROOT) + "/", "") for p in exc.problems)
+        raise ValueError(f"invalid guardrail file: {shown}") from None
 
 
 class SettingsError(ValueError):
@@ -133,6 +148,8 @@ class Settings(BaseModel):
     prompt_version: str = "support/v1"
     guardrail_id: str | None = None
     guardrail_version: str | None = None
+    # The guardrail as code (guardrails/*.toml): provisioned by the service stack and gated by the pipeline.
+    guardrail_config: str | None = None
 
     thresholds_file: str = "golden/gate.toml"
     golden_dir: str = "golden"
@@ -326,7 +343,25 @@ class Settings(BaseModel):
     def _guardrail_pair(self) -> Settings:
         if self.guardrail_version is not None and self.guardrail_id is None:
             raise ValueError("guardrailId: required when guardrailVersion is set")
+        if self.guardrail_config is not None and self.guardrail_id is not None:
+            raise ValueError(
+                "guardrailConfig: set either guardrailConfig (the guardrail this app provisions) or guardrailId "
+                "(one made elsewhere), not both"
+            )
         return self
+
+    @field_validator("guardrail_config")
+    @classmethod
+    def _guardrail_config(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        p = Path(v)
+        if p.is_absolute() or ".." in p.parts or p.suffix != ".toml":
+            raise ValueError("must be a .toml file relative to the repository root, e.g. guardrails/support.toml")
+        if not (REPO_ROOT / p).is_file():
+            raise ValueError(f"{v} does not exist in the repository")
+        load_guardrail(v)  # every problem with its file:line
+        return v
 
     @model_validator(mode="after")
     def _flags_models(self) -> Settings:

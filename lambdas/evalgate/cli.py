@@ -217,6 +217,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--guardrail-id", help="Bedrock guardrail to check the guardrail suite with (ApplyGuardrail)")
     run.add_argument("--guardrail-version", type=_guardrail_version, help="its version (a number or DRAFT)")
     run.add_argument(
+        "--guardrail-config",
+        type=Path,
+        metavar="FILE",
+        help="check the suites against a candidate guardrail made from this file (guardrails/*.toml) for the run, "
+        "deleted afterwards (default: $EVALGATE_GUARDRAIL_CONFIG)",
+    )
+    run.add_argument(
         "--evaluation-job",
         action="store_true",
         help="release tier: judge with a Bedrock Model Evaluation job (gate.toml [evaluation_job])",
@@ -351,6 +358,12 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         nargs="*",
         help="recorded response files to check against the cases (default: GOLDEN/responses/*.jsonl)",
+    )
+    val.add_argument(
+        "--guardrails",
+        type=Path,
+        default=Path("guardrails"),
+        help="folder of guardrail files to check (default: guardrails, when present)",
     )
     val.add_argument(
         "--review",
@@ -503,6 +516,16 @@ def _validate(args: argparse.Namespace) -> int:
 
         for review in args.review or []:
             problems.extend(check_review(review, golden)[1])
+    guardrail_files = sorted(args.guardrails.glob("*.toml")) if args.guardrails.is_dir() else []
+    if args.guardrails != Path("guardrails") and not args.guardrails.is_dir():
+        problems.append(Problem(str(args.guardrails), None, "guardrails folder not found"))
+    for path in guardrail_files:
+        from .guardrail_spec import load_guardrail_spec
+
+        try:
+            load_guardrail_spec(path)
+        except InputError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise InputError(problems)
     assert golden is not None
@@ -510,7 +533,7 @@ def _validate(args: argparse.Namespace) -> int:
     print(
         f"ok: {len(golden.knowledge)} knowledge entries, "
         + ", ".join(f"{n} {s}" for s, n in counts.items())
-        + f" cases, {len(files)} response file(s)"
+        + f" cases, {len(files)} response file(s), {len(guardrail_files)} guardrail file(s)"
         + (f", {len(args.review)} review file(s)" if args.review else "")
     )
     return 0
@@ -694,6 +717,18 @@ def _commit(args: argparse.Namespace) -> str | None:
     return head_commit(args.repo)
 
 
+def _guardrail_spec(args: argparse.Namespace, gid: str | None) -> Any:
+    """The guardrail file to make a candidate guardrail from (flag or environment), loaded and checked."""
+    path = args.guardrail_config or (Path(p) if (p := os.environ.get("EVALGATE_GUARDRAIL_CONFIG")) else None)
+    if path is None:
+        return None
+    if args.guardrail_id or args.guardrail_version:
+        raise InputError.single("--guardrail-config", None, "use either a guardrail file or --guardrail-id, not both")
+    from .guardrail_spec import load_guardrail_spec
+
+    return load_guardrail_spec(path)
+
+
 def _guardrail_ids(args: argparse.Namespace, config: Any) -> tuple[str | None, str | None]:
     gid = args.guardrail_id or os.environ.get("EVALGATE_GUARDRAIL_ID") or config.guardrail.id
     gver = args.guardrail_version or os.environ.get("EVALGATE_GUARDRAIL_VERSION") or config.guardrail.version
@@ -810,6 +845,8 @@ def _run(args: argparse.Namespace) -> int:
             pull_from_s3(s3, args.cache_s3, args.cache)
         cache = Cache(args.cache)
     gid, gver = _guardrail_ids(args, config)
+    spec = _guardrail_spec(args, gid)
+    candidate_guardrail = None
     if tier["judge"]:
         if not _aws_credentials_available():
             print(
@@ -840,7 +877,16 @@ def _run(args: argparse.Namespace) -> int:
             judge = make_judge(args.judge_model or getattr(config.models, tier["judge"]))
         if escalate and config.models.heavy_judge != (args.judge_model or config.models.judge):
             escalation_judge = make_judge(config.models.heavy_judge)
-        if gid and gver:
+        if spec is not None:
+            from .guardrail_spec import CandidateGuardrail
+            from .guardrails import GuardrailChecker
+
+            candidate_guardrail = CandidateGuardrail(spec)
+            gid, gver = candidate_guardrail.__enter__()
+            # Cached by the file's content: an unchanged guardrail costs nothing on the next run.
+            identity = {"config": spec.fingerprint(), "name": spec.name}
+            guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter, cache_identity=identity)
+        elif gid and gver:
             from .guardrails import GuardrailChecker
 
             guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter)
@@ -853,8 +899,10 @@ def _run(args: argparse.Namespace) -> int:
                 "reason": "needs the Bedrock judge; offline checks numeric grounding only",
             }
         )
-        if gid:
-            not_run.append({"metric": "guardrail (ApplyGuardrail)", "reason": "tier offline calls no AWS service"})
+        if gid or spec is not None:
+            not_run.append(
+                {"metric": "guardrail (ApplyGuardrail)", "reason": "needs Bedrock; tier offline calls no AWS service"}
+            )
     embedder_kind = args.embedder if args.embedder != "auto" else ("local" if tier_name == "offline" else "titan")
     embedder: Any
     if embedder_kind == "local":
@@ -868,28 +916,32 @@ def _run(args: argparse.Namespace) -> int:
         if meter is not None:
             embedder = MeteredEmbedder(embedder, meter)
     deadline = time.monotonic() + args.time_budget if args.time_budget else None
-    result = run_evaluation(
-        golden=golden,
-        cases=cases,
-        candidate=candidate,
-        config=config,
-        tier=tier_name,
-        judge=judge,
-        embedder=embedder,
-        baseline=baseline,
-        repeats=repeats,
-        concurrency=args.concurrency,
-        cache=cache,
-        progress=not args.no_progress,
-        deadline=deadline,
-        not_run=not_run,
-        meter=meter,
-        guardrail=guardrail,
-        escalation_judge=escalation_judge,
-        borderline_margin=config.tiers.borderline_margin,
-        batch_judge=batch_judge,
-        keep_vector_sum=shard is not None,
-    )
+    try:
+        result = run_evaluation(
+            golden=golden,
+            cases=cases,
+            candidate=candidate,
+            config=config,
+            tier=tier_name,
+            judge=judge,
+            embedder=embedder,
+            baseline=baseline,
+            repeats=repeats,
+            concurrency=args.concurrency,
+            cache=cache,
+            progress=not args.no_progress,
+            deadline=deadline,
+            not_run=not_run,
+            meter=meter,
+            guardrail=guardrail,
+            escalation_judge=escalation_judge,
+            borderline_margin=config.tiers.borderline_margin,
+            batch_judge=batch_judge,
+            keep_vector_sum=shard is not None,
+        )
+    finally:
+        if candidate_guardrail is not None:
+            candidate_guardrail.__exit__(None, None, None)
     if cache is not None:
         cache.close()
         if s3 is not None:

@@ -154,6 +154,7 @@ class TiersConfig(BaseModel):
 
     prompts: list[Glob] = Field(default_factory=lambda: ["prompts/**"])
     golden: list[Glob] = Field(default_factory=lambda: ["golden/**"])
+    guardrails: list[Glob] = Field(default_factory=lambda: ["guardrails/**"])  # guardrail config: full tier
     docs: list[Glob] = Field(
         default_factory=lambda: ["docs/**", "**/*.md", "**/*.rst", "LICENSE*", "NOTICE*", "**/*.png", "**/*.svg"]
     )
@@ -169,6 +170,9 @@ class TiersConfig(BaseModel):
                 "context.embeddingsModelId",
                 "context.promptVersion",
                 "context.featureFlags",
+                "context.guardrailConfig",
+                "context.guardrailId",
+                "context.guardrailVersion",
             ]
         }
     )

@@ -115,6 +115,7 @@ class GuardrailChecker:
         settings: ClientSettings | None = None,
         cache: Any = None,
         meter: CostMeter | None = None,
+        cache_identity: dict[str, Any] | None = None,
     ) -> None:
         if not guardrail_id or not guardrail_version:
             raise ValueError("a guardrail needs an id and a version (a number or DRAFT)")
@@ -122,16 +123,18 @@ class GuardrailChecker:
         self.guardrail_version = guardrail_version
         self.cache = cache
         self.meter = meter
+        self.cache_identity = cache_identity  # what decides a verdict, when the id is not stable (a candidate)
         self.calls = 0
         self.cache_hits = 0
         self.units = 0
         self._client = client if client is not None else make_client("bedrock-runtime", settings)
 
     def identity(self) -> dict[str, Any]:
-        return {"id": self.guardrail_id, "version": self.guardrail_version}
+        return {"id": self.guardrail_id, "version": self.guardrail_version, **(self.cache_identity or {})}
 
     def _key(self, source: Source, text: str) -> dict[str, Any]:
-        return {**self.identity(), "source": source, "text": hashlib.sha256(text.encode()).hexdigest()}
+        ident = self.cache_identity or self.identity()
+        return {**ident, "source": source, "text": hashlib.sha256(text.encode()).hexdigest()}
 
     def request(self, source: Source, text: str) -> dict[str, Any]:
         return {

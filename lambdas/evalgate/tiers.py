@@ -11,6 +11,7 @@ thresholds     the gate config (``golden/gate.toml``) when a section in ``[tiers
                (pricing, load, tiers...) count as code
 prompts        ``[tiers] prompts`` globs (``prompts/**``)                                            full
 golden         ``[tiers] golden`` globs (``golden/**``: cases, suites, knowledge base)               full
+guardrails     ``[tiers] guardrails`` globs (``guardrails/**``: the guardrail as code)               full
 models         a JSON file of ``[tiers] model_keys`` whose listed keys changed (``cdk.json``         full
                generatorModelId, promptVersion, featureFlags...); other changes to it are code
 ignored        ``[tiers] ignore`` globs (``.gitignore``...)                                          none
@@ -50,7 +51,7 @@ from .guardrails import stratum
 from .models import Case
 from .results import RunResult, Verdict
 
-FULL_CATEGORIES = ("thresholds", "prompts", "golden", "models")
+FULL_CATEGORIES = ("thresholds", "prompts", "golden", "guardrails", "models")
 SHOWN_FILES = 5
 GIT_TIMEOUT_S = 60
 
@@ -227,6 +228,9 @@ def classify(
             continue
         if matches_any(path, t.golden):
             add("golden", path)
+            continue
+        if matches_any(path, t.guardrails):
+            add("guardrails", path)
             continue
         if path in t.model_keys:
             keys = _keys_changed(_file_at(repo, base, path), _file_at(repo, head_rev, path), t.model_keys[path])

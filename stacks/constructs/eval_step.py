@@ -330,6 +330,7 @@ class GatePolicyProps:
     metrics_namespace: str
     # the candidate's models: the evaluation calls them with ConverseStream (bedrock:InvokeModelWithResponseStream)
     streamed_model_ids: list[str] = field(default_factory=list)
+    candidate_guardrails: bool = False  # the guardrail is code: the gate makes a candidate guardrail per run
     tickets: str = "none"  # known-error tickets: none | opscenter | github
     comment_token_secret: str | None = None  # the GitHub token (tickets=github)
 
@@ -373,8 +374,24 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
     ]
     if p.guardrail_id:
         statements.append(guardrail_statement(scope, p.guardrail_id, sid="Evaluate"))
+    if p.candidate_guardrails:
+        statements.append(candidate_guardrail_statement(scope))
     statements += ticket_statements(scope, p.tickets, p.comment_token_secret)
     return statements
+
+
+def candidate_guardrail_statement(scope: IConstruct) -> iam.PolicyStatement:
+    """The gate makes a guardrail from guardrails/*.toml for its run, checks the suites with it, deletes it."""
+    return iam.PolicyStatement(
+        sid="CandidateGuardrail",
+        actions=["bedrock:CreateGuardrail", "bedrock:CreateGuardrailVersion", "bedrock:DeleteGuardrail",
+                 "bedrock:ApplyGuardrail", "bedrock:TagResource"],
+        resources=[guardrails_arn(scope)],
+    )
+
+
+def guardrails_arn(scope: IConstruct) -> str:
+    return Stack.of(scope).format_arn(service="bedrock", resource="guardrail", resource_name="*")
 
 
 def opsitem_arn(scope: IConstruct) -> str:
@@ -412,6 +429,8 @@ def acknowledge_gate_findings(scope: IConstruct, bucket: s3.IBucket) -> None:
         ("Resource::*",
          "cloudwatch:PutMetricData has no resource-level permissions (limited to the EvalGate/Pipeline namespace by "
          "the cloudwatch:namespace condition); nor has ssm:DescribeOpsItems (finding known-error tickets)."),
+        (f"Resource::{nag_text(scope, guardrails_arn(scope))}",
+         "Candidate guardrail ids are assigned by CreateGuardrail during the run (deleted at its end)."),
         (f"Resource::{nag_text(scope, opsitem_arn(scope))}",
          "OpsItem ids are assigned by CreateOpsItem; known-error tickets are created and counted in this account."),
         (f"Resource::{nag_text(scope, evaluation_job_arn(scope))}",

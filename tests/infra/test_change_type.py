@@ -17,6 +17,7 @@ from stacks.change_type import changed_settings, classify_change, diff_since, ma
     ["prompts/support/v1/system.md"],
     ["golden/knowledge/returns.md"],
     ["requirements-lambda.txt"],
+    ["guardrails/store-assistant.toml"],  # a guardrail change changes what users see: canary, never all at once
 ])
 def test_runtime_changes_go_through_the_canary(paths: list[str]) -> None:
     assert classify_change(paths) == "canary"
@@ -40,6 +41,12 @@ def test_model_or_prompt_settings_in_cdk_json_are_runtime_changes() -> None:
     assert keys == {"generatorModelId", "peakRps"}
     assert classify_change(["cdk.json"], keys) == "canary"
     assert classify_change(["cdk.json"], {"peakRps"}) == "all-at-once"
+
+
+def test_switching_to_another_guardrail_file_is_a_runtime_change() -> None:
+    keys = changed_settings({"context": {"guardrailConfig": "guardrails/a.toml"}},
+                            {"context": {"guardrailConfig": "guardrails/b.toml"}})
+    assert classify_change(["cdk.json"], keys) == "canary"
 
 
 def test_unknown_diff_fails_safe_to_canary() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -64,6 +65,8 @@ def test_no_policy_grants_all_actions(synth: Synth, stack: str) -> None:
 BEDROCK_ACTIONS = {
     "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:ApplyGuardrail",
     "bedrock:CreateEvaluationJob", "bedrock:GetEvaluationJob", "bedrock:StopEvaluationJob",
+    # the gate's candidate guardrail (made from guardrails/*.toml for a run, deleted at its end)
+    "bedrock:CreateGuardrail", "bedrock:CreateGuardrailVersion", "bedrock:DeleteGuardrail", "bedrock:TagResource",
 }
 
 
@@ -83,8 +86,14 @@ def test_bedrock_is_scoped_to_the_configured_models(synth: Synth, stack: str) ->
         actions = set(as_list(st["Action"]))
         assert actions <= BEDROCK_ACTIONS, actions
         for resource in as_list(st["Resource"]):
+            if isinstance(resource, dict) and "bedrock:ApplyGuardrail" in actions:
+                # the guardrail this stack provisions from guardrails/*.toml, by its own id
+                assert "guardrail/" in json.dumps(resource) and "GuardrailId" in json.dumps(resource), st
+                continue
             assert isinstance(resource, str) and resource != "*", st
-            if "InvokeModel" in " ".join(actions):
+            if "CreateGuardrail" in " ".join(actions):
+                assert resource.endswith(":guardrail/*") and st.get("Sid") == "CandidateGuardrail", st
+            elif "InvokeModel" in " ".join(actions):
                 kind, _, name = resource.split(":", 5)[-1].partition("/")
                 assert kind in {"foundation-model", "inference-profile"}, resource
                 assert name in models | bases, resource

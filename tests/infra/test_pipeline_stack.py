@@ -200,7 +200,7 @@ def test_codecommit_source_guardrail_and_dev_stack_options() -> None:
     from .conftest import cdk_context
 
     ctx = cdk_context(codeCommitRepository="evalgate", guardrailId="abcdef012345", guardrailVersion="3",
-                      devStack=True)
+                      guardrailConfig=None, devStack=True)
     del ctx["connectionArn"], ctx["repository"]
     built = build(App(context=ctx), nag=False)
     source = built.pipeline.pipeline.pipeline.stages[0].actions[0].action_properties

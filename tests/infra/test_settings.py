@@ -87,7 +87,7 @@ def test_source_needs_a_connection_or_a_codecommit_repository() -> None:
 
 def test_guardrail_version_needs_an_id() -> None:
     expect_error("guardrailId", guardrailVersion="1")
-    assert settings_with(guardrailId="abcdef012345").guardrail_id == "abcdef012345"
+    assert settings_with(guardrailId="abcdef012345", guardrailConfig=None).guardrail_id == "abcdef012345"
 
 
 def test_command_line_strings_are_coerced() -> None:

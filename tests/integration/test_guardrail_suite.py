@@ -274,7 +274,8 @@ def test_cli_offline_tier_says_the_guardrail_was_not_run(tmp_path: Path, capsys:
         ]
     )
     assert code == 0
-    assert "not run: guardrail (ApplyGuardrail): tier offline calls no AWS service" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "not run: guardrail (ApplyGuardrail): needs Bedrock; tier offline calls no AWS service" in out
 
 
 def test_cli_guardrail_id_without_version_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

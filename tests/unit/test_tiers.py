@@ -109,6 +109,7 @@ def test_code_without_prompt_model_golden_or_threshold_runs_smoke(repo: Path, co
         ("prompts/support/v2/system.md", "new variant\n", "prompts changed: prompts/support/v2/system.md"),
         ("golden/cases.jsonl", '{"id": "c-1"}\n{"id": "c-2"}\n', "golden changed: golden/cases.jsonl"),
         ("golden/knowledge/returns.md", "## returns.window: Window\n60 days.\n", "golden changed: golden/knowledge"),
+        ("guardrails/support.toml", 'name = "support"\n', "guardrails changed: guardrails/support.toml"),
     ],
 )
 def test_prompts_and_golden_data_run_the_full_set(repo: Path, config: GateConfig, path: str, text: str, category: str):
