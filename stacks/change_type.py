@@ -32,6 +32,7 @@ RUNTIME_PATTERNS: tuple[str, ...] = (
     "guardrails/*",
     "golden/knowledge/*",
     "requirements-lambda.txt",
+    "requirements.txt",  # its aws-lambda-powertools pin selects the Lambda layer
 )
 # cdk.json context keys whose change alters what the service answers with.
 RUNTIME_SETTINGS: frozenset[str] = frozenset(
@@ -42,7 +43,6 @@ RUNTIME_SETTINGS: frozenset[str] = frozenset(
         "guardrailVersion",
         "guardrailConfig",
         "featureFlags",
-        "powertoolsLayerVersion",
     }
 )
 

@@ -1,6 +1,6 @@
 """The release pipeline (CDK Pipelines, CodePipeline V2, self-mutating). Thin: it composes constructs and steps.
 
-Source -> Build (unit + infra tests, change classification, cdk synth) -> UpdatePipeline (self-mutation)
+Source -> Build (unit + infra + contract tests, change classification, cdk synth) -> UpdatePipeline (self-mutation)
 -> Assets -> QualityGate [EvalGate | Approve] -> PromoteBaseline -> Staging (deploy, load test, smoke eval)
 -> Prod (deploy; CodeDeploy canary or all-at-once, decided by the change type).
 """
@@ -18,6 +18,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from .connections import match_connection_prefix
 from .constructs.bedrock_access import acknowledge_profile_regions, model_statements
 from .constructs.eval_results import PIPELINE_NAMESPACE, EvalResults, EvalResultsProps
 from .constructs.eval_step import (
@@ -66,8 +67,7 @@ class PipelineStack(Stack):
         s = props.settings
         self.pipeline_name = f"{s.project_name}-pipeline"
 
-        bundle = LambdaBundle(self, "Bundle", powertools_layer_version=s.powertools_layer_version,
-                              log_retention_days=s.log_retention_days, metrics_namespace=NAMESPACE,
+        bundle = LambdaBundle(self, "Bundle", log_retention_days=s.log_retention_days, metrics_namespace=NAMESPACE,
                               service_name=s.project_name, bundled=s.bundle)
         self.alerts = Notifications(self, "Alerts", NotificationsProps(
             email=s.notification_email, topic_name=f"{s.project_name}-pipeline-alerts",
@@ -218,6 +218,8 @@ class PipelineStack(Stack):
         ))
         self.pipeline.add_stage(self.prod)
         self.pipeline.build_pipeline()
+        if s.connection_arn is not None:
+            match_connection_prefix(self, s.connection_arn)
 
         self._release_triggers(s)
         self._cloudformation_role_arns_as_sub()
@@ -256,13 +258,13 @@ class PipelineStack(Stack):
             input=source,
             install_commands=[
                 "python3 -m pip install --quiet --upgrade pip",
-                # dev tools without the local-embedding stack (torch) that only the offline tier needs
+                # dev tools without the local-embedding stack (onnxruntime, tokenizers) that only the offline tier needs
                 "grep -v requirements-local requirements-dev.txt > /tmp/requirements-ci.txt",
                 "python3 -m pip install --quiet -r /tmp/requirements-ci.txt",
                 "npm ci --no-audit --no-fund",
             ],
             commands=[
-                "python3 -m pytest tests/unit tests/infra -q -p no:cacheprovider",
+                "python3 -m pytest tests/unit tests/infra tests/contract -q -p no:cacheprovider",
                 'BASE=$(aws s3 cp "s3://$EVAL_BUCKET/baselines/approved/commit.txt" - 2>/dev/null || true)',
                 'MODE=$(python3 -m stacks.change_type --base "$BASE" --explain)',
                 "npx cdk synth --quiet -c bundle=true -c deploymentMode=$MODE",

@@ -51,7 +51,6 @@ class ServiceStack(Stack):
 
         bundle = LambdaBundle(
             self, "Bundle",
-            powertools_layer_version=s.powertools_layer_version,
             log_retention_days=s.log_retention_days,
             metrics_namespace=NAMESPACE,
             service_name=s.project_name,
@@ -106,11 +105,12 @@ class ServiceStack(Stack):
 
         alarms = QualityAlarms(self, "QualityAlarms", QualityAlarmsProps(
             version=service.version, thresholds=alarms_cfg, ttft_slo_ms=s.ttft_slo_ms,
-            min_judged_samples=s.min_judged_samples, window_minutes=s.canary_interval_minutes, name_prefix=prefix,
+            min_judged_samples=s.min_judged_samples if props.deployment_mode == "canary" else None,
+            window_minutes=s.canary_interval_minutes, name_prefix=prefix,
         ))
         flags = FeatureFlags(self, "FeatureFlags", FeatureFlagsProps(
             application_name=application_name, environment_name=stage, flags=s.flags,
-            monitors=list(alarms.rollback_alarms), topic=alerts.topic, topic_key=alerts.key,
+            monitors=list(alarms.rollback_alarms),
             deployment_minutes=s.canary_interval_minutes, bake_minutes=s.canary_interval_minutes,
         ))
         service.allow_read_flags(flags.read_statements())
@@ -120,7 +120,8 @@ class ServiceStack(Stack):
             canary_percent=s.canary_percent, canary_interval_minutes=s.canary_interval_minutes,
             function=service.function, version=service.version, alias=service.alias,
             rollback_alarms=list(alarms.rollback_alarms), min_samples_alarm=alarms.min_samples,
-            min_judged_samples=s.min_judged_samples, judge_model_id=s.judge_model_id,
+            min_judged_samples=s.min_judged_samples, sample_grace_seconds=s.sample_grace_seconds,
+            judge_model_id=s.judge_model_id,
             embeddings_model_id=s.embeddings_model_id, golden_dir=s.golden_dir,
             ttft_slo_ms=s.ttft_slo_ms, total_regression_ms=s.total_regression_ms,
             total_regression_pct=s.total_regression_pct,

@@ -157,6 +157,9 @@ class Settings(BaseModel):
     canary_percent: Percent = 10
     canary_interval_minutes: Annotated[int, Field(ge=1, le=120)] = 10
     min_judged_samples: Annotated[int, Field(ge=1, le=100_000)] = 20
+    # How long the canary analysis waits for the minimum-sample alarm to see late judgements (capture queue batch
+    # window + judge call + EMF ingestion and alarm evaluation); bounded by the 15-minute AfterAllowTraffic hook.
+    sample_grace_seconds: Annotated[int, Field(ge=0, le=600)] = 240
 
     peak_rps: Annotated[float, Field(gt=0.0, le=5000.0)] = 2.0
     load_test_seconds: Annotated[int, Field(ge=10, le=1800)] = 60
@@ -175,7 +178,6 @@ class Settings(BaseModel):
     alarm_thresholds: AlarmThresholds = Field(default_factory=AlarmThresholds)
     feature_flags: FeatureFlagsConfig | None = None
 
-    powertools_layer_version: Annotated[int, Field(ge=1)] = 27
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 180, 365] = 30
     data_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 

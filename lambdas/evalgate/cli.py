@@ -9,7 +9,6 @@ import os
 import re
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from . import __version__
 from .config import GUARDRAIL_VERSION_PATTERN
 from .errors import InputError, Problem
 from .inputs import output_dir, output_file
+from .retry import DEFAULT_TIME_BUDGET_S
 
 EXIT_USAGE = 2
 EXIT_ERROR = 4
@@ -184,8 +184,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--time-budget",
         type=_number(float, 0, lo_open=True),
+        default=DEFAULT_TIME_BUDGET_S,
         metavar="SECONDS",
-        help="stop and exit ERROR after this long",
+        help="retry throttled/failed model calls until this long after the start, then give up and exit ERROR "
+        f"(default: {DEFAULT_TIME_BUDGET_S:g})",
     )
     run.add_argument(
         "--tickets",
@@ -749,6 +751,7 @@ def _run(args: argparse.Namespace) -> int:
     from .gate import review_on_mismatch
     from .reports import write_reports
     from .results import baseline_mismatch
+    from .retry import RetryPolicy
     from .runner import run_evaluation
     from .shard import parse_shard, select_shard, shard_record
     from .tiers import skip_result, smoke_subset
@@ -862,7 +865,7 @@ def _run(args: argparse.Namespace) -> int:
             model: Any = BedrockJudgeModel(model_id=model_id)
             if meter is not None:
                 model = MeteredJudgeModel(model, meter)
-            return Judge(model, cache=cache)
+            return Judge(model, cache=cache, malformed_attempts=config.models.judge_malformed_attempts)
 
         if use_job:
             from .evaljobs import EvaluationJobJudge
@@ -915,7 +918,6 @@ def _run(args: argparse.Namespace) -> int:
         embedder = TitanEmbedder(model_id=config.models.embeddings, max_workers=args.concurrency)
         if meter is not None:
             embedder = MeteredEmbedder(embedder, meter)
-    deadline = time.monotonic() + args.time_budget if args.time_budget else None
     try:
         result = run_evaluation(
             golden=golden,
@@ -930,8 +932,8 @@ def _run(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             cache=cache,
             progress=not args.no_progress,
-            deadline=deadline,
             not_run=not_run,
+            policy=RetryPolicy(args.concurrency, time_budget=args.time_budget),
             meter=meter,
             guardrail=guardrail,
             escalation_judge=escalation_judge,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from .errors import InputError, Problem
 from .inputs import read_text, suggest
 from .prompts import PROMPT_ID_PATTERN
+from .retry import DEFAULT_MALFORMED_ATTEMPTS
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -131,6 +132,8 @@ class Models(BaseModel):
     # one of the two (newer Claude models reject both; see evalgate.providers.bedrock.sampling)
     temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.2
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    # Attempts per judgement when the judge's reply is unparseable (the first included), then unscored.
+    judge_malformed_attempts: Annotated[int, Field(ge=1, le=10)] = DEFAULT_MALFORMED_ATTEMPTS
 
     @model_validator(mode="after")
     def _one_sampling_parameter(self) -> Models:

@@ -479,6 +479,9 @@ class CanarySettings:
     bake_minutes: int = 15
     min_samples: int = 30
     min_samples_alarm: str | None = None  # the JudgedCount alarm (missing data = breaching); must be OK to promote
+    # How long to wait for that alarm to turn OK: an answer is judged only after the capture queue's batch window
+    # and the judge call, and its EMF datapoint reaches the alarm after CloudWatch ingestion and evaluation.
+    sample_grace_s: int = 0
     total_regression_ms: float | None = None  # total answer time vs the previous version (evalgate.latency)
     total_regression_pct: float | None = None
 
@@ -486,12 +489,13 @@ class CanarySettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> CanarySettings:
         env = os.environ if env is None else env
 
-        def num(name: str, default: int) -> int:
+        def num(name: str, default: int, minimum: int = 1) -> int:
             raw = env.get(name, "").strip()
             if not raw:
                 return default
-            if not raw.isdigit() or int(raw) < 1:
-                raise InputError.single("environment", None, f"{name}={raw!r} must be a positive integer")
+            if not raw.isdigit() or int(raw) < minimum:
+                what = "a positive integer" if minimum >= 1 else "a whole number of seconds"
+                raise InputError.single("environment", None, f"{name}={raw!r} must be {what}")
             return int(raw)
 
         return cls(
@@ -504,7 +508,28 @@ class CanarySettings:
             bake_minutes=num("BAKE_MINUTES", 15),
             min_samples=num("MIN_SAMPLES", 30),
             min_samples_alarm=env.get("MIN_SAMPLES_ALARM") or None,
+            sample_grace_s=num("SAMPLE_GRACE_SECONDS", 0, minimum=0),
         )
+
+
+def wait_for_ok(
+    read: Callable[[], str],
+    grace_s: float,
+    *,
+    deadline: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_s: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> str:
+    """Poll an alarm state until it is OK or ``grace_s`` (and the hook's own ``deadline``) has passed."""
+    give_up = clock() + max(0.0, grace_s)
+    if deadline is not None:
+        give_up = min(give_up, deadline - REPORT_RESERVE_S)
+    state = read()
+    while state != "OK" and clock() + poll_s <= give_up:
+        sleep(poll_s)
+        state = read()
+    return state
 
 
 def canary_analysis(
@@ -514,6 +539,10 @@ def canary_analysis(
     fetcher: Any,
     codedeploy: Any = None,
     now: datetime | None = None,
+    deadline: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    poll_s: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> HookOutcome:
     """Judge the new version against the previous one on the bake window's per-version metrics."""
     from dataclasses import replace as dc_replace
@@ -535,12 +564,20 @@ def canary_analysis(
     if settings.min_samples_alarm:
         # Kept out of CodeDeploy's alarm list (a new version has no data yet, so it starts in ALARM); enforced
         # here, at promotion time: a canary that nobody judged never promotes.
-        state = fetcher.alarm_state(settings.min_samples_alarm)
+        state = wait_for_ok(
+            lambda: str(fetcher.alarm_state(settings.min_samples_alarm)),
+            settings.sample_grace_s,
+            deadline=deadline,
+            sleep=sleep,
+            poll_s=poll_s,
+            clock=clock,
+        )
         if state != "OK":
             return HookOutcome(
                 "Failed",
                 f"canary failed: minimum-sample alarm {settings.min_samples_alarm} is {state} "
-                f"(fewer than {settings.min_samples} judged answers for version {target}); fail closed",
+                f"(fewer than {settings.min_samples} judged answers for version {target}, after waiting up to "
+                f"{settings.sample_grace_s} s for late judgements); fail closed",
                 {"min_samples_alarm": settings.min_samples_alarm, "state": state},
             )
     end = (now or datetime.now(UTC)).replace(second=0, microsecond=0)

@@ -33,11 +33,22 @@ class InputError(Exception):
 
 
 class ProviderError(Exception):
-    """A model, endpoint or function call failed after retries (the case becomes unscored or errored)."""
+    """A model, endpoint or function call failed (the case becomes unscored or errored).
+
+    ``retry_after``: seconds the service asked us to wait (``Retry-After``), when it said so.
+    """
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ThrottledError(ProviderError):
-    """The provider refused for capacity; callers back off and retry."""
+    """The provider refused for capacity: the retry policy backs off, retries and lowers concurrency."""
+
+
+class TransientError(ProviderError):
+    """A failure worth retrying that is not about capacity (5xx, model timeout, dropped connection)."""
 
 
 class BudgetExceeded(Exception):

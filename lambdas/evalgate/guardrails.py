@@ -29,10 +29,10 @@ from typing import Any, Literal
 
 from .config import GateConfig, GuardrailConfig
 from .cost import GUARDRAIL_PRICE_KEY, CostMeter, guardrail_estimate_units
-from .errors import ProviderError
+from .errors import ProviderError, ThrottledError
 from .metrics import classify_behaviour
 from .models import Behaviour, Case, Generation, MetricValue
-from .providers.aws import ClientSettings, make_client, map_aws_error
+from .providers.aws import ClientSettings, make_client, map_aws_error, model_client_settings
 from .results import Aggregate, CaseResult, RunResult
 from .stats import paired_difference, wilson
 
@@ -102,8 +102,8 @@ def assessment_reasons(assessments: Sequence[dict[str, Any]]) -> list[str]:
 class GuardrailChecker:
     """ApplyGuardrail on bedrock-runtime (default credential and endpoint resolution), cached and metered.
 
-    ``check`` raises ``ProviderError`` (``ThrottledError`` for capacity) when the call fails after botocore's
-    retries; the caller turns that into an unscored case.
+    ``check`` raises ``ProviderError`` (``ThrottledError`` for capacity) when the call fails; the caller runs
+    it under the run's retry policy and turns a given-up call into an unscored case.
     """
 
     def __init__(
@@ -127,7 +127,9 @@ class GuardrailChecker:
         self.calls = 0
         self.cache_hits = 0
         self.units = 0
-        self._client = client if client is not None else make_client("bedrock-runtime", settings)
+        self._client = (
+            client if client is not None else make_client("bedrock-runtime", settings or model_client_settings())
+        )
 
     def identity(self) -> dict[str, Any]:
         return {"id": self.guardrail_id, "version": self.guardrail_version, **(self.cache_identity or {})}
@@ -162,9 +164,13 @@ class GuardrailChecker:
         try:
             response = self._client.apply_guardrail(**self.request(source, text))
         except Exception as exc:
+            err = map_aws_error(exc, f"bedrock guardrail {self.guardrail_id}:{self.guardrail_version}")
             if reservation is not None and self.meter is not None:
-                self.meter.settle(reservation, None)
-            raise map_aws_error(exc, f"bedrock guardrail {self.guardrail_id}:{self.guardrail_version}") from exc
+                if isinstance(err, ThrottledError):
+                    self.meter.release(reservation)  # refused for capacity: not billed
+                else:
+                    self.meter.settle(reservation, None)
+            raise err from exc
         usage = response.get("usage") or {}
         units = sum(int(v) for k, v in usage.items() if k.endswith("Units") and "Free" not in k and isinstance(v, int))
         if reservation is not None and self.meter is not None:

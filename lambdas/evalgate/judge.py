@@ -1,5 +1,7 @@
 """LLM-as-a-judge with hygiene: versioned rubric prompts, forced tool output, delimited and neutralised
-candidate text, temperature 0 (enforced by the adapter), one retry on unparseable output, then *unscored*.
+candidate text, temperature 0 (enforced by the adapter), unparseable output asked again up to
+``malformed_attempts`` times in all, then *unscored*. Throttling and transient errors are retried by the run's
+``RetryPolicy`` (``evalgate.retry``), never here.
 
 A judge failure is never a silent 0 or 1: the metric comes back with ``value=None, unscored=True`` and the
 reason, and the gate counts it against the unscored budget.
@@ -8,19 +10,17 @@ reason, and the gate counts it against the unscored budget.
 from __future__ import annotations
 
 import hashlib
-import random
 import re
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .errors import ProviderError, ThrottledError
+from .errors import ProviderError
 from .models import JudgeVerdict, KnowledgeEntry, MetricValue
 from .providers.base import JudgeCall, JudgeModel, ToolSpec
+from .retry import DEFAULT_MALFORMED_ATTEMPTS, FOLLOW_UP, RetryPolicy
 
 JUDGE_PROMPT_VERSION = "judge-v1"
 
@@ -122,6 +122,8 @@ class JudgeUsage:
     cache_hits: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    malformed_retries: int = 0  # calls made again because the previous reply was unparseable (billed too)
+    unparsed: int = 0  # judgements left unscored because no reply parsed
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, call: JudgeCall) -> None:
@@ -134,6 +136,13 @@ class JudgeUsage:
         with self.lock:
             self.cache_hits += 1
 
+    def malformed(self, retried: bool) -> None:
+        with self.lock:
+            if retried:
+                self.malformed_retries += 1
+            else:
+                self.unparsed += 1
+
 
 class Judge:
     """Scores answers with a judge model. Thread-safe; one instance per run."""
@@ -143,17 +152,17 @@ class Judge:
         model: JudgeModel,
         prompt_version: str = JUDGE_PROMPT_VERSION,
         cache: JudgeCache | None = None,
-        throttle_attempts: int = 5,
-        backoff_s: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
+        policy: RetryPolicy | None = None,
+        malformed_attempts: int = DEFAULT_MALFORMED_ATTEMPTS,
     ) -> None:
+        if malformed_attempts < 1:
+            raise ValueError("malformed_attempts must be at least 1")
         self.model = model
         self.prompt_version = prompt_version
         self.cache = cache
         self.usage = JudgeUsage()
-        self.throttle_attempts = throttle_attempts
-        self.backoff_s = backoff_s
-        self._sleep = sleep
+        self.policy = policy or RetryPolicy(max_concurrency=16)  # the runner gives the run's shared policy
+        self.malformed_attempts = malformed_attempts
 
     @property
     def model_id(self) -> str:
@@ -192,7 +201,7 @@ class Judge:
                 return MetricValue.model_validate(hit)
         prompt = build_user_prompt(rubric, question, answer, knowledge)
         problem = ""
-        for attempt in range(2):  # the first try and one retry for unparseable output
+        for attempt in range(self.malformed_attempts):
             text = (
                 prompt
                 if attempt == 0
@@ -204,12 +213,13 @@ class Judge:
             try:
                 call = self._call(text)
             except ProviderError as exc:
-                # Provider failures are not retried here beyond throttling backoff: unscored, with the reason.
+                # Given up by the retry policy (not retryable, or the time budget): unscored, with the reason.
                 return MetricValue(name=rubric, value=None, unscored=True, reason=f"judge error: {exc}")
             try:
                 verdict = parse_verdict(call)
             except ValueError as exc:
                 problem = str(exc)
+                self.usage.malformed(retried=attempt + 1 < self.malformed_attempts)
                 continue
             mv = MetricValue(
                 name=rubric,
@@ -224,20 +234,16 @@ class Judge:
             if self.cache is not None:
                 self.cache.put("judgement", key, mv.model_dump())
             return mv
-        return MetricValue(name=rubric, value=None, unscored=True, reason=f"judge output unparseable twice: {problem}")
+        return MetricValue(
+            name=rubric,
+            value=None,
+            unscored=True,
+            reason=f"judge output unparseable {self.malformed_attempts} time(s): {problem}",
+        )
 
     def _call(self, user: str) -> JudgeCall:
-        delay = self.backoff_s
-        attempt = 0
-        while True:
-            try:
-                call = self.model.call(SYSTEM, user, VERDICT_TOOL)
-            except ThrottledError as exc:
-                attempt += 1
-                if attempt >= self.throttle_attempts:
-                    raise ProviderError(f"throttled {attempt} times: {exc}") from exc
-                self._sleep(getattr(exc, "retry_after", None) or delay * (1 + random.random()))
-                delay = min(delay * 2, 20.0)
-                continue
-            self.usage.add(call)
-            return call
+        call = self.policy.call(
+            lambda: self.model.call(SYSTEM, user, VERDICT_TOOL), model=self.model_id, priority=FOLLOW_UP
+        )
+        self.usage.add(call)
+        return call

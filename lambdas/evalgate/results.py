@@ -111,6 +111,7 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
     by_model: dict[str, dict[str, float]] = Field(default_factory=dict)
+    retries: int = 0  # calls made again (throttled, transient, or an unparseable judge reply); in the counts above
 
 
 class Verdict(BaseModel):
@@ -161,6 +162,9 @@ class RunResult(BaseModel):
     baseline_mismatch: list[str] = Field(default_factory=list)  # --baseline-mismatch review: why it did not match
     warnings: list[str] = Field(default_factory=list)  # advice that does not change the verdict (golden freshness)
     tickets: list[dict[str, Any]] = Field(default_factory=list)  # known-error tickets opened or counted by this run
+    # The retry policy's account (issue 15): concurrency (max, floor, lowest, final) and, per model, calls,
+    # throttles, transient errors, retries, given-up calls, unscored judgements/embeddings and errors.
+    faults: dict[str, Any] | None = None
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)

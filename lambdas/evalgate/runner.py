@@ -1,17 +1,17 @@
-"""Run an evaluation: generate (cached, bounded, throttle-aware) → embed (cached, batched) → judge (cached)
-→ combine per case → aggregates, baseline comparison, drift, diversity → verdict."""
+"""Run an evaluation: generate (cached) → embed (cached, batched) → judge (cached) → combine per case →
+aggregates, baseline comparison, drift, diversity → verdict. Every remote call of a run goes through one
+``RetryPolicy`` (``evalgate.retry``): bounded adaptive concurrency, back-off, give-up rules."""
 
 from __future__ import annotations
 
 import hashlib
-import random
+import itertools
+import queue
 import sys
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,7 @@ from .cache import Cache
 from .config import GateConfig
 from .cost import CostMeter
 from .dataset import Golden
-from .errors import BudgetExceeded, ProviderError, ThrottledError
+from .errors import BudgetExceeded, ProviderError
 from .gate import aggregate_suite, compare, decide, drift_from_pairs
 from .guardrails import (
     Assessment,
@@ -38,6 +38,7 @@ from .models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
 from .prompts import DEFAULT_CANARY
 from .providers.base import Candidate, Embedder
 from .results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Usage, Verdict
+from .retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy
 from .scoring import JUDGE_METRICS, RepeatScore, combine, judge_rubrics, run_judge, score_generation
 
 # An external judge for a whole run at once (a Bedrock evaluation job): (case, answer, knowledge) items in,
@@ -46,41 +47,60 @@ JudgeItem = tuple[Case, Generation, list[KnowledgeEntry]]
 BatchJudge = Callable[[list[JudgeItem]], dict[tuple[str, int], dict[str, MetricValue]]]
 
 
-class AdaptiveLimiter:
-    """Concurrency limit that halves on throttling and creeps back up on success (AIMD)."""
+class _PriorityPool:
+    """Worker threads that take the lowest priority number first, then in submission order: an answer's judge,
+    embedding and guardrail calls run before new answers are asked for. Threads outnumber the concurrency
+    limit so that calls sleeping in back-off do not idle a slot; the retry policy bounds calls in flight."""
 
-    def __init__(self, maximum: int) -> None:
-        self.maximum = max(1, maximum)
-        self.limit = float(self.maximum)
-        self.active = 0
-        self.throttles = 0
-        self.lowest = self.limit
-        self._cond = threading.Condition()
+    def __init__(self, workers: int) -> None:
+        self._q: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None, Future[None] | None]] = (
+            queue.PriorityQueue()
+        )
+        self._seq = itertools.count()
+        self._threads = [threading.Thread(target=self._work, daemon=True, name=f"eval-{i}") for i in range(workers)]
+        for t in self._threads:
+            t.start()
 
-    @contextmanager
-    def slot(self) -> Iterator[Callable[[], None]]:
-        throttled = False
+    def submit(self, priority: int, fn: Callable[..., None], *args: Any) -> Future[None]:
+        fut: Future[None] = Future()
 
-        def mark() -> None:
-            nonlocal throttled
-            throttled = True
+        def run() -> None:
+            if not fut.set_running_or_notify_cancel():
+                return
+            try:
+                fn(*args)
+            except BaseException as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(None)
 
-        with self._cond:
-            while self.active >= max(1, int(self.limit)):
-                self._cond.wait()
-            self.active += 1
-        try:
-            yield mark
-        finally:
-            with self._cond:
-                self.active -= 1
-                if throttled:
-                    self.throttles += 1
-                    self.limit = max(1.0, self.limit / 2)
-                    self.lowest = min(self.lowest, self.limit)
-                else:
-                    self.limit = min(float(self.maximum), self.limit + 1.0 / max(self.limit, 1.0))
-                self._cond.notify_all()
+        self._q.put((priority, next(self._seq), run, fut))
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            _, _, job, _ = self._q.get()
+            if job is None:
+                return
+            job()
+
+    def shutdown(self, cancel: bool = False) -> None:
+        """Stop the workers after the queued work (``cancel``: drop the work not started yet)."""
+        while cancel:
+            try:
+                *_, fut = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if fut is not None:
+                fut.cancel()
+        for _ in self._threads:
+            self._q.put((sys.maxsize, next(self._seq), None, None))
+        for t in self._threads:
+            t.join()
+
+
+def guardrail_model(guardrail: GuardrailChecker) -> str:
+    return f"guardrail {guardrail.guardrail_id}:{guardrail.guardrail_version}"
 
 
 def _h(text: str) -> str:
@@ -100,8 +120,12 @@ class _Progress:
             self._task = self._bar.add_task("evaluating", total=total)
         self._lock = threading.Lock()
 
-    def advance(self, description: str | None = None) -> None:
+    def advance(self, description: str | None = None, policy: RetryPolicy | None = None) -> None:
         if self._bar is not None:
+            if description and policy is not None:
+                description = (
+                    f"{description} · concurrency {policy.limit}/{policy.max_concurrency} · retries {policy.retries}"
+                )
             with self._lock:
                 self._bar.update(self._task, advance=1, **({"description": description} if description else {}))
 
@@ -124,9 +148,7 @@ class Runner:
         concurrency: int = 16,
         progress: bool = False,
         deadline: float | None = None,
-        throttle_attempts: int = 6,
-        backoff_s: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
+        policy: RetryPolicy | None = None,
         meter: CostMeter | None = None,
         guardrail: GuardrailChecker | None = None,
         escalation_judge: Judge | None = None,
@@ -142,12 +164,12 @@ class Runner:
         self.embedder = embedder
         self.cache = cache
         self.concurrency = max(1, concurrency)
-        self.limiter = AdaptiveLimiter(self.concurrency)
+        # One policy for every remote call of the run (the judges' too); ``deadline`` (monotonic) bounds it.
+        self.policy = policy or RetryPolicy(self.concurrency, deadline=deadline)
+        for j in (judge, escalation_judge):
+            if j is not None:
+                j.policy = self.policy
         self.progress = progress
-        self.deadline = deadline
-        self.throttle_attempts = throttle_attempts
-        self.backoff_s = backoff_s
-        self._sleep = sleep
         self.usage = Usage()
         self._lock = threading.Lock()
         self.timed_out = False
@@ -173,7 +195,7 @@ class Runner:
         }
 
     def _expired(self) -> bool:
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if self.policy.expired():
             self.timed_out = True
             return True
         return False
@@ -192,26 +214,19 @@ class Runner:
                     self.usage.cache_hits += 1
                 return Generation.model_validate({**hit, "cached": True})
         knowledge = self.golden.knowledge_for(case)
-        delay = self.backoff_s
-        for attempt in range(self.throttle_attempts):
-            with self.limiter.slot() as throttled:
-                try:
-                    gen = self.candidate.generate(case, knowledge, repeat)
-                except ThrottledError as exc:
-                    throttled()
-                    if attempt == self.throttle_attempts - 1:
-                        return Generation(case_id=case.id, repeat=repeat, error=f"throttled {attempt + 1} times: {exc}")
-                    wait = getattr(exc, "retry_after", None) or delay * (1 + random.random())
-                except ProviderError as exc:
-                    return Generation(case_id=case.id, repeat=repeat, error=str(exc))
-                except BudgetExceeded as exc:
-                    return Generation(case_id=case.id, repeat=repeat, error=f"not run: {exc}")
-                else:
-                    break
-            self._sleep(wait)
-            delay = min(delay * 2, 20.0)
-            if self._expired():
-                return Generation(case_id=case.id, repeat=repeat, error="time budget exhausted while throttled")
+        try:
+            if live:
+                gen = self.policy.call(
+                    lambda: self.candidate.generate(case, knowledge, repeat),
+                    model=self.candidate_model,
+                    priority=GENERATE,
+                )
+            else:  # a replay reads a file: nothing to retry or to throttle
+                gen = self.candidate.generate(case, knowledge, repeat)
+        except ProviderError as exc:
+            return Generation(case_id=case.id, repeat=repeat, error=str(exc))
+        except BudgetExceeded as exc:
+            return Generation(case_id=case.id, repeat=repeat, error=f"not run: {exc}")
         if live:
             with self._lock:
                 self.usage.model_calls += 1
@@ -219,6 +234,11 @@ class Runner:
             if key is not None and self.cache is not None and gen.output is not None and not gen.error:
                 self.cache.put("generation", key, gen.model_dump(exclude={"cached"}))
         return gen
+
+    @property
+    def candidate_model(self) -> str:
+        """The name the candidate's calls are reported under (model id for Bedrock, else the candidate's name)."""
+        return str(getattr(self.candidate, "model_id", None) or self.candidate.name)
 
     def _add_tokens(self, model_id: str, tin: int, tout: int) -> None:
         self.usage.input_tokens += tin
@@ -252,7 +272,11 @@ class Runner:
             else:
                 missing.append(t)
         if missing:
-            vecs = self.embedder.embed(missing)
+            embedder = self.embedder
+            if getattr(embedder, "batched", False):  # in-process model: nothing to retry
+                vecs = embedder.embed(missing)
+            else:
+                vecs = self.policy.call(lambda: embedder.embed(missing), model=embedder.model_id, priority=FOLLOW_UP)
             with self._lock:
                 self.usage.model_calls += len(missing) if not getattr(self.embedder, "batched", False) else 1
             for t, v in zip(missing, vecs, strict=True):
@@ -292,7 +316,12 @@ class Runner:
         if self.guardrail is not None:
             self.usage.model_calls += self.guardrail.calls
             self.usage.cache_hits += self.guardrail.cache_hits
+        faults = self._faults(st)
+        self.usage.retries = sum(
+            int(m.get("retries", 0)) + int(m.get("malformed_retries", 0)) for m in faults["models"].values()
+        )
         fatal = st.fatal
+        fatal += self.policy.gave_up()
         if self.timed_out:
             fatal.append("time budget exhausted: not every case was evaluated")
         if self.meter is not None and self.meter.stop_reason:
@@ -337,7 +366,33 @@ class Runner:
             ),
             evaluation_jobs=list(self.evaluation_jobs),
             fatal=list(fatal),
+            faults=faults,
         )
+
+    def _faults(self, st: _RunState) -> dict[str, Any]:
+        """The policy's per-model account plus what became of the calls: unscored judgements and embeddings,
+        errored answers and guardrail checks, unparseable judge replies asked again."""
+        snap = self.policy.snapshot()
+        models: dict[str, dict[str, Any]] = snap["models"]
+
+        def add(model: str, key: str, n: int) -> None:
+            if n:
+                m = models.setdefault(model, {})
+                m[key] = m.get(key, 0) + n
+
+        add(self.candidate_model, "errors", sum(1 for g in st.gens.values() if g.error))
+        for judge in (self.judge, self.escalation_judge):
+            if judge is not None:
+                add(judge.model_id, "malformed_retries", judge.usage.malformed_retries)
+        if self.judge is not None:
+            unscored = sum(1 for ms in st.judged.values() for mv in ms.values() if mv.unscored)
+            add(self.judge.model_id, "unscored", unscored)
+        if self.embedder is not None:
+            add(self.embedder.model_id, "unscored", sum(1 for t in st.wanted_vectors if t not in st.vectors))
+        if self.guardrail is not None:
+            errors = sum(1 for checks in st.guard.values() for a in checks.values() if isinstance(a, str))
+            add(guardrail_model(self.guardrail), "errors", errors)
+        return snap
 
     def _budget_stopped(self) -> bool:
         return self.meter is not None and self.meter.stopped
@@ -348,29 +403,30 @@ class Runner:
         rubrics = {c.suite: judge_rubrics(self.config.skipped_metrics(c.suite)) for c in cases}
         judge_calls = sum(len(rubrics[c.suite]) for c, _ in tasks) if self.judge else 0
         bar = _Progress(self.progress, len(tasks) + judge_calls)
-        requested: set[str] = set()
         # Batched embedders (the local model) embed everything at the end in one call; remote ones per text.
         per_text = self.embedder is not None and not getattr(self.embedder, "batched", False)
         guard_suites = set(self.config.guardrail.suites) if self.guardrail is not None else set()
         pending: list[Future[None]] = []
-        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        pool = _PriorityPool(min(256, 2 * self.concurrency + 4))
 
-        def submit(fn: Callable[..., None], *args: Any) -> None:
+        def submit(fn: Callable[..., None], *args: Any, priority: int = FOLLOW_UP) -> None:
             with self._lock:
-                pending.append(pool.submit(fn, *args))
+                pending.append(pool.submit(priority, fn, *args))
 
         def embed_task(text: str) -> None:
             try:
                 st.vectors.update(self.embed([text]))
+            except GaveUp:
+                pass  # reported once per model by the policy (the run is ERROR); the similarity is unscored
             except (ProviderError, BudgetExceeded) as exc:
                 with self._lock:
                     st.fatal.append(f"embeddings failed: {exc}")
 
         def want_embedding(text: str) -> None:
             with self._lock:
-                if text in requested:
+                if text in st.wanted_vectors:
                     return
-                requested.add(text)
+                st.wanted_vectors.add(text)
             submit(embed_task, text)
 
         def judge_task(case: Case, g: Generation, rubric: str) -> None:
@@ -378,7 +434,7 @@ class Runner:
             mv = self._judge_one(self.judge, rubric, case, g.output)
             with self._lock:
                 st.judged.setdefault((case.id, g.repeat), {})[rubric] = mv
-            bar.advance("judging")
+            bar.advance("judging", self.policy)
 
         def guard_task(case: Case, source: Source, repeat: int, text: str) -> None:
             assert self.guardrail is not None
@@ -386,8 +442,9 @@ class Runner:
             if self._budget_stopped():
                 result = f"not run: {self.meter.stop_reason if self.meter else ''}"
             else:
+                guardrail = self.guardrail
                 try:
-                    result = self.guardrail.check(source, text)
+                    result = self.policy.call(lambda: guardrail.check(source, text), model=guardrail_model(guardrail))
                 except (ProviderError, BudgetExceeded) as exc:
                     result = str(exc)
             with self._lock:
@@ -397,7 +454,7 @@ class Runner:
             g = self.generate(case, repeat)
             with self._lock:
                 st.gens[(case.id, repeat)] = g
-            bar.advance("generating")
+            bar.advance("generating", self.policy)
             if g.output is None:
                 return
             if self.judge is not None:
@@ -415,9 +472,10 @@ class Runner:
         if baseline:
             wanted = {c.id for c in cases}  # only the cases of this run (a shard or a subset) are paired
             side_texts += [b.output for b in baseline.cases if b.output and b.id in wanted]
+        ok = False
         try:
             for t in tasks:
-                submit(gen_task, *t)
+                submit(gen_task, *t, priority=GENERATE)
             if per_text:
                 for text in side_texts:
                     want_embedding(text)
@@ -433,12 +491,14 @@ class Runner:
                 done += len(batch)
             if self.embedder is not None and not per_text:
                 texts = [g.output for g in st.gens.values() if g.output is not None] + side_texts
+                st.wanted_vectors.update(texts)
                 try:
                     st.vectors.update(self.embed(texts))
                 except (ProviderError, RuntimeError, BudgetExceeded) as exc:
                     st.fatal.append(f"embeddings failed: {exc}")
+            ok = True
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(cancel=not ok)
             bar.close()
         return st
 
@@ -587,6 +647,7 @@ class _RunState:
     gens: dict[tuple[str, int], Generation] = field(default_factory=dict)
     judged: dict[tuple[str, int], dict[str, MetricValue]] = field(default_factory=dict)
     vectors: dict[str, list[float]] = field(default_factory=dict)
+    wanted_vectors: set[str] = field(default_factory=set)
     guard: dict[str, dict[tuple[Source, int], Assessment | str]] = field(default_factory=dict)
     fatal: list[str] = field(default_factory=list)
 

@@ -1,5 +1,13 @@
 """Shadow mode: replay sampled live requests on the candidate, store the pairs, compare them offline.
 
+What the ``shadow`` alias points at: the CANDIDATE, i.e. the version the latest deployment published (the stack
+moves it when it publishes the version; ``live`` moves only through CodeDeploy). During a canary, ``live`` serves
+the previous version (and the canary share of the candidate) while ``shadow`` is the candidate, so requests the
+previous version answered are replayed on the candidate: real pairs. A request the candidate answered itself (the
+canary arm), and every request once the candidate is promoted and ``live`` = ``shadow``, would compare a version
+with itself: ``replay`` skips it (no invocation, no pair; counted as ``ShadowSkipped``). Shadow mode is thus
+active exactly while a candidate differs from what serves users.
+
 Worker side (``replay`` + ``PairWriter``): a mirrored request from the shadow queue is sent to the candidate
 (a ``shadow`` alias or a version) with a synchronous ``Invoke`` (RequestResponse, no SDK retries, so never an
 async retry that could run it twice) and the direct-invoke shape ``{"evalgate_invoke": {"mode": "shadow"}}``
@@ -17,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -85,7 +92,11 @@ class ShadowSide:
 class ShadowInvoker:
     """Invokes the candidate synchronously; capacity errors raise (the message is retried later)."""
 
-    def __init__(self, function_name: str, qualifier: str | None, client: Any = None) -> None:
+    ALIAS_TTL_S = 60.0
+
+    def __init__(
+        self, function_name: str, qualifier: str | None, client: Any = None, clock: Any = time.monotonic
+    ) -> None:
         self.function_name = function_name
         self.qualifier = qualifier or None
         if client is None:
@@ -93,6 +104,26 @@ class ShadowInvoker:
 
             client = make_client("lambda", ClientSettings.from_env(max_attempts=1, read_timeout=60.0))
         self.client = client
+        self._clock = clock
+        self._target: tuple[float, str | None] | None = None
+
+    def target_version(self) -> str | None:
+        """The version the qualifier names now (``GetAlias``, cached for a minute); None when it cannot be read
+        (then only the executed version, after the call, can reveal a self-comparison)."""
+        if self.qualifier is None:
+            return None
+        if self.qualifier.isdigit():
+            return self.qualifier
+        now = self._clock()
+        if self._target is None or now - self._target[0] > self.ALIAS_TTL_S:
+            try:
+                alias = self.client.get_alias(FunctionName=self.function_name, Name=self.qualifier)
+                version: str | None = str(alias["FunctionVersion"])
+            except Exception as exc:  # no permission, throttled: fall back to the post-call check
+                log.warning("cannot read alias %s: %s", self.qualifier, exc)
+                version = None
+            self._target = (now, version)
+        return self._target[1]
 
     def invoke(self, request: dict[str, Any]) -> ShadowSide:
         from .service import DIRECT_KEY
@@ -160,6 +191,18 @@ def make_pair(msg: ShadowMessage, shadow: ShadowSide) -> dict[str, Any]:
             "guardrail_intervened": shadow.guardrail_intervened,
         },
     }
+
+
+def replay(msg: ShadowMessage, invoker: ShadowInvoker) -> dict[str, Any] | None:
+    """Run one mirrored request on the candidate and return the pair -- or None when the candidate is the very
+    version that answered in production (a pair would compare a version with itself)."""
+    served = msg.production.function_version
+    if served and invoker.target_version() == served:
+        return None
+    side = invoker.invoke(msg.request)
+    if served and side.function_version == served:
+        return None
+    return make_pair(msg, side)
 
 
 class PairWriter:
@@ -244,44 +287,40 @@ def _model_of(judge: Any) -> Any:
     return getattr(judge, "model", None)
 
 
-def _ask(model: Any, question: str, a: str, b: str, attempts: int = 4) -> tuple[str | None, str]:
-    from .errors import ProviderError, ThrottledError
+def _ask(model: Any, question: str, a: str, b: str, policy: Any) -> tuple[str | None, str]:
+    """One pairwise judgement: throttles and transient errors retried by the run's ``RetryPolicy``, an
+    unusable reply asked again like the pointwise judge's (``DEFAULT_MALFORMED_ATTEMPTS`` in all)."""
+    from .errors import ProviderError
+    from .retry import DEFAULT_MALFORMED_ATTEMPTS
 
     tool = _pairwise_tool()
     user = pairwise_prompt(question, a, b)
     problem = ""
-    delay = 0.5
-    for attempt in range(attempts):
+    for _ in range(DEFAULT_MALFORMED_ATTEMPTS):
+        text = (
+            user
+            if not problem
+            else f"{user}\n\nYour last reply was unusable ({problem}). Call record_preference with valid arguments."
+        )
         try:
-            call = model.call(
-                PAIRWISE_SYSTEM,
-                user
-                if not problem
-                else user + f"\n\nYour last reply was unusable "
-                f"({problem}). Call record_preference with valid arguments.",
-                tool,
-            )
-        except ThrottledError:
-            if attempt == attempts - 1:
-                return None, "judge throttled"
-            time.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 10.0)
-            continue
+            call = policy.call(lambda t=text: model.call(PAIRWISE_SYSTEM, t, tool), model=str(model.model_id))
         except ProviderError as exc:
             return None, f"judge error: {exc}"
         ti = call.tool_input
         if isinstance(ti, dict) and ti.get("winner") in ("A", "B", "tie"):
             return str(ti["winner"]), str(ti.get("reasons", ""))
-        if problem:
-            return None, f"judge output unparseable twice: {problem}"
         problem = "no valid 'winner'"
-    return None, "judge gave no usable answer"
+    return None, f"judge output unparseable {DEFAULT_MALFORMED_ATTEMPTS} time(s): {problem}"
 
 
-def compare_pair(model: Any, question: str, production: str, shadow: str) -> PairwiseVerdict:
+def compare_pair(model: Any, question: str, production: str, shadow: str, policy: Any = None) -> PairwiseVerdict:
     """Two judge calls with the positions swapped; they must agree for a win, else it is a tie."""
-    first, why1 = _ask(model, question, production, shadow)  # A = production
-    second, why2 = _ask(model, question, shadow, production)  # A = shadow
+    if policy is None:
+        from .retry import RetryPolicy
+
+        policy = RetryPolicy(1)
+    first, why1 = _ask(model, question, production, shadow, policy)  # A = production
+    second, why2 = _ask(model, question, shadow, production, policy)  # A = shadow
     if first is None or second is None:
         return PairwiseVerdict(None, first, second, why1 if first is None else why2)
     as_pref = {("B", "A"): "shadow", ("A", "B"): "production"}
@@ -353,23 +392,26 @@ def shadow_report(
     from .metrics import similarity
     from .models import MetricValue
     from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Usage, Verdict
+    from .retry import RetryPolicy
     from .stats import bootstrap_mean, wilson
 
     started = datetime.now(UTC)
     model = _model_of(judge)
+    policy = RetryPolicy(max(1, concurrency))  # every judge and embedding call of the report
     answered = [p for p in pairs if p.shadow.get("answer") is not None and p.production.get("answer")]
     verdicts: dict[str, PairwiseVerdict] = {}
     if model is not None and answered:
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             done = pool.map(
-                lambda p: compare_pair(model, p.question, p.production["answer"], p.shadow["answer"]), answered
+                lambda p: compare_pair(model, p.question, p.production["answer"], p.shadow["answer"], policy), answered
             )
             verdicts = {p.request_id: v for p, v in zip(answered, done, strict=True)}
     sims: dict[str, float] = {}
     not_run: list[dict[str, str]] = []
     if embedder is not None and answered:
         texts = list(dict.fromkeys([t for p in answered for t in (p.production["answer"], p.shadow["answer"]) if t]))
-        vectors = dict(zip(texts, embedder.embed(texts), strict=True)) if texts else {}
+        embedded = policy.call(lambda: embedder.embed(texts), model=str(embedder.model_id)) if texts else []
+        vectors = dict(zip(texts, embedded, strict=True))
         sims = {
             p.request_id: similarity(vectors[p.production["answer"]], vectors[p.shadow["answer"]])
             for p in answered

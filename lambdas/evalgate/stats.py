@@ -1,13 +1,14 @@
 """Statistics for decisions with uncertainty: bootstrap intervals for means, Wilson intervals for rates,
-paired bootstrap for baseline differences. numpy/scipy only here (the per-case path stays light)."""
+paired bootstrap for baseline differences. numpy only here (the per-case path stays light; scipy is not
+needed on a run's path, which keeps a warm rerun's start-up short)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
-from scipy import stats as sps
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,15 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
     """Wilson score interval for a proportion (well behaved at 0 and 1, unlike the normal approximation)."""
     if n == 0:
         return Interval(None, None, None, 0)
-    z = float(sps.norm.ppf(1 - (1 - confidence) / 2))
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Interval(p, max(0.0, float(centre - half)), min(1.0, float(centre + half)), n)
+    # At 0 or n successes the bound is exactly 0 or 1 (centre == half algebraically); do not leave rounding dust.
+    low = 0.0 if successes == 0 else max(0.0, float(centre - half))
+    high = 1.0 if successes == n else min(1.0, float(centre + half))
+    return Interval(p, low, high, n)
 
 
 def paired_difference(

@@ -37,6 +37,7 @@ CANARY_PASSED = "CanaryPassed"
 CANARY_SCORE = "CanaryScore"
 NOTIFICATIONS = "Notifications"
 SHADOW_PAIRS = "ShadowPairs"
+SHADOW_SKIPPED = "ShadowSkipped"  # mirrored requests the candidate itself answered (no self-comparison)
 
 UNITS: dict[str, str] = {
     LATENCY: "Milliseconds",
@@ -57,6 +58,7 @@ UNITS: dict[str, str] = {
     CANARY_SCORE: "None",
     NOTIFICATIONS: "Count",
     SHADOW_PAIRS: "Count",
+    SHADOW_SKIPPED: "Count",
 }
 
 DIM_VERSION = "FunctionVersion"

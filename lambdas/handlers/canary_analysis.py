@@ -39,7 +39,9 @@ def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict
     def analyse(deadline: float) -> hooks.HookOutcome:
         settings = hooks.CanarySettings.from_env()
         fetcher = CloudWatchSamples(namespace=settings.namespace)
-        return hooks.canary_analysis(settings, event.deployment_id, fetcher=fetcher, codedeploy=get_reporter().client)
+        return hooks.canary_analysis(
+            settings, event.deployment_id, fetcher=fetcher, codedeploy=get_reporter().client, deadline=deadline
+        )
 
     try:
         outcome = hooks.run_hook(

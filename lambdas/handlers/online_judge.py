@@ -27,6 +27,7 @@ logger = Logger()
 tracer = new_tracer()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)  # bad records: DLQ, no raise
 _state: dict[str, Any] = {}
+RESERVE_S = 10.0  # invocation time kept for publishing metrics after the last judgement
 
 
 def index() -> KnowledgeIndex:
@@ -46,8 +47,10 @@ def judge() -> Any:
         else:
             from evalgate.judge import Judge
             from evalgate.providers.bedrock import BedrockJudgeModel
+            from evalgate.retry import RetryPolicy
 
-            _state["judge"] = Judge(BedrockJudgeModel(model_id), throttle_attempts=3)
+            # Records are judged one at a time; each invocation bounds the retries by its remaining time.
+            _state["judge"] = Judge(BedrockJudgeModel(model_id), policy=RetryPolicy(1, time_budget=None))
     return _state["judge"]
 
 
@@ -96,6 +99,8 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     judged: list[online.JudgedRecord] = []
     rates = policy()
     canary = os.environ.get("CANARY_TOKEN") or None
+    if judge() is not None:  # retry a throttled judgement while the invocation has time, keeping a margin
+        judge().policy.set_time_budget(max(1.0, context.get_remaining_time_in_millis() / 1000 - RESERVE_S))
 
     rows: list[dict[str, Any]] = []
 

@@ -49,10 +49,14 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         logger.error("not an SQS batch event", extra={"event_type": type(event).__name__})
         return {"batchItemFailures": [], "error": "unsupported event: expected an SQS batch ({'Records': [...]})"}
     pairs: list[dict[str, Any]] = []
+    skipped = 0
 
     def replay_once(data: dict[str, Any]) -> dict[str, Any]:
-        msg = shadow.ShadowMessage.model_validate(data)
-        return shadow.make_pair(msg, invoker().invoke(msg.request))
+        nonlocal skipped
+        pair = shadow.replay(shadow.ShadowMessage.model_validate(data), invoker())
+        if pair is None:
+            skipped += 1  # the candidate is the version that answered: nothing to compare
+        return {"pair": pair}
 
     once = idempotent(replay_once, key="request_id", expires_s=shadow.DEDUP_WINDOW_S, context=context)
 
@@ -62,7 +66,9 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         except shadow.BadShadowMessage as exc:
             logger.error("unusable shadow message", extra={"message_id": record.message_id, "error": str(exc)})
             raise
-        pairs.append(once(data=msg.model_dump(mode="json")))
+        pair = once(data=msg.model_dump(mode="json"))["pair"]
+        if pair is not None:
+            pairs.append(pair)
 
     with processor(records=event["Records"], handler=record_handler, lambda_context=context):
         processor.process()
@@ -74,5 +80,6 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         )
     t = tm.Telemetry(version_dimensions())
     t.add(tm.SHADOW_PAIRS, len(pairs))
+    t.add(tm.SHADOW_SKIPPED, skipped)
     publish(metrics, t)
     return dict(processor.response())

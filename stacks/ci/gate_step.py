@@ -364,11 +364,16 @@ class Gate:
         }])
 
     def approval_token(self, attempts: int = 40, delay: float = 3.0) -> str | None:
-        """The token of this stage's manual approval once CodePipeline has started it (same run order)."""
+        """The token of this stage's manual approval once CodePipeline has started it (same run order) -- only
+        while the stage runs THIS execution (``stageStates[].latestExecution.pipelineExecutionId``): with two
+        executions in flight the waiting approval may belong to the other one, and its token must not be used."""
         for _ in range(attempts):
             state = self.codepipeline.get_pipeline_state(name=self.cfg.pipeline)
             for stage in state.get("stageStates", []):
                 if stage.get("stageName") != self.cfg.stage:
+                    continue
+                running = (stage.get("latestExecution") or {}).get("pipelineExecutionId")
+                if running != self.cfg.execution_id:
                     continue
                 for action in stage.get("actionStates", []):
                     latest = action.get("latestExecution", {})

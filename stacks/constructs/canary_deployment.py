@@ -2,10 +2,16 @@
 
 * ``canary`` mode: custom ``LambdaDeploymentConfig`` = time-based canary (``canaryPercent`` of the traffic for
   ``canaryIntervalMinutes``, then 100 %);  ``all-at-once`` mode: ``LambdaAllAtOnce`` (blue/green style).
-* BeforeAllowTraffic: ``handlers.pre_traffic_hook`` runs the golden smoke subset against the NEW version only.
-* AfterAllowTraffic: ``handlers.canary_analysis`` compares canary vs baseline (the AppSpec's CurrentVersion) on
-  the bake window's per-version metrics and fails closed below ``MIN_SAMPLES`` judged answers, the same number
-  as the minimum-sample alarm (``MIN_SAMPLES_ALARM``, readable by the hook).
+* BeforeAllowTraffic (every mode): ``handlers.pre_traffic_hook`` runs the golden smoke subset against the NEW
+  version only -- judged answers to known questions, which needs no live traffic.
+* AfterAllowTraffic (``canary`` mode only): ``handlers.canary_analysis`` compares canary vs baseline (the AppSpec's
+  CurrentVersion) on the bake window's per-version metrics and fails closed below ``MIN_SAMPLES`` judged answers,
+  the same number as the minimum-sample alarm (``MIN_SAMPLES_ALARM``, readable by the hook), after waiting up to
+  ``SAMPLE_GRACE_SECONDS`` for late judgements (capture queue + judge call + metric ingestion).
+  An ``all-at-once`` deployment (Staging always; Prod for infrastructure-only changes) has no such hook: the new
+  version has served no traffic when AfterAllowTraffic runs, so a live-sample check could never pass. Its checks
+  are the pre-traffic smoke set and the rollback alarms (plus, in Staging, the pipeline's load test and smoke
+  eval against the endpoint).
 * Rollback alarms on the new version; auto-rollback on failed deployment, stopped deployment and alarm.
 """
 
@@ -41,11 +47,12 @@ class CanaryDeploymentProps:
     version: lambda_.IVersion
     alias: lambda_.Alias
     rollback_alarms: list[cw.IAlarm]
-    min_samples_alarm: cw.IAlarm
+    min_samples_alarm: cw.IAlarm | None  # required in canary mode (the canary analysis reads it)
     min_judged_samples: int
     judge_model_id: str
     embeddings_model_id: str
     golden_dir: str
+    sample_grace_seconds: int = 0
     # evalgate.latency: the smoke set's p95 TTFT (pre-traffic) and total time vs the previous version (canary)
     ttft_slo_ms: int | None = None
     total_regression_ms: int | None = None
@@ -102,7 +109,42 @@ class CanaryDeployment(Construct):
         ))
         grant_models(self.pre_hook, self, [props.judge_model_id, props.embeddings_model_id], sid="Score")
 
-        self.post_hook = props.bundle.function(self, "CanaryAnalysisHook", FunctionSpec(
+        self.post_hook = self._canary_analysis_hook(props) if props.mode == "canary" else None
+
+        self.group = codedeploy.LambdaDeploymentGroup(
+            self, "Group",
+            application=self.application,
+            alias=props.alias,
+            deployment_config=self.config,
+            pre_hook=self.pre_hook,
+            post_hook=self.post_hook,  # None in all-at-once mode: no AfterAllowTraffic hook
+            alarms=props.rollback_alarms,
+            auto_rollback=codedeploy.AutoRollbackConfig(
+                failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
+            ),
+        )
+        if self.post_hook is not None:
+            # the baseline version comes from the deployment's AppSpec (CurrentVersion)
+            self.post_hook.add_to_role_policy(iam.PolicyStatement(
+                sid="ReadDeploymentAppSpec", actions=["codedeploy:GetDeployment"],
+                resources=[self.group.deployment_group_arn],
+            ))
+        acknowledge(
+            self.group, f"AwsSolutions-IAM4[Policy::{nag_text(self, _managed_policy_arn(self))}]",
+            "CodeDeploy's AWS-managed service-role policy for Lambda (UpdateAlias/GetAlias traffic shifting, "
+            "DescribeAlarms, hook invocation): the documented minimum for Lambda deployment groups.",
+        )
+        for hook in (h for h in (self.pre_hook, self.post_hook) if h is not None):
+            acknowledge(
+                self.group, f"AwsSolutions-IAM5[Resource::{nag_text(self, hook.function_arn)}:*]",
+                "CDK grants CodeDeploy lambda:InvokeFunction on this lifecycle hook and its qualified versions.",
+            )
+
+    def _canary_analysis_hook(self, props: CanaryDeploymentProps) -> lambda_.Function:
+        """AfterAllowTraffic of a canary: new vs previous version on the bake window's judged live traffic."""
+        if props.min_samples_alarm is None:
+            raise ValueError("a canary deployment needs the minimum-sample alarm (QualityAlarms.min_samples)")
+        hook = props.bundle.function(self, "CanaryAnalysisHook", FunctionSpec(
             handler="handlers.canary_analysis.handler",
             description=f"{props.project} {props.stage}: canary vs baseline statistics (AfterAllowTraffic)",
             environment={
@@ -111,49 +153,23 @@ class CanaryDeployment(Construct):
                 "BAKE_MINUTES": str(props.canary_interval_minutes),
                 "MIN_SAMPLES": str(props.min_judged_samples),
                 "MIN_SAMPLES_ALARM": props.min_samples_alarm.alarm_name,
+                "SAMPLE_GRACE_SECONDS": str(props.sample_grace_seconds),
                 **self._total_time_env(props),
             },
             timeout=POST_HOOK_TIMEOUT,
             memory_size=512,
             hook_code=True,
         ))
-        self.post_hook.add_to_role_policy(iam.PolicyStatement(
+        hook.add_to_role_policy(iam.PolicyStatement(
             sid="ReadMinSampleAlarm", actions=["cloudwatch:DescribeAlarms"],
             resources=[props.min_samples_alarm.alarm_arn],
         ))
-        self.post_hook.add_to_role_policy(iam.PolicyStatement(
+        hook.add_to_role_policy(iam.PolicyStatement(
             sid="ReadVersionMetrics", actions=["cloudwatch:GetMetricData"], resources=["*"],
         ))
-        acknowledge(self.post_hook.role, "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
+        acknowledge(hook.role, "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
                     "cloudwatch:GetMetricData has no resource-level permissions (reads both versions' metrics).")
-
-        self.group = codedeploy.LambdaDeploymentGroup(
-            self, "Group",
-            application=self.application,
-            alias=props.alias,
-            deployment_config=self.config,
-            pre_hook=self.pre_hook,
-            post_hook=self.post_hook,
-            alarms=props.rollback_alarms,
-            auto_rollback=codedeploy.AutoRollbackConfig(
-                failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
-            ),
-        )
-        # the baseline version comes from the deployment's AppSpec (CurrentVersion)
-        self.post_hook.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadDeploymentAppSpec", actions=["codedeploy:GetDeployment"],
-            resources=[self.group.deployment_group_arn],
-        ))
-        acknowledge(
-            self.group, f"AwsSolutions-IAM4[Policy::{nag_text(self, _managed_policy_arn(self))}]",
-            "CodeDeploy's AWS-managed service-role policy for Lambda (UpdateAlias/GetAlias traffic shifting, "
-            "DescribeAlarms, hook invocation): the documented minimum for Lambda deployment groups.",
-        )
-        for hook in (self.pre_hook, self.post_hook):
-            acknowledge(
-                self.group, f"AwsSolutions-IAM5[Resource::{nag_text(self, hook.function_arn)}:*]",
-                "CDK grants CodeDeploy lambda:InvokeFunction on this lifecycle hook and its qualified versions.",
-            )
+        return hook
 
     @staticmethod
     def _total_time_env(props: CanaryDeploymentProps) -> dict[str, str]:

@@ -9,15 +9,27 @@
 The bucket is versioned (an overwritten baseline can be restored), KMS-encrypted, SSL-only and access-logged.
 JUnit results go to CodeBuild report groups (Eval, LoadTest, SmokeEval). Evaluation spend is published per run
 (``EvalGate/Pipeline EvalCostUSD``) and alarmed against the daily share of the monthly budget; an AWS Budgets
-budget on the account's Amazon Bedrock cost (``monthlyEvalBudgetUsd``) is the backstop: 80% actual and 100%
+budget on the account's Bedrock model spend (``monthlyEvalBudgetUsd``) is the backstop: 80% actual and 100%
 forecasted notify the pipeline topic.
+
+Which spend that budget sees (see ``BEDROCK_SPEND_FILTER``): Bedrock's own models are billed as the service
+"Amazon Bedrock", but third-party serverless models (Anthropic Claude among them) are AWS Marketplace
+subscriptions -- "Access to all Amazon Bedrock foundation models is enabled by default with the correct AWS
+Marketplace permissions" and invoking a third-party model "initiates the subscription process"
+(https://docs.aws.amazon.com/bedrock/latest/userguide/model-access.html) -- and Marketplace charges carry the
+billing entity "AWS Marketplace" ("Billing entity ... AWS Marketplace: Identifies a purchase in AWS Marketplace",
+https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-create-filters.html), under the listing's own
+service name rather than "Amazon Bedrock". A filter on
+``Service = Amazon Bedrock`` alone would therefore miss the Claude spend this project generates. The budget
+matches ``SERVICE = Amazon Bedrock`` OR ``BILLING_ENTITY = AWS Marketplace``: it may also count other Marketplace
+subscriptions of the account (an early alert, never a silent one).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -28,10 +40,13 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ..nag import acknowledge, nag_text
-from .bedrock_access import acknowledge_profile_regions, model_statements
+from .bedrock_access import acknowledge_profile_regions, model_statements, split_profile
 from .storage import BucketSpec, EncryptedStorage
 
 PIPELINE_NAMESPACE = "EvalGate/Pipeline"
+BEDROCK_SERVICE = "Amazon Bedrock"
+MARKETPLACE_BILLING_ENTITY = "AWS Marketplace"
+EVAL_PREFIX = "bedrock-eval/"
 REPORT_GROUPS = ("Eval", "LoadTest", "SmokeEval")
 
 
@@ -43,6 +58,16 @@ class EvalResultsProps:
     topic: sns.ITopic
     monthly_budget_usd: float
     topic_key: kms.IKey | None = None  # the topic's KMS key (AWS Budgets needs to use it to publish)
+
+
+# SERVICE = "Amazon Bedrock" (first-party models) OR BILLING_ENTITY = "AWS Marketplace" (third-party models such as
+# Anthropic Claude, sold as Marketplace subscriptions): see the module docstring for the sources.
+BEDROCK_SPEND_FILTER = budgets.CfnBudget.ExpressionProperty(or_=[
+    budgets.CfnBudget.ExpressionProperty(dimensions=budgets.CfnBudget.ExpressionDimensionValuesProperty(
+        key="SERVICE", values=[BEDROCK_SERVICE], match_options=["EQUALS"])),
+    budgets.CfnBudget.ExpressionProperty(dimensions=budgets.CfnBudget.ExpressionDimensionValuesProperty(
+        key="BILLING_ENTITY", values=[MARKETPLACE_BILLING_ENTITY], match_options=["EQUALS"])),
+])
 
 
 class EvalResults(Construct):
@@ -76,21 +101,45 @@ class EvalResults(Construct):
             }),
             description="Bedrock evaluation jobs of the release tier (LLM-as-a-judge over bedrock-eval/)",
         )
+        # Per "Required service role permissions for creating a model evaluation job that uses a judge model"
+        # (https://docs.aws.amazon.com/bedrock/latest/userguide/judge-service-roles.html): S3 GetObject, ListBucket,
+        # PutObject, GetBucketLocation, AbortMultipartUpload, ListBucketMultipartUploads on the dataset/output
+        # location; the judge job runs its inferences as model invocation jobs; inference profiles are resolved.
+        stack = Stack.of(self)
         role.add_to_policy(iam.PolicyStatement(
-            sid="EvaluationData", actions=["s3:GetObject", "s3:PutObject"],
-            resources=[self.bucket.arn_for_objects("bedrock-eval/*")],
+            sid="EvaluationData", actions=["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            resources=[self.bucket.arn_for_objects(f"{EVAL_PREFIX}*")],
         ))
         role.add_to_policy(iam.PolicyStatement(
-            sid="ListEvaluationData", actions=["s3:ListBucket"], resources=[self.bucket.bucket_arn],
+            sid="ListEvaluationData",
+            actions=["s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"],
+            resources=[self.bucket.bucket_arn],
         ))
         role.add_to_policy(iam.PolicyStatement(
             sid="EvaluationDataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[self.key.key_arn],
         ))
-        for statement in model_statements(self, models, sid="EvaluationJob"):
+        jobs = f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:model-invocation-job/*"
+        role.add_to_policy(iam.PolicyStatement(
+            sid="EvaluationInvocationJobs",
+            actions=["bedrock:CreateModelInvocationJob", "bedrock:StopModelInvocationJob",
+                     "bedrock:GetModelInvocationJob"],
+            resources=[jobs],
+        ))
+        profiles = [f"arn:{stack.partition}:bedrock:{stack.region}:{stack.account}:inference-profile/{m}"
+                    for m in models if not m.startswith("arn:") and split_profile(m)[0] is not None]
+        if profiles:
+            role.add_to_policy(iam.PolicyStatement(
+                sid="ResolveInferenceProfiles", actions=["bedrock:GetInferenceProfile"], resources=profiles,
+            ))
+        for statement in model_statements(self, models, sid="EvaluationJob", streaming=True):
             role.add_to_policy(statement)
         acknowledge(
             role, f"AwsSolutions-IAM5[Resource::{nag_text(self, self.bucket.bucket_arn)}/bedrock-eval/*]",
             "Evaluation jobs read their dataset and write outputs with job-generated names under bedrock-eval/.",
+        )
+        acknowledge(
+            role, f"AwsSolutions-IAM5[Resource::{nag_text(self, jobs)}]",
+            "Bedrock names the model invocation jobs an evaluation job starts; only this account and Region.",
         )
         acknowledge_profile_regions(role, models)
         return role
@@ -145,7 +194,7 @@ class EvalResults(Construct):
                 budget_name=f"{props.project_name}-eval-bedrock-monthly",
                 budget_type="COST", time_unit="MONTHLY",
                 budget_limit=budgets.CfnBudget.SpendProperty(amount=props.monthly_budget_usd, unit="USD"),
-                cost_filters={"Service": ["Amazon Bedrock"]},
+                filter_expression=BEDROCK_SPEND_FILTER,
             ),
             notifications_with_subscribers=[notify("ACTUAL", 80), notify("FORECASTED", 100)],
         )

@@ -340,6 +340,7 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
     statements = [
         iam.PolicyStatement(sid="ReadBaselineAndCache", actions=["s3:GetObject"], resources=[
             bucket.arn_for_objects("baselines/approved/*"), bucket.arn_for_objects("cache/*"),
+            bucket.arn_for_objects("bedrock-eval/*"),  # the release tier reads its evaluation jobs' output
         ]),
         iam.PolicyStatement(sid="WriteRunsAndCache", actions=["s3:PutObject"], resources=[
             bucket.arn_for_objects("runs/*"), bucket.arn_for_objects("cache/*"),
@@ -366,6 +367,9 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
             actions=["bedrock:CreateEvaluationJob", "bedrock:GetEvaluationJob", "bedrock:StopEvaluationJob"],
             resources=[evaluation_job_arn(scope)],
         ),
+        # one evaluation job at a time: the release tier lists the jobs in progress before it creates one
+        # (ListEvaluationJobs has no resource-level permissions)
+        iam.PolicyStatement(sid="ListEvaluationJobs", actions=["bedrock:ListEvaluationJobs"], resources=["*"]),
         iam.PolicyStatement(sid="PassEvaluationJobRole", actions=["iam:PassRole"],
                             resources=[p.evaluation_job_role.role_arn],
                             conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}),
@@ -428,7 +432,8 @@ def acknowledge_gate_findings(scope: IConstruct, bucket: s3.IBucket) -> None:
          "Release-tier Bedrock evaluation jobs exchange datasets and outputs under bedrock-eval/."),
         ("Resource::*",
          "cloudwatch:PutMetricData has no resource-level permissions (limited to the EvalGate/Pipeline namespace by "
-         "the cloudwatch:namespace condition); nor has ssm:DescribeOpsItems (finding known-error tickets)."),
+         "the cloudwatch:namespace condition); nor have ssm:DescribeOpsItems (finding known-error tickets) and "
+         "bedrock:ListEvaluationJobs (the release tier runs one evaluation job at a time)."),
         (f"Resource::{nag_text(scope, guardrails_arn(scope))}",
          "Candidate guardrail ids are assigned by CreateGuardrail during the run (deleted at its end)."),
         (f"Resource::{nag_text(scope, opsitem_arn(scope))}",

@@ -7,7 +7,13 @@
   and validated at synth, plus a JSON-schema validator so a console edit is checked too. The profile type is
   ``AWS.Freeform``: Powertools rules (nested objects, MODULO_RANGE) cannot be expressed in the
   ``AWS.AppConfig.FeatureFlags`` type's flat attribute schema;
-* an extension on ``ON_DEPLOYMENT_ROLLED_BACK`` that publishes to the alert topic.
+* the AWS-authored extension "AWS AppConfig deployment events to Amazon EventBridge"
+  (``AWS.AppConfig.DeploymentNotificationsToEventBridge``, version 1) associated with the application: without it
+  AppConfig sends NO deployment events to EventBridge, so the ``FlagsRolledBack`` rule (source ``aws.appconfig``,
+  detail-type ``On Deployment Rollback``) would never fire. The notifier turns the rollback event into the
+  explaining email. Source: https://docs.aws.amazon.com/appconfig/latest/userguide/
+  working-with-appconfig-extensions-about-predefined-notification-eventbridge.html (action points
+  ON_DEPLOYMENT_START, ON_DEPLOYMENT_COMPLETE, ON_DEPLOYMENT_ROLLED_BACK; default event bus only).
 
 The service reads the flags by NAME (application/environment/profile), so its configuration does not depend on
 these resources (the environment depends on alarms that depend on the new function version).
@@ -22,14 +28,14 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_appconfig as appconfig
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from ..feature_flags_model import FeatureFlagsConfig, validate_document
 from ..settings import REPO_ROOT
 
 PROFILE_NAME = "flags"
+EVENTBRIDGE_EXTENSION = "AWS.AppConfig.DeploymentNotificationsToEventBridge"
+EVENTBRIDGE_EXTENSION_VERSION = 1
 
 _VARIANT_SCHEMA = {
     "type": "object",
@@ -73,8 +79,6 @@ class FeatureFlagsProps:
     environment_name: str
     flags: FeatureFlagsConfig
     monitors: list[cw.IAlarm]
-    topic: sns.ITopic
-    topic_key: kms.IKey
     deployment_minutes: int
     bake_minutes: int
 
@@ -128,17 +132,13 @@ class FeatureFlags(Construct):
             deployment_strategy=self.strategy,
             deploy_to=[self.environment],
         )
-        self.application.on_deployment_rolled_back(appconfig.SnsDestination(props.topic))
-        self._allow_extension_to_use_key(props.topic_key)
-
-    def _allow_extension_to_use_key(self, key: kms.IKey) -> None:
-        """The rollback extension publishes with a CDK-made role; the topic is KMS-encrypted."""
-        for child in self.application.node.find_all():
-            if isinstance(child, iam.Role):
-                child.add_to_policy(iam.PolicyStatement(
-                    sid="EncryptForAlertTopic", actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                    resources=[key.key_arn],
-                ))
+        stack = Stack.of(self)
+        self.events_to_eventbridge = appconfig.CfnExtensionAssociation(
+            self, "DeploymentEventsToEventBridge",
+            extension_identifier=(f"arn:{stack.partition}:appconfig:{stack.region}::extension/"
+                                  f"{EVENTBRIDGE_EXTENSION}/{EVENTBRIDGE_EXTENSION_VERSION}"),
+            resource_identifier=self.application.application_arn,
+        )
 
     def read_statements(self) -> list[iam.PolicyStatement]:
         """What the service needs to read its flags (appconfigdata session + latest configuration)."""

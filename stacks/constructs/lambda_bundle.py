@@ -5,7 +5,17 @@
   publishes a new Lambda version (and goes through the canary) while a golden-case edit does not.
 * ``hook_code``: the same plus the golden dataset (``golden/``), for the pre-traffic hook's smoke subset.
 * ``deps_layer``: ``requirements-lambda.txt`` installed with pip for ``manylinux aarch64 / cp313`` wheels only.
-* ``powertools_layer``: the public Powertools v3 layer, referenced by ARN.
+* ``powertools_layer``: the public Powertools v3 layer of EXACTLY the version ``requirements.txt`` pins
+  (``aws-lambda-powertools==X``, the one place the version is written; CI's venv installs that pin, so the handler
+  tests run against the Powertools that runs on Lambda). Its ARN is resolved at deploy time from the parameter AWS
+  publishes per release, ``/aws/service/powertools/python/arm64/python3.13/X`` (Powertools docs, "Lambda Layer" /
+  "SSM Parameter Store"); a version without a published parameter fails the deployment up front.
+
+Layer order: files of a later layer overwrite an earlier layer's in ``/opt/python``, and with the
+``@aws-cdk/aws-lambda:recognizeLayerVersion`` flag CDK sorts a function's layers by construct path (Deps before
+Powertools), so the Powertools layer's bundled pydantic would win over the pinned one. ``function`` renders the
+order explicitly: Powertools first, the deps layer LAST (``LAYER_ORDER``), so requirements-lambda.txt's packages
+win wherever both layers ship a package.
 
 When the stack is not in ``aws:cdk:bundling-stacks`` (unit tests, ``cdk synth`` without ``-c bundle=true``),
 CDK skips the bundlers and still writes valid templates: the code keys are the same custom hashes.
@@ -14,6 +24,7 @@ CDK skips the bundlers and still writes valid templates: the code keys are the s
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -32,11 +43,11 @@ from aws_cdk import (
     Fn,
     ILocalBundling,
     RemovalPolicy,
-    Stack,
 )
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from ..nag import acknowledge
@@ -46,7 +57,9 @@ PYTHON_VERSION = "3.13"
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 PIP_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
-POWERTOOLS_ACCOUNT = "017000801446"
+POWERTOOLS_PACKAGE = "aws-lambda-powertools"
+POWERTOOLS_PARAMETER = "/aws/service/powertools/python/arm64/python3.13/{version}"
+LAYER_ORDER = ("powertools", "deps")  # later wins in /opt/python: our pinned dependencies last
 _IGNORE = ("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".DS_Store")
 # Lambda code root. Handlers are referenced as "handlers.<module>.handler".
 CODE_TREES: tuple[tuple[str, str], ...] = (
@@ -135,6 +148,25 @@ class PipLayerBundler:
         return True
 
 
+def powertools_version(requirements: Path = REPO_ROOT / "requirements.txt") -> str:
+    """The exact Powertools version pinned in ``requirements.txt`` (``aws-lambda-powertools==X.Y.Z``)."""
+    for raw in requirements.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        m = re.fullmatch(r"aws[-_]lambda[-_]powertools(\[[^\]]*\])?\s*(.*)", line, re.IGNORECASE)
+        if m is None:
+            continue
+        pin = re.fullmatch(r"==\s*(\d+\.\d+\.\d+)", m.group(2).strip())
+        if pin is None:
+            raise ValueError(f"{requirements.name}: {POWERTOOLS_PACKAGE} must be pinned exactly (==X.Y.Z): the "
+                             f"Lambda layer is chosen by that version (got {line!r})")
+        return pin.group(1)
+    raise ValueError(f"{requirements.name}: no {POWERTOOLS_PACKAGE}==X.Y.Z pin (it selects the Lambda layer)")
+
+
+def powertools_parameter(version: str) -> str:
+    return POWERTOOLS_PARAMETER.format(version=version)
+
+
 def requirements_hash(requirements: Path) -> str:
     h = hashlib.sha256(requirements.read_bytes())
     h.update(f"{PYTHON_VERSION}|{'|'.join(PIP_PLATFORMS)}".encode())
@@ -158,8 +190,8 @@ class FunctionSpec:
 class LambdaBundle(Construct):
     """Code assets, layers and a factory for consistently configured functions (one role and log group each)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, powertools_layer_version: int,
-                 log_retention_days: int, metrics_namespace: str, service_name: str, bundled: bool) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, log_retention_days: int, metrics_namespace: str,
+                 service_name: str, bundled: bool) -> None:
         super().__init__(scope, construct_id)
         if not bundled:
             # An unbundled synth (the offline default) is valid, but its Lambda assets are the raw source
@@ -202,11 +234,10 @@ class LambdaBundle(Construct):
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
-        region = Stack.of(self).region
+        self.powertools_version = powertools_version()
         self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
             self, "PowertoolsLayer",
-            f"arn:aws:lambda:{region}:{POWERTOOLS_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:"
-            f"{powertools_layer_version}",
+            ssm.StringParameter.value_for_string_parameter(self, powertools_parameter(self.powertools_version)),
         )
 
     def function(self, scope: Construct, construct_id: str, spec: FunctionSpec) -> lambda_.Function:
@@ -237,7 +268,7 @@ class LambdaBundle(Construct):
             architecture=ARCHITECTURE,
             handler=spec.handler,
             code=self.hook_code if spec.hook_code else self.code,
-            layers=[self.powertools_layer, self.deps_layer],
+            layers=[self.powertools_layer, self.deps_layer],  # rendered in LAYER_ORDER below
             description=spec.description,
             environment=env,
             timeout=spec.timeout,
@@ -247,6 +278,10 @@ class LambdaBundle(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=lambda_.Tracing.ACTIVE if spec.tracing else lambda_.Tracing.DISABLED,
             reserved_concurrent_executions=spec.reserved_concurrency,
+        )
+        layers = {"powertools": self.powertools_layer, "deps": self.deps_layer}
+        cast(lambda_.CfnFunction, fn.node.default_child).add_property_override(
+            "Layers", [layers[name].layer_version_arn for name in LAYER_ORDER]
         )
         acknowledge(fn, "AwsSolutions-L1",
                     "Python 3.13 is pinned on purpose: the Powertools layer (python313-arm64) and the deps layer "

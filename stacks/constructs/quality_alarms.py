@@ -12,7 +12,8 @@ Total answer time against the previous version cannot be an alarm: which version
 only at deployment time, not at synth. The AfterAllowTraffic canary analysis compares it (``Latency`` of both
 versions, the +ms / +% rule of ``evalgate.latency``) and fails the deployment, which rolls it back.
 Minimum-sample alarm (missing data = BREACHING: a canary nobody judged never promotes):
-    JudgedCount sum over the canary window < min_judged_samples
+    JudgedCount sum over the canary window < min_judged_samples -- only where a canary analysis reads it
+    (``min_judged_samples`` None for all-at-once stacks: there it would sit in ALARM with nothing to act on)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class QualityAlarmsProps:
     version: lambda_.IVersion
     thresholds: AlarmThresholds
     ttft_slo_ms: int  # p95 time to first token (evalgate.latency)
-    min_judged_samples: int
+    min_judged_samples: int | None  # None: no canary analysis reads it, so no minimum-sample alarm
     window_minutes: int  # the canary interval: how long the new version gets to collect judged samples
     name_prefix: str
     namespace: str = NAMESPACE
@@ -93,15 +94,17 @@ class QualityAlarms(Construct):
             f"User feedback score for the new version dropped below {t.feedback_min}",
         )
         window = Duration.minutes(max(1, props.window_minutes))
-        self.min_samples = alarm(
-            "JudgedCountLow", "judged-count-low", metric("JudgedCount", "Sum", window),
-            float(props.min_judged_samples), cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-            f"Fewer than {props.min_judged_samples} judged answers for the new version in the last "
-            f"{props.window_minutes} min (missing data breaches: an unjudged canary never promotes)",
-            missing=cw.TreatMissingData.BREACHING,
-            evaluation_periods=1,
-        )
+        self.min_samples: cw.Alarm | None = None
+        if props.min_judged_samples is not None:
+            self.min_samples = alarm(
+                "JudgedCountLow", "judged-count-low", metric("JudgedCount", "Sum", window),
+                float(props.min_judged_samples), cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                f"Fewer than {props.min_judged_samples} judged answers for the new version in the last "
+                f"{props.window_minutes} min (missing data breaches: an unjudged canary never promotes)",
+                missing=cw.TreatMissingData.BREACHING,
+                evaluation_periods=1,
+            )
         self.rollback_alarms: list[cw.Alarm] = [
             self.quality, self.hallucination, self.latency, self.errors, self.feedback,
         ]
-        self.all_alarms: list[cw.Alarm] = [*self.rollback_alarms, self.min_samples]
+        self.all_alarms: list[cw.Alarm] = [*self.rollback_alarms, *filter(None, [self.min_samples])]

@@ -4,8 +4,11 @@ service --(flag ``shadow_enabled``, ``shadow_sample_rate``)--> shadow queue (KMS
        --> shadow worker --(lambda:Invoke, qualifier ``shadow``, side effects off)--> service:shadow
        --> JSONL pairs (production vs shadow output, latency, tokens) in s3://<data bucket>/shadow/
 
-The ``shadow`` alias always points at the newest published version, while ``live`` only moves through
-CodeDeploy, so during (and before) a canary the mirrored traffic exercises the candidate.
+The ``shadow`` alias points at the CANDIDATE: the version this deployment publishes (CloudFormation moves it with
+the stack update), while ``live`` moves only through CodeDeploy. During a canary, requests answered by the previous
+version are replayed on the candidate; requests the candidate answered itself (the canary arm, and all of them
+once it is promoted and ``live`` = ``shadow``) are skipped by the worker (``evalgate.shadow.replay``, which reads
+the alias with ``lambda:GetAlias``), so no pair ever compares a version with itself.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ class Shadow(Construct):
         ))
         self.worker.add_to_role_policy(iam.PolicyStatement(
             sid="InvokeShadowAlias", actions=["lambda:InvokeFunction"], resources=[self.alias.function_arn],
+        ))
+        self.worker.add_to_role_policy(iam.PolicyStatement(
+            sid="ReadShadowAlias", actions=["lambda:GetAlias"], resources=[self.alias.function_arn],
         ))
         self.worker.add_to_role_policy(iam.PolicyStatement(
             sid="WriteShadowPairs",

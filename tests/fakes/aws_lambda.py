@@ -44,18 +44,36 @@ def context_factory(function_name: str, remaining_ms: int = 120_000, memory_mb: 
 class LambdaInvokeFake:
     """Loopback ``POST /2015-03-31/functions/{name}/invocations``: runs ``handler`` in-process, or answers a
     scripted AWS error from ``errors`` ((status, error code) pairs, consumed first). Point boto3 at it with
-    ``AWS_ENDPOINT_URL_LAMBDA=fake.url``. ``calls`` records function, qualifier, invocation type and payload."""
+    ``AWS_ENDPOINT_URL_LAMBDA=fake.url``. ``calls`` records function, qualifier, invocation type and payload.
+    ``GET /2015-03-31/functions/{name}/aliases/{alias}`` (GetAlias) answers from ``aliases`` (alias -> version),
+    404 ResourceNotFoundException otherwise; ``alias_reads`` counts them."""
 
     def __init__(self, handler: Callable[[Any, Any], Any], executed_version: str | None = None) -> None:
         self.handler = handler
         self.executed_version = executed_version
         self.calls: list[dict[str, Any]] = []
         self.errors: list[tuple[int, str]] = []
+        self.aliases: dict[str, str] = {}
+        self.alias_reads = 0
         fake = self
 
         class Handler(LoopbackHandler):
             def log_message(self, *a: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                m = re.match(r"^/2015-03-31/functions/([^/]+)/aliases/([^/]+)$", url.path)
+                fake.alias_reads += 1
+                alias = urllib.parse.unquote(m.group(2)) if m else ""
+                if not m or alias not in fake.aliases:
+                    body = json.dumps({"Type": "User", "message": "Alias not found"}).encode()
+                    self._send(404, body, {"x-amzn-ErrorType": "ResourceNotFoundException"})
+                    return
+                name = urllib.parse.unquote(m.group(1))
+                doc = {"AliasArn": f"arn:aws:lambda:us-east-1:123456789012:function:{name}:{alias}", "Name": alias,
+                       "FunctionVersion": fake.aliases[alias], "RevisionId": "r-1"}
+                self._send(200, json.dumps(doc).encode(), {})
 
             def do_POST(self) -> None:
                 url = urllib.parse.urlsplit(self.path)

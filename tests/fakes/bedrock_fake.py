@@ -26,6 +26,15 @@ then the scripted queues (``script()``, ``throttle()``), then deterministic defa
 - a guardrail (when ``guardrailConfig`` is sent) that intervenes if the user text contains a blocked phrase;
 - Titan embeddings from a signed hashed bag of words (normalised when asked), so similar texts are close.
 
+Fault injection (for the fault bench and resilience tests), seeded so a run is reproducible:
+
+- ``Faults(throttle_rate=0.3)``: that share of calls is answered 429 ``ThrottlingException`` at once (a front
+  door refusal, like the service's), whatever the load;
+- ``Faults(quota_rps=20)``: a token bucket (``quota_burst`` tokens, refilled at ``quota_rps``); a call that finds
+  it empty is answered 429 at once, refused calls take no token;
+- ``Faults(malformed_rate=0.2)``: that share of judge replies are prose with broken JSON and no tool call;
+- ``Faults(error_rate=0.05)``: that share of calls fail with ``InternalServerException`` (500) after the latency.
+
 Usage::
 
     with BedrockFake(latency=0.2) as fake, fake.patched_env():
@@ -46,6 +55,7 @@ import itertools
 import json
 import math
 import os
+import random
 import re
 import threading
 import time
@@ -161,6 +171,38 @@ class Delay:
 
 
 Action = Text | ToolUse | Error | Embedding | Raw | Delay
+
+MALFORMED_JUDGE_REPLY = (
+    'Here is my assessment of the answer: {"score": 0.9, "verdict": "pass", "reasons": "The answer is supported'
+)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Random faults (see the module docstring); ``seed`` makes the sequence of draws reproducible."""
+
+    throttle_rate: float = 0.0
+    quota_rps: float | None = None
+    quota_burst: float | None = None  # default: one second of quota
+    malformed_rate: float = 0.0
+    error_rate: float = 0.0
+    seed: int = 0
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
 
 
 def hang(seconds: float = 30.0) -> Delay:
@@ -545,6 +587,7 @@ class BedrockFake:
         record: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        faults: Faults | None = None,
     ) -> None:
         self.latency = latency
         self.model_latency = dict(model_latency or {})
@@ -566,6 +609,11 @@ class BedrockFake:
         self.max_in_flight = 0
         self._stopping = threading.Event()
         self._server: ServerThread | None = None
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)
+        q = self.faults.quota_rps
+        self._bucket = _TokenBucket(q, self.faults.quota_burst or q) if q else None
+        self.injected: Counter[str] = Counter()  # faults sent: throttled, quota, malformed, error
 
     # -- lifecycle
 
@@ -685,14 +733,18 @@ class BedrockFake:
             self._counts[(model_id, operation)] += 1
             if self.record:
                 self._requests.append(req)
-            self._in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+            refused = self._refuse()
+            if refused is None:
+                self._in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        if refused is not None:
+            return self._render(req, Error.throttling(refused), 0)
         try:
             started = time.monotonic()
             delay = self.model_latency.get(model_id, self.latency)
             if delay > 0:
                 self._stopping.wait(delay)
-            action = self._next_action(req)
+            action = self._injected(req) or self._next_action(req)
             while isinstance(action, Delay):
                 self._stopping.wait(action.seconds)
                 action = action.then if action.then is not None else self._default(req)
@@ -701,6 +753,28 @@ class BedrockFake:
         finally:
             with self._lock:
                 self._in_flight -= 1
+
+    def _refuse(self) -> str | None:
+        """Under the lock: a reason to answer 429 at once (random throttle, or the quota's bucket is empty)."""
+        f = self.faults
+        if f.throttle_rate and self._rng.random() < f.throttle_rate:
+            self.injected["throttled"] += 1
+            return "Too many requests, please wait before trying again."
+        if self._bucket is not None and not self._bucket.take():
+            self.injected["quota"] += 1
+            return "Rate exceeded: requests per second quota."
+        return None
+
+    def _injected(self, req: FakeRequest) -> Action | None:
+        f = self.faults
+        with self._lock:
+            if f.error_rate and self._rng.random() < f.error_rate:
+                self.injected["error"] += 1
+                return Error("InternalServerException", 500, "An internal server error occurred. Retry your request.")
+            if f.malformed_rate and req.tool_config and self._rng.random() < f.malformed_rate:
+                self.injected["malformed"] += 1
+                return Text(MALFORMED_JUDGE_REPLY)
+        return None
 
     def _next_action(self, req: FakeRequest) -> Action:
         if self.handler is not None:

@@ -65,6 +65,10 @@ def test_no_policy_grants_all_actions(synth: Synth, stack: str) -> None:
 BEDROCK_ACTIONS = {
     "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:ApplyGuardrail",
     "bedrock:CreateEvaluationJob", "bedrock:GetEvaluationJob", "bedrock:StopEvaluationJob",
+    # the evaluation job's service role (judge-service-roles.html): its inference runs as model invocation jobs
+    "bedrock:CreateModelInvocationJob", "bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob",
+    "bedrock:GetInferenceProfile",
+    "bedrock:ListEvaluationJobs",  # no resource-level permissions: the only Bedrock action allowed on "*"
     # the gate's candidate guardrail (made from guardrails/*.toml for a run, deleted at its end)
     "bedrock:CreateGuardrail", "bedrock:CreateGuardrailVersion", "bedrock:DeleteGuardrail", "bedrock:TagResource",
 }
@@ -85,6 +89,9 @@ def test_bedrock_is_scoped_to_the_configured_models(synth: Synth, stack: str) ->
     for st in found:
         actions = set(as_list(st["Action"]))
         assert actions <= BEDROCK_ACTIONS, actions
+        if actions == {"bedrock:ListEvaluationJobs"}:
+            assert st["Resource"] == "*", st
+            continue
         for resource in as_list(st["Resource"]):
             if isinstance(resource, dict) and "bedrock:ApplyGuardrail" in actions:
                 # the guardrail this stack provisions from guardrails/*.toml, by its own id
@@ -101,6 +108,10 @@ def test_bedrock_is_scoped_to_the_configured_models(synth: Synth, stack: str) ->
                     assert "bedrock:InferenceProfileArn" in st["Condition"]["StringEquals"], st
             elif "bedrock:ApplyGuardrail" in actions:
                 assert f":guardrail/{s.guardrail_id}" in resource
+            elif actions == {"bedrock:GetInferenceProfile"}:
+                assert resource.split(":inference-profile/", 1)[1] in models, resource
+            elif "bedrock:CreateModelInvocationJob" in actions:
+                assert resource.endswith(":model-invocation-job/*"), resource
             else:
                 assert resource.endswith(":evaluation-job/*"), resource
 
@@ -181,7 +192,7 @@ def test_a_bundled_synth_has_no_deploy_guard() -> None:
     from stacks.constructs.lambda_bundle import LambdaBundle
 
     stack = Stack(App(context={"aws:cdk:bundling-stacks": []}), "Probe")
-    LambdaBundle(stack, "Bundle", powertools_layer_version=27, log_retention_days=30,
+    LambdaBundle(stack, "Bundle", log_retention_days=30,
                  metrics_namespace="EvalGate/Service", service_name="evalgate", bundled=True)
     rules = Template.from_stack(stack).to_json().get("Rules", {})
     assert not [k for k in rules if "RequireBundledAssets" in k]

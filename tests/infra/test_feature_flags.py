@@ -7,8 +7,6 @@ from typing import Any
 import pytest
 from aws_cdk import App, Stack
 from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_sns as sns
 
 from stacks.constructs.feature_flags import FeatureFlags, FeatureFlagsProps
 from stacks.feature_flags_model import COHORT_KEY, FeatureFlagsConfig, FlagContentError, validate_document
@@ -88,8 +86,6 @@ def test_the_runtime_validator_rejects_a_broken_document() -> None:
 def test_the_construct_refuses_invalid_content_at_synth() -> None:
     """Even content that bypassed the settings model (model_construct) cannot reach AppConfig."""
     stack = Stack(App(), "FlagsProbe")
-    key = kms.Key(stack, "Key")
-    topic = sns.Topic(stack, "Topic")
     alarm = cw.Alarm(stack, "Alarm", metric=cw.Metric(namespace="X", metric_name="Y"), threshold=1,
                      evaluation_periods=1)
     broken = FeatureFlagsConfig.model_construct(
@@ -99,8 +95,8 @@ def test_the_construct_refuses_invalid_content_at_synth() -> None:
     )
     with pytest.raises(FlagContentError):
         FeatureFlags(stack, "Flags", FeatureFlagsProps(
-            application_name="probe", environment_name="Test", flags=broken, monitors=[alarm], topic=topic,
-            topic_key=key, deployment_minutes=1, bake_minutes=1,
+            application_name="probe", environment_name="Test", flags=broken, monitors=[alarm],
+            deployment_minutes=1, bake_minutes=1,
         ))
 
 

@@ -51,16 +51,21 @@ class FakeSns:
 
 
 class FakePipeline:
-    def __init__(self, waiting: bool = True) -> None:
+    def __init__(self, waiting: bool = True, in_stage: str = "exec-42") -> None:
         self.waiting = waiting
+        self.in_stage = in_stage  # the execution the gate stage is running (stageStates[].latestExecution)
         self.results: list[dict[str, Any]] = []
 
     def get_pipeline_state(self, name: str) -> dict[str, Any]:
         latest = {"status": "InProgress", "token": "tok-1"} if self.waiting else {"status": "Succeeded"}
-        return {"stageStates": [{"stageName": "QualityGate", "actionStates": [
-            {"actionName": "EvalGate", "latestExecution": {"status": "InProgress"}},
-            {"actionName": "Approve", "latestExecution": latest},
-        ]}]}
+        return {"stageStates": [{
+            "stageName": "QualityGate",
+            "latestExecution": {"pipelineExecutionId": self.in_stage, "status": "InProgress"},
+            "actionStates": [
+                {"actionName": "EvalGate", "latestExecution": {"status": "InProgress"}},
+                {"actionName": "Approve", "latestExecution": latest},
+            ],
+        }]}
 
     def put_approval_result(self, **kwargs: Any) -> None:
         self.results.append(kwargs)
@@ -268,6 +273,41 @@ def test_review_goes_to_the_notifier_as_an_eventbridge_event(tmp_path: Path, mon
     assert detail["verdict"] == "REVIEW" and detail["pipeline"] == "evalgate-pipeline"
     assert detail["execution_id"] == "exec-42" and "runs/exec-42/report.html" in detail["report_url"]
     assert sns.messages == [] and pipeline.results == []
+
+
+class TwoExecutionsPipeline(FakePipeline):
+    """Two executions in flight: the gate stage first runs ``exec-41`` (its approval waiting with ``tok-41``),
+    then, once that one leaves the stage, ``exec-42`` (the gate's own execution, approval token ``tok-42``)."""
+
+    def __init__(self, handover_after: int | None) -> None:
+        super().__init__(waiting=True, in_stage="exec-41")
+        self.calls = 0
+        self.handover_after = handover_after
+
+    def get_pipeline_state(self, name: str) -> dict[str, Any]:
+        self.calls += 1
+        if self.handover_after is not None and self.calls > self.handover_after:
+            self.in_stage = "exec-42"
+        state = super().get_pipeline_state(name)
+        state["stageStates"][0]["actionStates"][1]["latestExecution"]["token"] = f"tok-{self.in_stage[-2:]}"
+        return state
+
+
+def test_the_gate_never_resolves_another_executions_approval(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    gate, *_ = make(tmp_path, 0)
+    other_only = TwoExecutionsPipeline(handover_after=None)
+    gate.codepipeline = other_only
+    assert gate.approval_token(attempts=5) is None  # exec-41's waiting approval is not ours
+    assert other_only.calls == 5
+
+    gate, *_ = make(tmp_path, 1)
+    handover = TwoExecutionsPipeline(handover_after=2)
+    gate.codepipeline = handover
+    assert gate.run() == 1
+    (rejected,) = handover.results
+    assert rejected["token"] == "tok-42" and rejected["result"]["status"] == "Rejected"
 
 
 def test_known_error_tickets_are_opened_by_the_gates_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

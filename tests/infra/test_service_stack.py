@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from .conftest import PROD, STAGING, Synth, as_list
+from .conftest import PROD, REGION, STAGING, Synth, as_list
 
 ROLLBACK_METRICS = {"QualityScore", "Hallucination", "TimeToFirstToken", "Errors", "FeedbackScore"}
 
@@ -40,7 +40,9 @@ def _alarms(synth: Synth, stack: str) -> dict[str, dict[str, Any]]:
 def test_every_alarm_watches_only_the_new_version(synth: Synth, stack: str) -> None:
     version = _service_version(synth, stack)
     alarms = _alarms(synth, stack)
-    assert {a["MetricName"] for a in alarms.values()} == ROLLBACK_METRICS | {"JudgedCount"}
+    # the minimum-sample alarm exists only where a canary analysis reads it (Prod here; Staging is all-at-once)
+    expected = ROLLBACK_METRICS | ({"JudgedCount"} if stack == PROD else set())
+    assert {a["MetricName"] for a in alarms.values()} == expected
     for name, alarm in alarms.items():
         assert alarm["Namespace"] == "EvalGate/Service", name
         # exactly the {FunctionVersion} dimension set the handlers publish, valued with the NEW version
@@ -101,19 +103,59 @@ def test_deployment_group_rolls_back_on_alarms_failure_and_stop(synth: Synth, st
     }
 
 
-@pytest.mark.parametrize("stack", [STAGING, PROD])
-def test_both_hooks_are_attached_to_the_live_alias(synth: Synth, stack: str) -> None:
-    pre, _ = _function(synth, stack, "handlers.pre_traffic_hook.handler")
-    post, post_fn = _function(synth, stack, "handlers.canary_analysis.handler")
-    group, _ = _one(synth, stack, "AWS::CodeDeploy::DeploymentGroup")
-    aliases = {v["Properties"]["Name"]: v for v in synth.resources(stack, "AWS::Lambda::Alias").values()}
-    update = aliases["live"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+def _hooks(template: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
+    """The live alias's CodeDeploy update policy and the handlers of the template's functions."""
+    aliases = {v["Properties"]["Name"]: v for v in template["Resources"].values() if v["Type"] == "AWS::Lambda::Alias"}
+    handlers = {v["Properties"]["Handler"] for v in template["Resources"].values()
+                if v["Type"] == "AWS::Lambda::Function"}
+    return aliases["live"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"], handlers
+
+
+def test_a_canary_gets_the_pre_traffic_smoke_and_the_live_sample_analysis(synth: Synth) -> None:
+    assert synth.built.prod_mode == "canary"
+    pre, _ = _function(synth, PROD, "handlers.pre_traffic_hook.handler")
+    post, post_fn = _function(synth, PROD, "handlers.canary_analysis.handler")
+    group, _ = _one(synth, PROD, "AWS::CodeDeploy::DeploymentGroup")
+    update, _ = _hooks(synth.templates[PROD])
     assert update["BeforeAllowTrafficHook"] == {"Ref": pre}
     assert update["AfterAllowTrafficHook"] == {"Ref": post}
     assert update["DeploymentGroupName"] == {"Ref": group}
-    # the canary analysis reads the min-sample alarm: an unjudged canary fails closed
-    min_alarm = next(k for k, a in _alarms(synth, stack).items() if a["MetricName"] == "JudgedCount")
-    assert post_fn["Properties"]["Environment"]["Variables"]["MIN_SAMPLES_ALARM"] == {"Ref": min_alarm}
+    # the canary analysis reads the min-sample alarm (an unjudged canary fails closed) after a grace for late
+    # judgements (capture queue + judge + metric ingestion)
+    env = post_fn["Properties"]["Environment"]["Variables"]
+    min_alarm = next(k for k, a in _alarms(synth, PROD).items() if a["MetricName"] == "JudgedCount")
+    assert env["MIN_SAMPLES_ALARM"] == {"Ref": min_alarm}
+    assert env["SAMPLE_GRACE_SECONDS"] == str(synth.built.settings.sample_grace_seconds)
+
+
+def _all_at_once_templates(synth: Synth) -> dict[str, dict[str, Any]]:
+    """Staging (always all-at-once) and Prod synthesized for an infrastructure-only change (all-at-once)."""
+    from aws_cdk import App, Stack
+
+    from stacks.service_stack import ServiceStack, ServiceStackProps
+
+    prod = ServiceStack(App(context={"aws:cdk:bundling-stacks": []}), "ProdInfraOnly", ServiceStackProps(
+        settings=synth.built.settings, stage_name="Prod", deployment_mode="all-at-once",
+    ))
+    return {"Staging": synth.templates[STAGING], "Prod (infrastructure-only)": Stack.of(prod).resolve(
+        prod.node.root.synth().get_stack_by_name(prod.stack_name).template)}
+
+
+def test_all_at_once_deployments_never_get_a_check_that_needs_live_traffic(synth: Synth) -> None:
+    for name, template in _all_at_once_templates(synth).items():
+        update, handlers = _hooks(template)
+        # the smoke set on the new version needs no traffic and stays; nothing waits for judged live answers,
+        # which an all-at-once deployment cannot have when AfterAllowTraffic runs
+        assert "BeforeAllowTrafficHook" in update, name
+        assert "AfterAllowTrafficHook" not in update, name
+        assert "handlers.canary_analysis.handler" not in handlers, name
+        assert "handlers.pre_traffic_hook.handler" in handlers, name
+        # nor an alarm that would sit in ALARM (missing data breaches) with nothing reading it
+        metrics = {r["Properties"]["MetricName"] for r in template["Resources"].values()
+                   if r["Type"] == "AWS::CloudWatch::Alarm"}
+        assert metrics == ROLLBACK_METRICS, name
+        groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodeDeploy::DeploymentGroup"]
+        assert [g["Properties"]["DeploymentConfigName"] for g in groups] == ["CodeDeployDefault.LambdaAllAtOnce"]
 
 
 def test_pre_traffic_hook_targets_the_new_version_only(synth: Synth) -> None:
@@ -214,12 +256,18 @@ def test_flag_document_is_the_validated_one(synth: Synth) -> None:
     assert doc["variant"]["default"] in doc["variants"]["default"]
 
 
-def test_appconfig_rollback_extension_publishes_to_the_topic(synth: Synth) -> None:
-    topic, _ = _one(synth, PROD, "AWS::SNS::Topic")
-    _, ext = _one(synth, PROD, "AWS::AppConfig::Extension")
-    actions = ext["Properties"]["Actions"]["ON_DEPLOYMENT_ROLLED_BACK"]
-    assert actions[0]["Uri"] == {"Ref": topic}
-    synth.template(PROD).resource_count_is("AWS::AppConfig::ExtensionAssociation", 1)
+@pytest.mark.parametrize("stack", [STAGING, PROD])
+def test_appconfig_sends_its_rollback_events_to_eventbridge(synth: Synth, stack: str) -> None:
+    """Without the AWS-authored EventBridge extension AppConfig emits no deployment events: the FlagsRolledBack
+    rule could never fire (and no custom extension mails raw JSON to the topic instead of the notifier)."""
+    app, _ = _one(synth, stack, "AWS::AppConfig::Application")
+    _, assoc = _one(synth, stack, "AWS::AppConfig::ExtensionAssociation")
+    arn, ref = assoc["Properties"]["ResourceIdentifier"]["Fn::Join"][1]
+    assert arn.endswith(":application/") and ref == {"Ref": app}
+    assert assoc["Properties"]["ExtensionIdentifier"] == (
+        f"arn:aws:appconfig:{REGION}::extension/AWS.AppConfig.DeploymentNotificationsToEventBridge/1"
+    )
+    synth.template(stack).resource_count_is("AWS::AppConfig::Extension", 0)
 
 
 def test_event_rules_route_rollbacks_to_the_notifier(synth: Synth) -> None:
@@ -240,18 +288,13 @@ def test_event_rules_route_rollbacks_to_the_notifier(synth: Synth) -> None:
 
 
 def test_service_function_runtime_layers_alias_and_api(synth: Synth) -> None:
-    s = synth.built.settings
     _, fn = _function(synth, PROD, "handlers.service.handler")
     props = fn["Properties"]
     assert props["Runtime"] == "python3.13" and props["Architectures"] == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
-    layers = props["Layers"]
-    assert any(
-        isinstance(layer, str) and layer.endswith(
-            f":017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-arm64:{s.powertools_layer_version}"
-        ) for layer in layers
-    )
-    assert any(isinstance(layer, dict) and "Ref" in layer for layer in layers)  # the deps layer
+    powertools, deps = props["Layers"]  # Powertools first, the deps layer last (tests/infra/test_powertools_pin.py)
+    assert synth.templates[PROD]["Parameters"][powertools["Ref"]]["Type"] == "AWS::SSM::Parameter::Value<String>"
+    assert synth.resources(PROD, "AWS::Lambda::LayerVersion")[deps["Ref"]]
     alias = next(k for k, v in synth.resources(PROD, "AWS::Lambda::Alias").items() if v["Properties"]["Name"] == "live")
     synth.template(PROD).has_resource_properties("AWS::ApiGatewayV2::Integration", {
         "IntegrationType": "AWS_PROXY", "IntegrationUri": {"Ref": alias},
@@ -321,6 +364,15 @@ def test_shadow_alias_and_worker(synth: Synth) -> None:
     role = worker["Properties"]["Role"]["Fn::GetAtt"][0]
     invoke = [st for st in _policies_of(synth, PROD, role) if st["Action"] == "lambda:InvokeFunction"]
     assert invoke[0]["Resource"] == {"Ref": aliases["shadow"]}
+    # the worker reads where the alias points, to skip requests the candidate answered itself
+    read = [st for st in _policies_of(synth, PROD, role) if st["Action"] == "lambda:GetAlias"]
+    assert read and read[0]["Resource"] == {"Ref": aliases["shadow"]}
+    # shadow = the candidate (the version this deployment publishes); live moves only through CodeDeploy
+    resources = synth.templates[PROD]["Resources"]
+    version = _service_version(synth, PROD)
+    assert resources[aliases["shadow"]]["Properties"]["FunctionVersion"] == {"Fn::GetAtt": [version, "Version"]}
+    assert "UpdatePolicy" not in resources[aliases["shadow"]]
+    assert "CodeDeployLambdaAliasUpdate" in resources[aliases["live"]]["UpdatePolicy"]
 
 
 def test_data_bucket_is_private_encrypted_ssl_only_with_lifecycle(synth: Synth) -> None:

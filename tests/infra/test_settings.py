@@ -71,6 +71,8 @@ def test_missing_email_names_the_setting() -> None:
     ("releaseTagPattern", "v* ; rm -rf", "git ref glob"),
     ("deploymentMode", "yolo", "canary"),
     ("alarmThresholds", {"qualityMin": 2}, "less than or equal to 1"),
+    ("sampleGraceSeconds", 601, "less than or equal to 600"),  # the AfterAllowTraffic hook has 15 minutes
+    ("sampleGraceSeconds", -1, "greater than or equal to 0"),
 ])
 def test_invalid_values_name_the_setting(key: str, value: Any, fragment: str) -> None:
     message = expect_error(key, **{key: value})

@@ -14,6 +14,7 @@ from evalgate.dataset import load_golden
 from evalgate.judge import Judge
 from evalgate.prompts import load_prompt
 from evalgate.providers.bedrock import BedrockCandidate, BedrockJudgeModel, TitanEmbedder
+from evalgate.retry import DEFAULT_MALFORMED_ATTEMPTS, RetryPolicy
 from evalgate.runner import run_evaluation
 from tests.fakes.bedrock_fake import BedrockFake, Error, FakeRequest, Text, hang
 
@@ -37,10 +38,10 @@ def recorded_answer(req: FakeRequest) -> str:
     raise AssertionError("unexpected prompt")
 
 
-def evaluate(fake: BedrockFake, tmp_path: Path, **judge_kw: object):
+def evaluate(fake: BedrockFake, tmp_path: Path, time_budget: float = 60.0):
     fake.answer_fn = recorded_answer
     cand = BedrockCandidate(CONFIG.models.generator, load_prompt("support/v1"))
-    judge = Judge(BedrockJudgeModel(CONFIG.models.judge), sleep=lambda s: None, **judge_kw)  # type: ignore[arg-type]
+    judge = Judge(BedrockJudgeModel(CONFIG.models.judge))
     emb = TitanEmbedder(CONFIG.models.embeddings)
     # The shipped threshold is for Titan's scale; the fake's hashed bag-of-words has its own, so gate
     # similarity off here and test the judge path.
@@ -56,6 +57,7 @@ def evaluate(fake: BedrockFake, tmp_path: Path, **judge_kw: object):
         embedder=emb,
         cache=Cache(tmp_path / "c.sqlite"),
         concurrency=8,
+        policy=RetryPolicy(8, time_budget=time_budget, base_delay=0.01),
     )
 
 
@@ -74,7 +76,7 @@ def test_clean_run_passes_and_requests_are_hygienic(bedrock_fake: BedrockFake, t
     assert r.usage.model_calls == len(bedrock_fake.requests)
 
 
-def test_malformed_tool_output_is_retried_once_then_unscored_and_the_run_errors(
+def test_malformed_tool_output_is_asked_again_then_unscored_and_the_run_errors(
     bedrock_fake: BedrockFake, tmp_path: Path
 ):
     victims = [c.question for c in CASES[:3]]
@@ -92,27 +94,33 @@ def test_malformed_tool_output_is_retried_once_then_unscored_and_the_run_errors(
     bedrock_fake.handler = handler
     r = evaluate(bedrock_fake, tmp_path)
     assert r.verdict.verdict == "ERROR" and r.verdict.exit_code == 4
-    assert len(seen) == 6 and set(seen.values()) == {2}  # each judgement: first try + exactly one retry
+    # each judgement: the first try and DEFAULT_MALFORMED_ATTEMPTS - 1 retries, all counted and billed
+    assert len(seen) == 6 and set(seen.values()) == {DEFAULT_MALFORMED_ATTEMPTS}
+    assert r.faults["models"][CONFIG.models.judge]["malformed_retries"] == 6 * (DEFAULT_MALFORMED_ATTEMPTS - 1)
+    assert r.usage.model_calls == len(bedrock_fake.requests)
     unscored = [c for c in r.cases if c.status == "unscored"]
     assert len(unscored) == 3
     assert all(c.metrics["faithfulness"].value is None for c in unscored)  # never a silent 0 or 1
 
 
-def test_throttling_is_absorbed(bedrock_fake: BedrockFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("EVALGATE_AWS_MAX_ATTEMPTS", "2")
+def test_throttling_and_5xx_are_absorbed_by_the_policy_not_botocore(bedrock_fake: BedrockFake, tmp_path: Path):
     bedrock_fake.judge_fn = lambda req: GOOD
-    bedrock_fake.script(*[Error.throttling()] * 3, operation="converse")  # judge calls
+    bedrock_fake.script(*[Error.throttling()] * 3, Error("InternalServerException", 500), operation="converse")  # judge
     bedrock_fake.script(*[Error.throttling()] * 3, operation="converse-stream")  # candidate calls
+    bedrock_fake.script(Error.throttling(), operation="invoke")  # embeddings
     r = evaluate(bedrock_fake, tmp_path)
     assert r.verdict.verdict == "PASS", r.verdict.reasons
     assert all(c.status == "pass" for c in r.cases)
+    models = r.faults["models"]
+    assert sum(m.get("throttles", 0) for m in models.values()) == 7  # each 429 seen once: botocore did not retry
+    assert sum(m.get("transient_errors", 0) for m in models.values()) == 1
+    assert r.usage.retries == 8 and len(bedrock_fake.requests) == r.usage.model_calls + 8
 
 
 def test_persistent_judge_failures_and_timeouts_error(
     bedrock_fake: BedrockFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("EVALGATE_AWS_READ_TIMEOUT", "0.5")
-    monkeypatch.setenv("EVALGATE_AWS_MAX_ATTEMPTS", "1")
     slow = CASES[0].question
     denied = CASES[1].question
 
@@ -125,8 +133,12 @@ def test_persistent_judge_failures_and_timeouts_error(
 
     bedrock_fake.judge_fn = lambda req: GOOD
     bedrock_fake.handler = handler
-    r = evaluate(bedrock_fake, tmp_path, throttle_attempts=2)
+    r = evaluate(bedrock_fake, tmp_path, time_budget=3.0)
     assert r.verdict.verdict == "ERROR"
     reasons = {c.id: c.failures for c in r.cases if c.status == "unscored"}
     assert set(reasons) == {CASES[0].id, CASES[1].id}
     assert any("judge error" in f for f in reasons[CASES[1].id])
+    # timeouts are retried until the time budget would be crossed; access denied is given up at once
+    judge_line = next(x for x in r.verdict.reasons if x.startswith(f"{CONFIG.models.judge}: gave up on"))
+    assert "gave up on 4 call(s)" in judge_line  # two rubrics x two cases, named with the last error
+    assert r.faults["models"][CONFIG.models.judge]["transient_errors"] >= 2

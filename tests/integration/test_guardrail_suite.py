@@ -20,9 +20,9 @@ from evalgate.cli import main
 from evalgate.config import load_config
 from evalgate.dataset import load_golden
 from evalgate.guardrails import GuardrailChecker
-from evalgate.providers.aws import ClientSettings
 from evalgate.providers.replay import ReplayCandidate
 from evalgate.results import RunResult
+from evalgate.retry import RetryPolicy
 from evalgate.runner import run_evaluation
 from tests.fakes.bedrock_fake import DUMMY_CREDENTIALS, BedrockFake
 
@@ -133,7 +133,9 @@ def guard_env(monkeypatch: pytest.MonkeyPatch) -> Callable[[GuardrailFake], None
     return point
 
 
-def evaluate(candidate: str, checker: GuardrailChecker | None, baseline: RunResult | None = None) -> RunResult:
+def evaluate(
+    candidate: str, checker: GuardrailChecker | None, baseline: RunResult | None = None, **extra: Any
+) -> RunResult:
     return run_evaluation(
         golden=GOLDEN,
         cases=GOLDEN.cases,
@@ -144,6 +146,7 @@ def evaluate(candidate: str, checker: GuardrailChecker | None, baseline: RunResu
         embedder=None,
         baseline=baseline,
         guardrail=checker,
+        **extra,
     )
 
 
@@ -214,13 +217,14 @@ def test_a_guardrail_that_cannot_be_reached_fails_closed(guard_env: Callable[[Gu
     with GuardrailFake(lambda s, t: False) as fake:
         fake.throttle_all = True
         guard_env(fake)
-        # one attempt per call: botocore's adaptive retries would only slow the same outcome down
-        result = evaluate(
-            "regressed", GuardrailChecker("gr-1", "1", settings=ClientSettings(max_attempts=1, retry_mode="standard"))
-        )
+        # throttled to the end: retried until the run's time budget would be crossed, then given up
+        policy = RetryPolicy(16, time_budget=1.5, base_delay=0.01, max_delay=0.2)
+        result = evaluate("regressed", GuardrailChecker("gr-1", "1"), policy=policy)
     assert result.verdict.verdict == "ERROR"
     unscored = [c for c in result.cases if c.status == "unscored"]
     assert unscored and all("ApplyGuardrail" in " ".join(c.failures) for c in unscored)
+    assert any(r.startswith("guardrail gr-1:1: gave up on") and "time budget" in r for r in result.verdict.reasons)
+    assert result.faults["models"]["guardrail gr-1:1"]["throttles"] > len(unscored)
 
 
 def test_cli_full_tier_with_guardrail_flags(guard_env: Callable[[GuardrailFake], None], tmp_path: Path):

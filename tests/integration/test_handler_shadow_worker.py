@@ -388,3 +388,32 @@ def test_any_batch_shape_gets_a_partial_batch_response_never_a_raise(world: dict
 
     check()
     assert world["lambda"].calls == []  # nothing was a usable mirror: the candidate was never invoked
+
+
+def served_by_9(rid: str, question: str) -> str:
+    return mirrored(rid, question).replace('"function_version": "8"', '"function_version": "9"')
+
+
+def test_the_candidate_is_never_compared_with_itself(world: dict[str, Any], capsys: Any) -> None:
+    """Shadow points at the candidate (9). Production answers from 8 are replayed on 9; an answer the candidate
+    gave itself (the canary arm, or every request once 9 is promoted and live = shadow) is skipped."""
+    world["lambda"].aliases["shadow"] = "9"
+    prod_8 = mirrored("r-old", "Do you ship to Canada?")
+    prod_9 = served_by_9("r-self", "How long do refunds take?")
+    out = world["h"].handler(sqs_event([prod_8, prod_9]), Ctx())
+    assert out["batchItemFailures"] == []
+    assert len(world["lambda"].calls) == 1 and world["lambda"].alias_reads == 1  # alias read once, then cached
+    _, pairs = stored_pairs(world["s3"])
+    assert [(p["request_id"], p["production"]["function_version"], p["shadow"]["function_version"])
+            for p in pairs] == [("r-old", "8", "9")]
+    emf = next(json.loads(x) for x in capsys.readouterr().out.splitlines() if '"ShadowSkipped"' in x)
+    assert emf["ShadowSkipped"] == [1.0] and emf["ShadowPairs"] == [1.0]
+
+
+def test_without_the_alias_the_executed_version_still_prevents_a_self_pair(world: dict[str, Any]) -> None:
+    """GetAlias denied or missing: the call goes out, but a reply from the version that answered in production is
+    dropped rather than stored as a pair."""
+    prod_9 = served_by_9("r-self", "How long do refunds take?")
+    out = world["h"].handler(sqs_event([prod_9]), Ctx())
+    assert out["batchItemFailures"] == [] and len(world["lambda"].calls) == 1
+    assert stored_pairs(world["s3"]) == ([], [])

@@ -8,6 +8,7 @@ from evalgate.errors import ProviderError, ThrottledError
 from evalgate.judge import Judge, build_user_prompt, neutralise
 from evalgate.models import KnowledgeEntry
 from evalgate.providers.base import JudgeCall
+from evalgate.retry import RetryPolicy
 
 from .core_fakes import ScriptedJudgeModel
 
@@ -62,22 +63,36 @@ def test_judge_parses_forced_tool_output_and_caches(tmp_path: Path):
     assert model.calls == 2  # another rubric is another key
 
 
-def test_unparseable_output_retried_once_then_unscored():
+def test_unparseable_output_is_asked_again_up_to_the_configured_attempts_then_unscored():
     model = ScriptedJudgeModel([JudgeCall(tool_input=None, raw_text="I think it's fine"), GOOD])
-    assert Judge(model).faithfulness("q", "a", KB).value == 0.9 and model.calls == 2
+    j = Judge(model)
+    assert j.faithfulness("q", "a", KB).value == 0.9 and model.calls == 2
+    assert j.usage.calls == 2 and j.usage.malformed_retries == 1  # the retry is counted (and billed)
     bad = {"score": 7, "verdict": "pass", "reasons": "", "unsupported_claims": []}
-    model = ScriptedJudgeModel([bad, JudgeCall(tool_input="not a dict")])
-    mv = Judge(model).faithfulness("q", "a", KB)
-    assert mv.value is None and mv.unscored and "unparseable twice" in mv.reason and model.calls == 2
+    model = ScriptedJudgeModel([bad, JudgeCall(tool_input="not a dict"), bad, GOOD])
+    j = Judge(model, malformed_attempts=3)
+    mv = j.faithfulness("q", "a", KB)
+    assert mv.value is None and mv.unscored and "unparseable 3 time(s)" in mv.reason and model.calls == 3
+    assert (j.usage.calls, j.usage.malformed_retries, j.usage.unparsed) == (3, 2, 1)
+    assert Judge(ScriptedJudgeModel([bad, GOOD]), malformed_attempts=1).relevance("q", "a").unscored
 
 
 def test_judge_errors_become_unscored_never_a_score():
     model = ScriptedJudgeModel([ProviderError("AccessDenied")])
     mv = Judge(model).relevance("q", "a")
-    assert mv.value is None and mv.unscored and "AccessDenied" in mv.reason
+    assert mv.value is None and mv.unscored and "AccessDenied" in mv.reason and model.calls == 1
+    clock = [0.0]
     sleeps: list[float] = []
-    model = ScriptedJudgeModel([ThrottledError("slow down")] * 3)
-    mv = Judge(model, throttle_attempts=3, sleep=sleeps.append).relevance("q", "a")
-    assert mv.unscored and len(sleeps) == 2 and model.calls == 3
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        clock[0] += s
+
+    policy = RetryPolicy(4, time_budget=30.0, clock=lambda: clock[0], sleep=sleep)
+    model = ScriptedJudgeModel(lambda user: ThrottledError("slow down"))
+    mv = Judge(model, policy=policy).relevance("q", "a")
+    assert mv.unscored and "gave up" in mv.reason and "time budget" in mv.reason
+    assert model.calls == len(sleeps) + 1 and sum(sleeps) <= 30.0
+    policy.set_time_budget(30.0)
     model = ScriptedJudgeModel([ThrottledError("slow down"), GOOD])
-    assert Judge(model, sleep=sleeps.append).relevance("q", "a").value == 0.9
+    assert Judge(model, policy=policy).relevance("q", "a").value == 0.9 and model.calls == 2

@@ -63,7 +63,7 @@ def test_judge_calibration_counts_unscored_and_scores_agreement():
             "unsupported_claims": [answer] if bad else [],
         }
 
-    rec = calibrate_judge(Judge(ScriptedJudgeModel(reply), sleep=lambda s: None), DATA, limit=10, concurrency=2)
+    rec = calibrate_judge(Judge(ScriptedJudgeModel(reply)), DATA, limit=10, concurrency=2)
     assert rec["unscored"] == 2  # the right and the hallucinated answer to the broken question
     # a judge that recognises every HaluEval hallucination (and accepts every TruthfulQA answer) ranks well
     assert rec["auroc"] > 0.7 and rec["kappa_at_0.85"] > 0.3

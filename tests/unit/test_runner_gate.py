@@ -12,6 +12,8 @@ from evalgate.config import load_config
 from evalgate.dataset import load_golden
 from evalgate.errors import ProviderError, ThrottledError
 from evalgate.judge import Judge
+from evalgate.reports.markdown import render_markdown
+from evalgate.retry import RetryPolicy
 from evalgate.runner import Runner, run_evaluation
 
 from .core_fakes import DictCandidate, HashEmbedder, ScriptedJudgeModel
@@ -45,7 +47,7 @@ def score_reply(score: float = 0.95):
 def run(golden_dir: Path, cand, judge_model=None, **kw):
     golden = load_golden(golden_dir)
     config = load_config(golden_dir / "gate.toml")
-    judge = Judge(judge_model, cache=kw.get("cache"), sleep=lambda s: None) if judge_model else None
+    judge = Judge(judge_model, cache=kw.get("cache")) if judge_model else None
     return run_evaluation(
         golden=golden,
         cases=golden.cases,
@@ -112,7 +114,13 @@ def test_candidate_errors_and_throttling(golden_dir: Path):
                 raise ThrottledError("ThrottlingException")
             return super().generate(case, knowledge, repeat)
 
+    clock = [0.0]
     sleeps: list[float] = []
+
+    def sleep(s: float) -> None:
+        sleeps.append(s)
+        clock[0] += s
+
     cand = Throttly(answers())
     runner = Runner(
         golden=golden,
@@ -122,13 +130,18 @@ def test_candidate_errors_and_throttling(golden_dir: Path):
         judge=None,
         embedder=HashEmbedder(),
         concurrency=4,
-        sleep=sleeps.append,
+        policy=RetryPolicy(4, clock=lambda: clock[0], sleep=sleep),
     )
     r = runner.run(golden.cases)
     assert r.verdict.verdict == "PASS" and len(sleeps) == 3
-    assert runner.limiter.throttles == 3 and runner.limiter.lowest < 4  # backed off
+    assert r.faults["models"]["dict"]["throttles"] == 3 and r.faults["models"]["dict"]["retries"] == 3
+    assert r.faults["concurrency"]["lowest"] < 4  # backed off
+    md = render_markdown(r)  # summary.md reports them per model
+    row = next(line for line in md.splitlines() if line.startswith("| `dict` |"))
+    assert "## Faults and retries" in md and row.split("|")[2:5] == [" 14 ", " 3 ", " 0 "]
     r = run(golden_dir, DictCandidate(answers(**{"c-001": ProviderError("AccessDeniedException")})), None)
     assert r.case("c-001").status == "error" and r.verdict.verdict == "ERROR"
+    assert "dict: gave up on 1 call(s): not retryable: AccessDeniedException" in r.verdict.reasons
 
 
 def test_warm_cache_rerun_makes_no_model_calls(golden_dir: Path, tmp_path: Path):
@@ -195,3 +208,20 @@ def test_a_missing_judgement_is_unscored_not_absent():
     assert s.metrics["hallucination"].unscored  # no claim-level verdict and no numeric evidence either way
     s = score_generation(case, gen, kb, 0.9, None, set())  # offline tier: no judge expected
     assert "faithfulness" not in s.metrics and s.metrics["hallucination"].value == 0.0
+
+
+def test_judge_calls_start_as_soon_as_their_answer_exists_not_after_all_generation(golden_dir: Path):
+    """One slot: with a first-in-first-out pool every answer would be generated before the first judgement."""
+    log: list[str] = []
+
+    class Logged(DictCandidate):
+        def generate(self, case, knowledge, repeat):
+            log.append("generate")
+            return super().generate(case, knowledge, repeat)
+
+    judge_model = ScriptedJudgeModel(lambda user: log.append("judge") or score_reply()(user))
+    r = run(golden_dir, Logged(answers()), judge_model, concurrency=1)
+    assert r.verdict.verdict == "PASS"
+    assert log.count("generate") == 11 and "judge" in log[:3]
+    last_generation = len(log) - 1 - log[::-1].index("generate")
+    assert log[:last_generation].count("judge") >= 10  # judgements interleave with answers

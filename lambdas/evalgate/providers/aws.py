@@ -2,10 +2,12 @@
 
 Clients use boto3's default credential chain and default endpoint resolution, so the standard environment
 variables (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME``, ...) redirect them;
-nothing here hard-codes an endpoint. Retries use botocore's ``adaptive`` mode (exponential backoff plus a
-client-side rate limiter that slows down after throttling); timeouts are explicit and overridable, either
+nothing here hard-codes an endpoint. Timeouts and botocore's retries are explicit and overridable, either
 by argument (``ClientSettings``) or by environment (``EVALGATE_AWS_CONNECT_TIMEOUT``,
-``EVALGATE_AWS_READ_TIMEOUT``, ``EVALGATE_AWS_MAX_ATTEMPTS``, ``EVALGATE_AWS_MAX_POOL``).
+``EVALGATE_AWS_READ_TIMEOUT``, ``EVALGATE_AWS_MAX_ATTEMPTS``, ``EVALGATE_AWS_RETRY_MODE``,
+``EVALGATE_AWS_MAX_POOL``). Clients for model calls (``model_client_settings``) send each attempt once:
+``evalgate.retry`` owns their retries, so botocore's are off (one attempt, ``standard`` mode; see README
+"Resilience" for the measurement behind that choice). Other clients keep botocore's retries.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -27,12 +30,11 @@ from botocore.exceptions import (
 )
 from botocore.handlers import BUILTIN_HANDLERS
 
-from ..errors import InputError, ProviderError, ThrottledError
+from ..errors import InputError, ProviderError, ThrottledError, TransientError
 
 USER_AGENT_EXTRA = "evalgate"
 
-# Error codes that mean "the service refused for capacity". Botocore has already retried them (adaptive
-# mode) by the time we see them, so the caller should back off at a coarser level.
+# Error codes that mean "the service refused for capacity": the retry policy backs off and lowers concurrency.
 THROTTLING_CODES = frozenset(
     {
         "ThrottlingException",
@@ -49,11 +51,25 @@ THROTTLING_CODES = frozenset(
     }
 )
 THROTTLING_STATUS = frozenset({429, 503})
+# Failures worth retrying that are not about capacity (the retry policy backs off, concurrency unchanged).
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalServerException",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceException",
+        "ModelTimeoutException",
+        "ModelStreamErrorException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 
 _ENV_OVERRIDES: tuple[tuple[str, str, type], ...] = (
     ("connect_timeout", "EVALGATE_AWS_CONNECT_TIMEOUT", float),
     ("read_timeout", "EVALGATE_AWS_READ_TIMEOUT", float),
     ("max_attempts", "EVALGATE_AWS_MAX_ATTEMPTS", int),
+    ("retry_mode", "EVALGATE_AWS_RETRY_MODE", str),
     ("max_pool_connections", "EVALGATE_AWS_MAX_POOL", int),
 )
 
@@ -113,6 +129,17 @@ class ClientSettings:
             max_pool_connections=self.max_pool_connections,
             user_agent_extra=USER_AGENT_EXTRA,
         )
+
+
+def model_client_settings(**overrides: Any) -> ClientSettings:
+    """Settings for model-call clients (bedrock-runtime, a Lambda candidate): one attempt per call, because
+    ``evalgate.retry`` retries them; ``EVALGATE_AWS_MAX_ATTEMPTS`` / ``EVALGATE_AWS_RETRY_MODE`` still apply
+    (the fault bench compares botocore's modes that way)."""
+    defaults: dict[str, Any] = {"max_attempts": 1, "retry_mode": "standard"}
+    for name, env, _ in _ENV_OVERRIDES:
+        if name in defaults and os.environ.get(env, "").strip():
+            del defaults[name]
+    return ClientSettings.from_env(**{**defaults, **overrides})
 
 
 def resolve_region(session: boto3.session.Session, explicit: str | None = None) -> str:
@@ -202,19 +229,36 @@ def map_aws_error(exc: Exception, what: str, extra_throttling: frozenset[str] = 
         if message:
             detail += f": {_snippet(message)}"
         if code in THROTTLING_CODES or code in extra_throttling or status in THROTTLING_STATUS:
-            return ThrottledError(f"{what}: throttled: {detail}")
+            return ThrottledError(f"{what}: throttled: {detail}", retry_after=_retry_after(exc))
+        if code in TRANSIENT_CODES or (status is not None and status >= 500):
+            return TransientError(f"{what}: {detail}", retry_after=_retry_after(exc))
         return ProviderError(f"{what}: {detail}")
     if isinstance(exc, ReadTimeoutError):
-        return ProviderError(f"{what}: read timed out ({_snippet(str(exc))})")
+        return TransientError(f"{what}: read timed out ({_snippet(str(exc))})")
     if isinstance(exc, ConnectTimeoutError):
-        return ProviderError(f"{what}: connect timed out ({_snippet(str(exc))})")
-    if isinstance(exc, EndpointConnectionError):
+        return TransientError(f"{what}: connect timed out ({_snippet(str(exc))})")
+    if isinstance(exc, EndpointConnectionError):  # a wrong endpoint more often than a blip: not retried
         return ProviderError(f"{what}: cannot connect ({_snippet(str(exc))})")
+    if isinstance(exc, ConnectionClosedError):
+        return TransientError(f"{what}: connection closed ({_snippet(str(exc))})")
     if isinstance(exc, NoCredentialsError):
         return ProviderError(f"{what}: no AWS credentials found")
     if isinstance(exc, BotoCoreError):
         return ProviderError(f"{what}: {type(exc).__name__}: {_snippet(str(exc))}")
     return ProviderError(f"{what}: {type(exc).__name__}: {_snippet(str(exc))}")
+
+
+def _retry_after(exc: ClientError) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header or Lambda's ``retryAfterSeconds`` field, when sent."""
+    headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders") or {}
+    for raw in (headers.get("retry-after"), exc.response.get("retryAfterSeconds")):
+        try:
+            value = float(raw) if raw is not None else None
+        except (TypeError, ValueError):
+            continue
+        if value is not None and 0 <= value < 3600:
+            return value
+    return None
 
 
 def _snippet(text: str, limit: int = 300) -> str:

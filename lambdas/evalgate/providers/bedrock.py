@@ -6,8 +6,9 @@ it joins the text deltas and records the time to the first token (the first non-
 end of the stream, measured from a start time the caller chooses.
 
 All three use a client from ``providers.aws.make_client`` (default credential and endpoint resolution,
-adaptive retries, explicit timeouts) unless a client is injected. Capacity errors that survive botocore's
-retries raise ``ThrottledError``; every other failure raises ``ProviderError`` naming the model.
+explicit timeouts, botocore retries off: ``evalgate.retry`` owns them) unless a client is injected. Capacity
+errors raise ``ThrottledError``, 5xx and timeouts ``TransientError``; every other failure raises
+``ProviderError`` naming the model.
 """
 
 from __future__ import annotations
@@ -25,12 +26,29 @@ from typing import Any
 from ..errors import ProviderError
 from ..models import Case, Generation, KnowledgeEntry
 from ..prompts import PromptTemplate
-from .aws import ClientSettings, make_client, map_aws_error
+from .aws import ClientSettings, make_client, map_aws_error, model_client_settings
 from .base import JudgeCall, ToolSpec
 
 TITAN_EMBED_V2 = "amazon.titan-embed-text-v2:0"
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 GUARDRAIL_INTERVENED = "guardrail_intervened"
+
+
+class _LazyClient:
+    """The bedrock-runtime client, built on first use: a run whose calls all come from the cache never pays for
+    building one (botocore loads the service model then)."""
+
+    def __init__(self, settings: ClientSettings | None) -> None:
+        self._settings = settings
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = make_client("bedrock-runtime", self._settings or model_client_settings())
+        return getattr(self._client, name)
 
 
 # Claude 4.5-generation models (Sonnet 4.5, Haiku 4.5, Opus 4.1 and later) answer HTTP 400 "`temperature` and
@@ -50,7 +68,7 @@ def sampling(temperature: float | None, top_p: float | None) -> dict[str, float]
 
 
 def _runtime_client(client: Any, settings: ClientSettings | None) -> Any:
-    return client if client is not None else make_client("bedrock-runtime", settings)
+    return client if client is not None else _LazyClient(settings)
 
 
 def _converse_messages(messages: Sequence[dict[str, str]]) -> list[dict[str, Any]]:

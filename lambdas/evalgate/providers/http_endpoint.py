@@ -7,13 +7,15 @@ lists). ``usage.inputTokens`` / ``usage.outputTokens`` are read when present, an
 ``latency.total_ms`` give the time to first token (``base.client_ttft_ms``).
 
 HTTP 429/503 raise ``HttpThrottledError`` (a ``ThrottledError``) with ``retry_after`` in seconds when the
-server sent ``Retry-After``; any other non-2xx, a timeout, or a body that is not the expected JSON raises
-``ProviderError`` with the status and a snippet of the body.
+server sent ``Retry-After``; other 5xx, timeouts and dropped connections raise ``TransientError``; any
+other non-2xx or a body that is not the expected JSON raises ``ProviderError`` with the status and a snippet
+of the body. Retrying is ``evalgate.retry``'s job, not this adapter's.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import os
 import socket
@@ -24,7 +26,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import ProviderError, ThrottledError
+from ..errors import ProviderError, ThrottledError, TransientError
 from ..models import Case, Generation, KnowledgeEntry
 from .base import client_ttft_ms, int_or_none, str_or_none
 
@@ -36,8 +38,7 @@ class HttpThrottledError(ThrottledError):
     """The endpoint refused for capacity. ``retry_after`` is the server's Retry-After in seconds, if given."""
 
     def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
+        super().__init__(message, retry_after=retry_after)
         self.status = status
 
 
@@ -148,12 +149,14 @@ class HttpCandidate:
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc) from exc
         except TimeoutError as exc:
-            raise ProviderError(f"{self.url}: timed out after {self.timeout:g}s") from exc
+            raise TransientError(f"{self.url}: timed out after {self.timeout:g}s") from exc
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                raise ProviderError(f"{self.url}: timed out after {self.timeout:g}s") from exc
+                raise TransientError(f"{self.url}: timed out after {self.timeout:g}s") from exc
             raise ProviderError(f"{self.url}: cannot connect: {exc.reason}") from exc
-        except (OSError, ValueError) as exc:  # connection reset mid-body, bad status line, ...
+        except (ConnectionError, http.client.HTTPException) as exc:  # reset mid-body, bad status line
+            raise TransientError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+        except (OSError, ValueError) as exc:
             raise ProviderError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
         latency_ms = (time.monotonic() - start) * 1000.0
         return self._parse(case, repeat, status, raw, latency_ms)
@@ -170,6 +173,8 @@ class HttpCandidate:
             return HttpThrottledError(
                 f"{self.url}: throttled: HTTP {status}{hint}: {_snippet(raw)}", retry_after=retry_after, status=status
             )
+        if status >= 500:
+            return TransientError(f"{self.url}: HTTP {status}: {_snippet(raw)}")
         return ProviderError(f"{self.url}: HTTP {status}: {_snippet(raw)}")
 
     def _parse(self, case: Case, repeat: int, status: int, raw: bytes, latency_ms: float) -> Generation:

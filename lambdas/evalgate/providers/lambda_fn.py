@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import ProviderError, ThrottledError
 from ..models import Case, Generation, KnowledgeEntry
-from .aws import ClientSettings, make_client, map_aws_error
+from .aws import ClientSettings, make_client, map_aws_error, model_client_settings
 from .base import client_ttft_ms, int_or_none, service_total_ms, service_ttft_ms, str_or_none
 
 LAMBDA_THROTTLING = frozenset({"TooManyRequestsException", "EC2ThrottledException", "ResourceNotReadyException"})
@@ -69,7 +69,7 @@ class LambdaCandidate:
         self.name = name or f"lambda:{function_name}" + (f":{qualifier}" if qualifier else "")
         self.executed_version: str | None = None
         self._alias_version: str | None = None
-        self._client = client if client is not None else make_client("lambda", settings)
+        self._client = client if client is not None else make_client("lambda", settings or model_client_settings())
 
     @property
     def _what(self) -> str:

@@ -7,6 +7,7 @@ so a pipe cannot break a table and markup in an answer cannot become a link, an 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult
 from .common import (
@@ -293,6 +294,43 @@ def usage_section(result: RunResult) -> list[str]:
     return lines
 
 
+FAULT_COLUMNS = (
+    ("calls", "calls sent"),
+    ("throttles", "throttled"),
+    ("transient_errors", "5xx / timeouts"),
+    ("retries", "retries"),
+    ("malformed_retries", "judge replies asked again"),
+    ("gave_up", "given up"),
+    ("unscored", "unscored"),
+    ("errors", "errors"),
+)
+
+
+def faults_section(result: RunResult) -> list[str]:
+    """Throttles, retries, unscored and errors per model, and what the concurrency limit did (retry policy)."""
+    faults = result.faults or {}
+    models: dict[str, dict[str, Any]] = faults.get("models") or {}
+    if not models:
+        return []
+    lines = ["", "## Faults and retries", ""]
+    conc = faults.get("concurrency") or {}
+    if conc:
+        lines.append(
+            f"Concurrency: at most {conc.get('max')}, floor {conc.get('floor')}, lowest {conc.get('lowest')}, "
+            f"final {conc.get('final')} ({conc.get('decreases', 0)} decrease(s) after throttling); "
+            f"time budget {faults.get('time_budget_s') or '—'} s."
+        )
+        lines.append("")
+    rows = [
+        [md_code(model), *(fmt_int(int(stats.get(key) or 0)) for key, _ in FAULT_COLUMNS)]
+        for model, stats in models.items()
+    ]
+    lines += table(["model", *(label for _, label in FAULT_COLUMNS)], rows)
+    last = [(m, s.get("last_error")) for m, s in models.items() if s.get("gave_up") and s.get("last_error")]
+    lines += [f"- {md_code(m)} gave up: {md_text(str(e))}" for m, e in last]
+    return lines
+
+
 def identities_section(result: RunResult) -> list[str]:
     lines = ["", "## What was evaluated", ""]
     lines += [f"- **{label}**: {md_text(identity_text(ident)) or '—'}" for label, ident in identity_rows(result)]
@@ -314,5 +352,6 @@ def render_markdown(result: RunResult, baseline: RunResult | None = None) -> str
     lines += hallucinations_section(result)
     lines += unscored_section(result, unscored_summary(result))
     lines += usage_section(result)
+    lines += faults_section(result)
     lines += identities_section(result)
     return "\n".join(lines) + "\n"
