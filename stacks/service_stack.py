@@ -130,7 +130,8 @@ class ServiceStack(Stack):
         # at-least-once consumers: judge once per capture, replay once per mirrored request, hooks once per execution
         idempotency = IdempotencyTable(self, "Idempotency")
         for fn in (capture.judge, shadow.worker, canary.pre_hook, canary.post_hook):
-            idempotency.attach(fn)
+            if fn is not None:  # no canary analysis hook in an all-at-once deployment
+                idempotency.attach(fn)
         alerts.allow_explaining(Explainable(
             deployment_group_arn=canary.group.deployment_group_arn,
             function=service.function,
