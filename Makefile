@@ -7,7 +7,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export PYTHONDONTWRITEBYTECODE := 1
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
-.PHONY: demo test lint typecheck unit integration infra contract e2e synth bench bench-faults calibrate clean
+.PHONY: demo test browser lint typecheck unit integration infra contract e2e synth bench bench-faults calibrate clean
 
 $(VENV)/.installed: requirements.txt requirements-local.txt requirements-model.txt requirements-dev.txt pyproject.toml package.json
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required (found %s)" % sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -29,8 +29,16 @@ demo: $(VENV)/.installed
 	if [ $$rc -ne 1 ]; then echo "demo: expected the regressed candidate to FAIL (exit 1), got $$rc"; exit 1; fi; \
 	echo; echo "demo: baseline PASS, regressed candidate FAIL (as expected). Open out/regressed/report.html or out/regressed/summary.md"
 
-test: $(VENV)/.installed lint typecheck
+test: $(VENV)/.installed lint typecheck browser
 	$(VENV)/bin/pytest -q -n 2 --dist loadfile
+
+# The browser tests (tests/e2e/test_browser.py) drive Debian's Chromium and its driver; as root (CI) they are
+# installed here, otherwise this says how.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "make test needs Chromium and its driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

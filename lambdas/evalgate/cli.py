@@ -379,6 +379,20 @@ def _parser() -> argparse.ArgumentParser:
 
     add_pr_commands(sub)
 
+    hist = sub.add_parser(
+        "history",
+        help="a static site of every run: trends per gated metric, any two runs compared",
+        description="Read results.json files (a folder, recursively, or an s3:// prefix such as the pipeline's "
+        "runs/) and write index.html: the runs with their verdicts and reports, one trend chart per gated metric "
+        "(value, interval, threshold), and a comparison of any two runs. --compare A B also writes the full case "
+        "explorer of run B against run A.",
+    )
+    hist.add_argument("--runs", required=True, metavar="SOURCE", help="folder or s3://bucket/prefix of runs")
+    hist.add_argument(
+        "--out", default="out/history", metavar="DEST", help="folder or s3:// prefix (default out/history)"
+    )
+    hist.add_argument("--compare", nargs=2, metavar=("A", "B"), help="run ids (or positions) to compare in full")
+
     cur = sub.add_parser(
         "curate",
         help="propose golden cases from judged production records; merge a reviewed batch",
@@ -447,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .pr_cli import run_pr_command
 
             return run_pr_command(args)
+        if args.command == "history":
+            return _history(args)
         if args.command == "curate":
             from .curate_cli import curate_command
 
@@ -1090,6 +1106,19 @@ def _build_load_target(args: argparse.Namespace, config: Any, workers: int, time
     raise InputError.single(
         "--target", None, f"unknown target '{spec}': use http:URL, lambda:NAME[:QUALIFIER] or bedrock"
     )
+
+
+def _history(args: argparse.Namespace) -> int:
+    from .history import load_runs, write_site
+
+    runs, problems = load_runs(args.runs)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not runs:
+        raise InputError.single(args.runs, None, "no readable results.json found")
+    written = write_site(runs, args.out, tuple(args.compare) if args.compare else None)
+    print(f"history: {len(runs)} run(s) -> {', '.join(written)}")
+    return 0
 
 
 def _iso_day(text: str) -> Any:

@@ -56,6 +56,7 @@ OUT_DIR = Path("out/eval")
 BASELINE_KEY = "baselines/approved/results.json"
 BASELINE_COMMIT_KEY = "baselines/approved/commit.txt"
 CACHE_KEY = "cache/evalgate-cache.sqlite"
+HISTORY_PREFIX = "history/"  # the static history site (evalgate history) over runs/
 SHARD_OUT_DIR = Path("out/shard")
 SHARD_DIR = Path("shards")
 REPORT_FILES = ("report.html", "summary.md", "results.json", "junit.xml")
@@ -189,6 +190,9 @@ class GateEnv:
     def runs_link(self) -> str:
         return self.console(f"s3/buckets/{self.bucket}?region={self.region}&prefix={self.run_prefix}")
 
+    def history_link(self) -> str:
+        return self.console(f"s3/object/{self.bucket}?region={self.region}&prefix={HISTORY_PREFIX}index.html")
+
     def approval_link(self) -> str:
         return self.console(f"codesuite/codepipeline/pipelines/{self.pipeline}/view?region={self.region}")
 
@@ -307,6 +311,22 @@ class Gate:
                                    ContentType=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
                 uploaded.append(key)
         return uploaded
+
+    def refresh_history(self) -> None:
+        """Rebuild the history site (every run under runs/) with this run in it; best effort, never the verdict."""
+        if not self.supports_command("history"):
+            return
+        cmd = [sys.executable, "-m", "evalgate", "history", "--runs", f"s3://{self.cfg.bucket}/runs/",
+               "--out", f"s3://{self.cfg.bucket}/{HISTORY_PREFIX}"]
+        done = self.runner(cmd, check=False, env=self._env())
+        if done.returncode != 0:
+            print(f"gate_step: the history site was not refreshed (evalgate history exit {done.returncode})",
+                  file=sys.stderr)
+
+    def supports_command(self, command: str) -> bool:
+        done = self.runner([sys.executable, "-m", "evalgate", "--help"], capture_output=True, text=True,
+                           check=False, env=self._env())
+        return command in (done.stdout or "")
 
     def read_results(self) -> dict[str, Any]:
         path = self.out_dir / "results.json"
@@ -478,7 +498,8 @@ class Gate:
         self.upload_reports()
         results = self.read_results()
         self.put_cost(run_cost(results))
-        links = (f"Report: {c.report_link()}\nAll files: {c.runs_link()}\n"
+        self.refresh_history()
+        links = (f"Report: {c.report_link()}\nAll files: {c.runs_link()}\nHistory of runs: {c.history_link()}\n"
                  f"Pipeline / approval: {c.approval_link()}\n")
         head = f"{c.pipeline} @ {c.commit[:12] or 'unknown commit'} (tier {tier}, execution {c.execution_id})"
         if decision.notify:

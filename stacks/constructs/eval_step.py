@@ -340,11 +340,12 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
     statements = [
         iam.PolicyStatement(sid="ReadBaselineAndCache", actions=["s3:GetObject"], resources=[
             bucket.arn_for_objects("baselines/approved/*"), bucket.arn_for_objects("cache/*"),
+            bucket.arn_for_objects("runs/*"),  # every run's results.json, for the history site
             bucket.arn_for_objects("bedrock-eval/*"),  # the release tier reads its evaluation jobs' output
         ]),
         iam.PolicyStatement(sid="WriteRunsAndCache", actions=["s3:PutObject"], resources=[
             bucket.arn_for_objects("runs/*"), bucket.arn_for_objects("cache/*"),
-            bucket.arn_for_objects("bedrock-eval/*"),
+            bucket.arn_for_objects("bedrock-eval/*"), bucket.arn_for_objects("history/*"),
         ]),
         iam.PolicyStatement(sid="ListEvalResults", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]),
         iam.PolicyStatement(sid="UseEvalKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
@@ -428,6 +429,7 @@ def acknowledge_gate_findings(scope: IConstruct, bucket: s3.IBucket) -> None:
         (f"Resource::{arn}/cache/*", "The evaluation cache (SQLite) is synced under cache/."),
         (f"Resource::{arn}/runs/*",
          "Each pipeline execution writes its reports under runs/<execution id>/, unknown at synth time."),
+        (f"Resource::{arn}/history/*", "The history site (index.html and comparison pages) is written under history/."),
         (f"Resource::{arn}/bedrock-eval/*",
          "Release-tier Bedrock evaluation jobs exchange datasets and outputs under bedrock-eval/."),
         ("Resource::*",

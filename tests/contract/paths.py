@@ -130,6 +130,11 @@ PATHS: dict[str, RuntimePath] = {p.name: p for p in [
         ("s3", "ListObjectsV2"): "EvalResultsStorageBucket",
         ("s3", "GetObject"): "/bedrock-eval/",
     }),
+    RuntimePath("quality gate, history site", "pipeline", None, "PipelineQualityGateEvalGateRole", {
+        ("s3", "ListObjectsV2"): "EvalResultsStorageBucket",
+        ("s3", "GetObject"): "/runs/",
+        ("s3", "PutObject"): "/history/",
+    }),
     RuntimePath("promote baseline", "pipeline", None, "PipelineQualityGatePromoteBaselineRole", {
         ("s3", "GetObject"): "/runs/",
         ("s3", "PutObject"): "/baselines/approved/",

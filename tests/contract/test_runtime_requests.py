@@ -455,3 +455,21 @@ def test_known_error_ticket_requests(aws: AwsRecorder) -> None:
     assert_contract(aws, "quality gate, evaluation run")
     assert_contract(aws, "online judge")
     assert {("ssm", "CreateOpsItem"), ("ssm", "UpdateOpsItem"), ("ssm", "DescribeOpsItems")} <= aws.operations()
+
+
+def test_history_site_requests(tmp_path: Path, aws: AwsRecorder) -> None:
+    """What the gate's `evalgate history --runs s3://<bucket>/runs/ --out s3://<bucket>/history/` sends."""
+    from evalgate import cli
+
+    root = Path(__file__).resolve().parents[2]
+    assert cli.main(["run", "--tier", "offline", "--suite", "injection", "--golden", str(root / "golden"),
+                     "--candidate", f"replay:{root}/golden/responses/baseline.jsonl", "--no-cache",
+                     "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    results = (tmp_path / "run" / "results.json").read_bytes()
+    aws.respond("s3", "ListObjectsV2", {"Contents": [{"Key": "runs/exec-1/results.json"}], "IsTruncated": False,
+                                        "KeyCount": 1})
+    aws.respond("s3", "GetObject", lambda p: {"Body": body(json.loads(results))})
+    aws.respond("s3", "PutObject", {})
+    assert cli.main(["history", "--runs", "s3://evalgate-eval/runs/", "--out", "s3://evalgate-eval/history/"]) == 0
+    assert assert_contract(aws, "quality gate, history site") == set(PATHS["quality gate, history site"].calls)
+    assert [p["Key"] for p in aws.of("s3", "PutObject")] == ["history/index.html"]

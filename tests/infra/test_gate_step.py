@@ -157,7 +157,7 @@ def test_pass_approves_and_continues_without_moving_the_baseline(tmp_path: Path,
     assert run[run.index("--candidate") + 1] == "bedrock"
     assert "--baseline" in run and "--max-cost" in run and "--cache-s3" in run
     assert run[run.index("--baseline-mismatch") + 1] == "review"  # a golden/config change goes to a person
-    assert runner.envs[-1]["EVALGATE_BASE_COMMIT"] == "abc123"
+    assert runner.envs[runner.commands.index(run)]["EVALGATE_BASE_COMMIT"] == "abc123"
 
 
 def test_pass_with_hallucinations_is_published_for_review(tmp_path: Path,
@@ -328,3 +328,14 @@ def test_known_error_tickets_are_opened_by_the_gates_run(tmp_path: Path, monkeyp
     gate2.cfg = replace(gate2.cfg, extra={"tickets": "opscenter"})
     gate2.run()
     assert "--tickets" not in next(c for c in runner2.commands if "run" in c and "--help" not in c and c[0] != "git")
+
+
+def test_the_history_site_is_refreshed_after_each_run_and_linked_in_emails(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    gate, _s3, sns, *_, runner = make(tmp_path, 3, help_text="--tier auto --max-cost\n  history  a static site")
+    assert gate.run() == 0
+    history = [c for c in runner.commands if "history" in c and "--help" not in c]
+    assert history and history[0][history[0].index("--runs") + 1] == "s3://eval-bucket/runs/"
+    assert history[0][history[0].index("--out") + 1] == "s3://eval-bucket/history/"
+    assert "History of runs: https://us-east-1.console.aws.amazon.com/s3/object/eval-bucket" in sns.messages[0][1]

@@ -158,12 +158,20 @@ def failing_metric(case: CaseResult) -> str | None:
 
 def worst_cases(result: RunResult, k: int = WORST_CASES) -> list[CaseResult]:
     """Failing cases, worst first: failed before errored before unscored, then by how bad the failing metric is."""
+    return worst_of(result.cases, k)
 
+
+def worst_of(cases: Iterable[CaseResult], k: int = WORST_CASES) -> list[CaseResult]:
     def key(c: CaseResult) -> tuple[int, float, str]:
         metric = failing_metric(c)
         return (CASE_STATUS_RANK[c.status], -badness(metric, c.value(metric)) if metric else -1.0, c.id)
 
-    return sorted((c for c in result.cases if c.status != "pass"), key=key)[:k]
+    return sorted((c for c in cases if c.status != "pass"), key=key)[:k]
+
+
+def finding_source(result: RunResult) -> str:
+    """Who flagged a hallucination: the judge in a judged tier, else the rule check on numbers."""
+    return "judge" if result.judge else "rule check"
 
 
 def cases_in_display_order(cases: Iterable[CaseResult]) -> list[CaseResult]:

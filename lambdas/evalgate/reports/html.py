@@ -7,25 +7,21 @@ second line of defence. The only links are ``https://`` links the run record its
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult
+from ..results import Aggregate, Comparison, Diversity, Drift, RunResult
 from .common import (
     HallucinationItem,
     NotRunItem,
     UnscoredSummary,
-    answer_text,
     case_metric_names,
-    case_reasons,
-    cases_in_display_order,
     confidence_label,
     digits_for,
     excerpt,
-    failing_metric,
+    finding_source,
     fmt_ci,
     fmt_int,
     fmt_num,
@@ -40,11 +36,11 @@ from .common import (
     mean,
     metric_values,
     not_run_items,
-    strip_controls,
     threshold_text,
     unscored_summary,
     usage_cell,
 )
+from .explorer import EXPLORER_CSS, esc, explorer_section, script_hash, what_broke_section
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "REVIEW": "#9a6700", "ERROR": "#6639ba"}
 STATUS_COLOURS = {
@@ -60,7 +56,6 @@ STATUS_COLOURS = {
 CANDIDATE_COLOUR = "#0969da"
 BASELINE_COLOUR = "#57606a"
 THRESHOLD_COLOUR = "#cf222e"
-DETAIL_CHARS = 4000
 COLLAPSED = '<span class="bad">yes: answers became much less varied than the baseline\'s</span>'
 
 CSS = """
@@ -96,10 +91,6 @@ dl.kv dd { margin: 0; word-break: break-word; }
 
 
 # --------------------------------------------------------------------------------------------------- escaping
-
-
-def esc(value: object) -> str:
-    return html.escape(strip_controls(str(value)), quote=True)
 
 
 def safe_link(value: object) -> str:
@@ -372,8 +363,9 @@ def aggregates_section(result: RunResult) -> str:
         f"<tr><th>metric</th><th>suite</th><th>value [{esc(ci)}]</th><th>interval vs threshold</th>"
         "<th>threshold</th><th>status</th><th>n</th><th>unscored</th><th>note</th></tr>"
     )
-    gated = [a for a in result.aggregates if is_gated(a)]
-    other = [a for a in result.aggregates if not is_gated(a)]
+    order = {"fail": 0, "insufficient": 1, "borderline": 2, "pass": 3}
+    gated = sorted((a for a in result.aggregates if is_gated(a)), key=lambda a: order.get(a.status, 4))
+    other = [a for a in result.aggregates if not is_gated(a) and a.status != "not_run"]  # not run: one line below
     body = (
         f"<table>{head}{''.join(aggregate_row(a) for a in gated)}</table>" if gated else "<p>No gated aggregates.</p>"
     )
@@ -395,6 +387,8 @@ def distributions_section(result: RunResult, baseline: RunResult | None) -> str:
         base = metric_values(baseline.cases, metric) if baseline is not None else None
         if not cand and not base:
             continue
+        if set(cand) | set(base or []) <= {0.0, 1.0}:
+            continue  # a 0/1 metric: its rate is in the aggregates; a histogram of two bars says nothing more
         thresholds = sorted({a.threshold for a in result.aggregates if a.metric == metric and a.threshold is not None})
         svg = histogram_svg(metric, cand, base, thresholds)
         caption = f"{metric} per case" + (" — baseline (outlined) vs candidate (filled)" if base is not None else "")
@@ -487,87 +481,12 @@ def diversity_html(div: Diversity | None) -> str:
     )
 
 
-def metric_chips(case: CaseResult) -> str:
-    bad = failing_metric(case) if case.status == "fail" else None
-    chips = []
-    for name, m in case.metrics.items():
-        if m.value is None:
-            chips.append(f'<span class="chip unscored" title="{esc(m.reason)}">{esc(name)} unscored</span>')
-        else:
-            cls = "chip bad" if name == bad else "chip"
-            chips.append(f'<span class="{cls}">{esc(name)} {esc(fmt_num(m.value))}</span>')
-    return "".join(chips)
-
-
-def pre(text: str | None) -> str:
-    if text is None:
-        return '<span class="muted">—</span>'
-    clipped = text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "…"
-    return f"<pre>{esc(clipped)}</pre>"
-
-
-def case_details(case: CaseResult) -> str:
-    rows = [
-        ("question", pre(case.question or None)),
-        ("reference", pre(case.reference or None)),
-        ("answer", pre(answer_text(case))),
-        ("expected / observed", esc(f"{case.expected} / {case.observed or '—'}")),
-    ]
-    for g in case.generations[1:] if len(case.generations) > 1 else []:
-        rows.append((f"answer, repeat {g.repeat}", pre(g.output) if g.output is not None else esc(g.error or "—")))
-    errors = [f"repeat {g.repeat}: {g.error}" for g in case.generations if g.error]
-    if errors:
-        rows.append(("errors", "<br>".join(esc(e) for e in errors)))
-    if case.unsupported_claims:
-        rows.append(
-            ("unsupported claims", "<ul>" + "".join(f"<li>{esc(c)}</li>" for c in case.unsupported_claims) + "</ul>")
-        )
-    for name, m in case.metrics.items():
-        value = fmt_num(m.value) if m.value is not None else "unscored"
-        extra = "".join(f'<br><span class="muted">{esc(k)}: {esc(_clip(v))}</span>' for k, v in m.details.items())
-        rows.append((f"{name}", f"{esc(value)}{' — ' + esc(m.reason) if m.reason else ''}{extra}"))
-    tokens = f"{case.input_tokens}/{case.output_tokens}"
-    ttft = f"first token {fmt_num(case.ttft_ms)} ms · " if case.ttft_ms is not None else ""
-    usage = f"{ttft}latency {fmt_num(case.latency_ms)} ms · tokens in/out {tokens} · {fmt_usd(case.cost_usd)}"
-    rows.append(("usage", esc(usage)))
-    body = "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in rows)
-    return f'<details><summary>details</summary><dl class="kv">{body}</dl></details>'
-
-
-def _clip(value: Any, limit: int = 600) -> str:
-    s = str(value)
-    return s if len(s) <= limit else s[:limit] + "…"
-
-
-def case_rows(case: CaseResult) -> str:
-    reasons = case_reasons(case)
-    failures = "<br>".join(esc(r) for r in reasons) if reasons else '<span class="muted">—</span>'
-    return (
-        f'<tr id="case-{esc(case.id)}" class="case case-{esc(case.status)}"><td>{esc(case.id)}</td>'
-        f"<td>{esc(case.suite)} / {esc(case.category)}</td><td>{cls_status(case.status)}</td>"
-        f"<td>{metric_chips(case)}</td><td>{failures}</td></tr>"
-        f'<tr class="detail"><td colspan="5">{case_details(case)}</td></tr>'
-    )
-
-
-def cases_section(result: RunResult) -> str:
-    counts = {s: sum(c.status == s for c in result.cases) for s in ("pass", "fail", "error", "unscored")}
-    summary = " · ".join(f"{n} {s}" for s, n in counts.items() if n)
-    head = "<tr><th>case</th><th>suite / category</th><th>status</th><th>metrics</th><th>failures</th></tr>"
-    rows = "".join(case_rows(c) for c in cases_in_display_order(result.cases))
-    return (
-        f"<section><h2>Cases ({len(result.cases)}: {esc(summary or 'none')})</h2>"
-        f'<p class="muted">Not-passing cases first. Open “details” for the question, reference, answer and the '
-        f"judge's reasons.</p><table>{head}{rows}</table></section>"
-    )
-
-
-def hallucination_li(h: HallucinationItem) -> str:
+def hallucination_li(h: HallucinationItem, source: str = "judge") -> str:
     claims = "".join(f"<li>{esc(c)}</li>" for c in h.claims)
     return (
         f'<li><a href="#case-{esc(h.case_id)}">{esc(h.case_id)}</a> ({esc(h.suite)} / {esc(h.category)})'
         + (f"<ul>{claims}</ul>" if claims else "")
-        + (f"<div>judge: {esc(h.reason)}</div>" if h.reason else "")
+        + (f"<div>{esc(source)}: {esc(h.reason)}</div>" if h.reason else "")
         + (f'<div class="muted">answer: “{esc(excerpt(h.answer))}”</div>' if h.answer else "")
         + "</li>"
     )
@@ -583,19 +502,25 @@ def hallucinations_section(result: RunResult) -> str:
         if result.verdict.verdict == "PASS"
         else "Hallucinations found"
     )
-    lis = "".join(hallucination_li(h) for h in items)
+    lis = "".join(hallucination_li(h, finding_source(result)) for h in items)
     return f'<section><h2 class="bad">{title} — {len(items)}</h2><ol>{lis}</ol></section>'
 
 
 def not_run_section(items: list[NotRunItem]) -> str:
     if not items:
-        return "<section><h2>Not run in this tier</h2><p>Every configured metric was computed.</p></section>"
+        return '<p class="muted">Every configured metric was computed in this tier.</p>'
     lis = "".join(
         f"<li><strong>{esc(i.metric)}</strong>{f' ({esc(i.suite)})' if i.suite else ''}: "
         f"{esc(i.reason or 'no reason given')}</li>"
         for i in items
     )
-    return f"<section><h2>Not run in this tier</h2><ul>{lis}</ul></section>"
+    names = sorted({i.metric for i in items})
+    more = ", ..." if len(names) > 6 else ""
+    line = (
+        f"Not run in this tier: {len(items)} measurement(s) ({esc(', '.join(names[:6]))}{more}); "
+        "a judged tier with AWS credentials (--tier full) runs them"
+    )
+    return f'<details class="notrun"><summary>{line}</summary><ul>{lis}</ul></details>'
 
 
 def unscored_section(summary: UnscoredSummary) -> str:
@@ -648,20 +573,24 @@ def identities_section(result: RunResult) -> str:
 
 # --------------------------------------------------------------------------------------------------- document
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+    f"script-src '{script_hash()}'"  # only the case explorer's own inline script
+)
 
 
 def render_html(result: RunResult, baseline: RunResult | None = None) -> str:
     """The full report. ``baseline`` (the approved run) adds its per-case distributions to the charts."""
     sections = [
+        what_broke_section(result, baseline),
         reasons_section(result),
         aggregates_section(result),
-        distributions_section(result, baseline),
-        comparisons_section(result, baseline),
-        hallucinations_section(result),
         not_run_section(not_run_items(result)),
+        hallucinations_section(result),
+        comparisons_section(result, baseline),
+        distributions_section(result, baseline),
         unscored_section(unscored_summary(result)),
-        cases_section(result),
+        explorer_section(result, baseline),
         usage_section(result),
         identities_section(result),
     ]
@@ -671,6 +600,6 @@ def render_html(result: RunResult, baseline: RunResult | None = None) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}</style></head>"
+        f"<title>{esc(title)}</title><style>{CSS}{EXPLORER_CSS}</style></head>"
         f"<body>{banner(result)}<main>{''.join(sections)}</main></body></html>\n"
     )

@@ -20,6 +20,7 @@ from .common import (
     digits_for,
     excerpt,
     failing_metric,
+    finding_source,
     fmt_ci,
     fmt_int,
     fmt_num,
@@ -239,12 +240,12 @@ def worst_cases_section(result: RunResult) -> list[str]:
     return lines + table(headers, [worst_case_row(c) for c in cases])
 
 
-def hallucination_line(h: HallucinationItem) -> str:
+def hallucination_line(h: HallucinationItem, source: str = "judge") -> str:
     parts = [f"- {md_code(h.case_id)} ({md_text(h.suite)} / {md_text(h.category)})"]
     if h.claims:
         parts.append("unsupported claims: " + "; ".join(f"“{md_text(c)}”" for c in h.claims))
     if h.reason:
-        parts.append(f"judge: {md_text(h.reason)}")
+        parts.append(f"{source}: {md_text(h.reason)}")
     if h.answer:
         parts.append(f"answer: “{md_text(excerpt(h.answer))}”")
     return " — ".join(parts)
@@ -260,7 +261,7 @@ def hallucinations_section(result: RunResult) -> list[str]:
         if result.verdict.verdict == "PASS"
         else "Hallucinations found"
     )
-    return ["", f"## {title} — {len(items)}", ""] + [hallucination_line(h) for h in items]
+    return ["", f"## {title} — {len(items)}", ""] + [hallucination_line(h, finding_source(result)) for h in items]
 
 
 def unscored_section(result: RunResult, summary: UnscoredSummary) -> list[str]:
