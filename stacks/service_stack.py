@@ -6,10 +6,12 @@ import hashlib
 from dataclasses import dataclass
 
 from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Stage
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from constructs import Construct
 
 from .constructs.canary_deployment import CanaryDeployment, CanaryDeploymentProps
+from .constructs.canary_verdict import CanaryVerdict, CanaryVerdictProps
 from .constructs.capture import JUDGED_PREFIX, Capture, CaptureProps
 from .constructs.dashboard import DashboardProps, QualityDashboard
 from .constructs.feature_flags import PROFILE_NAME, FeatureFlags, FeatureFlagsProps
@@ -126,6 +128,16 @@ class ServiceStack(Stack):
             ttft_slo_ms=s.ttft_slo_ms, total_regression_ms=s.total_regression_ms,
             total_regression_pct=s.total_regression_pct,
         ))
+        verdict_alarms: list[cw.Alarm] = []
+        if props.deployment_mode == "canary":
+            live = CanaryVerdict(self, "CanaryVerdict", CanaryVerdictProps(
+                bundle=bundle, project=s.project_name, stage=stage, namespace=NAMESPACE, version=service.version,
+                application=canary.application, group=canary.group,
+                canary_interval_minutes=s.canary_interval_minutes, min_judged_samples=s.min_judged_samples,
+                name_prefix=prefix, total_regression_ms=s.total_regression_ms,
+                total_regression_pct=s.total_regression_pct,
+            ))
+            verdict_alarms = list(live.alarms)
         capture.watch_alias(service.alias)
         # at-least-once consumers: judge once per capture, replay once per mirrored request, hooks once per execution
         idempotency = IdempotencyTable(self, "Idempotency")
@@ -135,7 +147,7 @@ class ServiceStack(Stack):
         alerts.allow_explaining(Explainable(
             deployment_group_arn=canary.group.deployment_group_arn,
             function=service.function,
-            alarms=list(alarms.all_alarms),
+            alarms=[*alarms.all_alarms, *verdict_alarms],
             judge_log_group=capture.judge.log_group,
             data_bucket=data_bucket,
             data_key=storage.key,
@@ -159,7 +171,7 @@ class ServiceStack(Stack):
                      pattern=events.EventPattern(source=["aws.appconfig"], detail_type=["On Deployment Rollback"]))
 
         QualityDashboard(self, "Dashboard", DashboardProps(
-            dashboard_name=f"{prefix}-quality", namespace=NAMESPACE, alarms=list(alarms.all_alarms),
+            dashboard_name=f"{prefix}-quality", namespace=NAMESPACE, alarms=[*alarms.all_alarms, *verdict_alarms],
             period_minutes=alarms_cfg.period_minutes,
         ))
 

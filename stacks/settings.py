@@ -156,7 +156,7 @@ class Settings(BaseModel):
 
     canary_percent: Percent = 10
     canary_interval_minutes: Annotated[int, Field(ge=1, le=120)] = 10
-    min_judged_samples: Annotated[int, Field(ge=1, le=100_000)] = 20
+    min_judged_samples: Annotated[int, Field(ge=1, le=100_000)] = 8
     # How long the canary analysis waits for the minimum-sample alarm to see late judgements (capture queue batch
     # window + judge call + EMF ingestion and alarm evaluation); bounded by the 15-minute AfterAllowTraffic hook.
     sample_grace_seconds: Annotated[int, Field(ge=0, le=600)] = 240
@@ -399,6 +399,31 @@ class Settings(BaseModel):
                 f"fewer than minJudgedSamples {self.min_judged_samples}: it could never promote. Lower "
                 "minJudgedSamples or raise the interval, the percentage or featureFlags.capture.sample_rate"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _canary_rules_can_fire(self) -> Settings:
+        """Refuse a canary under which a rule could never fire (``evalgate canary-power`` prints the full power
+        report): a live verdict with too few periods or observations, a test that cannot reach significance, a
+        tolerance at or above the largest possible change, a rollback alarm longer than the canary."""
+        from dataclasses import replace
+
+        power = _evalgate("canary_power")
+        traffic = power.CanaryTraffic(self.peak_rps, self.canary_percent, self.canary_interval_minutes,
+                                      self.flags.capture.sample_rate)
+        cfg = replace(_evalgate("canary").CanaryConfig(), min_judged=self.min_judged_samples,
+                      latency_budget=self.latency_budget)
+        problems: list[str] = power.never_fires(traffic, cfg=cfg)
+        t = self.alarm_thresholds
+        if t.period_minutes * t.evaluation_periods > self.canary_interval_minutes:
+            problems.append(
+                f"alarmThresholds: {t.evaluation_periods} periods of {t.period_minutes} min need "
+                f"{t.period_minutes * t.evaluation_periods} min of data, longer than the "
+                f"{self.canary_interval_minutes}-minute canary: the rollback alarms could never fire during it"
+            )
+        if problems:
+            raise ValueError("canaryIntervalMinutes: the canary could never fire a configured rule: "
+                             + "; ".join(problems) + " (see `evalgate canary-power`)")
         return self
 
     # --- derived values ---------------------------------------------------------------------------------------

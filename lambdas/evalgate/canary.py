@@ -1,14 +1,19 @@
 """Canary judge (after Kayenta): compare the new version (canary) against the previous one (baseline).
 
-Each metric is classified with a statistical test in the harmful direction *and* an effect size, so a
-significant but negligible difference does not fail a deployment and a large but noisy one does not either:
+Each metric gets a one-sided test in the harmful direction *and* an effect size, so a significant but
+negligible difference does not fail a deployment and a large but noisy one does not either:
 
-- ``QualityScore`` (online judge, higher is better) and ``Latency`` (lower is better): Mann-Whitney U on the
-  per-period values of each arm (one point per period, as Kayenta compares time series); the effect is the
-  Hodges-Lehmann shift (median of all canary-minus-baseline differences).
-- ``Hallucination`` and ``ErrorRate``: a one-sided two-proportion z-test on the counts; the effect is the
+- ``QualityScore`` (online judge, higher is better) and ``Latency`` (per-period mean, lower is better):
+  Mann-Whitney U on the per-period values of each arm (one point per period, as Kayenta compares time series);
+  the effect is the Hodges-Lehmann shift (median of all canary-minus-baseline differences).
+- ``Hallucination`` and ``ErrorRate``: a one-sided exact test (Fisher) on the counts; the effect is the
   difference of the rates.
-- ``FeedbackScore`` (thumbs up share), when both arms have enough feedback: a two-proportion test as well.
+- ``FeedbackScore`` (thumbs-up share) and ``ConversionRate`` (business outcomes), when both arms have at least
+  ``min_business`` of them: the same exact test.
+
+The metrics are one family: their p-values are adjusted together (Holm), so watching more metrics does not
+roll back more healthy versions. A metric fails when its adjusted p-value is below ``alpha`` and its harmful
+effect exceeds its tolerance.
 
 Fail closed: an arm below the minimum sample size (judged answers, requests, points) makes the metric
 ``nodata`` and the whole analysis FAIL; a canary whose judge mostly failed (unscored) fails too. The score is
@@ -19,7 +24,6 @@ SciPy and NumPy are imported lazily (this module is also imported where only the
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,12 +34,13 @@ from . import telemetry as tm
 from .latency import LatencyBudget
 
 Status = Literal["pass", "fail", "nodata"]
-QUALITY, LATENCY, HALLUCINATION, ERROR_RATE, FEEDBACK = (
+QUALITY, LATENCY, HALLUCINATION, ERROR_RATE, FEEDBACK, CONVERSION = (
     "QualityScore",
     "Latency",
     "Hallucination",
     "ErrorRate",
     "FeedbackScore",
+    "ConversionRate",
 )
 
 
@@ -55,6 +60,8 @@ class ArmSamples:
     requests: int = 0
     feedback_up: int = 0
     feedback_n: int = 0
+    conversions: int = 0
+    conversion_n: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,15 +71,19 @@ class CanaryConfig:
     min_points: int = 3  # per-period points per arm for Mann-Whitney
     alpha: float = 0.05
     quality_tolerance: float = 0.03  # absolute drop of QualityScore tolerated
-    latency_tolerance: float = 0.20  # relative increase of latency tolerated (when latency_budget gates nothing)
+    latency_tolerance_ms: float = 100.0  # increase of the per-period mean latency tolerated (ms), without a budget
     # total answer time vs the previous version by evalgate.latency's rule (+ms or +%, whichever comes first)
     latency_budget: LatencyBudget | None = None
     hallucination_tolerance: float = 0.02  # absolute increase of the hallucination rate tolerated
     error_tolerance: float = 0.01
-    feedback_tolerance: float = 0.05
+    feedback_tolerance: float = 0.05  # absolute drop of the thumbs-up share tolerated
+    conversion_tolerance: float = 0.0025  # absolute drop of the conversion rate tolerated
+    min_business: int = 30  # feedback / conversion observations per arm before they are judged at all
     max_unscored_rate: float = 0.20
     pass_score: float = 75.0
-    critical: frozenset[str] = frozenset({QUALITY, HALLUCINATION, ERROR_RATE})
+    # Latency (the seed's +120 ms incident) and conversion (the seed's abort rule) roll back on their own;
+    # feedback is reported (a non-critical failure only lowers the score, which 1 failure in 5 keeps >= 75).
+    critical: frozenset[str] = frozenset({QUALITY, HALLUCINATION, ERROR_RATE, LATENCY, CONVERSION})
 
 
 @dataclass
@@ -88,6 +99,10 @@ class MetricResult:
     n_baseline: int = 0
     n_canary: int = 0
     reason: str = ""
+    p_adjusted: float | None = None  # Holm over the metrics that had data
+    unit: str = ""
+    harm: float | None = None  # the effect in the harmful direction (positive = worse)
+    tolerance: float = 0.0
 
 
 @dataclass
@@ -140,23 +155,28 @@ def mann_whitney(canary: Sequence[float], baseline: Sequence[float], worse: Lite
 
 
 def two_proportion(x_canary: int, n_canary: int, x_base: int, n_base: int) -> tuple[float, float]:
-    """(rate difference canary - baseline, one-sided p-value that the canary rate is higher)."""
+    """(rate difference canary - baseline, one-sided p-value that the canary rate is higher).
+
+    Fisher's exact test: canary counts are small (a 0.5% error rate over 84 requests is 0-2 events), where the
+    z-test's normal approximation rolls back healthy versions far more often than its alpha says."""
+    from scipy.stats import fisher_exact
+
     p_c, p_b = x_canary / n_canary, x_base / n_base
-    pooled = (x_canary + x_base) / (n_canary + n_base)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n_canary + 1 / n_base))
-    if se == 0.0:
+    if x_canary + x_base in (0, n_canary + n_base):
         return p_c - p_b, 1.0  # no variation at all (both 0% or both 100%)
-    z = (p_c - p_b) / se
-    return p_c - p_b, 0.5 * math.erfc(z / math.sqrt(2))
+    table = [[x_canary, n_canary - x_canary], [x_base, n_base - x_base]]
+    return p_c - p_b, float(fisher_exact(table, alternative="greater").pvalue)
 
 
 # ------------------------------------------------------------------------------------------------ judge
 
 
+def _short(counts: Sequence[tuple[str, int]], min_count: int) -> list[str]:
+    return [f"{arm} has {n} samples (< {min_count})" for arm, n in counts if n < min_count]
+
+
 def _series_metric(
     name: str,
-    base: ArmSamples,
-    can: ArmSamples,
     cfg: CanaryConfig,
     *,
     values: tuple[list[float], list[float]],
@@ -164,15 +184,13 @@ def _series_metric(
     min_count: int,
     higher_is_better: bool,
     tolerance: float,
-    relative: bool,
     unit: str,
 ) -> MetricResult:
     b_vals, c_vals = values
     b_n, c_n = counts
     r = MetricResult(name, "mann-whitney", "nodata", name in cfg.critical, n_baseline=b_n, n_canary=c_n)
-    short = [
-        f"{arm} has {n} samples (< {min_count})" for arm, n in (("baseline", b_n), ("canary", c_n)) if n < min_count
-    ]
+    r.tolerance, r.unit = tolerance, unit
+    short = _short((("baseline", b_n), ("canary", c_n)), min_count)
     short += [
         f"{arm} has {len(v)} periods with data (< {cfg.min_points})"
         for arm, v in (("baseline", b_vals), ("canary", c_vals))
@@ -182,24 +200,14 @@ def _series_metric(
         r.reason = "insufficient data: " + "; ".join(short)
         return r
     r.baseline, r.canary = statistics.median(b_vals), statistics.median(c_vals)
-    shift = hodges_lehmann(c_vals, b_vals)
-    harm = -shift if higher_is_better else shift
-    effect = harm / abs(r.baseline) if relative and r.baseline else harm
-    r.effect = shift / abs(r.baseline) if relative and r.baseline else shift
+    r.effect = hodges_lehmann(c_vals, b_vals)
+    r.harm = -r.effect if higher_is_better else r.effect
     r.p_value = mann_whitney(c_vals, b_vals, "less" if higher_is_better else "greater")
-    significant = r.p_value < cfg.alpha
-    limit = f"{tolerance:.0%}" if relative else f"{tolerance:.4g}{unit}"
-    shown = f"{r.effect:+.1%}" if relative else f"{r.effect:+.3f}"
-    described = (
-        f"canary median {r.canary:.3g}{unit} vs baseline {r.baseline:.3g}{unit} (shift {shown}, p={r.p_value:.3g}, "
-        f"n={c_n}/{b_n})"
+    r.status = "pass"  # until ``classify`` finds it significantly worse beyond tolerance
+    r.reason = (
+        f"canary median {r.canary:.3g}{unit} vs baseline {r.baseline:.3g}{unit} (shift {r.effect:+.3g}{unit}, "
+        f"p={r.p_value:.3g}, n={c_n}/{b_n})"
     )
-    if significant and effect > tolerance:
-        r.status = "fail"
-        r.reason = f"worse beyond tolerance {limit}: {described}"
-    else:
-        r.status = "pass"
-        r.reason = ("significant but within tolerance: " if significant else "no significant regression: ") + described
     return r
 
 
@@ -215,7 +223,8 @@ def _proportion_metric(
 ) -> MetricResult:
     (xc, nc), (xb, nb) = canary, baseline
     r = MetricResult(name, "two-proportion", "nodata", name in cfg.critical, n_baseline=nb, n_canary=nc)
-    short = [f"{arm} has {n} samples (< {min_count})" for arm, n in (("baseline", nb), ("canary", nc)) if n < min_count]
+    r.tolerance = tolerance
+    short = _short((("baseline", nb), ("canary", nc)), min_count)
     if short:
         r.reason = "insufficient data: " + "; ".join(short)
         return r
@@ -224,43 +233,53 @@ def _proportion_metric(
     else:
         diff, p = two_proportion(xc, nc, xb, nb)
     r.canary, r.baseline = xc / nc, xb / nb
-    r.effect, r.p_value = r.canary - r.baseline, p
-    described = f"canary {xc}/{nc} = {r.canary:.1%} vs baseline {xb}/{nb} = {r.baseline:.1%} (p={p:.3g})"
-    if p < cfg.alpha and diff > tolerance:
-        r.status, r.reason = "fail", f"worse beyond tolerance {tolerance:.0%}: {described}"
-    else:
-        r.status = "pass"
-        r.reason = (
-            "significant but within tolerance: " if p < cfg.alpha else "no significant regression: "
-        ) + described
+    r.effect, r.harm, r.p_value = r.canary - r.baseline, diff, p
+    r.status = "pass"  # until ``classify`` finds it significantly worse beyond tolerance
+    r.reason = f"canary {xc}/{nc} = {r.canary:.1%} vs baseline {xb}/{nb} = {r.baseline:.1%} (p={p:.3g})"
     return r
 
 
-def _latency_tolerance(baseline: ArmSamples, cfg: CanaryConfig) -> dict[str, Any]:
-    """The tolerated increase of total answer time: ``latency_budget``'s +ms / +% of the baseline's median (in
-    ms), else ``latency_tolerance`` (relative)."""
+def latency_tolerance_ms(baseline_ms: float | None, cfg: CanaryConfig) -> float:
+    """The tolerated increase of total answer time (ms): ``latency_budget``'s +ms / +% of the previous version's
+    median when it gates total time, else ``latency_tolerance_ms``."""
     budget = cfg.latency_budget
-    if budget is not None and budget.gates_total and baseline.latency:
-        allowed = budget.allowed_regression_ms(statistics.median(baseline.latency))
+    if budget is not None and budget.gates_total and baseline_ms is not None:
+        allowed = budget.allowed_regression_ms(baseline_ms)
         if allowed is not None:
-            return {"tolerance": allowed, "relative": False}
-    return {"tolerance": cfg.latency_tolerance, "relative": True}
+            return allowed
+    return cfg.latency_tolerance_ms
 
 
-def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | None = None) -> CanaryResult:
-    cfg = cfg or CanaryConfig()
+def classify(results: Sequence[MetricResult], alpha: float) -> None:
+    """Family-wise control over the metric tests that had data (Holm, ``stats.step_down``): a metric fails when
+    its adjusted p-value is below ``alpha`` *and* its harmful effect exceeds its tolerance."""
+    from .stats import step_down
+
+    tested = [r for r in results if r.status == "pass" and r.p_value is not None]
+    adjusted = step_down([r.p_value for r in tested if r.p_value is not None], alpha=alpha)
+    for r, adj in zip(tested, adjusted, strict=True):
+        r.p_adjusted = adj
+        significant = adj < alpha
+        limit = f"{r.tolerance:.4g}{r.unit}"
+        detail = f"{r.reason}; adjusted p={adj:.3g} over {len(tested)} metrics"
+        if significant and r.harm is not None and r.harm > r.tolerance:
+            r.status, r.reason = "fail", f"worse beyond tolerance {limit}: {detail}"
+        else:
+            r.status = "pass"
+            r.reason = ("significant but within tolerance: " if significant else "no significant regression: ") + detail
+
+
+def metric_results(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig) -> list[MetricResult]:
+    """Every canary metric with its one-sided p-value and effect (not yet classified)."""
     results = [
         _series_metric(
             QUALITY,
-            baseline,
-            canary,
             cfg,
             values=(baseline.quality, canary.quality),
             counts=(baseline.scored, canary.scored),
             min_count=cfg.min_judged,
             higher_is_better=True,
             tolerance=cfg.quality_tolerance,
-            relative=False,
             unit="",
         ),
         _proportion_metric(
@@ -273,14 +292,12 @@ def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | N
         ),
         _series_metric(
             LATENCY,
-            baseline,
-            canary,
             cfg,
             values=(baseline.latency, canary.latency),
             counts=(baseline.requests, canary.requests),
             min_count=cfg.min_requests,
             higher_is_better=False,
-            **_latency_tolerance(baseline, cfg),
+            tolerance=latency_tolerance_ms(statistics.median(baseline.latency) if baseline.latency else None, cfg),
             unit=" ms",
         ),
         _proportion_metric(
@@ -292,18 +309,37 @@ def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | N
             tolerance=cfg.error_tolerance,
         ),
     ]
-    if min(baseline.feedback_n, canary.feedback_n) >= cfg.min_judged:  # optional: only with enough user feedback
-        results.append(
-            _proportion_metric(
-                FEEDBACK,
-                cfg,
-                canary=(canary.feedback_up, canary.feedback_n),
-                baseline=(baseline.feedback_up, baseline.feedback_n),
-                min_count=cfg.min_judged,
-                tolerance=cfg.feedback_tolerance,
-                lower_is_worse=True,
-            )
-        )
+    # Business outcomes: judged only when both arms have enough of them (they come from users, not the judge)
+    results += [r for r in _business(baseline, canary, cfg, cfg.min_business) if r.status != "nodata"]
+    return results
+
+
+def _business(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig, min_count: int) -> list[MetricResult]:
+    pairs = (
+        (FEEDBACK, (canary.feedback_up, canary.feedback_n), (baseline.feedback_up, baseline.feedback_n),
+         cfg.feedback_tolerance),
+        (CONVERSION, (canary.conversions, canary.conversion_n), (baseline.conversions, baseline.conversion_n),
+         cfg.conversion_tolerance),
+    )  # fmt: skip
+    return [
+        _proportion_metric(name, cfg, canary=c, baseline=b, min_count=min_count, tolerance=tol, lower_is_worse=True)
+        for name, c, b, tol in pairs
+    ]
+
+
+def business_results(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | None = None) -> list[MetricResult]:
+    """Feedback and conversion of the new version against the previous one, with the canary judge's tests and
+    Holm over the two, whatever their sample size (for reports: the effect and N say how much it means)."""
+    cfg = cfg or CanaryConfig()
+    results = _business(baseline, canary, cfg, 1)
+    classify(results, cfg.alpha)
+    return results
+
+
+def judge_canary(baseline: ArmSamples, canary: ArmSamples, cfg: CanaryConfig | None = None) -> CanaryResult:
+    cfg = cfg or CanaryConfig()
+    results = metric_results(baseline, canary, cfg)
+    classify(results, cfg.alpha)
     reasons: list[str] = []
     nodata = [r for r in results if r.status == "nodata"]
     failed = [r for r in results if r.status == "fail"]
@@ -346,6 +382,8 @@ _QUERIES = (
     _Query("errors", tm.ERRORS, "Sum"),
     _Query("fb_sum", tm.FEEDBACK_SCORE, "Sum"),
     _Query("fb_n", tm.FEEDBACK_SCORE, "SampleCount"),
+    _Query("conv_sum", tm.CONVERSION_RATE, "Sum"),
+    _Query("conv_n", tm.CONVERSION_RATE, "SampleCount"),
 )
 
 
@@ -419,4 +457,6 @@ class CloudWatchSamples:
             requests=total("requests"),
             feedback_up=total("fb_sum"),
             feedback_n=total("fb_n"),
+            conversions=total("conv_sum"),
+            conversion_n=total("conv_n"),
         )

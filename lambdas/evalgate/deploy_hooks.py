@@ -470,6 +470,18 @@ def smoke_latency(result: Any, settings: PreTrafficSettings, config: Any) -> tup
 # ------------------------------------------------------------------------------------------------ canary
 
 
+def positive_int_env(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """An integer environment variable of at least ``minimum`` (``default`` when unset); anything else names the
+    variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        what = "a positive integer" if minimum >= 1 else "a whole number of seconds"
+        raise InputError.single("environment", None, f"{name}={raw!r} must be {what}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class CanarySettings:
     function_name: str | None = None
@@ -490,13 +502,7 @@ class CanarySettings:
         env = os.environ if env is None else env
 
         def num(name: str, default: int, minimum: int = 1) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            if not raw.isdigit() or int(raw) < minimum:
-                what = "a positive integer" if minimum >= 1 else "a whole number of seconds"
-                raise InputError.single("environment", None, f"{name}={raw!r} must be {what}")
-            return int(raw)
+            return positive_int_env(env, name, default, minimum)
 
         return cls(
             total_regression_ms=positive_env(env, "TOTAL_REGRESSION_MS"),

@@ -3,9 +3,12 @@
 Decision rules (README "How the gate decides"):
 - ERROR: unscored or errored cases above the budget, a gated metric with too few cases, fatal run problems.
 - FAIL: a gated aggregate on the wrong side of its threshold (point estimate by default; with
-  ``decision = "lower_bound"`` the whole 95% interval must clear it).
-- REVIEW: a metric significantly worse than the approved baseline by more than ``max_regression``; drift
-  significantly above run-to-run noise and above ``drift_threshold``; diversity collapse.
+  ``decision = "lower_bound"`` the whole 95% interval must clear it); any hallucination on a ``high_stakes`` case.
+- REVIEW: against the approved baseline, paired by case id, within one family of tests controlled together
+  (Holm step-down with Tarone's count, ``control_family``): a segment (the suite, a category, a tag) where
+  significantly more cases went pass -> fail than fail -> pass (exact McNemar); a metric significantly worse by
+  more than ``max_regression``; drift significantly above run-to-run noise and above ``drift_threshold``;
+  diversity collapse.
 - PASS otherwise. Hallucinations found on a passing run are still listed.
 """
 
@@ -17,7 +20,17 @@ from typing import Literal
 from .config import THRESHOLD_DIRECTIONS, GateConfig
 from .latency import LatencyBudget
 from .results import EXIT_CODES, Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Verdict
-from .stats import bootstrap_mean, paired_difference, quantile_interval, wilson
+from .stats import (
+    bootstrap_mean,
+    excess_pvalue,
+    mcnemar_exact,
+    mcnemar_min_p,
+    paired_difference,
+    paired_t_pvalue,
+    quantile_interval,
+    step_down,
+    wilson,
+)
 
 # per-case metric -> (aggregate name, kind, higher is better)
 CASE_METRICS: dict[str, tuple[str, str, bool]] = {
@@ -209,51 +222,165 @@ def latency_reasons(aggregates: Sequence[Aggregate], budget: LatencyBudget) -> l
 
 
 def compare(cases: Sequence[CaseResult], baseline: RunResult, config: GateConfig) -> list[Comparison]:
-    """Per-suite, per-metric paired differences (candidate - baseline) over case ids present in both."""
+    """Paired comparisons (candidate - baseline) over case ids present in both, each with a one-sided p-value
+    in the harmful direction: per suite and metric (paired t-test for mean scores, exact McNemar for 0/1
+    rates), and per segment (the whole suite, each category, each tag) on the cases' pass/fail status (exact
+    McNemar on the cases that went pass -> fail and fail -> pass). ``decide`` controls the family."""
     g = config.gate
     base = {c.id: c for c in baseline.cases}
     out: list[Comparison] = []
     suites = sorted({c.suite for c in cases})
     for suite in suites:
-        for metric, (_, _, higher_better) in CASE_METRICS.items():
-            pairs = [
-                (c.value(metric), base[c.id].value(metric))
-                for c in cases
-                if c.suite == suite
-                and c.id in base
-                and c.value(metric) is not None
-                and base[c.id].value(metric) is not None
+        group = [c for c in cases if c.suite == suite]
+        for metric, (_, kind, higher_better) in CASE_METRICS.items():
+            paired = [
+                (c, float(cv), float(bv))
+                for c in group
+                if c.id in base and (cv := c.value(metric)) is not None and (bv := base[c.id].value(metric)) is not None
             ]
-            if len(pairs) < 2:
+            if len(paired) < 2:
                 continue
-            cand = [float(p[0]) for p in pairs]  # type: ignore[arg-type]
-            basev = [float(p[1]) for p in pairs]  # type: ignore[arg-type]
+            cand = [p[1] for p in paired]
+            basev = [p[2] for p in paired]
             iv = paired_difference(cand, basev, g.confidence, g.bootstrap_resamples, g.seed)
             if iv.value is None:
                 continue
-            hi, lo = iv.high, iv.low
-            worse = (hi is not None and hi < 0) if higher_better else (lo is not None and lo > 0)
+            broke: int | None = None
+            fixed: int | None = None
+            broke_ids: list[str] = []
+            if kind == "rate":
+                # a 0/1 outcome is good when it is 1 for higher-is-better rates, 0 otherwise
+                broke_ids = [c.id for c, cv, bv in paired if (bv >= 0.5) == higher_better != (cv >= 0.5)]
+                fixed = sum(1 for _, cv, bv in paired if (cv >= 0.5) == higher_better != (bv >= 0.5))
+                broke = len(broke_ids)
+                p, test = mcnemar_exact(broke, fixed), "mcnemar-exact"
+            else:
+                p, test = paired_t_pvalue(cand, basev, higher_better), "paired-t"
             out.append(
                 Comparison(
                     metric=metric,
                     suite=suite,
-                    n_paired=len(pairs),
+                    n_paired=len(paired),
+                    n_cases=len(group),
                     baseline=sum(basev) / len(basev),
                     candidate=sum(cand) / len(cand),
                     diff=iv.value,
                     ci_low=iv.low,
                     ci_high=iv.high,
-                    worse=worse,
-                    exceeds=worse and abs(iv.value) > g.max_regression,
+                    test=test,
+                    p_value=p,
+                    broke=broke,
+                    fixed=fixed,
+                    worst=broke_ids[:5],
                 )
             )
+        out += _segment_comparisons(group, base, suite, g.min_cases)
     return out
+
+
+def _segments(cases: Sequence[CaseResult]) -> list[tuple[str, list[CaseResult]]]:
+    """The whole suite, then each category and each tag, dropping a segment with the same cases as an earlier one."""
+    cands: list[tuple[str, list[CaseResult]]] = [("", list(cases))]
+    for cat in sorted({c.category for c in cases}):
+        cands.append((f"category={cat}", [c for c in cases if c.category == cat]))
+    for tag in sorted({t for c in cases for t in c.tags}):
+        cands.append((f"tag={tag}", [c for c in cases if tag in c.tags]))
+    seen: set[frozenset[str]] = set()
+    out = []
+    for name, members in cands:
+        key = frozenset(c.id for c in members)
+        if key not in seen:
+            seen.add(key)
+            out.append((name, members))
+    return out
+
+
+def _severity(c: CaseResult) -> tuple[int, float]:
+    """Worst first: high-stakes hallucinations, then more failures, then the lowest mean score."""
+    scores = [v for m in ("similarity", "faithfulness", "relevance") if (v := c.value(m)) is not None]
+    hs = bool(c.hallucinated and "high_stakes" in c.tags)
+    return (-(2 * hs + len(c.failures)), sum(scores) / len(scores) if scores else 0.0)
+
+
+def _segment_comparisons(
+    group: Sequence[CaseResult], base: dict[str, CaseResult], suite: str, min_cases: int
+) -> list[Comparison]:
+    out: list[Comparison] = []
+    decided = ("pass", "fail")
+    for name, members in _segments(group):
+        paired = [c for c in members if c.id in base and c.status in decided and base[c.id].status in decided]
+        if len(paired) < min_cases:
+            continue
+        broke = sorted((c for c in paired if base[c.id].status == "pass" and c.status == "fail"), key=_severity)
+        fixed = sum(1 for c in paired if base[c.id].status == "fail" and c.status == "pass")
+        base_rate = sum(base[c.id].status == "pass" for c in paired) / len(paired)
+        cand_rate = sum(c.status == "pass" for c in paired) / len(paired)
+        out.append(
+            Comparison(
+                metric="pass_rate",
+                suite=suite,
+                segment=name,
+                n_paired=len(paired),
+                n_cases=len(members),
+                baseline=base_rate,
+                candidate=cand_rate,
+                diff=cand_rate - base_rate,
+                ci_low=None,
+                ci_high=None,
+                test="mcnemar-exact",
+                p_value=mcnemar_exact(len(broke), fixed),
+                broke=len(broke),
+                fixed=fixed,
+                worst=[c.id for c in broke[:5]],
+            )
+        )
+    return out
+
+
+def control_family(comparisons: Sequence[Comparison], drift: Drift | None, config: GateConfig) -> None:
+    """Family-wise error control over every test the gate makes against the baseline (each comparison, each
+    segment, drift): Holm's step-down with Tarone's count for the exact tests (``stats.step_down``). Sets
+    ``p_adjusted``, ``worse`` and ``exceeds`` on each comparison and ``significant``/``review`` on drift, so
+    that adding segments does not add false reviews."""
+    g = config.gate
+    alpha = 1 - g.confidence
+    tests: list[tuple[float, float]] = []
+    for c in comparisons:
+        exact = c.test == "mcnemar-exact" and c.broke is not None and c.fixed is not None
+        tests.append(
+            (c.p_value if c.p_value is not None else 1.0, mcnemar_min_p(c.broke or 0, c.fixed or 0) if exact else 0.0)
+        )
+    with_drift = drift is not None and drift.p_value is not None
+    if drift is not None and drift.p_value is not None:
+        tests.append((drift.p_value, 0.0))
+    adjusted = step_down([t[0] for t in tests], [t[1] for t in tests], alpha)
+    for c, adj in zip(comparisons, adjusted, strict=False):
+        c.p_adjusted = adj
+        c.worse = adj <= alpha and (c.diff or 0.0) != 0.0
+        if c.metric == "pass_rate":
+            c.exceeds = c.worse and (c.broke or 0) > (c.fixed or 0)
+        else:
+            c.exceeds = c.worse and c.diff is not None and abs(c.diff) > g.max_regression
+    if drift is not None and with_drift:
+        drift.p_adjusted = adjusted[-1]
+        drift.significant = adjusted[-1] <= alpha
+        drift.review = bool(drift.significant and drift.score is not None and drift.score > drift.threshold)
+
+
+def segment_label(c: Comparison) -> str:
+    """``returns`` for ``category=returns`` in the regression suite, ``injection suite`` for a whole suite."""
+    if not c.segment:
+        return f"{c.suite} suite"
+    kind, _, value = c.segment.partition("=")
+    name = value if kind == "category" else f"cases tagged {value}"
+    return name if c.suite == "regression" else f"{c.suite}/{name}"
 
 
 def drift_from_pairs(raw: Sequence[float], noise: Sequence[float] | None, config: GateConfig) -> Drift:
     """Drift score = mean over cases of (1 - cos(candidate answer, baseline answer)) minus that case's
     run-to-run noise (1 - cos between the candidate's own repeats). Significant when the 95% bootstrap
-    interval of the excess lies above 0; REVIEW when also above ``drift_threshold``."""
+    interval of the excess lies above 0; REVIEW when also above ``drift_threshold``. Inside the gate,
+    ``control_family`` re-decides significance from ``p_value`` within the family of baseline tests."""
     g = config.gate
     if not raw:
         return Drift(threshold=g.drift_threshold)
@@ -262,6 +389,7 @@ def drift_from_pairs(raw: Sequence[float], noise: Sequence[float] | None, config
     iv = bootstrap_mean(excess, g.confidence, g.bootstrap_resamples, g.seed)
     significant = iv.low is not None and iv.low > 0
     return Drift(
+        p_value=excess_pvalue(excess),
         score=iv.value,
         ci_low=iv.low,
         ci_high=iv.high,
@@ -273,6 +401,15 @@ def drift_from_pairs(raw: Sequence[float], noise: Sequence[float] | None, config
         significant=significant,
         review=bool(significant and iv.value is not None and iv.value > g.drift_threshold),
     )
+
+
+def _by_evidence(c: Comparison) -> tuple[float, int]:
+    return (c.p_adjusted if c.p_adjusted is not None else 1.0, -(c.broke or 0))
+
+
+def _case_line(case_id: str, cases: Sequence[CaseResult]) -> str:
+    c = next((x for x in cases if x.id == case_id), None)
+    return f"{case_id} ({c.failures[0]})" if c is not None and c.failures else case_id
 
 
 def decide(
@@ -310,13 +447,26 @@ def decide(
             op = "≥" if a.direction == "min" else "≤"
             ci = f" [{a.ci_low:.3f}, {a.ci_high:.3f}]" if a.ci_low is not None and a.ci_high is not None else ""
             fails.append(f"{a.suite}.{a.metric} = {a.value:.3f}{ci} fails {op} {a.threshold:g} (n={a.n})")
+    high_stakes = [c for c in cases if c.hallucinated and "high_stakes" in c.tags]
+    for hs in high_stakes:
+        claims = "; ".join(hs.unsupported_claims[:2]) or "unsupported claim"
+        fails.append(f"high-stakes case {hs.id} ({hs.category}) hallucinated: {claims}")
+    control_family(comparisons, drift, config)
     reviews: list[str] = []
-    for c in comparisons:
-        if c.exceeds and c.diff is not None:
-            reviews.append(
-                f"{c.suite}.{c.metric} worse than the approved baseline by {abs(c.diff):.3f} "
-                f"[{c.ci_low:.3f}, {c.ci_high:.3f}] over {c.n_paired} paired cases"
-            )
+    segments = sorted((c for c in comparisons if c.exceeds and c.metric == "pass_rate"), key=_by_evidence)
+    for c in segments:
+        worst = ", ".join(_case_line(cid, cases) for cid in c.worst[:3])
+        reviews.append(
+            f"{segment_label(c)}: {c.broke} of {c.n_cases} cases now fail, {c.fixed} fixed "
+            f"(exact McNemar p={c.p_value:.2g}, family-adjusted {c.p_adjusted:.2g}); worst: {worst}"
+        )
+    for c in sorted((c for c in comparisons if c.exceeds and c.metric != "pass_rate"), key=_by_evidence):
+        interval = f" [{c.ci_low:.3f}, {c.ci_high:.3f}]" if c.ci_low is not None and c.ci_high is not None else ""
+        changed = f", {c.broke} cases worse and {c.fixed} better" if c.broke is not None else ""
+        reviews.append(
+            f"{c.suite}.{c.metric} worse than the approved baseline by {abs(c.diff or 0.0):.3f}{interval} over "
+            f"{c.n_paired} paired cases{changed} ({c.test} p={c.p_value:.2g}, family-adjusted {c.p_adjusted:.2g})"
+        )
     if drift and drift.review and drift.score is not None:
         reviews.append(
             f"drift {drift.score:.3f} [{drift.ci_low:.3f}, {drift.ci_high:.3f}] above {drift.threshold:g} "
@@ -340,7 +490,7 @@ def decide(
         border = [f"{a.suite}.{a.metric}" for a in aggregates if a.status == "borderline"]
         if border:
             reasons.append("borderline (interval straddles the threshold): " + ", ".join(border))
-    halluc = [c for c in cases if c.hallucinated]
+    halluc = [c for c in cases if c.hallucinated and c not in high_stakes]
     if halluc and name in ("PASS", "REVIEW"):
         reasons.append(
             f"{len(halluc)} case(s) with hallucinations listed for review: " + ", ".join(c.id for c in halluc[:8])

@@ -47,6 +47,8 @@ SAMPLE_LABELS = {
     "Errors": "requests",
     "FeedbackScore": "feedback events",
     "ConversionRate": "outcomes",
+    "CanaryVerdict": "verdicts of the live canary judge (one a minute)",
+    "Invocations": "runs of the live canary judge",
 }
 COMPARISONS = {
     "GreaterThanOrEqualToThreshold": ">=",
@@ -464,6 +466,17 @@ class Lookup:
         return self._try(f"worst judged examples from s3://{bucket}/{prefix}", read)
 
     # AppConfig
+    def arms(self, target: str, current: str, since: datetime, until: datetime) -> tuple[Any, Any] | None:
+        """Per-version samples of the previous and the new version over the deployment (``canary.ArmSamples``)."""
+        from .canary import CloudWatchSamples
+
+        def read() -> tuple[Any, Any]:
+            cw = CloudWatchSamples(self.client("cloudwatch"))
+            start = since.replace(second=0, microsecond=0)
+            return cw.fetch(current, start, until), cw.fetch(target, start, until)
+
+        return self._try(f"per-version metrics of versions {target} and {current}", read)
+
     def appconfig_deployment(self, app: str, env: str, number: int) -> dict[str, Any] | None:
         return cast(
             dict[str, Any] | None,
@@ -530,6 +543,27 @@ def _example_lines(examples: list[Example] | None, version: str) -> list[str]:
         lines.append(f"     A: {_clip(ex.answer, 300)}")
         if ex.unsupported:
             lines.append(f"     Unsupported: {_clip('; '.join(ex.unsupported), 200)}")
+    return lines
+
+
+_BUSINESS_NAMES = {"FeedbackScore": "Thumbs-up share", "ConversionRate": "Conversion rate"}
+
+
+def _business_lines(results: list[Any] | None) -> list[str]:
+    """One line per business metric: both rates with their N, the effect in points, the test and its p-values."""
+    if results is None:
+        return ["  (not available)"]
+    lines = []
+    for r in results:
+        name = _BUSINESS_NAMES.get(r.metric, r.metric)
+        if r.status == "nodata":
+            lines.append(f"  {name:<16} no outcomes reported (n = {r.n_canary} new / {r.n_baseline} previous)")
+            continue
+        verdict = "significantly worse" if r.status == "fail" else "no significant drop beyond tolerance"
+        lines.append(
+            f"  {name:<16} {r.canary:.1%} (n = {r.n_canary}) vs {r.baseline:.1%} (n = {r.n_baseline}): "
+            f"{100 * (r.effect or 0.0):+.1f} points, one-sided p = {r.p_value:.2g} (Holm {r.p_adjusted:.2g}); {verdict}"
+        )
     return lines
 
 
@@ -613,6 +647,16 @@ def codedeploy_email(ev: EventBridgeEvent, lookup: Lookup, region: str) -> Email
         lines.append("  A lifecycle hook reported Failed (smoke set or canary analysis); see the hook's logs.")
     else:
         lines.append("  No alarm is in ALARM state for this deployment; see the deployment's events.")
+    if target and current:
+        from .canary import business_results, judge_canary
+
+        ended = info.get("completeTime")
+        arms = lookup.arms(target, current, since, ended if isinstance(ended, datetime) else datetime.now(UTC))
+        if arms is not None and any(e.metric.split()[-1] == "CanaryVerdict" for e in evidence):
+            lines += ["", f"Canary analysis, version {target} vs {current} (the live judge's tests, whole deployment)"]
+            lines += [f"  {r.metric}: {r.status} - {r.reason}" for r in judge_canary(*arms).results]
+        lines += ["", f"Business outcomes, version {target} vs {current} (same window, the canary judge's tests)"]
+        lines += _business_lines(business_results(*arms) if arms is not None else None)
     if target:
         lines += ["", f"Worst judged answers of version {target}"] + (
             _example_lines(examples, str(target)) or ["  (not available)"]

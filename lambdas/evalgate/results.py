@@ -74,8 +74,30 @@ class Comparison(BaseModel):
     diff: float | None  # candidate - baseline
     ci_low: float | None
     ci_high: float | None
-    worse: bool = False  # significant and in the bad direction
+    worse: bool = False  # significant and in the bad direction (after family-wise control)
     exceeds: bool = False  # worse by more than gate.max_regression
+    # Added by issue 14 (optional, so older results.json files still load as baselines).
+    segment: str = ""  # "" = the whole suite; "category=returns" or "tag=high_stakes" for a segment
+    n_cases: int = 0  # cases in the segment (paired or not)
+    test: str = ""  # "paired-t" (mean metrics) or "mcnemar-exact" (pass/fail and 0/1 rates)
+    p_value: float | None = None  # one-sided, harmful direction
+    p_adjusted: float | None = None  # family-wise (Holm step-down with Tarone's count) over every comparison
+    broke: int | None = None  # discordant pairs: passed (or 0) on the baseline, fail (or 1) now
+    fixed: int | None = None  # ... and the other way round
+    worst: list[str] = Field(default_factory=list)  # ids of the cases that broke, worst first
+
+    @property
+    def label(self) -> str:
+        """``pass_rate (category=returns)`` for a segment, the metric name otherwise."""
+        return f"{self.metric} ({self.segment})" if self.segment else self.metric
+
+    def evidence(self) -> str:
+        """The test behind the flag, e.g. ``6 broke, 0 fixed; mcnemar-exact p=0.016, family-adjusted 0.031``."""
+        parts = [f"{self.broke} broke, {self.fixed} fixed"] if self.broke is not None else []
+        if self.p_value is not None:
+            adjusted = f", family-adjusted {self.p_adjusted:.2g}" if self.p_adjusted is not None else ""
+            parts.append(f"{self.test} p={self.p_value:.2g}{adjusted}")
+        return "; ".join(parts)
 
 
 class Drift(BaseModel):
@@ -89,6 +111,8 @@ class Drift(BaseModel):
     threshold: float = 0.05
     significant: bool = False
     review: bool = False
+    p_value: float | None = None  # one-sided t-test of the excess against 0 (issue 14)
+    p_adjusted: float | None = None  # within the gate's family of tests
 
 
 class Diversity(BaseModel):

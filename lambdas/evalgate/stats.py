@@ -1,6 +1,7 @@
 """Statistics for decisions with uncertainty: bootstrap intervals for means, Wilson intervals for rates,
-paired bootstrap for baseline differences. numpy only here (the per-case path stays light; scipy is not
-needed on a run's path, which keeps a warm rerun's start-up short)."""
+paired bootstrap for baseline differences; the gate's tests (exact McNemar, paired t, Holm with Tarone's count).
+numpy only at import (the per-case path stays light; scipy is imported only by the t-tests, i.e. by a run with a
+baseline, which keeps a warm rerun's start-up short)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,82 @@ def quantile_interval(
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(qs, [alpha, 1 - alpha])
     return Interval(point, float(lo), float(hi), n)
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+def mcnemar_exact(broke: int, fixed: int) -> float:
+    """One-sided exact McNemar test on the discordant pairs of a paired pass/fail comparison: the p-value that
+    ``broke`` (pass -> fail) or more of the ``broke + fixed`` discordant cases went the bad way when each
+    direction is equally likely (binomial, p = 1/2). No discordant pair is no evidence: 1.0."""
+    from math import comb
+
+    n = broke + fixed
+    if n == 0:
+        return 1.0
+    tail: int = sum(comb(n, i) for i in range(broke, n + 1))
+    return min(1.0, tail / (1 << n))  # the exact binomial tail, in integers
+
+
+def mcnemar_min_p(broke: int, fixed: int) -> float:
+    """The smallest p-value ``mcnemar_exact`` could give with this many discordant pairs (all of them broke)."""
+    return 0.5 ** (broke + fixed)
+
+
+def paired_t_pvalue(candidate: Sequence[float], baseline: Sequence[float], higher_is_better: bool) -> float:
+    """One-sided paired t-test that the candidate is worse than the baseline. Identical pairs: 1.0."""
+    d = np.asarray(candidate, dtype=float) - np.asarray(baseline, dtype=float)
+    if len(d) < 2 or np.all(d == d[0]):
+        worse = bool(len(d) and ((d[0] < 0) if higher_is_better else (d[0] > 0)))
+        return 0.0 if worse and len(d) >= 2 else 1.0
+    from scipy import stats as sps  # lazily: only a run with a baseline pays for scipy
+
+    res = sps.ttest_1samp(d, 0.0, alternative="less" if higher_is_better else "greater")
+    return float(res.pvalue)
+
+
+def step_down(p_values: Sequence[float], min_p: Sequence[float] | None = None, alpha: float = 0.05) -> list[float]:
+    """Family-wise adjusted p-values (reject where adjusted <= alpha): Holm's step-down, with Tarone's count for
+    discrete tests (Hommel & Krummenauer 1998). A test whose smallest attainable p-value (``min_p``, 0 for
+    continuous tests) cannot reach the current level does not count towards the family, so segments too small
+    to ever reject do not dilute the ones that can. Valid by closed testing: Tarone's count only shrinks on
+    subsets. Without ``min_p`` this is plain Holm."""
+    m = len(p_values)
+    mins = list(min_p) if min_p is not None else [0.0] * m
+    if len(mins) != m:
+        raise ValueError("p_values and min_p must have the same length")
+    adjusted = [1.0] * m
+    remaining = set(range(m))
+    running = 0.0
+    while remaining:
+        k = _tarone_count([mins[i] for i in remaining], alpha)
+        testable = [i for i in remaining if mins[i] <= alpha / k]
+        if not testable:
+            break
+        i = min(testable, key=lambda j: p_values[j])
+        running = max(running, min(1.0, p_values[i] * k))
+        adjusted[i] = running
+        remaining.discard(i)
+    return adjusted
+
+
+def _tarone_count(min_p: Sequence[float], alpha: float) -> int:
+    """Tarone's K: the smallest k with at most k tests able to reach alpha / k."""
+    m = len(min_p)
+    for k in range(1, m + 1):
+        if sum(1 for p in min_p if p <= alpha / k) <= k:
+            return k
+    return max(m, 1)
+
+
+def excess_pvalue(excess: Sequence[float]) -> float | None:
+    """One-sided t-test that the mean of ``excess`` is above 0 (drift beyond run-to-run noise)."""
+    x = np.asarray(excess, dtype=float)
+    if len(x) < 2:
+        return None
+    if np.all(x == x[0]):
+        return 0.0 if x[0] > 0 else 1.0
+    from scipy import stats as sps  # lazily, as above
+
+    return float(sps.ttest_1samp(x, 0.0, alternative="greater").pvalue)

@@ -35,6 +35,8 @@ INJECTION_LEAK = "InjectionLeak"
 PRE_TRAFFIC_PASSED = "PreTrafficPassed"
 CANARY_PASSED = "CanaryPassed"
 CANARY_SCORE = "CanaryScore"
+# live canary verdict during the canary step (dimension FunctionVersion = the NEW version being judged)
+CANARY_VERDICT = "CanaryVerdict"
 NOTIFICATIONS = "Notifications"
 SHADOW_PAIRS = "ShadowPairs"
 SHADOW_SKIPPED = "ShadowSkipped"  # mirrored requests the candidate itself answered (no self-comparison)
@@ -56,6 +58,7 @@ UNITS: dict[str, str] = {
     PRE_TRAFFIC_PASSED: "Count",
     CANARY_PASSED: "Count",
     CANARY_SCORE: "None",
+    CANARY_VERDICT: "Count",
     NOTIFICATIONS: "Count",
     SHADOW_PAIRS: "Count",
     SHADOW_SKIPPED: "Count",

@@ -32,16 +32,19 @@ def _service_version(synth: Synth, stack: str) -> str:
     return logical_id
 
 
-def _alarms(synth: Synth, stack: str) -> dict[str, dict[str, Any]]:
-    return {k: v["Properties"] for k, v in synth.resources(stack, "AWS::CloudWatch::Alarm").items()}
+def _alarms(synth: Synth, stack: str, namespace: str = "EvalGate/Service") -> dict[str, dict[str, Any]]:
+    """Alarms on the service's metrics (``AWS/Lambda``: the live canary judge's own health alarms)."""
+    return {k: v["Properties"] for k, v in synth.resources(stack, "AWS::CloudWatch::Alarm").items()
+            if v["Properties"]["Namespace"] == namespace}
 
 
 @pytest.mark.parametrize("stack", [STAGING, PROD])
 def test_every_alarm_watches_only_the_new_version(synth: Synth, stack: str) -> None:
     version = _service_version(synth, stack)
     alarms = _alarms(synth, stack)
-    # the minimum-sample alarm exists only where a canary analysis reads it (Prod here; Staging is all-at-once)
-    expected = ROLLBACK_METRICS | ({"JudgedCount"} if stack == PROD else set())
+    # the minimum-sample alarm and the live canary verdict exist only in canary mode (Prod here; Staging is
+    # all-at-once)
+    expected = ROLLBACK_METRICS | ({"JudgedCount", "CanaryVerdict"} if stack == PROD else set())
     assert {a["MetricName"] for a in alarms.values()} == expected
     for name, alarm in alarms.items():
         assert alarm["Namespace"] == "EvalGate/Service", name
@@ -94,7 +97,8 @@ def test_deployment_group_rolls_back_on_alarms_failure_and_stop(synth: Synth, st
     _, group = _one(synth, stack, "AWS::CodeDeploy::DeploymentGroup")
     props = group["Properties"]
     listed = {a["Name"]["Ref"] for a in props["AlarmConfiguration"]["Alarms"]}
-    rollback = {k for k, a in _alarms(synth, stack).items() if a["MetricName"] in ROLLBACK_METRICS}
+    rollback = {k for k, a in _alarms(synth, stack).items() if a["MetricName"] in ROLLBACK_METRICS | {"CanaryVerdict"}}
+    rollback |= set(_alarms(synth, stack, "AWS/Lambda"))  # the live canary judge's errors and heartbeat
     assert props["AlarmConfiguration"]["Enabled"] is True
     assert listed == rollback
     assert props["AutoRollbackConfiguration"]["Enabled"] is True
@@ -325,6 +329,9 @@ CONTRACT_ENV = {
         "TARGET_FUNCTION_NAME", "TARGET_VERSION", "POWERTOOLS_METRICS_NAMESPACE", "BAKE_MINUTES", "MIN_SAMPLES",
         "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT", "IDEMPOTENCY_TABLE",
     },
+    "handlers.canary_verdict.handler": {
+        "CODEDEPLOY_APPLICATION", "CANARY_INTERVAL_MINUTES", "MIN_SAMPLES",
+    },
     "handlers.notifier.handler": {"TOPIC_ARN", "IDEMPOTENCY_TABLE", "POWERTOOLS_METRICS_NAMESPACE"},
     "handlers.shadow_worker.handler": {
         "SHADOW_FUNCTION_NAME", "SHADOW_QUALIFIER", "SHADOW_BUCKET", "SHADOW_PREFIX", "IDEMPOTENCY_TABLE",
@@ -447,3 +454,30 @@ def test_notifier_dead_letters_what_it_failed_to_send(synth: Synth) -> None:
     target = configs[0]["DestinationConfig"]["OnFailure"]["Destination"]
     queue_id = target["Fn::GetAtt"][0]
     assert synth.templates[PROD]["Resources"][queue_id]["Type"] == "AWS::SQS::Queue"
+
+
+def test_live_canary_verdict_can_stop_the_canary_before_promotion(synth: Synth) -> None:
+    s = synth.built.settings
+    judge, fn = _function(synth, PROD, "handlers.canary_verdict.handler")
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env["CANARY_INTERVAL_MINUTES"] == str(s.canary_interval_minutes)
+    assert env["MIN_SAMPLES"] == str(s.min_judged_samples)
+    assert fn["Properties"]["Timeout"] < 60  # shorter than its schedule
+    rules = [r["Properties"] for r in synth.resources(PROD, "AWS::Events::Rule").values()
+             if r["Properties"].get("ScheduleExpression")]
+    assert any(r["ScheduleExpression"] == "rate(1 minute)" and r["Targets"][0]["Arn"] == {"Fn::GetAtt": [judge, "Arn"]}
+               for r in rules)
+    alarms = _alarms(synth, PROD)
+    verdict = next(k for k, a in alarms.items() if a["MetricName"] == "CanaryVerdict")
+    assert alarms[verdict]["Statistic"] == "Maximum" and alarms[verdict]["Threshold"] == 1
+    assert alarms[verdict]["Period"] == 60 and alarms[verdict]["TreatMissingData"] == "notBreaching"
+    own = _alarms(synth, PROD, "AWS/Lambda")
+    assert all(a["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": judge}}] for a in own.values())
+    silent = next(a for a in own.values() if a["MetricName"] == "Invocations")
+    assert silent["TreatMissingData"] == "breaching" and silent["ComparisonOperator"] == "LessThanThreshold"
+    _, group = _one(synth, PROD, "AWS::CodeDeploy::DeploymentGroup")
+    listed = {a["Name"]["Ref"] for a in group["Properties"]["AlarmConfiguration"]["Alarms"]}
+    assert {verdict, *own} <= listed
+    # staging deploys all at once: there is no canary step to judge
+    assert not [r for r in synth.resources(STAGING, "AWS::Lambda::Function").values()
+                if r["Properties"]["Handler"] == "handlers.canary_verdict.handler"]

@@ -138,6 +138,14 @@ def test_synth_reads_the_whole_context_so_a_typo_stops_it(tmp_path: Any) -> None
         build(app, nag=False)
 
 
+def test_a_canary_under_which_a_rule_could_never_fire_stops_synth() -> None:
+    # 4 minutes: the live verdict (3 minutes before the shift) would see 1 period; 5-min x 2 alarms need 10 min
+    message = expect_error("canaryIntervalMinutes", canaryIntervalMinutes=4, minJudgedSamples=5)
+    assert "leaving 1 one-minute periods" in message
+    assert "the rollback alarms could never fire during it" in message
+    assert "evalgate canary-power" in message
+
+
 HAIKU_35 = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
 
 

@@ -157,6 +157,16 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
                 for i in range(42)
             ],
         )
+        # business outcomes of the new version (7) and the previous one (6) during the deployment
+        for version, ups, rated, conversions, outcomes in (("7", 12, 30, 2, 60), ("6", 85, 100, 6, 120)):
+            values = [("FeedbackScore", 1.0 if i < ups else 0.0) for i in range(rated)]
+            values += [("ConversionRate", 1.0 if i < conversions else 0.0) for i in range(outcomes)]
+            for i in range(0, len(values), 500):
+                cw.put_metric_data(Namespace="EvalGate/Service", MetricData=[
+                    {"MetricName": name, "Dimensions": [{"Name": "FunctionVersion", "Value": version}], "Value": v,
+                     "Timestamp": now - timedelta(minutes=5)}
+                    for name, v in values[i:i + 500]
+                ])
         cw.put_metric_alarm(
             AlarmName=ALARM,
             Namespace="EvalGate/Service",
@@ -250,6 +260,9 @@ def test_codedeploy_rollback_email_explains_why(world: dict[str, Any], capsys: A
         "    Observed  0.61, threshold 0.75 (alarms when < 0.75), n = 42 judged answers",
         "    CloudWatch says: Threshold Crossed: 1 out of the last 1 datapoints [0.61",
         f"    https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#alarmsV2:alarm/{ALARM}",
+        "Business outcomes, version 7 vs 6 (same window, the canary judge's tests)",
+        "  Thumbs-up share  40.0% (n = 30) vs 85.0% (n = 100): -45.0 points, one-sided p = ",
+        "  Conversion rate  3.3% (n = 60) vs 5.0% (n = 120): -1.7 points, one-sided p = ",
         "Worst judged answers of version 7",
         "  1. quality 0.1, hallucinated  (request 3f1c2b7d9e8a4c6b8a7f6e5d4c3b2a10)",
         "     Q: Are returns free?",
@@ -267,11 +280,45 @@ def test_codedeploy_rollback_email_explains_why(world: dict[str, Any], capsys: A
     for line in expected_lines:
         assert line in body, f"missing line {line!r} in:\n{body}"
     assert "Reason: ALARM_ACTIVE: One or more alarms have been activated" in body
+    feedback, conversion = (next(x for x in body.splitlines() if x.startswith(f"  {n}")) for n in ("Thumbs", "Conv"))
+    assert feedback.endswith("; significantly worse") and "no significant drop" in conversion
     assert "Not available" not in body  # every lookup worked
     cd.assert_no_pending_responses()
     logs.assert_no_pending_responses()
     emf = next(json.loads(x) for x in capsys.readouterr().out.splitlines() if '"Notifications"' in x and '"_aws"' in x)
     assert emf["Notifications"] == [1.0] and emf["FunctionVersion"] == "2"
+
+
+def test_a_live_canary_verdict_rollback_shows_the_canary_analysis(world: dict[str, Any]) -> None:
+    verdict_alarm = "support-service-canary-verdict"
+    cw = boto3.client("cloudwatch", region_name=REGION)
+    dims = [{"Name": "FunctionVersion", "Value": "7"}]
+    cw.put_metric_data(Namespace="EvalGate/Service", MetricData=[
+        {"MetricName": "CanaryVerdict", "Dimensions": dims, "Value": 1.0,
+         "Timestamp": datetime.now(UTC) - timedelta(seconds=20)},
+    ])
+    cw.put_metric_alarm(
+        AlarmName=verdict_alarm, Namespace="EvalGate/Service", MetricName="CanaryVerdict", Dimensions=dims,
+        Statistic="Maximum", Period=60, EvaluationPeriods=1, Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
+    )
+    cw.set_alarm_state(AlarmName=verdict_alarm, StateValue="ALARM", StateReason="Threshold Crossed: [1.0]")
+    info = deployment_info()
+    info["deploymentInfo"]["errorInformation"]["message"] = (
+        f"One or more alarms have been activated according to the Amazon CloudWatch metrics you selected, and the "
+        f"affected deployments have been stopped. Activated alarms: <{verdict_alarm}>"
+    )
+    cd = stub(world, "codedeploy")
+    cd.add_response("get_deployment", info, {"deploymentId": DEPLOYMENT})
+    stub_logs(world)
+    out = world["h"].handler(codedeploy_event(event_id="e-verdict"), Ctx())
+    assert out["status"] == "sent"
+    body = inbox(world)[0]["Message"]
+    assert "n = 1 verdicts of the live canary judge (one a minute)" in body
+    assert "Canary analysis, version 7 vs 6 (the live judge's tests, whole deployment)" in body
+    # version 7 scored 0.61 on 42 judged answers, version 6 was not judged in this window: fail closed
+    assert "  QualityScore: nodata - insufficient data: baseline has 0 samples" in body
+    assert "  Thumbs-up share  40.0% (n = 30) vs 85.0% (n = 100)" in body
 
 
 def test_worst_examples_from_the_judged_records_in_s3(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

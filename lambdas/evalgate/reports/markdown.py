@@ -135,8 +135,10 @@ def aggregates_section(result: RunResult) -> list[str]:
 
 def comparison_row(c: Comparison) -> list[str]:
     flag = "❌ exceeds max regression" if c.exceeds else ("⚠️ worse" if c.worse else "")
+    if c.evidence():
+        flag = f"{flag} ({md_text(c.evidence())})" if flag else md_text(c.evidence())
     return [
-        md_code(c.metric),
+        md_code(c.label),
         md_text(c.suite),
         str(c.n_paired),
         fmt_num(c.baseline),
