@@ -25,6 +25,7 @@ from .constructs.eval_step import (
     GATE_EVENT_DETAIL_TYPE,
     GATE_EVENT_SOURCE,
     LOAD_BASELINE_KEY,
+    EndpointCaller,
     EndpointTestProps,
     EvalGateProps,
     EvalGateStep,
@@ -191,10 +192,12 @@ class PipelineStack(Stack):
             settings=s, stage_name="Staging", deployment_mode="all-at-once",
         ))
         reports = self.results.report_groups
+        caller = EndpointCaller.for_stage(self, project=s.project_name, stage="Staging", api_auth=s.api_auth,
+                                          jwt_client_secret=s.api_jwt_client_secret)
         load = LoadTestStep("LoadTest", EndpointTestProps(
             input=source, endpoint_output=self.staging.stack.endpoint,
             report_group_arn=reports["LoadTest"].report_group_arn,
-            golden_dir=s.golden_dir, thresholds_file=s.thresholds_file,
+            golden_dir=s.golden_dir, thresholds_file=s.thresholds_file, caller=caller,
             policy=[
                 iam.PolicyStatement(sid="LoadBaseline", actions=["s3:GetObject", "s3:PutObject"],
                                     resources=[bucket.arn_for_objects(LOAD_BASELINE_KEY)]),
@@ -207,7 +210,7 @@ class PipelineStack(Stack):
         smoke = SmokeEvalStep("SmokeEval", EndpointTestProps(
             input=source, endpoint_output=self.staging.stack.endpoint,
             report_group_arn=reports["SmokeEval"].report_group_arn,
-            golden_dir=s.golden_dir, thresholds_file=s.thresholds_file,
+            golden_dir=s.golden_dir, thresholds_file=s.thresholds_file, caller=caller,
             policy=model_statements(self, [s.judge_model_id, s.embeddings_model_id], sid="SmokeScore"),
         ))
         smoke.add_step_dependency(load)  # never measure latency while the smoke eval adds its own load
@@ -236,6 +239,7 @@ class PipelineStack(Stack):
                           ))
         acknowledge_profile_regions(self.pipeline, s.eval_model_ids)
         acknowledge_gate_findings(self.pipeline, bucket)
+        caller.acknowledge(self.pipeline)
         acknowledge_cdk_pipelines(self.pipeline)
 
     # ------------------------------------------------------------------------------------------------ pieces

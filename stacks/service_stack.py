@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Stage
+from aws_cdk import Annotations, CfnOutput, Environment, RemovalPolicy, Stack, Stage
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from constructs import Construct
@@ -20,10 +20,11 @@ from .constructs.idempotency import IdempotencyTable
 from .constructs.lambda_bundle import RETENTION, LambdaBundle
 from .constructs.notifications import Explainable, Notifications, NotificationsProps
 from .constructs.quality_alarms import NAMESPACE, QualityAlarms, QualityAlarmsProps
-from .constructs.service_api import ServiceApi, ServiceApiProps
+from .constructs.request_trust import RequestTrust, RequestTrustProps
+from .constructs.service_api import ApiAuth, ServiceApi, ServiceApiProps
 from .constructs.shadow import Shadow, ShadowProps
 from .constructs.storage import BucketSpec, EncryptedStorage
-from .settings import DeploymentMode, Settings, load_guardrail
+from .settings import API_AUTH_NONE_EXPOSES, DeploymentMode, Settings, load_guardrail
 
 ENDPOINT_OUTPUT = "ServiceEndpoint"
 
@@ -51,19 +52,27 @@ class ServiceStack(Stack):
         alarms_cfg = s.alarm_thresholds
         retention = RETENTION[s.log_retention_days]
 
+        storage = EncryptedStorage(
+            self, "Storage",
+            description=f"{prefix}: captures, judged records, shadow pairs, votes, their queues and log groups",
+            log_retention_days=s.data_retention_days,
+            removal_policy=RemovalPolicy.DESTROY if stage != "Prod" else RemovalPolicy.RETAIN,
+        )
+        storage.allow_log_encryption()
         bundle = LambdaBundle(
             self, "Bundle",
             log_retention_days=s.log_retention_days,
             metrics_namespace=NAMESPACE,
             service_name=s.project_name,
             bundled=s.bundle,
+            log_key=storage.key,
         )
-        storage = EncryptedStorage(
-            self, "Storage",
-            description=f"{prefix}: captures, judged records, shadow pairs and their queues",
-            log_retention_days=s.data_retention_days,
+        trust = RequestTrust(self, "RequestTrust", RequestTrustProps(
+            project=s.project_name, stage=stage, key=storage.key,
+            feedback_window_minutes=s.feedback_window_minutes, signing_grace_minutes=s.signing_grace_minutes,
+            rotation_days=s.signing_rotation_days, bundle=bundle,
             removal_policy=RemovalPolicy.DESTROY if stage != "Prod" else RemovalPolicy.RETAIN,
-        )
+        ))
         data_bucket = storage.bucket("DataBucket", BucketSpec(
             purpose="captures, judged records and shadow pairs", expire_days=s.data_retention_days,
         ))
@@ -93,8 +102,12 @@ class ServiceStack(Stack):
             prompt_version=s.prompt_version, guardrail_id=guardrail_id, guardrail_version=guardrail_version,
             canary_token=token,
             appconfig_application=application_name, appconfig_environment=stage, appconfig_profile=PROFILE_NAME,
-            peak_rps=s.peak_rps, log_retention=retention,
+            peak_rps=s.peak_rps, log_retention=retention, log_key=storage.key,
+            auth=ApiAuth(s.api_auth, s.api_jwt_issuer, tuple(s.api_jwt_audience or ())),
         ))
+        if stage == "Prod" and s.api_auth == "none":
+            Annotations.of(service).add_warning_v2("evalgate:apiAuthNone", f"apiAuth: {API_AUTH_NONE_EXPOSES}. "
+                                                   "Set apiAuth iam or jwt (apiAuthStrict true makes this an error).")
         shadow = Shadow(self, "Shadow", ShadowProps(
             bundle=bundle, key=storage.key, data_bucket=data_bucket, service_function=service.function,
             service_version=service.version, project=s.project_name, stage=stage,
@@ -104,6 +117,10 @@ class ServiceStack(Stack):
         capture.grant_send(service.function)
         shadow.grant_send(service.function)
         storage.grant_key(service.function, encrypt=True, decrypt=True)
+        for name, value in trust.environment.items():
+            service.function.add_environment(name, value)
+        trust.grant_signing(service.function)
+        trust.grant_votes(service.function)
 
         alarms = QualityAlarms(self, "QualityAlarms", QualityAlarmsProps(
             version=service.version, thresholds=alarms_cfg, ttft_slo_ms=s.ttft_slo_ms,
@@ -128,6 +145,8 @@ class ServiceStack(Stack):
             ttft_slo_ms=s.ttft_slo_ms, total_regression_ms=s.total_regression_ms,
             total_regression_pct=s.total_regression_pct,
         ))
+        canary.pre_hook.add_environment("EVALGATE_SIGNING_SECRET", trust.secret.secret_arn)  # smoke = synthetic
+        trust.grant_signing(canary.pre_hook, sid="SignSyntheticTraffic")
         verdict_alarms: list[cw.Alarm] = []
         if props.deployment_mode == "canary":
             live = CanaryVerdict(self, "CanaryVerdict", CanaryVerdictProps(

@@ -43,6 +43,12 @@ RETIRED_KEYS: dict[str, str] = {
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 DeploymentMode = Literal["canary", "all-at-once"]
+ApiAuth = Literal["none", "iam", "jwt"]
+API_AUTH_NONE_EXPOSES = (
+    "'none' leaves the Prod API anonymous: anyone with its URL can call POST /ask (spending Bedrock tokens) and "
+    "rate every answer they obtain through POST /feedback (one vote each), which moves the FeedbackScore a "
+    "rollback reads"
+)
 
 _CONNECTION_ARN = re.compile(
     r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[0-9a-f-]{36}$"
@@ -118,6 +124,8 @@ class AlarmThresholds(BaseModel):
     hallucination_max: Rate = 0.1  # Hallucination average (= rate) above this -> alarm
     error_rate_max: Rate = 0.05  # Errors average (0/1 per request = rate) above this -> alarm
     feedback_min: Rate = 0.5  # FeedbackScore average below this -> alarm (business outcome)
+    # ... but only in a period where at least this many distinct answers were rated (one vote per answer)
+    feedback_min_answers: Annotated[int, Field(ge=1, le=100_000)] = 20
     period_minutes: Annotated[int, Field(ge=1, le=60)] = 5
     evaluation_periods: Annotated[int, Field(ge=1, le=10)] = 2
 
@@ -181,6 +189,16 @@ class Settings(BaseModel):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 180, 365] = 30
     data_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
+    # Who may call POST /ask and /feedback: none (anonymous), iam (SigV4), jwt (OIDC/Cognito issuer + audience).
+    api_auth: ApiAuth = "none"
+    api_jwt_issuer: str | None = None
+    api_jwt_audience: list[str] | None = None
+    # Secrets Manager secret (name) with the pipeline's OAuth2 client: {"token_url", "client_id", "client_secret"}
+    api_jwt_client_secret: str | None = None
+    api_auth_strict: bool = False  # refuse to synthesize a Prod stage with apiAuth none (else: a synth warning)
+    feedback_window_minutes: Annotated[int, Field(ge=1, le=10_080)] = 60  # feedback accepted this long after
+    signing_grace_minutes: Annotated[int, Field(ge=0, le=10_080)] = 120  # previous key verifies after rotation
+    signing_rotation_days: Annotated[int, Field(ge=1, le=365)] = 30  # the signing key is rotated this often
     # Pull requests: an evaluation-only path (never deploys, approves or moves the baseline).
     pull_request_eval: bool = False
     pull_request_branches: list[str] | None = None  # target branches watched (default: branch)
@@ -197,7 +215,7 @@ class Settings(BaseModel):
 
     # --- field validators -------------------------------------------------------------------------------------
 
-    _lists = field_validator("changed_paths", "pull_request_branches", mode="before")(_split_list)
+    _lists = field_validator("changed_paths", "api_jwt_audience", "pull_request_branches", mode="before")(_split_list)
     _json = field_validator("feature_flags", "alarm_thresholds", mode="before")(_json_object)
 
     @field_validator("project_name")
@@ -339,6 +357,24 @@ class Settings(BaseModel):
             )
         if self.known_error_tickets == "github" and (not github or self.comment_token_secret is None):
             raise ValueError("knownErrorTickets: 'github' needs a connection source and commentTokenSecret")
+        return self
+
+    @model_validator(mode="after")
+    def _api_auth(self) -> Settings:
+        if self.api_auth == "jwt":
+            if not self.api_jwt_issuer or not self.api_jwt_issuer.startswith("https://"):
+                raise ValueError("apiJwtIssuer: required with apiAuth jwt: the issuer URL (https://...)")
+            if not self.api_jwt_audience:
+                raise ValueError("apiJwtAudience: required with apiAuth jwt: the accepted audience(s) / client id(s)")
+            if not self.api_jwt_client_secret:
+                raise ValueError(
+                    "apiJwtClientSecret: required with apiAuth jwt: the Secrets Manager secret holding the OAuth2 "
+                    "client the pipeline's load test and smoke eval get their token with"
+                )
+        elif self.api_jwt_issuer or self.api_jwt_audience:
+            raise ValueError(f"apiJwtIssuer/apiJwtAudience: only used with apiAuth jwt (apiAuth is {self.api_auth!r})")
+        if self.api_auth_strict and self.api_auth == "none":
+            raise ValueError(f"apiAuth: {API_AUTH_NONE_EXPOSES} (apiAuthStrict is true: set apiAuth iam or jwt)")
         return self
 
     @model_validator(mode="after")

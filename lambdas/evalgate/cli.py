@@ -709,17 +709,14 @@ def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
             guardrail_version=gver,
         )
     if kind == "http" and rest:
-        from .providers.http_endpoint import HttpCandidate
+        from .providers.http_endpoint import http_candidate_from_env
 
-        try:
-            return HttpCandidate(url=rest)
-        except ValueError as exc:
-            raise InputError.single("--candidate", None, str(exc)) from None
+        return http_candidate_from_env(rest)
     if kind == "lambda" and rest:
         from .providers.lambda_fn import LambdaCandidate
 
         name, _, qualifier = rest.partition(":")
-        return LambdaCandidate(function_name=name, qualifier=qualifier or None)
+        return LambdaCandidate(function_name=name, qualifier=qualifier or None, synthetic=_synthetic_signer())
     raise InputError.single(
         "--candidate",
         None,
@@ -1161,6 +1158,16 @@ def _load(args: argparse.Namespace) -> int:
     return result.verdict.exit_code
 
 
+def _synthetic_signer() -> Any:
+    """The signed synthetic-traffic header for the project's own runs (``EVALGATE_SIGNING_SECRET``), or None."""
+    from .signing import SigningUnavailable, synthetic_signer_from_env
+
+    try:
+        return synthetic_signer_from_env()
+    except SigningUnavailable as exc:
+        raise InputError.single("EVALGATE_SIGNING_SECRET", None, str(exc)) from None
+
+
 def _build_load_target(args: argparse.Namespace, config: Any, workers: int, timeout: float) -> Any:
     """A candidate for load: no retries (a throttle must be seen, not absorbed), pool sized to the workers."""
     from .providers.aws import ClientSettings
@@ -1171,17 +1178,16 @@ def _build_load_target(args: argparse.Namespace, config: Any, workers: int, time
         max_attempts=1, retry_mode="standard", max_pool_connections=max(workers, 10), read_timeout=timeout
     )
     if kind == "http" and rest:
-        from .providers.http_endpoint import HttpCandidate
+        from .providers.http_endpoint import http_candidate_from_env
 
-        try:
-            return HttpCandidate(url=rest, timeout=timeout)
-        except ValueError as exc:
-            raise InputError.single("--target", None, str(exc)) from None
+        return http_candidate_from_env(rest, timeout=timeout)
     if kind == "lambda" and rest:
         from .providers.lambda_fn import LambdaCandidate
 
         name, _, qualifier = rest.partition(":")
-        return LambdaCandidate(function_name=name, qualifier=qualifier or None, settings=settings)
+        return LambdaCandidate(
+            function_name=name, qualifier=qualifier or None, settings=settings, synthetic=_synthetic_signer()
+        )
     if kind == "bedrock" and not rest:
         from .prompts import load_prompt
         from .providers.bedrock import BedrockCandidate

@@ -352,8 +352,12 @@ def pre_traffic_smoke(
     config = load_config(golden.root / "gate.toml")
     if candidate is None:
         from .providers.lambda_fn import LambdaCandidate
+        from .signing import synthetic_signer_from_env
 
-        candidate = LambdaCandidate(settings.function_name, version, service_timing=True)
+        # signed as synthetic: the hook's smoke answers must not reach the online judge as user traffic
+        candidate = LambdaCandidate(
+            settings.function_name, version, service_timing=True, synthetic=synthetic_signer_from_env()
+        )
     if judge is None:
         if not settings.judge_model_id:
             raise InputError.single("environment", None, "JUDGE_MODEL_ID must be set: the smoke set is judged")

@@ -29,6 +29,8 @@ _EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}\b")
 _CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
 # Phone numbers: North American and international forms with at least 10 digits.
 _PHONE = re.compile(r"(?<![\w-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{3}\)|\d{3})[\s.-]?\d{3}[\s.-]?\d{4}(?![\w-])")
+# ... and any other number written with a leading "+" country code (8 to 15 digits in groups): +44 20 7946 0958
+_PHONE_INTL = re.compile(r"(?<![\w+])\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,5}(?![\w-])")
 # Order ids: the store's "FH-123456" form, and any id written after "order (number|no|#)".
 _ORDER = re.compile(r"\b[A-Z]{2,4}-\d{5,}\b")
 _ORDER_AFTER = re.compile(r"(?i)(\border\s*(?:number|no\.?|#|id)?\s*[:#]?\s*)([A-Z0-9][A-Z0-9-]{4,})\b")
@@ -125,6 +127,11 @@ def mask_pii(text: str) -> Masked:
         out,
     )
     out = _PHONE.sub(lambda _m: sub("phone"), out)
+
+    def intl_phone(m: re.Match[str]) -> str:
+        return sub("phone") if 8 <= len(re.sub(r"\D", "", m.group(0))) <= 15 else m.group(0)
+
+    out = _PHONE_INTL.sub(intl_phone, out)
 
     def name(m: re.Match[str]) -> str:
         words = m.group(m.lastindex or 0).split()

@@ -169,6 +169,7 @@ class AlarmEvidence:
     observed: float | None
     samples: int | None
     reason: str
+    rule: str = ""  # the alarm's description: what it watches, and the minimum evidence it waits for
 
     @property
     def sample_label(self) -> str:
@@ -369,6 +370,7 @@ class Lookup:
             observed=observed,
             samples=self.sample_count(alarm),
             reason=alarm.get("StateReason", ""),
+            rule=alarm.get("AlarmDescription") or "",
         )
 
     # Logs Insights (the online judge logs one line per judged answer)
@@ -526,6 +528,8 @@ def _alarm_lines(ev: AlarmEvidence, link: Callable[..., str]) -> list[str]:
         f"    Observed  {_num(ev.observed)}, threshold {_num(ev.threshold)} (alarms when {op} {_num(ev.threshold)})"
         f"{samples}",
     ]
+    if ev.rule:
+        lines.append(f"    Rule      {_clip(ev.rule, 300)}")
     if ev.reason:
         lines.append(f"    CloudWatch says: {_clip(ev.reason, 300)}")
     lines.append(f"    {link('alarm', ev.name)}")

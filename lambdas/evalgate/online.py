@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from . import telemetry as tm
 from .dataset import parse_json_model
+from .masking import mask_pii, mask_text
 from .models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS
 from .retrieval import KnowledgeIndex
 from .service import sampled
@@ -91,7 +92,8 @@ class JudgedRecord:
         return t
 
     def log_fields(self, question: str, answer: str) -> dict[str, Any]:
-        """A structured log line per judged answer (what the notifier queries for the worst examples)."""
+        """A structured log line per judged answer (what the notifier queries for the worst examples); personal data
+        is masked here, the one place judged text leaves the encrypted capture record."""
         return {
             "evalgate_judged": 1,
             "ts": time.time(),
@@ -105,10 +107,15 @@ class JudgedRecord:
             "hallucinated": self.hallucinated,
             "unscored": self.unscored,
             "leaked": self.leaked,
-            "unsupported_claims": self.unsupported_claims[:5],
-            "question": question[:300],
-            "answer": answer[:500],
+            "unsupported_claims": [mask_text(c) for c in self.unsupported_claims[:5]],
+            **masked_texts(question, answer),
         }
+
+
+def masked_texts(question: str, answer: str) -> dict[str, Any]:
+    """Question and answer as stored and logged: masked, clipped, and whether personal data was found."""
+    q, a = mask_pii(question), mask_pii(answer)
+    return {"question": q.text[:300], "answer": a.text[:500], "personal_data": q.personal or a.personal}
 
 
 GUARDRAIL_SKIP = "guardrail intervened (canned answer)"
@@ -131,8 +138,7 @@ def stored_row(capture: CaptureRecord, result: JudgedRecord) -> dict[str, Any] |
         "model_id": result.dimensions.model_id,
         "prompt_version": result.dimensions.prompt_version,
         "guardrail_intervened": True,
-        "question": capture.question[:300],
-        "answer": capture.answer[:500],
+        **masked_texts(capture.question, capture.answer),
     }
 
 

@@ -13,8 +13,11 @@ metrics ``TimeToFirstToken`` and ``Latency``. The HTTP response itself is buffer
 stream), so ``ttft_ms`` is when a streaming front end would show the first words; the load test and the
 pre-traffic smoke read it from the document (docs/CONTRACTS.md).
 
-The request id carries its attribution (function version, model id, prompt version) so that feedback sent
-later, possibly to another version, is counted against the version that produced the answer.
+The request id carries its attribution (function version, model id, prompt version) and its issue time, signed
+with the service's key (``evalgate.signing``), so that feedback sent later, possibly to another version, is
+counted against the version that produced the answer, and only for ids this service issued within the feedback
+window; each answer gets one vote per kind (``evalgate.feedback``). Traffic is synthetic (never captured) only
+when it carries a header signed with the same key. Logged text passes through ``evalgate.masking``.
 
 Errors never leak a stack trace: bad input → 400 with the field and the problem; Bedrock throttling → 429
 with ``Retry-After``; Bedrock unavailable or timing out → 503 with ``Retry-After``; anything else → 502/500
@@ -31,7 +34,6 @@ import os
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,11 +43,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import telemetry as tm
 from .errors import InputError
+from .feedback import DynamoFeedbackLedger, FeedbackLedger, Kind, LedgerUnavailable
 from .flags import FlagDecision, FlagResolver, build_resolver
 from .inputs import JsonProblem, loads
 from .models import KnowledgeEntry, Turn
 from .prompts import DEFAULT_CANARY, PromptTemplate, load_prompt
 from .retrieval import KnowledgeIndex, load_index
+from .signing import (
+    Attribution,
+    Keyring,
+    KeySource,
+    SecretKeySource,
+    SigningUnavailable,
+    is_synthetic,
+    issue_request_id,
+    reread,
+    verify_request_id,
+)
 
 DEFAULT_PROMPT_ID = "support/v1"
 DEFAULT_MODEL_ID = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -57,7 +71,8 @@ MAX_CAPTURED_TEXT = 12000
 MAX_BODY_BYTES = 256 * 1024
 RETRY_AFTER_THROTTLED = 2
 RETRY_AFTER_UNAVAILABLE = 5
-SYNTHETIC_USER_AGENT = "evalgate"
+DEFAULT_FEEDBACK_WINDOW_S = 3600
+FEEDBACK_REFUSED = "request_id: not a request id this service issued within the feedback window"
 
 THROTTLED_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"})
 UNAVAILABLE_CODES = frozenset(
@@ -120,34 +135,6 @@ class FeedbackRequest(BaseModel):
         if (self.rating is None) == (self.converted is None):
             raise ValueError("give exactly one of 'rating' (\"up\" or \"down\") or 'converted' (true or false)")
         return self
-
-
-@dataclass(frozen=True)
-class Attribution:
-    version: str
-    model_id: str
-    prompt_version: str
-
-
-def encode_request_id(attribution: Attribution, unique: str | None = None) -> str:
-    payload = json.dumps([attribution.version, attribution.model_id, attribution.prompt_version], separators=(",", ":"))
-    token = base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
-    return f"{unique or uuid.uuid4().hex}.{token}"
-
-
-def decode_request_id(request_id: str) -> Attribution | None:
-    """The attribution inside a request id, or None when the id was not issued by this service."""
-    unique, _, token = request_id.partition(".")
-    if len(unique) != 32 or not token:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        values = json.loads(raw)
-    except (binascii.Error, ValueError):
-        return None
-    if not (isinstance(values, list) and len(values) == 3 and all(isinstance(v, str) and v for v in values)):
-        return None
-    return Attribution(*values)
 
 
 # ------------------------------------------------------------------------------------------------ outcome
@@ -403,6 +390,7 @@ class ServiceSettings:
     temperature: float | None = 0.2  # or top_p; never both (evalgate.providers.bedrock.sampling)
     top_p: float | None = None
     top_k: int = 3
+    feedback_window_s: int = DEFAULT_FEEDBACK_WINDOW_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -425,7 +413,20 @@ class ServiceSettings:
             function_version=tm.executing_version(),
             prompts_dir=Path(p) if (p := opt("EVALGATE_PROMPTS_DIR")) else None,
             knowledge_dir=Path(k) if (k := opt("EVALGATE_KNOWLEDGE_DIR")) else None,
+            feedback_window_s=_seconds(
+                "FEEDBACK_WINDOW_SECONDS", opt("FEEDBACK_WINDOW_SECONDS"), DEFAULT_FEEDBACK_WINDOW_S
+            ),
         )
+
+
+def _seconds(name: str, raw: str | None, default: int) -> int:
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise InputError.single(name, None, f"not a whole number of seconds: {raw!r}") from None
+    if value <= 0:
+        raise InputError.single(name, None, f"must be positive (got {value})")
+    return value
 
 
 class Service:
@@ -438,8 +439,12 @@ class Service:
         capture: QueueSink | None = None,
         shadow: QueueSink | None = None,
         logger: Any = None,
+        keys: KeySource | None = None,
+        ledger: FeedbackLedger | None = None,
     ) -> None:
         self.settings = settings
+        self.keys = keys
+        self.ledger = ledger
         self.flags = flags
         self.model = model
         self.index = index
@@ -462,9 +467,21 @@ class Service:
             capture=QueueSink(settings.capture_queue_url, logger=logger) if settings.capture_queue_url else None,
             shadow=QueueSink(settings.shadow_queue_url, logger=logger) if settings.shadow_queue_url else None,
             logger=logger,
+            keys=SecretKeySource.from_env(env),
+            ledger=DynamoFeedbackLedger.from_env(env),
         )
 
     # -- helpers
+
+    def keyring(self) -> Keyring | None:
+        """The signing keys (cached by the key source), or None when signing is not configured or unavailable."""
+        if self.keys is None:
+            return None
+        try:
+            return self.keys()
+        except SigningUnavailable as exc:
+            self.logger.error("request signing unavailable: ids issued now cannot be rated", extra={"error": str(exc)})
+            return None
 
     def prompt(self, prompt_id: str) -> PromptTemplate:
         cached = self._prompts.get(prompt_id)
@@ -535,7 +552,8 @@ class Service:
         flags, prompt = self._resolve(req)
         version = self.settings.function_version
         attribution = Attribution(version, flags.model_id, flags.prompt_id)
-        request_id = encode_request_id(attribution)
+        keyring = self.keyring()
+        request_id = issue_request_id(keyring, attribution)
         t = tm.Telemetry(tm.Dimensions(version, flags.model_id, flags.prompt_id))
         knowledge = self.index.search(req.text, self.settings.top_k)
         system, messages = prompt.render(req.turns, knowledge, req.document, self.settings.canary_token)
@@ -583,12 +601,14 @@ class Service:
         t.add(tm.OUTPUT_TOKENS, result.output_tokens)
         t.add(tm.ERRORS, 0)
         t.add(tm.GUARDRAIL_INTERVENED, 1 if result.guardrail_intervened else 0)
-        synthetic = (headers or {}).get("user-agent", "").startswith(SYNTHETIC_USER_AGENT)
+        synthetic = is_synthetic(keyring, headers, body)
         enqueued = (
             self._enqueue(req, flags, request_id, answer, knowledge, latency_ms)
             if side_effects and not synthetic
             else {}
         )
+        if synthetic:
+            enqueued["synthetic"] = True
         return HttpOutcome(
             200,
             answer,
@@ -629,9 +649,45 @@ class Service:
         parsed = parse_json_body(body, FeedbackRequest)
         if isinstance(parsed, HttpOutcome):
             return parsed
-        attribution = decode_request_id(parsed.request_id)
-        if attribution is None:
-            return error(400, "request_id: not a request id issued by this service")
+        keyring = self.keyring()
+        if keyring is None or self.ledger is None:
+            missing = "signing key" if keyring is None else "feedback table"
+            return error(
+                503,
+                "feedback cannot be recorded right now; retry later",
+                retry_after=RETRY_AFTER_UNAVAILABLE,
+                unavailable=missing,
+            )
+        window = self.settings.feedback_window_s
+        checked = verify_request_id(keyring, parsed.request_id, window)
+        if checked == "signature" and self.keys is not None:  # maybe signed with a key rotated in since we cached
+            try:
+                fresh = reread(self.keys)
+            except SigningUnavailable:
+                fresh = None
+            if fresh is not None and fresh != keyring:
+                checked = verify_request_id(fresh, parsed.request_id, window)
+        if isinstance(checked, str):
+            return error(400, FEEDBACK_REFUSED, refused=checked)
+        kind: Kind = "rating" if parsed.rating is not None else "converted"
+        try:
+            first = self.ledger.record_once(checked.unique, kind, checked.issued + window + 86400)
+        except LedgerUnavailable as exc:
+            return error(
+                503,
+                "feedback cannot be recorded right now; retry later",
+                retry_after=RETRY_AFTER_UNAVAILABLE,
+                unavailable=str(exc),
+            )
+        attribution = checked.attribution
+        if not first:  # one answer, one vote: a repeat is acknowledged, never counted
+            return HttpOutcome(
+                200,
+                {"status": "already recorded", "request_id": parsed.request_id},
+                {},
+                None,
+                {"feedback_for_version": attribution.version, "repeat": kind},
+            )
         t = tm.Telemetry(tm.Dimensions(attribution.version, attribution.model_id, attribution.prompt_version))
         if parsed.rating is not None:
             t.add(tm.FEEDBACK_SCORE, 1.0 if parsed.rating == "up" else 0.0)

@@ -36,6 +36,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .masking import mask_text
+
 log = logging.getLogger(__name__)
 # How long a replayed request id is remembered by the shadow worker: the shadow queue's message retention.
 DEDUP_WINDOW_S = 4 * 24 * 3600
@@ -168,22 +170,25 @@ class ShadowInvoker:
 
 
 def make_pair(msg: ShadowMessage, shadow: ShadowSide) -> dict[str, Any]:
-    """One JSONL line. User and session ids stay out of storage."""
+    """One JSONL line. User and session ids stay out of storage; personal data in the texts is masked."""
     req = msg.request
+    question = (req.get("messages") or [{}])[-1].get("content") if req.get("messages") else req.get("question")
+    production = msg.production.model_dump()
+    production["answer"] = mask_text(production["answer"])
     return {
         "schema": 1,
         "request_id": msg.request_id,
         "ts": msg.ts,
         "replayed_at": time.time(),
-        "question": (req.get("messages") or [{}])[-1].get("content") if req.get("messages") else req.get("question"),
+        "question": mask_text(question) if isinstance(question, str) else question,
         "turns": len(req.get("messages") or []) or 1,
         "has_document": bool(req.get("document")),
-        "production": msg.production.model_dump(),
+        "production": production,
         "shadow": {
             "function_version": shadow.function_version,
             "model_id": shadow.model_id,
             "prompt_version": shadow.prompt_version,
-            "answer": shadow.answer,
+            "answer": mask_text(shadow.answer) if shadow.answer is not None else None,
             "error": shadow.error,
             "latency_ms": round(shadow.latency_ms, 1),
             "input_tokens": shadow.input_tokens,

@@ -244,20 +244,68 @@ class EndpointTestProps:
     thresholds_file: str
     policy: list[iam.PolicyStatement] = field(default_factory=list)
     extra_env: dict[str, str] = field(default_factory=dict)
+    caller: EndpointCaller | None = None  # how the step authenticates and marks its traffic as synthetic
+
+
+@dataclass(frozen=True)
+class EndpointCaller:
+    """What the pipeline's own calls to a stage's API carry: its auth (``apiAuth``) and the synthetic mark.
+
+    * the stage's signing secret (``EVALGATE_SIGNING_SECRET``, read-only) signs the synthetic-traffic header;
+    * ``iam``: ``execute-api:Invoke`` on POST routes of the stage's APIs, requests signed with SigV4;
+    * ``jwt``: ``EVALGATE_API_CLIENT`` from the ``apiJwtClientSecret`` secret (OAuth2 client credentials).
+    """
+
+    env: dict[str, str]
+    secret_env: dict[str, str]
+    policy: list[iam.PolicyStatement]
+
+    @classmethod
+    def for_stage(cls, scope: IConstruct, *, project: str, stage: str, api_auth: str,
+                  jwt_client_secret: str | None) -> EndpointCaller:
+        from .request_trust import signing_secret_arn_pattern, signing_secret_name
+
+        env = {"EVALGATE_SIGNING_SECRET": signing_secret_name(project, stage), "EVALGATE_API_AUTH": api_auth}
+        policy = [iam.PolicyStatement(sid="SignSyntheticTraffic", actions=["secretsmanager:GetSecretValue"],
+                                      resources=[signing_secret_arn_pattern(scope, project, stage)])]
+        if api_auth == "iam":
+            policy.append(iam.PolicyStatement(
+                sid="CallStageApi", actions=["execute-api:Invoke"], resources=[cls.invoke_arn(scope)],
+            ))
+        secret_env = {"EVALGATE_API_CLIENT": jwt_client_secret} if api_auth == "jwt" and jwt_client_secret else {}
+        return cls(env=env, secret_env=secret_env, policy=policy)
+
+    @staticmethod
+    def invoke_arn(scope: IConstruct) -> str:
+        s = Stack.of(scope)
+        return f"arn:{s.partition}:execute-api:{s.region}:{s.account}:*/$default/POST/*"
+
+    def acknowledge(self, scope: IConstruct) -> None:
+        if any("execute-api:Invoke" in st.to_statement_json().get("Action", "") for st in self.policy):
+            acknowledge(scope, f"AwsSolutions-IAM5[Resource::{nag_text(scope, self.invoke_arn(scope))}]",
+                        "The stage's HTTP API id is assigned when that stage deploys (another stack); the grant is "
+                        "POST on the $default stage of this account's and Region's APIs, for the pipeline's own "
+                        "load test and smoke eval.")
 
 
 class _EndpointStep(pipelines.CodeBuildStep):
     """A post-deployment check against the stage's endpoint (from the stack outputs), with JUnit reports."""
 
     def __init__(self, step_id: str, props: EndpointTestProps, *, out: str, command: str) -> None:
+        caller = props.caller or EndpointCaller(env={}, secret_env={}, policy=[])
         super().__init__(
             step_id,
             input=props.input,
             install_commands=INSTALL,
             env_from_cfn_outputs={"SERVICE_URL": props.endpoint_output},
-            env=props.extra_env,
+            env={**caller.env, **props.extra_env},
+            build_environment=codebuild.BuildEnvironment(environment_variables={
+                name: codebuild.BuildEnvironmentVariable(
+                    value=secret, type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER)
+                for name, secret in caller.secret_env.items()
+            }) if caller.secret_env else None,
             commands=[command],
-            role_policy_statements=[*props.policy, report_group_statement(props.report_group_arn)],
+            role_policy_statements=[*props.policy, *caller.policy, report_group_statement(props.report_group_arn)],
             primary_output_directory=out,
             partial_build_spec=codebuild.BuildSpec.from_object({
                 **_python_runtime(),

@@ -45,6 +45,7 @@ from aws_cdk import (
     RemovalPolicy,
 )
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
@@ -191,8 +192,9 @@ class LambdaBundle(Construct):
     """Code assets, layers and a factory for consistently configured functions (one role and log group each)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, log_retention_days: int, metrics_namespace: str,
-                 service_name: str, bundled: bool) -> None:
+                 service_name: str, bundled: bool, log_key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
+        self._log_key = log_key  # function log groups are encrypted with it (questions/answers may be logged)
         if not bundled:
             # An unbundled synth (the offline default) is valid, but its Lambda assets are the raw source
             # folders: make CloudFormation refuse to deploy it, before touching any resource, with the fix.
@@ -243,7 +245,8 @@ class LambdaBundle(Construct):
     def function(self, scope: Construct, construct_id: str, spec: FunctionSpec) -> lambda_.Function:
         """A Python 3.13 arm64 function with its own role (no managed policies) and its own log group."""
         log_group = logs.LogGroup(
-            scope, f"{construct_id}Logs", retention=self._retention, removal_policy=RemovalPolicy.DESTROY
+            scope, f"{construct_id}Logs", retention=self._retention, encryption_key=self._log_key,
+            removal_policy=RemovalPolicy.DESTROY,
         )
         role = iam.Role(
             scope, f"{construct_id}Role",

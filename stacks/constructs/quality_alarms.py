@@ -7,7 +7,9 @@ a bad canary at 10% would be diluted by the 90% still served by the old version.
 Rollback alarms (missing data = not breaching: no evidence is not bad evidence):
     QualityScore avg < quality_min · Hallucination avg (= rate) > hallucination_max ·
     TimeToFirstToken p95 > ttftSloMs · Errors avg (= rate, 0/1 per request) > error_rate_max ·
-    FeedbackScore avg < feedback_min
+    FeedbackScore avg < feedback_min, only in periods with >= feedback_min_answers distinct rated answers
+    (metric math on the average and the SampleCount: each answer votes once, so the count is distinct answers;
+    a handful of votes — one unhappy user — never rolls a release back)
 Total answer time against the previous version cannot be an alarm: which version was live before is known
 only at deployment time, not at synth. The AfterAllowTraffic canary analysis compares it (``Latency`` of both
 versions, the +ms / +% rule of ``evalgate.latency``) and fails the deployment, which rolls it back.
@@ -53,7 +55,7 @@ class QualityAlarms(Construct):
             return cw.Metric(namespace=props.namespace, metric_name=name, dimensions_map=self.dimensions,
                              statistic=statistic, period=period_)
 
-        def alarm(cid: str, suffix: str, m: cw.Metric, threshold: float, op: cw.ComparisonOperator,
+        def alarm(cid: str, suffix: str, m: cw.IMetric, threshold: float, op: cw.ComparisonOperator,
                   description: str, missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
                   evaluation_periods: int = t.evaluation_periods) -> cw.Alarm:
             return cw.Alarm(
@@ -88,10 +90,21 @@ class QualityAlarms(Construct):
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             f"Error rate of the new version exceeded {t.error_rate_max}",
         )
+        minimum = t.feedback_min_answers
+        feedback = cw.MathExpression(
+            # below the minimum the expression reads 1 (the best score): too few votes never breach
+            expression=f"IF(answers >= {minimum}, score, 1)",
+            using_metrics={"score": metric("FeedbackScore", "Average"),
+                           "answers": metric("FeedbackScore", "SampleCount")},
+            label=f"FeedbackScore (average, when >= {minimum} rated answers)",
+            period=period,
+        )
         self.feedback = alarm(
-            "FeedbackLow", "feedback-low", metric("FeedbackScore", "Average"), t.feedback_min,
+            "FeedbackLow", "feedback-low", feedback, t.feedback_min,
             cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-            f"User feedback score for the new version dropped below {t.feedback_min}",
+            f"User feedback score (thumbs-up share) of the new version below {t.feedback_min}, counted only in a "
+            f"{t.period_minutes}-min period with at least {minimum} distinct rated answers (one vote per answer, "
+            "signed request ids only)",
         )
         window = Duration.minutes(max(1, props.window_minutes))
         self.min_samples: cw.Alarm | None = None

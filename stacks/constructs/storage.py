@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aws_cdk import Duration, RemovalPolicy, Tags
+from aws_cdk import Duration, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
@@ -84,6 +84,19 @@ class EncryptedStorage(Construct):
         )
         Tags.of(bucket).add("evalgate:purpose", spec.purpose)
         return bucket
+
+    def allow_log_encryption(self) -> None:
+        """Let CloudWatch Logs use the key for this account's and Region's log groups (and nothing else)."""
+        stack = Stack.of(self)
+        self.key.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowCloudWatchLogsToEncryptLogGroups",
+            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+            actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+                     "kms:DescribeKey"],
+            resources=["*"],
+            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                    f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"}},
+        ))
 
     def grant_key(self, principal: iam.IGrantable, *, encrypt: bool = True, decrypt: bool = True) -> None:
         """Explicit KMS actions (no ``kms:*`` or ``kms:GenerateDataKey*`` wildcards)."""

@@ -32,10 +32,25 @@ def _service_version(synth: Synth, stack: str) -> str:
     return logical_id
 
 
+def _metric_name(alarm: dict[str, Any]) -> str:
+    """The alarm's metric; for a metric-math alarm, the metric its inputs read."""
+    if "MetricName" in alarm:
+        return str(alarm["MetricName"])
+    return str(next(m["MetricStat"]["Metric"]["MetricName"] for m in alarm["Metrics"] if "MetricStat" in m))
+
+
 def _alarms(synth: Synth, stack: str, namespace: str = "EvalGate/Service") -> dict[str, dict[str, Any]]:
-    """Alarms on the service's metrics (``AWS/Lambda``: the live canary judge's own health alarms)."""
-    return {k: v["Properties"] for k, v in synth.resources(stack, "AWS::CloudWatch::Alarm").items()
-            if v["Properties"]["Namespace"] == namespace}
+    """Alarms on the service's metrics (``AWS/Lambda``: the live canary judge's own health alarms); a metric-math
+    alarm whose inputs all read one metric also gets that metric's Namespace, MetricName and Dimensions."""
+    out = {}
+    for k, v in synth.resources(stack, "AWS::CloudWatch::Alarm").items():
+        props = dict(v["Properties"])
+        inputs = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        if inputs and all(m == inputs[0] for m in inputs):
+            props.update({key: inputs[0][key] for key in ("Namespace", "MetricName", "Dimensions")})
+        if props.get("Namespace") == namespace:
+            out[k] = props
+    return out
 
 
 @pytest.mark.parametrize("stack", [STAGING, PROD])
@@ -90,6 +105,19 @@ def test_alarm_thresholds_come_from_settings(synth: Synth) -> None:
     assert "Latency" not in by_metric  # total time is judged against the previous version by the canary analysis
     assert by_metric["Errors"]["Statistic"] == "Average"
     assert by_metric["FeedbackScore"]["Threshold"] == t.feedback_min
+
+
+def test_feedback_gates_only_past_a_minimum_of_distinct_answers(synth: Synth) -> None:
+    t = synth.built.settings.alarm_thresholds
+    fb = next(a for a in _alarms(synth, PROD).values() if a["MetricName"] == "FeedbackScore")
+    by_id = {m["Id"]: m for m in fb["Metrics"]}
+    expression = next(m for m in fb["Metrics"] if "Expression" in m)
+    assert expression["Expression"] == f"IF(answers >= {t.feedback_min_answers}, score, 1)"
+    assert expression.get("ReturnData", True) is True
+    assert by_id["score"]["MetricStat"]["Stat"] == "Average" and by_id["answers"]["MetricStat"]["Stat"] == "SampleCount"
+    assert all(by_id[i]["MetricStat"]["Period"] == t.period_minutes * 60 for i in ("score", "answers"))
+    assert fb["ComparisonOperator"] == "LessThanThreshold" and fb["TreatMissingData"] == "notBreaching"
+    assert f"at least {t.feedback_min_answers} distinct rated answers" in fb["AlarmDescription"]
 
 
 @pytest.mark.parametrize("stack", [STAGING, PROD])
@@ -155,7 +183,7 @@ def test_all_at_once_deployments_never_get_a_check_that_needs_live_traffic(synth
         assert "handlers.canary_analysis.handler" not in handlers, name
         assert "handlers.pre_traffic_hook.handler" in handlers, name
         # nor an alarm that would sit in ALARM (missing data breaches) with nothing reading it
-        metrics = {r["Properties"]["MetricName"] for r in template["Resources"].values()
+        metrics = {_metric_name(r["Properties"]) for r in template["Resources"].values()
                    if r["Type"] == "AWS::CloudWatch::Alarm"}
         assert metrics == ROLLBACK_METRICS, name
         groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodeDeploy::DeploymentGroup"]

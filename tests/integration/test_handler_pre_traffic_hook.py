@@ -360,3 +360,41 @@ def test_redelivery_while_the_first_run_is_going_reports_nothing(
     assert second["status"] == "duplicate" and box["out"]["status"] == "Succeeded"
     assert runs == [1]
     stub.assert_no_pending_responses()
+
+
+def test_the_smoke_traffic_is_signed_as_synthetic_and_never_reaches_the_online_judge(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto import mock_aws
+
+    from evalgate import flags
+    from handlers import service as svc
+
+    monkeypatch.setattr(flags, "DEFAULT_CAPTURE_RATE", 1.0)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():  # Secrets Manager and SQS; the Lambda and Bedrock fakes stay on their loopback endpoints
+        boto3.client("secretsmanager").create_secret(Name="stage/request-signing", SecretString="k" * 64)
+        sqs = boto3.client("sqs")
+        queue = sqs.create_queue(QueueName="capture")["QueueUrl"]
+        monkeypatch.setenv("CAPTURE_QUEUE_URL", queue)
+        monkeypatch.setenv("EVALGATE_SIGNING_SECRET", "stage/request-signing")  # the hook's and the service's
+        monkeypatch.setattr(svc, "_service", None)
+
+        def captured() -> int:
+            assert svc.get_service().capture is not None and svc.get_service().capture.flush(5)
+            attrs = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"])
+            return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+        for unsigned in (False, True):
+            if unsigned:  # the same smoke run without the key: its traffic counts as a user's
+                svc.get_service()
+                monkeypatch.delenv("EVALGATE_SIGNING_SECRET")
+            before = len(world["lambda"].calls)
+            execution = f"{EXECUTION}-{int(unsigned)}"  # a new deployment attempt (the same id is a redelivery)
+            reporter, stub = stubbed_codedeploy("Succeeded", execution=execution)
+            monkeypatch.setattr(world["h"], "_reporter", reporter)
+            out = world["h"].handler(hook_event(execution), Ctx())
+            assert out["status"] == "Succeeded", out
+            stub.assert_no_pending_responses()
+            smoke_calls = len(world["lambda"].calls) - before
+            assert smoke_calls >= 10 and captured() == (smoke_calls if unsigned else 0)

@@ -76,14 +76,26 @@ def env(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake) -> Iterator[
     monkeypatch.setenv("CANARY_TOKEN", "CANARY-7f3e-SECRET")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "support-service")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "EvalGate/Service")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         sqs = boto3.client("sqs", region_name="us-east-1")
         url = sqs.create_queue(QueueName="capture")["QueueUrl"]
         monkeypatch.setenv("CAPTURE_QUEUE_URL", url)
+        sm = boto3.client("secretsmanager", region_name="us-east-1")
+        sm.create_secret(Name="evalgate-test/request-signing", SecretString="s" * 48)
+        monkeypatch.setenv("EVALGATE_SIGNING_SECRET", "evalgate-test/request-signing")
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        ddb.create_table(
+            TableName="feedback",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        monkeypatch.setenv("FEEDBACK_TABLE", "feedback")
         from handlers import service as h
 
         monkeypatch.setattr(h, "_service", None)
-        yield {"h": h, "sqs": sqs, "capture_url": url, "fake": bedrock_fake}
+        yield {"h": h, "sqs": sqs, "capture_url": url, "fake": bedrock_fake, "sm": sm, "ddb": ddb}
 
 
 def body_of(response: dict[str, Any]) -> dict[str, Any]:
@@ -344,9 +356,13 @@ def test_flag_store_unreachable_serves_safe_defaults(
 def test_synthetic_and_shadow_traffic_is_not_captured(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     h = env["h"]
     from evalgate import flags
+    from evalgate.signing import synthetic_signer_from_env
 
     monkeypatch.setattr(flags, "DEFAULT_CAPTURE_RATE", 1.0)
-    r = h.handler(http_event("/ask", {"question": "Do you ship to Canada?"}, headers={"user-agent": "evalgate"}), Ctx())
+    sign = synthetic_signer_from_env()  # what the load test, smoke runs and hooks hold: the service's secret
+    assert sign is not None
+    body = json.dumps({"question": "Do you ship to Canada?"})
+    r = h.handler(http_event("/ask", body, headers=sign(body.encode())), Ctx())
     assert r["statusCode"] == 200
     direct = h.handler(
         {"evalgate_invoke": {"mode": "shadow", "request": {"question": "Do you ship to Canada?"}}}, Ctx()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from evalgate.models import MetricValue
 from evalgate.notify import (
@@ -187,3 +189,34 @@ def test_gate_event_detail_from_a_run_result() -> None:
         {"id": "c-1", "question": "How long?", "output": "45 days", "failures": ["similarity 0.40 < 0.82"]}
     ]
     assert EventBridgeEvent.model_validate(event("evalgate", "EvalGate Verdict", d)).detail["run_id"] == "abc"
+
+
+@mock_aws
+def test_the_feedback_rollback_email_states_the_minimum_of_rated_answers() -> None:
+    from evalgate.notify import _alarm_lines
+
+    cw = boto3.client("cloudwatch", region_name="us-east-1")
+    dims = [{"Name": "FunctionVersion", "Value": "7"}]
+    metric = {"Namespace": "EvalGate/Service", "MetricName": "FeedbackScore", "Dimensions": dims}
+    cw.put_metric_data(Namespace="EvalGate/Service", MetricData=[
+        {"MetricName": "FeedbackScore", "Dimensions": dims, "Value": float(i % 4 == 0)} for i in range(24)
+    ])
+    cw.put_metric_alarm(  # the shape stacks/constructs/quality_alarms.py synthesizes
+        AlarmName="evalgate-prod-feedback-low",
+        AlarmDescription="User feedback score (thumbs-up share) of the new version below 0.5, counted only in a "
+        "5-min period with at least 20 distinct rated answers (one vote per answer, signed request ids only)",
+        Metrics=[
+            {"Id": "expr_1", "Expression": "IF(answers >= 20, score, 1)", "ReturnData": True},
+            {"Id": "score", "MetricStat": {"Metric": metric, "Period": 300, "Stat": "Average"}, "ReturnData": False},
+            {"Id": "answers", "MetricStat": {"Metric": metric, "Period": 300, "Stat": "SampleCount"},
+             "ReturnData": False},
+        ],
+        EvaluationPeriods=2, Threshold=0.5, ComparisonOperator="LessThanThreshold", TreatMissingData="notBreaching",
+    )
+    [alarm] = cw.describe_alarms(AlarmNames=["evalgate-prod-feedback-low"])["MetricAlarms"]
+    lookup = Lookup(lambda service: boto3.client(service, region_name="us-east-1"))
+    lines = _alarm_lines(lookup.evidence(alarm), lambda kind, name: f"<{kind} {name}>")
+    text = "\n".join(lines)
+    assert "Metric    EvalGate/Service FeedbackScore (FunctionVersion=7), Average over 5 min" in text
+    assert "n = 24 feedback events" in text
+    assert "Rule      User feedback score" in text and "at least 20 distinct rated answers" in text

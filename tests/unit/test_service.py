@@ -22,10 +22,9 @@ from evalgate.service import (
     ServiceSettings,
     UpstreamError,
     classify_aws_error,
-    decode_request_id,
-    encode_request_id,
     sampled,
 )
+from evalgate.signing import Keyring, SigningKey, issue_request_id, verify_request_id
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -77,13 +76,32 @@ def decision(**kw: Any) -> FlagDecision:
     return FlagDecision(**base)
 
 
+KEYS = Keyring(SigningKey(b"k" * 40, 0.0))
+
+
+class SetLedger:
+    """In-memory stand-in for the DynamoDB ledger (its conditional write is tested against moto elsewhere)."""
+
+    def __init__(self) -> None:
+        self.votes: set[tuple[str, str]] = set()
+
+    def record_once(self, unique: str, kind: str, expires_at: int) -> bool:
+        if (unique, kind) in self.votes:
+            return False
+        self.votes.add((unique, kind))
+        return True
+
+
 def make(model: FakeModel | None = None, flags: FlagDecision | None = None, **settings: Any) -> tuple[Service, Any]:
     cfg = ServiceSettings(
         function_version="7", canary_token="CANARY-unit-1234", prompts_dir=ROOT / "prompts", **settings
     )
     index, _ = load_index(ROOT / "golden" / "knowledge")
     capture, shadow = ListSink(), ListSink()
-    svc = Service(cfg, FixedFlags(flags or decision()), model or FakeModel(), index, capture, shadow)  # type: ignore[arg-type]
+    svc = Service(
+        cfg, FixedFlags(flags or decision()), model or FakeModel(), index, capture, shadow,  # type: ignore[arg-type]
+        keys=lambda: KEYS, ledger=SetLedger(),
+    )
     return svc, (capture, shadow)
 
 
@@ -130,7 +148,8 @@ def test_variant_parameters_override_defaults_and_conversations_keep_turns() -> 
     assert req["modelId"] == "m2" and req["inferenceConfig"] == {"maxTokens": 256, "temperature": 0.0}
     assert [m["role"] for m in req["messages"]] == ["user", "assistant", "user"]
     assert out.body["prompt_version"] == "support/v2-concise" and out.body["variant"] == "candidate"
-    assert decode_request_id(out.body["request_id"]) == Attribution("7", "m2", "support/v2-concise")
+    issued = verify_request_id(KEYS, out.body["request_id"], 60)
+    assert not isinstance(issued, str) and issued.attribution == Attribution("7", "m2", "support/v2-concise")
 
 
 def test_a_variant_choosing_top_p_sends_top_p_alone() -> None:
@@ -232,20 +251,23 @@ def test_sampling_is_deterministic_and_close_to_the_rate() -> None:
 
 
 def test_request_id_round_trip_and_rejection() -> None:
-    rid = encode_request_id(Attribution("12", MODEL, "support/v1"))
-    assert decode_request_id(rid) == Attribution("12", MODEL, "support/v1")
-    for bad in ("", "abc", "0" * 32 + ".!!!", "0" * 32 + ".bm90IGpzb24", "0" * 32 + ".WzEsMiwzXQ"):
-        assert decode_request_id(bad) is None
+    rid = issue_request_id(KEYS, Attribution("12", MODEL, "support/v1"))
+    issued = verify_request_id(KEYS, rid, 60)
+    assert not isinstance(issued, str) and issued.attribution == Attribution("12", MODEL, "support/v1")
+    for bad in ("", "abc", "0" * 32 + ".!!!", "0" * 32 + ".bm90IGpzb24", "0" * 32 + ".WzEsMiwzXQ", "0" * 32 + ".a.b"):
+        assert verify_request_id(KEYS, bad, 60) == "malformed"
 
 
 def test_feedback_turns_into_a_metric_for_the_answering_version() -> None:
     svc, _ = make()
-    rid = encode_request_id(Attribution("5", "m-old", "support/v0"))
+    rid = issue_request_id(KEYS, Attribution("5", "m-old", "support/v0"))
     up = svc.feedback(json.dumps({"request_id": rid, "rating": "up"}))
     assert up.status == 202 and up.telemetry.values == {tm.FEEDBACK_SCORE: [1.0]}
     assert up.telemetry.dimensions == tm.Dimensions("5", "m-old", "support/v0")
     conv = svc.feedback(json.dumps({"request_id": rid, "converted": False}))
     assert conv.telemetry.values == {tm.CONVERSION_RATE: [0.0]}
+    again = svc.feedback(json.dumps({"request_id": rid, "rating": "down"}))
+    assert again.status == 200 and again.body["status"] == "already recorded" and again.telemetry is None
     assert svc.feedback(json.dumps({"request_id": rid})).status == 400
     assert svc.feedback(json.dumps({"request_id": rid, "rating": "meh"})).status == 400
 

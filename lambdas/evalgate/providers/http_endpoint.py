@@ -6,6 +6,14 @@ document. The answer is read from a dotted JSON path (default ``answer``; ``data
 lists). ``usage.inputTokens`` / ``usage.outputTokens`` are read when present, and ``latency.ttft_ms`` /
 ``latency.total_ms`` give the time to first token (``base.client_ttft_ms``).
 
+**Authentication** (``auth``, matching the service's ``apiAuth`` setting): ``iam`` signs each request with
+SigV4 for ``execute-api`` (botocore's signer, the default credential chain); ``jwt`` sends
+``Authorization: Bearer <token>`` from ``EVALGATE_API_TOKEN``, or from an OAuth2 client-credentials grant
+described by ``EVALGATE_API_CLIENT`` (JSON ``{"token_url", "client_id", "client_secret"[, "scope"]}``, e.g. a
+Cognito app client; the token is reused until a minute before it expires). ``synthetic`` adds the signed
+header that marks the project's own traffic (``evalgate.signing``): without it a request counts as a user's.
+``http_candidate_from_env`` builds the candidate the CLI uses from ``EVALGATE_API_AUTH`` and those variables.
+
 HTTP 429/503 raise ``HttpThrottledError`` (a ``ThrottledError``) with ``retry_after`` in seconds when the
 server sent ``Retry-After``; other 5xx, timeouts and dropped connections raise ``TransientError``; any
 other non-2xx or a body that is not the expected JSON raises ``ProviderError`` with the status and a snippet
@@ -14,24 +22,34 @@ of the body. Retrying is ``evalgate.retry``'s job, not this adapter's.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import http.client
 import json
 import os
+import re
 import socket
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from ..errors import ProviderError, ThrottledError, TransientError
+from ..errors import InputError, ProviderError, ThrottledError, TransientError
 from ..models import Case, Generation, KnowledgeEntry
 from .base import client_ttft_ms, int_or_none, str_or_none
 
 THROTTLE_STATUS = frozenset({429, 503})
 MAX_BODY = 10 * 1024 * 1024
+AUTH_ENV = "EVALGATE_API_AUTH"
+TOKEN_ENV = "EVALGATE_API_TOKEN"
+CLIENT_ENV = "EVALGATE_API_CLIENT"
+ApiAuth = Literal["none", "iam", "jwt"]
+API_AUTH_MODES: tuple[ApiAuth, ...] = ("none", "iam", "jwt")
+_EXECUTE_API_HOST = re.compile(r"^[a-z0-9]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
 class HttpThrottledError(ThrottledError):
@@ -101,11 +119,28 @@ class HttpCandidate:
         timeout: float = 30.0,
         version: str | None = None,
         name: str | None = None,
+        auth: ApiAuth = "none",
+        bearer: Callable[[], str] | None = None,
+        synthetic: Callable[[bytes], dict[str, str]] | None = None,
+        region: str | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"endpoint URL must be http(s): {url!r}")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if auth not in API_AUTH_MODES:
+            raise ValueError(f"auth must be one of {', '.join(API_AUTH_MODES)}, not {auth!r}")
+        if auth == "jwt" and bearer is None:
+            raise ValueError(f"auth 'jwt' needs a token: set {TOKEN_ENV} or {CLIENT_ENV}")
+        self.auth = auth
+        self.bearer = bearer
+        self.synthetic = synthetic
+        self.region = region
+        self._aws: Any = None  # boto3 session for SigV4: one per candidate (one per request would cost ms)
+        if auth == "iam":
+            import boto3
+
+            self._aws = boto3.session.Session()
         self.url = url
         self.answer_path = answer_path
         self.headers = dict(headers or {})
@@ -128,7 +163,7 @@ class HttpCandidate:
             body["document"] = case.untrusted_context
         return body
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self, data: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "evalgate"}
         headers.update(self.headers)
         if self.api_key_env:
@@ -136,11 +171,20 @@ class HttpCandidate:
             if not key:
                 raise ProviderError(f"{self.url}: environment variable {self.api_key_env} (API key) is not set")
             headers[self.api_key_header] = key
+        if self.synthetic is not None:
+            try:
+                headers.update(self.synthetic(data))
+            except Exception as exc:
+                raise ProviderError(f"{self.url}: cannot sign the synthetic-traffic header: {exc}") from exc
+        if self.auth == "jwt" and self.bearer is not None:
+            headers["Authorization"] = f"Bearer {self.bearer()}"
+        if self.auth == "iam":
+            headers = sigv4_headers(self.url, data, headers, self.region, self._aws)
         return headers
 
     def generate(self, case: Case, knowledge: list[KnowledgeEntry], repeat: int) -> Generation:
         data = json.dumps(self.body(case, repeat)).encode()
-        req = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
+        req = urllib.request.Request(self.url, data=data, headers=self._headers(data), method="POST")
         start = time.monotonic()
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
@@ -206,3 +250,120 @@ class HttpCandidate:
             prompt_version=str_or_none(doc.get("prompt_version")) if isinstance(doc, dict) else None,
             guardrail_intervened=bool(doc.get("guardrail_intervened")) if isinstance(doc, dict) else False,
         )
+
+
+# ------------------------------------------------------------------------------------------------ authentication
+
+
+def execute_api_region(url: str) -> str | None:
+    """``us-east-1`` from ``https://<id>.execute-api.us-east-1.amazonaws.com/...``; None for other hosts."""
+    match = _EXECUTE_API_HOST.match(urllib.parse.urlsplit(url).hostname or "")
+    return match.group(1) if match else None
+
+
+def sigv4_headers(
+    url: str, data: bytes, headers: Mapping[str, str], region: str | None = None, session: Any = None
+) -> dict[str, str]:
+    """``headers`` plus a SigV4 signature for ``execute-api`` (API Gateway IAM authorization), with the default
+    credential chain of ``session`` (a new boto3 session when None)."""
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    session = session or boto3.session.Session()
+    region = region or execute_api_region(url) or session.region_name
+    if not region:
+        raise ProviderError(f"{url}: cannot sign with SigV4: no AWS region (set AWS_REGION)")
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise ProviderError(f"{url}: cannot sign with SigV4: no AWS credentials")
+    request = AWSRequest(method="POST", url=url, data=data, headers=dict(headers))
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    return {k: str(v) for k, v in request.headers.items()}
+
+
+class ClientCredentialsToken:
+    """An OAuth2 client-credentials access token (RFC 6749 4.4), fetched once and reused until near expiry."""
+
+    def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str | None = None) -> None:
+        if not token_url.startswith("https://") and not token_url.startswith("http://127.0.0.1"):
+            raise ValueError(f"token_url must be https: {token_url!r}")
+        self.token_url = token_url
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.scope = scope
+        self._token: str | None = None
+        self._expires = 0.0
+        self._lock = threading.Lock()
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def __call__(self) -> str:
+        with self._lock:
+            if self._token is None or time.monotonic() >= self._expires:
+                self._token, lifetime = self._fetch()
+                self._expires = time.monotonic() + max(0.0, lifetime - 60.0)
+            return self._token
+
+    def _fetch(self) -> tuple[str, float]:
+        form = {"grant_type": "client_credentials", "client_id": self.client_id}
+        if self.scope:
+            form["scope"] = self.scope
+        basic = base64.b64encode(f"{self.client_id}:{self._client_secret}".encode()).decode()
+        req = urllib.request.Request(
+            self.token_url,
+            data=urllib.parse.urlencode(form).encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {basic}"},
+            method="POST",
+        )
+        try:
+            with self._opener.open(req, timeout=10) as resp:
+                doc = json.loads(resp.read(65536))
+        except urllib.error.HTTPError as exc:
+            raise ProviderError(f"{self.token_url}: token request refused: HTTP {exc.code}") from exc
+        except (OSError, ValueError) as exc:
+            raise ProviderError(f"{self.token_url}: token request failed: {type(exc).__name__}") from exc
+        token = doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ProviderError(f"{self.token_url}: token response has no access_token")
+        lifetime = doc.get("expires_in")
+        return token, float(lifetime) if isinstance(lifetime, int | float) else 300.0
+
+
+def bearer_from_env(env: Mapping[str, str]) -> Callable[[], str] | None:
+    token = env.get(TOKEN_ENV, "").strip()
+    if token:
+        return lambda: token
+    raw = env.get(CLIENT_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        doc = json.loads(raw)
+        return ClientCredentialsToken(
+            doc["token_url"], doc["client_id"], doc["client_secret"], doc.get("scope") or None
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError.single(
+            CLIENT_ENV, None, f"must be JSON with token_url, client_id, client_secret (and optional scope): {exc}"
+        ) from None
+
+
+def http_candidate_from_env(url: str, *, timeout: float = 30.0, env: Mapping[str, str] | None = None) -> HttpCandidate:
+    """The HTTP candidate of the project's own runs: authenticated as ``EVALGATE_API_AUTH`` says, and marked as
+    synthetic traffic when ``EVALGATE_SIGNING_SECRET`` names the service's signing secret."""
+    from ..signing import SigningUnavailable, synthetic_signer_from_env
+
+    env = os.environ if env is None else env
+    auth = env.get(AUTH_ENV, "").strip() or "none"
+    if auth not in API_AUTH_MODES:
+        raise InputError.single(AUTH_ENV, None, f"must be one of {', '.join(API_AUTH_MODES)} (got {auth!r})")
+    bearer = bearer_from_env(env) if auth == "jwt" else None
+    if auth == "jwt" and bearer is None:
+        raise InputError.single(AUTH_ENV, None, f"'jwt' needs {TOKEN_ENV} or {CLIENT_ENV} to be set")
+    try:
+        synthetic = synthetic_signer_from_env(env)
+    except SigningUnavailable as exc:
+        raise InputError.single("EVALGATE_SIGNING_SECRET", None, str(exc)) from None
+    try:
+        return HttpCandidate(url, timeout=timeout, auth=auth, bearer=bearer, synthetic=synthetic)
+    except ValueError as exc:
+        raise InputError.single("--candidate/--target", None, str(exc)) from None

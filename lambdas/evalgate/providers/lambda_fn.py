@@ -4,7 +4,8 @@ The service handler takes the API Gateway HTTP API payload format 2.0; this adap
 (``POST /ask`` with a JSON body ``{"question", "session_id"[, "messages", "document"]}``) and reads the
 handler's response: either an HTTP API response (``statusCode`` + ``body`` string, optionally base64) or a
 bare JSON object. The answer JSON holds ``answer``, ``request_id`` and optionally
-``usage {inputTokens, outputTokens}``.
+``usage {inputTokens, outputTokens}``. ``synthetic`` adds the signed header that marks the project's own
+traffic (``evalgate.signing``); without it the service treats the request as a user's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..errors import ProviderError, ThrottledError
@@ -55,7 +57,9 @@ class LambdaCandidate:
         name: str | None = None,
         client: Any = None,
         settings: ClientSettings | None = None,
+        synthetic: Callable[[bytes], dict[str, str]] | None = None,
     ) -> None:
+        self.synthetic = synthetic
         if not function_name:
             raise ValueError("function_name is required")
         # True: time to first token and total answer time as the function measured them (answer document
@@ -97,19 +101,26 @@ class LambdaCandidate:
             body["messages"] = [{"role": t.role, "content": t.content} for t in case.turns]
         if case.untrusted_context:
             body["document"] = case.untrusted_context
+        raw = json.dumps(body)
+        headers = {"content-type": "application/json", "user-agent": "evalgate"}
+        if self.synthetic is not None:
+            try:
+                headers.update(self.synthetic(raw.encode()))
+            except Exception as exc:
+                raise ProviderError(f"{self._what}: cannot sign the synthetic-traffic header: {exc}") from exc
         return {
             "version": "2.0",
             "routeKey": f"POST {self.path}",
             "rawPath": self.path,
             "rawQueryString": "",
-            "headers": {"content-type": "application/json", "user-agent": "evalgate"},
+            "headers": headers,
             "requestContext": {
                 "http": {"method": "POST", "path": self.path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
                 "requestId": f"evalgate-{case.id}-{repeat}",
                 "routeKey": f"POST {self.path}",
                 "stage": "$default",
             },
-            "body": json.dumps(body),
+            "body": raw,
             "isBase64Encoded": False,
         }
 
