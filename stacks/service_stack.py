@@ -16,6 +16,7 @@ from .constructs.capture import JUDGED_PREFIX, Capture, CaptureProps
 from .constructs.dashboard import DashboardProps, QualityDashboard
 from .constructs.feature_flags import PROFILE_NAME, FeatureFlags, FeatureFlagsProps
 from .constructs.guardrail import Guardrail
+from .constructs.idempotency import IdempotencyTable
 from .constructs.lambda_bundle import RETENTION, LambdaBundle
 from .constructs.notifications import Explainable, Notifications, NotificationsProps
 from .constructs.quality_alarms import NAMESPACE, QualityAlarms, QualityAlarmsProps
@@ -157,6 +158,11 @@ class ServiceStack(Stack):
             ))
             verdict_alarms = list(live.alarms)
         capture.watch_alias(service.alias)
+        # at-least-once consumers: judge once per capture, replay once per mirrored request, hooks once per execution
+        idempotency = IdempotencyTable(self, "Idempotency")
+        for fn in (capture.judge, shadow.worker, canary.pre_hook, canary.post_hook):
+            if fn is not None:  # no canary analysis hook in an all-at-once deployment
+                idempotency.attach(fn)
         alerts.allow_explaining(Explainable(
             deployment_group_arn=canary.group.deployment_group_arn,
             function=service.function,

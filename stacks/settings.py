@@ -9,6 +9,7 @@ or invalid setting stops synth with a :class:`SettingsError` whose message names
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import json
 import re
@@ -526,15 +527,48 @@ def _context_key(loc: tuple[Any, ...]) -> str:
     return ".".join([head, *parts[1:]])
 
 
+# Context keys that belong to the CDK itself: feature flags ("@aws-cdk/..."), CLI and lookup keys ("aws:cdk:...",
+# "availability-zones:account=..."), and these few without a colon.
+_CDK_KEYS = frozenset({"acknowledged-issue-numbers", "cli-telemetry", "notices"})
+
+
+def _is_cdk_key(key: str) -> bool:
+    return key.startswith("@") or ":" in key or key in _CDK_KEYS
+
+
+def _closest(name: str, valid: Any) -> str:
+    close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _nested_keys(loc: tuple[Any, ...]) -> set[str]:
+    """The keys a nested setting object accepts (its camelCase aliases and field names), for a suggestion."""
+    model: Any = Settings
+    for part in loc:
+        fields = getattr(model, "model_fields", {})
+        info = fields.get(part) or next((f for n, f in fields.items() if to_camel(n) == part), None)
+        if info is None:
+            return set()
+        model = info.annotation
+        for arg in getattr(model, "__args__", ()):  # Optional[Model]
+            if hasattr(arg, "model_fields"):
+                model = arg
+    names = set(getattr(model, "model_fields", {}))
+    return names | {to_camel(n) for n in names}
+
+
 def load_settings(context: dict[str, Any]) -> Settings:
-    """Validate the raw context dict; raise :class:`SettingsError` naming every bad key."""
+    """Validate the raw context dict; raise :class:`SettingsError` naming every bad key. A key that is neither
+    a setting nor the CDK's own is an error with the closest setting's name (a typo must not keep a default)."""
     keys = {to_camel(name) for name in Settings.model_fields}
     raw = {k: v for k, v in context.items() if k in keys}
-    retired = [f"  - {k}: no longer a setting; {why}" for k, why in RETIRED_KEYS.items() if k in context]
+    lines = [f"  - {k}: no longer a setting; {why}" for k, why in RETIRED_KEYS.items() if k in context]
+    unknown = (k for k in context if k not in keys and k not in RETIRED_KEYS and not _is_cdk_key(str(k)))
+    for key in sorted(unknown):
+        lines.append(f"  - {key}: unknown setting" + _closest(str(key), keys))
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        lines = list(retired)
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing":
@@ -542,27 +576,19 @@ def load_settings(context: dict[str, Any]) -> Settings:
             elif not err["loc"] and ":" in msg:
                 # model-level rule: the message starts with the key it is about
                 lines.append(f"  - {msg}")
+            elif err["type"] == "extra_forbidden":
+                hint = _closest(str(err["loc"][-1]), _nested_keys(err["loc"][:-1]))
+                lines.append(f"  - {_context_key(err['loc'])}: unknown key{hint}")
             else:
                 lines.append(f"  - {_context_key(err['loc'])}: {msg}")
+    if lines:
         raise SettingsError(
             "Invalid settings in the CDK context (cdk.json \"context\" or -c key=value):\n" + "\n".join(lines)
-        ) from None
-    if retired:
-        raise SettingsError(
-            "Invalid settings in the CDK context (cdk.json \"context\" or -c key=value):\n" + "\n".join(retired)
         )
     return settings
 
 
 def read_context(node: Any) -> dict[str, Any]:
-    """Collect this app's settings keys from a construct node's context."""
-    out: dict[str, Any] = {}
-    for key in RETIRED_KEYS:
-        if node.try_get_context(key) is not None:
-            out[key] = node.try_get_context(key)
-    for name in Settings.model_fields:
-        key = to_camel(name)
-        value = node.try_get_context(key)
-        if value is not None:
-            out[key] = value
-    return out
+    """The whole context of a construct node (settings, retired and CDK keys, and anything misspelt, for
+    load_settings)."""
+    return {str(k): v for k, v in dict(node.get_all_context()).items() if v is not None}

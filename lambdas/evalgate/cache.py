@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .errors import InputError
+from .inputs import output_file
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     kind TEXT NOT NULL,
@@ -38,14 +41,26 @@ class Cache:
     def __init__(self, path: Path | None) -> None:
         self.path = Path(path) if path else None
         if self.path:
+            output_file(self.path, "--cache")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(str(self.path) if self.path else ":memory:", check_same_thread=False)
         self._lock = threading.Lock()
-        with self._lock:
-            if self.path:
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(SCHEMA)
-            self._conn.commit()
+        try:
+            self._conn = sqlite3.connect(str(self.path) if self.path else ":memory:", check_same_thread=False)
+            with self._lock:
+                if self.path:
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    check = self._conn.execute("PRAGMA quick_check(1)").fetchone()
+                    if check and check[0] != "ok":
+                        raise sqlite3.DatabaseError(str(check[0]))
+                self._conn.execute(SCHEMA)
+                self._conn.execute("SELECT kind, key, value, created FROM entries LIMIT 0")
+                self._conn.commit()
+        except sqlite3.Error as exc:
+            raise InputError.single(
+                f"--cache {self.path}",
+                None,
+                f"not a usable evalgate cache (SQLite: {exc}); delete the file or point --cache elsewhere",
+            ) from None
         self.hits = 0
         self.misses = 0
 

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from .errors import InputError
+from .dataset import iter_jsonl
+from .errors import InputError, Problem
+from .inputs import output_file
 from .metrics import ungrounded_numbers
 
 
@@ -62,15 +64,13 @@ def best_threshold(scores: Sequence[float], labels: Sequence[int]) -> tuple[floa
 
 def read_rows(path: Path, limit: int | None) -> list[dict[str, Any]]:
     """The first ``limit`` JSON lines of a benchmark file (all when None); a bad line is ``file:line``."""
-    if not path.is_file():
+    if not path.exists():
         raise InputError.single(str(path), None, "benchmark file not found (see bench/data/README.md)")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InputError.single(str(path), n, f"not valid JSON: {exc.msg}") from None
+    rows: list[dict[str, Any]] = []
+    for _n, rec, problem in iter_jsonl(path, str(path)):
+        if problem is not None or rec is None:
+            raise InputError([problem or Problem(str(path), _n, "unreadable record")])
+        rows.append(rec)
         if limit and len(rows) >= limit:
             break
     return rows
@@ -140,6 +140,8 @@ def calibrate_grounding(root: Path, limit: int | None = None) -> dict[str, Any]:
 
 def run_calibration(args: argparse.Namespace) -> int:
     root = args.benchmarks or default_benchmarks()
+    if args.out:
+        output_file(args.out, "--out")
     if args.metric == "similarity":
         from .providers.local import LocalEmbedder
 

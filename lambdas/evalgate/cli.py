@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from . import __version__
+from .config import GUARDRAIL_VERSION_PATTERN
 from .errors import InputError, Problem
+from .inputs import output_dir, output_file
 from .retry import DEFAULT_TIME_BUDGET_S
 
 EXIT_USAGE = 2
 EXIT_ERROR = 4
+GUARDRAIL_VERSION = re.compile(GUARDRAIL_VERSION_PATTERN)
 
 TIERS: dict[str, dict[str, Any]] = {
     "offline": {
@@ -91,6 +94,37 @@ Results are cached (generations, judgements, embeddings) in --cache; an unchange
 )
 
 
+def _number(
+    kind: type[int] | type[float], lo: float | None = None, hi: float | None = None, *, lo_open: bool = False
+) -> Callable[[str], Any]:
+    """An argparse type: a finite ``kind`` within [lo, hi] (``lo_open``: strictly above lo); the range is in the
+    message argparse prints (exit 2)."""
+    low = "" if lo is None else (f"> {lo:g}" if lo_open else f">= {lo:g}")
+    high = "" if hi is None else f"<= {hi:g}"
+    wanted = f"{'an integer' if kind is int else 'a number'}" + (
+        f" {low}{' and ' if low and high else ''}{high}" if low or high else ""
+    )
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {wanted} (got {text!r})") from None
+        bad = not math.isfinite(value)
+        bad = bad or (lo is not None and (value <= lo if lo_open else value < lo)) or (hi is not None and value > hi)
+        if bad:
+            raise argparse.ArgumentTypeError(f"must be {wanted} (got {text!r})")
+        return value
+
+    return parse
+
+
+def _guardrail_version(text: str) -> str:
+    if not GUARDRAIL_VERSION.match(text):
+        raise argparse.ArgumentTypeError(f"must be a guardrail version: a number 1-99999999 or DRAFT (got {text!r})")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="evalgate", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -118,7 +152,16 @@ def _parser() -> argparse.ArgumentParser:
         help="limit to a suite (repeatable; default: all)",
     )
     run.add_argument("--baseline", type=Path, help="the last approved run's results.json (paired comparison, drift)")
-    run.add_argument("--repeats", type=int, help="answers per case, to measure run-to-run noise (default per tier)")
+    run.add_argument(
+        "--baseline-mismatch",
+        choices=["refuse", "review"],
+        default="refuse",
+        help="a baseline that does not match the run (no shared case, another golden set or gate config): "
+        "refuse it (exit 2, the default) or run and turn a PASS into REVIEW with the reason",
+    )
+    run.add_argument(
+        "--repeats", type=_number(int, 1, 20), help="answers per case, to measure run-to-run noise (default per tier)"
+    )
     run.add_argument("--out", type=Path, default=Path("out/eval"), help="report folder (default: out/eval)")
     run.add_argument("--cache", type=Path, default=Path(".evalgate-cache/cache.sqlite"), help="SQLite cache file")
     run.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
@@ -128,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S3_URL",
         help="push the cache here instead of back to --cache-s3 (a pull request reads the main cache, writes its own)",
     )
-    run.add_argument("--concurrency", type=int, default=16, help="parallel model calls (default: 16)")
+    run.add_argument("--concurrency", type=_number(int, 1, 512), default=16, help="parallel model calls (default: 16)")
     run.add_argument(
         "--embedder",
         choices=["auto", "local", "titan"],
@@ -146,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--time-budget",
-        type=float,
+        type=_number(float, 0, lo_open=True),
         default=DEFAULT_TIME_BUDGET_S,
         metavar="SECONDS",
         help="retry throttled/failed model calls until this long after the start, then give up and exit ERROR "
@@ -172,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--max-cost",
-        type=float,
+        type=_number(float, 0, lo_open=True),
         metavar="USD",
         help="stop with ERROR before the run's spend could exceed this (default: gate.toml [cost] max_usd)",
     )
@@ -180,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_auto_options(run)
     run.add_argument("--commit", help="the commit being evaluated, recorded in results.json (default: git HEAD)")
     run.add_argument("--guardrail-id", help="Bedrock guardrail to check the guardrail suite with (ApplyGuardrail)")
-    run.add_argument("--guardrail-version", help="its version (a number or DRAFT)")
+    run.add_argument("--guardrail-version", type=_guardrail_version, help="its version (a number or DRAFT)")
     run.add_argument(
         "--guardrail-config",
         type=Path,
@@ -223,24 +266,55 @@ def _parser() -> argparse.ArgumentParser:
         "--factor 1.5 --duration 60 --ttft-slo-ms 2000 --baseline last-load/results.json --out out/load",
     )
     load.add_argument("--target", required=True, metavar="SPEC", help="http:URL, lambda:NAME[:QUAL] or bedrock")
-    load.add_argument("--rps", type=float, help="offered requests per second (default: peak x factor)")
-    load.add_argument("--peak-rps", type=float, help="the configured peak (default: gate.toml [load] peak_rps)")
-    load.add_argument("--factor", type=float, help="multiple of the peak to offer (default: [load] factor, 1.5)")
-    load.add_argument("--duration", type=float, metavar="SECONDS", help="schedule length (default: [load])")
-    load.add_argument("--ttft-slo-ms", type=float, help="p95 time-to-first-token limit (default: [load] ttft_slo_ms)")
+    load.add_argument(
+        "--rps", type=_number(float, 0, lo_open=True), help="offered requests per second (default: peak x factor)"
+    )
+    load.add_argument(
+        "--peak-rps",
+        type=_number(float, 0, lo_open=True),
+        help="the configured peak (default: gate.toml [load] peak_rps)",
+    )
+    load.add_argument(
+        "--factor",
+        type=_number(float, 0, 20, lo_open=True),
+        help="multiple of the peak to offer (default: [load] factor, 1.5)",
+    )
+    load.add_argument(
+        "--duration", type=_number(float, 0, lo_open=True), metavar="SECONDS", help="schedule length (default: [load])"
+    )
+    load.add_argument(
+        "--ttft-slo-ms",
+        type=_number(float, 0, lo_open=True),
+        help="p95 time-to-first-token limit (default: [load] ttft_slo_ms)",
+    )
     load.add_argument("--baseline", type=Path, help="a previous load run's results.json: gate total answer time on it")
     load.add_argument(
-        "--regression-ms", type=float, help="p95 total time may exceed the baseline's by this many ms (default: [load])"
+        "--regression-ms",
+        type=_number(float, 0, lo_open=True),
+        help="p95 total time may exceed the baseline's by this many ms (default: [load])",
     )
     load.add_argument(
-        "--regression-pct", type=float, help="... and by this %% of it; the tighter limit applies (default: [load])"
+        "--regression-pct",
+        type=_number(float, 0, lo_open=True),
+        help="... and by this %% of it; the tighter limit applies (default: [load])",
     )
     load.add_argument("--arrival", choices=["poisson", "fixed"], help="arrival process (default: [load], poisson)")
-    load.add_argument("--seed", type=int, help="schedule and prompt order seed")
-    load.add_argument("--timeout", type=float, metavar="SECONDS", help="per-request timeout (default: [load])")
-    load.add_argument("--late-tolerance-ms", type=float, help="drop a request not started this late (default 100)")
-    load.add_argument("--workers", type=int, help="worker pool size (default: sized from the rate by Little's law)")
-    load.add_argument("--max-requests", type=int, help="refuse schedules larger than this (default: [load])")
+    load.add_argument("--seed", type=_number(int, 0, 2**32 - 1), help="schedule and prompt order seed")
+    load.add_argument(
+        "--timeout",
+        type=_number(float, 0, 300, lo_open=True),
+        metavar="SECONDS",
+        help="per-request timeout (default: [load])",
+    )
+    load.add_argument(
+        "--late-tolerance-ms", type=_number(float, 1), help="drop a request not started this late (default 100)"
+    )
+    load.add_argument(
+        "--workers", type=_number(int, 1, 4096), help="worker pool size (default: sized from the rate by Little's law)"
+    )
+    load.add_argument(
+        "--max-requests", type=_number(int, 1, 1_000_000), help="refuse schedules larger than this (default: [load])"
+    )
     load.add_argument("--golden", type=Path, default=Path("golden"), help="prompts come from this golden set")
     load.add_argument("--config", type=Path, help="default: GOLDEN/gate.toml")
     load.add_argument(
@@ -373,7 +447,7 @@ def _parser() -> argparse.ArgumentParser:
         "--benchmarks", type=Path, help="benchmarks folder (default: bench/data, else ../shared/benchmarks)"
     )
     cal.add_argument("--metric", choices=["similarity", "grounding", "judge"], default="similarity")
-    cal.add_argument("--limit", type=int, help="use at most N rows per dataset")
+    cal.add_argument("--limit", type=_number(int, 1), help="use at most N rows per dataset")
     cal.add_argument(
         "--judge-model", help="judge model for --metric judge (default: gate.toml [models] judge; needs AWS)"
     )
@@ -543,8 +617,17 @@ def _validate(args: argparse.Namespace) -> int:
         golden = load_golden(args.golden)
     except InputError as exc:
         problems.extend(exc.problems)
+    config_path = args.config or args.golden / "gate.toml"
     try:
-        load_config(args.config or args.golden / "gate.toml")
+        config = load_config(config_path)
+        if config.cost.max_usd is not None and config.unpriced_models():
+            problems.append(
+                Problem(
+                    str(config_path),
+                    None,
+                    "[cost] max_usd is set but [pricing] has no price for " + ", ".join(config.unpriced_models()),
+                )
+            )
     except InputError as exc:
         problems.extend(exc.problems)
     labels = args.golden / "judge_labels.jsonl"
@@ -564,7 +647,6 @@ def _validate(args: argparse.Namespace) -> int:
             continue
         if golden is not None:
             known = {c.id for c in golden.cases}
-
             for cid, rep in sorted(replay.responses):
                 if cid not in known:
                     problems.append(Problem(str(path), None, f"response for unknown case id '{cid}' (repeat {rep})"))
@@ -602,17 +684,37 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _load_baseline(path: Path) -> Any:
-    from .results import RunResult
+    from .results import load_result
 
-    try:
-        return RunResult.model_validate_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError.single(str(path), None, "baseline results.json not found") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
+    return load_result(path, "baseline")
+
+
+def _check_prices(
+    config: Any, args: argparse.Namespace, live: Any, tier: dict[str, Any], heavy: bool, use_job: bool
+) -> None:
+    """Under a cost cap every model the run may call needs a price in gate.toml [pricing] (checked before any
+    call, so a run is not stopped half-way by a model the meter cannot price)."""
+    models: dict[str, str] = {}
+    if live is not None:
+        models["generator (--model / [models] generator)"] = getattr(live, "model_id", None) or config.models.generator
+    if tier["judge"]:
+        judge_key = "evaluation_job.evaluator_model" if use_job else tier["judge"]
+        chosen = config.evaluation_job.evaluator_model if use_job else None
+        models[f"judge (--judge-model / [models] {judge_key})"] = (
+            args.judge_model or chosen or getattr(config.models, tier["judge"])
+        )
+        if heavy:
+            models["heavy judge ([models] heavy_judge)"] = config.models.heavy_judge
+    embedder = args.embedder if args.embedder != "auto" else ("local" if not tier["judge"] else "titan")
+    if embedder == "titan":
+        models["embeddings ([models] embeddings)"] = config.models.embeddings
+    missing = [f"{role}: {mid}" for role, mid in models.items() if config.price(mid) is None]
+    if missing:
         raise InputError.single(
-            str(path), None, f"not an evalgate results.json: {'.'.join(map(str, err['loc']))}: {err['msg']}"
-        ) from None
+            "--max-cost / [cost] max_usd",
+            None,
+            "a cost cap is in force but gate.toml [pricing] has no price for " + "; ".join(missing),
+        )
 
 
 def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
@@ -626,6 +728,8 @@ def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
         from .providers.bedrock import BedrockCandidate
 
         gid, gver = os.environ.get("EVALGATE_GUARDRAIL_ID"), os.environ.get("EVALGATE_GUARDRAIL_VERSION")
+        if gver and not GUARDRAIL_VERSION.match(gver):
+            raise InputError.single("EVALGATE_GUARDRAIL_VERSION", None, f"'{gver}' is not a version number or DRAFT")
         if bool(gid) != bool(gver):
             raise InputError.single(
                 "EVALGATE_GUARDRAIL_ID/EVALGATE_GUARDRAIL_VERSION", None, "set both the guardrail id and its version"
@@ -661,6 +765,7 @@ def _shadow_report(args: argparse.Namespace) -> int:
     from .config import load_config
     from .shadow import iter_pairs_from_s3, run_shadow_report
 
+    output_dir(args.out, "--out")
     config = load_config(args.config)
     judge: Any = None
     if not args.no_judge:
@@ -768,40 +873,58 @@ def _guardrail_spec(args: argparse.Namespace, gid: str | None) -> Any:
 def _guardrail_ids(args: argparse.Namespace, config: Any) -> tuple[str | None, str | None]:
     gid = args.guardrail_id or os.environ.get("EVALGATE_GUARDRAIL_ID") or config.guardrail.id
     gver = args.guardrail_version or os.environ.get("EVALGATE_GUARDRAIL_VERSION") or config.guardrail.version
+    if gver and not GUARDRAIL_VERSION.match(gver):
+        raise InputError.single(
+            "--guardrail-version / EVALGATE_GUARDRAIL_VERSION", None, f"'{gver}' is not a version number or DRAFT"
+        )
     if bool(gid) != bool(gver):
         raise InputError.single("--guardrail-id/--guardrail-version", None, "set both the guardrail id and its version")
     return gid, gver
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cache import Cache, pull_from_s3, push_to_s3
+    from .cache import Cache, parse_s3_url, pull_from_s3, push_to_s3
     from .config import load_config
     from .cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel
     from .dataset import load_golden
+    from .gate import review_on_mismatch
     from .reports import write_reports
+    from .results import baseline_mismatch
     from .retry import RetryPolicy
     from .runner import run_evaluation
     from .shard import parse_shard, select_shard, shard_record
     from .tiers import skip_result, smoke_subset
 
-    if args.concurrency < 1:
-        raise InputError.single("--concurrency", None, "must be at least 1")
-    if args.time_budget <= 0:
-        raise InputError.single("--time-budget", None, "must be a positive number of seconds")
-    if args.repeats is not None and args.repeats < 1:
-        raise InputError.single("--repeats", None, "must be at least 1")
-    if args.max_cost is not None and args.max_cost <= 0:
-        raise InputError.single("--max-cost", None, "must be a positive amount of USD")
     if args.cache_s3_push and not args.cache_s3:
         raise InputError.single("--cache-s3-push", None, "goes with --cache-s3 (where the cache is read from)")
     if args.tier != "auto" and (args.release or args.since):
         raise InputError.single("--release/--since", None, "only apply to --tier auto")
+    if args.no_cache and args.cache_s3:
+        raise InputError.single("--no-cache/--cache-s3", None, "--cache-s3 syncs the cache that --no-cache turns off")
+    for flag, url in (("--cache-s3", args.cache_s3), ("--cache-s3-push", args.cache_s3_push)):
+        try:
+            if url:
+                parse_s3_url(url)
+        except ValueError as exc:
+            raise InputError.single(flag, None, str(exc)) from None
     shard = parse_shard(args.shard) if args.shard else None
+    output_dir(args.out, "--out")
+    if not args.no_cache:
+        output_file(args.cache, "--cache")
+    golden = load_golden(args.golden, args.suite)
     config_path = args.config or args.golden / "gate.toml"
     config = load_config(config_path)
-    golden = load_golden(args.golden, args.suite)
     warnings = _golden_warnings(args, config)
     baseline = _load_baseline(args.baseline) if args.baseline else None
+    dumped = config.model_dump(mode="json")
+    # A judge change is not a mismatch: the baseline's answers are re-scored with the current judge (issue 19).
+    judge_only = [k for k in config.tiers.judge_keys if k.startswith("models.")] + ["judge_calibration"]
+    mismatch = (
+        baseline_mismatch(baseline, golden.cases, dumped, config.tiers.gate_sections, judge_only) if baseline else []
+    )
+    if mismatch and args.baseline_mismatch == "refuse":
+        hint = "; use the matching baseline, or --baseline-mismatch review to run with a REVIEW verdict"
+        raise InputError([Problem(str(args.baseline), None, m + hint) for m in mismatch])
     candidate = _build_candidate(args.candidate, args, config)
     commit = _commit(args)
 
@@ -816,9 +939,12 @@ def _run(args: argparse.Namespace) -> int:
             if shard is not None:
                 result.shard = shard_record(shard[0], shard[1], result.cases)
                 result.cases = select_shard(result.cases, *shard)
+            if mismatch:
+                result.baseline_mismatch = mismatch
+                review_on_mismatch(result.verdict, mismatch)
             paths = write_reports(result, args.out, baseline)
             _print_summary(result, paths)
-            return 0
+            return result.verdict.exit_code if mismatch and shard is None else 0
         tier_name = decision.tier
         escalate = tier_name in ("smoke", "full") and config.tiers.escalate_borderline and not args.no_escalation
     tier = TIERS[tier_name]
@@ -844,6 +970,8 @@ def _run(args: argparse.Namespace) -> int:
     cap = args.max_cost if args.max_cost is not None else config.cost.max_usd
     meter = CostMeter(config, cap) if cap is not None else None
     live = bool(getattr(candidate, "live", True))
+    if meter is not None:
+        _check_prices(config, args, candidate if live else None, tier, escalate or tier_name == "release", use_job)
     if meter is not None and live:
         model_hint = getattr(candidate, "model_id", None) or config.models.generator
         max_out = int(getattr(candidate, "max_tokens", None) or config.models.max_tokens)
@@ -1019,6 +1147,9 @@ def _run(args: argparse.Namespace) -> int:
         result.verdict.reasons.append(decision.summary)
     if shard_info is not None:
         result.shard = shard_info
+    if mismatch:
+        result.baseline_mismatch = mismatch
+        review_on_mismatch(result.verdict, mismatch)
     result.warnings += warnings
     if args.tickets != "none" and shard is None:  # a shard's verdict is partial: tickets come with the whole run
         from .pr_cli import tickets_for_run
@@ -1044,6 +1175,7 @@ def _load(args: argparse.Namespace) -> int:
     from .load import LoadGenerator, LoadPlan, baseline_total_p95, check_bounds, expected_requests, pool_size, summarise
     from .reports import write_reports
 
+    output_dir(args.out, "--out")
     config = load_config(args.config or args.golden / "gate.toml")
     lc = config.load
     golden = load_golden(args.golden, args.suite or ["regression"])
@@ -1056,13 +1188,9 @@ def _load(args: argparse.Namespace) -> int:
         rate = peak * factor
     else:
         raise InputError.single("--rps/--peak-rps", None, "give --rps, or --peak-rps (or [load] peak_rps) and --factor")
-    if factor <= 0 or (peak is not None and peak <= 0):
-        raise InputError.single("--peak-rps/--factor", None, "must be positive")
     duration = args.duration if args.duration is not None else lc.duration_s
     timeout = args.timeout if args.timeout is not None else lc.timeout_s
     tolerance_ms = args.late_tolerance_ms if args.late_tolerance_ms is not None else lc.late_tolerance_ms
-    if timeout <= 0 or tolerance_ms <= 0:
-        raise InputError.single("evalgate load", None, "--timeout and --late-tolerance-ms must be positive")
     try:
         budget = LatencyBudget(
             ttft_slo_ms=args.ttft_slo_ms if args.ttft_slo_ms is not None else lc.ttft_slo_ms,
@@ -1072,8 +1200,6 @@ def _load(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError.single("--ttft-slo-ms/--regression-ms/--regression-pct", None, str(exc)) from None
     baseline_p95, baseline_run = baseline_total_p95(args.baseline) if args.baseline else (None, None)
-    if args.workers is not None and args.workers < 1:
-        raise InputError.single("--workers", None, "must be at least 1")
     check_bounds(rate, duration, args.max_requests or lc.max_requests, lc.max_duration_s)
     workers = args.workers or pool_size(rate, baseline_p95 or timeout * 1000.0, lc.max_workers)
     plan = LoadPlan(
@@ -1213,6 +1339,7 @@ def _merge(args: argparse.Namespace) -> int:
     from .reports import write_reports
     from .shard import load_result, merge_results
 
+    output_dir(args.out, "--out")
     shards = [(p, load_result(p)) for p in args.results]
     baseline = _load_baseline(args.baseline) if args.baseline else None
     config = load_config(args.config) if args.config else None

@@ -9,15 +9,33 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import InputError, Problem
+from .inputs import read_text, suggest
+from .prompts import PROMPT_ID_PATTERN
 from .retry import DEFAULT_MALFORMED_ATTEMPTS
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def suite_names() -> tuple[str, ...]:
+    from .dataset import SUITE_FILES
+
+    return tuple(SUITE_FILES)
+
+
+def _check_names(names: typing.Iterable[str], known: typing.Iterable[str]) -> None:
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown name '{name}'" + suggest(name, known))
+
+
+GUARDRAIL_VERSION_PATTERN = r"^([1-9][0-9]{0,7}|DRAFT)$"  # Bedrock: a version number, or DRAFT
 
 # Metric name -> (threshold direction). "min": the aggregate must be at least the threshold; "max": at most.
 THRESHOLD_DIRECTIONS: dict[str, Literal["min", "max"]] = {
@@ -85,6 +103,9 @@ class GateSettings(BaseModel):
     min_cases: Annotated[int, Field(ge=1)] = 5
 
 
+EMBEDDERS = ("local", "titan")
+
+
 class EmbedderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -106,7 +127,7 @@ class Models(BaseModel):
     judge: str = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
     heavy_judge: str = "us.anthropic.claude-sonnet-4-20250514-v1:0"
     embeddings: str = "amazon.titan-embed-text-v2:0"
-    prompt: str = "support/v1"
+    prompt: Annotated[str, Field(pattern=PROMPT_ID_PATTERN)] = "support/v1"
     max_tokens: Annotated[int, Field(ge=1, le=8192)] = 512
     # one of the two (newer Claude models reject both; see evalgate.providers.bedrock.sampling)
     temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = 0.2
@@ -231,10 +252,16 @@ class GuardrailConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    version: Annotated[str, Field(pattern=r"^([1-9][0-9]{0,7}|DRAFT)$")] | None = None
+    version: Annotated[str, Field(pattern=GUARDRAIL_VERSION_PATTERN)] | None = None
     suites: list[str] = Field(default_factory=lambda: ["guardrail"])
     unsafe_tag: str = "unsafe"
     safe_tag: str = "safe_lookalike"
+
+    @field_validator("suites")
+    @classmethod
+    def _known_suites(cls, value: list[str]) -> list[str]:
+        _check_names(value, suite_names())
+        return value
 
     @model_validator(mode="after")
     def _both(self) -> GuardrailConfig:
@@ -367,6 +394,13 @@ class GateConfig(BaseModel):
     golden: GoldenConfig = Field(default_factory=GoldenConfig)
     tickets: TicketsConfig = Field(default_factory=TicketsConfig)
 
+    @field_validator("suites", "embedders", mode="before")
+    @classmethod
+    def _known_tables(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, dict):
+            _check_names(value, suite_names() if info.field_name == "suites" else EMBEDDERS)
+        return value
+
     @model_validator(mode="after")
     def _sane(self) -> GateConfig:
         t = self.thresholds
@@ -385,6 +419,12 @@ class GateConfig(BaseModel):
     def skipped_metrics(self, suite: str) -> set[str]:
         sc = self.suites.get(suite)
         return set(sc.skip_metrics) if sc else set()
+
+    def unpriced_models(self) -> list[str]:
+        """``[models]`` entries with no price in ``[pricing]`` (an error when ``[cost] max_usd`` is set)."""
+        m = self.models
+        roles = {"generator": m.generator, "judge": m.judge, "heavy_judge": m.heavy_judge, "embeddings": m.embeddings}
+        return [f"models.{role} = '{mid}'" for role, mid in roles.items() if self.price(mid) is None]
 
     def price(self, model_id: str | None) -> Price | None:
         if not model_id:
@@ -421,26 +461,53 @@ def config_fingerprint(dumped: dict[str, object]) -> str:
 def load_config(path: Path) -> GateConfig:
     path = Path(path)
     shown = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError.single(shown, None, "config file not found") from None
+    text = read_text(path, "config file")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
         msg = str(exc).split(" (at line")[0]
         raise InputError.single(shown, line, f"not valid TOML: {msg}") from None
+    except RecursionError:
+        raise InputError.single(shown, None, "not valid TOML: nested too deeply") from None
     try:
-        return GateConfig.model_validate(data)
+        # strict: TOML has real types, so a boolean or a string where a number belongs is an error, not 1.0
+        return GateConfig.model_validate(data, strict=True)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
             field = ".".join(loc) or "(file)"
             msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                kind = "section" if isinstance(err.get("input"), dict) else "key"
+                msg = f"unknown {kind}" + suggest(loc[-1], _known_names(loc[:-1]))
             problems.append(Problem(shown, locate_toml_key(text, loc), f"{field}: {msg}"))
         raise InputError(problems) from None
+
+
+def _known_names(loc: list[str]) -> list[str]:
+    """The valid keys of the table at ``loc`` (dict-valued fields such as ``suites.<name>`` are stepped over)."""
+    model: Any = GateConfig
+    skip = False
+    for part in loc:
+        if skip:
+            skip = False
+            continue
+        info = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if info is None:
+            return []
+        ann = info.annotation
+        origin = typing.get_origin(ann)
+        if origin is dict:
+            model, skip = typing.get_args(ann)[1], True
+        elif origin is list:
+            model = typing.get_args(ann)[0]
+        else:
+            model = ann
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
 
 
 def locate_toml_key(text: str, loc: list[str]) -> int | None:

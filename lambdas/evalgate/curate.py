@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .dataset import SUITE_FILES, Golden, format_validation_error, iter_jsonl, load_golden
 from .errors import InputError, Problem
+from .inputs import JsonProblem, loads, read_text
 from .masking import MASK_TOKEN, mask_pii
 from .models import Behaviour, Case
 
@@ -146,9 +147,9 @@ def parse_records(
     seen: set[str] = set()
     for source, n, line in lines:
         try:
-            data = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            problems.append(Problem(source, n, f"not valid JSON: {str(exc)[:120]}"))
+            data = loads(line)
+        except JsonProblem as exc:
+            problems.append(Problem(source, n, str(exc)[:160]))
             continue
         if not isinstance(data, dict):
             problems.append(Problem(source, n, "each line must be a JSON object"))
@@ -172,12 +173,7 @@ def read_local(folder: Path, since: datetime | None, until: datetime | None) -> 
     for path in files:
         if not _day_in_window(_day_of_key(str(path)), since, until):
             continue
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError.single(str(path), None, f"not UTF-8 text (byte {exc.start})") from None
-        except OSError as exc:
-            raise InputError.single(str(path), None, f"cannot read: {exc.strerror or exc}") from None
+        text = read_text(path, "judged records file")
         for n, line in enumerate(text.splitlines(), start=1):
             if line.strip():
                 yield str(path), n, line

@@ -17,6 +17,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ValidationError
 
 from .errors import InputError, Problem
+from .inputs import JsonProblem, loads, read_text, suggest
 from .models import Case, KnowledgeEntry
 
 KB_HEADING = re.compile(r"^##\s+([a-z0-9][a-z0-9._-]*):\s*(.+?)\s*$")
@@ -70,8 +71,10 @@ M = TypeVar("M", bound=BaseModel)
 def parse_json_model(body: str, model: type[M], what: str, error: type[Exception] = ValueError) -> M:
     """A JSON object validated as ``model``; ``error`` names ``what`` and the first invalid fields."""
     try:
-        data = json.loads(body)
-    except (TypeError, ValueError) as exc:
+        data = loads(body)
+    except JsonProblem as exc:
+        raise error(f"{what}: {exc}") from None
+    except TypeError as exc:
         raise error(f"{what} is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise error(f"{what} must be a JSON object")
@@ -86,12 +89,19 @@ def load_knowledge(folder: Path, display_root: Path | None = None) -> tuple[dict
     entries: dict[str, KnowledgeEntry] = {}
     problems: list[Problem] = []
     files = sorted(folder.glob("*.md")) if folder.is_dir() else []
-    if not files:
+    if folder.exists() and not folder.is_dir():
+        problems.append(Problem(_show(folder, display_root), None, "is a file; expected the knowledge folder"))
+    elif not files:
         problems.append(Problem(_show(folder, display_root), None, "no knowledge files (*.md) found"))
     for path in files:
         shown = _show(path, display_root)
         sections: list[tuple[str, str, int, list[str]]] = []
-        for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            text = read_text(path, "knowledge file")
+        except InputError as exc:
+            problems.extend(Problem(shown, p.line, p.message) for p in exc.problems)
+            continue
+        for n, raw in enumerate(text.splitlines(), start=1):
             if raw.startswith("## "):
                 m = KB_HEADING.match(raw)
                 if m:
@@ -120,14 +130,20 @@ def load_knowledge(folder: Path, display_root: Path | None = None) -> tuple[dict
 
 
 def iter_jsonl(path: Path, shown: str) -> Iterable[tuple[int, dict[str, object] | None, Problem | None]]:
-    """Yield (line, record, problem) for each non-blank line."""
-    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    """Yield (line, record, problem) for each non-blank line (an unreadable file is one problem)."""
+    try:
+        text = read_text(path, "JSONL file")
+    except InputError as exc:
+        for p in exc.problems:
+            yield p.line or 0, None, Problem(shown, p.line, p.message)
+        return
+    for n, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield n, None, Problem(shown, n, f"not valid JSON: {exc.msg} (column {exc.colno})")
+            rec = loads(raw)
+        except JsonProblem as exc:
+            yield n, None, Problem(shown, n, str(exc))
             continue
         if not isinstance(rec, dict):
             yield n, None, Problem(shown, n, "each line must be a JSON object")
@@ -142,6 +158,8 @@ def load_cases(
     cases: list[Case] = []
     lines: dict[str, int] = {}
     problems: list[Problem] = []
+    if path.is_dir():
+        return cases, lines, [Problem(shown, None, "is a folder; expected a JSONL file of cases")]
     if not path.is_file():
         return cases, lines, [Problem(shown, None, "file not found")]
     for n, rec, problem in iter_jsonl(path, shown):
@@ -166,18 +184,21 @@ def load_golden(root: Path, suites: Iterable[str] | None = None) -> Golden:
     """Load and cross-check the knowledge base and the requested suites (all by default)."""
     root = Path(root)
     display_root = None
+    if not root.is_dir():
+        what = "is a file; expected the golden dataset folder" if root.exists() else "golden dataset folder not found"
+        raise InputError.single(str(root), None, what)
     knowledge, problems = load_knowledge(root / "knowledge", display_root)
     # By default the regression suite is required and the other suites are loaded when present.
     wanted = (
         list(suites)
         if suites is not None
-        else [s for s in SUITE_FILES if s == "regression" or (root / SUITE_FILES[s]).is_file()]
+        else [s for s in SUITE_FILES if s == "regression" or (root / SUITE_FILES[s]).exists()]
     )
     all_cases: list[Case] = []
     locations: dict[str, tuple[str, int]] = {}
     for suite in wanted:
         if suite not in SUITE_FILES:
-            problems.append(Problem(str(root), None, f"unknown suite '{suite}' (known: {', '.join(SUITE_FILES)})"))
+            problems.append(Problem(str(root), None, f"unknown suite '{suite}'" + suggest(suite, SUITE_FILES)))
             continue
         path = root / SUITE_FILES[suite]
         shown = _show(path, display_root)

@@ -49,6 +49,10 @@ class HookEventError(ValueError):
     """Not a CodeDeploy hook event: there is nothing to report to, so the handler answers with this message."""
 
 
+class HookAlreadyRunning(Exception):
+    """Another invocation is running this hook execution (a redelivery): it reports; this one must not."""
+
+
 def parse_hook_event(event: Any) -> HookEvent:
     if not isinstance(event, Mapping):
         raise HookEventError(f"expected a CodeDeploy lifecycle hook event (an object), got {type(event).__name__}")
@@ -78,10 +82,18 @@ class CodeDeployReporter:
             self._client = make_client("codedeploy", ClientSettings.from_env(max_attempts=5, read_timeout=10.0))
         return self._client
 
-    def report(self, deployment_id: str, execution_id: str, status: HookStatus) -> None:
-        self.client.put_lifecycle_event_hook_execution_status(
-            deploymentId=deployment_id, lifecycleEventHookExecutionId=execution_id, status=status
-        )
+    def report(self, deployment_id: str, execution_id: str, status: HookStatus) -> bool:
+        """Report the status; False when CodeDeploy already has one for this execution (a redelivered hook
+        invocation reporting again): that is done, not an error."""
+        try:
+            self.client.put_lifecycle_event_hook_execution_status(
+                deploymentId=deployment_id, lifecycleEventHookExecutionId=execution_id, status=status
+            )
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "LifecycleEventAlreadyCompletedException":
+                return False
+            raise
+        return True
 
 
 def budget_from_context(context: Any, reserve_s: float = REPORT_RESERVE_S, default_s: float = 600.0) -> float:
@@ -109,6 +121,8 @@ def run_with_budget(work: Callable[[float], HookOutcome], budget_s: float) -> Ho
         return HookOutcome("Failed", f"time budget of {budget_s:.0f} s ran out before the check finished")
     if "error" in box:
         exc = box["error"]
+        if isinstance(exc, HookAlreadyRunning):
+            raise exc
         return HookOutcome("Failed", f"the check raised {type(exc).__name__}: {str(exc)[:500]}")
     outcome = box.get("outcome")
     if not isinstance(outcome, HookOutcome):
@@ -123,19 +137,34 @@ def run_hook(
     budget_s: float,
     reporter: CodeDeployReporter,
     logger: Any = None,
+    once: Callable[[HookEvent, Callable[[float], HookOutcome]], Callable[[float], HookOutcome]] | None = None,
 ) -> HookOutcome:
-    """Parse the hook event, run ``work`` within the budget, and ALWAYS report the status to CodeDeploy."""
+    """Parse the hook event, run ``work`` within the budget, and ALWAYS report the status to CodeDeploy.
+
+    ``once(hook, work)`` makes the work idempotent per ``LifecycleEventHookExecutionId``: a redelivered
+    invocation gets the first run's outcome and reports it again (CodeDeploy answers "already completed",
+    which is done); while the first run is still going it raises ``HookAlreadyRunning`` and nothing is reported
+    here (the running invocation reports).
+    """
     hook = parse_hook_event(event)
     outcome = HookOutcome("Failed", "the hook stopped before the check finished")
+    report = True
     try:
-        outcome = run_with_budget(work, budget_s)
+        outcome = run_with_budget(once(hook, work) if once is not None else work, budget_s)
+    except HookAlreadyRunning:
+        report = False
+        raise
     finally:
-        if logger is not None:
-            logger.info(
-                "reporting hook status",
-                extra={"deployment_id": hook.DeploymentId, "status": outcome.status, "reason": outcome.reason},
-            )
-        reporter.report(hook.DeploymentId, hook.LifecycleEventHookExecutionId, outcome.status)
+        if report:
+            if logger is not None:
+                logger.info(
+                    "reporting hook status",
+                    extra={"deployment_id": hook.DeploymentId, "status": outcome.status, "reason": outcome.reason},
+                )
+            if not reporter.report(hook.DeploymentId, hook.LifecycleEventHookExecutionId, outcome.status):
+                outcome.details["already_reported"] = True
+                if logger is not None:
+                    logger.info("CodeDeploy already has a status for this hook execution; nothing to do")
     return outcome
 
 

@@ -43,6 +43,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from .errors import InputError, Problem
+from .prompts import PROMPT_ID_PATTERN
 
 FLAG_VARIANT = "variant"
 FLAG_VARIANTS = "variants"
@@ -64,7 +65,7 @@ class VariantSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
     model_id: Annotated[str, Field(min_length=1)]
-    prompt_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")]
+    prompt_id: Annotated[str, Field(pattern=PROMPT_ID_PATTERN)]
     max_tokens: Annotated[int, Field(ge=1, le=8192)] | None = None
     temperature: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # instead of temperature, never with it

@@ -496,3 +496,17 @@ def decide(
             f"{len(halluc)} case(s) with hallucinations listed for review: " + ", ".join(c.id for c in halluc[:8])
         )
     return Verdict(verdict=name, exit_code=EXIT_CODES[name], reasons=reasons), unscored  # type: ignore[arg-type]
+
+
+def review_on_mismatch(verdict: Verdict, mismatch: Sequence[str]) -> None:
+    """A baseline someone chose to compare with although it does not match the run (``--baseline-mismatch
+    review``): a PASS becomes REVIEW with the reasons (never a quiet PASS); FAIL and ERROR keep their verdict."""
+    if not mismatch:
+        return
+    notes = [f"baseline does not match the run: {m}" for m in mismatch]
+    if verdict.verdict == "PASS":
+        verdict.verdict = "REVIEW"
+        verdict.exit_code = EXIT_CODES["REVIEW"]
+        verdict.reasons = notes + verdict.reasons
+    else:
+        verdict.reasons.extend(f"also needs review: {n}" for n in notes)

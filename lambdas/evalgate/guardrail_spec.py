@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from .config import locate_toml_key
 from .errors import InputError, Problem
+from .inputs import read_text
 
 Strength = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
 FilterType = Literal["SEXUAL", "VIOLENCE", "HATE", "INSULTS", "MISCONDUCT", "PROMPT_ATTACK"]
@@ -281,16 +282,11 @@ def _line(text: str, field: str) -> int | None:
 def load_guardrail_spec(path: Path) -> GuardrailSpec:
     path = Path(path)
     shown = str(path)
+    text = read_text(path, "guardrail file")  # path kind, UTF-8 (BOM dropped), the line of a bad byte
     try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise InputError.single(shown, None, "guardrail file not found") from None
-    except IsADirectoryError:
-        raise InputError.single(shown, None, "is a folder; name the guardrail's .toml file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError.single(shown, None, f"not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = tomllib.loads(text.removeprefix("\ufeff"))
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise InputError.single(shown, None, "not valid TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError.single(
             shown, getattr(exc, "lineno", None), f"not valid TOML: {str(exc).split(' (at line')[0]}"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, Problem
-from .results import RunResult
+from .results import RunResult, load_result
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "REVIEW": "#9a6700", "ERROR": "#6639ba"}
 VERDICT_WORDS = {"PASS": "approved", "FAIL": "rejected", "ERROR": "rejected", "REVIEW": "waiting for review"}
@@ -81,9 +81,9 @@ def load_runs(source: str, client: Any = None) -> tuple[list[Run], list[Problem]
             raise InputError.single(source, None, "runs folder not found (a folder or an s3:// prefix)")
         for path in sorted(root.rglob("results.json")):
             try:
-                result = _parse(path.read_text(encoding="utf-8"), str(path))
-            except (InputError, OSError, UnicodeDecodeError) as exc:
-                problems.append(Problem(str(path), None, f"skipped: {exc}"))
+                result = load_result(path, "run's results.json")
+            except InputError as exc:
+                problems.append(Problem(str(path), None, f"skipped: {'; '.join(p.message for p in exc.problems)}"))
                 continue
             page = path.with_name("report.html")
             runs.append(Run(result, str(path), page.resolve().as_uri() if page.is_file() else None))

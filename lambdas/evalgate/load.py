@@ -54,7 +54,7 @@ from .gate import latency_aggregates, latency_reasons
 from .latency import LatencyBudget
 from .models import Case, MetricValue
 from .providers.base import Candidate
-from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict
+from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict, load_result
 from .stats import quantile, wilson
 
 Status = Literal["pending", "ok", "error", "throttled", "timeout", "dropped"]
@@ -314,10 +314,7 @@ def baseline_total_p95(path: Any) -> tuple[float, str]:
     from pathlib import Path
 
     p = Path(path)
-    try:
-        previous = RunResult.model_validate_json(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError.single(str(p), None, f"--baseline: not a readable evalgate results.json ({exc})") from None
+    previous = load_result(p, "--baseline load run's results.json")
     if previous.tier != "load":
         raise InputError.single(
             str(p), None, f"--baseline: a load run's results.json is needed, not tier {previous.tier!r}"

@@ -8,6 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+# Size limits on what a golden case or a recorded answer may hold (characters). Larger texts are refused with
+# the limit in the message: they are a mistake (a pasted file), and would blow the model's context and budget.
+MAX_PROMPT_CHARS = 32_000  # a case's prompt, all turns together
+MAX_TEXT_CHARS = 32_000  # a reference answer or an untrusted document
+MAX_ANSWER_CHARS = 100_000  # a recorded or captured answer
+MAX_TURNS = 50
 
 
 class Behaviour(StrEnum):
@@ -48,12 +54,12 @@ class Case(BaseModel):
 
     id: Annotated[str, Field(pattern=ID_PATTERN)]
     category: Annotated[str, Field(min_length=1)]
-    prompt: str | list[Turn]
-    reference: str
+    prompt: str | Annotated[list[Turn], Field(max_length=MAX_TURNS)]
+    reference: Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
     context: list[str] = Field(default_factory=list)
     expected: Behaviour = Behaviour.ANSWER
     tags: list[str] = Field(default_factory=list)
-    untrusted_context: str | None = None
+    untrusted_context: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = None
     injection: Injection | None = None
     notes: str = ""
     suite: str = "regression"
@@ -79,6 +85,9 @@ class Case(BaseModel):
                 raise ValueError("prompt has no turns")
             if v[-1].role != "user":
                 raise ValueError("a multi-turn prompt must end with a user turn")
+        size = len(v) if isinstance(v, str) else sum(len(t.content) for t in v)
+        if size > MAX_PROMPT_CHARS:
+            raise ValueError(f"prompt has {size} characters; the limit is {MAX_PROMPT_CHARS}")
         return v
 
     @model_validator(mode="after")

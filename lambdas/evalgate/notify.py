@@ -11,9 +11,10 @@ The email says what was deployed (function version, model, prompt), which alarm 
 against its threshold with the sample size, the worst judged examples when they can be found, and console
 links. Every lookup is best effort: what could not be read is said in the email, never a reason to send none.
 
-Idempotent per EventBridge event id: a conditional put in DynamoDB claims the id before sending; a redelivered
-event finds the claim and sends nothing. A failure before the email went out releases the claim so the retry
-can send it.
+Idempotent per EventBridge event id: ``notify`` takes a ``once`` wrapper (the handler's Powertools Idempotency
+on DynamoDB) around composing and sending; a redelivered event gets the stored outcome and sends nothing. A
+failure before the email went out leaves no record, so the retry can send it. An event it cannot use (not an
+EventBridge event, a gate event with an invalid detail) raises ``NotifyEventError``: the handler logs and drops it.
 """
 
 from __future__ import annotations
@@ -766,7 +767,11 @@ def pipeline_email(ev: EventBridgeEvent, lookup: Lookup, region: str) -> Email |
 
 
 def gate_email(ev: EventBridgeEvent, lookup: Lookup, region: str) -> Email | None:
-    detail = GateVerdictDetail.model_validate(ev.detail)
+    try:
+        detail = GateVerdictDetail.model_validate(ev.detail)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        raise NotifyEventError(f"not an EvalGate Verdict event detail ({fields})") from None
     if detail.verdict != "REVIEW":
         return None
     c = detail.candidate
@@ -826,64 +831,7 @@ def compose(ev: EventBridgeEvent, lookup: Lookup, default_region: str) -> Email 
     return None
 
 
-# ------------------------------------------------------------------------------------------------ idempotency
-
-
-class IdempotencyStore:
-    """Claims an event id with a conditional put (table key ``id`` string, TTL attribute ``expiration``)."""
-
-    def __init__(
-        self,
-        client: Any,
-        table: str,
-        *,
-        ttl_s: int = 7 * 24 * 3600,
-        in_progress_s: int = 300,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.client = client
-        self.table = table
-        self.ttl_s = ttl_s
-        self.in_progress_s = in_progress_s
-        self._clock = clock
-
-    @staticmethod
-    def key(event_id: str) -> str:
-        return f"notifier#{event_id}"
-
-    def claim(self, event_id: str) -> bool:
-        """True when this invocation owns the event (first delivery, or an earlier attempt died mid-way)."""
-        now = int(self._clock())
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item={
-                    "id": {"S": self.key(event_id)},
-                    "status": {"S": "IN_PROGRESS"},
-                    "expiration": {"N": str(now + self.ttl_s)},
-                    "in_progress_expiration": {"N": str(now + self.in_progress_s)},
-                },
-                ConditionExpression="attribute_not_exists(id) OR (#s = :p AND in_progress_expiration < :now)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":p": {"S": "IN_PROGRESS"}, ":now": {"N": str(now)}},
-            )
-        except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-
-    def complete(self, event_id: str, outcome: str) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key={"id": {"S": self.key(event_id)}},
-            UpdateExpression="SET #s = :c, outcome = :o",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":c": {"S": "COMPLETED"}, ":o": {"S": outcome[:400]}},
-        )
-
-    def release(self, event_id: str) -> None:
-        self.client.delete_item(TableName=self.table, Key={"id": {"S": self.key(event_id)}})
+# ------------------------------------------------------------------------------------------------ sending
 
 
 @dataclass
@@ -894,34 +842,35 @@ class NotifyResult:
     body: str = ""
 
 
+Send = Callable[..., dict[str, Any]]
+
+
 def notify(
     event: Any,
     *,
     lookup: Lookup,
     sns: Any,
     topic_arn: str,
-    store: IdempotencyStore,
     default_region: str,
+    once: Callable[[Send], Send] | None = None,
 ) -> NotifyResult:
-    """Compose and publish the email for one event, at most once per event id."""
+    """Compose and publish the email for one event; with ``once``, at most once per event id (``data.id``)."""
     ev = parse_event(event)
-    if not store.claim(ev.id):
-        return NotifyResult("duplicate")
-    try:
+    bodies: list[str] = []  # filled only when this invocation composed the email (not on a redelivery)
+
+    def send(data: dict[str, Any]) -> dict[str, Any]:
         email = compose(ev, lookup, default_region)
+        bodies.append(email.body if email is not None else "")
         if email is None:
-            store.complete(ev.id, "ignored")
-            return NotifyResult("ignored")
+            return {"status": "ignored"}
         subject = sns_subject(email.subject)
         message_id = sns.publish(TopicArn=topic_arn, Subject=subject, Message=email.body)["MessageId"]
-    except BaseException:
-        store.release(ev.id)
-        raise
-    try:
-        store.complete(ev.id, f"sent {message_id}")
-    except Exception:
-        lookup.notes.append("could not mark the event as sent")
-    return NotifyResult("sent", subject, message_id, email.body)
+        return {"status": "sent", "subject": subject, "message_id": message_id}
+
+    out = (once(send) if once is not None else send)(data={"id": ev.id})
+    if not bodies:
+        return NotifyResult("duplicate", str(out.get("subject") or ""), str(out.get("message_id") or ""))
+    return NotifyResult(out["status"], out.get("subject", ""), out.get("message_id", ""), bodies[0])
 
 
 def sns_subject(text: str) -> str:

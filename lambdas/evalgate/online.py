@@ -31,10 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from . import telemetry as tm
 from .dataset import parse_json_model
 from .masking import mask_pii, mask_text
+from .models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS
 from .retrieval import KnowledgeIndex
 from .service import sampled
 
 log = logging.getLogger(__name__)
+# How long a judged capture id is remembered (redeliveries within it are not judged again): the capture
+# queue's message retention (stacks/constructs/capture.py).
+DEDUP_WINDOW_S = 4 * 24 * 3600
 
 
 class CaptureRecord(BaseModel):
@@ -44,8 +48,8 @@ class CaptureRecord(BaseModel):
     function_version: Annotated[str, Field(min_length=1)]
     model_id: Annotated[str, Field(min_length=1)]
     prompt_version: Annotated[str, Field(min_length=1)]
-    question: Annotated[str, Field(min_length=1)]
-    answer: str
+    question: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
+    answer: Annotated[str, Field(max_length=MAX_ANSWER_CHARS)]
     knowledge_ids: list[str] = Field(default_factory=list)
     guardrail_intervened: bool = False
     ts: float | None = None
@@ -261,16 +265,3 @@ def judge_capture(
         unsupported_claims=list(s.unsupported_claims),
         reasons=list(s.reasons),
     )
-
-
-def judge_message(
-    body: str,
-    index: KnowledgeIndex,
-    judge: Any,
-    *,
-    canary_token: str | None,
-    policy: SamplingPolicy | None = None,
-) -> tuple[CaptureRecord, JudgedRecord]:
-    """Parse one queue message and judge it (``BadCaptureRecord`` when the message is unusable)."""
-    record = parse_capture(body)
-    return record, judge_capture(record, index, judge, canary_token=canary_token, policy=policy)

@@ -60,17 +60,9 @@ def github_client(repo: str | None, token_secret: str | None) -> Any:
 
 
 def _load(path: Path, flag: str) -> Any:
-    from .dataset import parse_json_model
-    from .results import RunResult
+    from .results import load_result
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError.single(str(path), None, f"cannot read {flag}: {exc}") from None
-    try:
-        return parse_json_model(text, RunResult, "results file")
-    except ValueError as exc:
-        raise InputError.single(str(path), None, str(exc)) from None
+    return load_result(path, f"{flag} results.json")
 
 
 def run_pr_command(args: argparse.Namespace) -> int:

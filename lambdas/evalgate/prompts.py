@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .inputs import read_text
 from .models import Case, KnowledgeEntry, Turn
+
+PROMPT_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$"  # "<family>/<version>", a folder under prompts/
 
 DEFAULT_CANARY = "CANARY-0000-NOT-SET"
 
@@ -70,13 +74,15 @@ class PromptTemplate:
 
 
 def load_prompt(prompt_id: str, prompts_dir: Path | None = None) -> PromptTemplate:
+    if not re.match(PROMPT_ID_PATTERN, prompt_id) or ".." in prompt_id:
+        raise InputError.single("--prompt / [models] prompt", None, f"'{prompt_id}' is not a prompt id like support/v1")
     base = (prompts_dir or default_prompts_dir()) / prompt_id
     files = {}
     for name in ("system.md", "context.md"):
         path = base / name
-        if not path.is_file():
+        if not path.exists():
             raise InputError.single(str(path), None, f"prompt '{prompt_id}' is missing {name}")
-        files[name] = path.read_text(encoding="utf-8")
+        files[name] = read_text(path, "prompt file")
     ctx = files["context.md"]
     if "{question}" not in ctx or "{knowledge}" not in ctx:
         raise InputError.single(str(base / "context.md"), None, "context.md must contain {knowledge} and {question}")

@@ -5,11 +5,13 @@ A later run loads an approved ``results.json`` as its baseline, so this schema i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import Generation, MetricValue
+from .models import Case, Generation, MetricValue
 
 VerdictName = Literal["PASS", "FAIL", "REVIEW", "ERROR"]
 EXIT_CODES: dict[str, int] = {"PASS": 0, "FAIL": 1, "REVIEW": 3, "ERROR": 4}
@@ -192,6 +194,7 @@ class RunResult(BaseModel):
     judge_calibration: list[dict[str, Any]] = Field(default_factory=list)  # each judge's record check
     self_agreement: dict[str, Any] | None = None  # test-retest of the judge on this run
     flaky: list[dict[str, Any]] = Field(default_factory=list)  # cases whose verdict flips between repeats
+    baseline_mismatch: list[str] = Field(default_factory=list)  # --baseline-mismatch review: why it did not match
     warnings: list[str] = Field(default_factory=list)  # advice that does not change the verdict (golden freshness)
     tickets: list[dict[str, Any]] = Field(default_factory=list)  # known-error tickets opened or counted by this run
     # The retry policy's account (issue 15): concurrency (max, floor, lowest, final) and, per model, calls,
@@ -200,3 +203,68 @@ class RunResult(BaseModel):
 
     def case(self, case_id: str) -> CaseResult | None:
         return next((c for c in self.cases if c.id == case_id), None)
+
+
+def load_result(path: Path, what: str = "results.json") -> RunResult:
+    """A results.json (a baseline or a shard's run); every problem is an InputError naming the file."""
+    from pydantic import ValidationError
+
+    from .errors import InputError
+    from .inputs import parse_json, read_text
+
+    name = str(path)
+    data = parse_json(read_text(Path(path), f"{what} results.json" if what == "baseline" else what), name)
+    if not isinstance(data, dict):
+        raise InputError.single(name, None, f"not an evalgate results.json ({what}): expected a JSON object")
+    try:
+        return RunResult.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(map(str, err["loc"])) or "(file)"
+        raise InputError.single(name, None, f"not an evalgate results.json ({what}): {loc}: {err['msg']}") from None
+
+
+def baseline_mismatch(
+    baseline: RunResult, cases: list[Case], config: dict[str, Any], sections: list[str], ignore: Sequence[str] = ()
+) -> list[str]:
+    """Why ``baseline`` cannot be compared with a run of ``cases`` under ``config`` (empty: it can).
+
+    - no case id in common: every paired comparison would be "not run";
+    - a shared case id whose prompt or reference differs: the baseline was made from another golden set;
+    - a decision section of the gate config (``sections``: thresholds, models, gate rules...) differs, leaving out
+      ``ignore`` (sections or dotted keys: the judge, whose change is handled by re-scoring the baseline).
+    """
+    reasons: list[str] = []
+    mine = {c.id: c for c in cases}
+    shared = [b for b in baseline.cases if b.id in mine]
+    if not shared:
+        reasons.append(
+            f"the baseline shares no case id with this run ({len(baseline.cases)} baseline cases, {len(mine)} here)"
+        )
+    changed = [b.id for b in shared if b.question and b.reference and (b.question, b.reference) != _text(mine[b.id])]
+    if changed:
+        reasons.append(
+            f"the baseline was made from another golden set: {len(changed)} shared case(s) differ in prompt or "
+            f"reference (e.g. {', '.join(sorted(changed)[:3])})"
+        )
+    if baseline.config:
+
+        def kept(section: str, value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: v for k, v in value.items() if f"{section}.{k}" not in ignore}
+            return value
+
+        differ = [
+            s
+            for s in sections
+            if s in config and s not in ignore and kept(s, baseline.config.get(s)) != kept(s, config.get(s))
+        ]
+        if differ:
+            reasons.append(
+                "the baseline was made with another gate config (" + ", ".join(f"[{s}]" for s in differ) + " differ)"
+            )
+    return reasons
+
+
+def _text(case: Case) -> tuple[str, str]:
+    return case.question, case.reference

@@ -26,6 +26,8 @@ with the request id to quote.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import os
@@ -43,6 +45,7 @@ from . import telemetry as tm
 from .errors import InputError
 from .feedback import DynamoFeedbackLedger, FeedbackLedger, Kind, LedgerUnavailable
 from .flags import FlagDecision, FlagResolver, build_resolver
+from .inputs import JsonProblem, loads
 from .models import KnowledgeEntry, Turn
 from .prompts import DEFAULT_CANARY, PromptTemplate, load_prompt
 from .retrieval import KnowledgeIndex, load_index
@@ -64,6 +67,8 @@ MAX_QUESTION = 4000
 MAX_DOCUMENT = 8000
 MAX_TURNS = 20
 MAX_CAPTURED_TEXT = 12000
+# A request body larger than this is refused (413) before parsing; the fields' own limits sum to ~100 kB of text.
+MAX_BODY_BYTES = 256 * 1024
 RETRY_AFTER_THROTTLED = 2
 RETRY_AFTER_UNAVAILABLE = 5
 DEFAULT_FEEDBACK_WINDOW_S = 3600
@@ -697,13 +702,44 @@ class Service:
         )
 
 
+def http_body(body: str | None, is_base64: bool) -> bytes | HttpOutcome:
+    """The raw request body of an HTTP API / function URL event: base64 decoded when flagged, size-checked.
+    Bad base64 or an oversize body is a client error (400 / 413), never a 500."""
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        return error(400, "request body must be a string")
+    if len(body) > MAX_BODY_BYTES * 4 // 3 + 4:
+        return error(413, f"request body is too large; the limit is {MAX_BODY_BYTES} bytes")
+    if not is_base64:
+        raw = body.encode("utf-8", "surrogatepass")
+    else:
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return error(400, "request body is flagged base64 but is not valid base64")
+    if len(raw) > MAX_BODY_BYTES:
+        return error(413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES} bytes")
+    return raw
+
+
 def parse_json_body(body: str | bytes | None, model: type[M]) -> M | HttpOutcome:
+    """A JSON object body validated as ``model``; every problem is a 4xx with the reason (UTF-8, JSON syntax,
+    nesting depth, size, fields)."""
     if body is None or (isinstance(body, str | bytes) and not body.strip()):
         return error(400, "request body is empty; send a JSON object")
+    size = len(body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body)
+    if size > MAX_BODY_BYTES:
+        return error(413, f"request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes")
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return error(400, f"request body is not valid UTF-8 (byte {exc.start}); send UTF-8 JSON")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        return error(400, f"request body is not valid JSON: {exc}")
+        data = loads(body)
+    except JsonProblem as exc:
+        return error(400, f"request body: {exc}")
     if not isinstance(data, dict):
         return error(400, "request body must be a JSON object")
     try:
@@ -798,4 +834,8 @@ def handle_direct(service: Service, event: Mapping[str, Any]) -> HttpOutcome:
         inv = DirectInvocation.model_validate(event.get(DIRECT_KEY))
     except ValidationError as exc:
         return error(400, f"{DIRECT_KEY}: " + "; ".join(e["msg"] for e in exc.errors()[:3]))
-    return service.ask(json.dumps(inv.request), None, side_effects=False)
+    try:
+        body = json.dumps(inv.request)
+    except (ValueError, TypeError, RecursionError):
+        return error(400, f"{DIRECT_KEY}.request: not a JSON object that can be replayed")
+    return service.ask(body, None, side_effects=False)

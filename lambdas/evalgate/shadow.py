@@ -39,6 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from .masking import mask_text
 
 log = logging.getLogger(__name__)
+# How long a replayed request id is remembered by the shadow worker: the shadow queue's message retention.
+DEDUP_WINDOW_S = 4 * 24 * 3600
 
 # ------------------------------------------------------------------------------------------------ worker
 
@@ -196,10 +198,9 @@ def make_pair(msg: ShadowMessage, shadow: ShadowSide) -> dict[str, Any]:
     }
 
 
-def replay(body: str, invoker: ShadowInvoker) -> dict[str, Any] | None:
-    """Parse one shadow-queue message, run it on the candidate, return the pair -- or None when the candidate is
-    the very version that answered in production (a pair would compare a version with itself)."""
-    msg = parse_message(body)
+def replay(msg: ShadowMessage, invoker: ShadowInvoker) -> dict[str, Any] | None:
+    """Run one mirrored request on the candidate and return the pair -- or None when the candidate is the very
+    version that answered in production (a pair would compare a version with itself)."""
     served = msg.production.function_version
     if served and invoker.target_version() == served:
         return None
@@ -343,28 +344,30 @@ class Pair:
 
 def read_pairs(path: Path) -> tuple[list[Pair], list[str]]:
     """Pairs from a JSONL file or every ``*.jsonl`` under a folder; problems as ``file:line: message``."""
+    from .dataset import iter_jsonl
+
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     pairs: list[Pair] = []
     problems: list[str] = []
+    seen: set[str] = set()
+    if path.is_dir() and not files:
+        problems.append(f"{path}: no *.jsonl shadow pairs in this folder")
     for f in files:
-        if not f.is_file():
-            problems.append(f"{f}: file not found")
-            continue
-        for n, raw in enumerate(f.read_text(encoding="utf-8").splitlines(), start=1):
-            if not raw.strip():
+        for n, rec, problem in iter_jsonl(f, str(f)):
+            if problem is not None or rec is None:
+                problems.append(str(problem or f"{f}:{n}: unreadable record"))
                 continue
-            try:
-                rec = json.loads(raw)
-                pairs.append(
-                    Pair(
-                        str(rec["request_id"]),
-                        str(rec.get("question") or ""),
-                        dict(rec["production"]),
-                        dict(rec["shadow"]),
-                    )
+            prod, shad, rid = rec.get("production"), rec.get("shadow"), rec.get("request_id")
+            if not isinstance(prod, dict) or not isinstance(shad, dict) or not isinstance(rid, str | int) or not rid:
+                problems.append(
+                    f"{f}:{n}: not a shadow pair: expected an object with 'request_id', and 'production' and "
+                    "'shadow' objects"
                 )
-            except (ValueError, KeyError, TypeError) as exc:
-                problems.append(f"{f}:{n}: not a shadow pair ({type(exc).__name__}: {exc})")
+                continue
+            if str(rid) in seen:  # a redelivered mirror stored twice: one pair per request id
+                continue
+            seen.add(str(rid))
+            pairs.append(Pair(str(rid), str(rec.get("question") or ""), dict(prod), dict(shad)))
     return pairs, problems
 
 

@@ -21,11 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from pydantic import ValidationError
-
-from . import __version__
+from . import __version__, results
 from .config import GateConfig, config_fingerprint, config_from_dump
 from .errors import InputError, Problem
+from .gate import review_on_mismatch
 from .judge_trust import flaky_cases, merge_self_agreement, recorded_reviews, with_reviews
 from .results import CaseResult, Comparison, Drift, RunResult, Usage
 from .runner import diversity_of, drift_of, gate_results, hallucination_list
@@ -78,15 +77,7 @@ def shard_record(index: int, count: int, all_cases: Sequence[_HasId]) -> dict[st
 
 
 def load_result(path: Path) -> RunResult:
-    try:
-        return RunResult.model_validate_json(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError.single(str(path), None, "results.json not found") from None
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise InputError.single(
-            str(path), None, f"not an evalgate results.json: {'.'.join(map(str, err['loc']))}: {err['msg']}"
-        ) from None
+    return results.load_result(path, "shard's results.json")
 
 
 # Fields every shard of one run must share, with how to name them in an error.
@@ -237,6 +228,8 @@ def merge_results(
             cases, baseline, cfg, embedder_name, {n["metric"] for n in not_run}, fatal, drift, diversity, retest
         )
         verdict = with_reviews(verdict, recorded_reviews(first))
+    mismatch = list(dict.fromkeys(m for _, r in ordered for m in r.baseline_mismatch))
+    review_on_mismatch(verdict, mismatch)
     spent = [float((r.cost or {}).get("spent_usd") or 0.0) for _, r in ordered]
     now = datetime.now(UTC).isoformat()
     return RunResult(
@@ -263,6 +256,7 @@ def merge_results(
         usage=_merge_usage([r.usage for _, r in ordered]),
         hallucinations=hallucination_list(cases),
         verdict=verdict,
+        baseline_mismatch=mismatch,
         commit=first.commit,
         tier_decision=first.tier_decision,
         skipped=all(r.skipped for _, r in ordered),

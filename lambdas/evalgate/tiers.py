@@ -98,7 +98,12 @@ def matches_any(path: str, patterns: Sequence[str]) -> bool:
 def git(repo: Path, *args: str) -> str:
     try:
         proc = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=False
+            ["git", "-C", str(repo), *args],
+            capture_output=True,
+            text=True,
+            errors="replace",  # file contents at a revision may be any bytes; they are only compared
+            timeout=GIT_TIMEOUT_S,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GitError(f"git {' '.join(args)}: {exc}") from exc
@@ -130,7 +135,7 @@ def _file_at(repo: Path, rev: str | None, path: str) -> str | None:
     """File text at a revision (None: the working tree); None when it does not exist there."""
     if rev is None:
         p = repo / path
-        return p.read_text(encoding="utf-8") if p.is_file() else None
+        return p.read_text(encoding="utf-8", errors="replace") if p.is_file() else None
     try:
         return git(repo, "show", f"{rev}:{path}")
     except GitError:
@@ -142,7 +147,7 @@ def _sections_changed(old: str | None, new: str | None, sections: Sequence[str])
     try:
         a = tomllib.loads(old) if old is not None else {}
         b = tomllib.loads(new) if new is not None else {}
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return None
     return [s for s in sections if a.get(s) != b.get(s)]
 
@@ -160,7 +165,7 @@ def _keys_changed(old: str | None, new: str | None, keys: Sequence[str]) -> list
     try:
         a = json.loads(old) if old is not None else {}
         b = json.loads(new) if new is not None else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return [k for k in keys if _dig(a, k) != _dig(b, k)]
 

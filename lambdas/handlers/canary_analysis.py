@@ -1,4 +1,9 @@
-"""CodeDeploy AfterAllowTraffic hook: canary judge of the new version vs the previous one; always reports."""
+"""CodeDeploy AfterAllowTraffic hook: canary judge of the new version vs the previous one; always reports.
+
+Idempotent: the analysis runs once per ``LifecycleEventHookExecutionId`` (Powertools Idempotency on DynamoDB,
+``IDEMPOTENCY_TABLE``); a redelivered invocation reports the stored outcome again, and CodeDeploy's
+LifecycleEventAlreadyCompletedException counts as done; one arriving mid-run leaves the reporting to the first.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from evalgate import deploy_hooks as hooks
 from evalgate import telemetry as tm
 from evalgate.canary import CloudWatchSamples
-from handlers import new_metrics, new_tracer, publish, version_dimensions
+from handlers import hook_once, new_metrics, new_tracer, publish, version_dimensions
 
 logger = Logger()
 tracer = new_tracer()
@@ -45,10 +50,14 @@ def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict
             budget_s=hooks.budget_from_context(context),
             reporter=get_reporter(),
             logger=logger,
+            once=hook_once(context),
         )
     except hooks.HookEventError as exc:
         logger.error("malformed hook event; nothing to report to CodeDeploy", extra={"error": str(exc)})
         return {"status": "error", "error": str(exc)}
+    except hooks.HookAlreadyRunning:
+        logger.info("redelivered hook invocation while the first is running; it reports the status")
+        return {"status": "duplicate", "reason": "this hook execution is already running"}
     t = tm.Telemetry(version_dimensions())
     t.add(tm.CANARY_PASSED, 1 if outcome.status == "Succeeded" else 0)
     if isinstance(outcome.details.get("score"), int | float):

@@ -1,6 +1,10 @@
 """Scheduled every minute: the canary verdict during the canary step (``evalgate.canary_live``), published as
 ``CanaryVerdict`` per new version for the deployment group's alarm. Raises when a deployment could not even be
-attributed to a version, so the function's error alarm (also in the deployment group) stops it: fail closed."""
+attributed to a version, so the function's error alarm (also in the deployment group) stops it: fail closed.
+
+Idempotent: a retried or duplicated scheduled invocation recomputes the verdict from the same metrics and
+publishes the same 0/1 value for the minute; the alarm reads the per-minute Maximum, so a second data point
+changes nothing."""
 
 from __future__ import annotations
 

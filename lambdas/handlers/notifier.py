@@ -1,4 +1,10 @@
-"""Notifier Lambda: EventBridge (CodeDeploy / AppConfig / CodePipeline / gate REVIEW) → one explanatory email."""
+"""Notifier Lambda: EventBridge (CodeDeploy / AppConfig / CodePipeline / gate REVIEW) → one explanatory email.
+
+Idempotent: EventBridge and Lambda's async invocation deliver at least once; the email is composed and sent
+once per EventBridge event id (Powertools Idempotency on DynamoDB, ``IDEMPOTENCY_TABLE``); a redelivery sends
+nothing. An event it cannot use is logged and dropped (it returns, so Lambda does not retry it); a failure to
+send (SNS unavailable) raises, is retried by Lambda, then lands in the on-failure dead-letter queue.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate import notify
 from evalgate import telemetry as tm
-from handlers import new_metrics, new_tracer, publish, version_dimensions
+from handlers import idempotent, new_metrics, new_tracer, publish, version_dimensions
 
 logger = Logger()
 tracer = new_tracer()
 metrics = new_metrics()
 _clients: dict[str, Any] = {}
+EVENT_DEDUP_S = 7 * 24 * 3600  # longer than EventBridge's retries (24 h at most) and Lambda's async ones (6 h)
 
 
 def client(service: str) -> Any:
@@ -33,7 +40,7 @@ def client(service: str) -> Any:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    topic, table = os.environ["TOPIC_ARN"], os.environ["IDEMPOTENCY_TABLE"]
+    topic = os.environ["TOPIC_ARN"]
     lookup = notify.Lookup(
         client,
         judge_log_group=os.environ.get("JUDGE_LOG_GROUP") or None,
@@ -46,8 +53,8 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             lookup=lookup,
             sns=client("sns"),
             topic_arn=topic,
-            store=notify.IdempotencyStore(client("dynamodb"), table),
             default_region=os.environ.get("AWS_REGION", "us-east-1"),
+            once=lambda send: idempotent(send, key="id", expires_s=EVENT_DEDUP_S, context=context),
         )
     except notify.NotifyEventError as exc:
         logger.error("malformed event; nothing sent", extra={"error": str(exc)})

@@ -1,4 +1,13 @@
-"""Online judge Lambda: SQS batches of captured answers → judge → EMF metrics per answering version."""
+"""Online judge Lambda: SQS batches of captured answers → judge → EMF metrics per answering version.
+
+Idempotent: SQS delivers at least once, so each capture is judged and counted once per capture id (the
+service's ``request_id``) with Powertools Idempotency on DynamoDB (``IDEMPOTENCY_TABLE``), for as long as the
+capture queue keeps a message. A redelivered capture gets the stored outcome and publishes nothing, so
+``JudgedCount`` / ``QualityScore`` of a canary version are not inflated. The metrics of a batch are published
+after its records are processed: if the function dies in between, those captures count zero times (fewer
+judged samples: the canary cannot promote on them), never twice. A record that is not a capture fails alone
+(partial batch response) and ends in the queue's DLQ.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +21,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate import online
 from evalgate.retrieval import KnowledgeIndex, load_index
-from handlers import new_tracer, publish_now
+from handlers import idempotent, is_sqs_batch, new_tracer, publish_now
 
 logger = Logger()
 tracer = new_tracer()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)  # bad records: DLQ, no raise
 _state: dict[str, Any] = {}
 RESERVE_S = 10.0  # invocation time kept for publishing metrics after the last judgement
 
@@ -68,8 +77,11 @@ def open_live_tickets(rows: list[dict[str, Any]]) -> None:
         try:
             if "tickets" not in _state:
                 _state["tickets"] = OpsCenterTickets()
-            finding = live_finding(str(row.get("question", "")), str(row.get("answer", "")),
-                                   [str(c) for c in row.get("unsupported_claims") or []])
+            finding = live_finding(
+                str(row.get("question", "")),
+                str(row.get("answer", "")),
+                [str(c) for c in row.get("unsupported_claims") or []],
+            )
             keys = ("request_id", "function_version", "model_id", "prompt_version")
             context = {k: str(row.get(k) or "") for k in keys}
             ticket = _state["tickets"].open(finding, context)
@@ -81,7 +93,7 @@ def open_live_tickets(rows: list[dict[str, Any]]) -> None:
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+    if not is_sqs_batch(event):
         logger.error("not an SQS batch event", extra={"event_type": type(event).__name__})
         return {"batchItemFailures": [], "error": "unsupported event: expected an SQS batch ({'Records': [...]})"}
     judged: list[online.JudgedRecord] = []
@@ -92,18 +104,26 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
 
-    def record_handler(record: SQSRecord) -> None:
-        try:
-            capture, result = online.judge_message(record.body, index(), judge(), canary_token=canary, policy=rates)
-        except online.BadCaptureRecord as exc:
-            logger.error("unusable capture record", extra={"message_id": record.message_id, "error": str(exc)})
-            raise
+    def judge_once(data: dict[str, Any]) -> dict[str, Any]:
+        capture = online.CaptureRecord.model_validate(data)
+        result = online.judge_capture(capture, index(), judge(), canary_token=canary, policy=rates)
         judged.append(result)
         row = online.stored_row(capture, result)
         if row is not None:
             rows.append(row)
             if result.judged:
                 logger.info("judged", extra=row)
+        return {"request_id": result.request_id, "judged": result.judged, "skipped": result.skipped}
+
+    once = idempotent(judge_once, key="request_id", expires_s=online.DEDUP_WINDOW_S, context=context)
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            capture = online.parse_capture(record.body)
+        except online.BadCaptureRecord as exc:
+            logger.error("unusable capture record", extra={"message_id": record.message_id, "error": str(exc)})
+            raise
+        once(data=capture.model_dump(mode="json"))
 
     response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
@@ -111,7 +131,7 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     publish_now(r.telemetry() for r in judged)
     bucket = os.environ.get("JUDGED_BUCKET")
     if bucket and rows:
-        try:  # best effort: the metrics are out; a retry of the batch would count them twice
+        try:  # best effort: the metrics are out; a redelivered capture is not judged or stored again
             if "writer" not in _state:
                 _state["writer"] = online.JudgedWriter(bucket, os.environ.get("JUDGED_PREFIX") or "judged/")
             _state["writer"].write(rows)

@@ -1,4 +1,10 @@
-"""CodeDeploy BeforeAllowTraffic hook: the golden smoke set against the new version; always reports a status."""
+"""CodeDeploy BeforeAllowTraffic hook: the golden smoke set against the new version; always reports a status.
+
+Idempotent: CodeDeploy invokes hooks asynchronously, so Lambda may deliver one hook execution twice. The smoke
+set runs once per ``LifecycleEventHookExecutionId`` (Powertools Idempotency on DynamoDB, ``IDEMPOTENCY_TABLE``);
+a redelivery reports the stored outcome again and treats CodeDeploy's LifecycleEventAlreadyCompletedException
+as done; one that arrives while the first run is going returns without reporting (the first run reports).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate import deploy_hooks as hooks
 from evalgate import telemetry as tm
-from handlers import new_metrics, new_tracer, publish, version_dimensions
+from handlers import hook_once, new_metrics, new_tracer, publish, version_dimensions
 
 logger = Logger()
 tracer = new_tracer()
@@ -36,11 +42,19 @@ def smoke(deadline: float) -> hooks.HookOutcome:
 def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict[str, Any]:
     try:
         outcome = hooks.run_hook(
-            event.raw_event, smoke, budget_s=hooks.budget_from_context(context), reporter=get_reporter(), logger=logger
+            event.raw_event,
+            smoke,
+            budget_s=hooks.budget_from_context(context),
+            reporter=get_reporter(),
+            logger=logger,
+            once=hook_once(context),
         )
     except hooks.HookEventError as exc:
         logger.error("malformed hook event; nothing to report to CodeDeploy", extra={"error": str(exc)})
         return {"status": "error", "error": str(exc)}
+    except hooks.HookAlreadyRunning:
+        logger.info("redelivered hook invocation while the first is running; it reports the status")
+        return {"status": "duplicate", "reason": "this hook execution is already running"}
     t = tm.Telemetry(version_dimensions())
     t.add(tm.PRE_TRAFFIC_PASSED, 1 if outcome.status == "Succeeded" else 0)
     publish(metrics, t)

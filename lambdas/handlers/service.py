@@ -44,9 +44,12 @@ def route(event: APIGatewayProxyEventV2) -> core.HttpOutcome:
         return core.error(404, f"no such route {path!r}: use POST /ask or POST /feedback")
     if method != "POST":
         return core.error(405, f"{method} is not allowed on {path}: use POST", retry_after=None)
+    body = core.http_body(event.body, event.is_base64_encoded)  # bad base64 / oversize: 400 / 413, not 500
+    if isinstance(body, core.HttpOutcome):
+        return body
     if routes[path.rstrip("/")] == "ask":
-        return get_service().ask(event.decoded_body, event.headers)
-    return get_service().feedback(event.decoded_body)
+        return get_service().ask(body, event.headers)
+    return get_service().feedback(body)
 
 
 def _respond(outcome: core.HttpOutcome) -> dict[str, Any]:
@@ -67,8 +70,22 @@ def _internal_error() -> dict[str, Any]:
 
 
 def _is_http_event(event: Any) -> bool:
+    """The HTTP API v2 / function URL shape, down to the types of the fields the route reads."""
     ctx = event.get("requestContext") if isinstance(event, dict) else None
-    return isinstance(ctx, dict) and isinstance(ctx.get("http"), dict) and bool(ctx["http"].get("method"))
+    if not (isinstance(ctx, dict) and isinstance(ctx.get("http"), dict)):
+        return False
+    http = ctx["http"]
+    return (
+        isinstance(http.get("method"), str)
+        and bool(http["method"])
+        and isinstance(event.get("headers"), dict | None)
+        and isinstance(event.get("body"), str | None)
+        and isinstance(event.get("isBase64Encoded", False), bool)
+        and isinstance(event.get("rawPath"), str | None)
+        and isinstance(http.get("path"), str | None)
+        and isinstance(event.get("rawPath") or http.get("path"), str)
+        and isinstance(ctx.get("stage"), str | None)
+    )
 
 
 # log_event stays off whatever POWERTOOLS_LOGGER_LOG_EVENT says: an event holds the unmasked question

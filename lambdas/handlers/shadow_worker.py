@@ -1,4 +1,10 @@
-"""Shadow worker Lambda: SQS of mirrored requests → the candidate (side effects off) → JSONL pairs in S3."""
+"""Shadow worker Lambda: SQS of mirrored requests → the candidate (side effects off) → JSONL pairs in S3.
+
+Idempotent: SQS delivers at least once. Each mirrored request is replayed on the candidate once per request id
+(Powertools Idempotency on DynamoDB, ``IDEMPOTENCY_TABLE``); a redelivery gets the stored pair back without
+invoking the candidate again. A pair may still be written twice (the batch's S3 write and a later redelivery);
+``evalgate shadow-report`` keeps one pair per request id, so it is counted once.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate import shadow
 from evalgate import telemetry as tm
-from handlers import new_metrics, new_tracer, publish, version_dimensions
+from handlers import idempotent, is_sqs_batch, new_metrics, new_tracer, publish, version_dimensions
 
 logger = Logger()
 tracer = new_tracer()
 metrics = new_metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)  # bad records: DLQ, no raise
 _state: dict[str, Any] = {}
 
 
@@ -39,22 +45,29 @@ def writer() -> shadow.PairWriter:
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    if not isinstance(event, dict) or not isinstance(event.get("Records"), list):
+    if not is_sqs_batch(event):
         logger.error("not an SQS batch event", extra={"event_type": type(event).__name__})
         return {"batchItemFailures": [], "error": "unsupported event: expected an SQS batch ({'Records': [...]})"}
     pairs: list[dict[str, Any]] = []
     skipped = 0
 
-    def record_handler(record: SQSRecord) -> None:
+    def replay_once(data: dict[str, Any]) -> dict[str, Any]:
         nonlocal skipped
+        pair = shadow.replay(shadow.ShadowMessage.model_validate(data), invoker())
+        if pair is None:
+            skipped += 1  # the candidate is the version that answered: nothing to compare
+        return {"pair": pair}
+
+    once = idempotent(replay_once, key="request_id", expires_s=shadow.DEDUP_WINDOW_S, context=context)
+
+    def record_handler(record: SQSRecord) -> None:
         try:
-            pair = shadow.replay(record.body, invoker())
+            msg = shadow.parse_message(record.body)
         except shadow.BadShadowMessage as exc:
             logger.error("unusable shadow message", extra={"message_id": record.message_id, "error": str(exc)})
             raise
-        if pair is None:
-            skipped += 1  # the candidate is the version that answered: nothing to compare
-        else:
+        pair = once(data=msg.model_dump(mode="json"))["pair"]
+        if pair is not None:
             pairs.append(pair)
 
     with processor(records=event["Records"], handler=record_handler, lambda_context=context):

@@ -292,6 +292,10 @@ class Gate:
             cmd += ["--prompt", c.prompt]
         if baseline is not None:
             cmd += ["--baseline", str(baseline)]
+            # The pipeline picks the last approved baseline; a change to the golden set or the gate config can't be
+            # compared with it, so a person decides (REVIEW waits for the manual approval) instead of exit 2.
+            if self.supports("--baseline-mismatch"):
+                cmd += ["--baseline-mismatch", "review"]
         if c.max_cost and self.supports("--max-cost"):
             cmd += ["--max-cost", c.max_cost]
         if c.shard:

@@ -1,17 +1,18 @@
 """Alerts: a KMS-encrypted, SSL-only SNS topic with the email subscription, and the notifier Lambda.
 
 EventBridge rules (added with :meth:`Notifications.route`) deliver CodeDeploy FAILURE/STOP, AppConfig rollback
-and CodePipeline failure events to the notifier, which writes one explanatory email per event id (idempotency
-table) to the topic. Targets retry for 2 hours and park undeliverable events in a KMS-encrypted DLQ.
+and CodePipeline failure events to the notifier, which writes one explanatory email per event id (Powertools
+idempotency table) to the topic. Targets retry for 2 hours and park undeliverable events in a KMS-encrypted DLQ;
+the same DLQ is the notifier's on-failure destination for events it failed to send after async retries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jsii
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -25,7 +26,25 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from ..nag import acknowledge, nag_text
+from .idempotency import IdempotencyTable
 from .lambda_bundle import FunctionSpec, LambdaBundle
+
+
+@jsii.implements(lambda_.IDestination)
+class _DeadLetters:
+    """On-failure destination: the encrypted DLQ. Only sqs:SendMessage is granted here; the notifier already
+    holds kms:GenerateDataKey on the queue's key (CDK's SqsDestination would add kms:ReEncrypt* and wildcards)."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(
+        self, scope: Construct, fn: lambda_.IFunction, *, type: lambda_.DestinationType | None = None
+    ) -> lambda_.DestinationConfig:
+        fn.add_to_role_policy(iam.PolicyStatement(
+            sid="DeadLetterFailedEvents", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
+        ))
+        return lambda_.DestinationConfig(destination=self.queue.queue_arn)
 
 
 @dataclass(frozen=True)
@@ -88,22 +107,12 @@ class Notifications(Construct):
             principals=[iam.ServicePrincipal("events.amazonaws.com")],
             resources=["*"],
         ))
-        self.idempotency = dynamodb.TableV2(
-            self, "Idempotency",
-            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
-            billing=dynamodb.Billing.on_demand(),
-            time_to_live_attribute="expiration",
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.idempotency = IdempotencyTable(self, "Idempotency")
         self.notifier = props.bundle.function(self, "Notifier", FunctionSpec(
             handler="handlers.notifier.handler",
             description="Explains rollbacks and pipeline failures in one email per event",
             environment={
                 "TOPIC_ARN": self.topic.topic_arn,
-                "IDEMPOTENCY_TABLE": self.idempotency.table_name,
                 **(props.extra_environment or {}),
             },
             timeout=Duration.seconds(60),
@@ -115,11 +124,14 @@ class Notifications(Construct):
         self.notifier.add_to_role_policy(iam.PolicyStatement(
             sid="EncryptForTopic", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[self.key.key_arn],
         ))
-        self.notifier.add_to_role_policy(iam.PolicyStatement(
-            sid="IdempotencyRecords",
-            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
-            resources=[self.idempotency.table_arn],
-        ))
+        self.idempotency.attach(self.notifier)
+        # An event the notifier cannot use is logged and dropped (it never raises for those); one it could not
+        # send after Lambda's async retries (SNS down) is dead-lettered with its error, not lost.
+        self.notifier.configure_async_invoke(
+            on_failure=_DeadLetters(self.dead_letters),
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+        )
 
     def allow_explaining(self, x: Explainable) -> None:
         """Read access for the email's evidence: deployment, version config, alarms, metrics, worst judged

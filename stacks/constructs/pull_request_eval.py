@@ -75,7 +75,8 @@ def evaluation_commands(post: str) -> list[str]:
     return [
         'aws s3 cp "s3://$EVAL_BUCKET/baselines/approved/results.json" baseline.json || rm -f baseline.json',
         'export EVALGATE_BASE_COMMIT=$(aws s3 cp "s3://$EVAL_BUCKET/baselines/approved/commit.txt" - || true)',
-        'BASELINE=""; if [ -f baseline.json ]; then BASELINE="--baseline baseline.json"; fi',
+        # a PR that changes the golden set or gate.toml can't be compared with the approved run: REVIEW, not exit 2
+        'BASELINE=""; if [ -f baseline.json ]; then BASELINE="--baseline baseline.json --baseline-mismatch review"; fi',
         # Judge calibration records measured by the trusted gate (read-only here: a pull request never writes them).
         'aws s3 cp "s3://$EVAL_BUCKET/baselines/calibration/" .evalgate/calibration --recursive --only-show-errors '
         "|| true",

@@ -248,3 +248,59 @@ def test_module_entry_point_and_help():
     assert r.returncode == 0 and "replay:FILE" in r.stdout and "Exit codes" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "evalgate", "run"], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2 and "--candidate" in r.stderr
+
+
+def _mismatched(baseline_run: Path, tmp_path: Path, kind: str) -> tuple[Path, Path, str]:
+    """A golden folder and a baseline that do not match in one way: (golden, baseline, expected reason)."""
+    golden = tmp_path / "golden"
+    shutil.copytree(GOLDEN, golden, ignore=shutil.ignore_patterns("third_party"))
+    data = json.loads((baseline_run / "results.json").read_text())
+    if kind == "no shared case":
+        for c in data["cases"]:
+            c["id"] = "old-" + c["id"]
+        from evalgate.dataset import load_golden
+
+        here = len(load_golden(golden).cases)
+        reason = f"the baseline shares no case id with this run ({len(data['cases'])} baseline cases, {here} here)"
+    elif kind == "another golden set":
+        lines = (golden / "cases.jsonl").read_text().splitlines()
+        first = json.loads(lines[0])
+        first["reference"] = first["reference"] + " (reworded)"
+        (golden / "cases.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+        reason = (
+            "the baseline was made from another golden set: 1 shared case(s) differ in prompt or reference "
+            f"(e.g. {first['id']})"
+        )
+    else:
+        text = (golden / "gate.toml").read_text().replace("relevance = 0.90", "relevance = 0.80")
+        (golden / "gate.toml").write_text(text)
+        reason = "the baseline was made with another gate config ([thresholds] differ)"
+    path = tmp_path / "approved.json"
+    path.write_text(json.dumps(data))
+    return golden, path, reason
+
+
+@pytest.mark.parametrize("kind", ["no shared case", "another golden set", "another config"])
+def test_a_baseline_that_does_not_match_is_refused_or_reviewed_never_a_quiet_pass(
+    kind: str, baseline_run: Path, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    golden, baseline, reason = _mismatched(baseline_run, tmp_path, kind)
+    args = [
+        "--golden",
+        str(golden),
+        "--candidate",
+        f"replay:{GOLDEN}/responses/baseline.jsonl",
+        "--baseline",
+        str(baseline),
+    ]
+    assert run(*args, "--out", str(tmp_path / "refused"), cache=cache) == 2
+    err = capsys.readouterr().err
+    assert f"{baseline}: {reason}" in err and "--baseline-mismatch review" in err
+    assert not (tmp_path / "refused").exists()
+    # a person chose this baseline anyway: the run happens and the PASS becomes REVIEW with the reason
+    assert run(*args, "--baseline-mismatch", "review", "--out", str(tmp_path / "o"), cache=cache) == 3
+    result = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert result["verdict"]["verdict"] == "REVIEW"
+    assert result["verdict"]["reasons"][0] == f"baseline does not match the run: {reason}"
+    assert result["baseline_mismatch"] == [reason]
+    assert reason in (tmp_path / "o" / "summary.md").read_text()

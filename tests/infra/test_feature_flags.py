@@ -58,7 +58,7 @@ def test_cohorts_render_as_sticky_modulo_range_rules() -> None:
     ({"shadow": {"enabled": True, "sample_rate": 1.5}}, "less than or equal to 1"),
     ({"capture": {"sample_rate": -0.1}}, "greater than or equal to 0"),
     ({"variants": {"Bad Name": {"model_id": SONNET, "prompt_version": "support/v1"}}, "cohorts": []}, "variant name"),
-    ({"unknown": 1}, "Extra inputs"),
+    ({"unknown": 1}, "featureFlags.unknown: unknown key"),
 ])
 def test_invalid_flag_settings_stop_synth(overrides: dict[str, Any], fragment: str) -> None:
     message = expect_error("featureFlags", featureFlags=flags(**overrides))

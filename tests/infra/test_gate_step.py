@@ -99,7 +99,7 @@ class FakeRunner:
     """Stands in for subprocess.run: git, ``evalgate run --help`` and ``evalgate run`` (writes reports)."""
 
     def __init__(self, out_dir: Path, exit_code: int, results: dict[str, Any], tags: str = "",
-                 help_text: str = "--tier {offline,smoke,full,release,auto} --max-cost") -> None:
+                 help_text: str = "--tier {offline,smoke,full,release,auto} --max-cost --baseline-mismatch") -> None:
         self.out_dir, self.exit_code, self.results = out_dir, exit_code, results
         self.tags, self.help_text = tags, help_text
         self.commands: list[list[str]] = []
@@ -122,7 +122,7 @@ class FakeRunner:
 
 def make(tmp_path: Path, exit_code: int, *, hallucinations: list[dict[str, Any]] | None = None,
          baseline: bool = True, waiting: bool = True, branch: str = "main", tags: str = "",
-         help_text: str = "--tier {offline,smoke,full,release,auto} --max-cost",
+         help_text: str = "--tier {offline,smoke,full,release,auto} --max-cost --baseline-mismatch",
          ) -> tuple[Gate, FakeS3, FakeSns, FakePipeline, FakeCloudWatch, FakeRunner]:
     cfg = GateEnv(bucket="eval-bucket", topic_arn="arn:aws:sns:us-east-1:111111111111:alerts",
                   pipeline="evalgate-pipeline", stage="QualityGate", approval_action="Approve",
@@ -166,6 +166,7 @@ def test_pass_approves_and_continues_without_moving_the_baseline(tmp_path: Path,
     assert run[run.index("--tier") + 1] == "auto"
     assert run[run.index("--candidate") + 1] == "bedrock"
     assert "--baseline" in run and "--max-cost" in run and "--cache-s3" in run
+    assert run[run.index("--baseline-mismatch") + 1] == "review"  # a golden/config change goes to a person
     assert runner.envs[runner.commands.index(run)]["EVALGATE_BASE_COMMIT"] == "abc123"
 
 

@@ -347,21 +347,23 @@ CONTRACT_ENV = {
         "POWERTOOLS_TRACE_DISABLED",  # the X-Ray SDK would double the service's cold import (bench/README.md)
     },
     "handlers.online_judge.handler": {
-        "JUDGE_MODEL_ID", "POWERTOOLS_METRICS_NAMESPACE", "EVALGATE_KNOWLEDGE_DIR", "CANARY_TOKEN",
+        "JUDGE_MODEL_ID", "POWERTOOLS_METRICS_NAMESPACE", "EVALGATE_KNOWLEDGE_DIR", "CANARY_TOKEN", "IDEMPOTENCY_TABLE",
     },
     "handlers.pre_traffic_hook.handler": {
         "TARGET_FUNCTION_NAME", "TARGET_VERSION", "SMOKE_CASES", "JUDGE_MODEL_ID", "EMBEDDINGS_MODEL_ID",
-        "TTFT_SLO_MS", "BASELINE_QUALIFIER", "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT",
+        "TTFT_SLO_MS", "BASELINE_QUALIFIER", "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT", "IDEMPOTENCY_TABLE",
     },
     "handlers.canary_analysis.handler": {
         "TARGET_FUNCTION_NAME", "TARGET_VERSION", "POWERTOOLS_METRICS_NAMESPACE", "BAKE_MINUTES", "MIN_SAMPLES",
-        "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT",
+        "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT", "IDEMPOTENCY_TABLE",
     },
     "handlers.canary_verdict.handler": {
         "CODEDEPLOY_APPLICATION", "CANARY_INTERVAL_MINUTES", "MIN_SAMPLES",
     },
     "handlers.notifier.handler": {"TOPIC_ARN", "IDEMPOTENCY_TABLE", "POWERTOOLS_METRICS_NAMESPACE"},
-    "handlers.shadow_worker.handler": {"SHADOW_FUNCTION_NAME", "SHADOW_QUALIFIER", "SHADOW_BUCKET", "SHADOW_PREFIX"},
+    "handlers.shadow_worker.handler": {
+        "SHADOW_FUNCTION_NAME", "SHADOW_QUALIFIER", "SHADOW_BUCKET", "SHADOW_PREFIX", "IDEMPOTENCY_TABLE",
+    },
 }
 
 
@@ -430,6 +432,56 @@ def test_dashboard_graphs_quality_per_version(synth: Synth) -> None:
     for metric in ("QualityScore", "Hallucination", "Latency", "JudgedCount", "FeedbackScore"):
         assert f'MetricName=\\\\"{metric}\\\\"' in body or f'MetricName=\\"{metric}\\"' in body, metric
     assert "{EvalGate/Service,FunctionVersion}" in body
+
+
+IDEMPOTENT_HANDLERS = [
+    "handlers.online_judge.handler",
+    "handlers.shadow_worker.handler",
+    "handlers.pre_traffic_hook.handler",
+    "handlers.canary_analysis.handler",
+    "handlers.notifier.handler",
+]
+
+
+@pytest.mark.parametrize("handler", IDEMPOTENT_HANDLERS)
+def test_retried_handlers_get_an_idempotency_table_with_ttl_and_item_access_only(synth: Synth, handler: str) -> None:
+    from stacks.constructs.idempotency import ITEM_ACTIONS
+
+    from .conftest import statements
+
+    template = synth.templates[PROD]
+    _, fn = _function(synth, PROD, handler)
+    ref = fn["Properties"]["Environment"]["Variables"]["IDEMPOTENCY_TABLE"]
+    table_id = ref["Ref"]
+    table = template["Resources"][table_id]
+    assert table["Type"] == "AWS::DynamoDB::GlobalTable"
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["Properties"]["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    replica = table["Properties"]["Replicas"][0]
+    assert replica["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    grants = [
+        st
+        for policy_id, st in statements(template)
+        if st.get("Sid") == "IdempotencyRecords"
+        and role_id in [r["Ref"] for r in template["Resources"][policy_id]["Properties"].get("Roles", [])]
+    ]
+    assert len(grants) == 1
+    assert sorted(as_list(grants[0]["Action"])) == sorted(ITEM_ACTIONS)
+    assert grants[0]["Resource"] == {"Fn::GetAtt": [table_id, "Arn"]}  # this table only, no index, no wildcard
+
+
+def test_notifier_dead_letters_what_it_failed_to_send(synth: Synth) -> None:
+    notifier_id, _ = _function(synth, PROD, "handlers.notifier.handler")
+    configs = [
+        c["Properties"]
+        for c in synth.resources(PROD, "AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == {"Ref": notifier_id}
+    ]
+    assert len(configs) == 1 and configs[0]["MaximumRetryAttempts"] == 2
+    target = configs[0]["DestinationConfig"]["OnFailure"]["Destination"]
+    queue_id = target["Fn::GetAtt"][0]
+    assert synth.templates[PROD]["Resources"][queue_id]["Type"] == "AWS::SQS::Queue"
 
 
 def test_live_canary_verdict_can_stop_the_canary_before_promotion(synth: Synth) -> None:

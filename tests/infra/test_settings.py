@@ -117,6 +117,27 @@ def test_a_canary_that_could_never_collect_enough_samples_stops_synth() -> None:
     assert s.expected_canary_judged() >= s.min_judged_samples
 
 
+def test_an_unknown_or_misspelt_setting_is_an_error_with_the_closest_name() -> None:
+    message = expect_error("canaryPrecent", canaryPrecent=25)
+    assert "canaryPrecent: unknown setting (did you mean 'canaryPercent'?)" in message
+    message = expect_error("zzTop", zzTop="x", canaryPercent=0)  # reported together with invalid values
+    assert "zzTop: unknown setting" in message and "canaryPercent" in message
+    message = expect_error("alarmThresholds.qualityMn", alarmThresholds={"qualityMn": 0.5})
+    assert "alarmThresholds.qualityMn: unknown key (did you mean 'qualityMin'?)" in message
+    # the CDK's own keys (feature flags, CLI and lookup keys) are not settings and pass
+    assert settings_with(**{"@aws-cdk/core:newFlag": True, "aws:cdk:version-reporting": False}).canary_percent == 10
+
+
+def test_synth_reads_the_whole_context_so_a_typo_stops_it(tmp_path: Any) -> None:
+    from aws_cdk import App
+
+    from stacks.application import build
+
+    app = App(context=cdk_context(canaryPrecent=25), outdir=str(tmp_path))
+    with pytest.raises(SettingsError, match="did you mean 'canaryPercent'"):
+        build(app, nag=False)
+
+
 def test_a_canary_under_which_a_rule_could_never_fire_stops_synth() -> None:
     # 4 minutes: the live verdict (3 minutes before the shift) would see 1 period; 5-min x 2 alarms need 10 min
     message = expect_error("canaryIntervalMinutes", canaryIntervalMinutes=4, minJudgedSamples=5)

@@ -120,5 +120,6 @@ def test_cli_max_cost_exits_4_and_names_the_cap(
 
 @pytest.mark.parametrize("bad", ["0", "-1"])
 def test_cli_rejects_a_non_positive_cap(bad: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    code = main(["run", "--candidate", f"replay:{ROOT}/golden/responses/baseline.jsonl", "--max-cost", bad])
-    assert code == 2 and "--max-cost: must be a positive amount of USD" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # argparse: usage, the flag and its allowed range, exit 2
+        main(["run", "--candidate", f"replay:{ROOT}/golden/responses/baseline.jsonl", "--max-cost", bad])
+    assert exc.value.code == 2 and f"--max-cost: must be a number > 0 (got '{bad}')" in capsys.readouterr().err

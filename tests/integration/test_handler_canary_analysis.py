@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from evalgate.deploy_hooks import CodeDeployReporter
 from tests.fakes.aws_lambda import context_factory
+from tests.fakes.idempotency import create_idempotency_table, records
 
 DEPLOYMENT = "d-9QK3M2ZP7"
 EXECUTION = "eyJkZXBsb3ltZW50SWQiOiJkLTlRSzNNMlpQNyJ9EXAMPLE"
@@ -128,7 +129,8 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     with mock_aws():
         from handlers import canary_analysis as h
 
-        yield {"h": h, "cw": boto3.client("cloudwatch", region_name="us-east-1")}
+        ddb = create_idempotency_table(monkeypatch)
+        yield {"h": h, "cw": boto3.client("cloudwatch", region_name="us-east-1"), "ddb": ddb}
 
 
 def event() -> dict[str, str]:
@@ -274,3 +276,23 @@ def test_min_sample_alarm_must_be_ok_to_promote(
     stub.assert_no_pending_responses()
     if expected == "Failed":
         assert f"minimum-sample alarm evalgate-judged-count-low is {state}" in out["reason"]
+
+
+def test_redelivered_invocation_reports_the_stored_outcome_and_already_completed_is_done(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_arm(world["cw"], "6", quality=0.86, hall_rate=0.02, latency=900, error_rate=0.005, seed=1)
+    put_arm(world["cw"], "7", quality=0.87, hall_rate=0.02, latency=880, error_rate=0.005, seed=2)
+    reporter, stub = codedeploy("Succeeded")  # one GetDeployment only: a second analysis would fail the stub
+    stub.add_client_error(
+        "put_lifecycle_event_hook_execution_status",
+        service_error_code="LifecycleEventAlreadyCompletedException",
+        service_message="The lifecycle event is already completed.",
+        expected_params={"deploymentId": DEPLOYMENT, "lifecycleEventHookExecutionId": EXECUTION, "status": "Succeeded"},
+    )
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    first = world["h"].handler(event(), Ctx())
+    second = world["h"].handler(event(), Ctx())
+    assert first["status"] == second["status"] == "Succeeded" and first["reason"] == second["reason"]
+    stub.assert_no_pending_responses()
+    assert len(records(world["ddb"])) == 1 and records(world["ddb"])[0]["status"]["S"] == "COMPLETED"

@@ -359,10 +359,9 @@ def test_redelivered_event_sends_no_second_email(world: dict[str, Any]) -> None:
     assert world["h"].handler(codedeploy_event(), Ctx())["status"] == "sent"
     assert world["h"].handler(codedeploy_event(), Ctx())["status"] == "duplicate"
     assert len(inbox(world)) == 1
-    item = world["ddb"].get_item(
-        TableName="evalgate-idempotency", Key={"id": {"S": "notifier#c071bfbf-83c4-49ca-a6ff-3df053957145"}}
-    )["Item"]
-    assert item["status"]["S"] == "COMPLETED" and int(item["expiration"]["N"]) > datetime.now(UTC).timestamp()
+    items = world["ddb"].scan(TableName="evalgate-idempotency")["Items"]  # one record, keyed by the event id
+    assert len(items) == 1 and items[0]["status"]["S"] == "COMPLETED"
+    assert int(items[0]["expiration"]["N"]) > datetime.now(UTC).timestamp() + 6 * 24 * 3600
 
 
 def test_failed_send_releases_the_claim_so_the_retry_sends(
@@ -603,9 +602,12 @@ def test_gate_review_email(world: dict[str, Any]) -> None:
         "text",
         None,
         {"id": "x", "source": "s", "detail-type": "t", "detail": "not-an-object"},
+        {"id": "g", "source": "evalgate", "detail-type": "EvalGate Verdict", "detail": {"verdict": "MAYBE"}},
+        {"id": "g", "source": "evalgate", "detail-type": "EvalGate Verdict", "detail": {"reasons": 7}},
     ],
 )
 def test_malformed_events_are_clear_errors_and_send_nothing(world: dict[str, Any], bad: Any) -> None:
-    out = world["h"].handler(bad, Ctx())
-    assert out["status"] == "error" and "EventBridge event" in out["error"]
+    out = world["h"].handler(bad, Ctx())  # returns (logged and dropped): never raises into Lambda's async retries
+    assert out["status"] == "error" and ("EventBridge event" in out["error"] or "event detail" in out["error"])
     assert inbox(world) == []
+    assert world["ddb"].scan(TableName="evalgate-idempotency")["Items"] == []  # nothing claimed

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from moto import mock_aws
 
 from tests.fakes.aws_lambda import context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error, FakeRequest
+from tests.fakes.idempotency import create_idempotency_table, records
 
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 CANARY = "CANARY-online-5e1d"
@@ -80,7 +82,14 @@ def verdict(req: FakeRequest) -> dict[str, Any]:
 
 
 @pytest.fixture
-def h(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake) -> Iterator[Any]:
+def ddb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto AWS with the idempotency table (the judge remembers capture ids there)."""
+    with mock_aws():
+        yield create_idempotency_table(monkeypatch)
+
+
+@pytest.fixture
+def h(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake, ddb: Any) -> Iterator[Any]:
     bedrock_fake.judge_fn = verdict
     for k, v in {
         "JUDGE_MODEL_ID": "us.anthropic.claude-3-5-haiku-20241022-v1:0",
@@ -205,6 +214,50 @@ def test_guardrail_interventions_are_not_judged(h: Any, capsys: Any, bedrock_fak
     assert blobs(capsys.readouterr().out) == {}
 
 
+def test_a_redelivered_capture_is_judged_and_counted_once(
+    h: Any, ddb: Any, capsys: Any, bedrock_fake: BedrockFake
+) -> None:
+    rec = capture("7", "How long do refunds take?", "Within 5 business days.", ["returns.refund-timing"], "r-once")
+    other = capture("7", "Do you ship to Canada?", "Yes, we ship to Canada.", ["shipping.canada"], "r-other")
+    out = h.handler(sqs_event([json.dumps(rec)]), Ctx())
+    assert out["batchItemFailures"] == []
+    calls = bedrock_fake.count(operation="converse")
+    assert calls > 0 and blobs(capsys.readouterr().out)["7"]["JudgedCount"] == [1.0]
+    # SQS delivers the same capture again (same message, or a new message id with the same capture), next to a
+    # new one: only the new one is judged and counted.
+    again = sqs_event([json.dumps(rec), json.dumps(rec), json.dumps(other)])
+    out = h.handler(again, Ctx())
+    assert out["batchItemFailures"] == []
+    v7 = blobs(capsys.readouterr().out)["7"]
+    assert v7["JudgedCount"] == [1.0] and len(v7["QualityScore"]) == 1
+    assert bedrock_fake.count(operation="converse") == 2 * calls  # the judge ran for 'other' only
+    assert sorted(r["status"]["S"] for r in records(ddb)) == ["COMPLETED", "COMPLETED"]
+
+
+def test_a_judge_crash_leaves_no_record_so_the_redelivery_is_judged(
+    h: Any, ddb: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalgate import online
+
+    real = online.judge_capture
+    down = {"r-crash"}
+
+    def flaky(record: Any, *args: Any, **kwargs: Any) -> Any:
+        if record.request_id in down:
+            raise RuntimeError("judge down")
+        return real(record, *args, **kwargs)
+
+    monkeypatch.setattr(online, "judge_capture", flaky)
+    crash = capture("7", "Do you ship to Canada?", "Yes, we ship to Canada.", ["shipping.canada"], "r-crash")
+    ok = capture("6", "Do you ship to Canada?", "Yes, we ship to Canada.", ["shipping.canada"], "r-ok")
+    event = sqs_event([json.dumps(crash), json.dumps(ok)])
+    assert h.handler(event, Ctx())["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert set(blobs(capsys.readouterr().out)) == {"6"} and len(records(ddb)) == 1  # no record for the crash
+    down.clear()
+    assert h.handler(event, Ctx())["batchItemFailures"] == []  # SQS retries the batch: 'r-crash' is judged now
+    assert set(blobs(capsys.readouterr().out)) == {"7"}  # ... and 'r-ok' is not counted again
+
+
 def test_hallucinated_live_answers_open_one_ticket_counted_on_repeats(h: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
     from botocore.stub import ANY, Stubber
@@ -218,15 +271,28 @@ def test_hallucinated_live_answers_open_one_ticket_counted_on_repeats(h: Any, mo
     good = capture("7", "How long do refunds take?", "Within 5 business days.", ["returns.refund-timing"], "r1")
     with Stubber(ssm) as stub:
         stub.add_response("describe_ops_items", {"OpsItemSummaries": []})
-        stub.add_response("create_ops_item", {"OpsItemId": "oi-live"}, {
-            "Title": ANY, "Description": ANY, "Source": "evalgate", "Category": "Quality", "Severity": "3",
-            "OperationalData": ANY,
-        })
+        stub.add_response(
+            "create_ops_item",
+            {"OpsItemId": "oi-live"},
+            {
+                "Title": ANY,
+                "Description": ANY,
+                "Source": "evalgate",
+                "Category": "Quality",
+                "Severity": "3",
+                "OperationalData": ANY,
+            },
+        )
         assert h.handler(sqs_event([json.dumps(lie), json.dumps(good)]), Ctx())["batchItemFailures"] == []
         stub.add_response("describe_ops_items", {"OpsItemSummaries": [{"OpsItemId": "oi-live"}]})
-        stub.add_response("update_ops_item", {}, {
-            "OpsItemId": "oi-live", "OperationalData": {"/evalgate/count": {"Value": "2", "Type": "String"}},
-        })
+        stub.add_response(
+            "update_ops_item",
+            {},
+            {
+                "OpsItemId": "oi-live",
+                "OperationalData": {"/evalgate/count": {"Value": "2", "Type": "String"}},
+            },
+        )
         lie["request_id"] = "r9"  # the same wrong answer to the same question, later
         assert h.handler(sqs_event([json.dumps(lie)]), Ctx())["batchItemFailures"] == []
         stub.assert_no_pending_responses()
@@ -245,3 +311,30 @@ def test_a_ticket_system_that_is_down_never_fails_the_batch(h: Any, monkeypatch:
     with Stubber(ssm) as stub:
         stub.add_client_error("describe_ops_items", "InternalServerError", "down")
         assert h.handler(sqs_event([json.dumps(lie)]), Ctx())["batchItemFailures"] == []
+
+
+def test_any_batch_shape_gets_a_partial_batch_response_never_a_raise(h: Any) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    bodies = st.text(max_size=80) | st.dictionaries(
+        st.sampled_from(list(capture("7", "q", "a", [], "r"))), scalars
+    ).map(json.dumps)
+    records = (
+        st.fixed_dictionaries({"messageId": st.text(min_size=1, max_size=8), "body": bodies})
+        | scalars
+        | st.dictionaries(st.sampled_from(["messageId", "body", "attributes"]), scalars, max_size=3)
+    )
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(event=st.fixed_dictionaries({"Records": st.lists(records, max_size=4)}) | scalars)
+    def check(event: Any) -> None:
+        out = h.handler(event, Ctx())
+        assert isinstance(out["batchItemFailures"], list)
+        ids = (
+            {r.get("messageId") for r in event["Records"] if isinstance(r, dict)} if isinstance(event, dict) else set()
+        )
+        assert all(f["itemIdentifier"] in ids for f in out["batchItemFailures"])
+
+    check()

@@ -18,11 +18,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from moto import mock_aws
 
 from evalgate.dataset import load_golden
 from evalgate.deploy_hooks import CodeDeployReporter, PreTrafficSettings, pre_traffic_smoke
 from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, FakeRequest
+from tests.fakes.idempotency import create_idempotency_table, records
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "d-7HX2Q5N1B"
@@ -33,21 +35,22 @@ pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publis
 Ctx = context_factory("support-pre-traffic-hook", remaining_ms=300_000, memory_mb=1024)
 
 
-def stubbed_codedeploy(status: str | None) -> tuple[CodeDeployReporter, Stubber]:
+def stubbed_codedeploy(status: str | None, execution: str = EXECUTION) -> tuple[CodeDeployReporter, Stubber]:
     client = boto3.client("codedeploy", region_name="us-east-1")
     stub = Stubber(client)
     if status is not None:
         stub.add_response(
             "put_lifecycle_event_hook_execution_status",
-            {"lifecycleEventHookExecutionId": EXECUTION},
-            {"deploymentId": DEPLOYMENT, "lifecycleEventHookExecutionId": EXECUTION, "status": status},
+            {"lifecycleEventHookExecutionId": execution},
+            {"deploymentId": DEPLOYMENT, "lifecycleEventHookExecutionId": execution, "status": status},
         )
     stub.activate()
     return CodeDeployReporter(client), stub
 
 
-def hook_event() -> dict[str, str]:
-    return {"DeploymentId": DEPLOYMENT, "LifecycleEventHookExecutionId": EXECUTION}
+def hook_event(execution: str = EXECUTION) -> dict[str, str]:
+    """A hook invocation; each deployment attempt's hook has its own execution id (the same id is a redelivery)."""
+    return {"DeploymentId": DEPLOYMENT, "LifecycleEventHookExecutionId": execution}
 
 
 @pytest.fixture
@@ -91,9 +94,10 @@ def world(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake, bundle: Pa
     from handlers import service as svc
 
     monkeypatch.setattr(svc, "_service", None)
-    with LambdaInvokeFake(svc.handler) as lam:
+    with LambdaInvokeFake(svc.handler) as lam, mock_aws():
         monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lam.url)
-        yield {"h": h, "lambda": lam, "bedrock": bedrock_fake, "golden": bundle}
+        ddb = create_idempotency_table(monkeypatch)
+        yield {"h": h, "lambda": lam, "bedrock": bedrock_fake, "golden": bundle, "ddb": ddb}
 
 
 def emf(out: str, name: str) -> dict[str, Any]:
@@ -148,10 +152,10 @@ def test_a_new_version_slower_to_the_first_token_than_the_slo_fails_even_when_th
     assert "p95 time to first token" in out["reason"] and "above the SLO of 250 ms" in out["reason"]
     stub.assert_no_pending_responses()
 
-    monkeypatch.setenv("TTFT_SLO_MS", "5000")
-    reporter, stub = stubbed_codedeploy("Succeeded")
+    monkeypatch.setenv("TTFT_SLO_MS", "5000")  # the next deployment attempt: a new hook execution
+    reporter, stub = stubbed_codedeploy("Succeeded", execution=EXECUTION + "-2")
     monkeypatch.setattr(world["h"], "_reporter", reporter)
-    out = world["h"].handler(hook_event(), Ctx())
+    out = world["h"].handler(hook_event(EXECUTION + "-2"), Ctx())
     assert out["status"] == "Succeeded" and "smoke PASS" in out["reason"], out
     stub.assert_no_pending_responses()
 
@@ -309,6 +313,55 @@ def test_smoke_cases_from_a_file(world: dict[str, Any], tmp_path: Path) -> None:
     assert {(c["function"], c["qualifier"]) for c in world["lambda"].calls} == {("support-service", "8")}
 
 
+def test_redelivered_hook_runs_the_smoke_set_once(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    reporter, stub = stubbed_codedeploy("Succeeded")
+    stub.add_client_error(
+        "put_lifecycle_event_hook_execution_status",
+        service_error_code="LifecycleEventAlreadyCompletedException",
+        service_message="The lifecycle event is already completed.",
+        expected_params={"deploymentId": DEPLOYMENT, "lifecycleEventHookExecutionId": EXECUTION, "status": "Succeeded"},
+    )
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    first = world["h"].handler(hook_event(), Ctx())
+    invoked = len(world["lambda"].calls)
+    second = world["h"].handler(hook_event(), Ctx())
+    assert first["status"] == second["status"] == "Succeeded" and first["reason"] == second["reason"]
+    assert invoked >= 10 and len(world["lambda"].calls) == invoked  # the smoke set ran once
+    stub.assert_no_pending_responses()  # reported twice; "already completed" the second time is not an error
+    assert [r["status"]["S"] for r in records(world["ddb"])] == ["COMPLETED"]
+
+
+def test_redelivery_while_the_first_run_is_going_reports_nothing(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    reporter, stub = stubbed_codedeploy("Succeeded")  # exactly one report: the first run's
+    monkeypatch.setattr(world["h"], "_reporter", reporter)
+    started, release = threading.Event(), threading.Event()
+    runs: list[int] = []
+
+    def slow_smoke(deadline: float) -> Any:
+        from evalgate.deploy_hooks import HookOutcome
+
+        runs.append(1)
+        started.set()
+        release.wait(10)
+        return HookOutcome("Succeeded", "smoke PASS (slow)")
+
+    monkeypatch.setattr(world["h"], "smoke", slow_smoke)
+    box: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: box.setdefault("out", world["h"].handler(hook_event(), Ctx())))
+    first.start()
+    assert started.wait(10)
+    second = world["h"].handler(hook_event(), Ctx())
+    release.set()
+    first.join(10)
+    assert second["status"] == "duplicate" and box["out"]["status"] == "Succeeded"
+    assert runs == [1]
+    stub.assert_no_pending_responses()
+
+
 def test_the_smoke_traffic_is_signed_as_synthetic_and_never_reaches_the_online_judge(
     world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -337,9 +390,10 @@ def test_the_smoke_traffic_is_signed_as_synthetic_and_never_reaches_the_online_j
                 svc.get_service()
                 monkeypatch.delenv("EVALGATE_SIGNING_SECRET")
             before = len(world["lambda"].calls)
-            reporter, stub = stubbed_codedeploy("Succeeded")
+            execution = f"{EXECUTION}-{int(unsigned)}"  # a new deployment attempt (the same id is a redelivery)
+            reporter, stub = stubbed_codedeploy("Succeeded", execution=execution)
             monkeypatch.setattr(world["h"], "_reporter", reporter)
-            out = world["h"].handler(hook_event(), Ctx())
+            out = world["h"].handler(hook_event(execution), Ctx())
             assert out["status"] == "Succeeded", out
             stub.assert_no_pending_responses()
             smoke_calls = len(world["lambda"].calls) - before

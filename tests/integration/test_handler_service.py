@@ -372,3 +372,69 @@ def test_synthetic_and_shadow_traffic_is_not_captured(env: dict[str, Any], monke
     assert drain(env["sqs"], env["capture_url"]) == []
     bad = h.handler({"evalgate_invoke": {"mode": "replay", "request": {}}}, Ctx())
     assert bad["statusCode"] == 400 and "evalgate_invoke" in body_of(bad)["error"]
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.b64encode(raw).decode()
+
+
+@pytest.mark.parametrize(
+    ("body", "b64", "status", "fragment"),
+    [
+        ("not%%base64", True, 400, "not valid base64"),
+        (_b64(b'{"question": "caf\xe9?"}'), True, 400, "not valid UTF-8"),
+        (json.dumps({"question": "hi", "document": [[[[[]]]]]}) + "[" * 50_000, False, 400, "nested deeper"),
+        ("[" * 50_000 + "]" * 50_000, False, 400, "nested deeper than 200 levels"),
+        (json.dumps({"question": "x" * 300_000}), False, 413, "the limit is 262144 bytes"),
+        (_b64(b"{" * 300_000), True, 413, "the limit is 262144 bytes"),
+    ],
+)
+def test_malformed_bodies_are_4xx_not_500(
+    env: dict[str, Any], body: str, b64: bool, status: int, fragment: str
+) -> None:
+    event = http_event("/ask", body)
+    event["isBase64Encoded"] = b64
+    r = env["h"].handler(event, Ctx())
+    assert r["statusCode"] == status, r
+    assert fragment in body_of(r)["error"]
+    assert env["fake"].count(operation="converse") == 0
+
+
+def test_a_base64_body_is_decoded(env: dict[str, Any]) -> None:
+    event = http_event("/ask", _b64(json.dumps({"question": "Do you ship to Canada?"}).encode()))
+    event["isBase64Encoded"] = True
+    assert env["h"].handler(event, Ctx())["statusCode"] == 200
+
+
+def test_any_http_event_gets_an_answer_or_a_4xx(env: dict[str, Any]) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    shapes = st.recursive(
+        scalars, lambda x: st.lists(x, max_size=3) | st.dictionaries(st.text(max_size=8), x, max_size=3), max_leaves=8
+    )
+    bodies = (
+        st.text(max_size=120)
+        | st.binary(max_size=120).map(_b64)
+        | shapes.map(json.dumps)
+        | st.just(json.dumps({"question": "Do you ship to Canada?"}))
+    )
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        body=bodies | st.none() | scalars,
+        b64=st.booleans() | scalars,
+        headers=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3) | scalars,
+        path=st.sampled_from(["/ask", "/feedback", "/ask/", "/x"]),
+    )
+    def check(body: Any, b64: Any, headers: Any, path: str) -> None:
+        event = http_event(path, None)
+        event.update({"body": body, "isBase64Encoded": b64, "headers": headers})
+        r = env["h"].handler(event, Ctx())
+        assert r["statusCode"] < 500 or r["statusCode"] in (502, 503), r  # 5xx only for the model's own trouble
+        assert isinstance(json.loads(r["body"]), dict)
+
+    check()

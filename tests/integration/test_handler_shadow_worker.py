@@ -18,6 +18,7 @@ from evalgate.providers.base import JudgeCall, ToolSpec
 from evalgate.shadow import Pair, compare_pair, read_pairs, run_shadow_report, shadow_report
 from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error
+from tests.fakes.idempotency import create_idempotency_table, records
 
 ROOT = Path(__file__).resolve().parents[2]
 SONNET = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -98,11 +99,21 @@ def world(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake) -> Iterato
     with mock_aws():
         s3, sqs = boto3.client("s3", region_name="us-east-1"), boto3.client("sqs", region_name="us-east-1")
         s3.create_bucket(Bucket="evalgate-shadow")
+        ddb = create_idempotency_table(monkeypatch)
         capture = sqs.create_queue(QueueName="capture")["QueueUrl"]
         monkeypatch.setenv("CAPTURE_QUEUE_URL", capture)
         monkeypatch.setattr(svc, "_service", None)
         monkeypatch.setattr(h, "_state", {})
-        yield {"h": h, "svc": svc, "lambda": lam, "s3": s3, "sqs": sqs, "capture": capture, "bedrock": bedrock_fake}
+        yield {
+            "h": h,
+            "svc": svc,
+            "lambda": lam,
+            "s3": s3,
+            "sqs": sqs,
+            "capture": capture,
+            "bedrock": bedrock_fake,
+            "ddb": ddb,
+        }
     lam.close()
 
 
@@ -337,6 +348,46 @@ def test_shadow_report_cli_from_a_folder_and_from_s3(tmp_path: Path, capsys: Any
     assert json.loads((tmp_path / "b" / "results.json").read_text())["cases"] == result["cases"]
     assert main(["shadow-report", str(tmp_path / "nope"), "--no-judge", "--out", str(tmp_path / "c")]) == 2
     assert "shadow pairs not found" in capsys.readouterr().err
+
+
+def test_a_redelivered_mirror_invokes_the_candidate_once_and_the_report_counts_it_once(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    from evalgate.shadow import read_pairs
+
+    event = sqs_event([mirrored("r-1", "Do you ship to Canada?")])
+    assert world["h"].handler(event, Ctx())["batchItemFailures"] == []
+    assert world["h"].handler(event, Ctx())["batchItemFailures"] == []  # SQS delivered it again
+    assert len(world["lambda"].calls) == 1  # the candidate answered once
+    assert len(records(world["ddb"])) == 1
+    _, stored = stored_pairs(world["s3"])
+    assert [p["request_id"] for p in stored] == ["r-1", "r-1"]  # the second batch re-stored the pair ...
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    for i, p in enumerate(stored):
+        (folder / f"{i}.jsonl").write_text(json.dumps(p) + "\n")
+    pairs, problems = read_pairs(folder)
+    assert [p.request_id for p in pairs] == ["r-1"] and problems == []  # ... and the report counts it once
+
+
+def test_any_batch_shape_gets_a_partial_batch_response_never_a_raise(world: dict[str, Any]) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    bodies = st.text(max_size=80) | st.dictionaries(
+        st.sampled_from(["request_id", "request", "production"]), scalars
+    ).map(json.dumps)
+    records = st.fixed_dictionaries({"messageId": st.text(min_size=1, max_size=8), "body": bodies}) | scalars
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(event=st.fixed_dictionaries({"Records": st.lists(records, max_size=4)}) | scalars)
+    def check(event: Any) -> None:
+        out = world["h"].handler(event, Ctx())
+        assert isinstance(out["batchItemFailures"], list)
+
+    check()
+    assert world["lambda"].calls == []  # nothing was a usable mirror: the candidate was never invoked
 
 
 def served_by_9(rid: str, question: str) -> str:

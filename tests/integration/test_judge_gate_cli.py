@@ -164,3 +164,19 @@ def test_validate_names_the_file_and_line_of_a_malformed_label(golden: Path, cap
         f"{golden / 'judge_labels.jsonl'}:2: label '{bad['id']}': label: Input should be 'faithful' or 'unfaithful'"
         in err
     )
+
+
+def test_a_judge_swapped_in_gate_toml_is_rescored_not_a_baseline_mismatch(
+    golden: Path, tmp_path: Path, bedrock_fake: BedrockFake, judge_records_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("EVALGATE_CALIBRATION_DIR", str(judge_records_dir))
+    heavy = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+    bedrock_fake.judge_fn = lambda req: verdict(0.91 if req.model_id == heavy else 0.99)
+    cache = str(tmp_path / "cache.sqlite")
+    assert run(golden, tmp_path / "base", "--cache", cache) == 0
+    gate = golden / "gate.toml"
+    gate.write_text(gate.read_text().replace(f'judge = "{CHEAP}"', f'judge = "{heavy}"'))  # [models] judge swapped
+    code = run(golden, tmp_path / "cand", "--cache", cache, "--baseline", str(tmp_path / "base" / "results.json"))
+    data = json.loads((tmp_path / "cand" / "results.json").read_text())
+    assert code == 0, data["verdict"]  # not "the baseline was made with another gate config" (exit 2)
+    assert data["judge"]["model_id"] == heavy and data["baseline"]["rescored"]["judge"]["model_id"] == heavy

@@ -140,7 +140,7 @@ def test_total_answer_time_is_gated_against_a_baseline_load_run(tmp_path: Path, 
     assert run(0.45, "tolerated", "--baseline", baseline, "--regression-ms", "5000", "--regression-pct", "1000") == 0
     capsys.readouterr()
     assert run(0.10, "bad", "--baseline", str(tmp_path / "nowhere.json")) == 2
-    assert "--baseline: not a readable evalgate results.json" in capsys.readouterr().err
+    assert "--baseline load run's results.json not found" in capsys.readouterr().err
 
 
 def test_open_loop_slow_responses_do_not_lower_the_offered_rate():
@@ -270,9 +270,14 @@ def test_bedrock_target_gates_the_streamed_time_to_first_token(bedrock_fake: Bed
         (["--target", "http:http://127.0.0.1:9/ask", "--rps", "1", "--duration", "5000"], "above the limit of 900s"),
         (["--target", "ftp:x", "--rps", "1", "--duration", "30"], "unknown target 'ftp:x'"),
         (["--target", "http:ftp://x", "--rps", "1", "--duration", "30"], "endpoint URL must be http(s)"),
-        (["--target", "bedrock", "--rps", "1", "--duration", "30", "--ttft-slo-ms", "0"], "must be positive"),
     ],
 )
 def test_bad_load_inputs_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path):
     assert load(*args, "--out", str(tmp_path)) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_non_positive_slo_is_a_usage_error_naming_the_range(capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    with pytest.raises(SystemExit) as exc:
+        load("--target", "bedrock", "--rps", "1", "--duration", "30", "--ttft-slo-ms", "0", "--out", str(tmp_path))
+    assert exc.value.code == 2 and "--ttft-slo-ms: must be a number > 0 (got '0')" in capsys.readouterr().err

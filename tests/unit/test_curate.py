@@ -174,7 +174,7 @@ def test_load_records_rejects_missing_source_and_non_utf8(tmp_path: Path):
     with pytest.raises(InputError, match="not found"):
         load_records(str(tmp_path / "nope"), None, None)
     (tmp_path / "bad.jsonl").write_bytes(b"\xff\xfe{}\n")
-    with pytest.raises(InputError, match=r"bad.jsonl: not UTF-8"):
+    with pytest.raises(InputError, match=r"bad.jsonl:1: file is UTF-16 \(byte-order mark\); save it as UTF-8"):
         load_records(str(tmp_path / "bad.jsonl"), None, None)
 
 

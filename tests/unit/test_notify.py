@@ -1,4 +1,4 @@
-"""Notifier core: idempotency store (moto DynamoDB), event parsing, composition details, gate event detail."""
+"""Notifier core: event parsing, composition details, gate event detail (idempotency: the handler tests)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from moto import mock_aws
 from evalgate.models import MetricValue
 from evalgate.notify import (
     EventBridgeEvent,
-    IdempotencyStore,
     Lookup,
     NotifyEventError,
     _alarm_names_from,
@@ -22,41 +21,6 @@ from evalgate.notify import (
     sns_subject,
 )
 from evalgate.results import Aggregate, CaseResult, RunResult, Verdict
-
-
-@pytest.fixture
-def table() -> Any:
-    with mock_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        ddb.create_table(
-            TableName="idem",
-            BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        )
-        yield ddb
-
-
-def test_claim_is_exclusive_until_released_or_expired(table: Any) -> None:
-    now = [1_000_000.0]
-    store = IdempotencyStore(table, "idem", in_progress_s=300, clock=lambda: now[0])
-    assert store.claim("evt-1") is True
-    assert store.claim("evt-1") is False  # in progress elsewhere
-    store.release("evt-1")
-    assert store.claim("evt-1") is True
-    now[0] += 301
-    assert store.claim("evt-1") is True  # the earlier attempt died mid-way: take it over
-    store.complete("evt-1", "sent m-1")
-    now[0] += 10_000
-    assert store.claim("evt-1") is False  # completed: never again
-    assert store.claim("evt-2") is True
-
-
-def test_claim_propagates_other_errors() -> None:
-    with mock_aws():
-        store = IdempotencyStore(boto3.client("dynamodb", region_name="us-east-1"), "no-such-table")
-        with pytest.raises(Exception, match=r"ResourceNotFound|not found|Requested resource"):
-            store.claim("evt-1")
 
 
 class NoLookups(Lookup):
@@ -90,16 +54,20 @@ def event(source: str, detail_type: str, detail: dict[str, Any], eid: str = "e-1
     }
 
 
-def test_unrelated_events_are_ignored_once(table: Any) -> None:
+def test_unrelated_events_are_ignored() -> None:
     sns = Sns()
-    store = IdempotencyStore(table, "idem")
     ev = event("aws.ec2", "EC2 Instance State-change Notification", {"state": "running"})
-    assert notify(ev, lookup=NoLookups(), sns=sns, topic_arn="t", store=store, default_region="x").status == "ignored"
-    assert notify(ev, lookup=NoLookups(), sns=sns, topic_arn="t", store=store, default_region="x").status == "duplicate"
+    assert notify(ev, lookup=NoLookups(), sns=sns, topic_arn="t", default_region="x").status == "ignored"
     assert sns.sent == []
 
 
-def test_gate_review_without_lookups_and_subject_rules(table: Any) -> None:
+def test_a_gate_event_with_an_invalid_detail_is_an_event_error_not_a_crash() -> None:
+    ev = event("evalgate", "EvalGate Verdict", {"verdict": "MAYBE", "reasons": "not a list"})
+    with pytest.raises(NotifyEventError, match="not an EvalGate Verdict event detail"):
+        notify(ev, lookup=NoLookups(), sns=Sns(), topic_arn="t", default_region="x")
+
+
+def test_gate_review_without_lookups_and_subject_rules() -> None:
     sns = Sns()
     detail = {
         "verdict": "REVIEW",
@@ -113,7 +81,6 @@ def test_gate_review_without_lookups_and_subject_rules(table: Any) -> None:
         lookup=NoLookups(),
         sns=sns,
         topic_arn="arn:t",
-        store=IdempotencyStore(table, "idem"),
         default_region="x",
     )
     assert res.status == "sent"

@@ -58,7 +58,7 @@ def index() -> Any:
 
 def test_parse_capture_rejects_unusable_messages() -> None:
     assert parse_capture(json.dumps(record().model_dump())).request_id == "r-1"
-    for body, fragment in [("nope", "not JSON"), ("[1]", "JSON object"), ("{}", "request_id")]:
+    for body, fragment in [("nope", "not valid JSON"), ("[1]", "JSON object"), ("{}", "request_id")]:
         with pytest.raises(BadCaptureRecord, match=fragment):
             parse_capture(body)
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..dataset import format_validation_error, iter_jsonl
 from ..errors import InputError, Problem
-from ..models import Case, Generation, KnowledgeEntry
+from ..inputs import decode, parse_json, read_bytes
+from ..models import MAX_ANSWER_CHARS, Case, Generation, KnowledgeEntry
 
 
 class RecordedResponse(BaseModel):
@@ -19,7 +19,7 @@ class RecordedResponse(BaseModel):
 
     id: str
     repeat: int = Field(default=0, ge=0)
-    output: str
+    output: Annotated[str, Field(max_length=MAX_ANSWER_CHARS)]
     latency_ms: float | None = Field(default=None, ge=0)
     input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0)
@@ -36,9 +36,7 @@ class ReplayCandidate:
         self.path = Path(path)
         self.name = f"replay:{self.path}"
         self.responses: dict[tuple[str, int], RecordedResponse] = {}
-        if not self.path.is_file():
-            raise InputError.single(str(self.path), None, "recorded responses file not found")
-        raw = self.path.read_bytes()
+        raw = read_bytes(self.path, "recorded responses file")
         self.sha256 = hashlib.sha256(raw).hexdigest()
         if self.path.suffix == ".json":
             self._load_results_json(raw)
@@ -78,28 +76,33 @@ class ReplayCandidate:
             raise InputError.single(str(self.path), None, "no recorded responses in file")
 
     def _load_results_json(self, raw: bytes) -> None:
-        try:
-            data = json.loads(raw)
-            cases = data["cases"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise InputError.single(
-                str(self.path), None, "not a results.json (expected an object with 'cases')"
-            ) from None
-        for case in cases:
-            for g in case.get("generations", []):
+        name = str(self.path)
+        data = parse_json(decode(raw, name), name)
+        cases = data.get("cases") if isinstance(data, dict) else None
+        if not isinstance(cases, list):
+            raise InputError.single(name, None, "not a results.json (expected an object with a 'cases' list)")
+        problems: list[Problem] = []
+        for i, case in enumerate(cases):
+            gens = case.get("generations") if isinstance(case, dict) else None
+            if not isinstance(gens, list):
+                problems.append(Problem(name, None, f"cases[{i}]: expected an object with 'id' and 'generations'"))
+                continue
+            for j, g in enumerate(gens):
+                if not isinstance(g, dict):
+                    problems.append(Problem(name, None, f"cases[{i}].generations[{j}]: expected an object"))
+                    continue
                 if g.get("output") is None:
                     continue
-                r = RecordedResponse(
-                    id=case["id"],
-                    repeat=g.get("repeat", 0),
-                    output=g["output"],
-                    latency_ms=g.get("latency_ms"),
-                    input_tokens=g.get("input_tokens"),
-                    output_tokens=g.get("output_tokens"),
-                    model_id=g.get("model_id"),
-                    prompt_version=g.get("prompt_version"),
-                )
+                try:
+                    r = RecordedResponse.model_validate({"repeat": 0, **g, "id": case.get("id")})
+                except ValidationError as exc:
+                    problems.extend(
+                        Problem(name, None, f"cases[{i}].generations[{j}].{m}") for m in format_validation_error(exc)
+                    )
+                    continue
                 self.responses[(r.id, r.repeat)] = r
+        if problems:
+            raise InputError(problems[:20])
         if not self.responses:
             raise InputError.single(str(self.path), None, "results.json holds no recorded outputs")
 
