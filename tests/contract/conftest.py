@@ -22,7 +22,13 @@ def doc_event(name: str) -> dict[str, Any]:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsRecorder]:
-    yield from AwsRecorder().install(monkeypatch)
+    # Every retried handler records what it has done in its idempotency table (Powertools Idempotency on DynamoDB):
+    # a first delivery writes its record (PutItem succeeds) and saves the outcome (UpdateItem).
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "evalgate-prod-idempotency")
+    recorder = AwsRecorder()
+    for operation in ("PutItem", "UpdateItem", "DeleteItem"):
+        recorder.respond("dynamodb", operation, {})
+    yield from recorder.install(monkeypatch)
 
 
 @pytest.fixture
