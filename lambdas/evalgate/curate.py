@@ -47,34 +47,12 @@ from .errors import InputError, Problem
 from .inputs import JsonProblem, loads, read_text
 from .masking import MASK_TOKEN, mask_pii
 from .models import Behaviour, Case
+from .online import StoredRow as ProductionRecord
 
 Reason = Literal["hallucinated", "disagreement", "low_quality", "novel"]
 REASON_ORDER: tuple[Reason, ...] = ("hallucinated", "disagreement", "low_quality", "novel")
 UNCATEGORISED = "uncategorised"
 CHANGELOG = "CHANGELOG.md"
-
-
-class ProductionRecord(BaseModel):
-    """One judged live answer as the online judge stores it (unknown fields are ignored: the writer may add)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    request_id: str = Field(min_length=1)
-    question: str = Field(min_length=1)
-    answer: str = ""
-    ts: float | None = None
-    function_version: str | None = None
-    model_id: str | None = None
-    prompt_version: str | None = None
-    quality: float | None = None
-    faithfulness: float | None = None
-    relevance: float | None = None
-    hallucinated: bool | None = None
-    unscored: bool = False
-    leaked: bool = False
-    guardrail_intervened: bool = False
-    personal_data: bool = False
-    unsupported_claims: list[str] = Field(default_factory=list)
 
 
 @dataclass

@@ -121,6 +121,30 @@ def masked_texts(question: str, answer: str) -> dict[str, Any]:
 GUARDRAIL_SKIP = "guardrail intervened (canned answer)"
 
 
+class StoredRow(BaseModel):
+    """One live answer as the judged-records store keeps it: written by ``stored_row``, read back by
+    ``evalgate curate`` (and, for its worst examples, the notifier). Unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    request_id: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    answer: str = ""
+    ts: float | None = None
+    function_version: str | None = None
+    model_id: str | None = None
+    prompt_version: str | None = None
+    quality: float | None = None
+    faithfulness: float | None = None
+    relevance: float | None = None
+    hallucinated: bool | None = None
+    unscored: bool = False
+    leaked: bool = False
+    guardrail_intervened: bool = False
+    personal_data: bool = False
+    unsupported_claims: list[str] = Field(default_factory=list)
+
+
 def stored_row(capture: CaptureRecord, result: JudgedRecord) -> dict[str, Any] | None:
     """What the judged-records store keeps of one answer (``evalgate curate`` reads it back), or None.
 
@@ -128,18 +152,21 @@ def stored_row(capture: CaptureRecord, result: JudgedRecord) -> dict[str, Any] |
     the golden set expects answered is worth a reviewer's look.
     """
     if result.judged:
-        return {**result.log_fields(capture.question, capture.answer), "guardrail_intervened": False}
-    if result.skipped != GUARDRAIL_SKIP:
+        row = {**result.log_fields(capture.question, capture.answer), "guardrail_intervened": False}
+    elif result.skipped == GUARDRAIL_SKIP:
+        row = {
+            "ts": time.time(),
+            "request_id": result.request_id,
+            "function_version": result.dimensions.version,
+            "model_id": result.dimensions.model_id,
+            "prompt_version": result.dimensions.prompt_version,
+            "guardrail_intervened": True,
+            **masked_texts(capture.question, capture.answer),
+        }
+    else:
         return None
-    return {
-        "ts": time.time(),
-        "request_id": result.request_id,
-        "function_version": result.dimensions.version,
-        "model_id": result.dimensions.model_id,
-        "prompt_version": result.dimensions.prompt_version,
-        "guardrail_intervened": True,
-        **masked_texts(capture.question, capture.answer),
-    }
+    StoredRow.model_validate(row)  # the reader's model: a row it could not read is never written
+    return row
 
 
 class JudgedWriter:
