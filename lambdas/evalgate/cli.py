@@ -1139,7 +1139,8 @@ def _run(args: argparse.Namespace) -> int:
                 + f" ({rescore_note['cases']} stored answers, {rescore_note['model_calls']} model calls, "
                 f"{rescore_note['cache_hits']} cache hits)"
             )
-    from .judge_trust import recorded_reviews, with_reviews
+    from .gate import with_reviews
+    from .judge_trust import recorded_reviews
 
     result.verdict = with_reviews(result.verdict, recorded_reviews(result))
     if decision is not None:

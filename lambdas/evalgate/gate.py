@@ -498,15 +498,30 @@ def decide(
     return Verdict(verdict=name, exit_code=EXIT_CODES[name], reasons=reasons), unscored  # type: ignore[arg-type]
 
 
+def with_reviews(verdict: Verdict, reviews: Sequence[str]) -> Verdict:
+    """The one rule for evidence that asks for a person (a mismatched baseline, a self-disagreeing judge, open
+    high-stakes tickets...): a PASS with review reasons becomes REVIEW; FAIL and ERROR keep their verdict and list
+    the reasons."""
+    if not reviews:
+        return verdict
+    if verdict.verdict == "PASS":
+        return Verdict(verdict="REVIEW", exit_code=EXIT_CODES["REVIEW"], reasons=[*reviews, *verdict.reasons])
+    if verdict.verdict == "REVIEW":
+        return Verdict(verdict="REVIEW", exit_code=verdict.exit_code, reasons=[*verdict.reasons, *reviews])
+    return Verdict(
+        verdict=verdict.verdict,
+        exit_code=verdict.exit_code,
+        reasons=[*verdict.reasons, *(f"also needs review: {r}" for r in reviews)],
+    )
+
+
+def hold_for_review(verdict: Verdict, reviews: Sequence[str]) -> None:
+    """``with_reviews`` applied in place (for a verdict already on a run record)."""
+    updated = with_reviews(verdict, reviews)
+    verdict.verdict, verdict.exit_code, verdict.reasons = updated.verdict, updated.exit_code, updated.reasons
+
+
 def review_on_mismatch(verdict: Verdict, mismatch: Sequence[str]) -> None:
     """A baseline someone chose to compare with although it does not match the run (``--baseline-mismatch
-    review``): a PASS becomes REVIEW with the reasons (never a quiet PASS); FAIL and ERROR keep their verdict."""
-    if not mismatch:
-        return
-    notes = [f"baseline does not match the run: {m}" for m in mismatch]
-    if verdict.verdict == "PASS":
-        verdict.verdict = "REVIEW"
-        verdict.exit_code = EXIT_CODES["REVIEW"]
-        verdict.reasons = notes + verdict.reasons
-    else:
-        verdict.reasons.extend(f"also needs review: {n}" for n in notes)
+    review``): never a quiet PASS."""
+    hold_for_review(verdict, [f"baseline does not match the run: {m}" for m in mismatch])

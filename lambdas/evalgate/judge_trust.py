@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .config import GateConfig
+from .gate import with_reviews
 from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict
 from .stats import wilson
 
@@ -63,21 +64,6 @@ def evaluation_job_check(identity: dict[str, Any]) -> JudgeCheck:
             "rubrics, which `evalgate calibrate` cannot measure; judge release candidates with the heavy judge "
             '([release] evaluation_job = false) or set [judge_calibration] on_failure = "review"'
         ],
-    )
-
-
-def with_reviews(verdict: Verdict, reviews: Sequence[str]) -> Verdict:
-    """A PASS with review reasons becomes REVIEW; FAIL and ERROR keep their verdict and list the reasons."""
-    if not reviews:
-        return verdict
-    if verdict.verdict == "PASS":
-        return Verdict(verdict="REVIEW", exit_code=EXIT_CODES["REVIEW"], reasons=[*reviews, *verdict.reasons])
-    if verdict.verdict == "REVIEW":
-        return Verdict(verdict="REVIEW", exit_code=verdict.exit_code, reasons=[*verdict.reasons, *reviews])
-    return Verdict(
-        verdict=verdict.verdict,
-        exit_code=verdict.exit_code,
-        reasons=[*verdict.reasons, *(f"also needs review: {r}" for r in reviews)],
     )
 
 

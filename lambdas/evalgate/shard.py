@@ -24,8 +24,8 @@ from typing import Any, Protocol, TypeVar
 from . import __version__, results
 from .config import GateConfig, config_fingerprint, config_from_dump
 from .errors import InputError, Problem
-from .gate import review_on_mismatch
-from .judge_trust import flaky_cases, merge_self_agreement, recorded_reviews, with_reviews
+from .gate import review_on_mismatch, with_reviews
+from .judge_trust import flaky_cases, merge_self_agreement, recorded_reviews
 from .results import CaseResult, Comparison, Drift, RunResult, Usage
 from .runner import diversity_of, drift_of, gate_results, hallucination_list
 

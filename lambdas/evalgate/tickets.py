@@ -263,19 +263,14 @@ def raise_tickets(result: RunResult, sink: TicketSink, context: dict[str, str]) 
 
 def apply_ticket_report(result: RunResult, report: TicketReport, review_when_open_high_stakes: int | None) -> None:
     """Record the tickets on the run; enough open high-stakes tickets turn a PASS into REVIEW."""
-    from .results import EXIT_CODES
+    from .gate import hold_for_review
 
     result.tickets = [t.as_dict() for t in report.tickets]
     result.warnings += report.errors
-    n = report.open_high_stakes
-    if review_when_open_high_stakes is not None and result.verdict.verdict == "PASS":
-        if n is None:
-            result.verdict.verdict = "REVIEW"
-            result.verdict.exit_code = EXIT_CODES["REVIEW"]
-            result.verdict.reasons.insert(0, "open high-stakes tickets could not be counted (settings require it)")
-        elif n >= review_when_open_high_stakes:
-            result.verdict.verdict = "REVIEW"
-            result.verdict.exit_code = EXIT_CODES["REVIEW"]
-            result.verdict.reasons.insert(
-                0, f"{n} high-stakes known-error ticket(s) are open (review at {review_when_open_high_stakes} or more)"
-            )
+    n, limit = report.open_high_stakes, review_when_open_high_stakes
+    if limit is None or result.verdict.verdict != "PASS":
+        return
+    if n is None:
+        hold_for_review(result.verdict, ["open high-stakes tickets could not be counted (settings require it)"])
+    elif n >= limit:
+        hold_for_review(result.verdict, [f"{n} high-stakes known-error ticket(s) are open (review at {limit} or more)"])

@@ -231,7 +231,8 @@ def test_within_noise_of_the_threshold_is_review_not_a_coin_toss(golden_dir: Pat
 
 def test_a_run_record_with_an_untrusted_judge_or_refused_comparison_cannot_pass(golden_dir: Path):
     """What `evalgate merge` re-applies to merged shards (the CLI applies the same to a run)."""
-    from evalgate.judge_trust import recorded_reviews, with_reviews
+    from evalgate.gate import with_reviews
+    from evalgate.judge_trust import recorded_reviews
 
     result, _ = evaluate(golden_dir, DictCandidate(answers()), NamedJudge("steady", 0.95))
     assert result.verdict.verdict == "PASS" and recorded_reviews(result) == []
