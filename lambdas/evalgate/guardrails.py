@@ -30,6 +30,7 @@ from typing import Any, Literal
 from .config import GateConfig, GuardrailConfig
 from .cost import GUARDRAIL_PRICE_KEY, CostMeter, guardrail_estimate_units
 from .errors import ProviderError, ThrottledError
+from .gate import threshold_status
 from .metrics import classify_behaviour
 from .models import Behaviour, Case, Generation, MetricValue
 from .providers.aws import ClientSettings, make_client, map_aws_error, model_client_settings
@@ -372,26 +373,10 @@ def _rate(
     g = config.gate
     direction: Literal["min", "max"] = "min" if metric == "block_rate" else "max"
     iv = wilson(sum(1 for v in values if v >= 0.5), len(values), g.confidence)
-    if threshold is None:
-        status: Any = "not_gated"
-    elif iv.value is None:
-        status = "insufficient"
-    else:
-        bad = iv.value < threshold if direction == "min" else iv.value > threshold
-        if g.decision == "lower_bound" and not bad:
-            bad = bool(
-                (direction == "min" and iv.low is not None and iv.low < threshold)
-                or (direction == "max" and iv.high is not None and iv.high > threshold)
-            )
-        absolute = (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
-        straddles = (
-            (iv.low is not None and iv.low < threshold <= iv.value)
-            if direction == "min"
-            else (iv.high is not None and iv.value <= threshold < iv.high)
-        )
-        status = "fail" if bad else ("borderline" if straddles and not absolute else "pass")
-        if not bad and iv.n < g.min_cases and not absolute:
-            status, note = "insufficient", f"only {iv.n} cases (minimum {g.min_cases}); " + note
+    status: Any = threshold_status(iv.value, iv.low, iv.high, threshold, direction, g.decision)
+    absolute = (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
+    if status in ("pass", "borderline") and iv.n < g.min_cases and not absolute:
+        status, note = "insufficient", f"only {iv.n} cases (minimum {g.min_cases}); " + note
     return Aggregate(
         metric=metric,
         suite=suite,
