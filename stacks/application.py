@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from .change_type import resolve_mode
-from .pipeline_stack import PipelineStack, PipelineStackProps
-from .service_stack import ServiceStack, ServiceStackProps
-from .settings import DeploymentMode, Settings, load_settings, read_context
+from stacks.change_type import resolve_mode
+from stacks.pipeline_stack import PipelineStack, PipelineStackProps
+from stacks.service_stack import ServiceStack, ServiceStackProps
+from stacks.settings import DeploymentMode, Settings, load_settings, read_context
 
 BUNDLING_STACKS = "aws:cdk:bundling-stacks"
 

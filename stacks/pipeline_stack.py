@@ -18,10 +18,10 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from .connections import match_connection_prefix
-from .constructs.bedrock_access import acknowledge_profile_regions, model_statements
-from .constructs.eval_results import PIPELINE_NAMESPACE, EvalResults, EvalResultsProps
-from .constructs.eval_step import (
+from stacks.connections import match_connection_prefix
+from stacks.constructs.bedrock_access import acknowledge_profile_regions, model_statements
+from stacks.constructs.eval_results import PIPELINE_NAMESPACE, EvalResults, EvalResultsProps
+from stacks.constructs.eval_step import (
     GATE_EVENT_DETAIL_TYPE,
     GATE_EVENT_SOURCE,
     LOAD_BASELINE_KEY,
@@ -40,13 +40,13 @@ from .constructs.eval_step import (
     gate_policy,
     pipeline_arn,
 )
-from .constructs.lambda_bundle import LambdaBundle
-from .constructs.notifications import Notifications, NotificationsProps
-from .constructs.pull_request_eval import PullRequestEval, PullRequestEvalProps
-from .constructs.quality_alarms import NAMESPACE
-from .nag import acknowledge_cdk_pipelines
-from .service_stack import ServiceStackProps, ServiceStage
-from .settings import DeploymentMode, Settings
+from stacks.constructs.lambda_bundle import LambdaBundle
+from stacks.constructs.notifications import Notifications, NotificationsProps
+from stacks.constructs.pull_request_eval import PullRequestEval, PullRequestEvalProps
+from stacks.constructs.quality_alarms import NAMESPACE
+from stacks.nag import acknowledge_cdk_pipelines
+from stacks.service_stack import ServiceStackProps, ServiceStage
+from stacks.settings import DeploymentMode, Settings
 
 CDK_CLI_VERSION = "2.1148.1"  # npm's "latest" tag (3.0.0) cannot read aws-cdk-lib 2.27x assemblies
 GATE_STAGE = "QualityGate"

@@ -10,21 +10,21 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from constructs import Construct
 
-from .constructs.canary_deployment import CanaryDeployment, CanaryDeploymentProps
-from .constructs.canary_verdict import CanaryVerdict, CanaryVerdictProps
-from .constructs.capture import JUDGED_PREFIX, Capture, CaptureProps
-from .constructs.dashboard import DashboardProps, QualityDashboard
-from .constructs.feature_flags import PROFILE_NAME, FeatureFlags, FeatureFlagsProps
-from .constructs.guardrail import Guardrail
-from .constructs.idempotency import IdempotencyTable
-from .constructs.lambda_bundle import RETENTION, LambdaBundle
-from .constructs.notifications import Explainable, Notifications, NotificationsProps
-from .constructs.quality_alarms import NAMESPACE, QualityAlarms, QualityAlarmsProps
-from .constructs.request_trust import RequestTrust, RequestTrustProps
-from .constructs.service_api import ApiAuth, ServiceApi, ServiceApiProps
-from .constructs.shadow import Shadow, ShadowProps
-from .constructs.storage import BucketSpec, EncryptedStorage
-from .settings import API_AUTH_NONE_EXPOSES, DeploymentMode, Settings, load_guardrail
+from stacks.constructs.canary_deployment import CanaryDeployment, CanaryDeploymentProps
+from stacks.constructs.canary_verdict import CanaryVerdict, CanaryVerdictProps
+from stacks.constructs.capture import JUDGED_PREFIX, Capture, CaptureProps
+from stacks.constructs.dashboard import DashboardProps, QualityDashboard
+from stacks.constructs.feature_flags import PROFILE_NAME, FeatureFlags, FeatureFlagsProps
+from stacks.constructs.guardrail import Guardrail
+from stacks.constructs.idempotency import IdempotencyTable
+from stacks.constructs.lambda_bundle import RETENTION, LambdaBundle
+from stacks.constructs.notifications import Explainable, Notifications, NotificationsProps
+from stacks.constructs.quality_alarms import NAMESPACE, QualityAlarms, QualityAlarmsProps
+from stacks.constructs.request_trust import RequestTrust, RequestTrustProps
+from stacks.constructs.service_api import ApiAuth, ServiceApi, ServiceApiProps
+from stacks.constructs.shadow import Shadow, ShadowProps
+from stacks.constructs.storage import BucketSpec, EncryptedStorage
+from stacks.settings import API_AUTH_NONE_EXPOSES, DeploymentMode, Settings, load_guardrail
 
 ENDPOINT_OUTPUT = "ServiceEndpoint"
 

@@ -29,7 +29,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from .feature_flags_model import MODEL_ID_PATTERN, PROMPT_ID_PATTERN, FeatureFlagsConfig
+from stacks.feature_flags_model import MODEL_ID_PATTERN, PROMPT_ID_PATTERN, FeatureFlagsConfig
 
 # Context keys that no longer exist, with what replaced them: refused with the reason rather than ignored.
 RETIRED_KEYS: dict[str, str] = {

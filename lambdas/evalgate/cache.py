@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .inputs import output_file
+from evalgate.errors import InputError
+from evalgate.inputs import output_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (

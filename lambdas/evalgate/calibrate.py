@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from .dataset import iter_jsonl
-from .errors import InputError, Problem
-from .inputs import output_file
-from .metrics import ungrounded_numbers
+from evalgate.dataset import iter_jsonl
+from evalgate.errors import InputError, Problem
+from evalgate.inputs import output_file
+from evalgate.metrics import ungrounded_numbers
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
@@ -143,7 +143,7 @@ def run_calibration(args: argparse.Namespace) -> int:
     if args.out:
         output_file(args.out, "--out")
     if args.metric == "similarity":
-        from .providers.local import LocalEmbedder
+        from evalgate.providers.local import LocalEmbedder
 
         record = calibrate_similarity(LocalEmbedder(), root, args.limit)
     elif args.metric == "grounding":
@@ -163,12 +163,12 @@ def run_judge_calibration(args: argparse.Namespace) -> int:
     1: it was written but falls short (figures printed); 4: no record (no credentials, cost cap, error)."""
     import boto3
 
-    from .cache import Cache
-    from .config import load_config
-    from .cost import CostMeter, MeteredJudgeModel
-    from .dataset import load_knowledge
-    from .judge import Judge
-    from .judge_calibration import (
+    from evalgate.cache import Cache
+    from evalgate.config import load_config
+    from evalgate.cost import CostMeter, MeteredJudgeModel
+    from evalgate.dataset import load_knowledge
+    from evalgate.judge import Judge
+    from evalgate.judge_calibration import (
         check_judge,
         endpoint_of,
         floor_problems,
@@ -189,7 +189,7 @@ def run_judge_calibration(args: argparse.Namespace) -> int:
     if boto3.Session().get_credentials() is None:
         print("evalgate: ERROR: calibrating the judge needs Bedrock and no AWS credentials were found", file=sys.stderr)
         return 4
-    from .providers.bedrock import BedrockJudgeModel
+    from evalgate.providers.bedrock import BedrockJudgeModel
 
     model = BedrockJudgeModel(model_id=model_id)
     cap = args.max_cost if args.max_cost is not None else config.judge_calibration.max_cost_usd

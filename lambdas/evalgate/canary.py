@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from . import telemetry as tm
-from .latency import LatencyBudget
+from evalgate import telemetry as tm
+from evalgate.latency import LatencyBudget
 
 Status = Literal["pass", "fail", "nodata"]
 QUALITY, LATENCY, HALLUCINATION, ERROR_RATE, FEEDBACK, CONVERSION = (
@@ -253,7 +253,7 @@ def latency_tolerance_ms(baseline_ms: float | None, cfg: CanaryConfig) -> float:
 def classify(results: Sequence[MetricResult], alpha: float) -> None:
     """Family-wise control over the metric tests that had data (Holm, ``stats.step_down``): a metric fails when
     its adjusted p-value is below ``alpha`` *and* its harmful effect exceeds its tolerance."""
-    from .stats import step_down
+    from evalgate.stats import step_down
 
     tested = [r for r in results if r.status == "pass" and r.p_value is not None]
     adjusted = step_down([r.p_value for r in tested if r.p_value is not None], alpha=alpha)
@@ -392,7 +392,7 @@ class CloudWatchSamples:
 
     def __init__(self, client: Any = None, namespace: str | None = None, period_s: int = 60) -> None:
         if client is None:
-            from .providers.aws import make_client
+            from evalgate.providers.aws import make_client
 
             client = make_client("cloudwatch")
         self.client = client

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from .canary import ArmSamples, CanaryConfig, judge_canary
-from .canary_power import VERDICT_LEAD_MINUTES
-from .deploy_hooks import positive_env, positive_int_env, version_of, versions_from_deployment
-from .errors import InputError
-from .latency import LatencyBudget
+from evalgate.canary import ArmSamples, CanaryConfig, judge_canary
+from evalgate.canary_power import VERDICT_LEAD_MINUTES
+from evalgate.deploy_hooks import positive_env, positive_int_env, version_of, versions_from_deployment
+from evalgate.errors import InputError
+from evalgate.latency import LatencyBudget
 
 Phase = Literal["before-traffic", "interim", "final"]
 INTERIM_ALPHA = 0.001

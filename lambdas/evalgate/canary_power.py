@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .canary import (
+from evalgate.canary import (
     CONVERSION,
     ERROR_RATE,
     FEEDBACK,

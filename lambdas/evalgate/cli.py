@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import GUARDRAIL_VERSION_PATTERN
-from .errors import InputError, Problem
-from .inputs import output_dir, output_file
-from .retry import DEFAULT_TIME_BUDGET_S
+from evalgate import __version__
+from evalgate.config import GUARDRAIL_VERSION_PATTERN
+from evalgate.errors import InputError, Problem
+from evalgate.inputs import output_dir, output_file
+from evalgate.retry import DEFAULT_TIME_BUDGET_S
 
 EXIT_USAGE = 2
 EXIT_ERROR = 4
@@ -381,7 +381,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a curation review file: every entry must be completed and verified, or rejected (repeatable)",
     )
 
-    from .pr_cli import add_pr_commands
+    from evalgate.pr_cli import add_pr_commands
 
     add_pr_commands(sub)
 
@@ -507,17 +507,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "canary-power":
             return _canary_power(args)
         if args.command in ("comment", "pr-context"):
-            from .pr_cli import run_pr_command
+            from evalgate.pr_cli import run_pr_command
 
             return run_pr_command(args)
         if args.command == "history":
             return _history(args)
         if args.command == "curate":
-            from .curate_cli import curate_command
+            from evalgate.curate_cli import curate_command
 
             return curate_command(args)
         if args.command == "calibrate":
-            from .calibrate import run_calibration
+            from evalgate.calibrate import run_calibration
 
             return int(run_calibration(args))
     except InputError as exc:
@@ -540,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _profile_defaults() -> dict[str, float]:
     from dataclasses import fields
 
-    from .canary_power import Profile
+    from evalgate.canary_power import Profile
 
     return {f.name: float(f.default) for f in fields(Profile)}  # type: ignore[arg-type]
 
@@ -548,9 +548,9 @@ def _profile_defaults() -> dict[str, float]:
 def _canary_power(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
-    from .canary import CanaryConfig
-    from .canary_power import CanaryTraffic, Profile, detect, never_fires, report
-    from .latency import LatencyBudget
+    from evalgate.canary import CanaryConfig
+    from evalgate.canary_power import CanaryTraffic, Profile, detect, never_fires, report
+    from evalgate.latency import LatencyBudget
 
     ctx: dict[str, Any] = {}
     if args.cdk_json.is_file():
@@ -607,9 +607,9 @@ def _canary_power(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .dataset import load_golden
-    from .providers.replay import ReplayCandidate
+    from evalgate.config import load_config
+    from evalgate.dataset import load_golden
+    from evalgate.providers.replay import ReplayCandidate
 
     problems = []
     golden = None
@@ -632,7 +632,7 @@ def _validate(args: argparse.Namespace) -> int:
         problems.extend(exc.problems)
     labels = args.golden / "judge_labels.jsonl"
     if golden is not None and labels.is_file():
-        from .judge_calibration import load_judge_labels
+        from evalgate.judge_calibration import load_judge_labels
 
         try:
             load_judge_labels(labels, golden.knowledge)
@@ -656,7 +656,7 @@ def _validate(args: argparse.Namespace) -> int:
                     Problem(str(path), None, f"no response for {len(missing)} case(s): {', '.join(missing[:6])}")
                 )
     if golden is not None:
-        from .curate import check_review
+        from evalgate.curate import check_review
 
         for review in args.review or []:
             problems.extend(check_review(review, golden)[1])
@@ -664,7 +664,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.guardrails != Path("guardrails") and not args.guardrails.is_dir():
         problems.append(Problem(str(args.guardrails), None, "guardrails folder not found"))
     for path in guardrail_files:
-        from .guardrail_spec import load_guardrail_spec
+        from evalgate.guardrail_spec import load_guardrail_spec
 
         try:
             load_guardrail_spec(path)
@@ -684,7 +684,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _load_baseline(path: Path) -> Any:
-    from .results import load_result
+    from evalgate.results import load_result
 
     return load_result(path, "baseline")
 
@@ -720,12 +720,12 @@ def _check_prices(
 def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
     kind, _, rest = spec.partition(":")
     if kind == "replay" and rest:
-        from .providers.replay import ReplayCandidate
+        from evalgate.providers.replay import ReplayCandidate
 
         return ReplayCandidate(Path(rest))
     if kind == "bedrock":
-        from .prompts import load_prompt
-        from .providers.bedrock import BedrockCandidate
+        from evalgate.prompts import load_prompt
+        from evalgate.providers.bedrock import BedrockCandidate
 
         gid, gver = os.environ.get("EVALGATE_GUARDRAIL_ID"), os.environ.get("EVALGATE_GUARDRAIL_VERSION")
         if gver and not GUARDRAIL_VERSION.match(gver):
@@ -744,11 +744,11 @@ def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
             guardrail_version=gver,
         )
     if kind == "http" and rest:
-        from .providers.http_endpoint import http_candidate_from_env
+        from evalgate.providers.http_endpoint import http_candidate_from_env
 
         return http_candidate_from_env(rest)
     if kind == "lambda" and rest:
-        from .providers.lambda_fn import LambdaCandidate
+        from evalgate.providers.lambda_fn import LambdaCandidate
 
         name, _, qualifier = rest.partition(":")
         return LambdaCandidate(function_name=name, qualifier=qualifier or None, synthetic=_synthetic_signer())
@@ -762,8 +762,8 @@ def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
 def _shadow_report(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .config import load_config
-    from .shadow import iter_pairs_from_s3, run_shadow_report
+    from evalgate.config import load_config
+    from evalgate.shadow import iter_pairs_from_s3, run_shadow_report
 
     output_dir(args.out, "--out")
     config = load_config(args.config)
@@ -776,23 +776,23 @@ def _shadow_report(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_ERROR
-        from .judge import Judge
-        from .providers.bedrock import BedrockJudgeModel
+        from evalgate.judge import Judge
+        from evalgate.providers.bedrock import BedrockJudgeModel
 
         judge = Judge(BedrockJudgeModel(model_id=args.judge_model or config.models.judge))
     embedder: Any = None
     if args.embedder == "local":
-        from .providers.local import LocalEmbedder
+        from evalgate.providers.local import LocalEmbedder
 
         embedder = LocalEmbedder()
     elif args.embedder == "titan":
-        from .providers.bedrock import TitanEmbedder
+        from evalgate.providers.bedrock import TitanEmbedder
 
         embedder = TitanEmbedder(model_id=config.models.embeddings)
     with tempfile.TemporaryDirectory(prefix="evalgate-pairs-") as tmp:
         source = Path(args.pairs)
         if args.pairs.startswith("s3://"):
-            from .providers.aws import make_client
+            from evalgate.providers.aws import make_client
 
             bucket, _, prefix = args.pairs.removeprefix("s3://").partition("/")
             source = Path(tmp) / "pairs.jsonl"
@@ -819,7 +819,7 @@ def _gate_file(config_path: Path, repo: Path) -> str | None:
 
 
 def _decide(args: argparse.Namespace, config: Any, config_path: Path, baseline: Any) -> Any:
-    from .tiers import decide_tier
+    from evalgate.tiers import decide_tier
 
     base = args.since or os.environ.get("EVALGATE_BASE_COMMIT") or (baseline.commit if baseline else None)
     return decide_tier(
@@ -833,7 +833,7 @@ def _decide(args: argparse.Namespace, config: Any, config_path: Path, baseline: 
 
 
 def _tier(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from evalgate.config import load_config
 
     config_path = args.config or args.golden / "gate.toml"
     config = load_config(config_path)
@@ -853,7 +853,7 @@ def _commit(args: argparse.Namespace) -> str | None:
         return str(args.commit)
     if os.environ.get("CODEBUILD_RESOLVED_SOURCE_VERSION"):
         return os.environ["CODEBUILD_RESOLVED_SOURCE_VERSION"]
-    from .tiers import head_commit
+    from evalgate.tiers import head_commit
 
     return head_commit(args.repo)
 
@@ -865,7 +865,7 @@ def _guardrail_spec(args: argparse.Namespace, gid: str | None) -> Any:
         return None
     if args.guardrail_id or args.guardrail_version:
         raise InputError.single("--guardrail-config", None, "use either a guardrail file or --guardrail-id, not both")
-    from .guardrail_spec import load_guardrail_spec
+    from evalgate.guardrail_spec import load_guardrail_spec
 
     return load_guardrail_spec(path)
 
@@ -883,17 +883,17 @@ def _guardrail_ids(args: argparse.Namespace, config: Any) -> tuple[str | None, s
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .cache import Cache, parse_s3_url, pull_from_s3, push_to_s3
-    from .config import load_config
-    from .cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel
-    from .dataset import load_golden
-    from .gate import review_on_mismatch
-    from .reports import write_reports
-    from .results import baseline_mismatch
-    from .retry import RetryPolicy
-    from .runner import run_evaluation
-    from .shard import parse_shard, select_shard, shard_record
-    from .tiers import skip_result, smoke_subset
+    from evalgate.cache import Cache, parse_s3_url, pull_from_s3, push_to_s3
+    from evalgate.config import load_config
+    from evalgate.cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel
+    from evalgate.dataset import load_golden
+    from evalgate.gate import review_on_mismatch
+    from evalgate.reports import write_reports
+    from evalgate.results import baseline_mismatch
+    from evalgate.retry import RetryPolicy
+    from evalgate.runner import run_evaluation
+    from evalgate.shard import parse_shard, select_shard, shard_record
+    from evalgate.tiers import skip_result, smoke_subset
 
     if args.cache_s3_push and not args.cache_s3:
         raise InputError.single("--cache-s3-push", None, "goes with --cache-s3 (where the cache is read from)")
@@ -987,7 +987,7 @@ def _run(args: argparse.Namespace) -> int:
     s3 = None
     if not args.no_cache:
         if args.cache_s3:
-            from .providers.aws import make_client
+            from evalgate.providers.aws import make_client
 
             s3 = make_client("s3")
             pull_from_s3(s3, args.cache_s3, args.cache)
@@ -1003,8 +1003,8 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_ERROR
-        from .judge import Judge
-        from .providers.bedrock import BedrockJudgeModel
+        from evalgate.judge import Judge
+        from evalgate.providers.bedrock import BedrockJudgeModel
 
         def make_judge(model_id: str) -> Any:
             model: Any = BedrockJudgeModel(model_id=model_id)
@@ -1013,7 +1013,7 @@ def _run(args: argparse.Namespace) -> int:
             return Judge(model, cache=cache, malformed_attempts=config.models.judge_malformed_attempts)
 
         if use_job:
-            from .evaljobs import EvaluationJobJudge
+            from evalgate.evaljobs import EvaluationJobJudge
 
             batch_judge = EvaluationJobJudge(
                 config,
@@ -1026,8 +1026,8 @@ def _run(args: argparse.Namespace) -> int:
         if escalate and config.models.heavy_judge != (args.judge_model or config.models.judge):
             escalation_judge = make_judge(config.models.heavy_judge)
         if spec is not None:
-            from .guardrail_spec import CandidateGuardrail
-            from .guardrails import GuardrailChecker
+            from evalgate.guardrail_spec import CandidateGuardrail
+            from evalgate.guardrails import GuardrailChecker
 
             candidate_guardrail = CandidateGuardrail(spec)
             gid, gver = candidate_guardrail.__enter__()
@@ -1035,11 +1035,11 @@ def _run(args: argparse.Namespace) -> int:
             identity = {"config": spec.fingerprint(), "name": spec.name}
             guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter, cache_identity=identity)
         elif gid and gver:
-            from .guardrails import GuardrailChecker
+            from evalgate.guardrails import GuardrailChecker
 
             guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter)
-        from .judge_calibration import check_judge, endpoint_of, records_dir
-        from .judge_trust import calibration_gate, evaluation_job_check
+        from evalgate.judge_calibration import check_judge, endpoint_of, records_dir
+        from evalgate.judge_trust import calibration_gate, evaluation_job_check
 
         folder = records_dir(config, args.calibration)
         checks = [
@@ -1071,11 +1071,11 @@ def _run(args: argparse.Namespace) -> int:
     embedder_kind = args.embedder if args.embedder != "auto" else ("local" if tier_name == "offline" else "titan")
     embedder: Any
     if embedder_kind == "local":
-        from .providers.local import LocalEmbedder
+        from evalgate.providers.local import LocalEmbedder
 
         embedder = LocalEmbedder()
     else:
-        from .providers.bedrock import TitanEmbedder
+        from evalgate.providers.bedrock import TitanEmbedder
 
         embedder = TitanEmbedder(model_id=config.models.embeddings, max_workers=args.concurrency)
         if meter is not None:
@@ -1083,7 +1083,7 @@ def _run(args: argparse.Namespace) -> int:
     rescore_note: dict[str, Any] = {}
     try:
         if baseline is not None:
-            from .runner import rescore_baseline
+            from evalgate.runner import rescore_baseline
 
             baseline, rescore_note = rescore_baseline(
                 baseline,
@@ -1139,8 +1139,8 @@ def _run(args: argparse.Namespace) -> int:
                 + f" ({rescore_note['cases']} stored answers, {rescore_note['model_calls']} model calls, "
                 f"{rescore_note['cache_hits']} cache hits)"
             )
-    from .gate import with_reviews
-    from .judge_trust import recorded_reviews
+    from evalgate.gate import with_reviews
+    from evalgate.judge_trust import recorded_reviews
 
     result.verdict = with_reviews(result.verdict, recorded_reviews(result))
     if decision is not None:
@@ -1153,7 +1153,7 @@ def _run(args: argparse.Namespace) -> int:
         review_on_mismatch(result.verdict, mismatch)
     result.warnings += warnings
     if args.tickets != "none" and shard is None:  # a shard's verdict is partial: tickets come with the whole run
-        from .pr_cli import tickets_for_run
+        from evalgate.pr_cli import tickets_for_run
 
         tickets_for_run(args, result, config)
     paths = write_reports(result, args.out, baseline)
@@ -1170,11 +1170,19 @@ def _run(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from .config import load_config
-    from .dataset import load_golden
-    from .latency import LatencyBudget
-    from .load import LoadGenerator, LoadPlan, baseline_total_p95, check_bounds, expected_requests, pool_size, summarise
-    from .reports import write_reports
+    from evalgate.config import load_config
+    from evalgate.dataset import load_golden
+    from evalgate.latency import LatencyBudget
+    from evalgate.load import (
+        LoadGenerator,
+        LoadPlan,
+        baseline_total_p95,
+        check_bounds,
+        expected_requests,
+        pool_size,
+        summarise,
+    )
+    from evalgate.reports import write_reports
 
     output_dir(args.out, "--out")
     config = load_config(args.config or args.golden / "gate.toml")
@@ -1248,7 +1256,7 @@ def _load(args: argparse.Namespace) -> int:
 
 def _synthetic_signer() -> Any:
     """The signed synthetic-traffic header for the project's own runs (``EVALGATE_SIGNING_SECRET``), or None."""
-    from .signing import SigningUnavailable, synthetic_signer_from_env
+    from evalgate.signing import SigningUnavailable, synthetic_signer_from_env
 
     try:
         return synthetic_signer_from_env()
@@ -1258,7 +1266,7 @@ def _synthetic_signer() -> Any:
 
 def _build_load_target(args: argparse.Namespace, config: Any, workers: int, timeout: float) -> Any:
     """A candidate for load: no retries (a throttle must be seen, not absorbed), pool sized to the workers."""
-    from .providers.aws import ClientSettings
+    from evalgate.providers.aws import ClientSettings
 
     spec = args.target
     kind, _, rest = spec.partition(":")
@@ -1266,19 +1274,19 @@ def _build_load_target(args: argparse.Namespace, config: Any, workers: int, time
         max_attempts=1, retry_mode="standard", max_pool_connections=max(workers, 10), read_timeout=timeout
     )
     if kind == "http" and rest:
-        from .providers.http_endpoint import http_candidate_from_env
+        from evalgate.providers.http_endpoint import http_candidate_from_env
 
         return http_candidate_from_env(rest, timeout=timeout)
     if kind == "lambda" and rest:
-        from .providers.lambda_fn import LambdaCandidate
+        from evalgate.providers.lambda_fn import LambdaCandidate
 
         name, _, qualifier = rest.partition(":")
         return LambdaCandidate(
             function_name=name, qualifier=qualifier or None, settings=settings, synthetic=_synthetic_signer()
         )
     if kind == "bedrock" and not rest:
-        from .prompts import load_prompt
-        from .providers.bedrock import BedrockCandidate
+        from evalgate.prompts import load_prompt
+        from evalgate.providers.bedrock import BedrockCandidate
 
         return BedrockCandidate(
             model_id=args.model or config.models.generator,
@@ -1294,7 +1302,7 @@ def _build_load_target(args: argparse.Namespace, config: Any, workers: int, time
 
 
 def _history(args: argparse.Namespace) -> int:
-    from .history import load_runs, write_site
+    from evalgate.history import load_runs, write_site
 
     runs, problems = load_runs(args.runs)
     for problem in problems:
@@ -1316,13 +1324,13 @@ def _iso_day(text: str) -> Any:
 
 
 def _golden_warnings(args: argparse.Namespace, config: Any) -> list[str]:
-    from .curate import freshness_warnings
+    from evalgate.curate import freshness_warnings
 
     coverage = None
     path = args.coverage or (args.golden / "coverage.json")
     if args.coverage is not None or path.is_file():
-        from .curate_cli import CoverageFile
-        from .dataset import parse_json_model
+        from evalgate.curate_cli import CoverageFile
+        from evalgate.dataset import parse_json_model
 
         try:
             text = path.read_text(encoding="utf-8")
@@ -1336,9 +1344,9 @@ def _golden_warnings(args: argparse.Namespace, config: Any) -> list[str]:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .reports import write_reports
-    from .shard import load_result, merge_results
+    from evalgate.config import load_config
+    from evalgate.reports import write_reports
+    from evalgate.shard import load_result, merge_results
 
     output_dir(args.out, "--out")
     shards = [(p, load_result(p)) for p in args.results]

@@ -15,16 +15,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from .errors import InputError, Problem
-from .inputs import read_text, suggest
-from .prompts import PROMPT_ID_PATTERN
-from .retry import DEFAULT_MALFORMED_ATTEMPTS
+from evalgate.errors import InputError, Problem
+from evalgate.inputs import read_text, suggest
+from evalgate.prompts import PROMPT_ID_PATTERN
+from evalgate.retry import DEFAULT_MALFORMED_ATTEMPTS
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 def suite_names() -> tuple[str, ...]:
-    from .dataset import SUITE_FILES
+    from evalgate.dataset import SUITE_FILES
 
     return tuple(SUITE_FILES)
 

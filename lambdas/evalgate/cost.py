@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .config import GateConfig
-from .errors import BudgetExceeded
-from .models import Case, Generation, KnowledgeEntry
-from .providers.base import Candidate, Embedder, JudgeCall, JudgeModel, ToolSpec
+from evalgate.config import GateConfig
+from evalgate.errors import BudgetExceeded
+from evalgate.models import Case, Generation, KnowledgeEntry
+from evalgate.providers.base import Candidate, Embedder, JudgeCall, JudgeModel, ToolSpec
 
 # A candidate we cannot inspect (HTTP endpoint, Lambda) adds a system prompt we do not see: allow this much.
 SYSTEM_PROMPT_ALLOWANCE_CHARS = 4000
@@ -159,7 +159,7 @@ class CostMeter:
 
 
 def _guarded(meter: CostMeter, r: Reservation, call: Callable[[], Any], cost_of: Callable[[Any], float]) -> Any:
-    from .errors import ThrottledError
+    from evalgate.errors import ThrottledError
 
     try:
         out = call()

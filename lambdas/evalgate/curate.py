@@ -42,12 +42,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .dataset import SUITE_FILES, Golden, format_validation_error, iter_jsonl, load_golden
-from .errors import InputError, Problem
-from .inputs import JsonProblem, loads, read_text
-from .masking import MASK_TOKEN, mask_pii
-from .models import Behaviour, Case
-from .online import StoredRow as ProductionRecord
+from evalgate.dataset import SUITE_FILES, Golden, format_validation_error, iter_jsonl, load_golden
+from evalgate.errors import InputError, Problem
+from evalgate.inputs import JsonProblem, loads, read_text
+from evalgate.masking import MASK_TOKEN, mask_pii
+from evalgate.models import Behaviour, Case
+from evalgate.online import StoredRow as ProductionRecord
 
 Reason = Literal["hallucinated", "disagreement", "low_quality", "novel"]
 REASON_ORDER: tuple[Reason, ...] = ("hallucinated", "disagreement", "low_quality", "novel")
@@ -166,10 +166,10 @@ def _day_in_window(day: date | None, since: datetime | None, until: datetime | N
 def read_s3(
     url: str, since: datetime | None, until: datetime | None, client: Any = None
 ) -> Iterable[tuple[str, int, str]]:
-    from .providers.s3 import iter_s3_jsonl, split_s3_url
+    from evalgate.providers.s3 import iter_s3_jsonl, split_s3_url
 
     if client is None:
-        from .providers.aws import make_client
+        from evalgate.providers.aws import make_client
 
         client = make_client("s3")
     bucket, prefix = split_s3_url(url)

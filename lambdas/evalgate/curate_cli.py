@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import InputError
+from evalgate.errors import InputError
 
 
 class CoverageFile(BaseModel):
@@ -24,17 +24,17 @@ class CoverageFile(BaseModel):
 
 def _embedder(kind: str, config: Any) -> Any:
     if kind == "titan":
-        from .providers.bedrock import TitanEmbedder
+        from evalgate.providers.bedrock import TitanEmbedder
 
         return TitanEmbedder(model_id=config.models.embeddings)
-    from .providers.local import LocalEmbedder
+    from evalgate.providers.local import LocalEmbedder
 
     return LocalEmbedder()
 
 
 def curate_command(args: argparse.Namespace) -> int:
-    from .config import load_config
-    from .curate import (
+    from evalgate.config import load_config
+    from evalgate.curate import (
         Settings,
         coverage_json,
         coverage_markdown,
@@ -44,7 +44,7 @@ def curate_command(args: argparse.Namespace) -> int:
         review_entry,
         write_jsonl_atomic,
     )
-    from .dataset import load_golden
+    from evalgate.dataset import load_golden
 
     if args.merge is not None:
         if args.records:

@@ -16,9 +16,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import InputError, Problem
-from .inputs import JsonProblem, loads, read_text, suggest
-from .models import Case, KnowledgeEntry
+from evalgate.errors import InputError, Problem
+from evalgate.inputs import JsonProblem, loads, read_text, suggest
+from evalgate.models import Case, KnowledgeEntry
 
 KB_HEADING = re.compile(r"^##\s+([a-z0-9][a-z0-9._-]*):\s*(.+?)\s*$")
 SUITE_FILES = {

@@ -29,8 +29,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import InputError
-from .latency import LatencyBudget
+from evalgate.errors import InputError
+from evalgate.latency import LatencyBudget
 
 HookStatus = Literal["Succeeded", "Failed"]
 REPORT_RESERVE_S = 10.0
@@ -77,7 +77,7 @@ class CodeDeployReporter:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from .providers.aws import ClientSettings, make_client
+            from evalgate.providers.aws import ClientSettings, make_client
 
             self._client = make_client("codedeploy", ClientSettings.from_env(max_attempts=5, read_timeout=10.0))
         return self._client
@@ -287,7 +287,7 @@ def load_smoke(settings: PreTrafficSettings) -> tuple[Any, list[Any]]:
     - ``smoke.jsonl`` or ``/path/cases.jsonl#smoke``: the cases of one JSONL file (optionally only a tag),
       judged against the golden folder's knowledge base.
     """
-    from .dataset import SUITE_FILES, Golden, load_cases, load_golden, load_knowledge
+    from evalgate.dataset import SUITE_FILES, Golden, load_cases, load_golden, load_knowledge
 
     root = settings.golden_dir or default_golden_dir()
     spec = settings.smoke.strip()
@@ -319,8 +319,8 @@ def load_smoke(settings: PreTrafficSettings) -> tuple[Any, list[Any]]:
     golden = load_golden(root, suites)
     if tag == "smoke" and (root / "gate.toml").is_file():
         # The same subset as `evalgate run --tier smoke`: tagged cases topped up to gate.min_cases per group.
-        from .config import load_config
-        from .tiers import smoke_subset
+        from evalgate.config import load_config
+        from evalgate.tiers import smoke_subset
 
         cases, _ = smoke_subset(golden.cases, load_config(root / "gate.toml"), tag)
     else:
@@ -340,8 +340,8 @@ def pre_traffic_smoke(
     baseline_candidate: Any = None,
 ) -> HookOutcome:
     """Run the smoke set against the new version; Succeeded only on a PASS verdict within the latency budget."""
-    from .config import load_config
-    from .runner import run_evaluation
+    from evalgate.config import load_config
+    from evalgate.runner import run_evaluation
 
     if not settings.function_name or not settings.version:
         raise InputError.single("environment", None, "TARGET_FUNCTION_NAME and TARGET_VERSION must be set")
@@ -351,8 +351,8 @@ def pre_traffic_smoke(
     golden, cases = load_smoke(settings)
     config = load_config(golden.root / "gate.toml")
     if candidate is None:
-        from .providers.lambda_fn import LambdaCandidate
-        from .signing import synthetic_signer_from_env
+        from evalgate.providers.lambda_fn import LambdaCandidate
+        from evalgate.signing import synthetic_signer_from_env
 
         # signed as synthetic: the hook's smoke answers must not reach the online judge as user traffic
         candidate = LambdaCandidate(
@@ -361,13 +361,13 @@ def pre_traffic_smoke(
     if judge is None:
         if not settings.judge_model_id:
             raise InputError.single("environment", None, "JUDGE_MODEL_ID must be set: the smoke set is judged")
-        from .judge import Judge
-        from .providers.bedrock import BedrockJudgeModel
+        from evalgate.judge import Judge
+        from evalgate.providers.bedrock import BedrockJudgeModel
 
         judge = Judge(BedrockJudgeModel(settings.judge_model_id))
     not_run: list[dict[str, str]] = []
     if embedder is None and settings.embeddings_model_id:
-        from .providers.bedrock import TitanEmbedder
+        from evalgate.providers.bedrock import TitanEmbedder
 
         embedder = TitanEmbedder(settings.embeddings_model_id)
     if embedder is None:
@@ -387,7 +387,7 @@ def pre_traffic_smoke(
     verdict = result.verdict.verdict
     budget = settings.latency_budget
     if baseline_candidate is None and settings.baseline_qualifier and budget.gates_total:
-        from .providers.lambda_fn import LambdaCandidate
+        from evalgate.providers.lambda_fn import LambdaCandidate
 
         baseline_candidate = LambdaCandidate(settings.function_name, settings.baseline_qualifier, service_timing=True)
     paired, paired_note = None, "no total-time tolerance or no previous version configured"
@@ -431,7 +431,7 @@ def total_vs_previous(
     compared, and the note says why: a broken previous version must not block its own replacement."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .latency import MIN_PAIRS, paired_total_regression
+    from evalgate.latency import MIN_PAIRS, paired_total_regression
 
     def timed(case: Any) -> tuple[str, float | None]:
         if time.monotonic() > deadline - REPORT_RESERVE_S:
@@ -456,7 +456,7 @@ def smoke_latency(result: Any, settings: PreTrafficSettings, config: Any) -> tup
     """p50/p95 time to first token (p95 against the SLO) and total answer time of the smoke answers, and why the
     latency fails (fail closed: an SLO with no TTFT reported is a failure). Total time against the previous
     version is ``total_vs_previous`` (paired by prompt)."""
-    from .gate import latency_aggregates, latency_reasons
+    from evalgate.gate import latency_aggregates, latency_reasons
 
     budget = LatencyBudget(ttft_slo_ms=settings.ttft_slo_ms)
     ttft = [c.ttft_ms for c in result.cases if c.ttft_ms is not None]
@@ -557,7 +557,7 @@ def canary_analysis(
     """Judge the new version against the previous one on the bake window's per-version metrics."""
     from dataclasses import replace as dc_replace
 
-    from .canary import LATENCY, CanaryConfig, judge_canary
+    from evalgate.canary import LATENCY, CanaryConfig, judge_canary
 
     target = version_of(settings.target_version) if settings.target_version else None
     baseline = version_of(settings.baseline_version) if settings.baseline_version else None

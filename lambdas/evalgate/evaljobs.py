@@ -44,11 +44,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .config import CustomMetric, EvaluationJobConfig, GateConfig
-from .cost import CostMeter
-from .errors import InputError, Problem, ProviderError, ThrottledError
-from .models import Case, Generation, KnowledgeEntry, MetricValue
-from .providers.aws import make_client, map_aws_error
+from evalgate.config import CustomMetric, EvaluationJobConfig, GateConfig
+from evalgate.cost import CostMeter
+from evalgate.errors import InputError, Problem, ProviderError, ThrottledError
+from evalgate.models import Case, Generation, KnowledgeEntry, MetricValue
+from evalgate.providers.aws import make_client, map_aws_error
 
 MAX_PROMPTS_PER_JOB = 1000
 MAX_RATING_DEFINITION = 99  # "under 100 characters"

@@ -44,7 +44,7 @@ class DynamoFeedbackLedger:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from .providers.aws import ClientSettings, make_client
+            from evalgate.providers.aws import ClientSettings, make_client
 
             self._client = make_client(
                 "dynamodb",

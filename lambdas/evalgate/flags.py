@@ -42,8 +42,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from .errors import InputError, Problem
-from .prompts import PROMPT_ID_PATTERN
+from evalgate.errors import InputError, Problem
+from evalgate.prompts import PROMPT_ID_PATTERN
 
 FLAG_VARIANT = "variant"
 FLAG_VARIANTS = "variants"
@@ -377,7 +377,7 @@ def build_resolver(
 
     client = appconfig_client
     if client is None:
-        from .providers.aws import ClientSettings, make_client
+        from evalgate.providers.aws import ClientSettings, make_client
 
         # A flag read must never stall a request: short timeouts, one retry, then the safe defaults.
         client = make_client(

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
-from .config import THRESHOLD_DIRECTIONS, GateConfig
-from .latency import LatencyBudget
-from .results import EXIT_CODES, Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Verdict
-from .stats import (
+from evalgate.config import THRESHOLD_DIRECTIONS, GateConfig
+from evalgate.latency import LatencyBudget
+from evalgate.results import EXIT_CODES, Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Verdict
+from evalgate.stats import (
     bootstrap_mean,
     excess_pvalue,
     mcnemar_exact,

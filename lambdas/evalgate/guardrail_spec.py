@@ -25,9 +25,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .config import locate_toml_key
-from .errors import InputError, Problem
-from .inputs import read_text
+from evalgate.config import locate_toml_key
+from evalgate.errors import InputError, Problem
+from evalgate.inputs import read_text
 
 Strength = Literal["NONE", "LOW", "MEDIUM", "HIGH"]
 FilterType = Literal["SEXUAL", "VIOLENCE", "HATE", "INSULTS", "MISCONDUCT", "PROMPT_ATTACK"]
@@ -318,7 +318,7 @@ class CandidateGuardrail:
 
     def __init__(self, spec: GuardrailSpec, client: Any = None) -> None:
         if client is None:
-            from .providers.aws import make_client
+            from evalgate.providers.aws import make_client
 
             client = make_client("bedrock")
         self.spec = spec
@@ -327,7 +327,7 @@ class CandidateGuardrail:
         self.guardrail_id: str | None = None
 
     def __enter__(self) -> tuple[str, str]:
-        from .providers.aws import map_aws_error
+        from evalgate.providers.aws import map_aws_error
 
         try:
             made = self.client.create_guardrail(

@@ -27,15 +27,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .config import GateConfig, GuardrailConfig
-from .cost import GUARDRAIL_PRICE_KEY, CostMeter, guardrail_estimate_units
-from .errors import ProviderError, ThrottledError
-from .gate import threshold_status
-from .metrics import classify_behaviour
-from .models import Behaviour, Case, Generation, MetricValue
-from .providers.aws import ClientSettings, make_client, map_aws_error, model_client_settings
-from .results import Aggregate, CaseResult, RunResult
-from .stats import paired_difference, wilson
+from evalgate.config import GateConfig, GuardrailConfig
+from evalgate.cost import GUARDRAIL_PRICE_KEY, CostMeter, guardrail_estimate_units
+from evalgate.errors import ProviderError, ThrottledError
+from evalgate.gate import threshold_status
+from evalgate.metrics import classify_behaviour
+from evalgate.models import Behaviour, Case, Generation, MetricValue
+from evalgate.providers.aws import ClientSettings, make_client, map_aws_error, model_client_settings
+from evalgate.results import Aggregate, CaseResult, RunResult
+from evalgate.stats import paired_difference, wilson
 
 Source = Literal["INPUT", "OUTPUT"]
 INTERVENED = "GUARDRAIL_INTERVENED"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, Problem
-from .results import RunResult, load_result
+from evalgate.errors import InputError, Problem
+from evalgate.results import RunResult, load_result
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "REVIEW": "#9a6700", "ERROR": "#6639ba"}
 VERDICT_WORDS = {"PASS": "approved", "FAIL": "rejected", "ERROR": "rejected", "REVIEW": "waiting for review"}
@@ -43,7 +43,7 @@ def esc(value: object) -> str:
 
 
 def _parse(text: str, source: str) -> RunResult:
-    from .dataset import parse_json_model
+    from evalgate.dataset import parse_json_model
 
     try:
         return parse_json_model(text, RunResult, "results file")
@@ -56,10 +56,10 @@ def load_runs(source: str, client: Any = None) -> tuple[list[Run], list[Problem]
     runs: list[Run] = []
     problems: list[Problem] = []
     if source.startswith("s3://"):
-        from .providers.s3 import split_s3_url
+        from evalgate.providers.s3 import split_s3_url
 
         if client is None:
-            from .providers.aws import make_client
+            from evalgate.providers.aws import make_client
 
             client = make_client("s3")
         bucket, prefix = split_s3_url(source)
@@ -165,7 +165,7 @@ def trend_svg(name: str, points: list[dict[str, Any]], n_runs: int, width: int =
 
 def compare_data(runs: list[Run]) -> list[dict[str, Any]]:
     """What the in-page comparison needs of each run: per case its status, answer excerpt and metric values."""
-    from .reports.common import answer_or_error
+    from evalgate.reports.common import answer_or_error
 
     out = []
     for run in runs:
@@ -295,7 +295,7 @@ def render_site(runs: list[Run]) -> str:
 
 def compare_page(runs: list[Run], first: str, second: str) -> str:
     """The case explorer of run ``second`` against run ``first`` (ids or 1-based positions)."""
-    from .reports.html import render_html
+    from evalgate.reports.html import render_html
 
     def pick(key: str) -> RunResult:
         for i, run in enumerate(runs):
@@ -314,10 +314,10 @@ def write_site(runs: list[Run], out: str, compare: tuple[str, str] | None = None
         pages[name] = compare_page(runs, *compare)
     written = []
     if out.startswith("s3://"):
-        from .providers.s3 import split_s3_url
+        from evalgate.providers.s3 import split_s3_url
 
         if client is None:
-            from .providers.aws import make_client
+            from evalgate.providers.aws import make_client
 
             client = make_client("s3")
         bucket, prefix = split_s3_url(out)
@@ -326,7 +326,7 @@ def write_site(runs: list[Run], out: str, compare: tuple[str, str] | None = None
             client.put_object(Bucket=bucket, Key=prefix + name, Body=text.encode(), ContentType="text/html")
             written.append(f"s3://{bucket}/{prefix}{name}")
         return written
-    from .curate import write_jsonl_atomic
+    from evalgate.curate import write_jsonl_atomic
 
     folder = Path(out)
     if folder.exists() and not folder.is_dir():

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from evalgate.errors import InputError
 
 UTF8_BOM = b"\xef\xbb\xbf"
 OTHER_BOMS = {

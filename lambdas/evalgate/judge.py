@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from .errors import ProviderError
-from .models import JudgeVerdict, KnowledgeEntry, MetricValue
-from .providers.base import JudgeCall, JudgeModel, ToolSpec
-from .retry import DEFAULT_MALFORMED_ATTEMPTS, FOLLOW_UP, RetryPolicy
+from evalgate.errors import ProviderError
+from evalgate.models import JudgeVerdict, KnowledgeEntry, MetricValue
+from evalgate.providers.base import JudgeCall, JudgeModel, ToolSpec
+from evalgate.retry import DEFAULT_MALFORMED_ATTEMPTS, FOLLOW_UP, RetryPolicy
 
 JUDGE_PROMPT_VERSION = "judge-v1"
 

@@ -26,15 +26,15 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from . import __version__
-from .calibrate import auroc, best_threshold, cohen_kappa, read_rows
-from .config import GateConfig
-from .cost import call_cost
-from .dataset import format_validation_error, iter_jsonl
-from .errors import InputError, Problem
-from .judge import Judge
-from .models import KnowledgeEntry
-from .stats import bootstrap_statistic, wilson
+from evalgate import __version__
+from evalgate.calibrate import auroc, best_threshold, cohen_kappa, read_rows
+from evalgate.config import GateConfig
+from evalgate.cost import call_cost
+from evalgate.dataset import format_validation_error, iter_jsonl
+from evalgate.errors import InputError, Problem
+from evalgate.judge import Judge
+from evalgate.models import KnowledgeEntry
+from evalgate.stats import bootstrap_statistic, wilson
 
 RECORD_KIND = "evalgate.judge-calibration"
 RECORD_SCHEMA = 1

@@ -19,13 +19,13 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .config import GateConfig
-from .gate import with_reviews
-from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict
-from .stats import wilson
+from evalgate.config import GateConfig
+from evalgate.gate import with_reviews
+from evalgate.results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict
+from evalgate.stats import wilson
 
 if TYPE_CHECKING:  # the run path stays free of scipy (judge_calibration measures with it)
-    from .judge_calibration import JudgeCheck
+    from evalgate.judge_calibration import JudgeCheck
 
 JUDGED_MEANS = ("faithfulness", "relevance")
 
@@ -54,7 +54,7 @@ def recorded_reviews(run: RunResult) -> list[str]:
 
 def evaluation_job_check(identity: dict[str, Any]) -> JudgeCheck:
     """Bedrock's built-in evaluators use Bedrock's rubrics, which evalgate cannot measure against its labels."""
-    from .judge_calibration import JudgeCheck
+    from evalgate.judge_calibration import JudgeCheck
 
     return JudgeCheck(
         identity,

@@ -46,16 +46,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from . import __version__
-from .config import GateConfig
-from .dataset import Golden
-from .errors import InputError, Problem, ProviderError, ThrottledError
-from .gate import latency_aggregates, latency_reasons
-from .latency import LatencyBudget
-from .models import Case, MetricValue
-from .providers.base import Candidate
-from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict, load_result
-from .stats import quantile, wilson
+from evalgate import __version__
+from evalgate.config import GateConfig
+from evalgate.dataset import Golden
+from evalgate.errors import InputError, Problem, ProviderError, ThrottledError
+from evalgate.gate import latency_aggregates, latency_reasons
+from evalgate.latency import LatencyBudget
+from evalgate.models import Case, MetricValue
+from evalgate.providers.base import Candidate
+from evalgate.results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict, load_result
+from evalgate.stats import quantile, wilson
 
 Status = Literal["pending", "ok", "error", "throttled", "timeout", "dropped"]
 LATENCY_DEFINITION = (

@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
-from .models import Behaviour
+from evalgate.models import Behaviour
 
 # Hand-off phrases win over refusal phrases: "I can't do that here, but I'll connect you with a specialist"
 # is an escalation.

@@ -470,7 +470,7 @@ class Lookup:
     # AppConfig
     def arms(self, target: str, current: str, since: datetime, until: datetime) -> tuple[Any, Any] | None:
         """Per-version samples of the previous and the new version over the deployment (``canary.ArmSamples``)."""
-        from .canary import CloudWatchSamples
+        from evalgate.canary import CloudWatchSamples
 
         def read() -> tuple[Any, Any]:
             cw = CloudWatchSamples(self.client("cloudwatch"))
@@ -652,7 +652,7 @@ def codedeploy_email(ev: EventBridgeEvent, lookup: Lookup, region: str) -> Email
     else:
         lines.append("  No alarm is in ALARM state for this deployment; see the deployment's events.")
     if target and current:
-        from .canary import business_results, judge_canary
+        from evalgate.canary import business_results, judge_canary
 
         ended = info.get("completeTime")
         arms = lookup.arms(target, current, since, ended if isinstance(ended, datetime) else datetime.now(UTC))

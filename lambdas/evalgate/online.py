@@ -28,12 +28,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import telemetry as tm
-from .dataset import parse_json_model
-from .masking import mask_pii, mask_text
-from .models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS
-from .retrieval import KnowledgeIndex
-from .service import sampled
+from evalgate import telemetry as tm
+from evalgate.dataset import parse_json_model
+from evalgate.masking import mask_pii, mask_text
+from evalgate.models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS
+from evalgate.retrieval import KnowledgeIndex
+from evalgate.service import sampled
 
 log = logging.getLogger(__name__)
 # How long a judged capture id is remembered (redeliveries within it are not judged again): the capture
@@ -179,7 +179,7 @@ class JudgedWriter:
         self.bucket = bucket
         self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
         if client is None:
-            from .providers.aws import make_client
+            from evalgate.providers.aws import make_client
 
             client = make_client("s3")
         self.client = client
@@ -268,7 +268,7 @@ def judge_capture(
     policy: SamplingPolicy | None = None,
 ) -> JudgedRecord:
     """Score one captured answer for its version (or say why it was skipped)."""
-    from .scoring import score_live
+    from evalgate.scoring import score_live
 
     dims = tm.Dimensions(record.function_version, record.model_id, record.prompt_version)
     if policy is not None and not policy.should_judge(record):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from evalgate.errors import InputError
 
 EXIT_FORK = 2
 
@@ -46,7 +46,7 @@ def add_pr_commands(sub: Any) -> None:
 
 
 def github_client(repo: str | None, token_secret: str | None) -> Any:
-    from .providers.github import GitHubClient, token_from_secret
+    from evalgate.providers.github import GitHubClient, token_from_secret
 
     if not repo:
         raise InputError.single("--repo", None, "name the GitHub repository as owner/name")
@@ -60,7 +60,7 @@ def github_client(repo: str | None, token_secret: str | None) -> Any:
 
 
 def _load(path: Path, flag: str) -> Any:
-    from .results import load_result
+    from evalgate.results import load_result
 
     return load_result(path, f"{flag} results.json")
 
@@ -72,8 +72,8 @@ def run_pr_command(args: argparse.Namespace) -> int:
 
 
 def _pr_context(args: argparse.Namespace) -> int:
-    from .providers.github import GitHubError
-    from .pull_request import NoPullRequest, github_pull_request
+    from evalgate.providers.github import GitHubError
+    from evalgate.pull_request import NoPullRequest, github_pull_request
 
     client = github_client(args.repo, args.token_secret)
     try:
@@ -94,8 +94,8 @@ def _pr_context(args: argparse.Namespace) -> int:
 
 
 def _comment(args: argparse.Namespace) -> int:
-    from .providers.github import GitHubError
-    from .pull_request import NoPullRequest, comment_for, github_pull_request, post_codecommit, post_github
+    from evalgate.providers.github import GitHubError
+    from evalgate.pull_request import NoPullRequest, comment_for, github_pull_request, post_codecommit, post_github
 
     result = _load(args.results, "--results")
     baseline = _load(args.baseline, "--baseline") if args.baseline else None
@@ -132,7 +132,7 @@ def _comment(args: argparse.Namespace) -> int:
         ]
         if missing:
             raise InputError.single(missing[0], None, "required with --post codecommit")
-        from .providers.aws import make_client
+        from evalgate.providers.aws import make_client
 
         for line in post_codecommit(
             make_client("codecommit"),
@@ -148,7 +148,7 @@ def _comment(args: argparse.Namespace) -> int:
 
 def tickets_for_run(args: argparse.Namespace, result: Any, config: Any) -> None:
     """``run --tickets``: open or count tickets for the run's known errors; maybe turn PASS into REVIEW."""
-    from .tickets import GitHubTickets, OpsCenterTickets, apply_ticket_report, raise_tickets
+    from evalgate.tickets import GitHubTickets, OpsCenterTickets, apply_ticket_report, raise_tickets
 
     sink: Any
     if args.tickets == "github":

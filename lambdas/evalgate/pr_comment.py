@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .reports.common import answer_or_error, excerpt, fmt_usd, worst_cases
-from .reports.markdown import VERDICT_ICONS, md_text, table
-from .results import CaseResult, RunResult
+from evalgate.reports.common import answer_or_error, excerpt, fmt_usd, worst_cases
+from evalgate.reports.markdown import VERDICT_ICONS, md_text, table
+from evalgate.results import CaseResult, RunResult
 
 MARKER = "<!-- evalgate:pull-request-comment -->"
 MAX_CHARS = 60_000  # GitHub refuses comment bodies over 65,536 characters

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .inputs import read_text
-from .models import Case, KnowledgeEntry, Turn
+from evalgate.errors import InputError
+from evalgate.inputs import read_text
+from evalgate.models import Case, KnowledgeEntry, Turn
 
 PROMPT_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$"  # "<family>/<version>", a folder under prompts/
 

@@ -11,9 +11,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .pr_comment import MARKER, render_comment, status_for
-from .providers.github import GitHubClient, GitHubError
-from .results import RunResult
+from evalgate.pr_comment import MARKER, render_comment, status_for
+from evalgate.providers.github import GitHubClient, GitHubError
+from evalgate.results import RunResult
 
 log = logging.getLogger(__name__)
 CODECOMMIT_MAX_CHARS = 10_240  # CodeCommit refuses longer comments

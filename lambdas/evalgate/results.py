@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .models import Case, Generation, MetricValue
+from evalgate.models import Case, Generation, MetricValue
 
 VerdictName = Literal["PASS", "FAIL", "REVIEW", "ERROR"]
 EXIT_CODES: dict[str, int] = {"PASS": 0, "FAIL": 1, "REVIEW": 3, "ERROR": 4}
@@ -209,8 +209,8 @@ def load_result(path: Path, what: str = "results.json") -> RunResult:
     """A results.json (a baseline or a shard's run); every problem is an InputError naming the file."""
     from pydantic import ValidationError
 
-    from .errors import InputError
-    from .inputs import parse_json, read_text
+    from evalgate.errors import InputError
+    from evalgate.inputs import parse_json, read_text
 
     name = str(path)
     data = parse_json(read_text(Path(path), f"{what} results.json" if what == "baseline" else what), name)

@@ -15,9 +15,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .dataset import load_knowledge
-from .errors import InputError
-from .models import KnowledgeEntry
+from evalgate.dataset import load_knowledge
+from evalgate.errors import InputError
+from evalgate.models import KnowledgeEntry
 
 _WORD = re.compile(r"[a-z0-9]+")
 STOPWORDS = frozenset(

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .errors import ProviderError, ThrottledError, TransientError
+from evalgate.errors import ProviderError, ThrottledError, TransientError
 
 T = TypeVar("T")
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from . import __version__
-from .cache import Cache
-from .config import GateConfig
-from .cost import CostMeter
-from .dataset import Golden
-from .errors import BudgetExceeded, ProviderError
-from .gate import aggregate_suite, compare, decide, drift_from_pairs
-from .guardrails import (
+from evalgate import __version__
+from evalgate.cache import Cache
+from evalgate.config import GateConfig
+from evalgate.cost import CostMeter
+from evalgate.dataset import Golden
+from evalgate.errors import BudgetExceeded, ProviderError
+from evalgate.gate import aggregate_suite, compare, decide, drift_from_pairs
+from evalgate.guardrails import (
     Assessment,
     GuardrailChecker,
     Source,
@@ -32,8 +32,8 @@ from .guardrails import (
     guardrail_role,
     safety_aggregates,
 )
-from .judge import Judge
-from .judge_trust import (
+from evalgate.judge import Judge
+from evalgate.judge_trust import (
     RetestCache,
     decide_with_trust,
     flaky_cases,
@@ -42,13 +42,13 @@ from .judge_trust import (
     self_agreement,
     unrescorable,
 )
-from .metrics import distinct_n, similarity
-from .models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
-from .prompts import DEFAULT_CANARY
-from .providers.base import Candidate, Embedder
-from .results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Usage, Verdict
-from .retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy
-from .scoring import JUDGE_METRICS, RepeatScore, combine, judge_rubrics, run_judge, score_generation
+from evalgate.metrics import distinct_n, similarity
+from evalgate.models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
+from evalgate.prompts import DEFAULT_CANARY
+from evalgate.providers.base import Candidate, Embedder
+from evalgate.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Usage, Verdict
+from evalgate.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy
+from evalgate.scoring import JUDGE_METRICS, RepeatScore, combine, judge_rubrics, run_judge, score_generation
 
 # An external judge for a whole run at once (a Bedrock evaluation job): (case, answer, knowledge) items in,
 # per-(case id, repeat) metrics out.
@@ -881,7 +881,7 @@ def rescore_baseline(
         )
         return None, {"run_id": baseline.run_id, "refused": why, "reasons": reasons}
     paired = [c for c in cases if baseline.case(c.id) is not None]
-    from .providers.replay import ReplayCandidate
+    from evalgate.providers.replay import ReplayCandidate
 
     rescored = run_evaluation(
         golden=golden,

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .config import Thresholds
-from .judge import Judge
-from .metrics import classify_behaviour, leaked, ungrounded_numbers
-from .models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
-from .results import CaseResult
+from evalgate.config import Thresholds
+from evalgate.judge import Judge
+from evalgate.metrics import classify_behaviour, leaked, ungrounded_numbers
+from evalgate.models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
+from evalgate.results import CaseResult
 
 JUDGE_METRICS = ("faithfulness", "relevance")
 

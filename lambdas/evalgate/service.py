@@ -41,15 +41,15 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from . import telemetry as tm
-from .errors import InputError
-from .feedback import DynamoFeedbackLedger, FeedbackLedger, Kind, LedgerUnavailable
-from .flags import FlagDecision, FlagResolver, build_resolver
-from .inputs import JsonProblem, loads
-from .models import KnowledgeEntry, Turn
-from .prompts import DEFAULT_CANARY, PromptTemplate, load_prompt
-from .retrieval import KnowledgeIndex, load_index
-from .signing import (
+from evalgate import telemetry as tm
+from evalgate.errors import InputError
+from evalgate.feedback import DynamoFeedbackLedger, FeedbackLedger, Kind, LedgerUnavailable
+from evalgate.flags import FlagDecision, FlagResolver, build_resolver
+from evalgate.inputs import JsonProblem, loads
+from evalgate.models import KnowledgeEntry, Turn
+from evalgate.prompts import DEFAULT_CANARY, PromptTemplate, load_prompt
+from evalgate.retrieval import KnowledgeIndex, load_index
+from evalgate.signing import (
     Attribution,
     Keyring,
     KeySource,
@@ -203,7 +203,7 @@ class ChatModel(Protocol):
 def classify_aws_error(exc: Exception) -> UpstreamError:
     from botocore.exceptions import ClientError, ConnectionError, ConnectTimeoutError, ReadTimeoutError
 
-    from .providers.aws import error_code
+    from evalgate.providers.aws import error_code
 
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
@@ -232,7 +232,7 @@ class BedrockChat:
     @property
     def client(self) -> Any:
         if self._client is None:
-            from .providers.aws import ClientSettings, make_client
+            from evalgate.providers.aws import ClientSettings, make_client
 
             self._client = make_client(
                 "bedrock-runtime",
@@ -241,7 +241,7 @@ class BedrockChat:
         return self._client
 
     def converse(self, request: dict[str, Any], started: float) -> ChatResult:
-        from .providers.bedrock import read_stream
+        from evalgate.providers.bedrock import read_stream
 
         try:
             answer = read_stream(self.client.converse_stream(**request)["stream"], started)
@@ -352,7 +352,7 @@ class QueueSink:
 
 
 def _sqs_client() -> Any:
-    from .providers.aws import ClientSettings, make_client
+    from evalgate.providers.aws import ClientSettings, make_client
 
     return make_client(
         "sqs", ClientSettings.from_env(connect_timeout=2.0, read_timeout=5.0, max_attempts=3, retry_mode="standard")
@@ -365,7 +365,7 @@ def sampled(key: str, rate: float, salt: str) -> bool:
         return False
     if rate >= 1.0:
         return True
-    from .flags import cohort_of
+    from evalgate.flags import cohort_of
 
     return cohort_of(f"{salt}:{key}") / 2**64 < rate
 
@@ -514,7 +514,7 @@ class Service:
             return fallback, self.prompt(s.prompt_id)
 
     def converse_request(self, flags: FlagDecision, system: str, messages: list[dict[str, str]]) -> dict[str, Any]:
-        from .providers.bedrock import sampling
+        from evalgate.providers.bedrock import sampling
 
         s = self.settings
         # One sampling parameter: the variant's own choice wins whole, else the deployed default.

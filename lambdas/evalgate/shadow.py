@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .masking import mask_text
+from evalgate.masking import mask_text
 
 log = logging.getLogger(__name__)
 # How long a replayed request id is remembered by the shadow worker: the shadow queue's message retention.
@@ -73,7 +73,7 @@ class BadShadowMessage(ValueError):
 
 
 def parse_message(body: str) -> ShadowMessage:
-    from .dataset import parse_json_model
+    from evalgate.dataset import parse_json_model
 
     return parse_json_model(body, ShadowMessage, "shadow message", BadShadowMessage)
 
@@ -102,7 +102,7 @@ class ShadowInvoker:
         self.function_name = function_name
         self.qualifier = qualifier or None
         if client is None:
-            from .providers.aws import ClientSettings, make_client
+            from evalgate.providers.aws import ClientSettings, make_client
 
             client = make_client("lambda", ClientSettings.from_env(max_attempts=1, read_timeout=60.0))
         self.client = client
@@ -128,7 +128,7 @@ class ShadowInvoker:
         return self._target[1]
 
     def invoke(self, request: dict[str, Any]) -> ShadowSide:
-        from .service import DIRECT_KEY
+        from evalgate.service import DIRECT_KEY
 
         kwargs: dict[str, Any] = {
             "FunctionName": self.function_name,
@@ -215,7 +215,7 @@ class PairWriter:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if client is None:
-            from .providers.aws import make_client
+            from evalgate.providers.aws import make_client
 
             client = make_client("s3")
         self.client = client
@@ -241,7 +241,7 @@ PAIRWISE_SYSTEM = (
 
 
 def _pairwise_tool() -> Any:
-    from .providers.base import ToolSpec
+    from evalgate.providers.base import ToolSpec
 
     return ToolSpec(
         name="record_preference",
@@ -259,7 +259,7 @@ def _pairwise_tool() -> Any:
 
 
 def pairwise_prompt(question: str, first: str, second: str) -> str:
-    from .judge import neutralise
+    from evalgate.judge import neutralise
 
     tag = "DATA-" + hashlib.sha256("\x00".join((question, first, second)).encode()).hexdigest()[:12]
     return "\n".join(
@@ -295,8 +295,8 @@ def _model_of(judge: Any) -> Any:
 def _ask(model: Any, question: str, a: str, b: str, policy: Any) -> tuple[str | None, str]:
     """One pairwise judgement: throttles and transient errors retried by the run's ``RetryPolicy``, an
     unusable reply asked again like the pointwise judge's (``DEFAULT_MALFORMED_ATTEMPTS`` in all)."""
-    from .errors import ProviderError
-    from .retry import DEFAULT_MALFORMED_ATTEMPTS
+    from evalgate.errors import ProviderError
+    from evalgate.retry import DEFAULT_MALFORMED_ATTEMPTS
 
     tool = _pairwise_tool()
     user = pairwise_prompt(question, a, b)
@@ -321,7 +321,7 @@ def _ask(model: Any, question: str, a: str, b: str, policy: Any) -> tuple[str | 
 def compare_pair(model: Any, question: str, production: str, shadow: str, policy: Any = None) -> PairwiseVerdict:
     """Two judge calls with the positions swapped; they must agree for a win, else it is a tie."""
     if policy is None:
-        from .retry import RetryPolicy
+        from evalgate.retry import RetryPolicy
 
         policy = RetryPolicy(1)
     first, why1 = _ask(model, question, production, shadow, policy)  # A = production
@@ -344,7 +344,7 @@ class Pair:
 
 def read_pairs(path: Path) -> tuple[list[Pair], list[str]]:
     """Pairs from a JSONL file or every ``*.jsonl`` under a folder; problems as ``file:line: message``."""
-    from .dataset import iter_jsonl
+    from evalgate.dataset import iter_jsonl
 
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     pairs: list[Pair] = []
@@ -393,12 +393,12 @@ def shadow_report(
     concurrency: int = 8,
 ) -> Any:
     """Score the pairs into a ``RunResult`` (suite ``shadow``)."""
-    from . import __version__
-    from .metrics import similarity
-    from .models import MetricValue
-    from .results import EXIT_CODES, Aggregate, CaseResult, RunResult, Usage, Verdict
-    from .retry import RetryPolicy
-    from .stats import bootstrap_mean, wilson
+    from evalgate import __version__
+    from evalgate.metrics import similarity
+    from evalgate.models import MetricValue
+    from evalgate.results import EXIT_CODES, Aggregate, CaseResult, RunResult, Usage, Verdict
+    from evalgate.retry import RetryPolicy
+    from evalgate.stats import bootstrap_mean, wilson
 
     started = datetime.now(UTC)
     model = _model_of(judge)
@@ -633,7 +633,7 @@ def _fmt(x: float | None) -> str:
 
 def run_shadow_report(pairs_path: Path, out_dir: Path, judge: Any, embedder: Any, *, config: Any = None) -> int:
     """``evalgate shadow-report``: read pairs, score them, write the reports; the exit code is the verdict's."""
-    from .reports import write_reports
+    from evalgate.reports import write_reports
 
     pairs, problems = read_pairs(Path(pairs_path))
     for p in problems:
@@ -645,6 +645,6 @@ def run_shadow_report(pairs_path: Path, out_dir: Path, judge: Any, embedder: Any
 
 def iter_pairs_from_s3(client: Any, bucket: str, prefix: str) -> Iterable[str]:
     """JSONL lines of every pair object under ``prefix`` (to download pairs for the report)."""
-    from .providers.s3 import iter_s3_jsonl
+    from evalgate.providers.s3 import iter_s3_jsonl
 
     return (line for _, _, line in iter_s3_jsonl(client, bucket, prefix))

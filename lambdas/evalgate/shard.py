@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from . import __version__, results
-from .config import GateConfig, config_fingerprint, config_from_dump
-from .errors import InputError, Problem
-from .gate import review_on_mismatch, with_reviews
-from .judge_trust import flaky_cases, merge_self_agreement, recorded_reviews
-from .results import CaseResult, Comparison, Drift, RunResult, Usage
-from .runner import diversity_of, drift_of, gate_results, hallucination_list
+from evalgate import __version__, results
+from evalgate.config import GateConfig, config_fingerprint, config_from_dump
+from evalgate.errors import InputError, Problem
+from evalgate.gate import review_on_mismatch, with_reviews
+from evalgate.judge_trust import flaky_cases, merge_self_agreement, recorded_reviews
+from evalgate.results import CaseResult, Comparison, Drift, RunResult, Usage
+from evalgate.runner import diversity_of, drift_of, gate_results, hallucination_list
 
 MAX_SHARDS = 1000
 

@@ -281,7 +281,7 @@ class SecretKeySource:
             if self._provider is None:
                 client = self._client
                 if client is None:
-                    from .providers.aws import ClientSettings, make_client
+                    from evalgate.providers.aws import ClientSettings, make_client
 
                     client = make_client(
                         "secretsmanager",

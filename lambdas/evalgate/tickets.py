@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .reports.common import answer_text, excerpt, hallucination_items
-from .results import RunResult
+from evalgate.reports.common import answer_text, excerpt, hallucination_items
+from evalgate.results import RunResult
 
 log = logging.getLogger(__name__)
 SOURCE = "evalgate"
@@ -119,7 +119,7 @@ class OpsCenterTickets:
 
     def __init__(self, client: Any = None, category: str = "Quality") -> None:
         if client is None:
-            from .providers.aws import make_client
+            from evalgate.providers.aws import make_client
 
             client = make_client("ssm")
         self.client = client
@@ -263,7 +263,7 @@ def raise_tickets(result: RunResult, sink: TicketSink, context: dict[str, str]) 
 
 def apply_ticket_report(result: RunResult, report: TicketReport, review_when_open_high_stakes: int | None) -> None:
     """Record the tickets on the run; enough open high-stakes tickets turn a PASS into REVIEW."""
-    from .gate import hold_for_review
+    from evalgate.gate import hold_for_review
 
     result.tickets = [t.as_dict() for t in report.tickets]
     result.warnings += report.errors

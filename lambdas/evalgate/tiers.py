@@ -47,11 +47,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .config import GateConfig
-from .guardrails import stratum
-from .models import Case
-from .results import RunResult, Verdict
+from evalgate import __version__
+from evalgate.config import GateConfig
+from evalgate.guardrails import stratum
+from evalgate.models import Case
+from evalgate.results import RunResult, Verdict
 
 FULL_CATEGORIES = ("thresholds", "prompts", "golden", "guardrails", "models", "judge")
 SHOWN_FILES = 5

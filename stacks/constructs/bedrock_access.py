@@ -18,7 +18,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
-from ..nag import acknowledge, nag_text
+from stacks.nag import acknowledge, nag_text
 
 GEO_PREFIXES: frozenset[str] = frozenset({"us", "us-gov", "eu", "apac", "jp", "au", "ca", "global"})
 INVOKE = "bedrock:InvokeModel"

@@ -26,10 +26,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from ..nag import acknowledge, nag_text
-from ..settings import DeploymentMode
-from .bedrock_access import grant_models
-from .lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.constructs.bedrock_access import grant_models
+from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.nag import acknowledge, nag_text
+from stacks.settings import DeploymentMode
 
 PRE_HOOK_TIMEOUT = Duration.minutes(10)
 POST_HOOK_TIMEOUT = Duration.minutes(15)

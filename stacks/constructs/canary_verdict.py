@@ -25,8 +25,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from ..nag import acknowledge, nag_text
-from .lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.nag import acknowledge, nag_text
 
 VERDICT_METRIC = "CanaryVerdict"  # evalgate.telemetry.CANARY_VERDICT
 HEARTBEAT_MINUTES = 3

@@ -19,10 +19,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from ..nag import acknowledge, nag_text
-from .bedrock_access import grant_models
-from .eval_step import opsitem_arn
-from .lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.constructs.bedrock_access import grant_models
+from stacks.constructs.eval_step import opsitem_arn
+from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.nag import acknowledge, nag_text
 
 JUDGED_PREFIX = "judged/"
 JUDGE_TIMEOUT = Duration.seconds(120)

@@ -12,7 +12,7 @@ from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
 from constructs import Construct
 
-from .quality_alarms import VERSION_DIMENSION
+from stacks.constructs.quality_alarms import VERSION_DIMENSION
 
 
 @dataclass(frozen=True)

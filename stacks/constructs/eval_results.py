@@ -39,9 +39,9 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from ..nag import acknowledge, nag_text
-from .bedrock_access import acknowledge_profile_regions, model_statements, split_profile
-from .storage import BucketSpec, EncryptedStorage
+from stacks.constructs.bedrock_access import acknowledge_profile_regions, model_statements, split_profile
+from stacks.constructs.storage import BucketSpec, EncryptedStorage
+from stacks.nag import acknowledge, nag_text
 
 PIPELINE_NAMESPACE = "EvalGate/Pipeline"
 BEDROCK_SERVICE = "Amazon Bedrock"

@@ -27,8 +27,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import IConstruct
 
-from ..nag import acknowledge, nag_text
-from .bedrock_access import guardrail_statement, model_statements
+from stacks.constructs.bedrock_access import guardrail_statement, model_statements
+from stacks.nag import acknowledge, nag_text
 
 INSTALL = [
     "python3 -m pip install --quiet --upgrade pip",
@@ -263,7 +263,7 @@ class EndpointCaller:
     @classmethod
     def for_stage(cls, scope: IConstruct, *, project: str, stage: str, api_auth: str,
                   jwt_client_secret: str | None) -> EndpointCaller:
-        from .request_trust import signing_secret_arn_pattern, signing_secret_name
+        from stacks.constructs.request_trust import signing_secret_arn_pattern, signing_secret_name
 
         env = {"EVALGATE_SIGNING_SECRET": signing_secret_name(project, stage), "EVALGATE_API_AUTH": api_auth}
         policy = [iam.PolicyStatement(sid="SignSyntheticTraffic", actions=["secretsmanager:GetSecretValue"],

@@ -30,8 +30,8 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from ..feature_flags_model import FeatureFlagsConfig, validate_document
-from ..settings import REPO_ROOT
+from stacks.feature_flags_model import FeatureFlagsConfig, validate_document
+from stacks.settings import REPO_ROOT
 
 PROFILE_NAME = "flags"
 EVENTBRIDGE_EXTENSION = "AWS.AppConfig.DeploymentNotificationsToEventBridge"

@@ -51,8 +51,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from ..nag import acknowledge
-from ..settings import REPO_ROOT
+from stacks.nag import acknowledge
+from stacks.settings import REPO_ROOT
 
 PYTHON_VERSION = "3.13"
 RUNTIME = lambda_.Runtime.PYTHON_3_13

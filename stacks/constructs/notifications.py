@@ -25,9 +25,9 @@ from aws_cdk import aws_sns_subscriptions as subs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from ..nag import acknowledge, nag_text
-from .idempotency import IdempotencyTable
-from .lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.constructs.idempotency import IdempotencyTable
+from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.nag import acknowledge, nag_text
 
 
 @jsii.implements(lambda_.IDestination)

@@ -32,9 +32,9 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from ..nag import acknowledge, acknowledge_pipeline_grants, nag_text
-from ..settings import Settings
-from .bedrock_access import acknowledge_profile_regions, model_statements
+from stacks.constructs.bedrock_access import acknowledge_profile_regions, model_statements
+from stacks.nag import acknowledge, acknowledge_pipeline_grants, nag_text
+from stacks.settings import Settings
 
 MAIN_CACHE_KEY = "cache/evalgate-cache.sqlite"  # what the main gate reads and writes (stacks/ci/gate_step.py)
 PR_OUT = "out/pr"

@@ -27,7 +27,7 @@ from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from ..settings import AlarmThresholds
+from stacks.settings import AlarmThresholds
 
 NAMESPACE = "EvalGate/Service"
 VERSION_DIMENSION = "FunctionVersion"

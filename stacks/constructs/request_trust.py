@@ -21,8 +21,8 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct, IConstruct
 
-from ..nag import acknowledge
-from .lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.nag import acknowledge
 
 SECRET_SUFFIX = "request-signing"
 VOTE_KEY = "pk"  # lambdas/evalgate/feedback.py KEY

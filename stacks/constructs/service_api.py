@@ -26,9 +26,9 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from ..nag import acknowledge
-from .bedrock_access import grant_models
-from .lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.constructs.bedrock_access import grant_models
+from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.nag import acknowledge
 
 LIVE_ALIAS = "live"
 ACCESS_LOG_FORMAT = apigw.AccessLogFormat.json_with_standard_fields(

@@ -23,9 +23,9 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ..nag import acknowledge, nag_text
-from .capture import encrypted_queue_pair
-from .lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.constructs.capture import encrypted_queue_pair
+from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.nag import acknowledge, nag_text
 
 SHADOW_ALIAS = "shadow"
 SHADOW_PREFIX = "shadow/"

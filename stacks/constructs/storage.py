@@ -15,7 +15,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from ..nag import acknowledge
+from stacks.nag import acknowledge
 
 
 @dataclass(frozen=True)

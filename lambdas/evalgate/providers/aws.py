@@ -30,7 +30,7 @@ from botocore.exceptions import (
 )
 from botocore.handlers import BUILTIN_HANDLERS
 
-from ..errors import InputError, ProviderError, ThrottledError, TransientError
+from evalgate.errors import InputError, ProviderError, ThrottledError, TransientError
 
 USER_AGENT_EXTRA = "evalgate"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ..models import Case, Generation, KnowledgeEntry
+from evalgate.models import Case, Generation, KnowledgeEntry
 
 
 @dataclass(frozen=True)

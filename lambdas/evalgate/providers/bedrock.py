@@ -23,11 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ProviderError
-from ..models import Case, Generation, KnowledgeEntry
-from ..prompts import PromptTemplate
-from .aws import ClientSettings, make_client, map_aws_error, model_client_settings
-from .base import JudgeCall, ToolSpec
+from evalgate.errors import ProviderError
+from evalgate.models import Case, Generation, KnowledgeEntry
+from evalgate.prompts import PromptTemplate
+from evalgate.providers.aws import ClientSettings, make_client, map_aws_error, model_client_settings
+from evalgate.providers.base import JudgeCall, ToolSpec
 
 TITAN_EMBED_V2 = "amazon.titan-embed-text-v2:0"
 TITAN_V2_DIMENSIONS = (256, 512, 1024)

@@ -147,7 +147,7 @@ def _message(text: str) -> str:
 def token_from_secret(secret_id: str, client: Any = None) -> str:
     """The token stored in Secrets Manager: the secret string itself, or its ``token`` field when it is JSON."""
     if client is None:
-        from .aws import make_client
+        from evalgate.providers.aws import make_client
 
         client = make_client("secretsmanager")
     value = str(client.get_secret_value(SecretId=secret_id).get("SecretString") or "")

@@ -38,9 +38,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ..errors import InputError, ProviderError, ThrottledError, TransientError
-from ..models import Case, Generation, KnowledgeEntry
-from .base import client_ttft_ms, int_or_none, str_or_none
+from evalgate.errors import InputError, ProviderError, ThrottledError, TransientError
+from evalgate.models import Case, Generation, KnowledgeEntry
+from evalgate.providers.base import client_ttft_ms, int_or_none, str_or_none
 
 THROTTLE_STATUS = frozenset({429, 503})
 MAX_BODY = 10 * 1024 * 1024
@@ -350,7 +350,7 @@ def bearer_from_env(env: Mapping[str, str]) -> Callable[[], str] | None:
 def http_candidate_from_env(url: str, *, timeout: float = 30.0, env: Mapping[str, str] | None = None) -> HttpCandidate:
     """The HTTP candidate of the project's own runs: authenticated as ``EVALGATE_API_AUTH`` says, and marked as
     synthetic traffic when ``EVALGATE_SIGNING_SECRET`` names the service's signing secret."""
-    from ..signing import SigningUnavailable, synthetic_signer_from_env
+    from evalgate.signing import SigningUnavailable, synthetic_signer_from_env
 
     env = os.environ if env is None else env
     auth = env.get(AUTH_ENV, "").strip() or "none"

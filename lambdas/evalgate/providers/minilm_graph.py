@@ -177,7 +177,7 @@ def graph_bytes(model_dir: Path) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .local import model_dir
+    from evalgate.providers.local import model_dir
 
     ap = argparse.ArgumentParser(prog="python -m evalgate.providers.minilm_graph", description=__doc__)
     ap.add_argument("--check", action="store_true", help="compare with the committed graph instead of writing it")

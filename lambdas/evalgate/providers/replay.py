@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..dataset import format_validation_error, iter_jsonl
-from ..errors import InputError, Problem
-from ..inputs import decode, parse_json, read_bytes
-from ..models import MAX_ANSWER_CHARS, Case, Generation, KnowledgeEntry
+from evalgate.dataset import format_validation_error, iter_jsonl
+from evalgate.errors import InputError, Problem
+from evalgate.inputs import decode, parse_json, read_bytes
+from evalgate.models import MAX_ANSWER_CHARS, Case, Generation, KnowledgeEntry
 
 
 class RecordedResponse(BaseModel):

@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..results import RunResult
-from . import html, junit, markdown
+from evalgate.reports import html, junit, markdown
+from evalgate.results import RunResult
 
 RESULTS_JSON = "results.json"
 JUNIT_XML = "junit.xml"

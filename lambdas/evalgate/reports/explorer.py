@@ -21,8 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..results import CaseResult, RunResult
-from .common import (
+from evalgate.reports.common import (
     answer_or_error,
     answer_text,
     case_reasons,
@@ -33,6 +32,7 @@ from .common import (
     strip_controls,
     worst_of,
 )
+from evalgate.results import CaseResult, RunResult
 
 WORST_SHOWN = 3
 DETAIL_CHARS = 4000

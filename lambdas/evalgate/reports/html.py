@@ -12,8 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..results import Aggregate, Comparison, Diversity, Drift, RunResult
-from .common import (
+from evalgate.reports.common import (
     HallucinationItem,
     NotRunItem,
     UnscoredSummary,
@@ -41,7 +40,8 @@ from .common import (
     unscored_summary,
     usage_cell,
 )
-from .explorer import EXPLORER_CSS, esc, explorer_section, script_hash, what_broke_section
+from evalgate.reports.explorer import EXPLORER_CSS, esc, explorer_section, script_hash, what_broke_section
+from evalgate.results import Aggregate, Comparison, Diversity, Drift, RunResult
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "REVIEW": "#9a6700", "ERROR": "#6639ba"}
 STATUS_COLOURS = {

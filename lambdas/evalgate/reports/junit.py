@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from ..results import Aggregate, CaseResult, RunResult
-from .common import (
+from evalgate.reports.common import (
     answer_text,
     case_reasons,
     confidence_label,
@@ -28,6 +27,7 @@ from .common import (
     suite_order,
     threshold_text,
 )
+from evalgate.results import Aggregate, CaseResult, RunResult
 
 GATE_CLASSNAME = "evalgate.gate"
 MESSAGE_CHARS = 1000

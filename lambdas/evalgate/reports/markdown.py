@@ -9,8 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult
-from .common import (
+from evalgate.reports.common import (
     HallucinationItem,
     NotRunItem,
     UnscoredSummary,
@@ -39,6 +38,7 @@ from .common import (
     usage_cell,
     worst_cases,
 )
+from evalgate.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult
 
 VERDICT_ICONS = {"PASS": "✅", "FAIL": "❌", "REVIEW": "🟡", "ERROR": "🛑"}
 STATUS_ICONS = {
