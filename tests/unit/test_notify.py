@@ -11,16 +11,10 @@ from moto import mock_aws
 from evalgate.contracts.events import gate_event_detail
 from evalgate.core.models import MetricValue
 from evalgate.core.results import Aggregate, CaseResult, RunResult, Verdict
-from evalgate.release.notify import (
-    EventBridgeEvent,
-    Lookup,
-    NotifyEventError,
-    _alarm_names_from,
-    compose,
-    notify,
-    parse_event,
-    sns_subject,
-)
+from evalgate.release.notify import notify, sns_subject
+from evalgate.release.notify.compose import _alarm_lines, _alarm_names_from, compose
+from evalgate.release.notify.events import EventBridgeEvent, NotifyEventError, parse_event
+from evalgate.release.notify.lookups import Lookup
 
 
 class NoLookups(Lookup):
@@ -193,7 +187,6 @@ def test_gate_event_detail_from_a_run_result() -> None:
 
 @mock_aws
 def test_the_feedback_rollback_email_states_the_minimum_of_rated_answers() -> None:
-    from evalgate.release.notify import _alarm_lines
 
     cw = boto3.client("cloudwatch", region_name="us-east-1")
     dims = [{"Name": "FunctionVersion", "Value": "7"}]

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evalgate.core.dataset import format_validation_error, iter_jsonl
-from evalgate.core.errors import InputError, Problem
+from evalgate.core.dataset import iter_jsonl
+from evalgate.core.errors import InputError, Problem, format_validation_error
 from evalgate.core.inputs import decode, parse_json, read_bytes
 from evalgate.core.models import MAX_ANSWER_CHARS, Case, Generation, KnowledgeEntry
 

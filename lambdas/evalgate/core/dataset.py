@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from evalgate.core.errors import InputError, Problem
+from evalgate.core.errors import InputError, Problem, format_validation_error
 from evalgate.core.inputs import JsonProblem, loads, read_text, suggest
 from evalgate.core.models import Case, KnowledgeEntry
 
@@ -53,16 +53,6 @@ class Golden:
             "knowledge": {k.id: k.text for c in chosen for k in self.knowledge_for(c)},
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def format_validation_error(exc: ValidationError) -> list[str]:
-    """Turn pydantic's error list into short 'field: message' strings."""
-    out = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(record)"
-        msg = err["msg"].removeprefix("Value error, ")
-        out.append(f"{loc}: {msg}")
-    return out
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -49,6 +49,11 @@ AggStatus = Literal["pass", "fail", "borderline", "not_gated", "not_run", "insuf
 def threshold_status(
     value: float | None, lo: float | None, hi: float | None, threshold: float | None, direction: str, decision: str
 ) -> AggStatus:
+    """The one threshold -> status rule. ``decision`` (gate.toml ``[gate] decision``): ``point``, the estimate must
+    clear the threshold (an interval reaching across it is borderline); ``lower_bound``, the whole interval must
+    clear it; ``significance`` (a comparison where neither side is favoured, e.g. shadow vs production), it fails
+    only when the whole interval misses, and an estimate that misses with an interval reaching across is borderline.
+    """
     if threshold is None:
         return "not_gated"
     if value is None:
@@ -56,9 +61,13 @@ def threshold_status(
     if direction == "min":
         bad = value < threshold or (decision == "lower_bound" and lo is not None and lo < threshold)
         straddles = lo is not None and lo < threshold <= value
+        if decision == "significance":
+            bad, straddles = value < threshold and (hi is None or hi < threshold), value < threshold
     else:
         bad = value > threshold or (decision == "lower_bound" and hi is not None and hi > threshold)
         straddles = hi is not None and value <= threshold < hi
+        if decision == "significance":
+            bad, straddles = value > threshold and (lo is None or lo > threshold), value > threshold
     if bad:
         return "fail"
     # A zero-tolerance limit can never be "proven" by an interval; it is a per-case rule, not borderline.
@@ -474,28 +483,38 @@ def decide(
         )
     if diversity and diversity.collapsed:
         reviews.append(f"diversity collapse: {diversity.note}")
+    gated = [a for a in aggregates if a.status in ("pass", "borderline")]
+    verdict = ladder(errors, fails, reviews, [f"all {len(gated)} gated aggregates meet their thresholds"], aggregates)
+    halluc = [c for c in cases if c.hallucinated and c not in high_stakes]
+    if halluc and verdict.verdict in ("PASS", "REVIEW"):
+        verdict.reasons.append(
+            f"{len(halluc)} case(s) with hallucinations listed for review: " + ", ".join(c.id for c in halluc[:8])
+        )
+    return verdict, unscored
+
+
+def ladder(
+    errors: Sequence[str],
+    fails: Sequence[str],
+    reviews: Sequence[str],
+    passing: Sequence[str],
+    aggregates: Sequence[Aggregate] = (),
+) -> Verdict:
+    """The verdict ladder, one for every gate (evaluation, load test, shadow report): ERROR when the run cannot be
+    trusted (its reasons, then the failures), else FAIL when a rule failed (and what also needs review), else
+    REVIEW when evidence asks a person, else PASS with ``passing`` and the borderline aggregates named."""
     if errors:
-        name = "ERROR"
-        reasons = errors + fails
+        name, reasons = "ERROR", [*errors, *fails]
     elif fails:
-        name = "FAIL"
-        reasons = fails + [f"also needs review: {r}" for r in reviews]
+        name, reasons = "FAIL", [*fails, *(f"also needs review: {r}" for r in reviews)]
     elif reviews:
-        name = "REVIEW"
-        reasons = reviews
+        name, reasons = "REVIEW", list(reviews)
     else:
-        name = "PASS"
-        gated = [a for a in aggregates if a.status in ("pass", "borderline")]
-        reasons = [f"all {len(gated)} gated aggregates meet their thresholds"]
+        name, reasons = "PASS", list(passing)
         border = [f"{a.suite}.{a.metric}" for a in aggregates if a.status == "borderline"]
         if border:
             reasons.append("borderline (interval straddles the threshold): " + ", ".join(border))
-    halluc = [c for c in cases if c.hallucinated and c not in high_stakes]
-    if halluc and name in ("PASS", "REVIEW"):
-        reasons.append(
-            f"{len(halluc)} case(s) with hallucinations listed for review: " + ", ".join(c.id for c in halluc[:8])
-        )
-    return Verdict(verdict=name, exit_code=EXIT_CODES[name], reasons=reasons), unscored  # type: ignore[arg-type]
+    return Verdict(verdict=name, exit_code=EXIT_CODES[name], reasons=reasons)  # type: ignore[arg-type]
 
 
 def with_reviews(verdict: Verdict, reviews: Sequence[str]) -> Verdict:

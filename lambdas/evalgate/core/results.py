@@ -209,7 +209,7 @@ def load_result(path: Path, what: str = "results.json") -> RunResult:
     """A results.json (a baseline or a shard's run); every problem is an InputError naming the file."""
     from pydantic import ValidationError
 
-    from evalgate.core.errors import InputError
+    from evalgate.core.errors import InputError, format_validation_error
     from evalgate.core.inputs import parse_json, read_text
 
     name = str(path)
@@ -219,9 +219,8 @@ def load_result(path: Path, what: str = "results.json") -> RunResult:
     try:
         return RunResult.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(map(str, err["loc"])) or "(file)"
-        raise InputError.single(name, None, f"not an evalgate results.json ({what}): {loc}: {err['msg']}") from None
+        first = format_validation_error(exc, root="(file)")[0]
+        raise InputError.single(name, None, f"not an evalgate results.json ({what}): {first}") from None
 
 
 def baseline_mismatch(

@@ -41,8 +41,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate.contracts.records import StoredRow as ProductionRecord
-from evalgate.core.dataset import SUITE_FILES, Golden, format_validation_error, iter_jsonl, load_golden
-from evalgate.core.errors import InputError, Problem
+from evalgate.core.dataset import SUITE_FILES, Golden, iter_jsonl, load_golden
+from evalgate.core.errors import InputError, Problem, format_validation_error
 from evalgate.core.inputs import JsonProblem, loads, read_text, write_lines_atomic
 from evalgate.core.masking import MASK_TOKEN, mask_pii
 from evalgate.core.models import Behaviour, Case

@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate import __version__
 from evalgate.core.config import GateConfig
-from evalgate.core.dataset import format_validation_error, iter_jsonl
-from evalgate.core.errors import InputError, Problem
+from evalgate.core.dataset import iter_jsonl
+from evalgate.core.errors import InputError, Problem, format_validation_error
 from evalgate.core.models import KnowledgeEntry
 from evalgate.core.stats import bootstrap_statistic, wilson
 from evalgate.engine.calibrate import auroc, best_threshold, cohen_kappa, read_rows

@@ -50,11 +50,11 @@ from evalgate import __version__
 from evalgate.core.config import GateConfig
 from evalgate.core.dataset import Golden
 from evalgate.core.errors import InputError, Problem, ProviderError, ThrottledError
-from evalgate.core.gate import latency_aggregates, latency_reasons
+from evalgate.core.gate import ladder, latency_aggregates, latency_reasons, threshold_status
 from evalgate.core.latency import LatencyBudget
 from evalgate.core.models import Case, MetricValue
 from evalgate.core.ports import Candidate
-from evalgate.core.results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict, load_result
+from evalgate.core.results import Aggregate, CaseResult, RunResult, load_result
 from evalgate.core.stats import quantile, wilson
 
 Status = Literal["pending", "ok", "error", "throttled", "timeout", "dropped"]
@@ -278,9 +278,6 @@ class LoadGenerator:
 
 def _rate_aggregate(name: str, count: int, n: int, limit: float | None, config: GateConfig, note: str) -> Aggregate:
     iv = wilson(count, n, config.gate.confidence)
-    status: Any = "not_gated"
-    if limit is not None:
-        status = "insufficient" if iv.value is None else ("fail" if iv.value > limit else "pass")
     return Aggregate(
         metric=name,
         suite="load",
@@ -291,7 +288,7 @@ def _rate_aggregate(name: str, count: int, n: int, limit: float | None, config: 
         method="wilson",
         threshold=limit,
         direction="max" if limit is not None else None,
-        status=status,
+        status=threshold_status(iv.value, iv.low, iv.high, limit, "max", config.gate.decision),
         note=note,
     )
 
@@ -393,18 +390,7 @@ def summarise(
             f"their schedule ({lr.value:.1%} > {lc.max_late_rate:.1%}, {plan.workers} workers): the offered rate was "
             "not held, so the latency cannot be trusted"
         )
-    if errs:
-        name = "ERROR"
-        reasons = errs + fails
-    elif fails:
-        name = "FAIL"
-        reasons = fails
-    else:
-        name = "PASS"
-        reasons = [_pass_reason(p95_ttft, p95, plan, n_sent)]
-        if p95.status == "borderline" or (p95_ttft is not None and p95_ttft.status == "borderline"):
-            reasons.append("borderline: a p95 interval reaches above its limit")
-    verdict = Verdict(verdict=name, exit_code=EXIT_CODES[name], reasons=reasons)  # type: ignore[arg-type]
+    verdict = ladder(errs, fails, [], [_pass_reason(p95_ttft, p95, plan, n_sent)], aggregates)
 
     per_case: list[CaseResult] = []
     for c in cases:

@@ -372,12 +372,12 @@ def read_pairs(path: Path) -> tuple[list[Pair], list[str]]:
 
 
 def _cost(config: Any, model_id: str | None, tin: int | None, tout: int | None) -> float | None:
-    if config is None or tin is None or tout is None:
+    """One side's cost at the configured price; None when its tokens or its model's price are unknown."""
+    from evalgate.engine.cost import call_cost
+
+    if config is None or tin is None or tout is None or config.price(model_id) is None:
         return None
-    price = config.price(model_id)
-    if price is None:
-        return None
-    return float(tin / 1000 * price.input_per_1k + tout / 1000 * price.output_per_1k)
+    return call_cost(config, model_id, tin, tout)
 
 
 def shadow_report(
@@ -394,9 +394,10 @@ def shadow_report(
 ) -> Any:
     """Score the pairs into a ``RunResult`` (suite ``shadow``)."""
     from evalgate import __version__
+    from evalgate.core.gate import ladder, threshold_status
     from evalgate.core.metrics import similarity
     from evalgate.core.models import MetricValue
-    from evalgate.core.results import EXIT_CODES, Aggregate, CaseResult, RunResult, Usage, Verdict
+    from evalgate.core.results import Aggregate, CaseResult, RunResult, Usage
     from evalgate.core.retry import RetryPolicy
     from evalgate.core.stats import bootstrap_mean, wilson
 
@@ -489,16 +490,12 @@ def shadow_report(
         )
 
     aggregates: list[Aggregate] = []
-    reasons: list[str] = [f"input problem: {x}" for x in problems[:5]]
     n_unscored = sum(1 for v in verdicts.values() if v.preference is None)
     pref = bootstrap_mean(prefs, confidence)
-    pref_status: Any = "not_run" if model is None else "insufficient" if pref.n == 0 else "pass"
-    if pref.value is not None and pref.n:
-        high = pref.high if pref.high is not None else pref.value
-        if high < 0.5:
-            pref_status = "fail"
-        elif pref.value < 0.5:
-            pref_status = "borderline"
+    # Neither side is favoured: the shadow fails only when production is preferred beyond doubt.
+    pref_status = (
+        "not_run" if model is None else threshold_status(pref.value, pref.low, pref.high, 0.5, "min", "significance")
+    )
     aggregates.append(
         Aggregate(
             metric="shadow_preference",
@@ -530,7 +527,7 @@ def shadow_report(
             )
         )
     err = wilson(errors, len(pairs), confidence)
-    err_status: Any = "fail" if err.value is not None and err.value > max_error_rate else "pass"
+    err_status = threshold_status(err.value, err.low, err.high, max_error_rate, "max", "point")
     aggregates.append(
         Aggregate(
             metric="shadow_error_rate",
@@ -542,7 +539,7 @@ def shadow_report(
             method="wilson" if err.n else "none",
             threshold=max_error_rate,
             direction="max",
-            status=err_status if err.n else "insufficient",
+            status=err_status,
         )
     )
     for name, values in (
@@ -567,36 +564,28 @@ def shadow_report(
 
     total = len(verdicts)
     rate = n_unscored / total if total else 0.0
-    if not pairs:
-        verdict = "ERROR"
-        reasons.append("no shadow pairs to compare")
-    elif total and rate > unscored_budget:
-        verdict = "ERROR"
-        reasons.append(f"{n_unscored}/{total} pairs unscored ({rate:.0%} > budget {unscored_budget:.0%})")
-    elif err_status == "fail":
-        verdict = "FAIL"
-        reasons.append(f"shadow failed to answer {errors}/{len(pairs)} requests (> {max_error_rate:.0%})")
-    elif pref_status == "fail":
-        verdict = "FAIL"
-        reasons.append(
-            f"production answers are preferred: preference {pref.value:.2f} "
-            f"(CI {pref.low:.2f}-{pref.high:.2f}) below 0.5"
+    errs = ["no shadow pairs to compare"] if not pairs else []
+    if pairs and total and rate > unscored_budget:
+        errs.append(f"{n_unscored}/{total} pairs unscored ({rate:.0%} > budget {unscored_budget:.0%})")
+    fails = []
+    if err_status == "fail":
+        fails.append(f"shadow failed to answer {errors}/{len(pairs)} requests (> {max_error_rate:.0%})")
+    if pref_status == "fail":
+        fails.append(
+            f"production answers are preferred: preference {pref.value:.2f} (CI {_fmt(pref.low)}-{_fmt(pref.high)}) "
+            "below 0.5"
         )
-    elif pref_status in ("borderline", "not_run", "insufficient"):
-        verdict = "REVIEW"
-        reasons.append(
-            {
-                "borderline": f"shadow preference {pref.value or 0:.2f} below 0.5 but not significantly",
-                "not_run": "pairwise judge not run: a person has to compare the answers",
-                "insufficient": "no pair could be judged",
-            }[pref_status]
-        )
-    else:
-        verdict = "PASS"
-        reasons.append(
-            f"shadow preference {pref.value:.2f} (CI {_fmt(pref.low)}-{_fmt(pref.high)}), "
-            f"{errors} shadow errors in {len(pairs)} pairs"
-        )
+    reviews = {
+        "borderline": [f"shadow preference {pref.value or 0:.2f} below 0.5 but not significantly"],
+        "not_run": ["pairwise judge not run: a person has to compare the answers"],
+        "insufficient": ["no pair could be judged"],
+    }.get(pref_status, [])
+    passing = [
+        f"shadow preference {_fmt(pref.value)} (CI {_fmt(pref.low)}-{_fmt(pref.high)}), "
+        f"{errors} shadow errors in {len(pairs)} pairs"
+    ]
+    verdict = ladder(errs, fails, reviews, passing, aggregates)
+    verdict.reasons[:0] = [f"input problem: {x}" for x in problems[:5]]
     prod = next((p.production for p in pairs), {})
     sh = next((p.shadow for p in pairs if p.shadow.get("function_version")), {})
     return RunResult(
@@ -623,7 +612,7 @@ def shadow_report(
         aggregates=aggregates,
         unscored={"count": float(n_unscored), "total": float(total), "rate": rate, "budget": unscored_budget},
         usage=Usage(),
-        verdict=Verdict(verdict=verdict, exit_code=EXIT_CODES[verdict], reasons=reasons),  # type: ignore[arg-type]
+        verdict=verdict,
     )
 
 
