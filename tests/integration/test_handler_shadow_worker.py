@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from evalgate.core.config import load_config
 from evalgate.core.ports import JudgeCall, ToolSpec
-from evalgate.release.shadow import Pair, compare_pair, read_pairs, run_shadow_report, shadow_report
+from evalgate.release.shadow_report import Pair, compare_pair, read_pairs, run_shadow_report, shadow_report
 from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error
 from tests.fakes.idempotency import create_idempotency_table, records
@@ -353,7 +353,7 @@ def test_shadow_report_cli_from_a_folder_and_from_s3(tmp_path: Path, capsys: Any
 def test_a_redelivered_mirror_invokes_the_candidate_once_and_the_report_counts_it_once(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
-    from evalgate.release.shadow import read_pairs
+    from evalgate.release.shadow_report import read_pairs
 
     event = sqs_event([mirrored("r-1", "Do you ship to Canada?")])
     assert world["h"].handler(event, Ctx())["batchItemFailures"] == []

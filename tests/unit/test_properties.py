@@ -20,7 +20,7 @@ from evalgate.core.dataset import load_cases, load_knowledge, parse_json_model
 from evalgate.core.errors import InputError
 from evalgate.core.inputs import JsonProblem, loads, read_text
 from evalgate.core.results import RunResult, load_result
-from evalgate.release import deploy_hooks, online, shadow
+from evalgate.release import deploy_hooks, online, shadow, shadow_report
 from evalgate.release.notify import notify
 from evalgate.release.notify.events import NotifyEventError
 from evalgate.release.notify.lookups import Lookup
@@ -184,7 +184,7 @@ def test_results_json_of_any_shape_is_an_input_error(tmp_path: Path, doc: Any) -
 @given(raw=bytes_like_inputs)
 def test_shadow_pairs_report_problems_never_raise(tmp_path: Path, raw: bytes) -> None:
     write(tmp_path / "pairs", "p.jsonl", raw)
-    pairs, problems = shadow.read_pairs(tmp_path / "pairs")
+    pairs, problems = shadow_report.read_pairs(tmp_path / "pairs")
     assert all("p.jsonl" in p for p in problems)
     assert len({p.request_id for p in pairs}) == len(pairs)
 
