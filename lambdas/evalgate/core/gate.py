@@ -21,6 +21,7 @@ from evalgate.core.config import THRESHOLD_DIRECTIONS, GateConfig
 from evalgate.core.latency import LatencyBudget
 from evalgate.core.results import EXIT_CODES, Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Verdict
 from evalgate.core.stats import (
+    Interval,
     bootstrap_mean,
     excess_pvalue,
     mcnemar_exact,
@@ -71,8 +72,45 @@ def threshold_status(
     if bad:
         return "fail"
     # A zero-tolerance limit can never be "proven" by an interval; it is a per-case rule, not borderline.
-    absolute = (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
-    return "borderline" if straddles and not absolute else "pass"
+    return "borderline" if straddles and not zero_tolerance(threshold, direction) else "pass"
+
+
+def zero_tolerance(threshold: float | None, direction: str | None) -> bool:
+    """A rate that must be 0 or a score that must be 1: a per-case rule, judged at any sample size."""
+    return (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
+
+
+def interval_aggregate(
+    metric: str,
+    suite: str,
+    iv: Interval,
+    method: Literal["bootstrap", "wilson", "none"],
+    threshold: float | None = None,
+    direction: Literal["min", "max"] | None = None,
+    decision: str = "point",
+    *,
+    status: AggStatus | None = None,
+    n_unscored: int = 0,
+    note: str = "",
+) -> Aggregate:
+    """An aggregate from its interval, its status by ``threshold_status`` unless given (``not_gated`` without a
+    threshold)."""
+    if status is None:
+        status = threshold_status(iv.value, iv.low, iv.high, threshold, direction or "min", decision)
+    return Aggregate(
+        metric=metric,
+        suite=suite,
+        n=iv.n,
+        n_unscored=n_unscored,
+        value=iv.value,
+        ci_low=iv.low,
+        ci_high=iv.high,
+        method=method,
+        threshold=threshold,
+        direction=direction,
+        status=status,
+        note=note,
+    )
 
 
 def aggregate_suite(
@@ -116,28 +154,13 @@ def aggregate_suite(
             method = "wilson"
         status: AggStatus = threshold_status(iv.value, iv.low, iv.high, threshold, direction, g.decision)
         note = ""
-        # Zero-tolerance limits (rate <= 0, score >= 1) are per-case constraints: any n is enough to judge them.
-        absolute = threshold is not None and (
-            (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
-        )
-        if threshold is not None and iv.n < g.min_cases and not absolute:
+        if threshold is not None and iv.n < g.min_cases and not zero_tolerance(threshold, direction):
             status, note = "insufficient", f"only {iv.n} scored cases (minimum {g.min_cases})"
         if metric == "hallucination" and "faithfulness" in not_run:
             note = (note + "; " if note else "") + "numeric grounding only (claim-level check needs the judge)"
         out.append(
-            Aggregate(
-                metric=name,
-                suite=suite,
-                n=iv.n,
-                n_unscored=n_unscored,
-                value=iv.value,
-                ci_low=iv.low,
-                ci_high=iv.high,
-                method=method,
-                threshold=threshold,
-                direction=direction,
-                status=status,
-                note=note,
+            interval_aggregate(
+                name, suite, iv, method, threshold, direction, status=status, n_unscored=n_unscored, note=note
             )
         )
     lat = [c.latency_ms for c in cases if c.latency_ms is not None]
@@ -155,19 +178,8 @@ def quantile_aggregate(
     """A latency quantile with its bootstrap interval, gated against ``limit`` (ms, lower is better)."""
     g = config.gate
     iv = quantile_interval(values, q, g.confidence, g.bootstrap_resamples, g.seed)
-    return Aggregate(
-        metric=name,
-        suite=suite,
-        n=iv.n,
-        value=iv.value,
-        ci_low=iv.low,
-        ci_high=iv.high,
-        method="bootstrap",
-        threshold=limit,
-        direction="max" if limit is not None else None,
-        status=threshold_status(iv.value, iv.low, iv.high, limit, "max", g.decision),
-        note=note,
-    )
+    direction: Literal["max"] | None = "max" if limit is not None else None
+    return interval_aggregate(name, suite, iv, "bootstrap", limit, direction, g.decision, note=note)
 
 
 def latency_aggregates(

@@ -5,9 +5,11 @@ A later run loads an approved ``results.json`` as its baseline, so this schema i
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -148,6 +150,26 @@ class Verdict(BaseModel):
     verdict: VerdictName
     exit_code: int
     reasons: list[str] = Field(default_factory=list)  # the evidence that led to the verdict, most important first
+
+
+class RunIdentity(TypedDict):
+    run_id: str
+    started_at: str
+    finished_at: str
+    tool_version: str
+
+
+def run_identity(started_at: str, finished_at: str | None = None) -> RunIdentity:
+    """A new run's id, start and finish times (finished now unless given) and the tool version: the fields every
+    run record starts with, whoever makes it (an evaluation, a merge, a skip, a load test, a shadow report)."""
+    from evalgate import __version__
+
+    return RunIdentity(
+        run_id=uuid.uuid4().hex[:12],
+        started_at=started_at,
+        finished_at=finished_at or datetime.now(UTC).isoformat(),
+        tool_version=__version__,
+    )
 
 
 class RunResult(BaseModel):

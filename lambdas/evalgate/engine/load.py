@@ -39,22 +39,20 @@ import math
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from evalgate import __version__
 from evalgate.core.config import GateConfig
 from evalgate.core.dataset import Golden
 from evalgate.core.errors import InputError, Problem, ProviderError, ThrottledError
-from evalgate.core.gate import ladder, latency_aggregates, latency_reasons, threshold_status
+from evalgate.core.gate import interval_aggregate, ladder, latency_aggregates, latency_reasons
 from evalgate.core.latency import LatencyBudget
 from evalgate.core.models import Case, MetricValue
 from evalgate.core.ports import Candidate
-from evalgate.core.results import Aggregate, CaseResult, RunResult, load_result
+from evalgate.core.results import Aggregate, CaseResult, RunResult, load_result, run_identity
 from evalgate.core.stats import quantile, wilson
 
 Status = Literal["pending", "ok", "error", "throttled", "timeout", "dropped"]
@@ -278,19 +276,8 @@ class LoadGenerator:
 
 def _rate_aggregate(name: str, count: int, n: int, limit: float | None, config: GateConfig, note: str) -> Aggregate:
     iv = wilson(count, n, config.gate.confidence)
-    return Aggregate(
-        metric=name,
-        suite="load",
-        n=n,
-        value=iv.value,
-        ci_low=iv.low,
-        ci_high=iv.high,
-        method="wilson",
-        threshold=limit,
-        direction="max" if limit is not None else None,
-        status=threshold_status(iv.value, iv.low, iv.high, limit, "max", config.gate.decision),
-        note=note,
-    )
+    direction: Literal["max"] | None = "max" if limit is not None else None
+    return interval_aggregate(name, "load", iv, "wilson", limit, direction, config.gate.decision, note=note)
 
 
 def _pass_reason(ttft: Aggregate | None, total: Aggregate, plan: LoadPlan, n_sent: int) -> str:
@@ -452,12 +439,8 @@ def summarise(
         "service_time_p95_ms": quantile(service, 0.95) if service else None,
         "error_samples": sorted({r.error for r in errors + throttled + timeouts})[:5],
     }
-    finished = datetime.now(UTC)
     return RunResult(
-        run_id=uuid.uuid4().hex[:12],
-        started_at=started.isoformat(),
-        finished_at=finished.isoformat(),
-        tool_version=__version__,
+        **run_identity(started.isoformat()),
         tier="load",
         suites=["load"],
         candidate={"name": target.name, **target.identity()},

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -184,11 +183,10 @@ def shadow_report(
     concurrency: int = 8,
 ) -> Any:
     """Score the pairs into a ``RunResult`` (suite ``shadow``)."""
-    from evalgate import __version__
-    from evalgate.core.gate import ladder, threshold_status
+    from evalgate.core.gate import interval_aggregate, ladder
     from evalgate.core.metrics import similarity
     from evalgate.core.models import MetricValue
-    from evalgate.core.results import Aggregate, CaseResult, RunResult, Usage
+    from evalgate.core.results import Aggregate, CaseResult, RunResult, Usage, run_identity
     from evalgate.core.retry import RetryPolicy
     from evalgate.core.stats import bootstrap_mean, wilson
 
@@ -284,55 +282,26 @@ def shadow_report(
     n_unscored = sum(1 for v in verdicts.values() if v.preference is None)
     pref = bootstrap_mean(prefs, confidence)
     # Neither side is favoured: the shadow fails only when production is preferred beyond doubt.
-    pref_status = (
-        "not_run" if model is None else threshold_status(pref.value, pref.low, pref.high, 0.5, "min", "significance")
+    preference = interval_aggregate(
+        "shadow_preference",
+        "shadow",
+        pref,
+        _method(pref, "bootstrap"),
+        0.5,
+        "min",
+        "significance",
+        status="not_run" if model is None else None,
+        n_unscored=n_unscored,
+        note="1 = shadow preferred in both orders, 0 = production preferred in both, 0.5 = tie or disagreement",
     )
-    aggregates.append(
-        Aggregate(
-            metric="shadow_preference",
-            suite="shadow",
-            n=pref.n,
-            n_unscored=n_unscored,
-            value=pref.value,
-            ci_low=pref.low,
-            ci_high=pref.high,
-            method="bootstrap" if pref.n > 1 else "none",
-            threshold=0.5,
-            direction="min",
-            status=pref_status,
-            note="1 = shadow preferred in both orders, 0 = production preferred in both, 0.5 = tie or disagreement",
-        )
-    )
+    pref_status = preference.status
+    aggregates.append(preference)
     for name, hits in (("shadow_win_rate", 1.0), ("shadow_loss_rate", 0.0)):
         w = wilson(sum(1 for x in prefs if x == hits), len(prefs), confidence)
-        aggregates.append(
-            Aggregate(
-                metric=name,
-                suite="shadow",
-                n=w.n,
-                value=w.value,
-                ci_low=w.low,
-                ci_high=w.high,
-                method="wilson" if w.n else "none",
-                status="not_gated",
-            )
-        )
+        aggregates.append(interval_aggregate(name, "shadow", w, _method(w, "wilson")))
     err = wilson(errors, len(pairs), confidence)
-    err_status = threshold_status(err.value, err.low, err.high, max_error_rate, "max", "point")
-    aggregates.append(
-        Aggregate(
-            metric="shadow_error_rate",
-            suite="shadow",
-            n=err.n,
-            value=err.value,
-            ci_low=err.low,
-            ci_high=err.high,
-            method="wilson" if err.n else "none",
-            threshold=max_error_rate,
-            direction="max",
-            status=err_status,
-        )
-    )
+    error_rate = interval_aggregate("shadow_error_rate", "shadow", err, _method(err, "wilson"), max_error_rate, "max")
+    aggregates.append(error_rate)
     for name, values in (
         ("similarity", list(sims.values())),
         ("latency_delta_ms", lat_d),
@@ -341,16 +310,7 @@ def shadow_report(
     ):
         b = bootstrap_mean(values, confidence)
         aggregates.append(
-            Aggregate(
-                metric=name,
-                suite="shadow",
-                n=b.n,
-                value=b.value,
-                ci_low=b.low,
-                ci_high=b.high,
-                method="bootstrap" if b.n > 1 else "none",
-                status="not_gated" if b.n else "not_run",
-            )
+            interval_aggregate(name, "shadow", b, _method(b, "bootstrap"), status="not_gated" if b.n else "not_run")
         )
 
     total = len(verdicts)
@@ -359,7 +319,7 @@ def shadow_report(
     if pairs and total and rate > unscored_budget:
         errs.append(f"{n_unscored}/{total} pairs unscored ({rate:.0%} > budget {unscored_budget:.0%})")
     fails = []
-    if err_status == "fail":
+    if error_rate.status == "fail":
         fails.append(f"shadow failed to answer {errors}/{len(pairs)} requests (> {max_error_rate:.0%})")
     if pref_status == "fail":
         fails.append(
@@ -380,10 +340,7 @@ def shadow_report(
     prod = next((p.production for p in pairs), {})
     sh = next((p.shadow for p in pairs if p.shadow.get("function_version")), {})
     return RunResult(
-        run_id=uuid.uuid4().hex[:12],
-        started_at=started.isoformat(),
-        finished_at=datetime.now(UTC).isoformat(),
-        tool_version=__version__,
+        **run_identity(started.isoformat()),
         tier="shadow",
         suites=["shadow"],
         candidate={
@@ -405,6 +362,11 @@ def shadow_report(
         usage=Usage(),
         verdict=verdict,
     )
+
+
+def _method(iv: Any, method: Literal["bootstrap", "wilson"]) -> Literal["bootstrap", "wilson", "none"]:
+    """A bootstrap needs two values to have an interval, a Wilson interval one."""
+    return method if iv.n > (1 if method == "bootstrap" else 0) else "none"
 
 
 def _fmt(x: float | None) -> str:
