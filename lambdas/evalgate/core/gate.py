@@ -133,17 +133,10 @@ def aggregate_suite(
         direction = THRESHOLD_DIRECTIONS.get(name, "min" if CASE_METRICS[metric][2] else "max")
         if not present:
             if metric in skipped or metric in not_run:
+                why = "skipped for this suite" if metric in skipped else "not run in this tier"
+                none = Interval(None, None, None, 0)
                 out.append(
-                    Aggregate(
-                        metric=name,
-                        suite=suite,
-                        n=0,
-                        value=None,
-                        threshold=threshold,
-                        direction=direction,
-                        status="not_run",
-                        note="skipped for this suite" if metric in skipped else "not run in this tier",
-                    )
+                    interval_aggregate(name, suite, none, "none", threshold, direction, status="not_run", note=why)
                 )
             continue
         if kind == "mean":
