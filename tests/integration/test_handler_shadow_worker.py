@@ -292,6 +292,24 @@ def test_position_bias_becomes_ties(tmp_path: Path) -> None:
     assert result.verdict.verdict == "PASS"
 
 
+class SplitModel(PairwiseModel):
+    """Prefers production on questions 0-5, the shadow on 6-9: production ahead, but not beyond doubt."""
+
+    def call(self, system: str, user: str, tool: ToolSpec) -> JudgeCall:
+        i = int(re.search(r"question (\d+)\?", user).group(1))  # type: ignore[union-attr]
+        self.prefers = "production" if i % 10 < 6 else "shadow"
+        return super().call(system, user, tool)
+
+
+def test_a_preference_below_half_but_not_significantly_asks_a_person(tmp_path: Path) -> None:
+    pairs, _ = read_pairs(pairs_file(tmp_path, n=10))
+    result = shadow_report(pairs, SplitModel("production"), None)
+    pref = next(a for a in result.aggregates if a.metric == "shadow_preference")
+    assert pref.value == pytest.approx(0.4) and pref.ci_high is not None and pref.ci_high >= 0.5
+    assert pref.status == "borderline" and result.verdict.verdict == "REVIEW" and result.verdict.exit_code == 3
+    assert result.verdict.reasons == ["shadow preference 0.40 below 0.5 but not significantly"]
+
+
 def test_shadow_errors_fail_and_unparseable_judge_is_error(tmp_path: Path) -> None:
     pairs, _ = read_pairs(pairs_file(tmp_path, n=20, errors=3))
     assert shadow_report(pairs, PairwiseModel("shadow"), None).verdict.verdict == "FAIL"

@@ -103,6 +103,19 @@ def test_alarm_names_from_codedeploy_messages(message: str, names: list[str]) ->
 
 
 @pytest.mark.parametrize(
+    ("source", "detail_type", "detail"),
+    [
+        ("aws.appconfig", "Rolled Back", {"Type": "OnDeploymentRolledBack", "DeploymentNumber": "x"}),
+        ("aws.codedeploy", "CodeDeploy Deployment State-change Notification", {"state": ["FAILURE"]}),
+        ("aws.codepipeline", "CodePipeline Pipeline Execution State Change", {"state": {"FAILED": 1}}),
+    ],
+)
+def test_a_detail_without_its_kinds_shape_is_an_event_error(source: str, detail_type: str, detail: Any) -> None:
+    with pytest.raises(NotifyEventError, match=f"not a {source} .* event detail"):
+        notify(event(source, detail_type, detail), lookup=NoLookups(), sns=Sns(), topic_arn="t", default_region="x")
+
+
+@pytest.mark.parametrize(
     "bad",
     [
         None,
