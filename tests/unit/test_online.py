@@ -74,7 +74,8 @@ def test_judged_record_metrics(index: Any) -> None:
 
     judge = Judge(ScriptedJudgeModel(reply))
     out = judge_capture(record(), index, judge, canary_token="CANARY-x-1234")
-    assert out.judged and out.quality == pytest.approx(0.8) and out.hallucinated is True and not out.leaked
+    assert out.judged and out.score is not None
+    assert out.score.quality == pytest.approx(0.8) and out.score.hallucinated is True and not out.score.leaked
     t = out.telemetry()
     assert t.dimensions == tm.Dimensions("7", "m", "support/v1")
     assert t.values == {

@@ -4,8 +4,8 @@
 * ``sampled``: the capture/judge sampling decision, the same for the service (writer) and the online judge;
 * ``DIRECT_KEY``: the field that marks a direct (not API Gateway) invocation of a service version, used by the
   pre-traffic hook and the shadow worker to call a version and by the service to recognise the call;
-* ``StoredRow``: one judged live answer, written by the online judge and read by ``evalgate curate`` and the
-  notifier.
+* ``StoredRow``: one judged live answer (its ``JudgedScores``), written by the online judge and read by
+  ``evalgate curate`` and the notifier.
 """
 
 from __future__ import annotations
@@ -33,11 +33,24 @@ def sampled(key: str, rate: float, salt: str) -> bool:
     return cohort_of(f"{salt}:{key}") / 2**64 < rate
 
 
-class StoredRow(BaseModel):
-    """One live answer as the judged-records store keeps it: written by ``stored_row``, read back by
-    ``evalgate curate`` (and, for its worst examples, the notifier). Unknown fields are ignored."""
+class JudgedScores(BaseModel):
+    """The online judge's scores of one live answer: what the judge returns (``engine.scoring.LiveScore``), what
+    the metrics and the log line carry, what the store keeps. Unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore")
+
+    quality: float | None = None
+    faithfulness: float | None = None
+    relevance: float | None = None
+    hallucinated: bool | None = None
+    unscored: bool = False
+    leaked: bool = False
+    unsupported_claims: list[str] = Field(default_factory=list)
+
+
+class StoredRow(JudgedScores):
+    """One live answer as the judged-records store keeps it: written by ``stored_row``, read back by
+    ``evalgate curate`` (and, for its worst examples, the notifier); the scores only when it was judged."""
 
     request_id: str = Field(min_length=1)
     question: str = Field(min_length=1)
@@ -46,12 +59,5 @@ class StoredRow(BaseModel):
     function_version: str | None = None
     model_id: str | None = None
     prompt_version: str | None = None
-    quality: float | None = None
-    faithfulness: float | None = None
-    relevance: float | None = None
-    hallucinated: bool | None = None
-    unscored: bool = False
-    leaked: bool = False
     guardrail_intervened: bool = False
     personal_data: bool = False
-    unsupported_claims: list[str] = Field(default_factory=list)
