@@ -34,14 +34,15 @@ from evalgate.contracts import telemetry as tm
 from evalgate.core.latency import LatencyBudget
 
 Status = Literal["pass", "fail", "nodata"]
-QUALITY, LATENCY, HALLUCINATION, ERROR_RATE, FEEDBACK, CONVERSION = (
-    "QualityScore",
-    "Latency",
-    "Hallucination",
-    "ErrorRate",
-    "FeedbackScore",
-    "ConversionRate",
+# The tests' names: the metric each one reads (``contracts.telemetry``), and the error rate it derives.
+QUALITY, LATENCY, HALLUCINATION, FEEDBACK, CONVERSION = (
+    tm.QUALITY_SCORE,
+    tm.LATENCY,
+    tm.HALLUCINATION,
+    tm.FEEDBACK_SCORE,
+    tm.CONVERSION_RATE,
 )
+ERROR_RATE = "ErrorRate"
 
 
 @dataclass

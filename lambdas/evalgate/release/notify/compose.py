@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from evalgate.contracts import telemetry as tm
 from evalgate.contracts.events import GateVerdictDetail
 from evalgate.core.errors import clip
 from evalgate.release.notify.events import (
@@ -110,7 +111,7 @@ def _example_lines(examples: list[Example] | None, version: str) -> list[str]:
     return lines
 
 
-_BUSINESS_NAMES = {"FeedbackScore": "Thumbs-up share", "ConversionRate": "Conversion rate"}
+_BUSINESS_NAMES = {tm.FEEDBACK_SCORE: "Thumbs-up share", tm.CONVERSION_RATE: "Conversion rate"}
 
 
 def _business_lines(results: list[Any] | None) -> list[str]:
@@ -197,7 +198,7 @@ def codedeploy_email(ev: EventBridgeEvent, d: CodeDeployStateChange, lookup: Loo
 
         ended = info.get("completeTime")
         arms = lookup.arms(target, current, since, ended if isinstance(ended, datetime) else datetime.now(UTC))
-        if arms is not None and any(e.metric.split()[-1] == "CanaryVerdict" for e in evidence):
+        if arms is not None and any(e.metric.split()[-1] == tm.CANARY_VERDICT for e in evidence):
             lines += ["", f"Canary analysis, version {target} vs {current} (the live judge's tests, whole deployment)"]
             lines += [f"  {r.metric}: {r.status} - {r.reason}" for r in judge_canary(*arms).results]
         lines += ["", f"Business outcomes, version {target} vs {current} (same window, the canary judge's tests)"]

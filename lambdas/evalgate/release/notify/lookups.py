@@ -18,23 +18,21 @@ from typing import Any, TypeVar, cast
 
 from pydantic import ValidationError
 
+from evalgate.contracts import telemetry as tm
 from evalgate.contracts.records import StoredRow
 from evalgate.core.errors import clip
 from evalgate.release.deploy_hooks import DeploymentVersions, appspec_versions
 
 R = TypeVar("R")
+# What one sample of each metric is (``contracts.telemetry``'s names; Invocations: the live judge's Lambda metric).
 SAMPLE_LABELS = {
-    "QualityScore": "judged answers",
-    "Hallucination": "judged answers",
-    "JudgedCount": "judged answers",
-    "Unscored": "judged answers",
-    "InjectionLeak": "judged answers",
-    "Latency": "requests",
-    "TimeToFirstToken": "requests",
-    "Errors": "requests",
-    "FeedbackScore": "feedback events",
-    "ConversionRate": "outcomes",
-    "CanaryVerdict": "verdicts of the live canary judge (one a minute)",
+    **dict.fromkeys(
+        (tm.QUALITY_SCORE, tm.HALLUCINATION, tm.JUDGED_COUNT, tm.UNSCORED, tm.INJECTION_LEAK), "judged answers"
+    ),
+    **dict.fromkeys((tm.LATENCY, tm.TIME_TO_FIRST_TOKEN, tm.ERRORS), "requests"),
+    tm.FEEDBACK_SCORE: "feedback events",
+    tm.CONVERSION_RATE: "outcomes",
+    tm.CANARY_VERDICT: "verdicts of the live canary judge (one a minute)",
     "Invocations": "runs of the live canary judge",
 }
 
