@@ -192,7 +192,7 @@ def case_failures(r: CaseResult, th: Thresholds) -> list[str]:
     hal = r.metrics.get("hallucination")
     if hal and hal.value:
         f.append(f"hallucination: {hal.reason}")
-    for name in ("similarity", "faithfulness", "relevance"):
+    for name in ("similarity", "faithfulness", "relevance", "guardrail_grounding", "guardrail_relevance"):
         mv = r.metrics.get(name)
         limit = getattr(th, name)
         if mv and mv.value is not None and limit is not None and mv.value < limit:

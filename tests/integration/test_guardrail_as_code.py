@@ -18,7 +18,7 @@ from evalgate.errors import InputError, ProviderError
 from evalgate.guardrail_spec import CandidateGuardrail, load_guardrail_spec
 from tests.fakes.bedrock_fake import DUMMY_CREDENTIALS, BedrockFake
 from tests.fakes.guardrail_control_fake import GuardrailControlFake
-from tests.integration.test_guardrail_suite import GuardrailFake
+from tests.fakes.guardrail_runtime_fake import GuardrailFake
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "guardrails" / "store-assistant.toml"
@@ -182,7 +182,7 @@ def run_with(config: Path, control: GuardrailControlFake, out: Path, monkeypatch
         ]
         return source == "INPUT" and any(w in text.lower() for w in words)
 
-    with BedrockFake() as bedrock, GuardrailFake(decide, bedrock=bedrock) as runtime:
+    with BedrockFake() as bedrock, GuardrailFake(decide, bedrock=bedrock, policy=control.config) as runtime:
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", runtime.url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK", control.url)
         for k, v in DUMMY_CREDENTIALS.items():
