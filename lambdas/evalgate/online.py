@@ -33,6 +33,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalgate import telemetry as tm
+from evalgate.config import GUARDRAIL_VERSION_PATTERN
 from evalgate.dataset import parse_json_model
 from evalgate.masking import mask_pii, mask_text
 from evalgate.models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS, KnowledgeEntry
@@ -49,7 +50,7 @@ class GuardrailRef(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     id: Annotated[str, Field(min_length=1, max_length=2048)]
-    version: Annotated[str, Field(pattern=r"^([1-9][0-9]{0,7}|DRAFT)$")]
+    version: Annotated[str, Field(pattern=GUARDRAIL_VERSION_PATTERN)]
 
 
 class CaptureRecord(BaseModel):
