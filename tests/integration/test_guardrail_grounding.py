@@ -167,3 +167,16 @@ def test_the_reports_show_the_guardrails_agreement_with_the_judge(tmp_path: Path
     # round trip: the report of a stored results.json says the same
     again = RunResult.model_validate(json.loads(r.model_dump_json()))
     assert render_markdown(again) == md
+
+
+def test_a_suite_can_skip_one_of_the_guardrail_metrics(tmp_path: Path, endpoint: Any):
+    root = golden(tmp_path)
+    gate = root / "gate.toml"
+    gate.write_text(gate.read_text() + '\n[suites.regression]\nskip_metrics = ["guardrail_relevance"]\n')
+    with GuardrailFake(lambda s, t: False, grounding=THRESHOLDS, scores=SCORES) as fake:
+        endpoint(fake)
+        r = run(root)
+        calls = len(fake.calls)
+    assert calls == 10 and r.case("c-000").value("guardrail_grounding") == 0.9
+    assert "guardrail_relevance" not in r.case("c-000").metrics
+    assert not any(a.metric == "guardrail_relevance" and a.n for a in r.aggregates)
