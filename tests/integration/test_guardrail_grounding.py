@@ -14,15 +14,15 @@ import botocore.session
 import pytest
 from botocore.validate import validate_parameters
 
-from evalgate.config import load_config
-from evalgate.dataset import load_golden
-from evalgate.guardrails import GuardrailChecker
-from evalgate.judge import Judge
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.results import RunResult
+from evalgate.core.retry import RetryPolicy
+from evalgate.engine.guardrails import GuardrailChecker
+from evalgate.engine.judge import Judge
+from evalgate.engine.runner import run_evaluation
 from evalgate.reports.html import render_html
 from evalgate.reports.markdown import render_markdown
-from evalgate.results import RunResult
-from evalgate.retry import RetryPolicy
-from evalgate.runner import run_evaluation
 from tests.fakes.bedrock_fake import DUMMY_CREDENTIALS
 from tests.fakes.guardrail_runtime_fake import GuardrailFake
 from tests.unit.core_fakes import DictCandidate, HashEmbedder, ScriptedJudgeModel, case_dict, write_golden

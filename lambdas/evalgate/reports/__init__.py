@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from evalgate.core.results import RunResult
 from evalgate.reports import html, junit, markdown
-from evalgate.results import RunResult
 
 RESULTS_JSON = "results.json"
 JUNIT_XML = "junit.xml"

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalgate.config import THRESHOLD_DIRECTIONS
-from evalgate.results import Aggregate, CaseResult, RunResult
+from evalgate.core.config import THRESHOLD_DIRECTIONS
+from evalgate.core.results import Aggregate, CaseResult, RunResult
+from evalgate.core.stats import cohen_kappa, spearman
 
 # Per-case metric names (and fragments of aggregate names) where a lower value is better.
 LOWER_IS_BETTER_HINTS = ("hallucination", "injection", "latency", "error", "leak", "cost", "unscored", "toxic")
@@ -521,8 +522,8 @@ def grounding_agreement(result: RunResult) -> list[GroundingAgreement]:
                 both_pass=sum(1 for *_, gp, jp in rows if gp and jp),
                 both_fail=sum(1 for *_, gp, jp in rows if not gp and not jp),
                 disagreements=disagreements,
-                kappa=_kappa([not r[3] for r in rows], [not r[4] for r in rows]),
-                spearman=_spearman([r[1] for r in rows], [r[2] for r in rows]),
+                kappa=cohen_kappa([int(not r[3]) for r in rows], [int(not r[4]) for r in rows]),
+                spearman=spearman([r[1] for r in rows], [r[2] for r in rows]),
                 guardrail_threshold=(
                     "the gate's threshold" + (" (the guardrail's own where unset)" if own else "")
                     if gated
@@ -531,22 +532,6 @@ def grounding_agreement(result: RunResult) -> list[GroundingAgreement]:
             )
         )
     return out
-
-
-def _kappa(a: Sequence[bool], b: Sequence[bool]) -> float | None:
-    from evalgate.calibrate import cohen_kappa
-
-    return cohen_kappa([int(x) for x in a], [int(x) for x in b])
-
-
-def _spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
-    """Spearman's rho, or None when it is undefined (fewer than 3 pairs, or a constant side)."""
-    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
-        return None
-    from scipy.stats import spearmanr
-
-    rho = float(spearmanr(a, b).statistic)
-    return rho if is_number(rho) else None
 
 
 def agreement_text(a: GroundingAgreement) -> str:
