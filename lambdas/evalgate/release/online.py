@@ -129,6 +129,7 @@ class JudgedRecord:
             "leaked": self.leaked,
             "guardrail_grounding": self.guardrail_grounding,
             "guardrail_relevance": self.guardrail_relevance,
+            "guardrail_error": self.guardrail_error,
             "unsupported_claims": [mask_text(c) for c in self.unsupported_claims[:5]],
             **masked_texts(question, answer),
         }
