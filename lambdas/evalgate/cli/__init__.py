@@ -1074,7 +1074,7 @@ def _run(args: argparse.Namespace) -> int:
             not_run.append(
                 {"metric": "guardrail (ApplyGuardrail)", "reason": "needs Bedrock; tier offline calls no AWS service"}
             )
-        from evalgate.engine.guardrails import GROUNDING_METRICS
+        from evalgate.core.config import GROUNDING_METRICS
 
         for kind in grounding:
             not_run.append(

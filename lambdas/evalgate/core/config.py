@@ -53,6 +53,9 @@ THRESHOLD_DIRECTIONS: dict[str, Literal["min", "max"]] = {
     "guardrail_grounding": "min",
     "guardrail_relevance": "min",
 }
+# The guardrail's contextual grounding filters (botocore: GuardrailContextualGroundingFilterType) and the per-case
+# metric each one's score fills.
+GROUNDING_METRICS: dict[str, str] = {"GROUNDING": "guardrail_grounding", "RELEVANCE": "guardrail_relevance"}
 
 
 class Thresholds(BaseModel):

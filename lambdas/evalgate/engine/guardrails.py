@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from evalgate.adapters.aws import ClientSettings, make_client, map_aws_error, model_client_settings
-from evalgate.core.config import GateConfig, GuardrailConfig
+from evalgate.core.config import GROUNDING_METRICS, GateConfig, GuardrailConfig
 from evalgate.core.errors import ProviderError, ThrottledError
 from evalgate.core.gate import threshold_status
 from evalgate.core.metrics import classify_behaviour
@@ -49,8 +49,6 @@ Source = Literal["INPUT", "OUTPUT"]
 INTERVENED = "GUARDRAIL_INTERVENED"
 BLOCKED = "blocked"
 OVER_REFUSED = "over_refused"
-# The contextual grounding filters (botocore: GuardrailContextualGroundingFilterType) and the metric each fills.
-GROUNDING_METRICS: dict[str, str] = {"GROUNDING": "guardrail_grounding", "RELEVANCE": "guardrail_relevance"}
 # AWS's limits on one contextual grounding check, in characters, by content qualifier (Bedrock user guide,
 # "Use contextual grounding check to filter hallucinations in responses").
 GROUNDING_LIMITS: dict[str, int] = {"grounding_source": 100_000, "query": 1_000, "guard_content": 5_000}

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from evalgate import __version__
-from evalgate.core.config import GateConfig
+from evalgate.core.config import GROUNDING_METRICS, GateConfig
 from evalgate.core.dataset import Golden
 from evalgate.core.errors import BudgetExceeded, ProviderError
 from evalgate.core.gate import aggregate_suite, compare, decide, drift_from_pairs
@@ -30,7 +30,6 @@ from evalgate.core.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy
 from evalgate.engine.cache import Cache
 from evalgate.engine.cost import CostMeter
 from evalgate.engine.guardrails import (
-    GROUNDING_METRICS,
     Assessment,
     GroundingScore,
     GuardrailChecker,

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalgate.core.config import THRESHOLD_DIRECTIONS
+from evalgate.core.config import GROUNDING_METRICS, THRESHOLD_DIRECTIONS
 from evalgate.core.results import Aggregate, CaseResult, RunResult
 from evalgate.core.stats import cohen_kappa, spearman
 
@@ -454,7 +454,7 @@ def judge_trust_lines(result: RunResult) -> list[str]:
 # ------------------------------------------------------------------------------ guardrail grounding vs the judge
 
 # (the guardrail's contextual grounding metric, the judge's metric it is compared with)
-GROUNDING_PAIRS = (("guardrail_grounding", "faithfulness"), ("guardrail_relevance", "relevance"))
+GROUNDING_PAIRS = ((GROUNDING_METRICS["GROUNDING"], "faithfulness"), (GROUNDING_METRICS["RELEVANCE"], "relevance"))
 
 
 @dataclass
