@@ -371,8 +371,17 @@ def test_grounding_scores_are_read_by_filter_type_and_bad_entries_are_left_out()
     scores = grounding_scores(GROUNDING_RESPONSE["assessments"])
     assert scores["GROUNDING"] == GroundingScore("GROUNDING", 0.01, 0.75, "BLOCKED")
     assert scores["RELEVANCE"].score == 1.0 and not scores["RELEVANCE"].blocked and scores["GROUNDING"].blocked
-    assert scores["GROUNDING"].metric == "guardrail_grounding" and scores["RELEVANCE"].metric == "guardrail_relevance"
-    junk = [{"contextualGroundingPolicy": {"filters": [{"type": "GROUNDING", "score": None}, {"type": "NEW"}]}}]
+    junk = [
+        {
+            "contextualGroundingPolicy": {
+                "filters": [
+                    {"type": "GROUNDING", "score": None, "threshold": 0.5},
+                    {"type": "RELEVANCE", "score": 0.9},  # no threshold
+                    {"type": "NEW", "score": 0.9, "threshold": 0.5},
+                ]
+            }
+        }
+    ]
     assert grounding_scores(junk) == {} and grounding_scores(None) == {}
     # a Converse guardrail trace carries the same GuardrailAssessment shape per output
     assert grounding_scores([{"topicPolicy": {"topics": []}}, *GROUNDING_RESPONSE["assessments"]]) == scores

@@ -121,10 +121,6 @@ class GroundingScore:
     action: str  # BLOCKED | NONE
 
     @property
-    def metric(self) -> str:
-        return GROUNDING_METRICS[self.kind]
-
-    @property
     def blocked(self) -> bool:
         return self.action == "BLOCKED"
 
@@ -138,16 +134,19 @@ class GroundingScore:
 
 def grounding_scores(assessments: Sequence[dict[str, Any]] | None) -> dict[str, GroundingScore]:
     """The contextual grounding scores in ApplyGuardrail ``assessments`` (or in the output assessments of a
-    Converse guardrail trace: the same ``GuardrailAssessment`` shape), by filter type. A filter without a numeric
-    score or of an unknown type is left out (its metric is then unscored, never guessed)."""
+    Converse guardrail trace: the same ``GuardrailAssessment`` shape), by filter type. A filter of an unknown type,
+    or without a numeric score and threshold (both required by the model), is left out: its metric is then
+    unscored, never guessed."""
+
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool)
+
     out: dict[str, GroundingScore] = {}
     for a in assessments or []:
         for f in (a.get("contextualGroundingPolicy") or {}).get("filters") or []:
             kind, score, threshold = f.get("type"), f.get("score"), f.get("threshold")
-            if kind not in GROUNDING_METRICS or isinstance(score, bool) or not isinstance(score, int | float):
-                continue
-            th = float(threshold) if isinstance(threshold, int | float) and not isinstance(threshold, bool) else 0.0
-            out[kind] = GroundingScore(kind, float(score), th, str(f.get("action") or "NONE"))
+            if kind in GROUNDING_METRICS and number(score) and number(threshold):
+                out[kind] = GroundingScore(kind, float(score), float(threshold), str(f.get("action") or "NONE"))
     return out
 
 
