@@ -309,13 +309,13 @@ def _grounding(
         return {}, None
     if not knowledge:
         return {}, "no knowledge to ground the answer in"
-    from evalgate.core.errors import ProviderError
     from evalgate.engine.guardrails import grounding_source
 
     try:
         return guardrails(ref.id, ref.version).grounding(
             record.question, grounding_source(knowledge), record.answer
         ), None
-    except ProviderError as exc:
-        log.warning("contextual grounding check failed", extra={"request_id": record.request_id, "error": str(exc)})
-        return {}, str(exc)
+    except Exception as exc:  # an extra signal: whatever went wrong, the judgement itself stands
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("contextual grounding check failed", extra={"request_id": record.request_id, "error": error})
+        return {}, error
