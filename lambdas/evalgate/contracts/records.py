@@ -60,4 +60,6 @@ class StoredRow(JudgedScores):
     model_id: str | None = None
     prompt_version: str | None = None
     guardrail_intervened: bool = False
+    guardrail_grounding: float | None = None  # the guardrail's contextual grounding scores, beside the judge's
+    guardrail_relevance: float | None = None
     personal_data: bool = False
