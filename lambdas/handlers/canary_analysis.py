@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from evalgate.adapters.lambda_runtime import new_metrics, new_tracer, publish, version_dimensions
 from evalgate.contracts import telemetry as tm
 from evalgate.release import deploy_hooks as hooks
-from evalgate.release.canary import CloudWatchSamples
+from evalgate.release.canary_samples import CloudWatchSamples
 from handlers import hook_once
 
 logger = Logger()

@@ -311,7 +311,7 @@ class Lookup:
 
     def arms(self, target: str, current: str, since: datetime, until: datetime) -> tuple[Any, Any] | None:
         """Per-version samples of the previous and the new version over the deployment (``canary.ArmSamples``)."""
-        from evalgate.release.canary import CloudWatchSamples
+        from evalgate.release.canary_samples import CloudWatchSamples
 
         def read() -> tuple[Any, Any]:
             cw = CloudWatchSamples(self.client("cloudwatch"))
