@@ -226,3 +226,20 @@ def test_the_feedback_rollback_email_states_the_minimum_of_rated_answers() -> No
     assert "Metric    EvalGate/Service FeedbackScore (FunctionVersion=7), Average over 5 min" in text
     assert "n = 24 feedback events" in text
     assert "Rule      User feedback score" in text and "at least 20 distinct rated answers" in text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"version": 0.0, "Resources": [{"fn": {"Type": "AWS::Lambda::Function", "Properties": {"Name": "svc", '
+        '"Alias": "live", "CurrentVersion": "6", "TargetVersion": "7"}}}]}',
+        "version: 0.0\nResources:\n  - fn:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: svc\n"
+        "        Alias: live\n        CurrentVersion: '6'\n        TargetVersion: \"7\"\n",
+    ],
+)
+def test_the_notifier_reads_the_appspec_as_the_hooks_do(content: str) -> None:
+    from evalgate.release.deploy_hooks import DeploymentVersions
+
+    info = {"revision": {"appSpecContent": {"content": content}}}
+    assert Lookup.versions(info) == DeploymentVersions("svc", "live", "6", "7")
+    assert Lookup.versions({}) == DeploymentVersions(None, None, None, None)
