@@ -326,6 +326,7 @@ def test_no_pairs_is_an_error_and_bad_lines_are_reported(tmp_path: Path) -> None
     path.write_text('{"request_id": "x"}\nnot json\n')
     pairs, problems = read_pairs(path)
     assert pairs == [] and len(problems) == 2 and problems[1].startswith(f"{path}:2:")
+    assert problems[0] == f"{path}:1: not a shadow pair: production: Field required; shadow: Field required"
     assert run_shadow_report(path, tmp_path / "out", PairwiseModel("shadow"), None) == 4
 
 

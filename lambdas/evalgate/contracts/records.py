@@ -5,12 +5,14 @@
 * ``DIRECT_KEY``: the field that marks a direct (not API Gateway) invocation of a service version, used by the
   pre-traffic hook and the shadow worker to call a version and by the service to recognise the call;
 * ``StoredRow``: one judged live answer (its ``JudgedScores``), written by the online judge and read by
-  ``evalgate curate`` and the notifier.
+  ``evalgate curate`` and the notifier;
+* ``StoredPair``: one shadow pair, written by the shadow worker and read by ``evalgate shadow-report``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,3 +65,21 @@ class StoredRow(JudgedScores):
     guardrail_grounding: float | None = None  # the guardrail's contextual grounding scores, beside the judge's
     guardrail_relevance: float | None = None
     personal_data: bool = False
+
+
+class StoredPair(BaseModel):
+    """One mirrored request replayed on the candidate, as the shadow bucket keeps it (a JSONL line): written by the
+    shadow worker (``release.shadow.make_pair``), read by the shadow report. Each side holds its answer (None with an
+    ``error`` when the candidate failed), versions, latency and tokens. Unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, coerce_numbers_to_str=True)
+
+    schema_version: int = Field(1, alias="schema")
+    request_id: str = Field(min_length=1)
+    ts: float | None = None
+    replayed_at: float | None = None
+    question: str | None = None
+    turns: int = 1
+    has_document: bool = False
+    production: dict[str, Any]
+    shadow: dict[str, Any]

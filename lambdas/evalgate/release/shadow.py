@@ -162,12 +162,15 @@ class ShadowInvoker:
 
 
 def make_pair(msg: ShadowMessage, shadow: ShadowSide) -> dict[str, Any]:
-    """One JSONL line. User and session ids stay out of storage; personal data in the texts is masked."""
+    """One JSONL line (``contracts.records.StoredPair``, checked here so the report can read every pair written).
+    User and session ids stay out of storage; personal data in the texts is masked."""
+    from evalgate.contracts.records import StoredPair
+
     req = msg.request
     question = (req.get("messages") or [{}])[-1].get("content") if req.get("messages") else req.get("question")
     production = msg.production.model_dump()
     production["answer"] = mask_text(production["answer"])
-    return {
+    pair = {
         "schema": 1,
         "request_id": msg.request_id,
         "ts": msg.ts,
@@ -188,6 +191,8 @@ def make_pair(msg: ShadowMessage, shadow: ShadowSide) -> dict[str, Any]:
             "guardrail_intervened": shadow.guardrail_intervened,
         },
     }
+    StoredPair.model_validate(pair)
+    return pair
 
 
 def replay(msg: ShadowMessage, invoker: ShadowInvoker) -> dict[str, Any] | None:

@@ -134,7 +134,11 @@ class Pair:
 
 def read_pairs(path: Path) -> tuple[list[Pair], list[str]]:
     """Pairs from a JSONL file or every ``*.jsonl`` under a folder; problems as ``file:line: message``."""
+    from pydantic import ValidationError
+
+    from evalgate.contracts.records import StoredPair
     from evalgate.core.dataset import iter_jsonl
+    from evalgate.core.errors import format_validation_error
 
     files = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
     pairs: list[Pair] = []
@@ -147,17 +151,15 @@ def read_pairs(path: Path) -> tuple[list[Pair], list[str]]:
             if problem is not None or rec is None:
                 problems.append(str(problem or f"{f}:{n}: unreadable record"))
                 continue
-            prod, shad, rid = rec.get("production"), rec.get("shadow"), rec.get("request_id")
-            if not isinstance(prod, dict) or not isinstance(shad, dict) or not isinstance(rid, str | int) or not rid:
-                problems.append(
-                    f"{f}:{n}: not a shadow pair: expected an object with 'request_id', and 'production' and "
-                    "'shadow' objects"
-                )
+            try:
+                pair = StoredPair.model_validate(rec)
+            except ValidationError as exc:
+                problems.append(f"{f}:{n}: not a shadow pair: {'; '.join(format_validation_error(exc)[:3])}")
                 continue
-            if str(rid) in seen:  # a redelivered mirror stored twice: one pair per request id
+            if pair.request_id in seen:  # a redelivered mirror stored twice: one pair per request id
                 continue
-            seen.add(str(rid))
-            pairs.append(Pair(str(rid), str(rec.get("question") or ""), dict(prod), dict(shad)))
+            seen.add(pair.request_id)
+            pairs.append(Pair(pair.request_id, pair.question or "", pair.production, pair.shadow))
     return pairs, problems
 
 
