@@ -44,14 +44,7 @@ def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict
             settings, event.deployment_id, fetcher=fetcher, codedeploy=get_reporter().client, deadline=deadline
         )
 
-    outcome = hooks.run_hook_in_lambda(
-        event.raw_event,
-        analyse,
-        budget_s=hooks.budget_from_context(context),
-        reporter=get_reporter(),
-        logger=logger,
-        once=hook_once(context),
-    )
+    outcome = hooks.run_hook_in_lambda(event.raw_event, analyse, context, get_reporter(), logger, hook_once(context))
     if isinstance(outcome, dict):
         return outcome
     t = tm.Telemetry(version_dimensions())

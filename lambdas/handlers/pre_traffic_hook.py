@@ -41,14 +41,7 @@ def smoke(deadline: float) -> hooks.HookOutcome:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=CodeDeployLifecycleHookEvent)
 def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict[str, Any]:
-    outcome = hooks.run_hook_in_lambda(
-        event.raw_event,
-        smoke,
-        budget_s=hooks.budget_from_context(context),
-        reporter=get_reporter(),
-        logger=logger,
-        once=hook_once(context),
-    )
+    outcome = hooks.run_hook_in_lambda(event.raw_event, smoke, context, get_reporter(), logger, hook_once(context))
     if isinstance(outcome, dict):
         return outcome
     t = tm.Telemetry(version_dimensions())

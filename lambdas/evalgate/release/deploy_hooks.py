@@ -171,16 +171,16 @@ def run_hook(
 def run_hook_in_lambda(
     event: Any,
     work: Callable[[float], HookOutcome],
-    *,
-    budget_s: float,
+    context: Any,
     reporter: CodeDeployReporter,
     logger: Any,
     once: Callable[[HookEvent, Callable[[float], HookOutcome]], Callable[[float], HookOutcome]] | None = None,
 ) -> HookOutcome | dict[str, str]:
-    """``run_hook`` for a Lambda handler: the outcome, or the handler's answer when there is nothing to report
-    (a malformed event, logged and dropped; a redelivery while the first invocation runs, which reports)."""
+    """``run_hook`` for a Lambda handler, within the invocation's remaining time: the outcome, or the handler's
+    answer when there is nothing to report (a malformed event, logged and dropped; a redelivery while the first
+    invocation runs, which reports)."""
     try:
-        return run_hook(event, work, budget_s=budget_s, reporter=reporter, logger=logger, once=once)
+        return run_hook(event, work, budget_s=budget_from_context(context), reporter=reporter, logger=logger, once=once)
     except HookEventError as exc:
         logger.error("malformed hook event; nothing to report to CodeDeploy", extra={"error": str(exc)})
         return {"status": "error", "error": str(exc)}
