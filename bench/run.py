@@ -37,7 +37,7 @@ from evalgate.core.prompts import load_prompt  # noqa: E402
 from evalgate.core.results import CaseResult, RunResult  # noqa: E402
 from evalgate.engine.cache import Cache  # noqa: E402
 from evalgate.engine.judge import Judge  # noqa: E402
-from evalgate.engine.runner import run_evaluation  # noqa: E402
+from evalgate.engine.runner import RunOptions, run_evaluation  # noqa: E402
 
 
 def synthetic_golden(n: int) -> Golden:
@@ -119,11 +119,10 @@ def bench_throughput(n: int, latency: float, concurrency: int) -> dict[str, obje
                 cases=golden.cases,
                 candidate=cand,
                 config=config,
-                tier="full",
+                options=RunOptions(tier="full", concurrency=concurrency),
                 judge=judge,
                 embedder=emb,
                 cache=cache,
-                concurrency=concurrency,
             )
             return time.perf_counter() - t0, r
 

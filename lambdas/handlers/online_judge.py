@@ -46,12 +46,11 @@ def judge() -> Any:
             logger.error("JUDGE_MODEL_ID is not set: answers get rule checks only and count as Unscored")
             _state["judge"] = None
         else:
-            from evalgate.adapters.bedrock import BedrockJudgeModel
             from evalgate.core.retry import RetryPolicy
-            from evalgate.engine.judge import Judge
+            from evalgate.engine.factories import make_judge
 
             # Records are judged one at a time; each invocation bounds the retries by its remaining time.
-            _state["judge"] = Judge(BedrockJudgeModel(model_id), policy=RetryPolicy(1, time_budget=None))
+            _state["judge"] = make_judge(model_id, policy=RetryPolicy(1, time_budget=None))
     return _state["judge"]
 
 

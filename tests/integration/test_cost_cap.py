@@ -15,7 +15,7 @@ from evalgate.core.dataset import load_golden
 from evalgate.core.prompts import load_prompt
 from evalgate.engine.cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel, call_cost
 from evalgate.engine.judge import Judge
-from evalgate.engine.runner import run_evaluation
+from evalgate.engine.runner import RunOptions, run_evaluation
 from tests.fakes.bedrock_fake import BedrockFake
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,10 +39,9 @@ def evaluate(cap: float | None, concurrency: int = 4):
         cases=CASES,
         candidate=cand,
         config=CONFIG,
-        tier="full",
+        options=RunOptions(tier="full", concurrency=concurrency),
         judge=judge,
         embedder=emb,
-        concurrency=concurrency,
         meter=meter,
     )
     return result, meter

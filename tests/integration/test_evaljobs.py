@@ -18,7 +18,7 @@ from evalgate.core.config import GateConfig, load_config
 from evalgate.core.dataset import load_golden
 from evalgate.core.errors import ProviderError
 from evalgate.engine.evaljobs import EvaluationJobJudge
-from evalgate.engine.runner import run_evaluation
+from evalgate.engine.runner import RunOptions, run_evaluation
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = load_golden(ROOT / "golden", ["regression"])
@@ -205,9 +205,7 @@ def run_with_jobs(config: GateConfig, writer_score: Any, script: Any, drop: int 
                 cases=CASES,
                 candidate=ReplayCandidate(ROOT / "golden" / "responses" / "baseline.jsonl"),
                 config=config,
-                tier="release",
-                judge=None,
-                embedder=None,
+                options=RunOptions(tier="release"),
                 batch_judge=judge,
             )
             stub.assert_no_pending_responses()

@@ -15,7 +15,7 @@ from evalgate.core.prompts import load_prompt
 from evalgate.core.retry import DEFAULT_MALFORMED_ATTEMPTS, RetryPolicy
 from evalgate.engine.cache import Cache
 from evalgate.engine.judge import Judge
-from evalgate.engine.runner import run_evaluation
+from evalgate.engine.runner import RunOptions, run_evaluation
 from tests.fakes.bedrock_fake import BedrockFake, Error, FakeRequest, Text, hang
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,11 +52,10 @@ def evaluate(fake: BedrockFake, tmp_path: Path, time_budget: float = 60.0):
         cases=CASES,
         candidate=cand,
         config=cfg,
-        tier="smoke",
+        options=RunOptions(tier="smoke", concurrency=8),
         judge=judge,
         embedder=emb,
         cache=Cache(tmp_path / "c.sqlite"),
-        concurrency=8,
         policy=RetryPolicy(8, time_budget=time_budget, base_delay=0.01),
     )
 

@@ -20,7 +20,7 @@ from evalgate.core.results import RunResult
 from evalgate.core.retry import RetryPolicy
 from evalgate.engine.guardrails import GuardrailChecker
 from evalgate.engine.judge import Judge
-from evalgate.engine.runner import run_evaluation
+from evalgate.engine.runner import RunOptions, run_evaluation
 from evalgate.reports.html import render_html
 from evalgate.reports.markdown import render_markdown
 from tests.fakes.bedrock_fake import DUMMY_CREDENTIALS
@@ -75,11 +75,10 @@ def run(root: Path, grounding: tuple[str, ...] = ("GROUNDING", "RELEVANCE")) -> 
         cases=g.cases,
         candidate=DictCandidate(answers()),
         config=load_config(root / "gate.toml"),
-        tier="full",
+        options=RunOptions(tier="full", grounding=grounding),
         judge=Judge(ScriptedJudgeModel(judge_reply)),
         embedder=HashEmbedder(),
         guardrail=GuardrailChecker("gr0000000001", "3"),  # default client: the endpoint from the environment
-        grounding=grounding,
         policy=RetryPolicy(8, time_budget=1.0, base_delay=0.01, max_delay=0.05),
     )
 

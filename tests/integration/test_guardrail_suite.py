@@ -18,7 +18,7 @@ from evalgate.core.dataset import load_golden
 from evalgate.core.results import RunResult
 from evalgate.core.retry import RetryPolicy
 from evalgate.engine.guardrails import GuardrailChecker
-from evalgate.engine.runner import run_evaluation
+from evalgate.engine.runner import RunOptions, run_evaluation
 from tests.fakes.bedrock_fake import DUMMY_CREDENTIALS, BedrockFake
 from tests.fakes.guardrail_runtime_fake import GuardrailFake
 
@@ -45,9 +45,7 @@ def evaluate(
         cases=GOLDEN.cases,
         candidate=ReplayCandidate(ROOT / "golden" / "responses" / f"{candidate}.jsonl"),
         config=CONFIG,
-        tier="full",
-        judge=None,
-        embedder=None,
+        options=RunOptions(tier="full"),
         baseline=baseline,
         guardrail=checker,
         **extra,

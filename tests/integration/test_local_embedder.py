@@ -24,7 +24,7 @@ from evalgate.adapters.replay import ReplayCandidate
 from evalgate.core.config import load_config
 from evalgate.core.dataset import load_golden
 from evalgate.engine.cache import Cache
-from evalgate.engine.runner import run_evaluation
+from evalgate.engine.runner import RunOptions, run_evaluation
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = json.loads((ROOT / "bench" / "data" / "all_minilm_l6_v2" / "reference_vectors.json").read_text())
@@ -81,8 +81,8 @@ def test_warm_cache_run_never_loads_the_model(tmp_path: Path):
 
     def run(emb: LocalEmbedder) -> dict[str, float | None]:
         result = run_evaluation(
-            golden=golden, cases=golden.cases, candidate=candidate, config=config, tier="offline",
-            judge=None, embedder=emb, cache=cache,
+            golden=golden, cases=golden.cases, candidate=candidate, config=config,
+            options=RunOptions(tier="offline"), embedder=emb, cache=cache,
         )  # fmt: skip
         return {c.id: c.metrics["similarity"].value for c in result.cases if "similarity" in c.metrics}
 

@@ -15,7 +15,7 @@ from evalgate.core.results import Aggregate, CaseResult, Verdict
 from evalgate.engine.cache import Cache
 from evalgate.engine.judge import Judge
 from evalgate.engine.judge_trust import decide_with_trust
-from evalgate.engine.runner import rescore_baseline, run_evaluation
+from evalgate.engine.runner import RunOptions, rescore_baseline, run_evaluation
 from evalgate.reports.html import render_html
 from evalgate.reports.junit import render_junit
 from evalgate.reports.markdown import render_markdown
@@ -49,19 +49,20 @@ def evaluate(golden_dir: Path, candidate, judge_model=None, baseline=None, **kw)
             golden=golden,
             cases=golden.cases,
             config=config,
-            tier="full",
+            options=RunOptions(tier="full"),
             judge=judge,
             embedder=embedder,
             cache=kw.get("cache"),
         )
         kw["note"] = note
     note = kw.pop("note", {})
+    options = RunOptions(tier="full", **{k: kw.pop(k) for k in ("repeats", "concurrency") if k in kw})
     result = run_evaluation(
         golden=golden,
         cases=golden.cases,
         candidate=candidate,
         config=config,
-        tier="full",
+        options=options,
         judge=judge,
         embedder=embedder,
         baseline=baseline,
@@ -101,7 +102,7 @@ def test_a_baseline_without_stored_answers_is_not_compared(golden_dir: Path):
         golden=golden,
         cases=golden.cases,
         config=load_config(golden_dir / "gate.toml"),
-        tier="full",
+        options=RunOptions(tier="full"),
         judge=Judge(NamedJudge("judge-harsh", 0.9)),
         embedder=HashEmbedder(),
     )

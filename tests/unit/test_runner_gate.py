@@ -13,7 +13,7 @@ from evalgate.core.errors import ProviderError, ThrottledError
 from evalgate.core.retry import RetryPolicy
 from evalgate.engine.cache import Cache
 from evalgate.engine.judge import Judge
-from evalgate.engine.runner import Runner, run_evaluation
+from evalgate.engine.runner import Runner, RunOptions, run_evaluation
 from evalgate.reports.markdown import render_markdown
 
 from .core_fakes import DictCandidate, HashEmbedder, ScriptedJudgeModel
@@ -48,12 +48,13 @@ def run(golden_dir: Path, cand, judge_model=None, **kw):
     golden = load_golden(golden_dir)
     config = load_config(golden_dir / "gate.toml")
     judge = Judge(judge_model, cache=kw.get("cache")) if judge_model else None
+    options = RunOptions(tier="full", **{k: kw.pop(k) for k in ("repeats", "concurrency", "deadline") if k in kw})
     return run_evaluation(
         golden=golden,
         cases=golden.cases,
         candidate=cand,
         config=config,
-        tier="full",
+        options=options,
         judge=judge,
         embedder=kw.pop("embedder", HashEmbedder()),
         **kw,
@@ -126,10 +127,8 @@ def test_candidate_errors_and_throttling(golden_dir: Path):
         golden=golden,
         candidate=cand,
         config=cfg,
-        tier="offline",
-        judge=None,
+        options=RunOptions(tier="offline", concurrency=4),
         embedder=HashEmbedder(),
-        concurrency=4,
         policy=RetryPolicy(4, clock=lambda: clock[0], sleep=sleep),
     )
     r = runner.run(golden.cases)

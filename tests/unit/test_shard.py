@@ -14,7 +14,7 @@ from evalgate.core.dataset import load_golden
 from evalgate.core.errors import InputError
 from evalgate.core.results import RunResult
 from evalgate.engine.judge import Judge
-from evalgate.engine.runner import run_evaluation
+from evalgate.engine.runner import RunOptions, run_evaluation
 from evalgate.engine.shard import merge_results, parse_shard, select_shard, shard_of, shard_record
 
 from .core_fakes import DictCandidate, HashEmbedder, ScriptedJudgeModel, case_dict, write_golden
@@ -79,12 +79,10 @@ def run(
         cases=cases,
         candidate=DictCandidate(cand_answers),
         config=config,
-        tier="full",
+        options=RunOptions(tier="full", repeats=2, keep_vector_sum=shard is not None),
         judge=Judge(ScriptedJudgeModel(judge_reply)),
         embedder=HashEmbedder(),
         baseline=baseline,
-        repeats=2,
-        keep_vector_sum=shard is not None,
     )
     r.shard = record
     r.commit = "abc123"

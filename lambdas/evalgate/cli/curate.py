@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,14 +23,33 @@ class CoverageFile(BaseModel):
     uncovered: list[str] = Field(default_factory=list)
 
 
-def _embedder(kind: str, config: Any) -> Any:
-    if kind == "titan":
-        from evalgate.adapters.bedrock import TitanEmbedder
+def add_parser(sub: Any) -> None:
+    cur = sub.add_parser(
+        "curate",
+        help="propose golden cases from judged production records; merge a reviewed batch",
+        description="Read judged live answers (a folder or s3:// prefix) over a time window and write review.jsonl "
+        "(proposals with provenance, personal data masked) and coverage.md/json into --out. A person completes "
+        "each entry (reference, context, tags, verified_by) or sets status to rejected; `evalgate validate "
+        "--review FILE` checks it and `evalgate curate --merge FILE` adds the completed entries to golden/.",
+    )
+    cur.add_argument("--records", metavar="SOURCE", help="folder or s3://bucket/prefix of judged records")
+    cur.add_argument("--since", type=_iso_day, metavar="YYYY-MM-DD", help="first day (default: --days ago)")
+    cur.add_argument("--until", type=_iso_day, metavar="YYYY-MM-DD", help="last day, inclusive (default: today)")
+    cur.add_argument("--days", type=int, default=90, help="window when --since is not given (default: 90)")
+    cur.add_argument("--golden", type=Path, default=Path("golden"))
+    cur.add_argument("--config", type=Path, help="default: GOLDEN/gate.toml ([golden] section)")
+    cur.add_argument("--max", type=int, dest="max_proposals", help="proposals at most (default: from gate.toml)")
+    cur.add_argument("--embedder", choices=["local", "titan"], default="local")
+    cur.add_argument("--out", type=Path, default=Path("out/curate"), help="folder for review.jsonl and coverage")
+    cur.add_argument("--merge", type=Path, metavar="REVIEW", help="add a completed review file's cases to golden/")
+    cur.set_defaults(handler=curate_command)
 
-        return TitanEmbedder(model_id=config.models.embeddings)
-    from evalgate.adapters.local import LocalEmbedder
 
-    return LocalEmbedder()
+def _iso_day(text: str) -> Any:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
 def curate_command(args: argparse.Namespace) -> int:
@@ -45,6 +65,7 @@ def curate_command(args: argparse.Namespace) -> int:
         propose,
         review_entry,
     )
+    from evalgate.engine.factories import make_embedder
 
     if args.merge is not None:
         if args.records:
@@ -79,7 +100,9 @@ def curate_command(args: argparse.Namespace) -> int:
         novelty=g.novelty,
         duplicate=g.duplicate,
     )
-    cur = propose(records, golden, _embedder(args.embedder, config) if records else None, settings)
+    cur = propose(
+        records, golden, make_embedder(args.embedder, config.models.embeddings) if records else None, settings
+    )
     cur.problems = problems
     out = args.out
     write_lines_atomic(out / "review.jsonl", [review_entry(p).model_dump_json() for p in cur.proposals])

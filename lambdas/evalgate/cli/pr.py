@@ -43,6 +43,8 @@ def add_pr_commands(sub: Any) -> None:
     ctx.add_argument("--commit", required=True)
     ctx.add_argument("--token-secret", help="Secrets Manager id of the GitHub token (else $GITHUB_TOKEN)")
     ctx.add_argument("--allow-forks", action="store_true")
+    for command in (com, ctx):
+        command.set_defaults(handler=run_pr_command)
 
 
 def github_client(repo: str | None, token_secret: str | None) -> Any:

@@ -134,9 +134,9 @@ def run_calibration(args: argparse.Namespace) -> int:
     if args.out:
         output_file(args.out, "--out")
     if args.metric == "similarity":
-        from evalgate.adapters.local import LocalEmbedder
+        from evalgate.engine.factories import make_embedder
 
-        record = calibrate_similarity(LocalEmbedder(), root, args.limit)
+        record = calibrate_similarity(make_embedder("local"), root, args.limit)
     elif args.metric == "grounding":
         record = calibrate_grounding(root, args.limit)
     else:
@@ -157,8 +157,8 @@ def run_judge_calibration(args: argparse.Namespace) -> int:
     from evalgate.core.config import load_config
     from evalgate.core.dataset import load_knowledge
     from evalgate.engine.cache import Cache
-    from evalgate.engine.cost import CostMeter, MeteredJudgeModel
-    from evalgate.engine.judge import Judge
+    from evalgate.engine.cost import CostMeter
+    from evalgate.engine.factories import make_judge
     from evalgate.engine.judge_calibration import (
         check_judge,
         endpoint_of,
@@ -180,13 +180,10 @@ def run_judge_calibration(args: argparse.Namespace) -> int:
     if boto3.Session().get_credentials() is None:
         print("evalgate: ERROR: calibrating the judge needs Bedrock and no AWS credentials were found", file=sys.stderr)
         return 4
-    from evalgate.adapters.bedrock import BedrockJudgeModel
-
-    model = BedrockJudgeModel(model_id=model_id)
     cap = args.max_cost if args.max_cost is not None else config.judge_calibration.max_cost_usd
     meter = CostMeter(config, cap)
     cache = None if args.no_cache else Cache(args.cache)
-    judge = Judge(MeteredJudgeModel(model, meter), cache=cache)
+    judge = make_judge(model_id, cache=cache, meter=meter)
     if args.if_needed:
         check = check_judge(judge.identity(), config, folder, endpoint_of(judge))
         if check.ok:

@@ -28,7 +28,7 @@ from evalgate.core.prompts import DEFAULT_CANARY
 from evalgate.core.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Usage, Verdict
 from evalgate.core.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy
 from evalgate.engine.cache import Cache
-from evalgate.engine.cost import CostMeter
+from evalgate.engine.cost import CostMeter, call_cost
 from evalgate.engine.guardrails import (
     Assessment,
     GroundingScore,
@@ -146,6 +146,25 @@ class _Progress:
             self._bar.stop()
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run runs, apart from what it runs with (the collaborators ``Runner`` takes beside it).
+
+    ``deadline`` (monotonic) bounds the run's retry policy when none is given; ``borderline_margin``: judged
+    scores this close to a threshold are retested and, with an escalation judge, re-judged by it;
+    ``keep_vector_sum``: record the diversity's vector sum (a shard's, for the merge); ``grounding``: the
+    guardrail's contextual grounding filters (GROUNDING, RELEVANCE) each judged answer is checked with."""
+
+    tier: str
+    repeats: int = 1
+    concurrency: int = 16
+    progress: bool = False
+    deadline: float | None = None
+    borderline_margin: float = 0.03
+    keep_vector_sum: bool = False
+    grounding: tuple[str, ...] = ()
+
+
 class Runner:
     def __init__(
         self,
@@ -153,47 +172,42 @@ class Runner:
         golden: Golden,
         candidate: Candidate,
         config: GateConfig,
-        tier: str,
-        judge: Judge | None,
-        embedder: Embedder | None,
+        options: RunOptions,
+        judge: Judge | None = None,
+        embedder: Embedder | None = None,
         cache: Cache | None = None,
-        concurrency: int = 16,
-        progress: bool = False,
-        deadline: float | None = None,
         policy: RetryPolicy | None = None,
         meter: CostMeter | None = None,
         guardrail: GuardrailChecker | None = None,
         escalation_judge: Judge | None = None,
-        borderline_margin: float = 0.03,
         batch_judge: BatchJudge | None = None,
-        keep_vector_sum: bool = False,
-        grounding: Sequence[str] = (),
     ) -> None:
+        self.options = options
         self.golden = golden
         self.candidate = candidate
         self.config = config
-        self.tier = tier
+        self.tier = options.tier
         self.judge = judge
         self.embedder = embedder
         self.cache = cache
-        self.concurrency = max(1, concurrency)
+        self.concurrency = max(1, options.concurrency)
         # One policy for every remote call of the run (the judges' too); ``deadline`` (monotonic) bounds it.
-        self.policy = policy or RetryPolicy(self.concurrency, deadline=deadline)
+        self.policy = policy or RetryPolicy(self.concurrency, deadline=options.deadline)
         for j in (judge, escalation_judge):
             if j is not None:
                 j.policy = self.policy
-        self.progress = progress
+        self.progress = options.progress
         self.usage = Usage()
         self._lock = threading.Lock()
         self.timed_out = False
         self.meter = meter  # the candidate, judges and embedder are metered by wrappers sharing it (cost.py)
         self.guardrail = guardrail
         # The guardrail's contextual grounding filters (GROUNDING, RELEVANCE): each judged answer is checked too.
-        self.grounding = tuple(k for k in GROUNDING_METRICS if k in grounding) if guardrail is not None else ()
+        self.grounding = tuple(k for k in GROUNDING_METRICS if k in options.grounding) if guardrail is not None else ()
         self.escalation_judge = escalation_judge
-        self.borderline_margin = borderline_margin
+        self.borderline_margin = options.borderline_margin
         self.batch_judge = batch_judge
-        self.keep_vector_sum = keep_vector_sum
+        self.keep_vector_sum = options.keep_vector_sum
         self.escalation_record: dict[str, Any] | None = None
         self.evaluation_jobs: list[dict[str, Any]] = []
         self.retest_judge: Judge | None = None
@@ -263,11 +277,9 @@ class Runner:
         m = self.usage.by_model.setdefault(model_id, {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0})
         m["input_tokens"] += tin
         m["output_tokens"] += tout
-        price = self.config.price(model_id)
-        if price:
-            cost = tin / 1000 * price.input_per_1k + tout / 1000 * price.output_per_1k
-            m["cost_usd"] += cost
-            self.usage.cost_usd += cost
+        cost = call_cost(self.config, model_id, tin, tout)
+        m["cost_usd"] += cost
+        self.usage.cost_usd += cost
 
     # -- embeddings ---------------------------------------------------------------------------------
     def _embedding_key(self, text: str) -> dict[str, Any]:
@@ -307,14 +319,13 @@ class Runner:
         self,
         cases: Sequence[Case],
         baseline: RunResult | None = None,
-        repeats: int = 1,
         not_run: Sequence[dict[str, str]] = (),
     ) -> RunResult:
         """One task graph on one bounded pool: each answer's judge, embedding and guardrail calls start as soon
         as the answer exists, so no phase waits for the slowest call of another phase. Then, optionally, an
         external batch judge (Bedrock evaluation job) and the heavy judge on borderline cases."""
         started = datetime.now(UTC)
-        repeats = max(1, repeats)
+        repeats = max(1, self.options.repeats)
         st = self._execute(cases, repeats, baseline)
         if self.batch_judge is not None and not self._budget_stopped():
             self._run_batch_judge(cases, st)
@@ -625,13 +636,11 @@ class Runner:
                 scores.append(rs)
             th = self.config.thresholds_for(c.suite, embedder_name)
             cr = combine(c, by_case[c.id], scores, th)
-            cost = 0.0
-            for g in cr.generations:
-                price = self.config.price(g.model_id)
-                if price and not g.cached:
-                    cost += (g.input_tokens or 0) / 1000 * price.input_per_1k
-                    cost += (g.output_tokens or 0) / 1000 * price.output_per_1k
-            cr.cost_usd = cost
+            cr.cost_usd = sum(
+                call_cost(self.config, g.model_id, g.input_tokens or 0, g.output_tokens or 0)
+                for g in cr.generations
+                if not g.cached
+            )
             checks = st.guard.get(c.id) if self.guardrail is not None else None
             annotate_case(cr, c, checks, self.config.guardrail)
             results.append(cr)
@@ -872,34 +881,15 @@ def run_evaluation(
     cases: Sequence[Case],
     candidate: Candidate,
     config: GateConfig,
-    tier: str,
-    judge: Judge | None,
-    embedder: Embedder | None,
+    options: RunOptions,
     baseline: RunResult | None = None,
-    repeats: int = 1,
-    concurrency: int = 16,
-    cache: Cache | None = None,
-    progress: bool = False,
-    deadline: float | None = None,
     not_run: Sequence[dict[str, str]] = (),
-    **extra: Any,
+    **collaborators: Any,
 ) -> RunResult:
-    """Build a ``Runner`` and run it. ``extra``: the optional Runner hooks (meter, guardrail, escalation_judge,
-    borderline_margin, batch_judge, keep_vector_sum, grounding)."""
-    runner = Runner(
-        golden=golden,
-        candidate=candidate,
-        config=config,
-        tier=tier,
-        judge=judge,
-        embedder=embedder,
-        cache=cache,
-        concurrency=concurrency,
-        progress=progress,
-        deadline=deadline,
-        **extra,
-    )
-    return runner.run(cases, baseline=baseline, repeats=repeats, not_run=not_run)
+    """Build a ``Runner`` and run it. ``collaborators``: the Runner's (judge, embedder, cache, policy, meter,
+    guardrail, escalation_judge, batch_judge)."""
+    runner = Runner(golden=golden, candidate=candidate, config=config, options=options, **collaborators)
+    return runner.run(cases, baseline=baseline, not_run=not_run)
 
 
 def rescore_baseline(
@@ -908,11 +898,10 @@ def rescore_baseline(
     golden: Golden,
     cases: Sequence[Case],
     config: GateConfig,
-    tier: str,
+    options: RunOptions,
     judge: Judge | None,
     embedder: Embedder | None,
     cache: Cache | None = None,
-    concurrency: int = 16,
 ) -> tuple[RunResult | None, dict[str, Any]]:
     """Make the baseline comparable with this run: when it was scored by another judge (model or rubric) or
     embedder, re-score its stored answers with the current ones (through the cache) so the paired comparison
@@ -939,11 +928,9 @@ def rescore_baseline(
         cases=paired,
         candidate=ReplayCandidate.from_result(baseline),
         config=config,
-        tier=tier,
+        options=RunOptions(tier=options.tier, repeats=baseline.repeats, concurrency=options.concurrency),
         judge=judge,
         embedder=embedder,
-        repeats=baseline.repeats,
-        concurrency=concurrency,
         cache=cache,
     )
     note = {

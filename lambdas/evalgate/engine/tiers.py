@@ -49,9 +49,34 @@ from typing import Any
 from evalgate.core.config import GateConfig
 from evalgate.core.models import Case
 from evalgate.core.results import RunResult, Verdict, run_identity
-from evalgate.engine.guardrails import stratum
 
 FULL_CATEGORIES = ("thresholds", "prompts", "golden", "guardrails", "models", "judge")
+
+
+@dataclass(frozen=True)
+class Tier:
+    """How much one tier evaluates: ``judge`` names the ``[models]`` judge it calls (None: no model at all),
+    ``subset`` the tag of the cases it selects (None: every case), ``repeats`` its answers per case."""
+
+    judge: str | None
+    subset: str | None
+    repeats: int
+    about: str
+
+
+TIERS: dict[str, Tier] = {
+    "offline": Tier(
+        None, None, 1, "no AWS: local embeddings, rule checks (behaviour, numeric grounding, injection), statistics"
+    ),
+    "smoke": Tier(
+        "judge",
+        "smoke",
+        1,
+        "cases tagged 'smoke' (topped up so each gated group has gate.min_cases), cheap judge (Bedrock)",
+    ),
+    "full": Tier("judge", None, 1, "every case, cheap judge (Bedrock)"),
+    "release": Tier("heavy_judge", None, 3, "every case, heavy judge, 3 repeats to measure run-to-run noise"),
+}
 SHOWN_FILES = 5
 GIT_TIMEOUT_S = 60
 
@@ -396,6 +421,8 @@ def smoke_subset(cases: Sequence[Case], config: GateConfig, tag: str = "smoke") 
     each suite, and guardrail unsafe/safe and injection direct/indirect — has at least ``gate.min_cases``
     cases: a smoke run can then reach a verdict instead of 'insufficient data'. Returns the subset in the
     input order and notes on what was added."""
+    from evalgate.engine.guardrails import stratum  # boto3: only when a smoke run is chosen, not to read TIERS
+
     need = config.gate.min_cases
     chosen = {c.id for c in cases if tag in c.tags}
     groups: dict[str, list[Case]] = {}

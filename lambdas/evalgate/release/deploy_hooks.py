@@ -367,7 +367,8 @@ def pre_traffic_smoke(
 ) -> HookOutcome:
     """Run the smoke set against the new version; Succeeded only on a PASS verdict within the latency budget."""
     from evalgate.core.config import load_config
-    from evalgate.engine.runner import run_evaluation
+    from evalgate.engine.factories import make_embedder, make_judge
+    from evalgate.engine.runner import RunOptions, run_evaluation
 
     if not settings.function_name or not settings.version:
         raise InputError.single("environment", None, "TARGET_FUNCTION_NAME and TARGET_VERSION must be set")
@@ -387,15 +388,10 @@ def pre_traffic_smoke(
     if judge is None:
         if not settings.judge_model_id:
             raise InputError.single("environment", None, "JUDGE_MODEL_ID must be set: the smoke set is judged")
-        from evalgate.adapters.bedrock import BedrockJudgeModel
-        from evalgate.engine.judge import Judge
-
-        judge = Judge(BedrockJudgeModel(settings.judge_model_id))
+        judge = make_judge(settings.judge_model_id)
     not_run: list[dict[str, str]] = []
     if embedder is None and settings.embeddings_model_id:
-        from evalgate.adapters.bedrock import TitanEmbedder
-
-        embedder = TitanEmbedder(settings.embeddings_model_id)
+        embedder = make_embedder("titan", settings.embeddings_model_id)
     if embedder is None:
         not_run.append({"metric": "similarity", "reason": "EMBEDDINGS_MODEL_ID is not set"})
     result = run_evaluation(
@@ -403,12 +399,10 @@ def pre_traffic_smoke(
         cases=cases,
         candidate=candidate,
         config=config,
-        tier="smoke",
+        options=RunOptions(tier="smoke", concurrency=settings.concurrency, deadline=deadline),
+        not_run=not_run,
         judge=judge,
         embedder=embedder,
-        concurrency=settings.concurrency,
-        deadline=deadline,
-        not_run=not_run,
     )
     verdict = result.verdict.verdict
     budget = settings.latency_budget
