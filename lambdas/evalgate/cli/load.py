@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from evalgate.cli.common import number, print_summary
+from evalgate.core.dataset import SUITE_FILES
 from evalgate.core.errors import InputError
 from evalgate.core.inputs import output_dir
 
@@ -81,7 +82,7 @@ def add_parser(sub: Any) -> None:
     load.add_argument(
         "--suite",
         action="append",
-        choices=["regression", "guardrail", "injection"],
+        choices=list(SUITE_FILES),
         help="draw prompts from these suites (default: regression)",
     )
     load.add_argument("--model", help="bedrock target: model or inference profile id")

@@ -14,6 +14,7 @@ from typing import Any
 from evalgate.cli.common import aws_credentials_available, load_baseline, number, print_summary
 from evalgate.cli.tier import AUTO_ABOUT, add_auto_options, decide
 from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
+from evalgate.core.dataset import SUITE_FILES
 from evalgate.core.errors import InputError, Problem
 from evalgate.core.inputs import output_dir, output_file
 from evalgate.core.retry import DEFAULT_TIME_BUDGET_S
@@ -68,7 +69,7 @@ def add_parser(sub: Any) -> None:
     run.add_argument(
         "--suite",
         action="append",
-        choices=["regression", "guardrail", "injection"],
+        choices=list(SUITE_FILES),
         help="limit to a suite (repeatable; default: all)",
     )
     run.add_argument("--baseline", type=Path, help="the last approved run's results.json (paired comparison, drift)")
@@ -269,25 +270,14 @@ def run_command(args: argparse.Namespace) -> int:
     from evalgate.core.gate import review_on_mismatch
     from evalgate.core.results import baseline_mismatch
     from evalgate.core.retry import RetryPolicy
-    from evalgate.engine.cache import Cache, parse_s3_url, pull_from_s3, push_to_s3
+    from evalgate.engine.cache import push_to_s3
     from evalgate.engine.factories import make_embedder, make_judge, make_meter, meter_candidate
     from evalgate.engine.runner import RunOptions, run_evaluation
     from evalgate.engine.shard import parse_shard, select_shard, shard_record
-    from evalgate.engine.tiers import skip_result, smoke_subset
+    from evalgate.engine.tiers import smoke_subset
     from evalgate.reports import write_reports
 
-    if args.cache_s3_push and not args.cache_s3:
-        raise InputError.single("--cache-s3-push", None, "goes with --cache-s3 (where the cache is read from)")
-    if args.tier != "auto" and (args.release or args.since):
-        raise InputError.single("--release/--since", None, "only apply to --tier auto")
-    if args.no_cache and args.cache_s3:
-        raise InputError.single("--no-cache/--cache-s3", None, "--cache-s3 syncs the cache that --no-cache turns off")
-    for flag, url in (("--cache-s3", args.cache_s3), ("--cache-s3-push", args.cache_s3_push)):
-        try:
-            if url:
-                parse_s3_url(url)
-        except ValueError as exc:
-            raise InputError.single(flag, None, str(exc)) from None
+    _check_flags(args)
     shard = parse_shard(args.shard) if args.shard else None
     output_dir(args.out, "--out")
     if not args.no_cache:
@@ -316,16 +306,7 @@ def run_command(args: argparse.Namespace) -> int:
         decision = decide(args, config, config_path, baseline)
         print(decision.summary, flush=True)
         if decision.tier == "skip":
-            result = skip_result(decision, baseline, config, commit, {"name": candidate.name, **candidate.identity()})
-            if shard is not None:
-                result.shard = shard_record(shard[0], shard[1], result.cases)
-                result.cases = select_shard(result.cases, *shard)
-            if mismatch:
-                result.baseline_mismatch = mismatch
-                review_on_mismatch(result.verdict, mismatch)
-            paths = write_reports(result, args.out, baseline)
-            print_summary(result, paths)
-            return result.verdict.exit_code if mismatch and shard is None else 0
+            return _skip(args, decision, baseline, config, commit, candidate, shard, mismatch)
         tier_name = decision.tier
         escalate = tier_name in ("smoke", "full") and config.tiers.escalate_borderline and not args.no_escalation
     tier = TIERS[tier_name]
@@ -361,18 +342,10 @@ def run_command(args: argparse.Namespace) -> int:
     checks: list[Any] = []
     guardrail = None
     not_run: list[dict[str, str]] = []
-    cache = None
-    s3 = None
-    if not args.no_cache:
-        if args.cache_s3:
-            from evalgate.adapters.aws import make_client
-
-            s3 = make_client("s3")
-            pull_from_s3(s3, args.cache_s3, args.cache)
-        cache = Cache(args.cache)
+    cache, s3 = _open_cache(args)
     gid, gver = _guardrail_ids(args, config)
     spec = _guardrail_spec(args, gid)
-    candidate_guardrail = None
+    candidate_guardrail: Any = None
     # The guardrail's contextual grounding filters: its file's, or those [guardrail] grounding names for an id.
     grounding: list[str] = (
         [k for k, v in (("GROUNDING", spec.grounding.grounding), ("RELEVANCE", spec.grounding.relevance)) if v]
@@ -404,59 +377,15 @@ def run_command(args: argparse.Namespace) -> int:
             escalation_judge = make_judge(
                 config.models.heavy_judge, cache=cache, meter=meter, malformed_attempts=malformed
             )
-        if spec is not None:
-            from evalgate.engine.guardrail_spec import CandidateGuardrail
-            from evalgate.engine.guardrails import GuardrailChecker
-
-            candidate_guardrail = CandidateGuardrail(spec)
-            gid, gver = candidate_guardrail.__enter__()
-            # Cached by the file's content: an unchanged guardrail costs nothing on the next run.
-            identity = {"config": spec.fingerprint(), "name": spec.name}
-            guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter, cache_identity=identity)
-        elif gid and gver:
-            from evalgate.engine.guardrails import GuardrailChecker
-
-            guardrail = GuardrailChecker(gid, gver, cache=cache, meter=meter)
-        from evalgate.engine.judge_calibration import check_judge, endpoint_of, records_dir
-        from evalgate.engine.judge_trust import calibration_gate, evaluation_job_check
-
-        folder = records_dir(config, args.calibration)
-        checks = [
-            check_judge(j.identity(), config, folder, endpoint_of(j))
-            for j in (judge, escalation_judge)
-            if j is not None
-        ]
-        if batch_judge is not None:
-            checks.append(evaluation_job_check(batch_judge.identity()))
-        refusal = calibration_gate(checks, config)
+        guardrail, candidate_guardrail = _guardrail_checker(spec, gid, gver, cache, meter)
+        checks, refusal = _calibration_checks(args, config, (judge, escalation_judge), batch_judge)
         if refusal:
             if cache is not None:
                 cache.close()
             print(f"evalgate: ERROR: {refusal}", file=sys.stderr)
             return EXIT_ERROR
     else:
-        for metric in ("faithfulness", "relevance"):
-            not_run.append({"metric": metric, "reason": "needs the Bedrock judge; tier offline calls no model"})
-        not_run.append(
-            {
-                "metric": "hallucination (claim level)",
-                "reason": "needs the Bedrock judge; offline checks numeric grounding only",
-            }
-        )
-        if gid or spec is not None:
-            not_run.append(
-                {"metric": "guardrail (ApplyGuardrail)", "reason": "needs Bedrock; tier offline calls no AWS service"}
-            )
-        from evalgate.core.config import GROUNDING_METRICS
-
-        for kind in grounding:
-            not_run.append(
-                {
-                    "metric": GROUNDING_METRICS[kind],
-                    "reason": "the guardrail's contextual grounding check needs Bedrock; tier offline calls no AWS "
-                    "service",
-                }
-            )
+        not_run = _offline_not_run(bool(gid) or spec is not None, grounding)
     embedder = make_embedder(
         embedder_kind(args.embedder, judged=tier.judge is not None),
         config.models.embeddings,
@@ -551,3 +480,125 @@ def run_command(args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR if result.fatal else 0
     return result.verdict.exit_code
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """The flag combinations `run` refuses before reading anything."""
+    from evalgate.engine.cache import parse_s3_url
+
+    if args.cache_s3_push and not args.cache_s3:
+        raise InputError.single("--cache-s3-push", None, "goes with --cache-s3 (where the cache is read from)")
+    if args.tier != "auto" and (args.release or args.since):
+        raise InputError.single("--release/--since", None, "only apply to --tier auto")
+    if args.no_cache and args.cache_s3:
+        raise InputError.single("--no-cache/--cache-s3", None, "--cache-s3 syncs the cache that --no-cache turns off")
+    for flag, url in (("--cache-s3", args.cache_s3), ("--cache-s3-push", args.cache_s3_push)):
+        try:
+            if url:
+                parse_s3_url(url)
+        except ValueError as exc:
+            raise InputError.single(flag, None, str(exc)) from None
+
+
+def _skip(
+    args: argparse.Namespace,
+    decision: Any,
+    baseline: Any,
+    config: Any,
+    commit: str | None,
+    candidate: Any,
+    shard: tuple[int, int] | None,
+    mismatch: list[str],
+) -> int:
+    """Tier auto decided nothing needs evaluating: carry the approved results forward (PASS with a note)."""
+    from evalgate.core.gate import review_on_mismatch
+    from evalgate.engine.shard import select_shard, shard_record
+    from evalgate.engine.tiers import skip_result
+    from evalgate.reports import write_reports
+
+    result = skip_result(decision, baseline, config, commit, {"name": candidate.name, **candidate.identity()})
+    if shard is not None:
+        result.shard = shard_record(shard[0], shard[1], result.cases)
+        result.cases = select_shard(result.cases, *shard)
+    if mismatch:
+        result.baseline_mismatch = mismatch
+        review_on_mismatch(result.verdict, mismatch)
+    paths = write_reports(result, args.out, baseline)
+    print_summary(result, paths)
+    return result.verdict.exit_code if mismatch and shard is None else 0
+
+
+def _open_cache(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(the run's cache or None under --no-cache, the S3 client it was pulled with under --cache-s3, else None)."""
+    from evalgate.engine.cache import Cache, pull_from_s3
+
+    if args.no_cache:
+        return None, None
+    s3 = None
+    if args.cache_s3:
+        from evalgate.adapters.aws import make_client
+
+        s3 = make_client("s3")
+        pull_from_s3(s3, args.cache_s3, args.cache)
+    return Cache(args.cache), s3
+
+
+def _guardrail_checker(spec: Any, gid: str | None, gver: str | None, cache: Any, meter: Any) -> tuple[Any, Any]:
+    """(the ApplyGuardrail checker of the guardrail suites or None, the candidate guardrail made from ``spec`` for
+    the run, entered here, which the caller exits, or None)."""
+    from evalgate.engine.guardrails import GuardrailChecker
+
+    if spec is not None:
+        from evalgate.engine.guardrail_spec import CandidateGuardrail
+
+        candidate_guardrail = CandidateGuardrail(spec)
+        gid, gver = candidate_guardrail.__enter__()
+        # Cached by the file's content: an unchanged guardrail costs nothing on the next run.
+        identity = {"config": spec.fingerprint(), "name": spec.name}
+        return GuardrailChecker(gid, gver, cache=cache, meter=meter, cache_identity=identity), candidate_guardrail
+    if gid and gver:
+        return GuardrailChecker(gid, gver, cache=cache, meter=meter), None
+    return None, None
+
+
+def _calibration_checks(
+    args: argparse.Namespace, config: Any, judges: tuple[Any, ...], batch_judge: Any
+) -> tuple[list[Any], str | None]:
+    """Each judge's calibration record checked (engine/judge_calibration.py), and the refusal when one falls
+    short under ``[judge_calibration]``'s rule (judge_trust.calibration_gate), else None."""
+    from evalgate.engine.judge_calibration import check_judge, endpoint_of, records_dir
+    from evalgate.engine.judge_trust import calibration_gate, evaluation_job_check
+
+    folder = records_dir(config, args.calibration)
+    checks = [check_judge(j.identity(), config, folder, endpoint_of(j)) for j in judges if j is not None]
+    if batch_judge is not None:
+        checks.append(evaluation_job_check(batch_judge.identity()))
+    return checks, calibration_gate(checks, config)
+
+
+def _offline_not_run(guardrail: bool, grounding: list[str]) -> list[dict[str, str]]:
+    """What tier offline does not measure, and why (reported as "not run")."""
+    from evalgate.core.config import GROUNDING_METRICS
+
+    not_run = [
+        {"metric": metric, "reason": "needs the Bedrock judge; tier offline calls no model"}
+        for metric in ("faithfulness", "relevance")
+    ]
+    not_run.append(
+        {
+            "metric": "hallucination (claim level)",
+            "reason": "needs the Bedrock judge; offline checks numeric grounding only",
+        }
+    )
+    if guardrail:
+        not_run.append(
+            {"metric": "guardrail (ApplyGuardrail)", "reason": "needs Bedrock; tier offline calls no AWS service"}
+        )
+    for kind in grounding:
+        not_run.append(
+            {
+                "metric": GROUNDING_METRICS[kind],
+                "reason": "the guardrail's contextual grounding check needs Bedrock; tier offline calls no AWS service",
+            }
+        )
+    return not_run
