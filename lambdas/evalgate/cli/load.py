@@ -190,6 +190,7 @@ def _build_load_target(args: argparse.Namespace, config: Any, workers: int, time
         args.target,
         config,
         flag="--target",
+        noun="target",
         kinds=("http", "lambda", "bedrock"),
         model=args.model,
         prompt=args.prompt,

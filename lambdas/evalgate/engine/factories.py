@@ -96,6 +96,7 @@ def make_candidate(
     config: GateConfig,
     *,
     flag: str = "--candidate",
+    noun: str = "candidate",
     kinds: tuple[str, ...] = tuple(CANDIDATE_KINDS),
     model: str | None = None,
     prompt: str | None = None,
@@ -104,17 +105,35 @@ def make_candidate(
     guardrail: tuple[str | None, str | None] = (None, None),
 ) -> Candidate:
     """What to evaluate, from a spec (``replay:FILE``, ``bedrock``, ``http:URL``, ``lambda:NAME[:QUALIFIER]``)
-    limited to ``kinds``; an unknown spec is an input error naming ``flag``. ``settings``: the AWS client
-    settings (adapters.aws.ClientSettings; default: the environment's); ``timeout``: an HTTP candidate's."""
+    limited to ``kinds``; an unknown spec is an input error naming ``flag`` and calling it a ``noun``.
+    ``settings``: the AWS client settings (adapters.aws.ClientSettings; default: the environment's); ``timeout``:
+    an HTTP candidate's."""
     kind, _, rest = spec.partition(":")
+    candidate = _candidate(kind, rest, config, model, prompt, settings, timeout, guardrail) if kind in kinds else None
+    if candidate is not None:
+        return candidate
+    *others, last = [CANDIDATE_KINDS[k] for k in kinds]
+    uses = f"{', '.join(others)} or {last}" if others else last
+    raise InputError.single(flag, None, f"unknown {noun} '{spec}': use {uses}")
+
+
+def _candidate(
+    kind: str,
+    rest: str,
+    config: GateConfig,
+    model: str | None,
+    prompt: str | None,
+    settings: Any,
+    timeout: float | None,
+    guardrail: tuple[str | None, str | None],
+) -> Candidate | None:
+    """The candidate of one kind, or None when the spec's remainder does not fit the kind."""
     aws: dict[str, Any] = {} if settings is None else {"settings": settings}
-    if kind not in kinds:
-        pass  # named in the error below
-    elif kind == "replay" and rest:
+    if kind == "replay" and rest:
         from evalgate.adapters.replay import ReplayCandidate
 
         return ReplayCandidate(Path(rest))
-    elif kind == "bedrock" and not rest:
+    if kind == "bedrock" and not rest:
         from evalgate.adapters.bedrock import BedrockCandidate
         from evalgate.core.prompts import load_prompt
 
@@ -129,16 +148,13 @@ def make_candidate(
             **aws,
             **extra,
         )
-    elif kind == "http" and rest:
+    if kind == "http" and rest:
         from evalgate.adapters.http_endpoint import http_candidate_from_env
 
         return http_candidate_from_env(rest) if timeout is None else http_candidate_from_env(rest, timeout=timeout)
-    elif kind == "lambda" and rest:
+    if kind == "lambda" and rest:
         from evalgate.adapters.lambda_fn import LambdaCandidate
 
         name, _, qualifier = rest.partition(":")
         return LambdaCandidate(function_name=name, qualifier=qualifier or None, synthetic=synthetic_signer(), **aws)
-    what = "candidate" if flag == "--candidate" else "target"
-    uses = ", ".join(CANDIDATE_KINDS[k] for k in kinds)
-    uses = uses.rsplit(", ", 1)[0] + " or " + uses.rsplit(", ", 1)[1]
-    raise InputError.single(flag, None, f"unknown {what} '{spec}': use {uses}")
+    return None
