@@ -43,7 +43,7 @@ from evalgate.core.metrics import classify_behaviour
 from evalgate.core.models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
 from evalgate.core.results import Aggregate, CaseResult, RunResult
 from evalgate.core.stats import paired_difference, wilson
-from evalgate.engine.cost import GUARDRAIL_PRICE_KEY, CostMeter, guardrail_estimate_units
+from evalgate.engine.cost import GUARDRAIL_PRICE_KEY, CostMeter, call_cost, guardrail_estimate_units
 
 Source = Literal["INPUT", "OUTPUT"]
 INTERVENED = "GUARDRAIL_INTERVENED"
@@ -264,7 +264,7 @@ class GuardrailChecker:
         if self.meter is not None:
             price = self.meter.config.pricing.get(GUARDRAIL_PRICE_KEY)
             if price is not None or self.meter.cap_usd is not None:
-                est = guardrail_estimate_units(texts) / 1000 * (price.input_per_1k if price else 0.0)
+                est = call_cost(self.meter.config, GUARDRAIL_PRICE_KEY, guardrail_estimate_units(texts), 0)
                 if price is None:
                     self.meter.estimate(GUARDRAIL_PRICE_KEY, sum(map(len, texts)), 0)  # raises: unpriced under a cap
                 reservation = self.meter.reserve_usd(f"ApplyGuardrail {what}", GUARDRAIL_PRICE_KEY, est)
@@ -281,8 +281,7 @@ class GuardrailChecker:
         usage = response.get("usage") or {}
         units = sum(int(v) for k, v in usage.items() if k.endswith("Units") and "Free" not in k and isinstance(v, int))
         if reservation is not None and self.meter is not None:
-            price = self.meter.config.pricing.get(GUARDRAIL_PRICE_KEY)
-            self.meter.settle(reservation, units / 1000 * price.input_per_1k if price else 0.0)
+            self.meter.settle(reservation, call_cost(self.meter.config, GUARDRAIL_PRICE_KEY, units, 0))
         action = str(response.get("action") or "")
         if action not in (INTERVENED, "NONE"):
             raise ProviderError(f"bedrock guardrail {self.guardrail_id}: unexpected action {action!r}")
