@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from evalgate import __version__
 from evalgate.core.config import GROUNDING_METRICS, GateConfig
@@ -163,6 +163,20 @@ class RunOptions:
     borderline_margin: float = 0.03
     keep_vector_sum: bool = False
     grounding: tuple[str, ...] = ()
+
+
+class Collaborators(TypedDict, total=False):
+    """What a ``Runner`` calls besides the candidate (each optional): judges, embedder, cache, the run's retry
+    policy, the cost meter, the guardrail checker."""
+
+    judge: Judge | None
+    embedder: Embedder | None
+    cache: Cache | None
+    policy: RetryPolicy | None
+    meter: CostMeter | None
+    guardrail: GuardrailChecker | None
+    escalation_judge: Judge | None
+    batch_judge: BatchJudge | None
 
 
 class Runner:
@@ -884,10 +898,9 @@ def run_evaluation(
     options: RunOptions,
     baseline: RunResult | None = None,
     not_run: Sequence[dict[str, str]] = (),
-    **collaborators: Any,
+    **collaborators: Unpack[Collaborators],
 ) -> RunResult:
-    """Build a ``Runner`` and run it. ``collaborators``: the Runner's (judge, embedder, cache, policy, meter,
-    guardrail, escalation_judge, batch_judge)."""
+    """Build a ``Runner`` with these collaborators and run it."""
     runner = Runner(golden=golden, candidate=candidate, config=config, options=options, **collaborators)
     return runner.run(cases, baseline=baseline, not_run=not_run)
 
