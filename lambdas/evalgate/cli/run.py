@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -273,8 +274,7 @@ def run_command(args: argparse.Namespace) -> int:
     from evalgate.engine.cache import push_to_s3
     from evalgate.engine.factories import make_embedder, make_judge, make_meter, meter_candidate
     from evalgate.engine.runner import RunOptions, run_evaluation
-    from evalgate.engine.shard import parse_shard, select_shard, shard_record
-    from evalgate.engine.tiers import smoke_subset
+    from evalgate.engine.shard import parse_shard
     from evalgate.reports import write_reports
 
     _check_flags(args)
@@ -310,21 +310,8 @@ def run_command(args: argparse.Namespace) -> int:
         tier_name = decision.tier
         escalate = tier_name in ("smoke", "full") and config.tiers.escalate_borderline and not args.no_escalation
     tier = TIERS[tier_name]
-    cases = golden.cases
-    topup: list[str] = []
-    if tier.subset:
-        cases, topup = smoke_subset(cases, config, tier.subset)
-    if not cases:
-        raise InputError.single(str(args.golden), None, f"tier {tier_name} selects no cases")
-    selected = len(cases)
-    shard_info = shard_record(shard[0], shard[1], cases) if shard is not None else None
-    dataset_sha256 = golden.fingerprint(cases)  # of the whole selection, so every shard of a run records the same
-    if shard is not None:
-        cases = select_shard(cases, *shard)
-        if not cases:
-            print(f"evalgate: shard {shard[0]}/{shard[1]} holds none of the {selected} cases", file=sys.stderr)
-    repeats = args.repeats or (config.release.repeats if decision is not None and tier_name == "release" else None)
-    repeats = repeats or tier.repeats
+    sel = _select(args, golden, config, tier_name, auto=decision is not None, shard=shard)
+    cases = sel.cases
     use_job = tier_name == "release" and (args.evaluation_job or config.release.evaluation_job)
     if args.evaluation_job and tier_name != "release":
         raise InputError.single("--evaluation-job", None, "applies to the release tier only")
@@ -394,7 +381,7 @@ def run_command(args: argparse.Namespace) -> int:
     )
     options = RunOptions(
         tier=tier_name,
-        repeats=repeats,
+        repeats=sel.repeats,
         concurrency=args.concurrency,
         progress=not args.no_progress,
         borderline_margin=config.tiers.borderline_margin,
@@ -444,7 +431,7 @@ def run_command(args: argparse.Namespace) -> int:
     if batch_judge is not None:
         result.judge = batch_judge.identity()
     result.judge_calibration = [c.to_dict() for c in checks]
-    result.dataset_sha256 = dataset_sha256
+    result.dataset_sha256 = sel.dataset_sha256
     if rescore_note:
         result.baseline = {**(result.baseline or {}), "rescored": rescore_note}
         if not rescore_note.get("refused"):
@@ -459,10 +446,10 @@ def run_command(args: argparse.Namespace) -> int:
 
     result.verdict = with_reviews(result.verdict, recorded_reviews(result))
     if decision is not None:
-        result.tier_decision = {**decision.to_dict(), "smoke_topup": topup}
+        result.tier_decision = {**decision.to_dict(), "smoke_topup": sel.topup}
         result.verdict.reasons.append(decision.summary)
-    if shard_info is not None:
-        result.shard = shard_info
+    if sel.shard_info is not None:
+        result.shard = sel.shard_info
     if mismatch:
         result.baseline_mismatch = mismatch
         review_on_mismatch(result.verdict, mismatch)
@@ -475,11 +462,47 @@ def run_command(args: argparse.Namespace) -> int:
     print_summary(result, paths)
     if shard is not None:
         print(
-            f"  shard {shard[0]}/{shard[1]}: {len(cases)} of {selected} cases; this verdict is partial — "
+            f"  shard {shard[0]}/{shard[1]}: {len(cases)} of {sel.selected} cases; this verdict is partial — "
             "`evalgate merge` gates the union"
         )
         return EXIT_ERROR if result.fatal else 0
     return result.verdict.exit_code
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """The cases a run evaluates (this shard's), how many answers per case, and what the reports record of it."""
+
+    cases: list[Any]
+    selected: int  # cases the tier selects, over every shard
+    topup: list[str]  # smoke subset: the cases added to reach gate.min_cases per group
+    shard_info: dict[str, Any] | None
+    dataset_sha256: str  # of the whole selection, so every shard of a run records the same
+    repeats: int
+
+
+def _select(
+    args: argparse.Namespace, golden: Any, config: Any, tier_name: str, *, auto: bool, shard: tuple[int, int] | None
+) -> _Selection:
+    from evalgate.engine.shard import select_shard, shard_record
+    from evalgate.engine.tiers import smoke_subset
+
+    tier = TIERS[tier_name]
+    cases = golden.cases
+    topup: list[str] = []
+    if tier.subset:
+        cases, topup = smoke_subset(cases, config, tier.subset)
+    if not cases:
+        raise InputError.single(str(args.golden), None, f"tier {tier_name} selects no cases")
+    selected = len(cases)
+    shard_info = shard_record(shard[0], shard[1], cases) if shard is not None else None
+    dataset_sha256 = golden.fingerprint(cases)
+    if shard is not None:
+        cases = select_shard(cases, *shard)
+        if not cases:
+            print(f"evalgate: shard {shard[0]}/{shard[1]} holds none of the {selected} cases", file=sys.stderr)
+    repeats = args.repeats or (config.release.repeats if auto and tier_name == "release" else None)
+    return _Selection(list(cases), selected, topup, shard_info, dataset_sha256, repeats or tier.repeats)
 
 
 def _check_flags(args: argparse.Namespace) -> None:
