@@ -1,5 +1,6 @@
-"""The one composition root (engine/factories.py): what `run`, `load`, `shadow-report`, `curate`, `calibrate`, the
-deployment hooks and the online judge get when they ask for a candidate, a judge or an embedder."""
+"""The one composition root (engine/factories.py, and the CLI's candidate specs in cli/common.py): what `run`,
+`load`, `shadow-report`, `curate`, `calibrate`, the deployment hooks and the online judge get when they ask for a
+candidate, a judge or an embedder."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from evalgate.adapters.replay import ReplayCandidate
+from evalgate.cli.common import make_candidate
 from evalgate.core.config import GateConfig, load_config
 from evalgate.core.errors import BudgetExceeded, InputError
 from evalgate.core.ports import ToolSpec
 from evalgate.engine.cost import CostMeter
-from evalgate.engine.factories import embedder_kind, make_candidate, make_embedder, make_judge, meter_candidate
+from evalgate.engine.factories import embedder_kind, make_embedder, make_judge, meter_candidate
 
 from .core_fakes import DictCandidate
 

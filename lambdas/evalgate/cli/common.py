@@ -1,5 +1,5 @@
-"""What every command shares: argparse number types, the baseline reader, the credentials check and the verdict
-summary printed after the reports."""
+"""What the commands share: argparse number types, the candidate of a ``--candidate`` / ``--target`` spec, the
+baseline reader, the credentials check and the verdict summary printed after the reports."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from evalgate.core.config import GateConfig
+from evalgate.core.errors import InputError
+from evalgate.core.ports import Candidate
 
 
 def number(
@@ -73,3 +77,90 @@ def print_summary(result: Any, paths: dict[str, Path]) -> None:
             f"{result.escalation['judge'].get('model_id')}"
         )
     print("  reports: " + json.dumps({k: str(p) for k, p in paths.items()}))
+
+
+CANDIDATE_KINDS = {
+    "replay": "replay:FILE",
+    "bedrock": "bedrock",
+    "http": "http:URL",
+    "lambda": "lambda:NAME[:QUALIFIER]",
+}
+
+
+def synthetic_signer() -> Any:
+    """The signed synthetic-traffic header for the project's own calls to the service, or None."""
+    from evalgate.adapters.signing import SigningUnavailable, synthetic_signer_from_env
+
+    try:
+        return synthetic_signer_from_env()
+    except SigningUnavailable as exc:
+        raise InputError.single("EVALGATE_SIGNING_SECRET", None, str(exc)) from None
+
+
+def make_candidate(
+    spec: str,
+    config: GateConfig,
+    *,
+    flag: str = "--candidate",
+    noun: str = "candidate",
+    kinds: tuple[str, ...] = tuple(CANDIDATE_KINDS),
+    model: str | None = None,
+    prompt: str | None = None,
+    settings: Any = None,
+    timeout: float | None = None,
+    guardrail: tuple[str | None, str | None] = (None, None),
+) -> Candidate:
+    """What to evaluate, from a spec (``replay:FILE``, ``bedrock``, ``http:URL``, ``lambda:NAME[:QUALIFIER]``)
+    limited to ``kinds``; an unknown spec is an input error naming ``flag`` and calling it a ``noun``.
+    ``settings``: the AWS client settings (adapters.aws.ClientSettings; default: the environment's); ``timeout``:
+    an HTTP candidate's."""
+    kind, _, rest = spec.partition(":")
+    candidate = _candidate(kind, rest, config, model, prompt, settings, timeout, guardrail) if kind in kinds else None
+    if candidate is not None:
+        return candidate
+    *others, last = [CANDIDATE_KINDS[k] for k in kinds]
+    uses = f"{', '.join(others)} or {last}" if others else last
+    raise InputError.single(flag, None, f"unknown {noun} '{spec}': use {uses}")
+
+
+def _candidate(
+    kind: str,
+    rest: str,
+    config: GateConfig,
+    model: str | None,
+    prompt: str | None,
+    settings: Any,
+    timeout: float | None,
+    guardrail: tuple[str | None, str | None],
+) -> Candidate | None:
+    """The candidate of one kind, or None when the spec's remainder does not fit the kind."""
+    aws: dict[str, Any] = {} if settings is None else {"settings": settings}
+    if kind == "replay" and rest:
+        from evalgate.adapters.replay import ReplayCandidate
+
+        return ReplayCandidate(Path(rest))
+    if kind == "bedrock" and not rest:
+        from evalgate.adapters.bedrock import BedrockCandidate
+        from evalgate.core.prompts import load_prompt
+
+        gid, gver = guardrail
+        extra: dict[str, Any] = {"guardrail_id": gid, "guardrail_version": gver} if gid or gver else {}
+        return BedrockCandidate(
+            model_id=model or config.models.generator,
+            prompt=load_prompt(prompt or config.models.prompt),
+            max_tokens=config.models.max_tokens,
+            temperature=config.models.temperature,
+            top_p=config.models.top_p,
+            **aws,
+            **extra,
+        )
+    if kind == "http" and rest:
+        from evalgate.adapters.http_endpoint import http_candidate_from_env
+
+        return http_candidate_from_env(rest) if timeout is None else http_candidate_from_env(rest, timeout=timeout)
+    if kind == "lambda" and rest:
+        from evalgate.adapters.lambda_fn import LambdaCandidate
+
+        name, _, qualifier = rest.partition(":")
+        return LambdaCandidate(function_name=name, qualifier=qualifier or None, synthetic=synthetic_signer(), **aws)
+    return None

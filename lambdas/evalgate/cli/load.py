@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evalgate.cli.common import number, print_summary
+from evalgate.cli.common import make_candidate, number, print_summary
 from evalgate.core.dataset import SUITE_FILES
 from evalgate.core.errors import InputError
 from evalgate.core.inputs import output_dir
@@ -181,7 +181,6 @@ def load_command(args: argparse.Namespace) -> int:
 def _build_load_target(args: argparse.Namespace, config: Any, workers: int, timeout: float) -> Any:
     """A candidate for load: no retries (a throttle must be seen, not absorbed), pool sized to the workers."""
     from evalgate.adapters.aws import ClientSettings
-    from evalgate.engine.factories import make_candidate
 
     settings = ClientSettings.from_env(
         max_attempts=1, retry_mode="standard", max_pool_connections=max(workers, 10), read_timeout=timeout

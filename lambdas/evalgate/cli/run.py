@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalgate.cli.common import aws_credentials_available, load_baseline, number, print_summary
+from evalgate.cli.common import aws_credentials_available, load_baseline, make_candidate, number, print_summary
 from evalgate.cli.tier import AUTO_ABOUT, add_auto_options, decide
 from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
 from evalgate.core.dataset import SUITE_FILES
@@ -198,8 +198,6 @@ def _check_prices(config: Any, args: argparse.Namespace, live: Any, tier: Tier, 
 def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
     """The candidate of ``--candidate``; a Bedrock one calls with the guardrail of ``EVALGATE_GUARDRAIL_ID`` and
     ``EVALGATE_GUARDRAIL_VERSION`` when both are set."""
-    from evalgate.engine.factories import make_candidate
-
     gid, gver = os.environ.get("EVALGATE_GUARDRAIL_ID"), os.environ.get("EVALGATE_GUARDRAIL_VERSION")
     if spec.partition(":")[0] == "bedrock":
         if gver and not GUARDRAIL_VERSION.match(gver):
