@@ -51,6 +51,8 @@ from evalgate.core.models import Case
 from evalgate.core.results import RunResult, Verdict, run_identity
 
 FULL_CATEGORIES = ("thresholds", "prompts", "golden", "guardrails", "models", "judge")
+SHOWN_FILES = 5
+GIT_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,6 @@ TIERS: dict[str, Tier] = {
     "full": Tier("judge", None, 1, "every case, cheap judge (Bedrock)"),
     "release": Tier("heavy_judge", None, 3, "every case, heavy judge, 3 repeats to measure run-to-run noise"),
 }
-SHOWN_FILES = 5
-GIT_TIMEOUT_S = 60
 
 
 class GitError(Exception):
