@@ -24,35 +24,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from evalgate.contracts import telemetry as tm
 from evalgate.contracts.records import StoredRow, sampled
+from evalgate.contracts.service import CaptureRecord
 from evalgate.core.dataset import parse_json_model
 from evalgate.core.knowledge import KnowledgeIndex
 from evalgate.core.masking import mask_pii, mask_text
-from evalgate.core.models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS
 
 log = logging.getLogger(__name__)
 # How long a judged capture id is remembered (redeliveries within it are not judged again): the capture
 # queue's message retention (stacks/constructs/capture.py).
 DEDUP_WINDOW_S = 4 * 24 * 3600
-
-
-class CaptureRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    request_id: Annotated[str, Field(min_length=1)]
-    function_version: Annotated[str, Field(min_length=1)]
-    model_id: Annotated[str, Field(min_length=1)]
-    prompt_version: Annotated[str, Field(min_length=1)]
-    question: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
-    answer: Annotated[str, Field(max_length=MAX_ANSWER_CHARS)]
-    knowledge_ids: list[str] = Field(default_factory=list)
-    guardrail_intervened: bool = False
-    ts: float | None = None
 
 
 class BadCaptureRecord(ValueError):
