@@ -68,7 +68,8 @@ class PipelineStack(Stack):
         self.pipeline_name = f"{s.project_name}-pipeline"
 
         bundle = LambdaBundle(self, "Bundle", log_retention_days=s.log_retention_days, metrics_namespace=NAMESPACE,
-                              service_name=s.project_name, bundled=s.bundle)
+                              service_name=s.project_name, bundled=s.bundle, service_code_root=s.service_code_root,
+                              prompts_dir=s.prompts_dir, golden_dir=s.golden_dir)
         self.alerts = Notifications(self, "Alerts", NotificationsProps(
             email=s.notification_email, topic_name=f"{s.project_name}-pipeline-alerts",
             display_name="EvalGate pipeline", bundle=bundle,
