@@ -125,6 +125,7 @@ class PipelineStack(Stack):
             "THRESHOLDS_FILE": s.thresholds_file,
             "GENERATOR_MODEL_ID": s.generator_model_id,
             "PROMPT_ID": s.prompt_version,
+            "EVALGATE_PROMPTS_DIR": s.prompts_dir,  # the bedrock candidate renders PROMPT_ID from there
             "JUDGE_MODEL_ID": s.judge_model_id,
             "MAX_RUN_COST_USD": f"{s.max_run_cost_usd:g}",
             "METRICS_NAMESPACE": PIPELINE_NAMESPACE,

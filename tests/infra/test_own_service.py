@@ -83,8 +83,13 @@ def test_the_service_function_runs_the_named_handler_prompt_and_code(synth: Synt
 
 
 def test_the_pipeline_gates_with_the_services_golden_set_and_prompt(own: Synth) -> None:
-    text = json.dumps(own.templates[PIPELINE])
-    assert f"{EXAMPLE}/golden/gate.toml" in text and '"faq/v1"' in text
+    envs = [{e["Name"]: e.get("Value") for e in p["Properties"]["Environment"].get("EnvironmentVariables", [])}
+            for p in own.resources(PIPELINE, "AWS::CodeBuild::Project").values()]
+    gates = [e for e in envs if "THRESHOLDS_FILE" in e]
+    assert gates
+    for env in gates:  # the quality gate (and pull-request evaluation) render faq/v1 from the service's prompts
+        assert env["GOLDEN_DIR"] == f"{EXAMPLE}/golden" and env["THRESHOLDS_FILE"] == f"{EXAMPLE}/golden/gate.toml"
+        assert env["PROMPT_ID"] == "faq/v1" and env["EVALGATE_PROMPTS_DIR"] == f"{EXAMPLE}/prompts"
 
 
 def test_the_assets_hold_the_service_its_prompts_its_knowledge_and_the_product(tmp_path: Path) -> None:

@@ -312,6 +312,12 @@ input_per_1k = 0.00002
 output_per_1k = 0.0
 """
 
+TIERS_TOML = """
+[tiers]                     # --tier auto: a change under these paths (from the repository root) runs the full tier
+prompts = ["{root}prompts/**"]
+golden = ["{root}golden/**"]
+"""
+
 
 def add_init_command(sub: Any) -> None:
     p = sub.add_parser(
@@ -335,8 +341,10 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
 
 
-def scaffold(domain: str, prompt: str) -> dict[str, str]:
-    """Relative path -> text of every file init writes."""
+def scaffold(domain: str, prompt: str, root: str | None = None) -> dict[str, str]:
+    """Relative path -> text of every file init writes. ``root``: DIR relative to the repository root (then
+    ``[tiers]`` names its prompts and golden folders for ``--tier auto``)."""
+    tiers = TIERS_TOML.format(root="" if root in ("", ".") else f"{root}/") if root is not None else ""
     title = domain[:1].upper() + domain[1:]
     answers = [{"id": c["id"], "repeat": 0, "output": c["reference"]} for c in REGRESSION + GUARDRAIL + INJECTION]
     return {
@@ -344,7 +352,7 @@ def scaffold(domain: str, prompt: str) -> dict[str, str]:
         "golden/suites/guardrail.jsonl": _jsonl(GUARDRAIL),
         "golden/suites/injection.jsonl": _jsonl(INJECTION),
         "golden/knowledge/help.md": KNOWLEDGE.format(title=title, domain=domain),
-        "golden/gate.toml": GATE_TOML.format(domain=domain, prompt=prompt),
+        "golden/gate.toml": GATE_TOML.format(domain=domain, prompt=prompt) + tiers,
         "golden/responses/example.jsonl": _jsonl(answers),
         f"prompts/{prompt}/system.md": SYSTEM.format(domain=domain),
         f"prompts/{prompt}/context.md": CONTEXT,
@@ -369,7 +377,8 @@ def init_command(args: argparse.Namespace) -> int:
     problems = _check(args)
     if problems:
         raise InputError(problems)
-    files = scaffold(" ".join(args.domain.split()), args.prompt)
+    root = None if args.dir.is_absolute() else args.dir.as_posix()
+    files = scaffold(" ".join(args.domain.split()), args.prompt, root)
     existing = [rel for rel in files if (args.dir / rel).exists()]
     if existing:
         refused = "exists; evalgate init never overwrites (move it or choose another DIR)"
