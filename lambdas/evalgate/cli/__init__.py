@@ -18,9 +18,9 @@ from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
 from evalgate.core.errors import InputError, Problem
 from evalgate.core.inputs import output_dir, output_file
 from evalgate.core.retry import DEFAULT_TIME_BUDGET_S
+from evalgate.core.verdicts import ERROR as EXIT_ERROR
+from evalgate.core.verdicts import EXIT_USAGE
 
-EXIT_USAGE = 2
-EXIT_ERROR = 4
 GUARDRAIL_VERSION = re.compile(GUARDRAIL_VERSION_PATTERN)
 
 TIERS: dict[str, dict[str, Any]] = {
@@ -401,6 +401,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     hist.add_argument("--compare", nargs=2, metavar=("A", "B"), help="run ids (or positions) to compare in full")
 
+    ci = sub.add_parser(
+        "ci",
+        help="the pipeline's quality-gate step inside CodeBuild (run, shard, merge, promote)",
+        description="Run the gate as the pipeline does: evaluate, then approve, ask for review or reject the manual "
+        "approval; keep baselines, cache and history in S3. Reads its settings from the environment the "
+        "pipeline's CodeBuild projects set (evalgate.ci.gate_step.GateEnv).",
+    )
+    ci.add_argument("mode", choices=["run", "shard", "merge", "promote"])
+
     cur = sub.add_parser(
         "curate",
         help="propose golden cases from judged production records; merge a reviewed batch",
@@ -518,6 +527,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from evalgate.cli.init import init_command
 
             return init_command(args)
+        if args.command == "ci":
+            from evalgate.ci.gate_step import main as ci_main
+
+            return ci_main([args.mode])
         if args.command == "curate":
             from evalgate.cli.curate import curate_command
 
@@ -1001,6 +1014,12 @@ def _run(args: argparse.Namespace) -> int:
     gid, gver = _guardrail_ids(args, config)
     spec = _guardrail_spec(args, gid)
     candidate_guardrail = None
+    # The guardrail's contextual grounding filters: its file's, or those [guardrail] grounding names for an id.
+    grounding: list[str] = (
+        [k for k, v in (("GROUNDING", spec.grounding.grounding), ("RELEVANCE", spec.grounding.relevance)) if v]
+        if spec is not None
+        else (list(config.guardrail.grounding) if gid else [])
+    )
     if tier["judge"]:
         if not _aws_credentials_available():
             print(
@@ -1074,6 +1093,16 @@ def _run(args: argparse.Namespace) -> int:
             not_run.append(
                 {"metric": "guardrail (ApplyGuardrail)", "reason": "needs Bedrock; tier offline calls no AWS service"}
             )
+        from evalgate.core.config import GROUNDING_METRICS
+
+        for kind in grounding:
+            not_run.append(
+                {
+                    "metric": GROUNDING_METRICS[kind],
+                    "reason": "the guardrail's contextual grounding check needs Bedrock; tier offline calls no AWS "
+                    "service",
+                }
+            )
     embedder_kind = args.embedder if args.embedder != "auto" else ("local" if tier_name == "offline" else "titan")
     embedder: Any
     if embedder_kind == "local":
@@ -1123,6 +1152,7 @@ def _run(args: argparse.Namespace) -> int:
             borderline_margin=config.tiers.borderline_margin,
             batch_judge=batch_judge,
             keep_vector_sum=shard is not None,
+            grounding=grounding if guardrail is not None else (),
         )
     finally:
         if candidate_guardrail is not None:

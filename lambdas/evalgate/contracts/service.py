@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate.contracts.records import DIRECT_KEY
+from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
 from evalgate.core.models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS, Turn
 
 CAPTURE_SCHEMA = 1
@@ -157,6 +158,15 @@ def direct_invocation(event: Mapping[str, Any]) -> DirectInvocation:
         raise BadAnswer(f"{DIRECT_KEY}: " + "; ".join(e["msg"] for e in exc.errors()[:3])) from None
 
 
+class GuardrailRef(BaseModel):
+    """A Bedrock guardrail version (the online judge checks a captured answer's contextual grounding with it)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[str, Field(min_length=1, max_length=2048)]
+    version: Annotated[str, Field(pattern=GUARDRAIL_VERSION_PATTERN)]
+
+
 class CaptureRecord(BaseModel):
     """One sampled live answer, sent by the service to the capture queue and judged by the online judge.
     The reader needs the attribution, the question, the answer and the knowledge ids the model saw; the rest is
@@ -181,10 +191,11 @@ class CaptureRecord(BaseModel):
     latency_ms: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    grounding_guardrail: GuardrailRef | None = None  # check the answer's contextual grounding with this guardrail
 
     def wire(self) -> dict[str, Any]:
-        """The JSON object the service sends to the capture queue."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The JSON object the service sends to the capture queue (unset optional fields left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class ProductionSide(BaseModel):
