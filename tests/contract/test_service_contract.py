@@ -37,3 +37,17 @@ class TestExampleFaqDesk(ServiceContract):
     GOLDEN: ClassVar = EXAMPLE / "golden"
     PROMPT_ID = "faq/v1"
     MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+
+
+@pytest.mark.parametrize("folder", [REPO / "lambdas" / "store_assistant", EXAMPLE / "src" / "faq_desk"])
+def test_a_service_reaches_the_product_only_through_contracts_core_and_adapters(folder: Any) -> None:
+    from tests.unit.test_layout import imports_of
+
+    allowed = ("evalgate.contracts", "evalgate.core", "evalgate.adapters")
+    product = sorted(
+        f"{path.name} imports {name}"
+        for path in folder.glob("*.py")
+        for name in imports_of(path)
+        if name.split(".")[0] in ("evalgate", "handlers") and not name.startswith(allowed)
+    )
+    assert product == []
