@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate.contracts.records import DIRECT_KEY
 from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
+from evalgate.core.dataset import format_validation_error
+from evalgate.core.inputs import JsonProblem, loads
 from evalgate.core.models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS, Turn
 
 CAPTURE_SCHEMA = 1
@@ -92,11 +94,7 @@ class BadAnswer(ValueError):
 
 
 def _problems(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
-    return "; ".join(parts)
+    return "; ".join(format_validation_error(exc)[:3])
 
 
 def parse_answer(doc: Any) -> AnswerDocument:
@@ -128,8 +126,8 @@ def read_response(payload: Mapping[str, Any]) -> tuple[int, Any, str]:
         except (ValueError, UnicodeDecodeError):
             raise BadAnswer("body is flagged base64 but is not valid base64 UTF-8") from None
     try:
-        return status, json.loads(text), text
-    except ValueError:
+        return status, loads(text), text
+    except JsonProblem:  # syntax, nesting depth: not a document
         return status, None, text
 
 
@@ -155,7 +153,7 @@ def direct_invocation(event: Mapping[str, Any]) -> DirectInvocation:
     try:
         return DirectInvocation.model_validate(event.get(DIRECT_KEY))
     except ValidationError as exc:
-        raise BadAnswer(f"{DIRECT_KEY}: " + "; ".join(e["msg"] for e in exc.errors()[:3])) from None
+        raise BadAnswer(f"{DIRECT_KEY}: {_problems(exc)}") from None
 
 
 class GuardrailRef(BaseModel):
