@@ -108,7 +108,7 @@ class ServiceApi(Construct):
         }
         self.function = props.bundle.function(self, "Function", FunctionSpec(
             handler=props.handler,
-            description=f"{props.project} {props.stage}: customer-support assistant (Bedrock Converse)",
+            description=f"{props.project} {props.stage}: the gated service ({props.handler})",
             environment=env,
             timeout=Duration.seconds(29),  # HTTP API integration limit is 30 s
             memory_size=1024,
