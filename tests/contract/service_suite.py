@@ -2,7 +2,7 @@
 
 The product's own callers talk to the handler: the gate's Lambda candidate (the pre-traffic hook and smoke runs,
 signed as synthetic traffic or not), the shadow worker's direct invocation, the online judge reading the capture
-queue, and the alarms reading the EMF metrics. Each runs in-process over loopback (the Lambda Invoke fake, the
+queue, the alarms reading the EMF metrics, and a user's feedback (optional: ``FEEDBACK = False``). Each runs in-process over loopback (the Lambda Invoke fake, the
 Bedrock fake, moto for SQS and Secrets Manager) with the environment the stack gives the service function.
 
 To run it on your service, subclass ``ServiceContract`` in a ``test_*.py`` module (tests/contract/
@@ -125,6 +125,7 @@ class ServiceContract:
     GOLDEN: ClassVar[Path] = REPO / "golden"
     PROMPT_ID: ClassVar[str]
     MODEL_ID: ClassVar[str] = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+    FEEDBACK: ClassVar[bool] = True  # the service takes POST /feedback (False: it has no such route, a 404)
 
     @pytest.fixture
     def prepare(self, bedrock_fake: BedrockFake) -> Any:
@@ -159,6 +160,13 @@ class ServiceContract:
             monkeypatch.setenv("CAPTURE_QUEUE_URL", url)
             sm = boto3.client("secretsmanager", region_name="us-east-1")
             sm.create_secret(Name="contract/request-signing", SecretString="k" * 48)
+            boto3.client("dynamodb", region_name="us-east-1").create_table(  # the vote ledger the stack provides
+                TableName="feedback",
+                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            monkeypatch.setenv("FEEDBACK_TABLE", "feedback")
             # the handler module afresh per test: its state (clients, caches) starts empty, as in a new sandbox
             module = importlib.import_module(module_name)
             module = importlib.reload(module) if module_name in sys.modules else module
@@ -251,3 +259,25 @@ class ServiceContract:
         assert 400 <= response["statusCode"] < 500, (name, response)
         body = json.loads(response["body"])
         assert isinstance(body.get("error"), str) and body["error"], body
+
+    def test_feedback_counts_once_against_the_version_that_answered(self, service: Harness, capsys: Any) -> None:
+        """FeedbackScore is what the business-outcome alarm reads, per answering version; one vote per answer."""
+        case = self._smoke(service)[0]
+        answered = parse_answer(read_response(service.call(http_event(ask_body(case.question, "voter"))))[1])
+        vote = {"request_id": answered.request_id, "rating": "up"}
+        capsys.readouterr()
+        first = service.call(http_event(vote, path="/feedback"))
+        if not self.FEEDBACK:
+            assert first["statusCode"] == 404, first
+            return
+        assert first["statusCode"] in (200, 202), first
+        scores = [
+            blob
+            for line in capsys.readouterr().out.splitlines()
+            if '"_aws"' in line and tm.FEEDBACK_SCORE in (blob := json.loads(line))
+        ]
+        assert [(b[tm.FEEDBACK_SCORE], b[tm.DIM_VERSION]) for b in scores] == [([1.0], VERSION)]
+        again = service.call(http_event(vote, path="/feedback"))
+        assert again["statusCode"] in (200, 202) and tm.FEEDBACK_SCORE not in capsys.readouterr().out
+        forged = service.call(http_event({"request_id": "f" * 40, "rating": "up"}, path="/feedback"))
+        assert 400 <= forged["statusCode"] < 500, forged  # an id this service did not issue is refused

@@ -37,6 +37,7 @@ class TestExampleFaqDesk(ServiceContract):
     GOLDEN: ClassVar = EXAMPLE / "golden"
     PROMPT_ID = "faq/v1"
     MODEL_ID = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
+    FEEDBACK = False  # no feedback route: the business-outcome alarm never sees data for it
 
 
 @pytest.mark.parametrize("folder", [REPO / "lambdas" / "store_assistant", EXAMPLE / "src" / "faq_desk"])
