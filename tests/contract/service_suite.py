@@ -2,8 +2,9 @@
 
 The product's own callers talk to the handler: the gate's Lambda candidate (the pre-traffic hook and smoke runs,
 signed as synthetic traffic or not), the shadow worker's direct invocation, the online judge reading the capture
-queue, the alarms reading the EMF metrics, and a user's feedback (optional: ``FEEDBACK = False``). Each runs in-process over loopback (the Lambda Invoke fake, the
-Bedrock fake, moto for SQS and Secrets Manager) with the environment the stack gives the service function.
+queue, the alarms reading the EMF metrics, and a user's feedback (optional: ``FEEDBACK = False``). Each runs
+in-process over loopback (the Lambda Invoke fake, the Bedrock fake, moto for SQS, Secrets Manager and DynamoDB)
+with the environment the stack gives the service function.
 
 To run it on your service, subclass ``ServiceContract`` in a ``test_*.py`` module (tests/contract/
 test_service_contract.py does it for the demo store assistant and the example FAQ desk)::
@@ -14,6 +15,7 @@ test_service_contract.py does it for the demo store assistant and the example FA
         PROMPTS = REPO / "prompts"                   # cdk.json promptsDir
         GOLDEN = REPO / "golden"                     # cdk.json goldenDir
         PROMPT_ID = "support/v1"                     # cdk.json promptVersion
+        FEEDBACK = True                              # False when it has no POST /feedback
 
 Override ``prepare`` to start what else your service calls, and ``flush`` if it sends captures in the
 background.

@@ -29,8 +29,9 @@ Facts the assistant may state: each `## id: Title` section below is one knowledg
 their `context`. Replace these example entries with {domain}'s own.
 
 ## help.hours: Opening hours
-The help desk answers messages Monday to Friday, 08:00 to 18:00 Central European Time. Messages sent at the
-weekend or on public holidays are answered on the next working day.
+You can reach the help desk Monday to Friday: it answers messages from 08:00 to 18:00 Central European Time.
+Messages sent at the weekend (Saturday or Sunday) or on public holidays are answered on the next working day,
+when someone will reply.
 
 ## help.response-time: How quickly we answer
 We answer every message within 2 working days, usually on the same day. Urgent problems with an active order are
@@ -41,8 +42,8 @@ Write to the help desk from the Contact page, or call 0800 555 0100 during openi
 landlines and mobiles.
 
 ## help.refunds: Refunds
-A refund is paid to the original payment method within 10 working days of the cancellation being confirmed.
-Cancellations are free within 14 days of purchase.
+If you cancelled an order, you get your money back: the refund is paid to the original payment method within 10
+working days of the cancellation being confirmed. Cancellations are free within 14 days of purchase.
 
 ## help.privacy: Personal data
 We never share one customer's details with another person, whoever asks. A customer can download or delete

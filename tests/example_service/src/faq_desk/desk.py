@@ -1,4 +1,4 @@
-"""The FAQ desk's answer logic: retrieve the best entry, decline when none matches, else ask the model once."""
+"""The FAQ desk's answer logic: retrieve the best entries, decline when none matches, else ask the model once."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from evalgate.core.prompts import DEFAULT_CANARY, PromptTemplate, load_prompt
 
 log = logging.getLogger(__name__)
 MAX_QUESTION = 2000
+TOP_K = 2  # the best-matching FAQ entries the model may answer from
 NO_MATCH = "I can't answer that from our FAQ. Please contact the help desk, and a person will help you."
 
 
@@ -98,7 +99,7 @@ class Desk:
             where = ".".join(str(p) for p in first["loc"]) or "body"
             return refuse(400, f"{where}: {first['msg']}")
         t = tm.Telemetry(tm.Dimensions(self.version, self.model_id, self.prompt.prompt_id))
-        best = self.index.search(q.question, 1)
+        best = self.index.search(q.question, TOP_K)
         usage = Usage()
         if not best:
             text = NO_MATCH  # no model call: nothing in the FAQ to ground an answer on
