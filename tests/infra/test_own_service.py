@@ -120,3 +120,20 @@ def test_a_wrong_service_setting_stops_synth_naming_it(overrides: dict[str, Any]
     with pytest.raises(SettingsError) as info:
         load_settings(cdk_context(**overrides))
     assert message in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("stack", [STAGING, PROD])
+def test_every_alarm_on_a_service_metric_reads_one_the_contract_requires(synth: Synth, stack: str) -> None:
+    """What an alarm reads from the service is in ``telemetry.SERVICE_METRICS`` (checked on every service by the
+    contract suite); the online judge publishes the quality metrics, and feedback is optional."""
+    from evalgate.contracts import telemetry as tm
+
+    alarms = synth.resources(stack, "AWS::CloudWatch::Alarm").values()
+    metrics = [a["Properties"] for a in alarms] + [
+        m["MetricStat"]["Metric"] for a in alarms for m in a["Properties"].get("Metrics", []) if "MetricStat" in m
+    ]
+    names = {m.get("MetricName") for m in metrics if m.get("Namespace") == tm.DEFAULT_NAMESPACE}
+    by_others = {tm.QUALITY_SCORE, tm.HALLUCINATION, tm.JUDGED_COUNT, tm.UNSCORED, tm.INJECTION_LEAK,  # online judge
+                 tm.FEEDBACK_SCORE, tm.CANARY_VERDICT}
+    assert tm.ERRORS in names and tm.TIME_TO_FIRST_TOKEN in names
+    assert names - {None} - by_others <= set(tm.SERVICE_METRICS), names
