@@ -58,18 +58,20 @@ Ctx = context_factory(FUNCTION, remaining_ms=29_000)
 
 @dataclass
 class Harness:
+    """The service under test: its handler module, the Lambda Invoke fake running it, the capture queue."""
+
     module: ModuleType
     lam: LambdaInvokeFake
     sqs: Any
     capture_url: str
     golden: Any
     flush: Any
+    function: str = "handler"
 
     def call(self, event: Any) -> dict[str, Any]:
-        result: dict[str, Any] = getattr(self.module, self.module_function)(event, Ctx())
+        """Invoke the handler in-process, as Lambda would (the event as given, a context)."""
+        result: dict[str, Any] = getattr(self.module, self.function)(event, Ctx())
         return result
-
-    module_function: str = "handler"
 
     def captures(self) -> list[dict[str, Any]]:
         self.flush(self.module)
