@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate.contracts.records import DIRECT_KEY
 from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
-from evalgate.core.dataset import format_validation_error
+from evalgate.core.errors import format_validation_error
 from evalgate.core.inputs import JsonProblem, loads
 from evalgate.core.models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS, Turn
 
