@@ -23,6 +23,8 @@ Results go to bench/results/faults.json; bench/README.md records them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import multiprocessing as mp
 import os
@@ -72,6 +74,20 @@ class StandIn:
         self.proc.join(10)
 
 
+def calibrate_judges(work: Path) -> Path:
+    """Calibration records for golden/gate.toml's judges (a judge without one may not gate a run), measured by
+    `evalgate calibrate` against the stand-in answering as a judge that agrees with the human labels."""
+    from evalgate.config import load_config
+    from tests.fakes.stand_in_judges import agreeing, calibrate_through_cli, truth_table
+
+    folder = work / "calibration"
+    models = load_config(ROOT / "golden" / "gate.toml").models
+    with contextlib.redirect_stdout(io.StringIO()):
+        if calibrate_through_cli(folder, [models.judge, models.heavy_judge], agreeing(truth_table(100))) != 0:
+            raise SystemExit("bench: calibrating the stand-in judges failed")
+    return folder
+
+
 def run_cli(stand_in: StandIn, work: Path, name: str, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """One `evalgate run` as a user would start it; wall time from process start to exit."""
     out = work / name
@@ -81,7 +97,8 @@ def run_cli(stand_in: StandIn, work: Path, name: str, *extra: str, env: dict[str
     if "--cache" not in extra:
         cmd += ["--cache", str(work / f"{name}.sqlite")]
     full_env = {**os.environ, **stand_in.env, "PYTHONPATH": f"{ROOT / 'lambdas'}:{ROOT}", **(env or {})}
-    # As installed code runs: byte-compiled once (the first run writes the cache, outside the source tree).
+    full_env["EVALGATE_CALIBRATION_DIR"] = str(work / "calibration")
+    # As installed code runs: byte-compiled (the untimed first run writes the cache, outside the source tree).
     full_env.pop("PYTHONDONTWRITEBYTECODE", None)
     full_env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     before = stand_in.stats()["calls"]
@@ -140,7 +157,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        calibrate_judges(work)
         with StandIn() as s:
+            # Untimed: byte-compiles the CLI's imports into the run's bytecode cache, as installing a package does;
+            # every timed run below starts from compiled code and its own empty result cache.
+            run_cli(s, work, "compile")
             clean = run_cli(s, work, "clean")
             ideal = clean["calls_sent"] * LATENCY / CONCURRENCY
             clean["ideal_s"] = round(ideal, 3)

@@ -1,5 +1,6 @@
-"""A run that needs no model must not pay for heavy imports: the CLI's run path imports neither torch nor
-scipy, and building the Bedrock adapters does not build a boto3 client until a call is made."""
+"""A run that needs no model must not pay for heavy imports: the CLI's run path (a judged one too: its judge
+calibration check, freshness warnings) imports neither torch nor scipy, and building the Bedrock adapters does not
+build a boto3 client until a call is made."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import sys
-from evalgate import cli, runner, reports, judge
+from evalgate import cli, runner, reports, judge, judge_calibration, judge_trust, curate
 from evalgate.providers.bedrock import BedrockJudgeModel, TitanEmbedder
 judge_model, embedder = BedrockJudgeModel("j"), TitanEmbedder()
 heavy = sorted(m for m in ("torch", "scipy", "sentence_transformers", "transformers") if m in sys.modules)
