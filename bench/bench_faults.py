@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]  # this tree's evalgate, not an installed one
 
 LATENCY = 0.2
 CONCURRENCY = 16

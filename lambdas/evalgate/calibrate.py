@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from evalgate.dataset import iter_jsonl
 from evalgate.errors import InputError, Problem
 from evalgate.inputs import output_file
@@ -51,6 +49,8 @@ def cohen_kappa(pred: Sequence[int], truth: Sequence[int]) -> float | None:
 
 def best_threshold(scores: Sequence[float], labels: Sequence[int]) -> tuple[float, float]:
     """The cut that maximises Youden's J = TPR - FPR; returns (threshold, J)."""
+    import numpy as np
+
     s = np.asarray(scores, dtype=float)
     y = np.asarray(labels, dtype=int)
     best = (float(s.min()), -1.0)
@@ -86,6 +86,8 @@ def default_benchmarks() -> Path:
 
 
 def calibrate_similarity(embedder: Any, root: Path, limit: int | None = None) -> dict[str, Any]:
+    import numpy as np
+
     rows = read_rows(root / "stsb_test" / "stsb_test_sample.jsonl", limit)
     a = embedder.embed([r["sentence1"] for r in rows])
     b = embedder.embed([r["sentence2"] for r in rows])

@@ -37,9 +37,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate.dataset import SUITE_FILES, Golden, format_validation_error, iter_jsonl, load_golden
@@ -48,6 +47,9 @@ from evalgate.inputs import JsonProblem, loads, read_text
 from evalgate.masking import MASK_TOKEN, mask_pii
 from evalgate.models import Behaviour, Case
 from evalgate.online import StoredRow as ProductionRecord
+
+if TYPE_CHECKING:  # numpy is imported where it is used: a run starts without it (stats.load)
+    import numpy as np
 
 Reason = Literal["hallucinated", "disagreement", "low_quality", "novel"]
 REASON_ORDER: tuple[Reason, ...] = ("hallucinated", "disagreement", "low_quality", "novel")
@@ -189,6 +191,8 @@ def load_records(
 
 
 def _unit(vectors: Sequence[Sequence[float]]) -> np.ndarray:
+    import numpy as np
+
     m = np.asarray(vectors, dtype=np.float64)
     if m.size == 0:
         return m.reshape(0, 0)
@@ -220,6 +224,8 @@ def _severity(p: Proposal) -> tuple[int, float, float]:
 
 def _vote(sims: np.ndarray, cases: list[Case], settings: Settings) -> tuple[str, Behaviour | None, str | None, float]:
     """Suggested category and behaviour from the nearest golden cases, and the nearest case."""
+    import numpy as np
+
     if sims.size == 0:
         return UNCATEGORISED, None, None, 0.0
     order = np.argsort(-sims)[: settings.neighbours]
@@ -234,6 +240,8 @@ def _vote(sims: np.ndarray, cases: list[Case], settings: Settings) -> tuple[str,
 
 def propose(records: list[ProductionRecord], golden: Golden, embedder: Any, settings: Settings) -> Curation:
     """Pick, deduplicate and cap the records worth turning into golden cases; measure coverage on the way."""
+    import numpy as np
+
     cases = [c for c in golden.cases if c.suite == "regression"] or list(golden.cases)
     masked = [mask_pii(r.question) for r in records]
     texts = [c.question for c in cases] + [m.text for m in masked]

@@ -6,6 +6,7 @@ These run in every tier (offline included) and in the Lambdas, so this module im
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Iterable, Sequence
 
@@ -116,9 +117,11 @@ def leaked(text: str, secrets: Iterable[str]) -> list[str]:
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
+    if len(a) != len(b):
+        raise ValueError("vectors of different lengths")
+    dot: float = sum(map(operator.mul, a, b))  # the same left-to-right sums as a generator, a few times faster
+    na = math.sqrt(sum(map(operator.mul, a, a)))
+    nb = math.sqrt(sum(map(operator.mul, b, b)))
     if na == 0 or nb == 0:
         return 0.0
     return dot / (na * nb)

@@ -50,6 +50,7 @@ from evalgate.providers.base import Candidate, Embedder
 from evalgate.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Usage, Verdict
 from evalgate.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy
 from evalgate.scoring import JUDGE_METRICS, RepeatScore, combine, judge_rubrics, run_judge, score_generation
+from evalgate.stats import load as load_statistics
 
 # An external judge for a whole run at once (a Bedrock evaluation job): (case, answer, knowledge) items in,
 # per-(case id, repeat) metrics out.
@@ -526,6 +527,9 @@ class Runner:
             if per_text:
                 for text in side_texts:
                     want_embedding(text)
+            # What only scoring needs (numpy, for the statistics) loads here, while the first calls are in flight,
+            # instead of before them.
+            load_statistics()
             done = 0
             while True:
                 with self._lock:
