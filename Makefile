@@ -42,10 +42,10 @@ browser:
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check lambdas/evalgate
+	$(VENV)/bin/ruff format --check lambdas
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy lambdas/evalgate
+	$(VENV)/bin/mypy lambdas/evalgate lambdas/store_assistant lambdas/handlers
 
 unit integration infra contract e2e: $(VENV)/.installed
 	$(VENV)/bin/pytest -q tests/$@

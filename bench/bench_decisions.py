@@ -36,14 +36,14 @@ sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]
 
 import numpy as np  # noqa: E402
 
-from evalgate.canary import CONVERSION, ERROR_RATE, HALLUCINATION, LATENCY, QUALITY, ArmSamples  # noqa: E402
-from evalgate.canary_live import LiveSettings, look  # noqa: E402
-from evalgate.canary_power import DEFAULT_EFFECTS, CanaryTraffic, Profile, detect  # noqa: E402
-from evalgate.config import GateConfig, load_config  # noqa: E402
-from evalgate.dataset import load_golden  # noqa: E402
-from evalgate.gate import aggregate_suite, compare, decide  # noqa: E402
-from evalgate.models import MetricValue  # noqa: E402
-from evalgate.results import CaseResult, RunResult, Verdict  # noqa: E402
+from evalgate.core.config import GateConfig, load_config  # noqa: E402
+from evalgate.core.dataset import load_golden  # noqa: E402
+from evalgate.core.gate import aggregate_suite, compare, decide  # noqa: E402
+from evalgate.core.models import MetricValue  # noqa: E402
+from evalgate.core.results import CaseResult, RunResult, Verdict  # noqa: E402
+from evalgate.release.canary import CONVERSION, ERROR_RATE, HALLUCINATION, LATENCY, QUALITY, ArmSamples  # noqa: E402
+from evalgate.release.canary_live import LiveSettings, look  # noqa: E402
+from evalgate.release.canary_power import DEFAULT_EFFECTS, CanaryTraffic, Profile, detect  # noqa: E402
 
 THRESHOLD = 0.72
 

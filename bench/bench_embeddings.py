@@ -1,6 +1,6 @@
 """Local embeddings, old vs new, side by side in one run (issue 16). Run: python bench/bench_embeddings.py
 
-new  all-MiniLM-L6-v2 on ONNX Runtime + tokenizers (evalgate.providers.local, the default install)
+new  all-MiniLM-L6-v2 on ONNX Runtime + tokenizers (evalgate.adapters.local, the default install)
 old  the same weights through sentence-transformers on torch (the previous implementation); measured when
      installed (the project's long-lived dev venv has it; `make` installs no torch), otherwise reported as such
 
@@ -77,7 +77,7 @@ class TorchEmbedder:
 def make(kind: str) -> Any:
     if kind == "old":
         return TorchEmbedder()
-    from evalgate.providers.local import LocalEmbedder
+    from evalgate.adapters.local import LocalEmbedder
 
     return LocalEmbedder()
 
@@ -168,7 +168,7 @@ def stsb() -> tuple[list[str], list[str], list[float]]:
 
 def golden_pairs() -> tuple[list[str], list[str]]:
     """(answer, reference) for every answer-expected case in both shipped response sets: the similarity metric."""
-    from evalgate.dataset import load_golden
+    from evalgate.core.dataset import load_golden
 
     golden = load_golden(ROOT / "golden")
     refs = {c.id: c.reference for c in golden.cases if c.expected.value == "answer" and c.reference}

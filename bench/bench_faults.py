@@ -77,7 +77,7 @@ class StandIn:
 def calibrate_judges(work: Path) -> Path:
     """Calibration records for golden/gate.toml's judges (a judge without one may not gate a run), measured by
     `evalgate calibrate` against the stand-in answering as a judge that agrees with the human labels."""
-    from evalgate.config import load_config
+    from evalgate.core.config import load_config
     from tests.fakes.stand_in_judges import agreeing, calibrate_through_cli, truth_table
 
     folder = work / "calibration"

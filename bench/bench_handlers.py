@@ -3,7 +3,7 @@
 Every figure is a ratio or a percentile measured in the same run, never an absolute assertion inside tests.
 Results are printed and written to bench/results/handlers.json; bench/README.md records them.
 
-1. cold import  `import handlers.service` vs a bare `import boto3`, each in a fresh interpreter, interleaved,
+1. cold import  `import store_assistant.handler` vs a bare `import boto3`, each in a fresh interpreter, interleaved,
                 median of N (goal <= 1.5x). Also: with Lambda's tracing on (X-Ray SDK imported), and whether
                 numpy/scipy were imported on the service path (they must not be).
 2. overhead     what the request path adds for flags and capture: Powertools FeatureFlags over a real
@@ -71,15 +71,15 @@ def _import_time(module: str, tracing: bool = False) -> tuple[float, str]:
 
 
 def bench_import(runs: int) -> dict[str, Any]:
-    for module in ("boto3", "handlers.service"):  # warm the file cache and .pyc files first
+    for module in ("boto3", "store_assistant.handler"):  # warm the file cache and .pyc files first
         _import_time(module)
     boto, handler, traced, heavy = [], [], [], set()
     for _ in range(runs):  # interleaved so drift in machine load hits both alike
         boto.append(_import_time("boto3")[0])
-        t, h = _import_time("handlers.service")
+        t, h = _import_time("store_assistant.handler")
         handler.append(t)
         heavy |= set(filter(None, h.split(",")))
-        traced.append(_import_time("handlers.service", tracing=True)[0])
+        traced.append(_import_time("store_assistant.handler", tracing=True)[0])
     b, s, tr = statistics.median(boto), statistics.median(handler), statistics.median(traced)
     return {
         "runs": runs,
@@ -94,7 +94,7 @@ def bench_import(runs: int) -> dict[str, Any]:
 
 
 def _flag_document() -> dict[str, Any]:
-    from evalgate.flags import VariantSpec, default_flag_document
+    from evalgate.contracts.flags import VariantSpec, default_flag_document
 
     return default_flag_document(
         "us.anthropic.claude-sonnet-4-20250514-v1:0",
@@ -112,7 +112,7 @@ def _resolver() -> Any:
     from botocore.response import StreamingBody
     from botocore.stub import Stubber
 
-    from evalgate.flags import build_resolver
+    from store_assistant.flags import build_resolver
 
     client = boto3.client("appconfigdata", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     stub = Stubber(client)
@@ -147,9 +147,10 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
 
 
 def bench_overhead(requests: int) -> dict[str, Any]:
-    from evalgate.flags import FlagResolver
-    from evalgate.retrieval import load_index
-    from evalgate.service import AskRequest, ChatResult, QueueSink, Service, ServiceSettings, capture_record, sampled
+    from evalgate.contracts.records import sampled
+    from evalgate.core.knowledge import load_index
+    from store_assistant.flags import FlagResolver
+    from store_assistant.service import AskRequest, ChatResult, QueueSink, Service, ServiceSettings, capture_record
 
     resolver = _resolver()
     sink = QueueSink(
@@ -229,7 +230,7 @@ def main() -> int:
     args = p.parse_args()
     imp = bench_import(args.runs)
     print(
-        f"cold import: handlers.service {imp['service_handler_ms']} ms vs boto3 {imp['boto3_ms']} ms "
+        f"cold import: store_assistant.handler {imp['service_handler_ms']} ms vs boto3 {imp['boto3_ms']} ms "
         f"-> {imp['ratio']}x (goal <= 1.5x); with Lambda tracing on {imp['service_handler_tracing_ms']} ms "
         f"-> {imp['ratio_tracing']}x; numpy/scipy imported: {imp['heavy_modules_imported'] or 'no'}"
     )

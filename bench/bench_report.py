@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]
 
 from evalgate.cli import main  # noqa: E402
+from evalgate.core.results import RunResult  # noqa: E402
 from evalgate.reports.html import render_html  # noqa: E402
-from evalgate.results import RunResult  # noqa: E402
 
 
 def scaled(result: RunResult, n: int) -> RunResult:

@@ -31,11 +31,11 @@ sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]
 
 import numpy as np  # noqa: E402
 
-from evalgate.config import GateConfig, load_config  # noqa: E402
-from evalgate.judge_trust import retest_targets, self_agreement  # noqa: E402
-from evalgate.models import MetricValue  # noqa: E402
-from evalgate.results import CaseResult  # noqa: E402
-from evalgate.runner import gate_results  # noqa: E402
+from evalgate.core.config import GateConfig, load_config  # noqa: E402
+from evalgate.core.models import MetricValue  # noqa: E402
+from evalgate.core.results import CaseResult  # noqa: E402
+from evalgate.engine.judge_trust import retest_targets, self_agreement  # noqa: E402
+from evalgate.engine.runner import gate_results  # noqa: E402
 
 SIGMA = 0.05
 SPREAD = 0.08

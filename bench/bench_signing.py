@@ -31,10 +31,7 @@ def _pct(samples: list[float], p: float) -> float:
 
 
 def run(requests: int) -> dict[str, Any]:
-    from evalgate.flags import FlagResolver, build_resolver
-    from evalgate.retrieval import load_index
-    from evalgate.service import ChatResult, Service, ServiceSettings
-    from evalgate.signing import (
+    from evalgate.adapters.signing import (
         Attribution,
         Keyring,
         SigningKey,
@@ -43,6 +40,9 @@ def run(requests: int) -> dict[str, Any]:
         synthetic_header,
         verify_request_id,
     )
+    from evalgate.core.knowledge import load_index
+    from store_assistant.flags import FlagResolver, build_resolver
+    from store_assistant.service import ChatResult, Service, ServiceSettings
 
     keys = Keyring(SigningKey(b"k" * 64, time.time()), SigningKey(b"p" * 64, 0.0))
 

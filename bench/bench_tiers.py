@@ -41,9 +41,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]
 
+from evalgate.adapters import local  # noqa: E402
 from evalgate.cli import main as evalgate  # noqa: E402
-from evalgate.metrics import ungrounded_numbers  # noqa: E402
-from evalgate.providers import local  # noqa: E402
+from evalgate.core.metrics import ungrounded_numbers  # noqa: E402
 from tests.fakes.bedrock_fake import BedrockFake, FakeRequest, section  # noqa: E402
 
 CHEAP = "us.anthropic.claude-3-5-haiku-20241022-v1:0"
@@ -75,7 +75,7 @@ class Simulation:
     """The fake's behaviour: answers from a recorded set; a judge that checks numbers against the knowledge."""
 
     def __init__(self, golden_root: Path) -> None:
-        from evalgate.dataset import load_golden
+        from evalgate.core.dataset import load_golden
 
         golden = load_golden(golden_root)
         self.questions = sorted(((c.question, c.id) for c in golden.cases), key=lambda t: -len(t[0]))

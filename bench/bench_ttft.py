@@ -1,6 +1,6 @@
 """Time to first token vs total answer time (issue 8). Run: `.venv/bin/python bench/bench_ttft.py` (~40 s).
 
-The service (``evalgate.service.Service`` with the real ``BedrockChat``: boto3 ConverseStream, botocore's
+The service (``store_assistant.service.Service`` with the real ``BedrockChat``: boto3 ConverseStream, botocore's
 event-stream parser) against the loopback Bedrock fake, which holds the first text delta ``--first-token``
 seconds after the response headers and sends the rest four words per delta, ``--interval`` apart. Short and
 long answers (the long one about 512 tokens, the generator's ``max_tokens``) are timed in the same run:
@@ -39,9 +39,9 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 def run(requests: int, first_token: float, interval: float) -> dict[str, Any]:
     import os
 
-    from evalgate.flags import FlagResolver, build_resolver
-    from evalgate.retrieval import load_index
-    from evalgate.service import BedrockChat, Service, ServiceSettings
+    from evalgate.core.knowledge import load_index
+    from store_assistant.flags import FlagResolver, build_resolver
+    from store_assistant.service import BedrockChat, Service, ServiceSettings
     from tests.fakes.bedrock_fake import BedrockFake
 
     long_answer = " ".join(["word"] * LONG_WORDS)

@@ -29,15 +29,15 @@ sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]
 
 import numpy as np  # noqa: E402
 
-from evalgate.cache import Cache  # noqa: E402
-from evalgate.config import GateConfig, load_config  # noqa: E402
-from evalgate.dataset import Golden  # noqa: E402
-from evalgate.gate import aggregate_suite, compare, decide  # noqa: E402
-from evalgate.judge import Judge  # noqa: E402
-from evalgate.models import Case, KnowledgeEntry, MetricValue  # noqa: E402
-from evalgate.prompts import load_prompt  # noqa: E402
-from evalgate.results import CaseResult, RunResult  # noqa: E402
-from evalgate.runner import run_evaluation  # noqa: E402
+from evalgate.core.config import GateConfig, load_config  # noqa: E402
+from evalgate.core.dataset import Golden  # noqa: E402
+from evalgate.core.gate import aggregate_suite, compare, decide  # noqa: E402
+from evalgate.core.models import Case, KnowledgeEntry, MetricValue  # noqa: E402
+from evalgate.core.prompts import load_prompt  # noqa: E402
+from evalgate.core.results import CaseResult, RunResult  # noqa: E402
+from evalgate.engine.cache import Cache  # noqa: E402
+from evalgate.engine.judge import Judge  # noqa: E402
+from evalgate.engine.runner import run_evaluation  # noqa: E402
 
 
 def synthetic_golden(n: int) -> Golden:
@@ -102,7 +102,7 @@ class FakeProcess:
 
 
 def bench_throughput(n: int, latency: float, concurrency: int) -> dict[str, object]:
-    from evalgate.providers.bedrock import BedrockCandidate, BedrockJudgeModel, TitanEmbedder
+    from evalgate.adapters.bedrock import BedrockCandidate, BedrockJudgeModel, TitanEmbedder
 
     golden = synthetic_golden(n)
     config = load_config(ROOT / "golden" / "gate.toml")
@@ -149,7 +149,7 @@ def bench_throughput(n: int, latency: float, concurrency: int) -> dict[str, obje
 
 
 def bench_local_embeddings(pairs: int) -> dict[str, object]:
-    from evalgate.providers.local import LocalEmbedder
+    from evalgate.adapters.local import LocalEmbedder
 
     rows = [json.loads(x) for x in (ROOT / "bench/data/stsb_test/stsb_test_sample.jsonl").read_text().splitlines()]
     rows = rows[:pairs]  # distinct sentences: repeats would be deduplicated, not embedded

@@ -10,7 +10,7 @@ shift all at once, still behind the pre-traffic hook (blue/green style). The rul
 3. anything else (stacks/, app.py, tests/, docs, golden cases, other cdk.json keys) -> ``all-at-once``;
 4. no usable diff (first run, unknown base commit, git error) -> ``canary`` (fail safe).
 
-A change of the judge (its prompt and rubrics in ``lambdas/evalgate/judge.py``, or ``judgeModelId`` /
+A change of the judge (its prompt and rubrics in ``lambdas/evalgate/engine/judge.py``, or ``judgeModelId`` /
 ``heavyJudgeModelId`` in ``cdk.json``) is its own change type, ``judge``: it does not change what the service
 answers (the mode follows the rules above), but the quality gate recalibrates the judge before the eval uses it
 (``evalgate calibrate --metric judge --if-needed`` in the gate step; ``evalgate tier`` reports it as ``judge``).
@@ -55,7 +55,7 @@ RUNTIME_SETTINGS: frozenset[str] = frozenset(
 
 # The judge: where its prompt and rubrics live, and the cdk.json context keys naming its models (the same
 # defaults as evalgate's [tiers] judge / judge_keys).
-JUDGE_PATTERNS: tuple[str, ...] = ("lambdas/evalgate/judge.py",)
+JUDGE_PATTERNS: tuple[str, ...] = ("lambdas/evalgate/engine/judge.py",)
 JUDGE_SETTINGS: frozenset[str] = frozenset({"judgeModelId", "heavyJudgeModelId"})
 
 

@@ -1,7 +1,7 @@
 """The AppConfig feature-flag document, modelled and validated at synth time.
 
 The service reads the flags with Powertools ``FeatureFlags`` over an ``AppConfigStore`` (see
-``lambdas/evalgate/flags.py``), so the rendered document uses the Powertools rule schema: non-boolean features
+``lambdas/store_assistant/flags.py``), so the rendered document uses the Powertools rule schema: non-boolean features
 (``boolean_type: false``) and ``MODULO_RANGE`` rules on ``cohort``, a 64-bit hash of the user or session id, so
 a user keeps the same variant on every request. Settings come from the ``featureFlags`` context object::
 
@@ -15,7 +15,7 @@ a user keeps the same variant on every request. Settings come from the ``feature
 
 Invalid content stops synth: unknown or badly named variants, overlapping cohorts, out-of-range rates, a
 variant model the service role may not invoke or a prompt that is not in ``prompts/`` (checked in settings),
-and finally the runtime's own validator (``evalgate.flags.validate_flag_document``: Powertools' schema +
+and finally the runtime's own validator (``evalgate.contracts.flags.validate_flag_document``: Powertools' schema +
 the service's model of the document).
 """
 
@@ -27,15 +27,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from evalgate.contracts.records import COHORT_KEY
+
 MODULO_BASE = 100
-COHORT_KEY = "cohort"  # evalgate.flags.COHORT_KEY
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # Bedrock model ids ("anthropic.claude-...:0"), inference-profile ids ("us.anthropic...") or a bedrock ARN.
 MODEL_ID_PATTERN = re.compile(
     r"^(arn:aws[a-z-]*:bedrock:[a-z0-9-]*:\d{0,12}:[a-z-]+/[A-Za-z0-9.:/_-]+|[a-z0-9-]+\.[A-Za-z0-9.:_-]+)$"
 )
 _MODEL = MODEL_ID_PATTERN
-# prompts/<name>/<version>/, e.g. "support/v1", "support/v2-concise" (evalgate.flags.VariantSpec.prompt_id)
+# prompts/<name>/<version>/, e.g. "support/v1", "support/v2-concise" (evalgate.contracts.flags.VariantSpec.prompt_id)
 PROMPT_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
 _PROMPT = PROMPT_ID_PATTERN
 
@@ -181,13 +182,13 @@ def validate_document(doc: dict[str, Any], lambdas_dir: str) -> None:
     if lambdas_dir not in sys.path:
         sys.path.insert(0, lambdas_dir)
     try:
-        from evalgate.flags import validate_flag_document
+        from evalgate.contracts.flags import validate_flag_document
     except ImportError:
         validate_flag_document = None
     if validate_flag_document is not None:
         try:
             validate_flag_document(doc, "featureFlags")
-        except Exception as exc:  # evalgate.errors.InputError lists every problem
+        except Exception as exc:  # evalgate.core.errors.InputError lists every problem
             raise FlagContentError(f"featureFlags: the rendered AppConfig document is invalid: {exc}") from None
         return
     from aws_lambda_powertools.utilities.feature_flags.schema import SchemaValidator

@@ -18,12 +18,11 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from evalgate.contracts.events import GATE_DETAIL, GATE_SOURCE
 from stacks.connections import match_connection_prefix
 from stacks.constructs.bedrock_access import acknowledge_profile_regions, model_statements
 from stacks.constructs.eval_results import PIPELINE_NAMESPACE, EvalResults, EvalResultsProps
 from stacks.constructs.eval_step import (
-    GATE_EVENT_DETAIL_TYPE,
-    GATE_EVENT_SOURCE,
     LOAD_BASELINE_KEY,
     EndpointCaller,
     EndpointTestProps,
@@ -234,7 +233,7 @@ class PipelineStack(Stack):
                           ))
         self.alerts.route("GateReview", description="EvalGate verdict REVIEW (pipeline waits for approval) -> notifier",
                           pattern=events.EventPattern(
-                              source=[GATE_EVENT_SOURCE], detail_type=[GATE_EVENT_DETAIL_TYPE],
+                              source=[GATE_SOURCE], detail_type=[GATE_DETAIL],
                               detail={"verdict": ["REVIEW"], "pipeline": [self.pipeline_name]},
                           ))
         acknowledge_profile_regions(self.pipeline, s.eval_model_ids)

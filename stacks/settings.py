@@ -13,7 +13,6 @@ import difflib
 import importlib
 import json
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any, Literal
@@ -64,20 +63,17 @@ _PROJECT = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
 
 def _evalgate(module: str) -> ModuleType:
     """A module of the ``evalgate`` library (lambdas/): the rules the stacks share with the code they ship."""
-    lambdas = str(REPO_ROOT / "lambdas")
-    if lambdas not in sys.path:
-        sys.path.insert(0, lambdas)
     return importlib.import_module(f"evalgate.{module}")
 
 
 def _latency() -> ModuleType:
-    """``evalgate.latency`` (the latency rules and the published TTFT table: one home for service and stacks)."""
-    return _evalgate("latency")
+    """``evalgate.core.latency`` (the latency rules and the published TTFT table: one home for service and stacks)."""
+    return _evalgate("core.latency")
 
 
 def load_guardrail(path: str) -> Any:
-    """The guardrail spec from the repository (``evalgate.guardrail_spec``: the code the pipeline tests it with)."""
-    errors, spec = _evalgate("errors"), _evalgate("guardrail_spec")
+    """The guardrail spec from the repository (``evalgate.engine.guardrail_spec``: what the pipeline tests it with)."""
+    errors, spec = _evalgate("core.errors"), _evalgate("engine.guardrail_spec")
     try:
         return spec.load_guardrail_spec(REPO_ROOT / path)
     except errors.InputError as exc:
@@ -171,7 +167,7 @@ class Settings(BaseModel):
 
     peak_rps: Annotated[float, Field(gt=0.0, le=5000.0)] = 2.0
     load_test_seconds: Annotated[int, Field(ge=10, le=1800)] = 60
-    # Latency (evalgate.latency): p95 time to first token <= ttftSloMs (staging load test, pre-traffic smoke, the
+    # Latency (evalgate.core.latency): p95 time to first token <= ttftSloMs (staging load test, pre-traffic smoke, the
     # Prod alarm); p95 total answer time <= baseline + min(totalRegressionMs, baseline x totalRegressionPct / 100)
     # (staging load test vs the last passing one, canary analysis vs the previous version).
     ttft_slo_ms: Annotated[int, Field(ge=50, le=60_000)] = 2000
@@ -444,10 +440,10 @@ class Settings(BaseModel):
         tolerance at or above the largest possible change, a rollback alarm longer than the canary."""
         from dataclasses import replace
 
-        power = _evalgate("canary_power")
+        power = _evalgate("release.canary_power")
         traffic = power.CanaryTraffic(self.peak_rps, self.canary_percent, self.canary_interval_minutes,
                                       self.flags.capture.sample_rate)
-        cfg = replace(_evalgate("canary").CanaryConfig(), min_judged=self.min_judged_samples,
+        cfg = replace(_evalgate("release.canary").CanaryConfig(), min_judged=self.min_judged_samples,
                       latency_budget=self.latency_budget)
         problems: list[str] = power.never_fires(traffic, cfg=cfg)
         t = self.alarm_thresholds
@@ -511,7 +507,7 @@ class Settings(BaseModel):
 
     @property
     def latency_budget(self) -> Any:
-        """The ``evalgate.latency.LatencyBudget`` these settings describe."""
+        """The ``evalgate.core.latency.LatencyBudget`` these settings describe."""
         return _latency().LatencyBudget(
             ttft_slo_ms=float(self.ttft_slo_ms),
             regression_ms=float(self.total_regression_ms) if self.total_regression_ms is not None else None,

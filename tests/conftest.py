@@ -102,7 +102,7 @@ def http_service() -> Iterator[HttpServiceFake]:
 def judge_records_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Calibration records for the judge models golden/gate.toml names, measured by `evalgate calibrate` against
     the loopback Bedrock fake answering as a judge that agrees with the human labels (tests/fakes/stand_in_judges)."""
-    from evalgate.config import load_config
+    from evalgate.core.config import load_config
     from tests.fakes.stand_in_judges import ROOT, agreeing, calibrate_through_cli, truth_table
 
     folder = tmp_path_factory.mktemp("judge-records")

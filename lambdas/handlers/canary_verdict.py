@@ -1,4 +1,4 @@
-"""Scheduled every minute: the canary verdict during the canary step (``evalgate.canary_live``), published as
+"""Scheduled every minute: the canary verdict during the canary step (``evalgate.release.canary_live``), published as
 ``CanaryVerdict`` per new version for the deployment group's alarm. Raises when a deployment could not even be
 attributed to a version, so the function's error alarm (also in the deployment group) stops it: fail closed.
 
@@ -13,10 +13,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from evalgate import telemetry as tm
-from evalgate.canary import CloudWatchSamples
-from evalgate.canary_live import LiveSettings, live_verdicts
-from handlers import publish_now
+from evalgate.adapters.lambda_runtime import publish_now
+from evalgate.contracts import telemetry as tm
+from evalgate.release.canary import CloudWatchSamples
+from evalgate.release.canary_live import LiveSettings, live_verdicts
 
 logger = Logger()
 _codedeploy: Any = None
@@ -25,7 +25,7 @@ _codedeploy: Any = None
 def get_codedeploy() -> Any:
     global _codedeploy
     if _codedeploy is None:
-        from evalgate.providers.aws import ClientSettings, make_client
+        from evalgate.adapters.aws import ClientSettings, make_client
 
         _codedeploy = make_client("codedeploy", ClientSettings.from_env(max_attempts=5, read_timeout=10.0))
     return _codedeploy

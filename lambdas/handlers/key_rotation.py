@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from evalgate import signing
+from evalgate.adapters import signing
 
 logger = Logger()
 _client: Any = None
@@ -16,7 +16,7 @@ _client: Any = None
 def client() -> Any:
     global _client
     if _client is None:
-        from evalgate.providers.aws import ClientSettings, make_client
+        from evalgate.adapters.aws import ClientSettings, make_client
 
         _client = make_client("secretsmanager", ClientSettings.from_env(read_timeout=10.0, retry_mode="standard"))
     return _client

@@ -14,9 +14,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from evalgate import notify
-from evalgate import telemetry as tm
-from handlers import idempotent, new_metrics, new_tracer, publish, version_dimensions
+from evalgate.adapters.lambda_runtime import idempotent, new_metrics, new_tracer, publish, version_dimensions
+from evalgate.contracts import telemetry as tm
+from evalgate.release import notify
 
 logger = Logger()
 tracer = new_tracer()
@@ -27,7 +27,7 @@ EVENT_DEDUP_S = 7 * 24 * 3600  # longer than EventBridge's retries (24 h at most
 
 def client(service: str) -> Any:
     if service not in _clients:
-        from evalgate.providers.aws import ClientSettings, make_client
+        from evalgate.adapters.aws import ClientSettings, make_client
 
         _clients[service] = make_client(
             service,

@@ -19,9 +19,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from evalgate import online
-from evalgate.retrieval import KnowledgeIndex, load_index
-from handlers import idempotent, is_sqs_batch, new_tracer, publish_now
+from evalgate.adapters.lambda_runtime import idempotent, is_sqs_batch, new_tracer, publish_now
+from evalgate.core.knowledge import KnowledgeIndex, load_index
+from evalgate.release import online
 
 logger = Logger()
 tracer = new_tracer()
@@ -45,9 +45,9 @@ def judge() -> Any:
             logger.error("JUDGE_MODEL_ID is not set: answers get rule checks only and count as Unscored")
             _state["judge"] = None
         else:
-            from evalgate.judge import Judge
-            from evalgate.providers.bedrock import BedrockJudgeModel
-            from evalgate.retry import RetryPolicy
+            from evalgate.adapters.bedrock import BedrockJudgeModel
+            from evalgate.core.retry import RetryPolicy
+            from evalgate.engine.judge import Judge
 
             # Records are judged one at a time; each invocation bounds the retries by its remaining time.
             _state["judge"] = Judge(BedrockJudgeModel(model_id), policy=RetryPolicy(1, time_budget=None))
@@ -61,7 +61,7 @@ def policy() -> online.SamplingPolicy:
     if not name:
         return online.SamplingPolicy(None, max_rate)
     if "weights" not in _state:
-        from evalgate.providers.aws import make_client
+        from evalgate.adapters.aws import make_client
 
         _state["weights"] = online.AliasWeights(make_client("lambda"), name, os.environ.get("SERVICE_ALIAS") or "live")
     return online.SamplingPolicy(_state["weights"].get(), max_rate)
@@ -69,7 +69,7 @@ def policy() -> online.SamplingPolicy:
 
 def open_live_tickets(rows: list[dict[str, Any]]) -> None:
     """A ticket per hallucinated live answer (deduplicated by question and claims); never fails the batch."""
-    from evalgate.tickets import OpsCenterTickets, live_finding
+    from evalgate.release.tickets import OpsCenterTickets, live_finding
 
     for row in rows:
         if row.get("hallucinated") is not True:

@@ -14,9 +14,10 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import CodeDeployLifecycleHookEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from evalgate import deploy_hooks as hooks
-from evalgate import telemetry as tm
-from handlers import hook_once, new_metrics, new_tracer, publish, version_dimensions
+from evalgate.adapters.lambda_runtime import new_metrics, new_tracer, publish, version_dimensions
+from evalgate.contracts import telemetry as tm
+from evalgate.release import deploy_hooks as hooks
+from handlers import hook_once
 
 logger = Logger()
 tracer = new_tracer()

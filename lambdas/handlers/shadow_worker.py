@@ -16,9 +16,16 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from evalgate import shadow
-from evalgate import telemetry as tm
-from handlers import idempotent, is_sqs_batch, new_metrics, new_tracer, publish, version_dimensions
+from evalgate.adapters.lambda_runtime import (
+    idempotent,
+    is_sqs_batch,
+    new_metrics,
+    new_tracer,
+    publish,
+    version_dimensions,
+)
+from evalgate.contracts import telemetry as tm
+from evalgate.release import shadow
 
 logger = Logger()
 tracer = new_tracer()

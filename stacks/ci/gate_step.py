@@ -71,8 +71,6 @@ CONTENT_TYPES = {".html": "text/html", ".md": "text/markdown", ".json": "applica
 SNS_SUBJECT_MAX = 100
 SNS_MESSAGE_MAX = 200_000
 APPROVAL_SUMMARY_MAX = 512
-GATE_EVENT_SOURCE = "evalgate"  # evalgate.notify.GATE_SOURCE
-GATE_EVENT_DETAIL_TYPE = "EvalGate Verdict"  # evalgate.notify.GATE_DETAIL
 
 
 # --------------------------------------------------------------------------------------------- pure decisions
@@ -414,10 +412,10 @@ class Gate:
         self.sns.publish(TopicArn=self.cfg.topic_arn, Subject=subject[:SNS_SUBJECT_MAX], Message=body[:SNS_MESSAGE_MAX])
 
     def review_event(self, results: dict[str, Any]) -> dict[str, Any] | None:
-        """The notifier's ``EvalGate Verdict`` detail (``evalgate.notify.gate_event_detail``), or None."""
+        """The notifier's ``EvalGate Verdict`` detail (``evalgate.contracts.events.gate_event_detail``), or None."""
         try:
-            from evalgate.notify import gate_event_detail
-            from evalgate.results import RunResult
+            from evalgate.contracts.events import gate_event_detail
+            from evalgate.core.results import RunResult
 
             run = RunResult.model_validate(results)
             detail: dict[str, Any] = gate_event_detail(run, report_url=self.cfg.report_link(),
@@ -431,9 +429,11 @@ class Gate:
     def send_review(self, results: dict[str, Any], fallback_subject: str, fallback_body: str) -> str:
         detail = self.review_event(results) if self.events is not None else None
         if detail is not None:
+            from evalgate.contracts.events import GATE_DETAIL, GATE_SOURCE  # importable: the detail was built
+
             try:
                 sent = self.events.put_events(Entries=[{
-                    "Source": GATE_EVENT_SOURCE, "DetailType": GATE_EVENT_DETAIL_TYPE, "Detail": json.dumps(detail),
+                    "Source": GATE_SOURCE, "DetailType": GATE_DETAIL, "Detail": json.dumps(detail),
                 }])
                 if not sent.get("FailedEntryCount"):
                     return "event"

@@ -53,7 +53,7 @@ class CanaryDeploymentProps:
     embeddings_model_id: str
     golden_dir: str
     sample_grace_seconds: int = 0
-    # evalgate.latency: the smoke set's p95 TTFT (pre-traffic) and total time vs the previous version (canary)
+    # evalgate.core.latency: the smoke set's p95 TTFT (pre-traffic) and total time vs the previous version (canary)
     ttft_slo_ms: int | None = None
     total_regression_ms: int | None = None
     total_regression_pct: float | None = None
@@ -173,7 +173,7 @@ class CanaryDeployment(Construct):
 
     @staticmethod
     def _total_time_env(props: CanaryDeploymentProps) -> dict[str, str]:
-        """evalgate.latency's total-time tolerance for both hooks (unset: total time is reported, not gated)."""
+        """evalgate.core.latency's total-time tolerance for both hooks (unset: total time is reported, not gated)."""
         env = {}
         if props.total_regression_ms is not None:
             env["TOTAL_REGRESSION_MS"] = str(props.total_regression_ms)

@@ -2,7 +2,7 @@
 
 * ``handlers.canary_verdict`` runs every minute (EventBridge schedule). For each in-progress deployment of the
   group whose traffic shift has begun it judges the new version against the previous one
-  (``evalgate.canary_live``) and publishes ``CanaryVerdict`` (1 = failed) with ``FunctionVersion`` = the new
+  (``evalgate.release.canary_live``) and publishes ``CanaryVerdict`` (1 = failed) with ``FunctionVersion`` = the new
   version; the final verdict is rendered ``VERDICT_LEAD_MINUTES`` before the step ends, and fails closed when
   too few judged answers have arrived.
 * Three alarms join the deployment group's alarm list, so CodeDeploy stops and rolls back while only the canary
@@ -28,7 +28,7 @@ from constructs import Construct
 from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
 from stacks.nag import acknowledge, nag_text
 
-VERDICT_METRIC = "CanaryVerdict"  # evalgate.telemetry.CANARY_VERDICT
+VERDICT_METRIC = "CanaryVerdict"  # evalgate.contracts.telemetry.CANARY_VERDICT
 HEARTBEAT_MINUTES = 3
 
 

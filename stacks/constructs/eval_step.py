@@ -27,6 +27,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import IConstruct
 
+from evalgate.contracts.events import GATE_SOURCE
 from stacks.constructs.bedrock_access import guardrail_statement, model_statements
 from stacks.nag import acknowledge, nag_text
 
@@ -37,8 +38,6 @@ INSTALL = [
 ]
 EVAL_OUT = "out/eval"
 GATE_SCRIPT = "stacks/ci/gate_step.py"
-GATE_EVENT_SOURCE = "evalgate"
-GATE_EVENT_DETAIL_TYPE = "EvalGate Verdict"
 
 
 def junit_reports(report_group_arn: str, base_directory: str, files: list[str] | None = None) -> dict[str, Any]:
@@ -403,7 +402,7 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
         iam.PolicyStatement(sid="PublishGateNotices", actions=["sns:Publish"], resources=[p.topic.topic_arn]),
         iam.PolicyStatement(sid="SendReviewEvent", actions=["events:PutEvents"],
                             resources=[default_event_bus_arn(scope)],
-                            conditions={"StringEquals": {"events:source": GATE_EVENT_SOURCE}}),
+                            conditions={"StringEquals": {"events:source": GATE_SOURCE}}),
         iam.PolicyStatement(sid="EncryptForTopic", actions=["kms:GenerateDataKey", "kms:Decrypt"],
                             resources=[p.topic_key.key_arn]),
         iam.PolicyStatement(sid="FindApproval", actions=["codepipeline:GetPipelineState"],

@@ -1,4 +1,4 @@
-"""The service's Bedrock guardrail, provisioned from ``guardrails/*.toml`` (``evalgate.guardrail_spec``).
+"""The service's Bedrock guardrail, provisioned from ``guardrails/*.toml`` (``evalgate.engine.guardrail_spec``).
 
 ``AWS::Bedrock::Guardrail`` holds the working draft; ``AWS::Bedrock::GuardrailVersion`` is the immutable
 version the service and the online judge use. The version's logical id and description carry the config's

@@ -12,7 +12,7 @@ Rollback alarms (missing data = not breaching: no evidence is not bad evidence):
     a handful of votes — one unhappy user — never rolls a release back)
 Total answer time against the previous version cannot be an alarm: which version was live before is known
 only at deployment time, not at synth. The AfterAllowTraffic canary analysis compares it (``Latency`` of both
-versions, the +ms / +% rule of ``evalgate.latency``) and fails the deployment, which rolls it back.
+versions, the +ms / +% rule of ``evalgate.core.latency``) and fails the deployment, which rolls it back.
 Minimum-sample alarm (missing data = BREACHING: a canary nobody judged never promotes):
     JudgedCount sum over the canary window < min_judged_samples -- only where a canary analysis reads it
     (``min_judged_samples`` None for all-at-once stacks: there it would sit in ALARM with nothing to act on)
@@ -37,7 +37,7 @@ VERSION_DIMENSION = "FunctionVersion"
 class QualityAlarmsProps:
     version: lambda_.IVersion
     thresholds: AlarmThresholds
-    ttft_slo_ms: int  # p95 time to first token (evalgate.latency)
+    ttft_slo_ms: int  # p95 time to first token (evalgate.core.latency)
     min_judged_samples: int | None  # None: no canary analysis reads it, so no minimum-sample alarm
     window_minutes: int  # the canary interval: how long the new version gets to collect judged samples
     name_prefix: str

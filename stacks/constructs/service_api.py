@@ -104,7 +104,7 @@ class ServiceApi(Construct):
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
         self.function = props.bundle.function(self, "Function", FunctionSpec(
-            handler="handlers.service.handler",
+            handler="store_assistant.handler.handler",
             description=f"{props.project} {props.stage}: customer-support assistant (Bedrock Converse)",
             environment=env,
             timeout=Duration.seconds(29),  # HTTP API integration limit is 30 s

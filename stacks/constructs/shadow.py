@@ -7,7 +7,8 @@ service --(flag ``shadow_enabled``, ``shadow_sample_rate``)--> shadow queue (KMS
 The ``shadow`` alias points at the CANDIDATE: the version this deployment publishes (CloudFormation moves it with
 the stack update), while ``live`` moves only through CodeDeploy. During a canary, requests answered by the previous
 version are replayed on the candidate; requests the candidate answered itself (the canary arm, and all of them
-once it is promoted and ``live`` = ``shadow``) are skipped by the worker (``evalgate.shadow.replay``, which reads
+once it is promoted and ``live`` = ``shadow``) are skipped by the worker (``evalgate.release.shadow.replay``,
+which reads
 the alias with ``lambda:GetAlias``), so no pair ever compares a version with itself.
 """
 

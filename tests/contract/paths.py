@@ -44,7 +44,7 @@ class RuntimePath:
 
 
 PATHS: dict[str, RuntimePath] = {p.name: p for p in [
-    RuntimePath("service", "service", "handlers.service.handler", None, {
+    RuntimePath("service", "service", "store_assistant.handler.handler", None, {
         ("appconfigdata", "StartConfigurationSession"): "/configuration/",
         ("appconfigdata", "GetLatestConfiguration"): "/configuration/",
         ("bedrock-runtime", "Converse"): "inference-profile/",

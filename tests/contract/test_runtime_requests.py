@@ -289,9 +289,9 @@ def test_online_judge_with_the_doc_sqs_event(monkeypatch: pytest.MonkeyPatch, aw
 
 
 def test_service_with_the_doc_http_api_v2_event(monkeypatch: pytest.MonkeyPatch, aws: AwsRecorder) -> None:
-    from evalgate import flags
-    from handlers import service as h
     from stacks.feature_flags_model import FeatureFlagsConfig
+    from store_assistant import flags
+    from store_assistant import handler as h
 
     for k, v in {"AWS_REGION": REGION, "AWS_LAMBDA_FUNCTION_VERSION": "7", "AWS_LAMBDA_FUNCTION_NAME": "svc",
                  "MODEL_ID": SONNET, "PROMPT_ID": "support/v1", "CANARY_TOKEN": "CANARY-1",
@@ -443,7 +443,7 @@ def test_known_error_ticket_requests(aws: AwsRecorder) -> None:
     finding creates an OpsItem, the same finding again counts on it, open high-stakes tickets are counted."""
     import boto3
 
-    from evalgate.tickets import OpsCenterTickets, live_finding
+    from evalgate.release.tickets import OpsCenterTickets, live_finding
 
     tickets = OpsCenterTickets(boto3.client("ssm", region_name=REGION))
     finding = live_finding("Are returns free?", "Yes, returns are free forever.", ["returns are free forever"])

@@ -258,7 +258,7 @@ def _mismatched(baseline_run: Path, tmp_path: Path, kind: str) -> tuple[Path, Pa
     if kind == "no shared case":
         for c in data["cases"]:
             c["id"] = "old-" + c["id"]
-        from evalgate.dataset import load_golden
+        from evalgate.core.dataset import load_golden
 
         here = len(load_golden(golden).cases)
         reason = f"the baseline shares no case id with this run ({len(data['cases'])} baseline cases, {here} here)"

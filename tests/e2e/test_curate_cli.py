@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evalgate.cli import main
-from evalgate.dataset import load_golden
+from evalgate.core.dataset import load_golden
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = Path(__file__).parent / "data" / "judged"

@@ -81,7 +81,7 @@ def test_a_passing_run_with_a_hallucination_opens_one_ticket(tmp_path: Path, mon
         made.append(service)
         return ssm
 
-    monkeypatch.setattr("evalgate.providers.aws.make_client", make_client)
+    monkeypatch.setattr("evalgate.adapters.aws.make_client", make_client)
     with stub:
         code = offline(
             "--candidate", f"replay:{replay}", "--out", str(tmp_path / "out"), "--no-cache", "--tickets", "opscenter"

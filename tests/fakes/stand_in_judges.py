@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from evalgate.dataset import load_knowledge
-from evalgate.judge_calibration import labelled_items
-from evalgate.providers.base import JudgeCall, ToolSpec
+from evalgate.core.dataset import load_knowledge
+from evalgate.core.ports import JudgeCall, ToolSpec
+from evalgate.engine.judge_calibration import labelled_items
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "data"

@@ -20,8 +20,8 @@ from stacks.change_type import (
 
 
 @pytest.mark.parametrize("paths", [
-    ["lambdas/handlers/service.py"],
-    ["lambdas/evalgate/judge.py", "README.md"],
+    ["lambdas/store_assistant/handler.py"],
+    ["lambdas/evalgate/engine/judge.py", "README.md"],
     ["prompts/support/v1/system.md"],
     ["golden/knowledge/returns.md"],
     ["requirements-lambda.txt"],
@@ -103,9 +103,9 @@ def test_cli_classifies_a_real_git_diff(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_a_judge_change_is_its_own_change_type() -> None:
-    assert change_types(["lambdas/evalgate/judge.py"]) == ["runtime", "judge"]  # bundled evalgate: canary too
+    assert change_types(["lambdas/evalgate/engine/judge.py"]) == ["runtime", "judge"]  # bundled evalgate: canary too
     assert change_types(["cdk.json"], {"judgeModelId"}) == ["infrastructure", "judge"]
     assert change_types(["cdk.json"], {"heavyJudgeModelId", "branch"}) == ["infrastructure", "judge"]
-    assert change_types(["lambdas/handlers/service.py"], {"generatorModelId"}) == ["runtime"]
+    assert change_types(["lambdas/store_assistant/handler.py"], {"generatorModelId"}) == ["runtime"]
     assert not judge_changed(["stacks/service_stack.py"], {"branch"})
     assert judge_changed(None)  # unknown diff: recalibration is checked (fail safe)

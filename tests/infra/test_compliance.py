@@ -120,7 +120,7 @@ def test_service_role_invokes_only_the_generator_models(synth: Synth) -> None:
     s = synth.built.settings
     resources = synth.templates[PROD]["Resources"]
     fn = next(v for v in resources.values() if v["Type"] == "AWS::Lambda::Function"
-              and v["Properties"]["Handler"] == "handlers.service.handler")
+              and v["Properties"]["Handler"] == "store_assistant.handler.handler")
     role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
     granted = set()
     for res in resources.values():
@@ -153,7 +153,7 @@ def test_conversestream_callers_may_invoke_with_response_stream(synth: Synth) ->
     generator = {s.generator_model_id, s.generator_model_id.split(".", 1)[1]}
     resources = synth.templates[PROD]["Resources"]
     fn = next(v for v in resources.values() if v["Type"] == "AWS::Lambda::Function"
-              and v["Properties"]["Handler"] == "handlers.service.handler")
+              and v["Properties"]["Handler"] == "store_assistant.handler.handler")
     service = _role_bedrock_grants(synth, PROD, fn["Properties"]["Role"]["Fn::GetAtt"][0])
     assert service["bedrock:InvokeModelWithResponseStream"] == generator
     pipeline = synth.templates[PIPELINE]["Resources"]

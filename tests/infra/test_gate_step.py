@@ -267,7 +267,7 @@ class FakeEvents:
 
 
 def test_review_goes_to_the_notifier_as_an_eventbridge_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalgate.results import RunResult, Verdict
+    from evalgate.core.results import RunResult, Verdict
 
     monkeypatch.chdir(tmp_path)
     gate, _, sns, pipeline, _, runner = make(tmp_path, 3)

@@ -60,7 +60,7 @@ def test_the_service_uses_that_version_and_may_apply_only_that_guardrail(synth: 
     service = next(
         v
         for v in synth.resources(stack, "AWS::Lambda::Function").values()
-        if v["Properties"].get("Handler") == "handlers.service.handler"
+        if v["Properties"].get("Handler") == "store_assistant.handler.handler"
     )
     env = service["Properties"]["Environment"]["Variables"]
     assert env["GUARDRAIL_ID"] == {"Fn::GetAtt": [guardrail_id, "GuardrailId"]}
@@ -77,7 +77,7 @@ def test_a_config_change_makes_a_new_guardrail_version_and_a_new_lambda_version(
     from aws_cdk import aws_lambda as lambda_
     from aws_cdk.assertions import Template
 
-    from evalgate.guardrail_spec import load_guardrail_spec
+    from evalgate.engine.guardrail_spec import load_guardrail_spec
     from stacks.constructs.guardrail import Guardrail
 
     changed = tmp_path / "g.toml"

@@ -18,7 +18,7 @@ from .conftest import REPO
 
 def _fake_repo(root: Path) -> Path:
     for rel, text in {
-        "lambdas/handlers/service.py": "def handler(e, c): ...\n",
+        "lambdas/store_assistant/handler.py": "def handler(e, c): ...\n",
         "lambdas/evalgate/__init__.py": "",
         "lambdas/evalgate/__pycache__/x.cpython-313.pyc": "junk",
         "lambdas/evalgate.egg-info/PKG-INFO": "Name: evalgate",
@@ -36,7 +36,7 @@ def test_code_bundle_copies_lambdas_prompts_and_knowledge(tmp_path: Path) -> Non
     repo = _fake_repo(tmp_path / "repo")
     out = tmp_path / "out"
     assert CopyTreesBundler(CODE_TREES, repo).try_bundle(str(out)) is True
-    assert (out / "handlers/service.py").is_file()  # handler "handlers.service.handler" at the code root
+    assert (out / "store_assistant/handler.py").is_file()  # handler "store_assistant.handler.handler" at the code root
     assert (out / "prompts/support/v1/system.md").is_file()
     assert (out / "golden/knowledge/returns.md").is_file()
     assert not (out / "golden/cases.jsonl").exists()

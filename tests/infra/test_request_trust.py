@@ -125,7 +125,7 @@ def test_the_authorized_api_is_the_only_way_in_from_outside(iam_app: Any) -> Non
         template = templates[stack]
         assert _of_type(template, "AWS::Lambda::Url") == {}
         [api_id] = _of_type(template, "AWS::ApiGatewayV2::Api")
-        service_id, _ = _function(template, "handlers.service.handler")
+        service_id, _ = _function(template, "store_assistant.handler.handler")
         targets = {service_id} | {k for k, a in _of_type(template, "AWS::Lambda::Alias").items()
                                   if service_id in json.dumps(a["FunctionName"])}
         permissions = [p for p in _of_type(template, "AWS::Lambda::Permission").values()
@@ -210,7 +210,7 @@ def test_the_signing_secret_and_the_vote_ledger_are_wired_with_least_privilege(s
         "SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]},
     }
 
-    _, service = _function(template, "handlers.service.handler")
+    _, service = _function(template, "store_assistant.handler.handler")
     env = service["Environment"]["Variables"]
     assert env["EVALGATE_SIGNING_SECRET"] == {"Ref": secret_id}
     assert env["FEEDBACK_TABLE"] == {"Ref": table_id}

@@ -83,8 +83,8 @@ def test_min_sample_alarm_breaches_on_missing_data(synth: Synth) -> None:
 
 @pytest.mark.parametrize("stack", [STAGING, PROD])
 def test_alarms_and_dashboard_name_only_metrics_the_runtime_publishes(synth: Synth, stack: str) -> None:
-    """The metric-name contract is evalgate.telemetry: an alarm on a name nothing publishes could never fire."""
-    from evalgate import telemetry as tm
+    """The metric-name contract is evalgate.contracts.telemetry: an alarm on an unpublished name never fires."""
+    from evalgate.contracts import telemetry as tm
 
     names = {a["MetricName"] for a in _alarms(synth, stack).values()}
     assert names <= set(tm.UNITS), names - set(tm.UNITS)
@@ -205,7 +205,7 @@ def test_pre_traffic_hook_targets_the_new_version_only(synth: Synth) -> None:
     # the smoke prompts are also timed on the previous version, through the alias that still serves it
     (timed,) = [st for st in invoke if st["Sid"] == "TimePreviousVersion"]
     function = next(k for k, v in synth.resources(PROD, "AWS::Lambda::Function").items()
-                    if v["Properties"]["Handler"] == "handlers.service.handler")
+                    if v["Properties"]["Handler"] == "store_assistant.handler.handler")
     assert timed["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [function, "Arn"]}, ":live"]]}
     assert env["BASELINE_QUALIFIER"] == "live"
 
@@ -320,7 +320,7 @@ def test_event_rules_route_rollbacks_to_the_notifier(synth: Synth) -> None:
 
 
 def test_service_function_runtime_layers_alias_and_api(synth: Synth) -> None:
-    _, fn = _function(synth, PROD, "handlers.service.handler")
+    _, fn = _function(synth, PROD, "store_assistant.handler.handler")
     props = fn["Properties"]
     assert props["Runtime"] == "python3.13" and props["Architectures"] == ["arm64"]
     assert props["TracingConfig"] == {"Mode": "Active"}
@@ -340,7 +340,7 @@ def test_service_function_runtime_layers_alias_and_api(synth: Synth) -> None:
 
 
 CONTRACT_ENV = {
-    "handlers.service.handler": {
+    "store_assistant.handler.handler": {
         "PROMPT_ID", "MODEL_ID", "GUARDRAIL_ID", "GUARDRAIL_VERSION", "CAPTURE_QUEUE_URL", "SHADOW_QUEUE_URL",
         "APPCONFIG_APPLICATION", "APPCONFIG_ENVIRONMENT", "APPCONFIG_PROFILE", "CANARY_TOKEN",
         "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "EVALGATE_PROMPTS_DIR", "EVALGATE_KNOWLEDGE_DIR",

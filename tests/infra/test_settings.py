@@ -176,7 +176,7 @@ def test_an_slo_below_the_models_published_time_to_first_token_stops_synth() -> 
 
 
 def test_app_py_refuses_an_unattainable_slo_without_lambdas_on_the_path() -> None:
-    """The settings read the TTFT table from lambdas/evalgate/latency.py even when `cdk synth` runs app.py bare."""
+    """The settings read the TTFT table from lambdas/evalgate/core/latency.py even when `cdk synth` runs app.py bare."""
     flags = {"variants": {"control": {"model_id": HAIKU_35, "prompt_version": "support/v1"}}}
     ctx = cdk_context(generatorModelId=HAIKU_35, featureFlags=flags, ttftSloMs=300)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

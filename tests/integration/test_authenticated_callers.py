@@ -19,10 +19,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from moto import mock_aws
 
-from evalgate.errors import InputError, ProviderError
-from evalgate.models import Case
-from evalgate.providers.http_endpoint import HttpCandidate, execute_api_region, http_candidate_from_env
-from evalgate.signing import SYNTHETIC_HEADER, SecretKeySource, is_synthetic
+from evalgate.adapters.http_endpoint import HttpCandidate, execute_api_region, http_candidate_from_env
+from evalgate.adapters.signing import SYNTHETIC_HEADER, SecretKeySource, is_synthetic
+from evalgate.core.errors import InputError, ProviderError
+from evalgate.core.models import Case
 from tests.fakes.http_service_fake import HttpServiceFake, Reply
 
 CASE = Case(id="refund-window", category="refunds", prompt="How many days do I have to get a refund?", reference="x")

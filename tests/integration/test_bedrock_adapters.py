@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from evalgate.errors import InputError, ProviderError, ThrottledError
-from evalgate.models import Case, Injection, KnowledgeEntry, Turn
-from evalgate.prompts import PromptTemplate
-from evalgate.providers.aws import ClientSettings, make_client
-from evalgate.providers.base import Candidate, Embedder, JudgeModel, ToolSpec
-from evalgate.providers.bedrock import BedrockCandidate, BedrockJudgeModel, TitanEmbedder
+from evalgate.adapters.aws import ClientSettings, make_client
+from evalgate.adapters.bedrock import BedrockCandidate, BedrockJudgeModel, TitanEmbedder
+from evalgate.core.errors import InputError, ProviderError, ThrottledError
+from evalgate.core.models import Case, Injection, KnowledgeEntry, Turn
+from evalgate.core.ports import Candidate, Embedder, JudgeModel, ToolSpec
+from evalgate.core.prompts import PromptTemplate
 from tests.fakes.bedrock_fake import (
     GUARDRAIL_MESSAGE,
     BedrockFake,

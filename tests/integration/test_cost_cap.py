@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from evalgate.adapters.bedrock import BedrockCandidate, BedrockJudgeModel, TitanEmbedder
 from evalgate.cli import main
-from evalgate.config import load_config
-from evalgate.cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel, call_cost
-from evalgate.dataset import load_golden
-from evalgate.judge import Judge
-from evalgate.prompts import load_prompt
-from evalgate.providers.bedrock import BedrockCandidate, BedrockJudgeModel, TitanEmbedder
-from evalgate.runner import run_evaluation
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.prompts import load_prompt
+from evalgate.engine.cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel, call_cost
+from evalgate.engine.judge import Judge
+from evalgate.engine.runner import run_evaluation
 from tests.fakes.bedrock_fake import BedrockFake
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,12 +13,12 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from evalgate.config import GateConfig, load_config
-from evalgate.dataset import load_golden
-from evalgate.errors import ProviderError
-from evalgate.evaljobs import EvaluationJobJudge
-from evalgate.providers.replay import ReplayCandidate
-from evalgate.runner import run_evaluation
+from evalgate.adapters.replay import ReplayCandidate
+from evalgate.core.config import GateConfig, load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.errors import ProviderError
+from evalgate.engine.evaljobs import EvaluationJobJudge
+from evalgate.engine.runner import run_evaluation
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = load_golden(ROOT / "golden", ["regression"])
@@ -306,6 +306,6 @@ def test_busy_slot_times_out_with_the_job_in_the_way(config: GateConfig):
 
 
 def _gen(case_id: str) -> Any:
-    from evalgate.models import Generation
+    from evalgate.core.models import Generation
 
     return Generation(case_id=case_id, output="Within 30 days.")

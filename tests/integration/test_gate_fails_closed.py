@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.cache import Cache
-from evalgate.config import load_config
-from evalgate.dataset import load_golden
-from evalgate.judge import Judge
-from evalgate.prompts import load_prompt
-from evalgate.providers.bedrock import BedrockCandidate, BedrockJudgeModel, TitanEmbedder
-from evalgate.retry import DEFAULT_MALFORMED_ATTEMPTS, RetryPolicy
-from evalgate.runner import run_evaluation
+from evalgate.adapters.bedrock import BedrockCandidate, BedrockJudgeModel, TitanEmbedder
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.prompts import load_prompt
+from evalgate.core.retry import DEFAULT_MALFORMED_ATTEMPTS, RetryPolicy
+from evalgate.engine.cache import Cache
+from evalgate.engine.judge import Judge
+from evalgate.engine.runner import run_evaluation
 from tests.fakes.bedrock_fake import BedrockFake, Error, FakeRequest, Text, hang
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ from botocore.stub import ANY, Stubber
 from botocore.validate import validate_parameters
 
 from evalgate.cli import main
-from evalgate.errors import InputError, ProviderError
-from evalgate.guardrail_spec import CandidateGuardrail, load_guardrail_spec
+from evalgate.core.errors import InputError, ProviderError
+from evalgate.engine.guardrail_spec import CandidateGuardrail, load_guardrail_spec
 from tests.fakes.bedrock_fake import DUMMY_CREDENTIALS, BedrockFake
 from tests.fakes.guardrail_control_fake import GuardrailControlFake
 from tests.integration.test_guardrail_suite import GuardrailFake

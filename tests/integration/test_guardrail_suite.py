@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
+from evalgate.adapters.replay import ReplayCandidate
 from evalgate.cli import main
-from evalgate.config import load_config
-from evalgate.dataset import load_golden
-from evalgate.guardrails import GuardrailChecker
-from evalgate.providers.replay import ReplayCandidate
-from evalgate.results import RunResult
-from evalgate.retry import RetryPolicy
-from evalgate.runner import run_evaluation
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.results import RunResult
+from evalgate.core.retry import RetryPolicy
+from evalgate.engine.guardrails import GuardrailChecker
+from evalgate.engine.runner import run_evaluation
 from tests.fakes.bedrock_fake import DUMMY_CREDENTIALS, BedrockFake
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from evalgate.deploy_hooks import CodeDeployReporter
+from evalgate.release.deploy_hooks import CodeDeployReporter
 from tests.fakes.aws_lambda import context_factory
 from tests.fakes.idempotency import create_idempotency_table, records
 
@@ -204,7 +204,7 @@ def test_cloudwatch_failure_reports_failed(world: dict[str, Any], monkeypatch: p
     monkeypatch.setattr(world["h"], "_reporter", reporter)
     from botocore.exceptions import ClientError
 
-    from evalgate.canary import CloudWatchSamples
+    from evalgate.release.canary import CloudWatchSamples
 
     def denied(self: Any, *a: Any) -> Any:
         raise ClientError(
@@ -218,7 +218,7 @@ def test_cloudwatch_failure_reports_failed(world: dict[str, Any], monkeypatch: p
 
 
 def test_time_budget_running_out_reports_failed(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalgate import deploy_hooks
+    from evalgate.release import deploy_hooks
 
     reporter, stub = codedeploy("Failed", with_appspec=False)
     monkeypatch.setattr(world["h"], "_reporter", reporter)

@@ -151,7 +151,7 @@ def test_an_obvious_regression_stops_the_canary_at_an_interim_look(
 def test_unreadable_metrics_fail_closed(world: dict[str, Any], monkeypatch: Any, capsys: Any) -> None:
     from botocore.exceptions import ClientError
 
-    from evalgate.canary import CloudWatchSamples
+    from evalgate.release.canary import CloudWatchSamples
 
     def denied(self: Any, *a: Any) -> Any:
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetMetricData")
@@ -179,8 +179,8 @@ def test_unreadable_metrics_fail_closed(world: dict[str, Any], monkeypatch: Any,
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], fragment: str) -> None:
-    from evalgate.canary_live import LiveSettings
-    from evalgate.errors import InputError
+    from evalgate.core.errors import InputError
+    from evalgate.release.canary_live import LiveSettings
 
     with pytest.raises(InputError, match=fragment):
         LiveSettings.from_env(env)

@@ -322,7 +322,7 @@ def test_a_live_canary_verdict_rollback_shows_the_canary_analysis(world: dict[st
 
 
 def test_worst_examples_from_the_judged_records_in_s3(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalgate.online import JudgedWriter
+    from evalgate.release.online import JudgedWriter
 
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="evalgate-data")

@@ -237,7 +237,7 @@ def test_a_redelivered_capture_is_judged_and_counted_once(
 def test_a_judge_crash_leaves_no_record_so_the_redelivery_is_judged(
     h: Any, ddb: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from evalgate import online
+    from evalgate.release import online
 
     real = online.judge_capture
     down = {"r-crash"}
@@ -262,7 +262,7 @@ def test_hallucinated_live_answers_open_one_ticket_counted_on_repeats(h: Any, mo
     import boto3
     from botocore.stub import ANY, Stubber
 
-    from evalgate.tickets import OpsCenterTickets
+    from evalgate.release.tickets import OpsCenterTickets
 
     monkeypatch.setenv("KNOWN_ERROR_TICKETS", "opscenter")
     ssm = boto3.client("ssm", region_name="us-east-1")
@@ -302,7 +302,7 @@ def test_a_ticket_system_that_is_down_never_fails_the_batch(h: Any, monkeypatch:
     import boto3
     from botocore.stub import Stubber
 
-    from evalgate.tickets import OpsCenterTickets
+    from evalgate.release.tickets import OpsCenterTickets
 
     monkeypatch.setenv("KNOWN_ERROR_TICKETS", "opscenter")
     ssm = boto3.client("ssm", region_name="us-east-1")

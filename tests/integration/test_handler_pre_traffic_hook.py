@@ -20,8 +20,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from evalgate.dataset import load_golden
-from evalgate.deploy_hooks import CodeDeployReporter, PreTrafficSettings, pre_traffic_smoke
+from evalgate.core.dataset import load_golden
+from evalgate.release.deploy_hooks import CodeDeployReporter, PreTrafficSettings, pre_traffic_smoke
 from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, FakeRequest
 from tests.fakes.idempotency import create_idempotency_table, records
@@ -91,7 +91,7 @@ def world(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake, bundle: Pa
     }.items():
         monkeypatch.setenv(k, v)
     from handlers import pre_traffic_hook as h
-    from handlers import service as svc
+    from store_assistant import handler as svc
 
     monkeypatch.setattr(svc, "_service", None)
     with LambdaInvokeFake(svc.handler) as lam, mock_aws():
@@ -172,7 +172,7 @@ class _TimedVersion:
         return {"kind": "timed"}
 
     def generate(self, case: Any, knowledge: Any, repeat: int) -> Any:
-        from evalgate.models import Generation
+        from evalgate.core.models import Generation
 
         self.calls += 1
         return Generation(case_id=case.id, output="ok", latency_ms=self.total_ms, ttft_ms=10.0)
@@ -279,8 +279,8 @@ def test_pre_traffic_smoke_rejects_an_alias_as_target(tmp_path: Path) -> None:
 
 
 def test_smoke_case_specs(world: dict[str, Any], tmp_path: Path) -> None:
-    from evalgate.deploy_hooks import load_smoke
-    from evalgate.errors import InputError
+    from evalgate.core.errors import InputError
+    from evalgate.release.deploy_hooks import load_smoke
 
     root = world["golden"]
     n = len([c for c in load_golden(root, ["regression"]).cases if "smoke" in c.tags])
@@ -342,7 +342,7 @@ def test_redelivery_while_the_first_run_is_going_reports_nothing(
     runs: list[int] = []
 
     def slow_smoke(deadline: float) -> Any:
-        from evalgate.deploy_hooks import HookOutcome
+        from evalgate.release.deploy_hooks import HookOutcome
 
         runs.append(1)
         started.set()
@@ -367,8 +367,8 @@ def test_the_smoke_traffic_is_signed_as_synthetic_and_never_reaches_the_online_j
 ) -> None:
     from moto import mock_aws
 
-    from evalgate import flags
-    from handlers import service as svc
+    from store_assistant import flags
+    from store_assistant import handler as svc
 
     monkeypatch.setattr(flags, "DEFAULT_CAPTURE_RATE", 1.0)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

@@ -92,7 +92,7 @@ def env(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake) -> Iterator[
             BillingMode="PAY_PER_REQUEST",
         )
         monkeypatch.setenv("FEEDBACK_TABLE", "feedback")
-        from handlers import service as h
+        from store_assistant import handler as h
 
         monkeypatch.setattr(h, "_service", None)
         yield {"h": h, "sqs": sqs, "capture_url": url, "fake": bedrock_fake, "sm": sm, "ddb": ddb}
@@ -111,7 +111,7 @@ def test_answers_with_request_id_emits_per_version_metrics_and_captures(
     env: dict[str, Any], capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = env["h"]
-    from evalgate import flags
+    from store_assistant import flags
 
     monkeypatch.setattr(flags, "DEFAULT_CAPTURE_RATE", 1.0)  # capture everything for this test
     r = h.handler(
@@ -162,7 +162,7 @@ def test_the_answer_streams_and_reports_time_to_first_token_and_total_time(
     0.3 s and its total at least TTFT + the later deltas; both go to the answer document and per-version EMF."""
     from botocore.validate import validate_parameters
 
-    from evalgate.providers.aws import make_client
+    from evalgate.adapters.aws import make_client
 
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_VERSION", "21")
     monkeypatch.setenv("MODEL_ID", MODEL)
@@ -171,7 +171,7 @@ def test_the_answer_streams_and_reports_time_to_first_token_and_total_time(
     with BedrockFake(first_token_delay=0.3, token_interval=0.05) as fake:
         for name, value in fake.env().items():
             monkeypatch.setenv(name, value)
-        from handlers import service as h
+        from store_assistant import handler as h
 
         monkeypatch.setattr(h, "_service", None)
         r = h.handler(http_event("/ask", {"question": "How long do refunds take to show on my card?"}), Ctx())
@@ -287,7 +287,7 @@ def test_service_import_stays_light() -> None:
 
     root = Path(__file__).resolve().parents[2]
     heavy = "('numpy', 'scipy', 'aws_xray_sdk')"
-    code = f"import sys, handlers.service; print(','.join(m for m in {heavy} if m in sys.modules))"
+    code = f"import sys, store_assistant.handler; print(','.join(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -355,8 +355,8 @@ def test_flag_store_unreachable_serves_safe_defaults(
 
 def test_synthetic_and_shadow_traffic_is_not_captured(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     h = env["h"]
-    from evalgate import flags
-    from evalgate.signing import synthetic_signer_from_env
+    from evalgate.adapters.signing import synthetic_signer_from_env
+    from store_assistant import flags
 
     monkeypatch.setattr(flags, "DEFAULT_CAPTURE_RATE", 1.0)
     sign = synthetic_signer_from_env()  # what the load test, smoke runs and hooks hold: the service's secret

@@ -13,9 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from evalgate.config import load_config
-from evalgate.providers.base import JudgeCall, ToolSpec
-from evalgate.shadow import Pair, compare_pair, read_pairs, run_shadow_report, shadow_report
+from evalgate.core.config import load_config
+from evalgate.core.ports import JudgeCall, ToolSpec
+from evalgate.release.shadow import Pair, compare_pair, read_pairs, run_shadow_report, shadow_report
 from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error
 from tests.fakes.idempotency import create_idempotency_table, records
@@ -78,9 +78,9 @@ def sqs_event(bodies: list[str]) -> dict[str, Any]:
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake) -> Iterator[dict[str, Any]]:
-    from evalgate import flags
-    from handlers import service as svc
     from handlers import shadow_worker as h
+    from store_assistant import flags
+    from store_assistant import handler as svc
 
     for k, v in {
         "AWS_LAMBDA_FUNCTION_VERSION": "9",
@@ -312,7 +312,7 @@ def test_no_pairs_is_an_error_and_bad_lines_are_reported(tmp_path: Path) -> None
 
 
 def test_compare_pair_handles_throttling_then_answers() -> None:
-    from evalgate.errors import ThrottledError
+    from evalgate.core.errors import ThrottledError
 
     class Flaky(PairwiseModel):
         def __init__(self) -> None:
@@ -353,7 +353,7 @@ def test_shadow_report_cli_from_a_folder_and_from_s3(tmp_path: Path, capsys: Any
 def test_a_redelivered_mirror_invokes_the_candidate_once_and_the_report_counts_it_once(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
-    from evalgate.shadow import read_pairs
+    from evalgate.release.shadow import read_pairs
 
     event = sqs_event([mirrored("r-1", "Do you ship to Canada?")])
     assert world["h"].handler(event, Ctx())["batchItemFailures"] == []

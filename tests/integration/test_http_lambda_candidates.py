@@ -19,12 +19,12 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
-from evalgate.errors import ProviderError, ThrottledError
-from evalgate.models import Case, Turn
-from evalgate.providers.aws import ClientSettings, make_client
-from evalgate.providers.base import Candidate
-from evalgate.providers.http_endpoint import HttpCandidate, HttpThrottledError, extract_path, parse_retry_after
-from evalgate.providers.lambda_fn import LambdaCandidate
+from evalgate.adapters.aws import ClientSettings, make_client
+from evalgate.adapters.http_endpoint import HttpCandidate, HttpThrottledError, extract_path, parse_retry_after
+from evalgate.adapters.lambda_fn import LambdaCandidate
+from evalgate.core.errors import ProviderError, ThrottledError
+from evalgate.core.models import Case, Turn
+from evalgate.core.ports import Candidate
 from tests.fakes.http_service_fake import HttpServiceFake, Reply
 
 CASE = Case(

@@ -16,7 +16,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from evalgate.signing import (
+from evalgate.adapters.signing import (
     ROTATION_STEPS,
     Attribution,
     RotationError,

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from evalgate.adapters.http_endpoint import HttpCandidate
 from evalgate.cli import main
-from evalgate.config import load_config
-from evalgate.dataset import load_golden
-from evalgate.latency import LatencyBudget
-from evalgate.load import LoadGenerator, LoadPlan, summarise
-from evalgate.providers.http_endpoint import HttpCandidate
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.latency import LatencyBudget
+from evalgate.engine.load import LoadGenerator, LoadPlan, summarise
 from tests.fakes.bedrock_fake import BedrockFake
 from tests.fakes.http_service_fake import HttpServiceFake, Reply
 

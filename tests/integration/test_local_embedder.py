@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalgate.cache import Cache
-from evalgate.config import load_config
-from evalgate.dataset import load_golden
-from evalgate.providers import local
-from evalgate.providers.local import LocalEmbedder
-from evalgate.providers.minilm_graph import GRAPH_FILE, graph_bytes
-from evalgate.providers.replay import ReplayCandidate
-from evalgate.runner import run_evaluation
+from evalgate.adapters import local
+from evalgate.adapters.local import LocalEmbedder
+from evalgate.adapters.minilm_graph import GRAPH_FILE, graph_bytes
+from evalgate.adapters.replay import ReplayCandidate
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.engine.cache import Cache
+from evalgate.engine.runner import run_evaluation
 
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = json.loads((ROOT / "bench" / "data" / "all_minilm_l6_v2" / "reference_vectors.json").read_text())
@@ -97,7 +97,7 @@ def test_warm_cache_run_never_loads_the_model(tmp_path: Path):
 @pytest.mark.slow
 def test_embedding_imports_no_torch():
     code = (
-        "import sys; from evalgate.providers.local import LocalEmbedder; LocalEmbedder().embed(['a text']); "
+        "import sys; from evalgate.adapters.local import LocalEmbedder; LocalEmbedder().embed(['a text']); "
         "heavy = {'torch', 'transformers', 'sentence_transformers'} & set(sys.modules); "
         "sys.exit(f'imported {sorted(heavy)}' if heavy else 0)"
     )

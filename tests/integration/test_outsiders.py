@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from evalgate.signing import SYNTHETIC_HEADER, Attribution, SecretKeySource, issue_request_id, synthetic_header
+from evalgate.adapters.signing import SYNTHETIC_HEADER, Attribution, SecretKeySource, issue_request_id, synthetic_header
 
 from .test_handler_service import MODEL, Ctx, body_of, drain, emf_lines, env, http_event  # noqa: F401
 
@@ -120,7 +120,7 @@ def test_the_synthetic_header_from_an_outside_caller_does_not_hide_traffic(
     env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     h = env["h"]
-    from evalgate import flags
+    from store_assistant import flags
 
     monkeypatch.setattr(flags, "DEFAULT_CAPTURE_RATE", 1.0)
     body = json.dumps({"question": "Do you ship to Canada?"})

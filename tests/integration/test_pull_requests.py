@@ -12,13 +12,13 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
+from evalgate.adapters.github import GitHubClient, token_from_secret
 from evalgate.cli import main
-from evalgate.models import MetricValue
-from evalgate.pr_comment import MARKER, render_comment
-from evalgate.providers.github import GitHubClient, token_from_secret
-from evalgate.pull_request import post_codecommit
-from evalgate.results import CaseResult, RunResult, Usage, Verdict
-from evalgate.tickets import GitHubTickets, OpsCenterTickets, apply_ticket_report, findings, raise_tickets
+from evalgate.core.models import MetricValue
+from evalgate.core.results import CaseResult, RunResult, Usage, Verdict
+from evalgate.release.pull_request import post_codecommit
+from evalgate.release.tickets import GitHubTickets, OpsCenterTickets, apply_ticket_report, findings, raise_tickets
+from evalgate.reports.pr_comment import MARKER, render_comment
 from tests.fakes.github_fake import REPO, GitHubFake, Scripted
 
 SHA = "a" * 40
@@ -394,7 +394,7 @@ def test_failing_runs_open_no_tickets_and_a_down_ticket_system_is_reported():
 
 
 def test_open_high_stakes_tickets_turn_pass_into_review():
-    from evalgate.tickets import TicketReport
+    from evalgate.release.tickets import TicketReport
 
     r = result("PASS", [case("a")])
     apply_ticket_report(r, TicketReport(open_high_stakes=2), review_when_open_high_stakes=2)
@@ -418,8 +418,8 @@ def test_github_issues_one_per_finding_reruns_add_a_comment():
 
 
 def test_reports_list_the_tickets(tmp_path: Path):
+    from evalgate.release.tickets import Ticket, TicketReport
     from evalgate.reports import write_reports
-    from evalgate.tickets import Ticket, TicketReport
 
     r = result("PASS", [hallucinating()])
     t = Ticket("oi-7", "Hallucination in case ret-window", "k", created=False, count=3, high_stakes=False)

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evalgate.models import Case, Generation, KnowledgeEntry
-from evalgate.providers.base import JudgeCall, ToolSpec
+from evalgate.core.models import Case, Generation, KnowledgeEntry
+from evalgate.core.ports import JudgeCall, ToolSpec
 
 KB = """# Returns
 

@@ -3,12 +3,12 @@ from pathlib import Path
 import boto3
 from moto import mock_aws
 
-from evalgate.cache import Cache, digest, pull_from_s3, push_to_s3
-from evalgate.errors import ProviderError, ThrottledError
-from evalgate.judge import Judge, build_user_prompt, neutralise
-from evalgate.models import KnowledgeEntry
-from evalgate.providers.base import JudgeCall
-from evalgate.retry import RetryPolicy
+from evalgate.core.errors import ProviderError, ThrottledError
+from evalgate.core.models import KnowledgeEntry
+from evalgate.core.ports import JudgeCall
+from evalgate.core.retry import RetryPolicy
+from evalgate.engine.cache import Cache, digest, pull_from_s3, push_to_s3
+from evalgate.engine.judge import Judge, build_user_prompt, neutralise
 
 from .core_fakes import ScriptedJudgeModel
 

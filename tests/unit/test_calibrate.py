@@ -3,14 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.calibrate import (
+from evalgate.core.errors import InputError
+from evalgate.engine.calibrate import (
     auroc,
     best_threshold,
     calibrate_grounding,
     calibrate_similarity,
     cohen_kappa,
 )
-from evalgate.errors import InputError
 
 from .core_fakes import HashEmbedder
 

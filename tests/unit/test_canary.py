@@ -11,7 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from evalgate.canary import (
+from evalgate.core.latency import LatencyBudget
+from evalgate.release.canary import (
     ArmSamples,
     CanaryConfig,
     CloudWatchSamples,
@@ -20,7 +21,6 @@ from evalgate.canary import (
     mann_whitney,
     two_proportion,
 )
-from evalgate.latency import LatencyBudget
 
 
 def arm(
@@ -97,7 +97,7 @@ def test_a_non_critical_failure_only_lowers_the_score() -> None:
 
 def test_metrics_are_one_holm_family() -> None:
     # Each metric alone at p just under 0.05 would fail; adjusted together, none is significant.
-    from evalgate.canary import MetricResult, classify
+    from evalgate.release.canary import MetricResult, classify
 
     results = [
         MetricResult(m, "t", "pass", True, p_value=p, harm=1.0, tolerance=0.0, reason="r")

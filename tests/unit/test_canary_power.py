@@ -8,8 +8,10 @@ from math import comb
 
 import pytest
 
-from evalgate.canary import CanaryConfig
-from evalgate.canary_power import (
+from evalgate.cli import main
+from evalgate.core.latency import LatencyBudget
+from evalgate.release.canary import CanaryConfig
+from evalgate.release.canary_power import (
     DEFAULT_EFFECTS,
     CanaryTraffic,
     Effect,
@@ -18,8 +20,6 @@ from evalgate.canary_power import (
     family_size,
     never_fires,
 )
-from evalgate.cli import main
-from evalgate.latency import LatencyBudget
 
 CFG = replace(CanaryConfig(), min_judged=10)
 TRAFFIC = CanaryTraffic(peak_rps=2, canary_percent=10, interval_minutes=10, capture_rate=0.25)

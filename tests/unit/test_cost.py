@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.config import GateConfig, load_config
-from evalgate.cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel, call_cost
-from evalgate.errors import BudgetExceeded, ProviderError, ThrottledError
-from evalgate.models import Case, Generation
-from evalgate.providers.base import JudgeCall, ToolSpec
+from evalgate.core.config import GateConfig, load_config
+from evalgate.core.errors import BudgetExceeded, ProviderError, ThrottledError
+from evalgate.core.models import Case, Generation
+from evalgate.core.ports import JudgeCall, ToolSpec
+from evalgate.engine.cost import CostMeter, MeteredCandidate, MeteredEmbedder, MeteredJudgeModel, call_cost
 
 from .core_fakes import DictCandidate, HashEmbedder, ScriptedJudgeModel
 

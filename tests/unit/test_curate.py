@@ -13,7 +13,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from evalgate.curate import (
+from evalgate.core.dataset import load_golden
+from evalgate.core.errors import InputError
+from evalgate.core.masking import mask_pii
+from evalgate.engine.curate import (
     Settings,
     check_review,
     coverage_json,
@@ -24,9 +27,6 @@ from evalgate.curate import (
     propose,
     review_entry,
 )
-from evalgate.dataset import load_golden
-from evalgate.errors import InputError
-from evalgate.masking import mask_pii
 from tests.unit.core_fakes import case_dict, write_golden
 
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
@@ -415,8 +415,8 @@ def test_empty_window_proposes_nothing_without_loading_a_model(tmp_path: Path):
 
 
 def test_online_judge_stores_judged_and_guardrail_replaced_answers_for_curation():
-    from evalgate import online
-    from evalgate import telemetry as tm
+    from evalgate.contracts import telemetry as tm
+    from evalgate.release import online
 
     capture = online.CaptureRecord(
         request_id="r", function_version="7", model_id="m", prompt_version="p", question="q?", answer="a"

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from evalgate.cli import main
-from evalgate.config import EvaluationJobConfig, GateConfig, load_config
-from evalgate.errors import InputError
-from evalgate.evaljobs import (
+from evalgate.core.config import EvaluationJobConfig, GateConfig, load_config
+from evalgate.core.errors import InputError
+from evalgate.core.models import Case, Generation, KnowledgeEntry
+from evalgate.engine.evaljobs import (
     EvaluationJobJudge,
     config_problems,
     dataset_records,
@@ -19,7 +20,6 @@ from evalgate.evaljobs import (
     evaluator_problem,
     parse_output,
 )
-from evalgate.models import Case, Generation, KnowledgeEntry
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = "arn:aws:iam::123456789012:role/evalgate-eval"

@@ -15,16 +15,10 @@ from aws_lambda_powertools.utilities.feature_flags.exceptions import Configurati
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
-from evalgate.errors import InputError
-from evalgate.flags import (
-    FlagDecision,
-    FlagResolver,
-    VariantSpec,
-    build_resolver,
-    cohort_of,
-    default_flag_document,
-    validate_flag_document,
-)
+from evalgate.contracts.flags import VariantSpec, default_flag_document, validate_flag_document
+from evalgate.contracts.records import cohort_of
+from evalgate.core.errors import InputError
+from store_assistant.flags import FlagDecision, FlagResolver, build_resolver
 
 CONTROL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 CANDIDATE = "us.anthropic.claude-3-5-haiku-20241022-v1:0"

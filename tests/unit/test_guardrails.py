@@ -11,11 +11,13 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from evalgate.cache import Cache
-from evalgate.config import GateConfig, load_config
-from evalgate.cost import CostMeter
-from evalgate.errors import BudgetExceeded, ProviderError, ThrottledError
-from evalgate.guardrails import (
+from evalgate.core.config import GateConfig, load_config
+from evalgate.core.errors import BudgetExceeded, ProviderError, ThrottledError
+from evalgate.core.models import Case, Generation, Injection, MetricValue
+from evalgate.core.results import CaseResult, RunResult, Verdict
+from evalgate.engine.cache import Cache
+from evalgate.engine.cost import CostMeter
+from evalgate.engine.guardrails import (
     Assessment,
     GuardrailChecker,
     annotate_case,
@@ -23,8 +25,6 @@ from evalgate.guardrails import (
     case_refused,
     safety_aggregates,
 )
-from evalgate.models import Case, Generation, Injection, MetricValue
-from evalgate.results import CaseResult, RunResult, Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 REFUSAL = "I can't help with that, but I'm happy to help with a return instead."

@@ -11,8 +11,8 @@ import pytest
 from moto import mock_aws
 
 from evalgate.cli import main
-from evalgate.history import compare_data, load_runs, render_site, trends, write_site
-from evalgate.results import Aggregate, CaseResult, RunResult, Verdict
+from evalgate.core.results import Aggregate, CaseResult, RunResult, Verdict
+from evalgate.engine.history import compare_data, load_runs, render_site, trends, write_site
 
 EXIT = {"PASS": 0, "FAIL": 1, "REVIEW": 3, "ERROR": 4}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from evalgate import deploy_hooks as hooks
-from evalgate.errors import InputError
+from evalgate.core.errors import InputError
+from evalgate.release import deploy_hooks as hooks
 
 
 class Clock:

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.config import load_config
-from evalgate.dataset import load_golden
-from evalgate.errors import InputError
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.errors import InputError
 
 from .core_fakes import case_dict, write_golden
 

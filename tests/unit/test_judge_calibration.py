@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from evalgate import judge as judge_module
-from evalgate.config import load_config
-from evalgate.dataset import load_knowledge
-from evalgate.errors import InputError
-from evalgate.judge import Judge
-from evalgate.judge_calibration import (
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_knowledge
+from evalgate.core.errors import InputError
+from evalgate.engine import judge as judge_module
+from evalgate.engine.judge import Judge
+from evalgate.engine.judge_calibration import (
     check_judge,
     content_hash,
     floor_problems,

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.cache import Cache
-from evalgate.config import load_config
-from evalgate.dataset import load_golden
-from evalgate.judge import Judge
-from evalgate.judge_trust import decide_with_trust
-from evalgate.models import Case, Generation, KnowledgeEntry, MetricValue
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.models import Case, Generation, KnowledgeEntry, MetricValue
+from evalgate.core.results import Aggregate, CaseResult, Verdict
+from evalgate.engine.cache import Cache
+from evalgate.engine.judge import Judge
+from evalgate.engine.judge_trust import decide_with_trust
+from evalgate.engine.runner import rescore_baseline, run_evaluation
 from evalgate.reports.html import render_html
 from evalgate.reports.junit import render_junit
 from evalgate.reports.markdown import render_markdown
-from evalgate.results import Aggregate, CaseResult, Verdict
-from evalgate.runner import rescore_baseline, run_evaluation
 
 from .core_fakes import DictCandidate, HashEmbedder, ScriptedJudgeModel
 
@@ -253,8 +253,8 @@ def test_within_noise_of_the_threshold_is_review_not_a_coin_toss(golden_dir: Pat
 
 def test_a_run_record_with_an_untrusted_judge_or_refused_comparison_cannot_pass(golden_dir: Path):
     """What `evalgate merge` re-applies to merged shards (the CLI applies the same to a run)."""
-    from evalgate.gate import with_reviews
-    from evalgate.judge_trust import recorded_reviews
+    from evalgate.core.gate import with_reviews
+    from evalgate.engine.judge_trust import recorded_reviews
 
     result, _ = evaluate(golden_dir, DictCandidate(answers()), NamedJudge("steady", 0.95))
     assert result.verdict.verdict == "PASS" and recorded_reviews(result) == []

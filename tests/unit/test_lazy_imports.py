@@ -13,8 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
 import sys
-from evalgate import cli, runner, reports, judge, judge_calibration, judge_trust, curate
-from evalgate.providers.bedrock import BedrockJudgeModel, TitanEmbedder
+from evalgate import cli, reports
+from evalgate.engine import runner, judge, judge_calibration, judge_trust, curate
+from evalgate.adapters.bedrock import BedrockJudgeModel, TitanEmbedder
 judge_model, embedder = BedrockJudgeModel("j"), TitanEmbedder()
 heavy = sorted(m for m in ("torch", "scipy", "sentence_transformers", "transformers") if m in sys.modules)
 print(",".join(heavy) or "none", judge_model._client._client is None and embedder._client._client is None)

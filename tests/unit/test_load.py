@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evalgate.config import GateConfig, load_config
-from evalgate.errors import InputError
-from evalgate.latency import LatencyBudget
-from evalgate.load import LoadPlan, RequestRecord, arrival_offsets, check_bounds, pool_size, summarise
-from evalgate.models import Case
+from evalgate.core.config import GateConfig, load_config
+from evalgate.core.errors import InputError
+from evalgate.core.latency import LatencyBudget
+from evalgate.core.models import Case
+from evalgate.engine.load import LoadPlan, RequestRecord, arrival_offsets, check_bounds, pool_size, summarise
 
 from .core_fakes import DictCandidate
 

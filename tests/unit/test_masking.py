@@ -1,4 +1,4 @@
-"""Personal data is masked (``evalgate.masking``, the one function) wherever a question or answer leaves the
+"""Personal data is masked (``evalgate.core.masking``, the one function) wherever a question or answer leaves the
 encrypted capture record: judged records and their log lines, shadow pairs. The capture record keeps it."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from evalgate import telemetry as tm
-from evalgate.masking import TOKENS, mask_pii
-from evalgate.online import CaptureRecord, JudgedRecord, stored_row
-from evalgate.shadow import ShadowMessage, ShadowSide, make_pair
+from evalgate.contracts import telemetry as tm
+from evalgate.core.masking import TOKENS, mask_pii
+from evalgate.release.online import CaptureRecord, JudgedRecord, stored_row
+from evalgate.release.shadow import ShadowMessage, ShadowSide, make_pair
 
 EMAIL, PHONE, CARD = TOKENS["email"], TOKENS["phone"], TOKENS["card"]
 PERSONAL = "Hello, jane.doe+shop@example.co.uk here, call me on +44 20 7946 0958; my card is 4111 1111 1111 1111."

@@ -1,5 +1,5 @@
-from evalgate.metrics import classify_behaviour, dispersion, distinct_n, leaked, similarity, ungrounded_numbers
-from evalgate.models import Behaviour
+from evalgate.core.metrics import classify_behaviour, dispersion, distinct_n, leaked, similarity, ungrounded_numbers
+from evalgate.core.models import Behaviour
 
 
 def test_behaviour_classification():

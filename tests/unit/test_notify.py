@@ -8,19 +8,19 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from evalgate.models import MetricValue
-from evalgate.notify import (
+from evalgate.contracts.events import gate_event_detail
+from evalgate.core.models import MetricValue
+from evalgate.core.results import Aggregate, CaseResult, RunResult, Verdict
+from evalgate.release.notify import (
     EventBridgeEvent,
     Lookup,
     NotifyEventError,
     _alarm_names_from,
     compose,
-    gate_event_detail,
     notify,
     parse_event,
     sns_subject,
 )
-from evalgate.results import Aggregate, CaseResult, RunResult, Verdict
 
 
 class NoLookups(Lookup):
@@ -193,7 +193,7 @@ def test_gate_event_detail_from_a_run_result() -> None:
 
 @mock_aws
 def test_the_feedback_rollback_email_states_the_minimum_of_rated_answers() -> None:
-    from evalgate.notify import _alarm_lines
+    from evalgate.release.notify import _alarm_lines
 
     cw = boto3.client("cloudwatch", region_name="us-east-1")
     dims = [{"Name": "FunctionVersion", "Value": "7"}]

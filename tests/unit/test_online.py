@@ -12,9 +12,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from evalgate import telemetry as tm
-from evalgate.judge import Judge
-from evalgate.online import (
+from evalgate.contracts import telemetry as tm
+from evalgate.core.knowledge import load_index
+from evalgate.engine.judge import Judge
+from evalgate.release.online import (
     AliasWeights,
     BadCaptureRecord,
     CaptureRecord,
@@ -22,7 +23,6 @@ from evalgate.online import (
     judge_capture,
     parse_capture,
 )
-from evalgate.retrieval import load_index
 from tests.unit.core_fakes import ScriptedJudgeModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,7 @@ def test_judged_record_metrics(index: Any) -> None:
 
     def reply(user: str) -> Any:
         seen.append(user)
-        from evalgate.providers.base import JudgeCall
+        from evalgate.core.ports import JudgeCall
 
         return JudgeCall(tool_input=tool(0.6, ["issued within 5 days"]) if "faithfulness" in user else tool(1.0))
 
@@ -91,7 +91,7 @@ def test_unknown_knowledge_ids_fall_back_to_retrieval(index: Any) -> None:
     seen: list[str] = []
 
     def reply(user: str) -> Any:
-        from evalgate.providers.base import JudgeCall
+        from evalgate.core.ports import JudgeCall
 
         seen.append(user)
         return JudgeCall(tool_input=tool(1.0))

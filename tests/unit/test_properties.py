@@ -14,14 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evalgate import deploy_hooks, notify, online, shadow
-from evalgate.config import load_config
-from evalgate.dataset import load_cases, load_knowledge, parse_json_model
-from evalgate.errors import InputError
-from evalgate.inputs import JsonProblem, loads, read_text
-from evalgate.providers.replay import ReplayCandidate
-from evalgate.results import RunResult, load_result
-from evalgate.service import AskRequest, HttpOutcome, http_body, parse_json_body
+from evalgate.adapters.replay import ReplayCandidate
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_cases, load_knowledge, parse_json_model
+from evalgate.core.errors import InputError
+from evalgate.core.inputs import JsonProblem, loads, read_text
+from evalgate.core.results import RunResult, load_result
+from evalgate.release import deploy_hooks, notify, online, shadow
+from store_assistant.service import AskRequest, HttpOutcome, http_body, parse_json_body
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

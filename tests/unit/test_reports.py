@@ -14,11 +14,8 @@ from typing import Any, Literal
 import pytest
 
 from evalgate import reports
-from evalgate.models import Generation, MetricValue
-from evalgate.reports import REPORT_FILES, junit, markdown, write_reports
-from evalgate.reports import html as html_report
-from evalgate.reports.common import worst_cases
-from evalgate.results import (
+from evalgate.core.models import Generation, MetricValue
+from evalgate.core.results import (
     EXIT_CODES,
     Aggregate,
     CaseResult,
@@ -28,6 +25,9 @@ from evalgate.results import (
     Usage,
     Verdict,
 )
+from evalgate.reports import REPORT_FILES, junit, markdown, write_reports
+from evalgate.reports import html as html_report
+from evalgate.reports.common import worst_cases
 
 CaseStatus = Literal["pass", "fail", "error", "unscored"]
 CONSOLE_URL = "https://console.aws.amazon.com/bedrock/home?region=us-east-1#/providers"

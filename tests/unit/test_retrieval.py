@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.errors import InputError
-from evalgate.models import KnowledgeEntry
-from evalgate.retrieval import KnowledgeIndex, load_index, tokenize
+from evalgate.core.errors import InputError
+from evalgate.core.knowledge import KnowledgeIndex, load_index, tokenize
+from evalgate.core.models import KnowledgeEntry
 
 KB = Path(__file__).resolve().parents[2] / "golden" / "knowledge"
 

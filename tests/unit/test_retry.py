@@ -1,4 +1,4 @@
-"""The one retry policy (evalgate.retry), driven by a fake clock: sleeping advances the clock, nothing waits."""
+"""The one retry policy (evalgate.core.retry), driven by a fake clock: sleeping advances the clock, nothing waits."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from evalgate.errors import BudgetExceeded, ProviderError, ThrottledError, TransientError
-from evalgate.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy, retryable
+from evalgate.core.errors import BudgetExceeded, ProviderError, ThrottledError, TransientError
+from evalgate.core.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy, retryable
 
 
 class FakeClock:
@@ -163,7 +163,7 @@ def test_an_expired_deadline_gives_up_without_calling():
 def test_aws_errors_are_classified_for_the_policy_with_retry_after():
     from botocore.exceptions import ClientError, ReadTimeoutError
 
-    from evalgate.providers.aws import map_aws_error
+    from evalgate.adapters.aws import map_aws_error
 
     def client_error(code: str, status: int, headers: dict[str, str] | None = None, **extra: object) -> ClientError:
         response = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}

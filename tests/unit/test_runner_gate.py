@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.cache import Cache
-from evalgate.config import load_config
-from evalgate.dataset import load_golden
-from evalgate.errors import ProviderError, ThrottledError
-from evalgate.judge import Judge
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.errors import ProviderError, ThrottledError
+from evalgate.core.retry import RetryPolicy
+from evalgate.engine.cache import Cache
+from evalgate.engine.judge import Judge
+from evalgate.engine.runner import Runner, run_evaluation
 from evalgate.reports.markdown import render_markdown
-from evalgate.retry import RetryPolicy
-from evalgate.runner import Runner, run_evaluation
 
 from .core_fakes import DictCandidate, HashEmbedder, ScriptedJudgeModel
 
@@ -197,8 +197,8 @@ def test_time_budget_exhausted_is_error(golden_dir: Path):
 
 def test_a_missing_judgement_is_unscored_not_absent():
     """A judged tier whose judge result never arrived must not quietly fall back to the rule checks."""
-    from evalgate.models import Case, Generation, KnowledgeEntry
-    from evalgate.scoring import score_generation
+    from evalgate.core.models import Case, Generation, KnowledgeEntry
+    from evalgate.engine.scoring import score_generation
 
     kb = [KnowledgeEntry(id="k", title="Window", text="Returns within 30 days.", file="f", line=1)]
 
@@ -231,7 +231,7 @@ def test_judge_calls_start_as_soon_as_their_answer_exists_not_after_all_generati
 def test_the_task_graph_runs_calls_others_wait_for_first_and_calls_nothing_waits_for_last():
     """Retests, then judgements (a retest may follow), then new answers, then embeddings and guardrail checks,
     each in submission order: the run does not end on sparse waves of calls waiting for each other."""
-    from evalgate.runner import JUDGE, NEW_ANSWER, RETEST, SIDE, _PriorityPool
+    from evalgate.engine.runner import JUDGE, NEW_ANSWER, RETEST, SIDE, _PriorityPool
 
     pool = _PriorityPool(1)
     release = threading.Event()

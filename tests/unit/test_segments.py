@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.config import GateConfig, load_config
-from evalgate.gate import aggregate_suite, compare, decide
-from evalgate.models import MetricValue
-from evalgate.results import CaseResult, RunResult, Verdict
-from evalgate.stats import mcnemar_exact, mcnemar_min_p, step_down
+from evalgate.core.config import GateConfig, load_config
+from evalgate.core.gate import aggregate_suite, compare, decide
+from evalgate.core.models import MetricValue
+from evalgate.core.results import CaseResult, RunResult, Verdict
+from evalgate.core.stats import mcnemar_exact, mcnemar_min_p, step_down
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,10 +11,12 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from moto import mock_aws
 
-from evalgate import telemetry as tm
-from evalgate.flags import FlagDecision, FlagResolver
-from evalgate.retrieval import load_index
-from evalgate.service import (
+from evalgate.adapters.signing import Keyring, SigningKey, issue_request_id, verify_request_id
+from evalgate.contracts import telemetry as tm
+from evalgate.contracts.records import sampled
+from evalgate.core.knowledge import load_index
+from store_assistant.flags import FlagDecision, FlagResolver
+from store_assistant.service import (
     Attribution,
     ChatResult,
     QueueSink,
@@ -22,9 +24,7 @@ from evalgate.service import (
     ServiceSettings,
     UpstreamError,
     classify_aws_error,
-    sampled,
 )
-from evalgate.signing import Keyring, SigningKey, issue_request_id, verify_request_id
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"

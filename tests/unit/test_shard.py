@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.config import load_config
-from evalgate.dataset import load_golden
-from evalgate.errors import InputError
-from evalgate.judge import Judge
-from evalgate.results import RunResult
-from evalgate.runner import run_evaluation
-from evalgate.shard import merge_results, parse_shard, select_shard, shard_of, shard_record
+from evalgate.core.config import load_config
+from evalgate.core.dataset import load_golden
+from evalgate.core.errors import InputError
+from evalgate.core.results import RunResult
+from evalgate.engine.judge import Judge
+from evalgate.engine.runner import run_evaluation
+from evalgate.engine.shard import merge_results, parse_shard, select_shard, shard_of, shard_record
 
 from .core_fakes import DictCandidate, HashEmbedder, ScriptedJudgeModel, case_dict, write_golden
 

@@ -9,7 +9,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from evalgate.signing import (
+from evalgate.adapters.signing import (
     Attribution,
     Keyring,
     SecretKeySource,

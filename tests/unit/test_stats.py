@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from evalgate.stats import bootstrap_mean, paired_difference, quantile_interval, wilson
+from evalgate.core.stats import bootstrap_mean, paired_difference, quantile_interval, wilson
 
 
 def test_wilson_known_values():

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.config import GateConfig, load_config
-from evalgate.dataset import load_golden
-from evalgate.tiers import decide_tier, glob_match, smoke_subset
+from evalgate.core.config import GateConfig, load_config
+from evalgate.core.dataset import load_golden
+from evalgate.engine.tiers import decide_tier, glob_match, smoke_subset
 
 ROOT = Path(__file__).resolve().parents[2]
 GATE = ROOT / "golden" / "gate.toml"
@@ -179,10 +179,10 @@ def test_a_judge_change_is_its_own_change_type_and_asks_for_recalibration(repo: 
     assert d.recalibrate and d.files == {"judge": ["cdk.json [context.heavyJudgeModelId]"]}
 
     base = base_of(repo)
-    write(repo, "lambdas/evalgate/judge.py", "RUBRICS = {}  # reworded\n")
+    write(repo, "lambdas/evalgate/engine/judge.py", "RUBRICS = {}  # reworded\n")
     commit(repo, "rubric")
     d = decide(repo, config, base)
-    assert d.tier == "full" and d.recalibrate and d.files["judge"] == ["lambdas/evalgate/judge.py"]
+    assert d.tier == "full" and d.recalibrate and d.files["judge"] == ["lambdas/evalgate/engine/judge.py"]
 
     base = base_of(repo)
     gate.write_text(gate.read_text().replace("faithfulness = 0.85", "faithfulness = 0.80"))
@@ -271,7 +271,7 @@ def test_smoke_subset_tops_up_every_gated_group(config: GateConfig):
     tagged = [c for c in golden.cases if "smoke" in c.tags]
     assert set(c.id for c in tagged) <= {c.id for c in subset}
     groups: dict[str, int] = {}
-    from evalgate.guardrails import stratum
+    from evalgate.engine.guardrails import stratum
 
     for c in subset:
         groups[stratum(c, config.guardrail)] = groups.get(stratum(c, config.guardrail), 0) + 1

@@ -14,8 +14,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from evalgate.core.results import RunResult
 from evalgate.reports import html, junit, markdown
-from evalgate.results import RunResult
 
 RESULTS_JSON = "results.json"
 JUNIT_XML = "junit.xml"

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from evalgate.config import THRESHOLD_DIRECTIONS
-from evalgate.results import Aggregate, CaseResult, RunResult
+from evalgate.core.config import THRESHOLD_DIRECTIONS
+from evalgate.core.results import Aggregate, CaseResult, RunResult
 
 # Per-case metric names (and fragments of aggregate names) where a lower value is better.
 LOWER_IS_BETTER_HINTS = ("hallucination", "injection", "latency", "error", "leak", "cost", "unscored", "toxic")

@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from evalgate.core.results import CaseResult, RunResult
 from evalgate.reports.common import (
     answer_or_error,
     answer_text,
@@ -32,7 +33,6 @@ from evalgate.reports.common import (
     strip_controls,
     worst_of,
 )
-from evalgate.results import CaseResult, RunResult
 
 WORST_SHOWN = 3
 DETAIL_CHARS = 4000

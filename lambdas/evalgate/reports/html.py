@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evalgate.core.results import Aggregate, Comparison, Diversity, Drift, RunResult
 from evalgate.reports.common import (
     HallucinationItem,
     NotRunItem,
@@ -41,7 +42,6 @@ from evalgate.reports.common import (
     usage_cell,
 )
 from evalgate.reports.explorer import EXPLORER_CSS, esc, explorer_section, script_hash, what_broke_section
-from evalgate.results import Aggregate, Comparison, Diversity, Drift, RunResult
 
 VERDICT_COLOURS = {"PASS": "#1a7f37", "FAIL": "#cf222e", "REVIEW": "#9a6700", "ERROR": "#6639ba"}
 STATUS_COLOURS = {

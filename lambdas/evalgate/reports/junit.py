@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from evalgate.core.results import Aggregate, CaseResult, RunResult
 from evalgate.reports.common import (
     answer_text,
     case_reasons,
@@ -27,7 +28,6 @@ from evalgate.reports.common import (
     suite_order,
     threshold_text,
 )
-from evalgate.results import Aggregate, CaseResult, RunResult
 
 GATE_CLASSNAME = "evalgate.gate"
 MESSAGE_CHARS = 1000

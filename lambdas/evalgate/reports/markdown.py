@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from evalgate.core.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult
 from evalgate.reports.common import (
     HallucinationItem,
     NotRunItem,
@@ -38,7 +39,6 @@ from evalgate.reports.common import (
     usage_cell,
     worst_cases,
 )
-from evalgate.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult
 
 VERDICT_ICONS = {"PASS": "✅", "FAIL": "❌", "REVIEW": "🟡", "ERROR": "🛑"}
 STATUS_ICONS = {

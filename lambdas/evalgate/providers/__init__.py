@@ -1,1 +1,0 @@
-"""Ports (protocols) and adapters for models, endpoints and embeddings."""
