@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -103,16 +104,27 @@ def run_cli(stand_in: StandIn, work: Path, name: str, *extra: str, env: dict[str
     full_env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     before = stand_in.stats()["calls"]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
+    ended = started + wall
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     faults = results.get("faults") or {}
     models = faults.get("models") or {}
+    # Where the wall time went, from the run's own timestamps: start-up (interpreter, imports, config, credentials,
+    # the judge's calibration check) | the run (every call, then scoring) | reports written and exit.
+    span: dict[str, float] = {}
+    if results.get("started_at") and results.get("finished_at"):
+        run0 = datetime.fromisoformat(results["started_at"]).timestamp()
+        run1 = datetime.fromisoformat(results["finished_at"]).timestamp()
+        span = {"startup_s": round(run0 - started, 3), "run_s": round(run1 - run0, 3)}
+        span["after_s"] = round(ended - run1, 3)
     return {
         "wall_s": round(wall, 3),
+        **span,
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # the box's load: wall figures swing with it
         "client_cpu_s": round(cpu, 3),  # the CLI's CPU time: on a loaded box, wall time beyond this is waiting
         "exit": proc.returncode,
         "verdict": (results.get("verdict") or {}).get("verdict"),
