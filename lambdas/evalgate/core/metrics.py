@@ -5,6 +5,7 @@ These run in every tier (offline included) and in the Lambdas, so this module im
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
@@ -73,7 +74,9 @@ def classify_behaviour(text: str) -> Behaviour:
     return Behaviour.ANSWER
 
 
-def _numbers(text: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _numbers(text: str) -> tuple[str, ...]:
+    """The numbers a text states, normalised. Cached: every case of a run checks against the same knowledge."""
     text = _LIST_MARKER.sub(" ", text)
     found: list[str] = []
     for m in _NUMBER.finditer(text):
@@ -83,7 +86,7 @@ def _numbers(text: str) -> list[str]:
         found.append(value.lstrip("0") or "0")
     for m in _WORD_NUMBER.finditer(text):
         found.append(str(_NUMBER_WORDS[m.group(1).lower()]))
-    return found
+    return tuple(found)
 
 
 def ungrounded_numbers(answer: str, sources: Iterable[str]) -> list[str]:
