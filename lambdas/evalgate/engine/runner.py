@@ -628,33 +628,25 @@ class Runner:
         targets, n_border = retest_targets(first, self.borderline_margin, self.config)
         if not targets:
             return self_agreement([], 0, self.judge.identity(), self.config) | {"judged": len(first)}
+        # The task graph (``_execute``) already retested what it could; what is left (nothing, unless the first
+        # judgements came from elsewhere) is retested here.
+        second = {k: mv for k, mv in st.retests.items() if k in first}
         retest_judge = self._retest_judge()
-        # Most retests already ran inside the task graph (``_execute``); the rest (none, unless the first
-        # judgements came from elsewhere) run here.
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         try:
             futures = [
-                (
-                    cid,
-                    rubric,
-                    st.retests.get((cid, rubric))
-                    or pool.submit(self._judge_one, retest_judge, rubric, by_id[cid], g.output or ""),
-                )
+                (cid, rubric, pool.submit(self._judge_one, retest_judge, rubric, by_id[cid], g.output or ""))
                 for cid, rubric in targets
-                if (g := st.gens.get((cid, 0))) is not None and g.output is not None
+                if (cid, rubric) not in second and (g := st.gens.get((cid, 0))) is not None and g.output is not None
             ]
-            pairs = [
-                (
-                    cid,
-                    rubric,
-                    first[(cid, rubric)][0],
-                    (mv if isinstance(mv, MetricValue) else mv.result()).value,
-                    first[(cid, rubric)][1],
-                )
-                for cid, rubric, mv in futures
-            ]
+            second.update({(cid, rubric): f.result() for cid, rubric, f in futures})
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        pairs = [
+            (cid, rubric, first[(cid, rubric)][0], second[(cid, rubric)].value, first[(cid, rubric)][1])
+            for cid, rubric in targets
+            if (cid, rubric) in second
+        ]
         return self_agreement(pairs, n_border, self.judge.identity(), self.config)
 
     def _first_judgement(self, case: Case, repeat: int, rubric: str, mv: MetricValue) -> tuple[float, float] | None:
@@ -665,18 +657,20 @@ class Runner:
         return mv.value, 0.5 if limit is None else limit
 
     def _retest_judge(self) -> Judge:
-        """The judge again, under its own cache kind (a retest is never answered by the first judgement)."""
-        if self.retest_judge is None:
-            j = self.judge
-            assert j is not None
-            self.retest_judge = Judge(
-                j.model,
-                prompt_version=j.prompt_version,
-                cache=RetestCache(self.cache) if self.cache is not None else None,
-                policy=j.policy,
-                malformed_attempts=j.malformed_attempts,
-            )
-        return self.retest_judge
+        """The judge again, under its own cache kind (a retest is never answered by the first judgement); one per
+        run, whichever thread asks first."""
+        with self._lock:
+            if self.retest_judge is None:
+                j = self.judge
+                assert j is not None
+                self.retest_judge = Judge(
+                    j.model,
+                    prompt_version=j.prompt_version,
+                    cache=RetestCache(self.cache) if self.cache is not None else None,
+                    policy=j.policy,
+                    malformed_attempts=j.malformed_attempts,
+                )
+            return self.retest_judge
 
     def _escalate(self, cases: Sequence[Case], st: _RunState, results: list[CaseResult]) -> list[CaseResult]:
         """Re-judge borderline cases with the heavy judge and re-score them."""
