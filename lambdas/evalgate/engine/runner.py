@@ -527,8 +527,13 @@ class Runner:
             if per_text:
                 for text in side_texts:
                     want_embedding(text)
-            # What only scoring needs (numpy, for the statistics) loads here, while the first calls are in flight,
-            # instead of before them.
+            # What only scoring needs (numpy, for the statistics) loads while the calls are in flight, once the first
+            # round is out: loaded before, it would hold back the first requests; after, it would add to the run's end.
+            # With nothing to send (a warm cache) it loads once the first tasks are done.
+            with self._lock:
+                first_tasks = list(pending)
+            while self.policy.in_flight < self.policy.limit and not all(f.done() for f in first_tasks):
+                wait(first_tasks, timeout=0.005)
             load_statistics()
             done = 0
             while True:
