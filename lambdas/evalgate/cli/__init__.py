@@ -786,7 +786,7 @@ def _shadow_report(args: argparse.Namespace) -> int:
     import tempfile
 
     from evalgate.core.config import load_config
-    from evalgate.release.shadow import iter_pairs_from_s3, run_shadow_report
+    from evalgate.release.shadow_report import iter_pairs_from_s3, run_shadow_report
 
     output_dir(args.out, "--out")
     config = load_config(args.config)
