@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -497,6 +498,15 @@ def _add_auto_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None:
+        # The process exits next (console script, `python -m evalgate`): its final garbage collection would only
+        # free what exiting frees anyway, and costs ~0.13 s on a run's object graph (fault bench).
+        gc.freeze()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -824,9 +834,9 @@ def _shadow_report(args: argparse.Namespace) -> int:
 
 
 def _aws_credentials_available() -> bool:
-    import boto3
+    from evalgate.adapters.aws import credentials_available
 
-    return boto3.Session().get_credentials() is not None
+    return credentials_available()
 
 
 def _gate_file(config_path: Path, repo: Path) -> str | None:
