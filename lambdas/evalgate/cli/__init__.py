@@ -5,12 +5,13 @@ share. Floor 6: may import every package of the product, never the demo service.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from collections.abc import Sequence
 
 from evalgate import __version__
-from evalgate.cli import calibrate, canary, ci, curate, history, load, merge, pr, run, shadow, tier, validate
+from evalgate.cli import calibrate, canary, ci, curate, history, init, load, merge, pr, run, shadow, tier, validate
 from evalgate.core.errors import InputError
 from evalgate.core.verdicts import ERROR as EXIT_ERROR
 from evalgate.core.verdicts import EXIT_USAGE
@@ -41,12 +42,22 @@ def _parser() -> argparse.ArgumentParser:
     for command in (run, tier, load, merge, shadow, validate):
         command.add_parser(sub)
     pr.add_pr_commands(sub)
+    init.add_init_command(sub)
     for command in (history, ci, curate, canary, calibrate):
         command.add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None:
+        # The process exits next (console script, `python -m evalgate`): its final garbage collection would only
+        # free what exiting frees anyway, and costs ~0.13 s on a run's object graph (fault bench).
+        gc.freeze()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.command:

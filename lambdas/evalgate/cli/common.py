@@ -47,9 +47,9 @@ def load_baseline(path: Path) -> Any:
 
 
 def aws_credentials_available() -> bool:
-    import boto3
+    from evalgate.adapters.aws import credentials_available
 
-    return boto3.Session().get_credentials() is not None
+    return credentials_available()
 
 
 def print_summary(result: Any, paths: dict[str, Path]) -> None:
