@@ -1,5 +1,6 @@
 """`evalgate run`: evaluate a candidate on the golden set, write the reports, exit with the verdict. The run is
-composed from engine/factories.py (candidate, judges, embedder, meter) and engine/tiers.py (the tier table)."""
+composed from engine/factories.py (judges, embedder, meter), cli/common.py (the candidate of --candidate) and
+engine/tiers.py (the tier table)."""
 
 from __future__ import annotations
 
