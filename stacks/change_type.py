@@ -3,7 +3,8 @@
 Runtime changes (what the service answers with) go through the CodeDeploy canary; infrastructure-only changes
 shift all at once, still behind the pre-traffic hook (blue/green style). The rule, in order:
 
-1. a changed path under ``lambdas/``, ``prompts/``, ``guardrails/`` or ``golden/knowledge/``, or
+1. a changed path under ``lambdas/``, ``prompts/``, ``guardrails/`` or ``golden/knowledge/`` (and the folders
+   cdk.json names for the service: ``serviceCodeRoot``, ``promptsDir``, ``goldenDir``/knowledge), or
    ``requirements-lambda.txt`` -> ``canary`` (handler code, evalgate scoring, prompt templates, the guardrail
    config — it changes what users see —, the retrieved knowledge, runtime deps);
 2. ``cdk.json`` with a changed model, prompt, guardrail or flag setting -> ``canary``;
@@ -28,6 +29,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 Mode = Literal["canary", "all-at-once"]
@@ -49,6 +51,10 @@ RUNTIME_SETTINGS: frozenset[str] = frozenset(
         "guardrailVersion",
         "guardrailConfig",
         "featureFlags",
+        "serviceCodeRoot",
+        "serviceHandler",
+        "promptsDir",
+        "goldenDir",
     }
 )
 
@@ -79,9 +85,17 @@ def change_types(paths: Iterable[str] | None, settings_changed: Iterable[str] = 
     return kinds
 
 
-def is_runtime_path(path: str) -> bool:
+def service_patterns(context: Mapping[str, Any]) -> tuple[str, ...]:
+    """The service's own runtime folders wherever cdk.json keeps them (``serviceCodeRoot``, ``promptsDir``,
+    ``goldenDir``'s knowledge): they are shipped in the service's asset like ``lambdas/`` and ``prompts/``."""
+    folders = (context.get("serviceCodeRoot"), context.get("promptsDir"),
+               f"{context['goldenDir']}/knowledge" if isinstance(context.get("goldenDir"), str) else None)
+    return tuple(f"{f.strip('/')}/*" for f in folders if isinstance(f, str) and f.strip("/"))
+
+
+def is_runtime_path(path: str, extra: Iterable[str] = ()) -> bool:
     p = path.strip().lstrip("./")
-    return any(fnmatch.fnmatch(p, pat) for pat in RUNTIME_PATTERNS)
+    return any(fnmatch.fnmatch(p, pat) for pat in (*RUNTIME_PATTERNS, *extra))
 
 
 def changed_settings(before: Mapping[str, Any] | None, after: Mapping[str, Any] | None) -> set[str]:
@@ -91,12 +105,16 @@ def changed_settings(before: Mapping[str, Any] | None, after: Mapping[str, Any] 
     return {k for k in set(a) | set(b) if a.get(k) != b.get(k)}
 
 
-def classify_change(paths: Iterable[str] | None, settings_changed: Iterable[str] = ()) -> Mode:
-    """The deployment mode for a change given its changed paths (None = unknown -> canary)."""
+def classify_change(
+    paths: Iterable[str] | None, settings_changed: Iterable[str] = (), extra_patterns: Iterable[str] = ()
+) -> Mode:
+    """The deployment mode for a change given its changed paths (None = unknown -> canary); ``extra_patterns``:
+    the service's folders (``service_patterns``)."""
     if paths is None:
         return "canary"
     path_list = [p for p in paths if p.strip()]
-    if any(is_runtime_path(p) for p in path_list):
+    extra = tuple(extra_patterns)
+    if any(is_runtime_path(p, extra) for p in path_list):
         return "canary"
     if RUNTIME_SETTINGS.intersection(settings_changed):
         return "canary"
@@ -142,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explain", action="store_true", help="print the changed paths to stderr")
     args = parser.parse_args(argv)
     paths, keys = diff_since(args.base.strip())
-    mode = classify_change(paths, keys)
+    try:
+        context = json.loads(Path("cdk.json").read_text(encoding="utf-8")).get("context", {})
+    except (OSError, ValueError, AttributeError):
+        context = {}
+    mode = classify_change(paths, keys, service_patterns(context if isinstance(context, dict) else {}))
     if args.explain:
         shown = "unknown (no base commit)" if paths is None else ", ".join(paths) or "(none)"
         kinds = ", ".join(change_types(paths, keys))

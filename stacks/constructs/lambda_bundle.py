@@ -1,6 +1,7 @@
 """Lambda code and layers, built without Docker.
 
-* ``code``: ``lambdas/`` + ``prompts/`` + ``golden/knowledge/``, copied by a local bundler implemented in Python
+* ``code``: ``lambdas/`` (+ the service's code root) + ``prompts/`` + ``golden/knowledge/`` (``code_trees``: the
+  folders the settings name), copied by a local bundler implemented in Python
   (``ILocalBundling``). The asset hash is computed from exactly those files, so a prompt or knowledge edit
   publishes a new Lambda version (and goes through the canary) while a golden-case edit does not.
 * ``hook_code``: the same plus the golden dataset (``golden/``), for the pre-traffic hook's smoke subset.
@@ -62,11 +63,22 @@ POWERTOOLS_PACKAGE = "aws-lambda-powertools"
 POWERTOOLS_PARAMETER = "/aws/service/powertools/python/arm64/python3.13/{version}"
 LAYER_ORDER = ("powertools", "deps")  # later wins in /opt/python: our pinned dependencies last
 _IGNORE = ("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".DS_Store")
-# Lambda code root. Handlers are referenced as "handlers.<module>.handler".
-CODE_TREES: tuple[tuple[str, str], ...] = (
-    ("lambdas", "."), ("prompts", "prompts"), ("golden/knowledge", "golden/knowledge"),
-)
-HOOK_TREES: tuple[tuple[str, str], ...] = (("lambdas", "."), ("prompts", "prompts"), ("golden", "golden"))
+HOOK_GOLDEN = "golden"  # where the assets hold the golden set (the hook's) and its knowledge (every function's)
+
+
+def code_trees(service_code_root: str = "lambdas", prompts_dir: str = "prompts", golden_dir: str = "golden",
+               *, hook: bool = False) -> tuple[tuple[str, str], ...]:
+    """(repository folder, asset folder) pairs: lambdas/ and the service's code root at the Lambda code root
+    (handlers are referenced as "handlers.<module>.handler" or the serviceHandler setting), the prompts and the
+    knowledge (the hook: the whole golden set) at the fixed places the functions read (``prompts/``,
+    ``golden/``), wherever the settings keep them in the repository."""
+    roots = [("lambdas", ".")] + ([(service_code_root, ".")] if service_code_root != "lambdas" else [])
+    golden = (golden_dir, HOOK_GOLDEN) if hook else (f"{golden_dir}/knowledge", f"{HOOK_GOLDEN}/knowledge")
+    return (*roots, (prompts_dir, "prompts"), golden)
+
+
+CODE_TREES: tuple[tuple[str, str], ...] = code_trees()
+HOOK_TREES: tuple[tuple[str, str], ...] = code_trees(hook=True)
 TASK_ROOT = "/var/task"
 RETENTION: dict[int, logs.RetentionDays] = {
     1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
@@ -192,8 +204,11 @@ class LambdaBundle(Construct):
     """Code assets, layers and a factory for consistently configured functions (one role and log group each)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, log_retention_days: int, metrics_namespace: str,
-                 service_name: str, bundled: bool, log_key: kms.IKey | None = None) -> None:
+                 service_name: str, bundled: bool, log_key: kms.IKey | None = None,
+                 service_code_root: str = "lambdas", prompts_dir: str = "prompts", golden_dir: str = "golden") -> None:
         super().__init__(scope, construct_id)
+        code_tree = code_trees(service_code_root, prompts_dir, golden_dir)
+        hook_tree = code_trees(service_code_root, prompts_dir, golden_dir, hook=True)
         self._log_key = log_key  # function log groups are encrypted with it (questions/answers may be logged)
         if not bundled:
             # An unbundled synth (the offline default) is valid, but its Lambda assets are the raw source
@@ -212,14 +227,14 @@ class LambdaBundle(Construct):
         self.code = lambda_.Code.from_asset(
             str(REPO_ROOT / "lambdas"),
             asset_hash_type=AssetHashType.CUSTOM,
-            asset_hash=tree_hash(CODE_TREES),
-            bundling=BundlingOptions(image=image, local=cast(ILocalBundling, CopyTreesBundler(CODE_TREES))),
+            asset_hash=tree_hash(code_tree),
+            bundling=BundlingOptions(image=image, local=cast(ILocalBundling, CopyTreesBundler(code_tree))),
         )
         self.hook_code = lambda_.Code.from_asset(
             str(REPO_ROOT / "lambdas"),
             asset_hash_type=AssetHashType.CUSTOM,
-            asset_hash=tree_hash(HOOK_TREES),
-            bundling=BundlingOptions(image=image, local=cast(ILocalBundling, CopyTreesBundler(HOOK_TREES))),
+            asset_hash=tree_hash(hook_tree),
+            bundling=BundlingOptions(image=image, local=cast(ILocalBundling, CopyTreesBundler(hook_tree))),
         )
         requirements = REPO_ROOT / "requirements-lambda.txt"
         self.deps_layer = lambda_.LayerVersion(

@@ -16,6 +16,7 @@ from stacks.change_type import (
     judge_changed,
     main,
     resolve_mode,
+    service_patterns,
 )
 
 
@@ -109,3 +110,32 @@ def test_a_judge_change_is_its_own_change_type() -> None:
     assert change_types(["lambdas/store_assistant/handler.py"], {"generatorModelId"}) == ["runtime"]
     assert not judge_changed(["stacks/service_stack.py"], {"branch"})
     assert judge_changed(None)  # unknown diff: recalibration is checked (fail safe)
+
+
+def test_the_folders_cdk_json_names_for_the_service_are_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    own = {"serviceCodeRoot": "services/acme/src", "promptsDir": "services/acme/prompts",
+           "goldenDir": "services/acme/golden"}
+    patterns = service_patterns(own)
+    for path in ("services/acme/src/acme_desk/handler.py", "services/acme/prompts/acme/v1/system.md",
+                 "services/acme/golden/knowledge/help.md"):
+        assert classify_change([path], (), patterns) == "canary", path
+        assert classify_change([path]) == "all-at-once"  # without the settings, a folder like any other
+    assert classify_change(["services/acme/golden/cases.jsonl"], (), patterns) == "all-at-once"  # cases: no deploy
+    for key in own:  # pointing the stacks at other code, prompts or knowledge changes what users get
+        assert classify_change(["cdk.json"], {key}) == "canary", key
+
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "config", "user.email", "ci@example.com")
+    _git(tmp_path, "config", "user.name", "ci")
+    (tmp_path / "cdk.json").write_text(json.dumps({"context": own}))
+    (tmp_path / "services/acme/src").mkdir(parents=True)
+    (tmp_path / "services/acme/src/h.py").write_text("x = 1\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "base")
+    base = _git(tmp_path, "rev-parse", "HEAD").strip()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "services/acme/src/h.py").write_text("x = 2\n")
+    _git(tmp_path, "commit", "-qam", "the service's code")
+    assert main(["--base", base]) == 0
+    assert capsys.readouterr().out.strip() == "canary"

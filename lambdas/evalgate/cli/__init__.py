@@ -382,9 +382,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a curation review file: every entry must be completed and verified, or rejected (repeatable)",
     )
 
+    from evalgate.cli.init import add_init_command
     from evalgate.cli.pr import add_pr_commands
 
     add_pr_commands(sub)
+    add_init_command(sub)
 
     hist = sub.add_parser(
         "history",
@@ -531,6 +533,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return run_pr_command(args)
         if args.command == "history":
             return _history(args)
+        if args.command == "init":
+            from evalgate.cli.init import init_command
+
+            return init_command(args)
         if args.command == "ci":
             from evalgate.ci.gate_step import main as ci_main
 
