@@ -13,9 +13,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from evalgate.cli import run_shadow_report
 from evalgate.core.config import load_config
 from evalgate.core.ports import JudgeCall, ToolSpec
-from evalgate.release.shadow import Pair, compare_pair, read_pairs, run_shadow_report, shadow_report
+from evalgate.release.shadow import Pair, compare_pair, read_pairs, shadow_report
 from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error
 from tests.fakes.idempotency import create_idempotency_table, records

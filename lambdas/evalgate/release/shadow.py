@@ -14,7 +14,7 @@ async retry that could run it twice) and the direct-invoke shape ``{"evalgate_in
 that switches the service's side effects off (no capture, no shadow enqueue). Each pair (production vs shadow
 answer, latency, tokens, versions) becomes one JSONL line; a batch is one S3 object.
 
-Report side (``run_shadow_report``, behind ``evalgate shadow-report``): pairs are scored with a pairwise judge
+Report side (``shadow_report``; ``evalgate shadow-report`` writes it): pairs are scored with a pairwise judge
 run twice with the positions swapped (A/B then B/A; when the two disagree the pair is a tie, which cancels
 position bias), embedding similarity, and latency / token / cost deltas, into a ``RunResult`` written with
 the usual reports.
@@ -629,18 +629,6 @@ def shadow_report(
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.2f}"
-
-
-def run_shadow_report(pairs_path: Path, out_dir: Path, judge: Any, embedder: Any, *, config: Any = None) -> int:
-    """``evalgate shadow-report``: read pairs, score them, write the reports; the exit code is the verdict's."""
-    from evalgate.reports import write_reports
-
-    pairs, problems = read_pairs(Path(pairs_path))
-    for p in problems:
-        log.warning(p)
-    result = shadow_report(pairs, judge, embedder, config=config, problems=problems)
-    write_reports(result, Path(out_dir))
-    return int(result.verdict.exit_code)
 
 
 def iter_pairs_from_s3(client: Any, bucket: str, prefix: str) -> Iterable[str]:

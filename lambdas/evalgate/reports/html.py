@@ -12,15 +12,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalgate.core.results import Aggregate, Comparison, Diversity, Drift, RunResult
-from evalgate.reports.common import (
+from evalgate.core.results import (
+    Aggregate,
+    Comparison,
+    Diversity,
+    Drift,
     HallucinationItem,
+    RunResult,
+    excerpt,
+    hallucination_items,
+)
+from evalgate.reports.common import (
     NotRunItem,
     UnscoredSummary,
     case_metric_names,
     confidence_label,
     digits_for,
-    excerpt,
     finding_source,
     fmt_ci,
     fmt_int,
@@ -28,7 +35,6 @@ from evalgate.reports.common import (
     fmt_pct,
     fmt_usd,
     hallucination_checked,
-    hallucination_items,
     identity_rows,
     is_gated,
     is_number,

@@ -9,16 +9,25 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from evalgate.core.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult
-from evalgate.reports.common import (
+from evalgate.core.results import (
+    Aggregate,
+    CaseResult,
+    Comparison,
+    Diversity,
+    Drift,
     HallucinationItem,
+    RunResult,
+    answer_or_error,
+    excerpt,
+    hallucination_items,
+    one_line,
+)
+from evalgate.reports.common import (
     NotRunItem,
     UnscoredSummary,
-    answer_or_error,
     case_reasons,
     confidence_label,
     digits_for,
-    excerpt,
     failing_metric,
     finding_source,
     fmt_ci,
@@ -27,13 +36,11 @@ from evalgate.reports.common import (
     fmt_pct,
     fmt_usd,
     hallucination_checked,
-    hallucination_items,
     identity_rows,
     identity_text,
     is_gated,
     judge_trust_lines,
     not_run_items,
-    one_line,
     threshold_text,
     unscored_summary,
     usage_cell,
