@@ -19,6 +19,10 @@ from evalgate.contracts import telemetry as tm
 from evalgate.release import deploy_hooks as hooks
 from handlers import hook_once
 
+# Repository folders this function reads at run time, shipped in its asset (evalgate.engine.change_type): the
+# golden set (gate config, smoke cases, knowledge) and the prompt templates.
+REPOSITORY_DATA = ("prompts", "golden")
+
 logger = Logger()
 tracer = new_tracer()
 metrics = new_metrics()

@@ -26,6 +26,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from evalgate.engine.change_type import SERVICE_HANDLER
 from stacks.constructs.bedrock_access import grant_models
 from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
 from stacks.nag import acknowledge
@@ -104,7 +105,7 @@ class ServiceApi(Construct):
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
         self.function = props.bundle.function(self, "Function", FunctionSpec(
-            handler="store_assistant.handler.handler",
+            handler=SERVICE_HANDLER,
             description=f"{props.project} {props.stage}: customer-support assistant (Bedrock Converse)",
             environment=env,
             timeout=Duration.seconds(29),  # HTTP API integration limit is 30 s
