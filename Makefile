@@ -45,7 +45,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check lambdas
 
 typecheck: $(VENV)/.installed
-	$(VENV)/bin/mypy lambdas/evalgate lambdas/store_assistant lambdas/handlers
+	$(VENV)/bin/mypy lambdas/evalgate lambdas/store_assistant lambdas/handlers stacks app.py
 
 unit integration infra contract e2e: $(VENV)/.installed
 	$(VENV)/bin/pytest -q tests/$@

@@ -22,7 +22,6 @@ the service's model of the document).
 from __future__ import annotations
 
 import re
-import sys
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -177,23 +176,12 @@ class FeatureFlagsConfig(BaseModel):
         }
 
 
-def validate_document(doc: dict[str, Any], lambdas_dir: str) -> None:
-    """Run the service's own validator on the rendered document (what the Lambda will parse at run time)."""
-    if lambdas_dir not in sys.path:
-        sys.path.insert(0, lambdas_dir)
-    try:
-        from evalgate.contracts.flags import validate_flag_document
-    except ImportError:
-        validate_flag_document = None
-    if validate_flag_document is not None:
-        try:
-            validate_flag_document(doc, "featureFlags")
-        except Exception as exc:  # evalgate.core.errors.InputError lists every problem
-            raise FlagContentError(f"featureFlags: the rendered AppConfig document is invalid: {exc}") from None
-        return
-    from aws_lambda_powertools.utilities.feature_flags.schema import SchemaValidator
+def validate_document(doc: dict[str, Any]) -> None:
+    """Run the runtime's own validator (``evalgate.contracts.flags``: Powertools' schema + the variant model) on
+    the rendered document, so the stack deploys only what the Lambda will accept."""
+    from evalgate.contracts.flags import validate_flag_document
 
     try:
-        SchemaValidator(doc).validate()
-    except Exception as exc:
+        validate_flag_document(doc, "featureFlags")
+    except Exception as exc:  # evalgate.core.errors.InputError lists every problem
         raise FlagContentError(f"featureFlags: the rendered AppConfig document is invalid: {exc}") from None

@@ -6,8 +6,13 @@ from aws_cdk import Acknowledgment, Validations
 from constructs import IConstruct
 
 
-def acknowledge(scope: IConstruct, finding: str, reason: str) -> None:
-    """Acknowledge one nag finding (``RuleId`` or ``RuleId[FindingId]``) on ``scope`` and its children."""
+def acknowledge(scope: IConstruct | None, finding: str, reason: str) -> None:
+    """Acknowledge one nag finding (``RuleId`` or ``RuleId[FindingId]``) on ``scope`` and its children.
+
+    ``scope`` may be a function's optional ``role``: a function without one has nothing to acknowledge it on,
+    which is a construction error, never a silently dropped acknowledgement."""
+    if scope is None:
+        raise ValueError(f"{finding}: nothing to acknowledge it on (a function without its own role?)")
     if len(reason.strip()) < 20:
         raise ValueError(f"{finding}: an acknowledgement needs a specific reason")
     Validations.of(scope).acknowledge(Acknowledgment(id=finding, reason=reason))

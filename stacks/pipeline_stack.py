@@ -18,12 +18,12 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from evalgate.contracts.bucket import BASELINE_COMMIT_KEY, BASELINE_KEY, LOAD_BASELINE_KEY, RUNS_PREFIX
 from evalgate.contracts.events import GATE_DETAIL, GATE_SOURCE
 from stacks.connections import match_connection_prefix
 from stacks.constructs.bedrock_access import acknowledge_profile_regions, model_statements
 from stacks.constructs.eval_results import PIPELINE_NAMESPACE, EvalResults, EvalResultsProps
 from stacks.constructs.eval_step import (
-    LOAD_BASELINE_KEY,
     EndpointCaller,
     EndpointTestProps,
     EvalGateProps,
@@ -175,10 +175,10 @@ class PipelineStack(Stack):
                                           "APPROVAL_ACTION", "PIPELINE_EXECUTION_ID", "SOURCE_COMMIT")},
             policy=[
                 iam.PolicyStatement(sid="ReadRunResults", actions=["s3:GetObject"],
-                                    resources=[bucket.arn_for_objects("runs/*")]),
+                                    resources=[bucket.arn_for_objects(f"{RUNS_PREFIX}*")]),
                 iam.PolicyStatement(sid="WriteApprovedBaseline", actions=["s3:PutObject"], resources=[
-                    bucket.arn_for_objects("baselines/approved/results.json"),
-                    bucket.arn_for_objects("baselines/approved/commit.txt"),
+                    bucket.arn_for_objects(BASELINE_KEY),
+                    bucket.arn_for_objects(BASELINE_COMMIT_KEY),
                 ]),
                 iam.PolicyStatement(sid="UseEvalKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
                                     resources=[self.results.key.key_arn]),
@@ -268,14 +268,14 @@ class PipelineStack(Stack):
             ],
             commands=[
                 "python3 -m pytest tests/unit tests/infra tests/contract -q -p no:cacheprovider",
-                'BASE=$(aws s3 cp "s3://$EVAL_BUCKET/baselines/approved/commit.txt" - 2>/dev/null || true)',
+                f'BASE=$(aws s3 cp "s3://$EVAL_BUCKET/{BASELINE_COMMIT_KEY}" - 2>/dev/null || true)',
                 'MODE=$(PYTHONPATH=lambdas python3 -m evalgate.engine.change_type --base "$BASE" --explain)',
                 "npx cdk synth --quiet -c bundle=true -c deploymentMode=$MODE",
             ],
             env={"CDK_DISABLE_CLI_TELEMETRY": "true", "EVAL_BUCKET": bucket.bucket_name},
             role_policy_statements=[
                 iam.PolicyStatement(sid="ReadApprovedCommit", actions=["s3:GetObject"],
-                                    resources=[bucket.arn_for_objects("baselines/approved/commit.txt")]),
+                                    resources=[bucket.arn_for_objects(BASELINE_COMMIT_KEY)]),
                 iam.PolicyStatement(sid="DecryptEvalResults", actions=["kms:Decrypt"],
                                     resources=[self.results.key.key_arn]),
             ],

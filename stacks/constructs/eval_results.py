@@ -39,6 +39,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
+from evalgate.contracts.bucket import RUNS_PREFIX
 from stacks.constructs.bedrock_access import acknowledge_profile_regions, model_statements, split_profile
 from stacks.constructs.storage import BucketSpec, EncryptedStorage
 from stacks.nag import acknowledge, nag_text
@@ -80,7 +81,7 @@ class EvalResults(Construct):
         self.key = self.storage.key
         self.bucket = self.storage.bucket("Bucket", BucketSpec(
             purpose="evaluation reports, approved baselines and the evaluation cache",
-            versioned=True, noncurrent_days=90, expire_prefixes={"runs/": 365},
+            versioned=True, noncurrent_days=90, expire_prefixes={RUNS_PREFIX: 365},
         ))
         self.artifacts = self.storage.bucket("Artifacts", BucketSpec(purpose="pipeline artifacts", expire_days=90))
         self.report_groups = {

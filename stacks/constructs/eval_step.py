@@ -1,6 +1,6 @@
 """Reusable pipeline steps (CodeBuildStep subclasses) that run ``evalgate`` in CodeBuild.
 
-* :class:`EvalGateStep`   - the quality gate (``stacks/ci/gate_step.py run``): golden regression + judge +
+* :class:`EvalGateStep`   - the quality gate (``evalgate ci run``): golden regression + judge +
   guardrail/injection suites vs the last approved baseline; JUnit into a report group; resolves the approval.
 * :class:`ShardedEvalGateStep` - the same gate fanned out (``evalShards`` > 1): a CodeBuild batch build of
   N ``--shard k/N`` builds and one ``evalgate merge`` build.
@@ -27,6 +27,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import IConstruct
 
+from evalgate.contracts.bucket import (
+    BASELINE_PREFIX,
+    CACHE_PREFIX,
+    CALIBRATION_PREFIX,
+    HISTORY_PREFIX,
+    RUNS_PREFIX,
+    shard_cache_key,
+)
 from evalgate.contracts.events import GATE_SOURCE
 from stacks.constructs.bedrock_access import guardrail_statement, model_statements
 from stacks.nag import acknowledge, nag_text
@@ -37,7 +45,7 @@ INSTALL = [
     "python3 -m pip install --quiet --no-deps -e .",  # the `evalgate` command (package under lambdas/)
 ]
 EVAL_OUT = "out/eval"
-GATE_SCRIPT = "stacks/ci/gate_step.py"
+GATE_COMMAND = "python3 -m evalgate.ci"  # evalgate.ci.gate_step (installed by INSTALL; `evalgate ci` for people)
 
 
 def junit_reports(report_group_arn: str, base_directory: str, files: list[str] | None = None) -> dict[str, Any]:
@@ -76,7 +84,7 @@ class EvalGateProps:
 class EvalGateStep(pipelines.CodeBuildStep):
     """``evalgate run --tier auto|release --candidate bedrock --baseline <last approved results.json>``.
 
-    Exit code handling lives in ``stacks/ci/gate_step.py``: 0 PASS -> approve the manual approval
+    Exit code handling lives in ``evalgate.ci.gate_step``: 0 PASS -> approve the manual approval
     (PutApprovalResult) and continue; 3 REVIEW -> publish the report link to SNS and leave the approval waiting;
     1 FAIL / 4 ERROR / 2 usage -> reject the approval and fail this action.
     """
@@ -86,7 +94,7 @@ class EvalGateStep(pipelines.CodeBuildStep):
             step_id,
             input=props.input,
             install_commands=INSTALL,
-            commands=[f"python3 {GATE_SCRIPT} run"],
+            commands=[f"{GATE_COMMAND} run"],
             env=props.env,
             role_policy_statements=[*props.policy, report_group_statement(props.report_group_arn)],
             primary_output_directory=EVAL_OUT,
@@ -112,13 +120,9 @@ class ShardedEvalGateProps:
     timeout: Duration = field(default_factory=lambda: Duration.minutes(90))
 
 
-def shard_cache_key(k: int, n: int) -> str:
-    return f"cache/evalgate-cache-shard-{k}-of-{n}.sqlite"
-
-
 def sharded_build_spec(shards: int, max_run_cost_usd: float, report_group_arn: str) -> dict[str, Any]:
     """``batch: build-graph``: ``shard_k`` builds (``SHARD=k/N``, own cache key, cap/N) and a ``merge`` build
-    depending on all of them. Every build runs ``gate_step.py $GATE_MODE`` (``shard`` or ``merge``)."""
+    depending on all of them. Every build runs ``evalgate ci $GATE_MODE`` (``shard`` or ``merge``)."""
     ids = [f"shard_{k}" for k in range(1, shards + 1)]
     graph: list[dict[str, Any]] = [
         {"identifier": ident, "env": {"variables": {
@@ -135,7 +139,7 @@ def sharded_build_spec(shards: int, max_run_cost_usd: float, report_group_arn: s
         "batch": {"fast-fail": True, "build-graph": graph},
         "phases": {
             "install": {"runtime-versions": {"python": "3.12"}, "commands": INSTALL},
-            "build": {"commands": [f'python3 {GATE_SCRIPT} "$GATE_MODE"']},
+            "build": {"commands": [f'{GATE_COMMAND} "$GATE_MODE"']},
         },
         "reports": junit_reports(report_group_arn, EVAL_OUT),
     }
@@ -208,7 +212,7 @@ class ShardedEvalGateStep(pipelines.Step):
 
 def shard_results_statement(bucket: s3.IBucket) -> iam.PolicyStatement:
     return iam.PolicyStatement(sid="ShardResults", actions=["s3:GetObject", "s3:PutObject"],
-                               resources=[bucket.arn_for_objects("runs/*/shards/*")])
+                               resources=[bucket.arn_for_objects(f"{RUNS_PREFIX}*/shards/*")])
 
 
 @dataclass(frozen=True)
@@ -225,8 +229,8 @@ class PromoteBaselineStep(pipelines.CodeBuildStep):
         super().__init__(
             step_id,
             input=props.input,
-            install_commands=["python3 -m pip install --quiet boto3"],
-            commands=[f"python3 {GATE_SCRIPT} promote"],
+            install_commands=["python3 -m pip install --quiet boto3", "python3 -m pip install --quiet --no-deps -e ."],
+            commands=[f"{GATE_COMMAND} promote"],
             env=props.env,
             role_policy_statements=props.policy,
             partial_build_spec=codebuild.BuildSpec.from_object(_python_runtime()),
@@ -314,7 +318,6 @@ class _EndpointStep(pipelines.CodeBuildStep):
         )
 
 
-LOAD_BASELINE_KEY = "baselines/load/results.json"
 
 
 class LoadTestStep(_EndpointStep):
@@ -386,15 +389,15 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
     bucket = p.eval_bucket
     statements = [
         iam.PolicyStatement(sid="ReadBaselineAndCache", actions=["s3:GetObject"], resources=[
-            bucket.arn_for_objects("baselines/approved/*"), bucket.arn_for_objects("cache/*"),
-            bucket.arn_for_objects("runs/*"),  # every run's results.json, for the history site
+            bucket.arn_for_objects(f"{BASELINE_PREFIX}*"), bucket.arn_for_objects(f"{CACHE_PREFIX}*"),
+            bucket.arn_for_objects(f"{RUNS_PREFIX}*"),  # every run's results.json, for the history site
             bucket.arn_for_objects("bedrock-eval/*"),  # the release tier reads its evaluation jobs' output
-            bucket.arn_for_objects("baselines/calibration/*"),
+            bucket.arn_for_objects(f"{CALIBRATION_PREFIX}*"),
         ]),
         iam.PolicyStatement(sid="WriteRunsAndCache", actions=["s3:PutObject"], resources=[
-            bucket.arn_for_objects("runs/*"), bucket.arn_for_objects("cache/*"),
-            bucket.arn_for_objects("bedrock-eval/*"), bucket.arn_for_objects("history/*"),
-            bucket.arn_for_objects("baselines/calibration/*"),
+            bucket.arn_for_objects(f"{RUNS_PREFIX}*"), bucket.arn_for_objects(f"{CACHE_PREFIX}*"),
+            bucket.arn_for_objects("bedrock-eval/*"), bucket.arn_for_objects(f"{HISTORY_PREFIX}*"),
+            bucket.arn_for_objects(f"{CALIBRATION_PREFIX}*"),
         ]),
         iam.PolicyStatement(sid="ListEvalResults", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]),
         iam.PolicyStatement(sid="UseEvalKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
@@ -473,12 +476,12 @@ def acknowledge_gate_findings(scope: IConstruct, bucket: s3.IBucket) -> None:
     """Wildcards in the gate's own statements, each bounded and explained."""
     arn = nag_text(scope, bucket.bucket_arn)
     for finding, reason in (
-        (f"Resource::{arn}/baselines/approved/*",
+        (f"Resource::{arn}/{BASELINE_PREFIX}*",
          "The gate reads the approved baseline (results.json, commit.txt) under its fixed prefix."),
-        (f"Resource::{arn}/cache/*", "The evaluation cache (SQLite) is synced under cache/."),
-        (f"Resource::{arn}/baselines/calibration/*",
+        (f"Resource::{arn}/{CACHE_PREFIX}*", "The evaluation cache (SQLite) is synced under cache/."),
+        (f"Resource::{arn}/{CALIBRATION_PREFIX}*",
          "Judge calibration records (one JSON file per judge model and rubric) are kept under baselines/calibration/."),
-        (f"Resource::{arn}/runs/*",
+        (f"Resource::{arn}/{RUNS_PREFIX}*",
          "Each pipeline execution writes its reports under runs/<execution id>/, unknown at synth time."),
         (f"Resource::{arn}/history/*", "The history site (index.html and comparison pages) is written under history/."),
         (f"Resource::{arn}/bedrock-eval/*",

@@ -31,7 +31,6 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from stacks.feature_flags_model import FeatureFlagsConfig, validate_document
-from stacks.settings import REPO_ROOT
 
 PROFILE_NAME = "flags"
 EVENTBRIDGE_EXTENSION = "AWS.AppConfig.DeploymentNotificationsToEventBridge"
@@ -87,7 +86,7 @@ class FeatureFlags(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: FeatureFlagsProps) -> None:
         super().__init__(scope, construct_id)
         self.document = props.flags.to_document()
-        validate_document(self.document, str(REPO_ROOT / "lambdas"))
+        validate_document(self.document)
         if len(props.monitors) > 5:
             raise ValueError("AppConfig allows at most 5 monitors per environment")
 

@@ -32,11 +32,18 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from evalgate.contracts.bucket import (
+    BASELINE_COMMIT_KEY,
+    BASELINE_KEY,
+    CACHE_KEY,
+    CALIBRATION_PREFIX,
+    PR_CACHE_PREFIX,
+    PR_RUNS_PREFIX,
+)
 from stacks.constructs.bedrock_access import acknowledge_profile_regions, model_statements
 from stacks.nag import acknowledge, acknowledge_pipeline_grants, nag_text
 from stacks.settings import Settings
 
-MAIN_CACHE_KEY = "cache/evalgate-cache.sqlite"  # what the main gate reads and writes (stacks/ci/gate_step.py)
 PR_OUT = "out/pr"
 
 
@@ -73,25 +80,25 @@ def evaluation_commands(post: str) -> list[str]:
         "codecommit": '--post codecommit --repo "$REPOSITORY" --pr "$PR_NUMBER" --before-commit "$BEFORE_COMMIT"',
     }[post]
     return [
-        'aws s3 cp "s3://$EVAL_BUCKET/baselines/approved/results.json" baseline.json || rm -f baseline.json',
-        'export EVALGATE_BASE_COMMIT=$(aws s3 cp "s3://$EVAL_BUCKET/baselines/approved/commit.txt" - || true)',
+        f'aws s3 cp "s3://$EVAL_BUCKET/{BASELINE_KEY}" baseline.json || rm -f baseline.json',
+        f'export EVALGATE_BASE_COMMIT=$(aws s3 cp "s3://$EVAL_BUCKET/{BASELINE_COMMIT_KEY}" - || true)',
         # a PR that changes the golden set or gate.toml can't be compared with the approved run: REVIEW, not exit 2
         'BASELINE=""; if [ -f baseline.json ]; then BASELINE="--baseline baseline.json --baseline-mismatch review"; fi',
         # Judge calibration records measured by the trusted gate (read-only here: a pull request never writes them).
-        'aws s3 cp "s3://$EVAL_BUCKET/baselines/calibration/" .evalgate/calibration --recursive --only-show-errors '
+        f'aws s3 cp "s3://$EVAL_BUCKET/{CALIBRATION_PREFIX}" .evalgate/calibration --recursive --only-show-errors '
         "|| true",
         "export EVALGATE_CALIBRATION_DIR=.evalgate/calibration",
         "set +e",
         f"python3 -m evalgate run --tier auto --candidate bedrock --embedder titan --no-progress --out {PR_OUT} "
         '--golden "$GOLDEN_DIR" --config "$THRESHOLDS_FILE" --model "$GENERATOR_MODEL_ID" --prompt "$PROMPT_ID" '
         '--max-cost "$MAX_RUN_COST_USD" $BASELINE '
-        f'--cache-s3 "s3://$EVAL_BUCKET/{MAIN_CACHE_KEY}" '
-        '--cache-s3-push "s3://$EVAL_BUCKET/pr-cache/$PR_NUMBER/evalgate-cache.sqlite"',
+        f'--cache-s3 "s3://$EVAL_BUCKET/{CACHE_KEY}" '
+        f'--cache-s3-push "s3://$EVAL_BUCKET/{PR_CACHE_PREFIX}$PR_NUMBER/evalgate-cache.sqlite"',
         "RC=$?",
         "set -e",
-        'RUN="s3://$EVAL_BUCKET/pr-runs/$PR_NUMBER/$SOURCE_COMMIT/"',
+        f'RUN="s3://$EVAL_BUCKET/{PR_RUNS_PREFIX}$PR_NUMBER/$SOURCE_COMMIT/"',
         f'aws s3 cp {PR_OUT} "$RUN" --recursive --only-show-errors || true',
-        'REPORT="https://$AWS_REGION.console.aws.amazon.com/s3/buckets/$EVAL_BUCKET?prefix=pr-runs/$PR_NUMBER/'
+        f'REPORT="https://$AWS_REGION.console.aws.amazon.com/s3/buckets/$EVAL_BUCKET?prefix={PR_RUNS_PREFIX}$PR_NUMBER/'
         '$SOURCE_COMMIT/"',
         f"if [ -f {PR_OUT}/results.json ]; then python3 -m evalgate comment --results {PR_OUT}/results.json "
         f'$BASELINE --commit "$SOURCE_COMMIT" --report-url "$REPORT" {comment}; fi',
@@ -181,18 +188,18 @@ class PullRequestEval(Construct):
                 sid="ReadBaselineAndMainCache",
                 actions=["s3:GetObject"],
                 resources=[
-                    b.arn_for_objects("baselines/approved/results.json"),
-                    b.arn_for_objects("baselines/approved/commit.txt"),
-                    b.arn_for_objects(MAIN_CACHE_KEY),
-                    b.arn_for_objects("baselines/calibration/*"),
+                    b.arn_for_objects(BASELINE_KEY),
+                    b.arn_for_objects(BASELINE_COMMIT_KEY),
+                    b.arn_for_objects(CACHE_KEY),
+                    b.arn_for_objects(f"{CALIBRATION_PREFIX}*"),
                 ],
             ),
             iam.PolicyStatement(
                 sid="WritePullRequestOnly",
                 actions=["s3:PutObject"],
                 resources=[
-                    b.arn_for_objects("pr-cache/*"),
-                    b.arn_for_objects("pr-runs/*"),
+                    b.arn_for_objects(f"{PR_CACHE_PREFIX}*"),
+                    b.arn_for_objects(f"{PR_RUNS_PREFIX}*"),
                 ],
             ),
             iam.PolicyStatement(sid="ListEvalResults", actions=["s3:ListBucket"], resources=[b.bucket_arn]),
@@ -363,9 +370,9 @@ class PullRequestEval(Construct):
     def _acknowledge(self, props: PullRequestEvalProps) -> None:
         arn = nag_text(self, props.eval_bucket.bucket_arn)
         for finding, reason in (
-            (f"Resource::{arn}/pr-cache/*", "Each pull request writes its own cache under pr-cache/<number>/."),
-            (f"Resource::{arn}/pr-runs/*", "Each pull request's reports go under pr-runs/<number>/<commit>/."),
-            (f"Resource::{arn}/baselines/calibration/*",
+            (f"Resource::{arn}/{PR_CACHE_PREFIX}*", "Each pull request writes its own cache under pr-cache/<number>/."),
+            (f"Resource::{arn}/{PR_RUNS_PREFIX}*", "Each pull request's reports go under pr-runs/<number>/<commit>/."),
+            (f"Resource::{arn}/{CALIBRATION_PREFIX}*",
              "Read-only: the judge calibration records the trusted gate measured (one file per judge and rubric)."),
         ):
             acknowledge(self.role, f"AwsSolutions-IAM5[{finding}]", reason)

@@ -331,7 +331,7 @@ def test_service_with_the_doc_http_api_v2_event(monkeypatch: pytest.MonkeyPatch,
 def test_quality_gate_requests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws: AwsRecorder) -> None:
     import boto3
 
-    from stacks.ci.gate_step import BASELINE_COMMIT_KEY, BASELINE_KEY, Gate, GateEnv
+    from evalgate.ci.gate_step import BASELINE_COMMIT_KEY, BASELINE_KEY, Gate, GateEnv
     from tests.infra.test_gate_step import FakeRunner
 
     monkeypatch.chdir(tmp_path)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stacks.ci.gate_step import (
+from evalgate.ci.gate_step import (
     BASELINE_COMMIT_KEY,
     BASELINE_KEY,
     Gate,

@@ -78,7 +78,7 @@ def test_eval_step_exports_junit_to_a_report_group(synth: Synth) -> None:
     eval_group = next(k for k in report_groups if k.startswith("EvalResultsEvalReports"))
     assert '"reports"' in spec and f'"Fn::GetAtt": ["{eval_group}", "Arn"]' in spec
     assert '"file-format": "JUNITXML"' in spec and '"base-directory": "out/eval"' in spec
-    assert "python3 stacks/ci/gate_step.py run" in spec
+    assert "python3 -m evalgate.ci run" in spec
     assert '"base-directory": "out/eval"' in spec.split('"artifacts"')[1]  # report.html, summary.md, results.json
     env = {e["Name"] for e in project["Environment"]["EnvironmentVariables"]}
     assert {"EVAL_BUCKET", "TOPIC_ARN", "PIPELINE_NAME", "GATE_STAGE", "APPROVAL_ACTION"} <= env

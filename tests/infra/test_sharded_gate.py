@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stacks.ci.gate_step import Gate, GateEnv
+from evalgate.ci.gate_step import Gate, GateEnv
 from stacks.settings import SettingsError, load_settings
 
 from .conftest import PIPELINE, Synth, _walk, as_list, cdk_context, statements
@@ -93,7 +93,7 @@ def test_build_graph_has_the_shards_and_a_merge_after_them(sharded: Synth) -> No
     assert sorted(merge["depend-on"]) == sorted(shards)
     assert merge["env"]["variables"] == {"GATE_MODE": "merge", "SHARD_COUNT": str(SHARDS)}
     spec = _spec(sharded)
-    assert spec["phases"]["build"]["commands"] == ['python3 stacks/ci/gate_step.py "$GATE_MODE"']
+    assert spec["phases"]["build"]["commands"] == ['python3 -m evalgate.ci "$GATE_MODE"']
     assert spec["reports"] and next(iter(spec["reports"].values()))["base-directory"] == "out/eval"
 
 

@@ -1,7 +1,7 @@
 """The house rules: each package imports only the floors below it, so the folders show the architecture.
 
 Floors, ground first (README "Layout"): ``core`` < ``contracts`` < ``adapters`` / ``reports`` < ``engine`` /
-the demo service < ``release`` / ``stacks`` < ``cli`` / ``handlers``. Every import counts, including the lazy
+the demo service < ``release`` / ``stacks`` < ``ci`` / ``handlers`` < ``cli``. Every import counts, including the lazy
 ones inside functions.
 """
 
@@ -26,7 +26,8 @@ FLOOR: dict[str, int] = {
     "store_assistant": 3,
     "evalgate.release": 4,
     "stacks": 4,
-    "evalgate.cli": 5,
+    "evalgate.cli": 6,
+    "evalgate.ci": 5,
     "handlers": 5,
 }
 # What may not meet even though the floors would allow it: the product never reaches into the demo service.
@@ -106,3 +107,12 @@ def test_the_pure_floors_never_touch_aws(package: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(LAMBDAS)}, capture_output=True,
                          text=True, check=True).stdout
     assert "boto3" not in out and "botocore" not in out, out
+
+
+def test_the_ci_driver_imports_without_evalgates_dependencies() -> None:
+    """The promote build installs only boto3 and this package without its dependencies: the gate step must import
+    (and so promote a baseline) without pydantic, numpy or anything else requirements.txt brings."""
+    code = "import sys, evalgate.ci.gate_step\nprint(sorted(m for m in ('pydantic', 'numpy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(LAMBDAS)},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -15,16 +15,8 @@ import pytest
 
 from evalgate import reports
 from evalgate.core.models import Generation, MetricValue
-from evalgate.core.results import (
-    EXIT_CODES,
-    Aggregate,
-    CaseResult,
-    Comparison,
-    Drift,
-    RunResult,
-    Usage,
-    Verdict,
-)
+from evalgate.core.results import Aggregate, CaseResult, Comparison, Drift, RunResult, Usage, Verdict
+from evalgate.core.verdicts import EXIT_CODES
 from evalgate.reports import REPORT_FILES, junit, markdown, write_reports
 from evalgate.reports import html as html_report
 from evalgate.reports.common import worst_cases

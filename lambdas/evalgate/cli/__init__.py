@@ -18,9 +18,9 @@ from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
 from evalgate.core.errors import InputError, Problem
 from evalgate.core.inputs import output_dir, output_file
 from evalgate.core.retry import DEFAULT_TIME_BUDGET_S
+from evalgate.core.verdicts import ERROR as EXIT_ERROR
+from evalgate.core.verdicts import EXIT_USAGE
 
-EXIT_USAGE = 2
-EXIT_ERROR = 4
 GUARDRAIL_VERSION = re.compile(GUARDRAIL_VERSION_PATTERN)
 
 TIERS: dict[str, dict[str, Any]] = {
@@ -399,6 +399,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     hist.add_argument("--compare", nargs=2, metavar=("A", "B"), help="run ids (or positions) to compare in full")
 
+    ci = sub.add_parser(
+        "ci",
+        help="the pipeline's quality-gate step inside CodeBuild (run, shard, merge, promote)",
+        description="Run the gate as the pipeline does: evaluate, then approve, ask for review or reject the manual "
+        "approval; keep baselines, cache and history in S3. Reads its settings from the environment the "
+        "pipeline's CodeBuild projects set (evalgate.ci.gate_step.GateEnv).",
+    )
+    ci.add_argument("mode", choices=["run", "shard", "merge", "promote"])
+
     cur = sub.add_parser(
         "curate",
         help="propose golden cases from judged production records; merge a reviewed batch",
@@ -512,6 +521,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_pr_command(args)
         if args.command == "history":
             return _history(args)
+        if args.command == "ci":
+            from evalgate.ci.gate_step import main as ci_main
+
+            return ci_main([args.mode])
         if args.command == "curate":
             from evalgate.cli.curate import curate_command
 

@@ -19,7 +19,7 @@ from typing import Literal
 
 from evalgate.core.config import THRESHOLD_DIRECTIONS, GateConfig
 from evalgate.core.latency import LatencyBudget
-from evalgate.core.results import EXIT_CODES, Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Verdict
+from evalgate.core.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Verdict
 from evalgate.core.stats import (
     bootstrap_mean,
     excess_pvalue,
@@ -31,6 +31,7 @@ from evalgate.core.stats import (
     step_down,
     wilson,
 )
+from evalgate.core.verdicts import EXIT_CODES
 
 # per-case metric -> (aggregate name, kind, higher is better)
 CASE_METRICS: dict[str, tuple[str, str, bool]] = {

@@ -14,9 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalgate.core.models import Case, Generation, MetricValue
+from evalgate.core.verdicts import VerdictName
 
-VerdictName = Literal["PASS", "FAIL", "REVIEW", "ERROR"]
-EXIT_CODES: dict[str, int] = {"PASS": 0, "FAIL": 1, "REVIEW": 3, "ERROR": 4}
 SCHEMA_VERSION = 1
 
 

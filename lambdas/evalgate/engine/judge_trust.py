@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from evalgate.core.config import GateConfig
 from evalgate.core.gate import with_reviews
-from evalgate.core.results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict
+from evalgate.core.results import Aggregate, CaseResult, RunResult, Verdict
 from evalgate.core.stats import wilson
+from evalgate.core.verdicts import EXIT_CODES
 
 if TYPE_CHECKING:  # the run path stays free of scipy (judge_calibration measures with it)
     from evalgate.engine.judge_calibration import JudgeCheck

@@ -54,8 +54,9 @@ from evalgate.core.gate import latency_aggregates, latency_reasons
 from evalgate.core.latency import LatencyBudget
 from evalgate.core.models import Case, MetricValue
 from evalgate.core.ports import Candidate
-from evalgate.core.results import EXIT_CODES, Aggregate, CaseResult, RunResult, Verdict, load_result
+from evalgate.core.results import Aggregate, CaseResult, RunResult, Verdict, load_result
 from evalgate.core.stats import quantile, wilson
+from evalgate.core.verdicts import EXIT_CODES
 
 Status = Literal["pending", "ok", "error", "throttled", "timeout", "dropped"]
 LATENCY_DEFINITION = (

@@ -396,9 +396,10 @@ def shadow_report(
     from evalgate import __version__
     from evalgate.core.metrics import similarity
     from evalgate.core.models import MetricValue
-    from evalgate.core.results import EXIT_CODES, Aggregate, CaseResult, RunResult, Usage, Verdict
+    from evalgate.core.results import Aggregate, CaseResult, RunResult, Usage, Verdict
     from evalgate.core.retry import RetryPolicy
     from evalgate.core.stats import bootstrap_mean, wilson
+    from evalgate.core.verdicts import EXIT_CODES
 
     started = datetime.now(UTC)
     model = _model_of(judge)

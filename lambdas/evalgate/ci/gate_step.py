@@ -1,4 +1,4 @@
-"""The pipeline's quality gate, run inside CodeBuild: ``python3 stacks/ci/gate_step.py run|shard|merge|promote``.
+"""The pipeline's quality gate, run inside CodeBuild: ``evalgate ci run|shard|merge|promote``.
 
 ``run`` (the EvalGate action, in the same pipeline stage as the manual approval ``Approve`` and started with it):
 
@@ -39,7 +39,8 @@ downloads the ``SHARD_COUNT`` shard results, runs ``python -m evalgate merge sha
 ``promote`` (after the approval): copies this run's ``results.json`` to ``baselines/approved/`` with the commit,
 so the next run compares against the last *approved* change, never a rejected one.
 
-Only the standard library and boto3 (both present in CodeBuild after ``pip install -r requirements.txt``).
+Only the standard library, boto3 and ``evalgate.core.verdicts`` at import (the promote build installs boto3 and
+this package without its dependencies); the rest of evalgate runs in the ``evalgate`` subprocesses it starts.
 """
 
 from __future__ import annotations
@@ -55,15 +56,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PASS, FAIL, USAGE, REVIEW, ERROR = 0, 1, 2, 3, 4
-VERDICTS = {PASS: "PASS", FAIL: "FAIL", USAGE: "USAGE ERROR", REVIEW: "REVIEW", ERROR: "ERROR"}
+from evalgate.contracts.bucket import (
+    BASELINE_COMMIT_KEY,
+    BASELINE_KEY,
+    CACHE_KEY,
+    CALIBRATION_PREFIX,
+    HISTORY_PREFIX,
+    run_prefix,
+    shard_results_key,
+)
+from evalgate.core.verdicts import ERROR, FAIL, PASS, REVIEW, USAGE
+from evalgate.core.verdicts import EXIT_NAMES as VERDICTS
+
 OUT_DIR = Path("out/eval")
-BASELINE_KEY = "baselines/approved/results.json"
-BASELINE_COMMIT_KEY = "baselines/approved/commit.txt"
-CALIBRATION_PREFIX = "baselines/calibration/"  # judge calibration records, kept beside the approved baselines
 CALIBRATION_DIR = Path(".evalgate") / "calibration"
-CACHE_KEY = "cache/evalgate-cache.sqlite"
-HISTORY_PREFIX = "history/"  # the static history site (evalgate history) over runs/
 SHARD_OUT_DIR = Path("out/shard")
 SHARD_DIR = Path("shards")
 REPORT_FILES = ("report.html", "summary.md", "results.json", "junit.xml")
@@ -190,10 +196,10 @@ class GateEnv:
 
     @property
     def run_prefix(self) -> str:
-        return f"runs/{self.execution_id}/"
+        return run_prefix(self.execution_id)
 
     def shard_key(self, index: int) -> str:
-        return f"{self.run_prefix}shards/{index}.json"
+        return shard_results_key(self.execution_id, index)
 
     def console(self, path: str) -> str:
         return f"https://{self.region}.console.aws.amazon.com/{path}"
@@ -215,9 +221,18 @@ class GateEnv:
 
 
 class Gate:
-    def __init__(self, cfg: GateEnv, s3: Any, sns: Any, codepipeline: Any, cloudwatch: Any,
-                 runner: Any = subprocess.run, sleep: Any = time.sleep, out_dir: Path = OUT_DIR,
-                 events: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: GateEnv,
+        s3: Any,
+        sns: Any,
+        codepipeline: Any,
+        cloudwatch: Any,
+        runner: Any = subprocess.run,
+        sleep: Any = time.sleep,
+        out_dir: Path = OUT_DIR,
+        events: Any = None,
+    ) -> None:
         self.cfg = cfg
         self.events = events
         self.s3 = s3
@@ -268,8 +283,13 @@ class Gate:
     def supports(self, word: str) -> bool:
         """Whether ``evalgate run --help`` mentions an optional flag or tier (the CLI grows across releases)."""
         if self._help is None:
-            result = self.runner([sys.executable, "-m", "evalgate", "run", "--help"], capture_output=True,
-                                 text=True, check=False, env=self._env())
+            result = self.runner(
+                [sys.executable, "-m", "evalgate", "run", "--help"],
+                capture_output=True,
+                text=True,
+                check=False,
+                env=self._env(),
+            )
             self._help = result.stdout or ""
         return word in self._help
 
@@ -281,9 +301,27 @@ class Gate:
 
     def command(self, tier: str, baseline: Path | None) -> list[str]:
         c = self.cfg
-        cmd = [sys.executable, "-m", "evalgate", "run", "--tier", tier, "--golden", c.golden, "--config", c.config,
-               "--candidate", "bedrock", "--out", str(self.out_dir), "--embedder", "titan", "--no-progress",
-               "--cache-s3", f"s3://{c.bucket}/{c.cache_key}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "evalgate",
+            "run",
+            "--tier",
+            tier,
+            "--golden",
+            c.golden,
+            "--config",
+            c.config,
+            "--candidate",
+            "bedrock",
+            "--out",
+            str(self.out_dir),
+            "--embedder",
+            "titan",
+            "--no-progress",
+            "--cache-s3",
+            f"s3://{c.bucket}/{c.cache_key}",
+        ]
         if c.generator:
             cmd += ["--model", c.generator]
         if c.prompt:
@@ -302,16 +340,34 @@ class Gate:
         if tickets != "none" and not c.shard and self.supports("--tickets"):
             cmd += ["--tickets", tickets]
             if tickets == "github":
-                cmd += ["--github-repo", c.extra.get("github_repo", ""),
-                        "--github-token-secret", c.extra.get("github_token_secret", "")]
+                cmd += [
+                    "--github-repo",
+                    c.extra.get("github_repo", ""),
+                    "--github-token-secret",
+                    c.extra.get("github_token_secret", ""),
+                ]
         return cmd
 
     def calibrate_commands(self, tier: str) -> list[list[str]]:
         """``evalgate calibrate --metric judge --if-needed`` for each judge the tier may use: the cheap judge (and the
         heavy one, which re-judges borderline cases) for auto/full/smoke, the heavy judge for release."""
         c = self.cfg
-        base = [sys.executable, "-m", "evalgate", "calibrate", "--metric", "judge", "--if-needed", "--records",
-                str(CALIBRATION_DIR), "--golden", c.golden, "--config", c.config, "--no-cache"]
+        base = [
+            sys.executable,
+            "-m",
+            "evalgate",
+            "calibrate",
+            "--metric",
+            "judge",
+            "--if-needed",
+            "--records",
+            str(CALIBRATION_DIR),
+            "--golden",
+            c.golden,
+            "--config",
+            c.config,
+            "--no-cache",
+        ]
         heavy = [*base, "--heavy"]
         return [heavy] if tier == "release" else [base, heavy]
 
@@ -322,7 +378,7 @@ class Gate:
         pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.cfg.bucket, Prefix=CALIBRATION_PREFIX)
         for page in pages:
             for obj in page.get("Contents", []):
-                name = obj["Key"][len(CALIBRATION_PREFIX):]
+                name = obj["Key"][len(CALIBRATION_PREFIX) :]
                 body = self._get(obj["Key"]) if name and "/" not in name else None
                 if body is not None:
                     (CALIBRATION_DIR / name).write_bytes(body)
@@ -344,23 +400,37 @@ class Gate:
             output = (done.stdout or "") + (getattr(done, "stderr", "") or "")
             print(output, end="", flush=True)
             if done.returncode != PASS:
-                self.resolve_approval("Rejected", f"judge calibration failed (exit {done.returncode}): "
-                                      + " ".join(output.split())[-400:])
+                self.resolve_approval(
+                    "Rejected", f"judge calibration failed (exit {done.returncode}): " + " ".join(output.split())[-400:]
+                )
                 code = done.returncode if done.returncode in (FAIL, ERROR) else ERROR
                 break
         spent = 0.0
         for path in sorted(CALIBRATION_DIR.glob("judge-*.json")):
             if path.name not in known:  # a new measurement (kept even when it falls short: it is the evidence)
-                self.s3.put_object(Bucket=self.cfg.bucket, Key=CALIBRATION_PREFIX + path.name,
-                                   Body=path.read_bytes(), ContentType="application/json")
+                self.s3.put_object(
+                    Bucket=self.cfg.bucket,
+                    Key=CALIBRATION_PREFIX + path.name,
+                    Body=path.read_bytes(),
+                    ContentType="application/json",
+                )
                 spent += record_cost(path)
         if spent:
             self.put_cost(spent, "CalibrationCostUSD")
         return code
 
     def merge_command(self, shards: list[Path], baseline: Path | None) -> list[str]:
-        cmd = [sys.executable, "-m", "evalgate", "merge", *map(str, shards), "--config", self.cfg.config,
-               "--out", str(self.out_dir)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "evalgate",
+            "merge",
+            *map(str, shards),
+            "--config",
+            self.cfg.config,
+            "--out",
+            str(self.out_dir),
+        ]
         if baseline is not None:
             cmd += ["--baseline", str(baseline)]
         return cmd
@@ -373,8 +443,12 @@ class Gate:
             path = self.out_dir / name
             if path.is_file():
                 key = f"{self.cfg.run_prefix}{name}"
-                self.s3.put_object(Bucket=self.cfg.bucket, Key=key, Body=path.read_bytes(),
-                                   ContentType=CONTENT_TYPES.get(path.suffix, "application/octet-stream"))
+                self.s3.put_object(
+                    Bucket=self.cfg.bucket,
+                    Key=key,
+                    Body=path.read_bytes(),
+                    ContentType=CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+                )
                 uploaded.append(key)
         return uploaded
 
@@ -382,16 +456,27 @@ class Gate:
         """Rebuild the history site (every run under runs/) with this run in it; best effort, never the verdict."""
         if not self.supports_command("history"):
             return
-        cmd = [sys.executable, "-m", "evalgate", "history", "--runs", f"s3://{self.cfg.bucket}/runs/",
-               "--out", f"s3://{self.cfg.bucket}/{HISTORY_PREFIX}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "evalgate",
+            "history",
+            "--runs",
+            f"s3://{self.cfg.bucket}/runs/",
+            "--out",
+            f"s3://{self.cfg.bucket}/{HISTORY_PREFIX}",
+        ]
         done = self.runner(cmd, check=False, env=self._env())
         if done.returncode != 0:
-            print(f"gate_step: the history site was not refreshed (evalgate history exit {done.returncode})",
-                  file=sys.stderr)
+            print(
+                f"gate_step: the history site was not refreshed (evalgate history exit {done.returncode})",
+                file=sys.stderr,
+            )
 
     def supports_command(self, command: str) -> bool:
-        done = self.runner([sys.executable, "-m", "evalgate", "--help"], capture_output=True, text=True,
-                           check=False, env=self._env())
+        done = self.runner(
+            [sys.executable, "-m", "evalgate", "--help"], capture_output=True, text=True, check=False, env=self._env()
+        )
         return command in (done.stdout or "")
 
     def read_results(self) -> dict[str, Any]:
@@ -418,9 +503,9 @@ class Gate:
             from evalgate.core.results import RunResult
 
             run = RunResult.model_validate(results)
-            detail: dict[str, Any] = gate_event_detail(run, report_url=self.cfg.report_link(),
-                                                       pipeline=self.cfg.pipeline,
-                                                       execution_id=self.cfg.execution_id)
+            detail: dict[str, Any] = gate_event_detail(
+                run, report_url=self.cfg.report_link(), pipeline=self.cfg.pipeline, execution_id=self.cfg.execution_id
+            )
             return detail
         except Exception as exc:  # an older/newer results.json, evalgate not importable: fall back to SNS
             print(f"gate_step: cannot build the review event ({type(exc).__name__}: {exc}); emailing directly")
@@ -432,9 +517,15 @@ class Gate:
             from evalgate.contracts.events import GATE_DETAIL, GATE_SOURCE  # importable: the detail was built
 
             try:
-                sent = self.events.put_events(Entries=[{
-                    "Source": GATE_SOURCE, "DetailType": GATE_DETAIL, "Detail": json.dumps(detail),
-                }])
+                sent = self.events.put_events(
+                    Entries=[
+                        {
+                            "Source": GATE_SOURCE,
+                            "DetailType": GATE_DETAIL,
+                            "Detail": json.dumps(detail),
+                        }
+                    ]
+                )
                 if not sent.get("FailedEntryCount"):
                     return "event"
                 print(f"gate_step: EventBridge refused the review event: {sent.get('Entries')}")
@@ -446,10 +537,17 @@ class Gate:
     def put_cost(self, cost: float | None, metric: str = "EvalCostUSD") -> None:
         if cost is None:
             return
-        self.cloudwatch.put_metric_data(Namespace=self.cfg.namespace, MetricData=[{
-            "MetricName": metric, "Value": cost, "Unit": "None",
-            "Dimensions": [{"Name": "Pipeline", "Value": self.cfg.pipeline}],
-        }])
+        self.cloudwatch.put_metric_data(
+            Namespace=self.cfg.namespace,
+            MetricData=[
+                {
+                    "MetricName": metric,
+                    "Value": cost,
+                    "Unit": "None",
+                    "Dimensions": [{"Name": "Pipeline", "Value": self.cfg.pipeline}],
+                }
+            ],
+        )
 
     def approval_token(self, attempts: int = 40, delay: float = 3.0) -> str | None:
         """The token of this stage's manual approval once CodePipeline has started it (same run order) -- only
@@ -478,8 +576,11 @@ class Gate:
             print(f"gate_step: approval {self.cfg.stage}/{self.cfg.approval_action} is not waiting; nothing to resolve")
             return False
         self.codepipeline.put_approval_result(
-            pipelineName=self.cfg.pipeline, stageName=self.cfg.stage, actionName=self.cfg.approval_action,
-            result={"summary": summary[:APPROVAL_SUMMARY_MAX], "status": status}, token=token,
+            pipelineName=self.cfg.pipeline,
+            stageName=self.cfg.stage,
+            actionName=self.cfg.approval_action,
+            result={"summary": summary[:APPROVAL_SUMMARY_MAX], "status": status},
+            token=token,
         )
         return True
 
@@ -533,16 +634,21 @@ class Gate:
         code = self.runner(cmd, check=False, env=self._env(extra)).returncode
         results = self.out_dir / "results.json"
         if results.is_file():
-            self.s3.put_object(Bucket=c.bucket, Key=c.shard_key(index), Body=results.read_bytes(),
-                               ContentType="application/json")
+            self.s3.put_object(
+                Bucket=c.bucket, Key=c.shard_key(index), Body=results.read_bytes(), ContentType="application/json"
+            )
         if code in (USAGE, ERROR) or not results.is_file() or code not in VERDICTS:
             verdict = VERDICTS.get(code, f"ERROR (exit {code})")
-            self.resolve_approval("Rejected", f"evalgate shard {c.shard} {verdict} (exit {code}), tier {tier}; "
-                                              "the shards cannot be merged")
+            self.resolve_approval(
+                "Rejected",
+                f"evalgate shard {c.shard} {verdict} (exit {code}), tier {tier}; the shards cannot be merged",
+            )
             print(f"gate_step: shard {c.shard}: {verdict} (evalgate exit {code}); approval rejected", flush=True)
             return code or ERROR
-        print(f"gate_step: shard {c.shard} done (evalgate exit {code}); results at s3://{c.bucket}/"
-              f"{c.shard_key(index)}", flush=True)
+        print(
+            f"gate_step: shard {c.shard} done (evalgate exit {code}); results at s3://{c.bucket}/{c.shard_key(index)}",
+            flush=True,
+        )
         return PASS
 
     def merge(self) -> int:
@@ -577,27 +683,37 @@ class Gate:
         results = self.read_results()
         self.put_cost(run_cost(results))
         self.refresh_history()
-        links = (f"Report: {c.report_link()}\nAll files: {c.runs_link()}\nHistory of runs: {c.history_link()}\n"
-                 f"Pipeline / approval: {c.approval_link()}\n")
+        links = (
+            f"Report: {c.report_link()}\nAll files: {c.runs_link()}\nHistory of runs: {c.history_link()}\n"
+            f"Pipeline / approval: {c.approval_link()}\n"
+        )
         head = f"{c.pipeline} @ {c.commit[:12] or 'unknown commit'} (tier {tier}, execution {c.execution_id})"
         if decision.notify:
-            self.send_review(results, f"[EvalGate] REVIEW needed: {c.pipeline}",
-                             f"The quality gate needs a human decision for {head}.\nApprove or reject the "
-                             f"'{c.approval_action}' action in stage '{c.stage}'.\n\n{links}\n{self.summary()}")
+            self.send_review(
+                results,
+                f"[EvalGate] REVIEW needed: {c.pipeline}",
+                f"The quality gate needs a human decision for {head}.\nApprove or reject the "
+                f"'{c.approval_action}' action in stage '{c.stage}'.\n\n{links}\n{self.summary()}",
+            )
         found = hallucinations(results)
         if decision.verdict == "PASS" and found:
             lines = "\n".join(
                 f"- {h.get('case_id', '?')} ({h.get('suite', '?')}): {'; '.join(map(str, h.get('claims') or []))[:300]}"
                 for h in found[:20]
             )
-            self.publish(f"[EvalGate] PASS with {len(found)} hallucination(s): {c.pipeline}",
-                         f"The gate passed {head}, but the judge flagged unsupported claims. Please review:\n"
-                         f"{lines}\n\n{links}")
+            self.publish(
+                f"[EvalGate] PASS with {len(found)} hallucination(s): {c.pipeline}",
+                f"The gate passed {head}, but the judge flagged unsupported claims. Please review:\n{lines}\n\n{links}",
+            )
         if decision.approval is not None:
-            self.resolve_approval(decision.approval,
-                                  f"evalgate {decision.verdict} (exit {code}), tier {tier}. Report: {c.report_link()}")
-        print(f"gate_step: verdict {decision.verdict} (evalgate exit {code}); reports under "
-              f"s3://{c.bucket}/{c.run_prefix}", flush=True)
+            self.resolve_approval(
+                decision.approval, f"evalgate {decision.verdict} (exit {code}), tier {tier}. Report: {c.report_link()}"
+            )
+        print(
+            f"gate_step: verdict {decision.verdict} (evalgate exit {code}); reports under "
+            f"s3://{c.bucket}/{c.run_prefix}",
+            flush=True,
+        )
         return decision.exit_code
 
     def promote(self) -> int:
@@ -608,8 +724,9 @@ class Gate:
             print(f"gate_step: s3://{c.bucket}/{key} not found; nothing to promote", file=sys.stderr)
             return ERROR
         self.s3.put_object(Bucket=c.bucket, Key=BASELINE_KEY, Body=body, ContentType="application/json")
-        self.s3.put_object(Bucket=c.bucket, Key=BASELINE_COMMIT_KEY, Body=(c.commit or "").encode(),
-                           ContentType="text/plain")
+        self.s3.put_object(
+            Bucket=c.bucket, Key=BASELINE_COMMIT_KEY, Body=(c.commit or "").encode(), ContentType="text/plain"
+        )
         print(f"gate_step: promoted {key} (commit {c.commit or 'unknown'}) to the approved baseline")
         return PASS
 
@@ -625,15 +742,21 @@ def shard_index(shard: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in {"run", "shard", "merge", "promote"}:
-        print("usage: gate_step.py run|shard|merge|promote", file=sys.stderr)
+        print("usage: evalgate ci run|shard|merge|promote", file=sys.stderr)
         return USAGE
     import boto3
 
     cfg = GateEnv.from_environ()
     session = boto3.session.Session(region_name=cfg.region)
-    gate = Gate(cfg, session.client("s3"), session.client("sns"), session.client("codepipeline"),
-                session.client("cloudwatch"), events=session.client("events"),
-                out_dir=SHARD_OUT_DIR if args[0] == "shard" else OUT_DIR)
+    gate = Gate(
+        cfg,
+        session.client("s3"),
+        session.client("sns"),
+        session.client("codepipeline"),
+        session.client("cloudwatch"),
+        events=session.client("events"),
+        out_dir=SHARD_OUT_DIR if args[0] == "shard" else OUT_DIR,
+    )
     return {"run": gate.run, "shard": gate.shard, "merge": gate.merge, "promote": gate.promote}[args[0]]()
 
 

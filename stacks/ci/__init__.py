@@ -1,1 +1,0 @@
-"""Scripts the pipeline runs inside CodeBuild (standard library + boto3 only)."""
