@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from evalgate.engine.change_type import (
     judge_changed,
     main,
     resolve_mode,
+    scan,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,6 +79,7 @@ FAKE = {
     "golden/cases.jsonl": '{"id": "a"}\n',
     "requirements.txt": "pydantic>=2\n",
     "requirements-local.txt": "onnxruntime>=1.21  # not installed here\n",
+    "stacks/app.py": "",
     "cdk.json": json.dumps({"context": {"generatorModelId": "a", "peakRps": 2}}),
 }
 
@@ -120,6 +124,7 @@ def test_an_asset_is_its_closure_its_package_data_and_its_folders(tmp_path: Path
      "evalgate.core.modles: no module evalgate.core.modles under lambdas"),
     ("import evalgatex\n", "lambdas/handlers/notifier.py:1: import evalgatex: not under lambdas, the standard "
      "library or a third-party package"),
+    ("def f():\n    from stacks import app\n", "lambdas/handlers/notifier.py:2: import stacks: not under lambdas"),
 ])
 def test_an_import_it_cannot_resolve_fails_loudly(tmp_path: Path, source: str, message: str) -> None:
     repo = _write(tmp_path, {**FAKE, "lambdas/handlers/notifier.py": source})
@@ -134,6 +139,24 @@ def test_a_code_root_is_searched_before_the_next(tmp_path: Path) -> None:
     asset = function_asset("my_service.app.handler", repo=repo, code_roots=("services/mine", "lambdas"))
     assert ("services/mine/my_service/app.py", "my_service/app.py") in asset.files
     assert ("lambdas/evalgate/core/models.py", "evalgate/core/models.py") in asset.files
+
+
+def test_package_data_is_declared_beside_its_module_and_in_the_wheel_alike() -> None:
+    """What a Lambda ships beside a module (PACKAGE_DATA) is what pip installs with it (pyproject package-data)."""
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    in_wheel = {
+        p.relative_to(REPO).as_posix()
+        for package, patterns in globs.items()
+        for pattern in patterns
+        for p in (REPO / "lambdas" / package.replace(".", "/")).glob(pattern)
+    }
+    declared = {
+        (path.parent / name).relative_to(REPO).as_posix()
+        for path in sorted((REPO / "lambdas").rglob("*.py"))
+        for name in scan(path, path.relative_to(REPO).as_posix()).package_data
+    }
+    assert declared == in_wheel == {"lambdas/evalgate/adapters/minilm_l6_v2.onnx"}
+    assert all(fnmatch.fnmatch(Path(f).name, "*.onnx") for f in declared)
 
 
 # ----------------------------------------------------------------------------------- the repository's functions
@@ -206,6 +229,7 @@ def test_what_the_service_runs_goes_through_the_canary(paths: list[str], service
 def test_a_core_change_gives_every_function_new_code(functions: dict[str, FunctionAsset],
                                                      service: FunctionAsset) -> None:
     assert changed_functions(["lambdas/evalgate/core/errors.py"], functions) == list(functions)
+    assert changed_functions(["requirements-lambda.txt"], functions) == list(functions)  # every function's layer
     assert classify_change(["lambdas/evalgate/core/errors.py"], service=service) == "canary"
 
 

@@ -59,15 +59,17 @@ CODE_ROOT = "lambdas"  # the product's code root: evalgate, its handlers and the
 PRODUCT_HANDLERS = "handlers"  # every module of this package under CODE_ROOT is a deployed function's entry
 SERVICE_HANDLER = "store_assistant.handler.handler"  # the demo service; settings may name a team's own
 DEFAULT_DATA: tuple[str, ...] = ("prompts", "golden/knowledge")  # what a function reads unless it declares more
-PACKAGE_DATA = "PACKAGE_DATA"  # module-level tuple of file names beside the module, shipped with it
-REPOSITORY_DATA = "REPOSITORY_DATA"  # entry-module tuple of repository folders the function reads at run time
-# Shared by every function, outside any asset: the service's guardrail, the deps layer, the Powertools layer pin.
-RUNTIME_PATTERNS: tuple[str, ...] = ("guardrails/**", "requirements-lambda.txt", "requirements.txt")
+# Module-level literal tuples, read without importing the module: file names beside a module, shipped with it;
+# and, in an entry module, the repository folders its function reads at run time.
+_PACKAGE_DATA, _REPOSITORY_DATA = "PACKAGE_DATA", "REPOSITORY_DATA"
+# Every function's layers: the deps layer, and the Powertools layer that requirements.txt's pin selects.
+LAYER_FILES: tuple[str, ...] = ("requirements-lambda.txt", "requirements.txt")
+# Outside any asset but part of what the service answers with: its guardrail, and the layers.
+RUNTIME_PATTERNS: tuple[str, ...] = ("guardrails/**", *LAYER_FILES)
 # cdk.json context keys whose change alters what the service answers with.
 RUNTIME_SETTINGS: frozenset[str] = frozenset(
     {"generatorModelId", "promptVersion", "guardrailId", "guardrailVersion", "guardrailConfig", "featureFlags"}
 )
-_SKIPPED_PARTS = ("__pycache__",)
 
 
 # ------------------------------------------------------------------------------------------ import closure
@@ -115,6 +117,8 @@ def _declared_requirements(repo: Path) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=1024)
 def _third_party(top: str, repo: Path) -> bool:
+    if (repo / top).is_dir() or (repo / f"{top}.py").is_file():
+        return False  # the repository's own code outside the code roots (stacks, tests): never shipped
     if top in sys.stdlib_module_names or top.lower() in _declared_requirements(repo):
         return True
     try:
@@ -175,7 +179,7 @@ def _parse(path: Path, shown: str) -> ast.Module:
 
 
 @dataclass(frozen=True)
-class _Scan:
+class Scan:
     """What one source file says about shipping: its imports and its data declarations."""
 
     imports: tuple[ast.Import | ast.ImportFrom, ...]
@@ -184,14 +188,16 @@ class _Scan:
 
 
 @functools.lru_cache(maxsize=4096)
-def _scan_cached(path: Path, shown: str, stamp: tuple[int, int]) -> _Scan:
+def _scan_cached(path: Path, shown: str, stamp: tuple[int, int]) -> Scan:
     tree = _parse(path, shown)
-    return _Scan(
-        tuple(_imports(tree)), _literal_names(tree, PACKAGE_DATA, shown), _literal_names(tree, REPOSITORY_DATA, shown)
+    return Scan(
+        tuple(_imports(tree)),
+        _literal_names(tree, _PACKAGE_DATA, shown),
+        _literal_names(tree, _REPOSITORY_DATA, shown),
     )
 
 
-def _scan(path: Path, shown: str) -> _Scan:
+def scan(path: Path, shown: str) -> Scan:
     """Parsed once per file version (its modification time and size): every function's closure reuses it."""
     try:
         st = path.stat()
@@ -248,16 +254,13 @@ def import_closure(entry: str, *, repo: Path, code_roots: Sequence[str] = (CODE_
             if hit[1].suffix == ".py":
                 todo.append(name)
 
-    add(entry, "the entry module", None)
-    seen: set[str] = set()
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        mod = found[name]
+    if not _owns(entry.split(".")[0], roots):
+        raise InputError.single("handler", None, f"{entry}: no such module under {', '.join(code_roots)}")
+    add(entry, "handler", None)
+    while todo:  # each module is queued once: when ``add`` first finds it
+        mod = found[todo.pop()]
         shown = _repo_path(mod.file, repo)
-        for node in _scan(mod.file, shown).imports:
+        for node in scan(mod.file, shown).imports:
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     add(alias.name, shown, node.lineno)
@@ -284,7 +287,7 @@ def shipped(relative: Path) -> bool:
     """Whether a file of a data folder ships: no caches, hidden files or build metadata."""
     parts = relative.parts
     return relative.suffix != ".pyc" and not any(
-        p in _SKIPPED_PARTS or p.startswith(".") or p.endswith(".egg-info") for p in parts
+        p == "__pycache__" or p.startswith(".") or p.endswith(".egg-info") for p in parts
     )
 
 
@@ -346,14 +349,14 @@ def function_asset(handler: str, *, repo: Path, code_roots: Sequence[str] = (COD
         root = next(r for r in roots if path.is_relative_to(r))
         shown = _repo_path(path, repo)
         files[path.relative_to(root).as_posix()] = shown
-        scan = _scan(path, shown)
-        for extra in scan.package_data:
+        found = scan(path, shown)
+        for extra in found.package_data:
             beside = path.parent / extra
             if not beside.is_file() or "/" in extra:
-                raise InputError.single(shown, None, f"{PACKAGE_DATA}: {extra!r} is not a file beside the module")
+                raise InputError.single(shown, None, f"{_PACKAGE_DATA}: {extra!r} is not a file beside the module")
             files[beside.relative_to(root).as_posix()] = _repo_path(beside, repo)
         if name == entry:
-            data = scan.repository_data or DEFAULT_DATA
+            data = found.repository_data or DEFAULT_DATA
     for folder in data:
         for src, dest in _tree_files(repo, folder):
             files.setdefault(dest, src)
@@ -384,10 +387,13 @@ def _norm(paths: Iterable[str]) -> list[str]:
 
 
 def changed_functions(paths: Iterable[str] | None, functions: Mapping[str, FunctionAsset]) -> list[str] | None:
-    """Handlers whose asset a change touches (each publishes a new version); None when the diff is unknown."""
+    """Handlers whose code or layers a change touches (each publishes a new version); None when the diff is
+    unknown."""
     if paths is None:
         return None
     norm = _norm(paths)
+    if any(p in LAYER_FILES for p in norm):
+        return list(functions)
     return [h for h, asset in functions.items() if any(asset.ships(p) for p in norm)]
 
 
