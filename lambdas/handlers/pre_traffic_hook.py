@@ -17,7 +17,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from evalgate.adapters.lambda_runtime import new_metrics, new_tracer, publish, version_dimensions
 from evalgate.contracts import telemetry as tm
 from evalgate.release import deploy_hooks as hooks
-from handlers import hook_once
 
 # Repository folders this function reads at run time, shipped in its asset (evalgate.engine.change_type): the
 # golden set (gate config, smoke cases, knowledge) and the prompt templates.
@@ -52,7 +51,7 @@ def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict
             budget_s=hooks.budget_from_context(context),
             reporter=get_reporter(),
             logger=logger,
-            once=hook_once(context),
+            once=hooks.hook_once(context),
         )
     except hooks.HookEventError as exc:
         logger.error("malformed hook event; nothing to report to CodeDeploy", extra={"error": str(exc)})

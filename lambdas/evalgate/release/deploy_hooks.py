@@ -130,6 +130,35 @@ def run_with_budget(work: Callable[[float], HookOutcome], budget_s: float) -> Ho
     return outcome
 
 
+HOOK_DEDUP_S = 24 * 3600  # longer than any redelivery of a hook invocation (async retries end within 6 hours)
+
+
+def hook_once(context: Any) -> Callable[[HookEvent, Callable[[float], HookOutcome]], Callable[[float], HookOutcome]]:
+    """``once`` for ``run_hook``: the hook's work runs once per LifecycleEventHookExecutionId (Powertools
+    Idempotency); a redelivery gets the stored outcome; one arriving mid-run raises ``HookAlreadyRunning``."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    from evalgate.adapters.lambda_runtime import idempotent
+
+    def once(hook: HookEvent, work: Callable[[float], HookOutcome]) -> Callable[[float], HookOutcome]:
+        def guarded(deadline: float) -> HookOutcome:
+            def run(data: dict[str, Any]) -> dict[str, Any]:
+                o = work(deadline)
+                details = json.loads(json.dumps(o.details, default=str))
+                return {"status": o.status, "reason": o.reason, "details": details}
+
+            fn = idempotent(run, key="LifecycleEventHookExecutionId", expires_s=HOOK_DEDUP_S, context=context)
+            try:
+                stored = fn(data={"LifecycleEventHookExecutionId": hook.LifecycleEventHookExecutionId})
+            except IdempotencyAlreadyInProgressError:
+                raise HookAlreadyRunning(hook.LifecycleEventHookExecutionId) from None
+            return HookOutcome(stored["status"], stored["reason"], dict(stored.get("details") or {}))
+
+        return guarded
+
+    return once
+
+
 def run_hook(
     event: Any,
     work: Callable[[float], HookOutcome],
