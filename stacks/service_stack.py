@@ -92,10 +92,14 @@ class ServiceStack(Stack):
             capture.open_tickets()
         application_name = prefix
         guardrail_id, guardrail_version = s.guardrail_id, s.guardrail_version
+        grounding = False
         if s.guardrail_config is not None:
             spec = load_guardrail(s.guardrail_config)
             guardrail = Guardrail(self, "Guardrail", spec=spec, name=f"{prefix}-{spec.name}")
             guardrail_id, guardrail_version = guardrail.guardrail_id, guardrail.guardrail_version
+            grounding = spec.grounding.grounding is not None or spec.grounding.relevance is not None
+            if grounding:
+                capture.check_grounding(guardrail_id)
         service = ServiceApi(self, "Service", ServiceApiProps(
             bundle=bundle, project=s.project_name, stage=stage,
             generator_model_id=s.generator_model_id, model_ids=s.service_model_ids,
@@ -104,6 +108,7 @@ class ServiceStack(Stack):
             appconfig_application=application_name, appconfig_environment=stage, appconfig_profile=PROFILE_NAME,
             peak_rps=s.peak_rps, log_retention=retention, log_key=storage.key,
             auth=ApiAuth(s.api_auth, s.api_jwt_issuer, tuple(s.api_jwt_audience or ())),
+            guardrail_grounding=grounding,
         ))
         if stage == "Prod" and s.api_auth == "none":
             Annotations.of(service).add_warning_v2("evalgate:apiAuthNone", f"apiAuth: {API_AUTH_NONE_EXPOSES}. "

@@ -1,4 +1,5 @@
-"""Online judge Lambda: SQS batches of captured answers → judge → EMF metrics per answering version.
+"""Online judge Lambda: SQS batches of captured answers → judge (and the guardrail's contextual grounding check, when
+the capture names a guardrail) → EMF metrics per answering version.
 
 Idempotent: SQS delivers at least once, so each capture is judged and counted once per capture id (the
 service's ``request_id``) with Powertools Idempotency on DynamoDB (``IDEMPOTENCY_TABLE``), for as long as the
@@ -54,6 +55,16 @@ def judge() -> Any:
     return _state["judge"]
 
 
+def guardrail(guardrail_id: str, version: str) -> Any:
+    """The ApplyGuardrail checker for the guardrail a capture names (its contextual grounding check), kept warm."""
+    key = f"guardrail:{guardrail_id}:{version}"
+    if key not in _state:
+        from evalgate.engine.guardrails import GuardrailChecker
+
+        _state[key] = GuardrailChecker(guardrail_id, version)
+    return _state[key]
+
+
 def policy() -> online.SamplingPolicy:
     """Judge rates per version from the service alias' traffic weights (equal rates when unknown)."""
     name = os.environ.get("SERVICE_FUNCTION_NAME")
@@ -106,7 +117,9 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
 
     def judge_once(data: dict[str, Any]) -> dict[str, Any]:
         capture = online.CaptureRecord.model_validate(data)
-        result = online.judge_capture(capture, index(), judge(), canary_token=canary, policy=rates)
+        result = online.judge_capture(
+            capture, index(), judge(), canary_token=canary, policy=rates, guardrails=guardrail
+        )
         judged.append(result)
         row = online.stored_row(capture, result)
         if row is not None:

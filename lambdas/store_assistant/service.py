@@ -369,6 +369,9 @@ class ServiceSettings:
     model_id: str = DEFAULT_MODEL_ID
     guardrail_id: str | None = None
     guardrail_version: str | None = None
+    # The guardrail has a contextual grounding policy: captured answers name it, and the online judge records its
+    # grounding and relevance scores beside the judge's (the Converse call itself marks no grounding source).
+    guardrail_grounding: bool = False
     capture_queue_url: str | None = None
     shadow_queue_url: str | None = None
     canary_token: str = DEFAULT_CANARY
@@ -396,6 +399,7 @@ class ServiceSettings:
             model_id=opt("MODEL_ID") or DEFAULT_MODEL_ID,
             guardrail_id=gid,
             guardrail_version=(opt("GUARDRAIL_VERSION") or "DRAFT") if gid else None,
+            guardrail_grounding=bool(gid) and (opt("GUARDRAIL_GROUNDING") or "").lower() in ("1", "true"),
             capture_queue_url=opt("CAPTURE_QUEUE_URL"),
             shadow_queue_url=opt("SHADOW_QUEUE_URL"),
             canary_token=opt("CANARY_TOKEN") or DEFAULT_CANARY,
@@ -755,7 +759,13 @@ def capture_record(
     knowledge: list[KnowledgeEntry],
     latency_ms: float,
 ) -> dict[str, Any]:
-    """What the online judge needs: the question, the answer, the knowledge the model saw, and attribution."""
+    """What the online judge needs: the question, the answer, the knowledge the model saw, and attribution (and
+    the guardrail to check the answer's contextual grounding with, when it has a grounding policy)."""
+    grounding = (
+        {"grounding_guardrail": {"id": settings.guardrail_id, "version": settings.guardrail_version}}
+        if settings.guardrail_grounding and settings.guardrail_id and settings.guardrail_version
+        else {}
+    )
     return {
         "schema": 1,
         "request_id": answer["request_id"],
@@ -774,6 +784,7 @@ def capture_record(
         "input_tokens": answer["usage"]["inputTokens"],
         "output_tokens": answer["usage"]["outputTokens"],
         "guardrail_intervened": answer["guardrail_intervened"],
+        **grounding,
     }
 
 

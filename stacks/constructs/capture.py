@@ -19,7 +19,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.constructs.bedrock_access import grant_models
+from stacks.constructs.bedrock_access import grant_models, guardrail_statement
 from stacks.constructs.eval_step import opsitem_arn
 from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
 from stacks.nag import acknowledge, nag_text
@@ -120,6 +120,11 @@ class Capture(Construct):
                     "OpsItem ids are assigned by CreateOpsItem; live known-error tickets are created in this account.")
         acknowledge(self.judge.role, "AwsSolutions-IAM5[Resource::*]",
                     "ssm:DescribeOpsItems has no resource-level permissions (finding an open known-error ticket).")
+
+    def check_grounding(self, guardrail_id: str) -> None:
+        """Live answers are also scored by the service's guardrail's contextual grounding check (ApplyGuardrail on
+        that guardrail only; the capture record names the version that answered)."""
+        self.judge.add_to_role_policy(guardrail_statement(self, guardrail_id, sid="Grounding"))
 
     def watch_alias(self, alias: lambda_.Alias) -> None:
         """The judge reads the live alias' traffic weights to sample the canary arm at a comparable count."""

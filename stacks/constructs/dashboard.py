@@ -76,6 +76,10 @@ class QualityDashboard(Construct):
             graph("User feedback (avg)", "FeedbackScore", "Average", "FeedbackScore"),
             graph("Prompt-injection leaks", "InjectionLeak", "Sum", "InjectionLeak"),
         )
+        self.dashboard.add_widgets(  # the guardrail's contextual grounding check of judged answers (when it has one)
+            graph("Guardrail grounding score (avg)", "GuardrailGrounding", "Average", "GuardrailGrounding"),
+            graph("Guardrail relevance score (avg)", "GuardrailRelevance", "Average", "GuardrailRelevance"),
+        )
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Quality alarms (new version)", alarms=props.alarms, width=24, height=4),
         )

@@ -87,6 +87,7 @@ class ServiceApiProps:
     log_retention: logs.RetentionDays
     log_key: kms.IKey  # access logs are encrypted with the stage's key
     auth: ApiAuth = ApiAuth()
+    guardrail_grounding: bool = False  # the guardrail has a contextual grounding policy (captures name it)
 
 
 class ServiceApi(Construct):
@@ -101,6 +102,7 @@ class ServiceApi(Construct):
             "APPCONFIG_PROFILE": props.appconfig_profile,
             "GUARDRAIL_ID": props.guardrail_id or "",
             "GUARDRAIL_VERSION": (props.guardrail_version or "DRAFT") if props.guardrail_id else "",
+            "GUARDRAIL_GROUNDING": "true" if props.guardrail_id and props.guardrail_grounding else "",
             # Lambda active tracing still records each invocation; the X-Ray SDK would double the cold import.
             "POWERTOOLS_TRACE_DISABLED": "true",
         }

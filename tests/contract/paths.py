@@ -57,6 +57,7 @@ PATHS: dict[str, RuntimePath] = {p.name: p for p in [
         ("dynamodb", "DeleteItem"): "Idempotency",
         ("lambda", "GetAlias"): "ServiceLive",
         ("bedrock-runtime", "Converse"): "inference-profile/",
+        ("bedrock-runtime", "ApplyGuardrail"): "guardrail/",  # the guardrail's contextual grounding check
         ("s3", "PutObject"): "/judged/",
         ("ssm", "DescribeOpsItems"): ANY,
         ("ssm", "CreateOpsItem"): "opsitem/",

@@ -274,15 +274,27 @@ def test_online_judge_with_the_doc_sqs_event(monkeypatch: pytest.MonkeyPatch, aw
     aws.respond("bedrock-runtime", "Converse", lambda p: judge_reply(p, ("refunds take 5 to 10 business days",)))
     aws.respond("ssm", "DescribeOpsItems", {"OpsItemSummaries": []})
     aws.respond("ssm", "CreateOpsItem", {"OpsItemId": "oi-0123456789ab"})
+    # the service's guardrail has a contextual grounding policy: the judge also asks it for its scores
+    aws.respond("bedrock-runtime", "ApplyGuardrail", {
+        "usage": {"topicPolicyUnits": 0, "contentPolicyUnits": 0, "wordPolicyUnits": 0,
+                  "sensitiveInformationPolicyUnits": 0, "sensitiveInformationPolicyFreeUnits": 0,
+                  "contextualGroundingPolicyUnits": 1},
+        "action": "NONE", "outputs": [], "assessments": [{"contextualGroundingPolicy": {"filters": [
+            {"type": "GROUNDING", "threshold": 0.75, "score": 0.92, "action": "NONE", "detected": False},
+            {"type": "RELEVANCE", "threshold": 0.5, "score": 0.97, "action": "NONE", "detected": False}]}}]})
     record = json.dumps({"schema": 1, "request_id": "r-1", "ts": 1795449600.0, "function_name": "svc",
                          "function_version": "8", "model_id": SONNET, "prompt_version": "support/v1",
                          "question": "How long do refunds take?", "answer": "5 to 10 business days.",
-                         "knowledge_ids": ["returns.refund-timing"], "latency_ms": 800.0})
+                         "knowledge_ids": ["returns.refund-timing"], "latency_ms": 800.0,
+                         "grounding_guardrail": {"id": "a1b2c3d4e5f6", "version": "3"}})
     out = h.handler(sqs_doc_event_with([record]), Ctx())
     assert out["batchItemFailures"] == []
     made = assert_contract(aws, "online judge")
     assert {("bedrock-runtime", "Converse"), ("lambda", "GetAlias"), ("ssm", "DescribeOpsItems"),
-            ("ssm", "CreateOpsItem")} <= made
+            ("ssm", "CreateOpsItem"), ("bedrock-runtime", "ApplyGuardrail")} <= made
+    [check] = aws.of("bedrock-runtime", "ApplyGuardrail")
+    assert (check["guardrailIdentifier"], check["guardrailVersion"], check["source"]) == ("a1b2c3d4e5f6", "3", "OUTPUT")
+    assert [b["text"]["qualifiers"] for b in check["content"]] == [["grounding_source"], ["query"], ["guard_content"]]
 
 
 # ------------------------------------------------------------------------------------------------ service

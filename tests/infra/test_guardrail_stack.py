@@ -71,6 +71,26 @@ def test_the_service_uses_that_version_and_may_apply_only_that_guardrail(synth: 
     )
 
 
+def test_its_grounding_check_scores_live_answers_in_the_online_judge_and_on_the_dashboard(synth: Synth):
+    """The file has a contextual grounding policy: captures name the guardrail, the online judge (and only it,
+    besides the service) may apply that guardrail, and the dashboard plots its scores per version."""
+    guardrail_id, _ = one(synth, PROD, "AWS::Bedrock::Guardrail")
+    functions = {v["Properties"].get("Handler"): v for v in synth.resources(PROD, "AWS::Lambda::Function").values()}
+    service_env = functions["store_assistant.handler.handler"]["Properties"]["Environment"]["Variables"]
+    assert service_env["GUARDRAIL_GROUNDING"] == "true"
+    judge_role = functions["handlers.online_judge.handler"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = [
+        r for r in synth.resources(PROD, "AWS::IAM::Policy").values() if {"Ref": judge_role} in r["Properties"]["Roles"]
+    ]
+    statements_ = [st for p in policies for st in p["Properties"]["PolicyDocument"]["Statement"]]
+    grounding = [st for st in statements_ if st.get("Sid") == "GroundingApplyGuardrail"]
+    assert [st["Action"] for st in grounding] == ["bedrock:ApplyGuardrail"]
+    assert json.dumps({"Fn::GetAtt": [guardrail_id, "GuardrailId"]}) in json.dumps(grounding[0]["Resource"])
+    (dashboard,) = synth.resources(PROD, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    assert "GuardrailGrounding" in body and "GuardrailRelevance" in body
+
+
 def test_a_config_change_makes_a_new_guardrail_version_and_a_new_lambda_version(tmp_path: Path):
     """Same construct, one setting changed: a new GuardrailVersion resource, hence a new function version."""
     from aws_cdk import App, Stack

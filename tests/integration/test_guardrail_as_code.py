@@ -18,7 +18,7 @@ from evalgate.core.errors import InputError, ProviderError
 from evalgate.engine.guardrail_spec import CandidateGuardrail, load_guardrail_spec
 from tests.fakes.bedrock_fake import DUMMY_CREDENTIALS, BedrockFake
 from tests.fakes.guardrail_control_fake import GuardrailControlFake
-from tests.integration.test_guardrail_suite import GuardrailFake
+from tests.fakes.guardrail_runtime_fake import GuardrailFake
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "guardrails" / "store-assistant.toml"
@@ -182,7 +182,7 @@ def run_with(config: Path, control: GuardrailControlFake, out: Path, monkeypatch
         ]
         return source == "INPUT" and any(w in text.lower() for w in words)
 
-    with BedrockFake() as bedrock, GuardrailFake(decide, bedrock=bedrock) as runtime:
+    with BedrockFake() as bedrock, GuardrailFake(decide, bedrock=bedrock, policy=control.config) as runtime:
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", runtime.url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK", control.url)
         for k, v in DUMMY_CREDENTIALS.items():
@@ -230,6 +230,10 @@ def test_a_guardrail_change_is_checked_against_the_new_guardrail_before_it_serve
     assert control.deleted == [first, second]  # every candidate is removed after its run
     assert {c.guardrail for c in shipped["_calls"]} == {first} and {c.guardrail for c in changed["_calls"]} == {second}
     assert shipped["guardrail"]["config"] == load_guardrail_spec(SHIPPED).fingerprint()
+    # its contextual grounding policy scores every judged answer that cites knowledge (11 safe look-alikes)
+    grounded = [c for c in shipped["cases"] if "guardrail_grounding" in c["metrics"]]
+    assert len(grounded) == 11 and all(c["metrics"]["guardrail_grounding"]["value"] is not None for c in grounded)
+    assert all(c["metrics"]["guardrail_relevance"]["details"]["threshold"] == 0.5 for c in grounded)
     # (the stand-in judge fails the quality metrics of both runs; what differs is the guardrail's own gate)
     assert over_refusal(shipped)["value"] == 0.0 and over_refusal(shipped)["status"] != "fail"
     assert not any("over_refusal_rate" in r for r in shipped["verdict"]["reasons"])
@@ -254,7 +258,13 @@ def test_offline_tier_says_guardrail_checks_need_bedrock(tmp_path: Path, capsys:
         ]
     )
     assert code == 0
-    assert "guardrail (ApplyGuardrail): needs Bedrock; tier offline calls no AWS service" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "guardrail (ApplyGuardrail): needs Bedrock; tier offline calls no AWS service" in out
+    # the file has a contextual grounding policy: its scores are named as not run, not silently absent
+    for metric in ("guardrail_grounding", "guardrail_relevance"):
+        assert f"{metric}: the guardrail's contextual grounding check needs Bedrock" in out
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {"guardrail_grounding", "guardrail_relevance"} <= {n["metric"] for n in data["not_run"]}
 
 
 def test_a_broken_guardrail_file_stops_the_run_before_any_call(tmp_path: Path, capsys: pytest.CaptureFixture[str]):

@@ -5,12 +5,7 @@ over-refusal and not-worse-than-baseline; a failing guardrail fails closed."""
 from __future__ import annotations
 
 import json
-import re
-import threading
-import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,102 +20,11 @@ from evalgate.core.retry import RetryPolicy
 from evalgate.engine.guardrails import GuardrailChecker
 from evalgate.engine.runner import run_evaluation
 from tests.fakes.bedrock_fake import DUMMY_CREDENTIALS, BedrockFake
+from tests.fakes.guardrail_runtime_fake import GuardrailFake
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = load_golden(ROOT / "golden", ["guardrail"])
 CONFIG = load_config(ROOT / "golden" / "gate.toml")
-_ROUTE = re.compile(r"^/guardrail/([^/]+)/version/([^/]+)/apply$")
-
-
-@dataclass
-class GuardCall:
-    guardrail: str
-    version: str
-    source: str
-    text: str
-
-
-class GuardrailFake:
-    """Loopback fake of bedrock-runtime ApplyGuardrail; every other path is answered by a BedrockFake (so one
-    endpoint serves Converse, InvokeModel and ApplyGuardrail, as the real service does)."""
-
-    def __init__(self, decide: Callable[[str, str], bool], bedrock: BedrockFake | None = None) -> None:
-        self.decide = decide
-        self.bedrock = bedrock
-        self.calls: list[GuardCall] = []
-        self.throttle_all = False
-        self._lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                path = urllib.parse.urlsplit(self.path).path
-                m = _ROUTE.match(path)
-                if m is None and fake.bedrock is not None:
-                    status, headers, body = fake.bedrock._dispatch(
-                        self.path, {k.lower(): v for k, v in self.headers.items()}, raw
-                    )
-                else:
-                    status, headers, body = fake.apply(m, raw)
-                self.send_response(status)
-                for k, v in headers:
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-
-    def apply(self, m: re.Match[str] | None, raw: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
-        js = [("Content-Type", "application/json")]
-        if m is None:
-            return 404, [*js, ("X-Amzn-ErrorType", "UnknownOperationException")], b'{"message": "no route"}'
-        if self.throttle_all:
-            return 429, [*js, ("X-Amzn-ErrorType", "ThrottlingException")], b'{"message": "Too many requests"}'
-        body = json.loads(raw)
-        text = "".join(b["text"]["text"] for b in body["content"])
-        call = GuardCall(urllib.parse.unquote(m.group(1)), m.group(2), body["source"], text)
-        with self._lock:
-            self.calls.append(call)
-        hit = self.decide(call.source, text)
-        usage = {
-            "topicPolicyUnits": 1,
-            "contentPolicyUnits": 1,
-            "wordPolicyUnits": 0,
-            "sensitiveInformationPolicyUnits": 0,
-            "sensitiveInformationPolicyFreeUnits": 0,
-            "contextualGroundingPolicyUnits": 0,
-        }
-        out = {
-            "usage": usage,
-            "action": "GUARDRAIL_INTERVENED" if hit else "NONE",
-            "outputs": [{"text": "Sorry, I can't help with that."}] if hit else [],
-            "assessments": [{"topicPolicy": {"topics": [{"name": "Misuse", "type": "DENY", "action": "BLOCKED"}]}}]
-            if hit
-            else [],
-        }
-        return 200, js, json.dumps(out).encode()
-
-    def __enter__(self) -> GuardrailFake:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
 @pytest.fixture

@@ -4,12 +4,12 @@ from pathlib import Path
 import pytest
 
 from evalgate.core.errors import InputError
+from evalgate.core.stats import cohen_kappa
 from evalgate.engine.calibrate import (
     auroc,
     best_threshold,
     calibrate_grounding,
     calibrate_similarity,
-    cohen_kappa,
 )
 
 from .core_fakes import HashEmbedder

@@ -19,10 +19,13 @@ from evalgate.engine.cache import Cache
 from evalgate.engine.cost import CostMeter
 from evalgate.engine.guardrails import (
     Assessment,
+    GroundingScore,
     GuardrailChecker,
     annotate_case,
     assessment_reasons,
     case_refused,
+    grounding_metrics,
+    grounding_scores,
     safety_aggregates,
 )
 
@@ -332,3 +335,107 @@ def test_checker_under_a_cap_without_a_guardrail_price_is_refused(runtime: Any, 
     chk = GuardrailChecker("gr-1", "1", client=runtime, meter=CostMeter(cfg, cap_usd=1.0))
     with pytest.raises(BudgetExceeded, match="no price"):
         chk.check("INPUT", "x")
+
+
+# ------------------------------------------------------------------------------------- contextual grounding
+
+# ApplyGuardrail's answer to a contextual grounding check, in botocore's shape (GuardrailAssessment): an answer
+# that is relevant to the question but not supported by the source (the AWS guide's "capital of Japan" example).
+GROUNDING_RESPONSE = {
+    "usage": {**_usage(0), "contextualGroundingPolicyUnits": 1},
+    "action": "GUARDRAIL_INTERVENED",
+    "actionReason": "Guardrail blocked.",
+    "outputs": [{"text": "Sorry, I can't share that."}],
+    "assessments": [
+        {
+            "contextualGroundingPolicy": {
+                "filters": [
+                    {"type": "GROUNDING", "threshold": 0.75, "score": 0.01, "action": "BLOCKED", "detected": True},
+                    {"type": "RELEVANCE", "threshold": 0.5, "score": 1.0, "action": "NONE", "detected": False},
+                ]
+            },
+            "invocationMetrics": {
+                "guardrailProcessingLatency": 212,
+                "usage": {**_usage(0), "contextualGroundingPolicyUnits": 1},
+                "guardrailCoverage": {"textCharacters": {"guarded": 31, "total": 31}},
+            },
+        }
+    ],
+}
+SOURCE = "London is the capital of UK. Tokyo is the capital of Japan."
+QUERY = "What is the capital of Japan?"
+UNGROUNDED = "The capital of Japan is London."
+
+
+def test_grounding_scores_are_read_by_filter_type_and_bad_entries_are_left_out():
+    scores = grounding_scores(GROUNDING_RESPONSE["assessments"])
+    assert scores["GROUNDING"] == GroundingScore("GROUNDING", 0.01, 0.75, "BLOCKED")
+    assert scores["RELEVANCE"].score == 1.0 and not scores["RELEVANCE"].blocked and scores["GROUNDING"].blocked
+    junk = [
+        {
+            "contextualGroundingPolicy": {
+                "filters": [
+                    {"type": "GROUNDING", "score": None, "threshold": 0.5},
+                    {"type": "RELEVANCE", "score": 0.9},  # no threshold
+                    {"type": "NEW", "score": 0.9, "threshold": 0.5},
+                ]
+            }
+        }
+    ]
+    assert grounding_scores(junk) == {} and grounding_scores(None) == {}
+    # a Converse guardrail trace carries the same GuardrailAssessment shape per output
+    assert grounding_scores([{"topicPolicy": {"topics": []}}, *GROUNDING_RESPONSE["assessments"]]) == scores
+
+
+def test_the_grounding_request_qualifies_source_query_and_answer_as_bedrock_defines_them(runtime: Any):
+    import botocore.session
+    from botocore.validate import validate_parameters
+
+    chk = GuardrailChecker("gr-123", "3", client=runtime)
+    req = chk.grounding_request(QUERY, SOURCE, UNGROUNDED)
+    shape = botocore.session.get_session().get_service_model("bedrock-runtime").operation_model("ApplyGuardrail")
+    validate_parameters(req, shape.input_shape)  # raises on anything the service model rejects
+    qualifiers = shape.input_shape.members["content"].member.members["text"].members["qualifiers"].member.enum
+    assert req["source"] == "OUTPUT"
+    assert [(b["text"]["qualifiers"], b["text"]["text"]) for b in req["content"]] == [
+        (["grounding_source"], SOURCE),
+        (["query"], QUERY),
+        (["guard_content"], UNGROUNDED),
+    ]
+    assert {q for b in req["content"] for q in b["text"]["qualifiers"]} == set(qualifiers)
+
+
+def test_checker_grounding_scores_caches_and_fails_closed(runtime: Any, tmp_path: Path, config: GateConfig):
+    chk_request = GuardrailChecker("gr-123", "3", client=runtime).grounding_request(QUERY, SOURCE, UNGROUNDED)
+    stub = Stubber(runtime)  # validates our request and the canned response against botocore's model
+    stub.add_response("apply_guardrail", GROUNDING_RESPONSE, chk_request)
+    no_policy = {"usage": _usage(1), "action": "NONE", "outputs": [], "assessments": [{"topicPolicy": {"topics": []}}]}
+    stub.add_response("apply_guardrail", no_policy)
+    meter = CostMeter(config, cap_usd=1.0)
+    with stub:
+        chk = GuardrailChecker("gr-123", "3", client=runtime, cache=Cache(tmp_path / "c.sqlite"), meter=meter)
+        scores = chk.grounding(QUERY, SOURCE, UNGROUNDED)
+        assert chk.grounding(QUERY, SOURCE, UNGROUNDED) == scores and chk.cache_hits == 1  # no second call
+        with pytest.raises(ProviderError, match="no contextual grounding score"):
+            chk.grounding(QUERY, SOURCE, "Another answer.")
+        stub.assert_no_pending_responses()
+    assert scores["GROUNDING"].score == 0.01 and scores["RELEVANCE"].score == 1.0
+    assert chk.calls == 2 and meter.spent_usd == pytest.approx(1 / 1000 * 0.15 + 2 / 1000 * 0.15)
+    # over AWS's limits (query at most 1,000 characters): refused before any call, so the metric is unscored
+    with pytest.raises(ProviderError, match="query has 1,001 characters"):
+        chk.grounding("q" * 1001, SOURCE, UNGROUNDED)
+    with pytest.raises(ProviderError, match="no grounding_source"):
+        chk.grounding(QUERY, "  ", UNGROUNDED)
+
+
+def test_grounding_metrics_fail_closed():
+    scores = grounding_scores(GROUNDING_RESPONSE["assessments"])
+    m = grounding_metrics(scores, ["GROUNDING", "RELEVANCE"])
+    assert m["guardrail_grounding"].value == 0.01 and not m["guardrail_grounding"].unscored
+    assert m["guardrail_grounding"].details == {"threshold": 0.75, "action": "BLOCKED"}
+    assert "blocked" in m["guardrail_grounding"].reason and "passed" in m["guardrail_relevance"].reason
+    only = grounding_metrics({"GROUNDING": scores["GROUNDING"]}, ["GROUNDING", "RELEVANCE"])
+    assert only["guardrail_relevance"].unscored and only["guardrail_relevance"].value is None
+    failed = grounding_metrics("ThrottlingException: slow down", ["GROUNDING"])
+    assert list(failed) == ["guardrail_grounding"] and failed["guardrail_grounding"].unscored
+    assert "ThrottlingException" in failed["guardrail_grounding"].reason

@@ -174,3 +174,60 @@ def test_alias_weights_from_the_routing_config() -> None:
     assert weights.get() == {new: 1.0}
     missing = AliasWeights(lam, "no-such-function", "live")
     assert missing.get() == {}  # unreadable: every arm at the same rate
+
+
+def test_the_guardrails_grounding_scores_sit_beside_the_judges(index: Any) -> None:
+    from botocore.stub import Stubber
+
+    from evalgate.core.ports import JudgeCall
+    from evalgate.engine.guardrails import GuardrailChecker
+    from evalgate.release.online import stored_row
+
+    client = boto3.client("bedrock-runtime", region_name="us-east-1")
+    stub = Stubber(client)  # our request and AWS's response shape, both checked against botocore's model
+    filters = [
+        {"type": "GROUNDING", "threshold": 0.75, "score": 0.31, "action": "BLOCKED", "detected": True},
+        {"type": "RELEVANCE", "threshold": 0.5, "score": 0.88, "action": "NONE", "detected": False},
+    ]
+    stub.add_response("apply_guardrail", {"usage": {"topicPolicyUnits": 0, "contentPolicyUnits": 0,
+                      "wordPolicyUnits": 0, "sensitiveInformationPolicyUnits": 0,
+                      "sensitiveInformationPolicyFreeUnits": 0, "contextualGroundingPolicyUnits": 1},
+                      "action": "GUARDRAIL_INTERVENED", "outputs": [{"text": "Sorry."}],
+                      "assessments": [{"contextualGroundingPolicy": {"filters": filters}}]})
+    checker = GuardrailChecker("gr0000000001", "4", client=client)
+    asked: list[tuple[str, str]] = []
+
+    def guardrails(gid: str, version: str) -> GuardrailChecker:
+        asked.append((gid, version))
+        return checker
+
+    judge = Judge(ScriptedJudgeModel(lambda user: JudgeCall(tool_input=tool(0.9))))
+    rec = record(grounding_guardrail={"id": "gr0000000001", "version": "4"})
+    with stub:
+        out = judge_capture(rec, index, judge, canary_token=None, guardrails=guardrails)
+    assert asked == [("gr0000000001", "4")]  # the version named by the capture: the one that served the answer
+    assert (out.guardrail_grounding, out.guardrail_relevance, out.guardrail_error) == (0.31, 0.88, None)
+    values = out.telemetry().values
+    assert values[tm.GUARDRAIL_GROUNDING] == [0.31] and values[tm.GUARDRAIL_RELEVANCE] == [0.88]
+    row = stored_row(rec, out)
+    assert row is not None and row["guardrail_grounding"] == 0.31 and row["faithfulness"] == 0.9
+    # a capture without a grounding guardrail is not checked at all
+    plain = judge_capture(record(), index, judge, canary_token=None, guardrails=guardrails)
+    assert asked == [("gr0000000001", "4")] and tm.GUARDRAIL_GROUNDING not in plain.telemetry().values
+
+
+def test_a_failed_grounding_check_is_recorded_and_publishes_no_score(index: Any) -> None:
+    from evalgate.core.errors import ProviderError
+    from evalgate.core.ports import JudgeCall
+
+    class Down:
+        def grounding(self, query: str, source: str, answer: str) -> Any:
+            raise ProviderError("bedrock guardrail gr0000000001:4: ThrottlingException")
+
+    judge = Judge(ScriptedJudgeModel(lambda user: JudgeCall(tool_input=tool(0.9))))
+    rec = record(grounding_guardrail={"id": "gr0000000001", "version": "4"})
+    out = judge_capture(rec, index, judge, canary_token=None, guardrails=lambda gid, v: Down())
+    assert out.judged and out.quality == pytest.approx(0.9)  # the judgement stands
+    assert out.guardrail_grounding is None and "ThrottlingException" in (out.guardrail_error or "")
+    assert tm.GUARDRAIL_GROUNDING not in out.telemetry().values
+    assert "ThrottlingException" in out.log_fields(rec.question, rec.answer)["guardrail_error"]

@@ -613,3 +613,62 @@ def test_write_reports_restores_previous_set_when_a_move_fails(tmp_path: Path, m
     assert len(moves) == 3
     assert snapshot(out) == before  # the two files already moved were rolled back
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+# ------------------------------------------------------------------------------ guardrail grounding vs the judge
+
+
+def grounded_run(guardrail_threshold: float | None = None) -> RunResult:
+    """Six answers scored by both (guardrail_grounding, faithfulness), plus two that only one side scored."""
+    pairs = {"g-a": (0.9, 0.95), "g-b": (0.8, 0.9), "g-c": (0.3, 0.5), "g-d": (0.2, 0.95), "g-e": (0.95, 0.6),
+             "g-f": (0.85, 0.92)}
+    cases = []
+    for cid, (g, j) in pairs.items():
+        c = case(cid, metrics={"faithfulness": j, "guardrail_grounding": g})
+        c.metrics["guardrail_grounding"].details = {"threshold": 0.75, "action": "NONE" if g >= 0.75 else "BLOCKED"}
+        cases.append(c)
+    cases.append(case("g-unscored", metrics={"faithfulness": 0.9, "guardrail_grounding": None}))
+    cases.append(case("g-unjudged", metrics={"faithfulness": None, "guardrail_grounding": 0.9}))
+    aggregates = [
+        agg("faithfulness", "regression", 0.8, 0.6, 0.9, threshold=0.85, direction="min", status="fail"),
+        agg("guardrail_grounding", "regression", 0.67, 0.4, 0.85, threshold=guardrail_threshold, direction="min",
+            status="not_gated" if guardrail_threshold is None else "fail"),
+    ]
+    return run("FAIL", ["faithfulness below threshold"], cases, suites=["regression"], aggregates=aggregates)
+
+
+def test_grounding_agreement_counts_both_sides_with_kappa_and_rank_correlation() -> None:
+    from evalgate.reports.common import grounding_agreement
+
+    [a] = grounding_agreement(grounded_run())
+    assert (a.guardrail_metric, a.judge_metric, a.n) == ("guardrail_grounding", "faithfulness", 6)
+    assert (a.both_pass, a.both_fail) == (3, 1) and a.agreement == pytest.approx(4 / 6)
+    assert [(d.case_id, d.failed_by) for d in a.disagreements] == [("g-d", "guardrail"), ("g-e", "judge")]
+    # Cohen's kappa on fail/fail: observed 4/6, chance 5/9 -> (2/3 - 5/9) / (4/9) = 0.25
+    assert a.kappa == pytest.approx(0.25)
+    # Spearman on the scores (ranks by hand: ties share the mean rank): -1.5 / sqrt(17.5 * 17)
+    assert a.spearman == pytest.approx(-1.5 / (17.5 * 17) ** 0.5)
+    assert a.guardrail_threshold == "the guardrail's own threshold 0.75"
+
+
+def test_grounding_agreement_uses_the_gates_threshold_when_one_is_set() -> None:
+    from evalgate.reports.common import grounding_agreement
+
+    [a] = grounding_agreement(grounded_run(guardrail_threshold=0.9))
+    # the guardrail passes only g-a (0.9) and g-e (0.95) now
+    assert (a.both_pass, a.both_fail) == (1, 1)
+    assert sorted(d.case_id for d in a.disagreements) == ["g-b", "g-d", "g-e", "g-f"]
+    assert a.guardrail_threshold == "the gate's threshold"
+
+
+def test_grounding_section_links_each_disagreement_and_is_absent_without_guardrail_scores() -> None:
+    md = markdown.render_markdown(grounded_run())
+    assert "## Guardrail grounding vs the judge" in md
+    assert "4 of 6 answers on the same side of their thresholds (66.7%: 3 both pass, 1 both fail)" in md
+    assert "Cohen's kappa 0.25; Spearman's rho -0.09" in md
+    assert "[`g-d`](report.html#case-g-d): guardrail_grounding 0.20 fails, faithfulness 0.95 passes" in md
+    assert "[`g-e`](report.html#case-g-e): guardrail_grounding 0.95 passes, faithfulness 0.60 fails" in md
+    page = html_report.render_html(grounded_run())
+    assert '<a href="#case-g-d">g-d</a>: guardrail_grounding 0.20 fails, faithfulness 0.95 passes' in page
+    assert "Guardrail grounding vs the judge" not in markdown.render_markdown(pass_run())
+    assert "Guardrail grounding vs the judge" not in html_report.render_html(pass_run())

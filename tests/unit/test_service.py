@@ -232,6 +232,24 @@ def test_capture_record_and_sampling() -> None:
     assert capture0.messages == []
 
 
+def test_a_guardrail_with_a_grounding_policy_is_named_in_the_capture_for_the_online_judge() -> None:
+    from evalgate.release.online import CaptureRecord
+
+    svc, (capture, _) = make(guardrail_id="gr0000000001", guardrail_version="4", guardrail_grounding=True)
+    ask(svc, {"question": "Do you ship to Canada?"})
+    [rec] = capture.messages
+    assert rec["grounding_guardrail"] == {"id": "gr0000000001", "version": "4"}
+    parsed = CaptureRecord.model_validate(rec)  # the online judge's reader of the record
+    assert parsed.grounding_guardrail is not None and parsed.grounding_guardrail.version == "4"
+    plain, (capture0, _) = make(guardrail_id="gr0000000001", guardrail_version="4")
+    ask(plain, {"question": "Do you ship to Canada?"})
+    assert "grounding_guardrail" not in capture0.messages[0]
+    env = {"GUARDRAIL_ID": "gr0000000001", "GUARDRAIL_VERSION": "4", "GUARDRAIL_GROUNDING": "true"}
+    assert ServiceSettings.from_env(env).guardrail_grounding
+    assert not ServiceSettings.from_env({**env, "GUARDRAIL_GROUNDING": ""}).guardrail_grounding
+    assert not ServiceSettings.from_env({"GUARDRAIL_GROUNDING": "true"}).guardrail_grounding  # no guardrail
+
+
 def test_shadow_enqueue_carries_the_request_and_production_answer() -> None:
     svc, (_, shadow) = make(flags=decision(shadow=True, shadow_rate=1.0))
     out = ask(svc, {"question": "Do you ship to Canada?", "session_id": "s-1"})

@@ -1021,6 +1021,12 @@ def _run(args: argparse.Namespace) -> int:
     gid, gver = _guardrail_ids(args, config)
     spec = _guardrail_spec(args, gid)
     candidate_guardrail = None
+    # The guardrail's contextual grounding filters: its file's, or those [guardrail] grounding names for an id.
+    grounding: list[str] = (
+        [k for k, v in (("GROUNDING", spec.grounding.grounding), ("RELEVANCE", spec.grounding.relevance)) if v]
+        if spec is not None
+        else (list(config.guardrail.grounding) if gid else [])
+    )
     if tier["judge"]:
         if not _aws_credentials_available():
             print(
@@ -1094,6 +1100,16 @@ def _run(args: argparse.Namespace) -> int:
             not_run.append(
                 {"metric": "guardrail (ApplyGuardrail)", "reason": "needs Bedrock; tier offline calls no AWS service"}
             )
+        from evalgate.core.config import GROUNDING_METRICS
+
+        for kind in grounding:
+            not_run.append(
+                {
+                    "metric": GROUNDING_METRICS[kind],
+                    "reason": "the guardrail's contextual grounding check needs Bedrock; tier offline calls no AWS "
+                    "service",
+                }
+            )
     embedder_kind = args.embedder if args.embedder != "auto" else ("local" if tier_name == "offline" else "titan")
     embedder: Any
     if embedder_kind == "local":
@@ -1143,6 +1159,7 @@ def _run(args: argparse.Namespace) -> int:
             borderline_margin=config.tiers.borderline_margin,
             batch_judge=batch_judge,
             keep_vector_sum=shard is not None,
+            grounding=grounding if guardrail is not None else (),
         )
     finally:
         if candidate_guardrail is not None:

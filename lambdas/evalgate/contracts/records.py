@@ -53,5 +53,7 @@ class StoredRow(BaseModel):
     unscored: bool = False
     leaked: bool = False
     guardrail_intervened: bool = False
+    guardrail_grounding: float | None = None  # the guardrail's contextual grounding scores, beside the judge's
+    guardrail_relevance: float | None = None
     personal_data: bool = False
     unsupported_claims: list[str] = Field(default_factory=list)

@@ -31,6 +31,8 @@ HALLUCINATION = "Hallucination"
 JUDGED_COUNT = "JudgedCount"
 UNSCORED = "Unscored"
 INJECTION_LEAK = "InjectionLeak"
+GUARDRAIL_GROUNDING = "GuardrailGrounding"  # the guardrail's contextual grounding score of a judged answer (0-1)
+GUARDRAIL_RELEVANCE = "GuardrailRelevance"  # its relevance score (0-1)
 # deployment hooks (about the hook run itself; dimension FunctionVersion = the hook's own version)
 PRE_TRAFFIC_PASSED = "PreTrafficPassed"
 CANARY_PASSED = "CanaryPassed"
@@ -55,6 +57,8 @@ UNITS: dict[str, str] = {
     JUDGED_COUNT: "Count",
     UNSCORED: "Count",
     INJECTION_LEAK: "Count",
+    GUARDRAIL_GROUNDING: "None",
+    GUARDRAIL_RELEVANCE: "None",
     PRE_TRAFFIC_PASSED: "Count",
     CANARY_PASSED: "Count",
     CANARY_SCORE: "None",

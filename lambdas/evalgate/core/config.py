@@ -50,7 +50,12 @@ THRESHOLD_DIRECTIONS: dict[str, Literal["min", "max"]] = {
     "injection_success_rate_indirect": "max",
     "block_rate": "min",
     "over_refusal_rate": "max",
+    "guardrail_grounding": "min",
+    "guardrail_relevance": "min",
 }
+# The guardrail's contextual grounding filters (botocore: GuardrailContextualGroundingFilterType) and the per-case
+# metric each one's score fills.
+GROUNDING_METRICS: dict[str, str] = {"GROUNDING": "guardrail_grounding", "RELEVANCE": "guardrail_relevance"}
 
 
 class Thresholds(BaseModel):
@@ -67,6 +72,10 @@ class Thresholds(BaseModel):
     injection_success_rate_indirect: Unit | None = None
     block_rate: Unit | None = None  # guardrail suite: share of must-refuse cases refused or blocked
     over_refusal_rate: Unit | None = None  # guardrail suite: share of safe look-alikes refused or blocked
+    # The guardrail's contextual grounding check (ApplyGuardrail scores, 0-1): reported beside the judge's
+    # faithfulness and relevance when the guardrail has a grounding policy; gated only when set.
+    guardrail_grounding: Unit | None = None
+    guardrail_relevance: Unit | None = None
 
     def merged(self, override: Thresholds | None) -> Thresholds:
         if override is None:
@@ -83,7 +92,9 @@ class SuiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     thresholds: Thresholds = Field(default_factory=Thresholds)
-    skip_metrics: list[Literal["similarity", "faithfulness", "relevance"]] = Field(default_factory=list)
+    skip_metrics: list[
+        Literal["similarity", "faithfulness", "relevance", "guardrail_grounding", "guardrail_relevance"]
+    ] = Field(default_factory=list)
     # Safety suites: how much worse than the approved baseline the suite's safety rates (block rate,
     # over-refusal, injection success) may be, paired by case id, point estimate. None: no such gate.
     baseline_tolerance: Unit | None = None
@@ -256,6 +267,9 @@ class GuardrailConfig(BaseModel):
     suites: list[str] = Field(default_factory=lambda: ["guardrail"])
     unsafe_tag: str = "unsafe"
     safe_tag: str = "safe_lookalike"
+    # The contextual grounding filters the guardrail at id/version has (GROUNDING, RELEVANCE): every judged answer
+    # is scored with them too (``guardrail_grounding`` / ``guardrail_relevance``). A guardrail file decides itself.
+    grounding: list[Literal["GROUNDING", "RELEVANCE"]] = Field(default_factory=list)
 
     @field_validator("suites")
     @classmethod

@@ -41,6 +41,8 @@ CASE_METRICS: dict[str, tuple[str, str, bool]] = {
     "behaviour": ("behaviour_accuracy", "rate", True),
     "hallucination": ("hallucination_rate", "rate", False),
     "injection_success": ("injection_success_rate", "rate", False),
+    "guardrail_grounding": ("guardrail_grounding", "mean", True),
+    "guardrail_relevance": ("guardrail_relevance", "mean", True),
 }
 
 

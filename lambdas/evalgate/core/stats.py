@@ -188,3 +188,25 @@ def excess_pvalue(excess: Sequence[float]) -> float | None:
     from scipy import stats as sps  # lazily, as above
 
     return float(sps.ttest_1samp(x, 0.0, alternative="greater").pvalue)
+
+
+def cohen_kappa(pred: Sequence[int], truth: Sequence[int]) -> float | None:
+    """Cohen's kappa of two 0/1 raters (None when undefined: no items, or chance agreement is certain)."""
+    n = len(pred)
+    if n == 0:
+        return None
+    po = sum(1 for p, t in zip(pred, truth, strict=True) if p == t) / n
+    p1, t1 = sum(pred) / n, sum(truth) / n
+    pe = p1 * t1 + (1 - p1) * (1 - t1)
+    return None if pe == 1 else (po - pe) / (1 - pe)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (ties share their mean rank), or None when it is undefined: fewer than 3
+    pairs, or one side constant."""
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    from scipy import stats as sps  # lazily, as above
+
+    rho = float(sps.spearmanr(a, b).statistic)
+    return rho if np.isfinite(rho) else None

@@ -22,6 +22,7 @@ from scipy import stats as sps
 from evalgate.core.dataset import iter_jsonl
 from evalgate.core.errors import InputError, Problem
 from evalgate.core.metrics import ungrounded_numbers
+from evalgate.core.stats import cohen_kappa
 
 
 def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
@@ -32,16 +33,6 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
         return None
     u = sps.mannwhitneyu(pos, neg, alternative="two-sided").statistic
     return float(u) / (len(pos) * len(neg))
-
-
-def cohen_kappa(pred: Sequence[int], truth: Sequence[int]) -> float | None:
-    n = len(pred)
-    if n == 0:
-        return None
-    po = sum(1 for p, t in zip(pred, truth, strict=True) if p == t) / n
-    p1, t1 = sum(pred) / n, sum(truth) / n
-    pe = p1 * t1 + (1 - p1) * (1 - t1)
-    return None if pe == 1 else (po - pe) / (1 - pe)
 
 
 def best_threshold(scores: Sequence[float], labels: Sequence[int]) -> tuple[float, float]:

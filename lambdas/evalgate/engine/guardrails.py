@@ -18,6 +18,14 @@ injections, gated when ``injection_success_rate_direct``/``_indirect`` threshold
 ``injection_success_rate_vs_baseline`` gate. The overall rate is gated by the engine (``injection_success_rate``).
 
 A guardrail call that fails leaves the case *unscored* unless the answer already refused (fail closed).
+
+**Contextual grounding** (``guardrail_grounding`` / ``guardrail_relevance``). When the guardrail has a contextual
+grounding policy, every judged answer to a case that cites knowledge is also sent to ApplyGuardrail (source
+``OUTPUT``) with the case's knowledge qualified ``grounding_source``, its question ``query`` and the answer
+``guard_content``; the filters' scores become per-case metrics beside the judge's faithfulness and relevance,
+gated like any metric when ``[thresholds] guardrail_grounding`` / ``guardrail_relevance`` are set. A failed call,
+a missing score or text over AWS's limits leaves the metric unscored. The online judge scores live answers the
+same way (``evalgate.release.online``).
 """
 
 from __future__ import annotations
@@ -28,11 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from evalgate.adapters.aws import ClientSettings, make_client, map_aws_error, model_client_settings
-from evalgate.core.config import GateConfig, GuardrailConfig
+from evalgate.core.config import GROUNDING_METRICS, GateConfig, GuardrailConfig
 from evalgate.core.errors import ProviderError, ThrottledError
 from evalgate.core.gate import threshold_status
 from evalgate.core.metrics import classify_behaviour
-from evalgate.core.models import Behaviour, Case, Generation, MetricValue
+from evalgate.core.models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
 from evalgate.core.results import Aggregate, CaseResult, RunResult
 from evalgate.core.stats import paired_difference, wilson
 from evalgate.engine.cost import GUARDRAIL_PRICE_KEY, CostMeter, guardrail_estimate_units
@@ -41,6 +49,9 @@ Source = Literal["INPUT", "OUTPUT"]
 INTERVENED = "GUARDRAIL_INTERVENED"
 BLOCKED = "blocked"
 OVER_REFUSED = "over_refused"
+# AWS's limits on one contextual grounding check, in characters, by content qualifier (Bedrock user guide,
+# "Use contextual grounding check to filter hallucinations in responses").
+GROUNDING_LIMITS: dict[str, int] = {"grounding_source": 100_000, "query": 1_000, "guard_content": 5_000}
 
 
 @dataclass
@@ -100,6 +111,97 @@ def assessment_reasons(assessments: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class GroundingScore:
+    """One contextual grounding filter's verdict on one answer (``assessments[].contextualGroundingPolicy``)."""
+
+    kind: str  # GROUNDING | RELEVANCE
+    score: float
+    threshold: float
+    action: str  # BLOCKED | NONE
+
+    @property
+    def blocked(self) -> bool:
+        return self.action == "BLOCKED"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "score": self.score, "threshold": self.threshold, "action": self.action}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GroundingScore:
+        return cls(str(d["kind"]), float(d["score"]), float(d["threshold"]), str(d["action"]))
+
+
+def grounding_scores(assessments: Sequence[dict[str, Any]] | None) -> dict[str, GroundingScore]:
+    """The contextual grounding scores in ApplyGuardrail ``assessments`` (or in the output assessments of a
+    Converse guardrail trace: the same ``GuardrailAssessment`` shape), by filter type. A filter of an unknown type,
+    or without a numeric score and threshold (both required by the model), is left out: its metric is then
+    unscored, never guessed."""
+
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool)
+
+    out: dict[str, GroundingScore] = {}
+    for a in assessments or []:
+        for f in (a.get("contextualGroundingPolicy") or {}).get("filters") or []:
+            kind, score, threshold = f.get("type"), f.get("score"), f.get("threshold")
+            if kind in GROUNDING_METRICS and number(score) and number(threshold):
+                out[kind] = GroundingScore(kind, float(score), float(threshold), str(f.get("action") or "NONE"))
+    return out
+
+
+def grounding_source(knowledge: Sequence[KnowledgeEntry]) -> str:
+    """What an answer is grounded in: the knowledge entries it was given (as the judge sees them for
+    faithfulness), title and text, one after another. The same for golden cases and live answers."""
+    return "\n\n".join(f"{k.title}\n{k.text}" for k in knowledge)
+
+
+def grounding_content(query: str, source: str, answer: str) -> list[dict[str, Any]]:
+    """ApplyGuardrail ``content`` for a contextual grounding check: what the answer must be grounded in, the
+    question it must be relevant to, and the answer itself (the content qualifiers of the Bedrock API)."""
+    return [
+        {"text": {"text": source, "qualifiers": ["grounding_source"]}},
+        {"text": {"text": query, "qualifiers": ["query"]}},
+        {"text": {"text": answer, "qualifiers": ["guard_content"]}},
+    ]
+
+
+def grounding_problem(query: str, source: str, answer: str) -> str | None:
+    """Why a contextual grounding check cannot be asked for (empty text, or over AWS's limits), or None."""
+    for qualifier, text in (("grounding_source", source), ("query", query), ("guard_content", answer)):
+        if not text.strip():
+            return f"no {qualifier} text to check"
+        limit = GROUNDING_LIMITS[qualifier]
+        if len(text) > limit:
+            return f"{qualifier} has {len(text):,} characters; the contextual grounding check takes at most {limit:,}"
+    return None
+
+
+def grounding_metrics(result: dict[str, GroundingScore] | str, kinds: Sequence[str]) -> dict[str, MetricValue]:
+    """Per-case metrics from one grounding check (or its error message): one per filter the guardrail has;
+    an error or a missing score is unscored (fail closed)."""
+    out: dict[str, MetricValue] = {}
+    for kind in kinds:
+        name = GROUNDING_METRICS[kind]
+        if isinstance(result, str):
+            out[name] = MetricValue(name=name, value=None, unscored=True, reason=f"contextual grounding: {result}")
+            continue
+        s = result.get(kind)
+        if s is None:
+            out[name] = MetricValue(
+                name=name, value=None, unscored=True, reason=f"ApplyGuardrail returned no {kind} score"
+            )
+            continue
+        verdict = "blocked" if s.blocked else "passed"
+        out[name] = MetricValue(
+            name=name,
+            value=s.score,
+            reason=f"guardrail {kind.lower()} score {s.score:.2f}, its threshold {s.threshold:.2f}: {verdict}",
+            details={"threshold": s.threshold, "action": s.action},
+        )
+    return out
+
+
 class GuardrailChecker:
     """ApplyGuardrail on bedrock-runtime (default credential and endpoint resolution), cached and metered.
 
@@ -147,23 +249,27 @@ class GuardrailChecker:
             "content": [{"text": {"text": text}}],
         }
 
-    def check(self, source: Source, text: str) -> Assessment:
-        key = self._key(source, text)
-        if self.cache is not None:
-            hit = self.cache.get("guardrail", key)
-            if hit is not None:
-                self.cache_hits += 1
-                return Assessment.from_dict(hit, cached=True)
+    def grounding_request(self, query: str, source: str, answer: str) -> dict[str, Any]:
+        """A contextual grounding check of ``answer`` (ApplyGuardrail, source OUTPUT, qualified content)."""
+        return {
+            "guardrailIdentifier": self.guardrail_id,
+            "guardrailVersion": self.guardrail_version,
+            "source": "OUTPUT",
+            "content": grounding_content(query, source, answer),
+        }
+
+    def _apply(self, request: dict[str, Any], what: str, texts: Sequence[str]) -> tuple[dict[str, Any], int]:
+        """One metered ApplyGuardrail call: the response, the text units billed."""
         reservation = None
         if self.meter is not None:
             price = self.meter.config.pricing.get(GUARDRAIL_PRICE_KEY)
             if price is not None or self.meter.cap_usd is not None:
-                est = guardrail_estimate_units([text]) / 1000 * (price.input_per_1k if price else 0.0)
+                est = guardrail_estimate_units(texts) / 1000 * (price.input_per_1k if price else 0.0)
                 if price is None:
-                    self.meter.estimate(GUARDRAIL_PRICE_KEY, len(text), 0)  # raises: unpriced under a cap
-                reservation = self.meter.reserve_usd(f"ApplyGuardrail {source}", GUARDRAIL_PRICE_KEY, est)
+                    self.meter.estimate(GUARDRAIL_PRICE_KEY, sum(map(len, texts)), 0)  # raises: unpriced under a cap
+                reservation = self.meter.reserve_usd(f"ApplyGuardrail {what}", GUARDRAIL_PRICE_KEY, est)
         try:
-            response = self._client.apply_guardrail(**self.request(source, text))
+            response: dict[str, Any] = self._client.apply_guardrail(**request)
         except Exception as exc:
             err = map_aws_error(exc, f"bedrock guardrail {self.guardrail_id}:{self.guardrail_version}")
             if reservation is not None and self.meter is not None:
@@ -180,6 +286,19 @@ class GuardrailChecker:
         action = str(response.get("action") or "")
         if action not in (INTERVENED, "NONE"):
             raise ProviderError(f"bedrock guardrail {self.guardrail_id}: unexpected action {action!r}")
+        self.calls += 1
+        self.units += units
+        return response, units
+
+    def check(self, source: Source, text: str) -> Assessment:
+        key = self._key(source, text)
+        if self.cache is not None:
+            hit = self.cache.get("guardrail", key)
+            if hit is not None:
+                self.cache_hits += 1
+                return Assessment.from_dict(hit, cached=True)
+        response, units = self._apply(self.request(source, text), source, [text])
+        action = str(response.get("action"))
         a = Assessment(
             source=source,
             intervened=action == INTERVENED,
@@ -187,11 +306,34 @@ class GuardrailChecker:
             reasons=assessment_reasons(response.get("assessments") or []),
             units=units,
         )
-        self.calls += 1
-        self.units += units
         if self.cache is not None:
             self.cache.put("guardrail", key, a.to_dict())
         return a
+
+    def grounding(self, query: str, source: str, answer: str) -> dict[str, GroundingScore]:
+        """The contextual grounding scores of ``answer`` by filter type. Raises ``ProviderError`` when the call
+        fails or the guardrail returned no score at all (it has no contextual grounding policy)."""
+        problem = grounding_problem(query, source, answer)
+        if problem:
+            raise ProviderError(problem)
+        ident = self.cache_identity or self.identity()
+        digest = hashlib.sha256("\x00".join((source, query, answer)).encode()).hexdigest()
+        key = {**ident, "check": "contextual_grounding", "text": digest}
+        if self.cache is not None:
+            hit = self.cache.get("guardrail", key)
+            if hit is not None:
+                self.cache_hits += 1
+                return {k: GroundingScore.from_dict(v) for k, v in hit.items()}
+        response, _ = self._apply(self.grounding_request(query, source, answer), "grounding", [source, query, answer])
+        scores = grounding_scores(response.get("assessments"))
+        if not scores:
+            raise ProviderError(
+                f"bedrock guardrail {self.guardrail_id}:{self.guardrail_version} returned no contextual grounding "
+                "score (does it have a contextual grounding policy?)"
+            )
+        if self.cache is not None:
+            self.cache.put("guardrail", key, {k: v.to_dict() for k, v in scores.items()})
+        return scores
 
 
 # ----------------------------------------------------------------------------------------------- per case

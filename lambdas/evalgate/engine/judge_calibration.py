@@ -31,8 +31,8 @@ from evalgate.core.config import GateConfig
 from evalgate.core.dataset import format_validation_error, iter_jsonl
 from evalgate.core.errors import InputError, Problem
 from evalgate.core.models import KnowledgeEntry
-from evalgate.core.stats import bootstrap_statistic, wilson
-from evalgate.engine.calibrate import auroc, best_threshold, cohen_kappa, read_rows
+from evalgate.core.stats import bootstrap_statistic, cohen_kappa, wilson
+from evalgate.engine.calibrate import auroc, best_threshold, read_rows
 from evalgate.engine.cost import call_cost
 from evalgate.engine.judge import Judge
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from evalgate import __version__
-from evalgate.core.config import GateConfig
+from evalgate.core.config import GROUNDING_METRICS, GateConfig
 from evalgate.core.dataset import Golden
 from evalgate.core.errors import BudgetExceeded, ProviderError
 from evalgate.core.gate import aggregate_suite, compare, decide, drift_from_pairs
@@ -31,9 +31,12 @@ from evalgate.engine.cache import Cache
 from evalgate.engine.cost import CostMeter
 from evalgate.engine.guardrails import (
     Assessment,
+    GroundingScore,
     GuardrailChecker,
     Source,
     annotate_case,
+    grounding_metrics,
+    grounding_source,
     guardrail_input_text,
     guardrail_role,
     safety_aggregates,
@@ -164,6 +167,7 @@ class Runner:
         borderline_margin: float = 0.03,
         batch_judge: BatchJudge | None = None,
         keep_vector_sum: bool = False,
+        grounding: Sequence[str] = (),
     ) -> None:
         self.golden = golden
         self.candidate = candidate
@@ -184,6 +188,8 @@ class Runner:
         self.timed_out = False
         self.meter = meter  # the candidate, judges and embedder are metered by wrappers sharing it (cost.py)
         self.guardrail = guardrail
+        # The guardrail's contextual grounding filters (GROUNDING, RELEVANCE): each judged answer is checked too.
+        self.grounding = tuple(k for k in GROUNDING_METRICS if k in grounding) if guardrail is not None else ()
         self.escalation_judge = escalation_judge
         self.borderline_margin = borderline_margin
         self.batch_judge = batch_judge
@@ -415,6 +421,7 @@ class Runner:
             add(self.embedder.model_id, "unscored", sum(1 for t in st.wanted_vectors if t not in st.vectors))
         if self.guardrail is not None:
             errors = sum(1 for checks in st.guard.values() for a in checks.values() if isinstance(a, str))
+            errors += sum(1 for g in st.grounded.values() if isinstance(g, str))
             add(guardrail_model(self.guardrail), "errors", errors)
         return snap
 
@@ -474,6 +481,22 @@ class Runner:
             with self._lock:
                 st.guard.setdefault(case.id, {})[(source, repeat)] = result
 
+        def grounding_task(case: Case, g: Generation, source: str) -> None:
+            assert self.guardrail is not None and g.output is not None
+            result: dict[str, GroundingScore] | str
+            if self._budget_stopped():
+                result = f"not run: {self.meter.stop_reason if self.meter else ''}"
+            else:
+                guardrail, answer = self.guardrail, g.output
+                try:
+                    result = self.policy.call(
+                        lambda: guardrail.grounding(case.question, source, answer), model=guardrail_model(guardrail)
+                    )
+                except (ProviderError, BudgetExceeded) as exc:
+                    result = str(exc)
+            with self._lock:
+                st.grounded[(case.id, g.repeat)] = result
+
         def gen_task(case: Case, repeat: int) -> None:
             g = self.generate(case, repeat)
             with self._lock:
@@ -486,6 +509,9 @@ class Runner:
                     submit(judge_task, case, g, rubric)
             if per_text:
                 want_embedding(g.output)
+            source = self._grounding_source(case)
+            if source is not None and g.output.strip():
+                submit(grounding_task, case, g, source)
             if case.suite in guard_suites and guardrail_role(case.tags, self.config.guardrail):
                 if repeat == 0:
                     submit(guard_task, case, "INPUT", 0, guardrail_input_text(case))
@@ -525,6 +551,28 @@ class Runner:
             pool.shutdown(cancel=not ok)
             bar.close()
         return st
+
+    def _grounding_source(self, case: Case) -> str | None:
+        """What the guardrail's contextual grounding check grounds a case's answers in (the knowledge the judge
+        judges faithfulness against), or None when the case is not checked: no grounding filter, no judge in
+        this tier, no knowledge cited, an answer not expected, or the metrics skipped for its suite."""
+        if not self.grounding or (self.judge is None and self.batch_judge is None):
+            return None
+        if case.expected != Behaviour.ANSWER:
+            return None
+        skip = self.config.skipped_metrics(case.suite)
+        if "faithfulness" in skip or all(GROUNDING_METRICS[k] in skip for k in self.grounding):
+            return None
+        knowledge = self.golden.knowledge_for(case)
+        return grounding_source(knowledge) if knowledge else None
+
+    def _grounding_of(self, case: Case, g: Generation, st: _RunState) -> dict[str, MetricValue]:
+        """The contextual grounding metrics of one answer (unscored when its check was lost or failed)."""
+        if g.output is None or not g.output.strip() or self._grounding_source(case) is None:
+            return {}
+        skip = self.config.skipped_metrics(case.suite)
+        kinds = [k for k in self.grounding if GROUNDING_METRICS[k] not in skip]
+        return grounding_metrics(st.grounded.get((case.id, g.repeat), "the check did not run"), kinds)
 
     def _judge_one(self, judge: Judge, rubric: str, case: Case, output: str) -> MetricValue:
         if self._budget_stopped():
@@ -572,7 +620,9 @@ class Runner:
                 if g.output is not None and g.output in st.vectors and c.reference in st.vectors:
                     sim = similarity(st.vectors[g.output], st.vectors[c.reference])
                 jm = st.judged.get((c.id, g.repeat), {}) if judged_tier else None
-                scores.append(score_generation(c, g, knowledge, sim, jm, skip))
+                rs = score_generation(c, g, knowledge, sim, jm, skip)
+                rs.metrics.update(self._grounding_of(c, g, st))
+                scores.append(rs)
             th = self.config.thresholds_for(c.suite, embedder_name)
             cr = combine(c, by_case[c.id], scores, th)
             cost = 0.0
@@ -712,6 +762,7 @@ class _RunState:
     vectors: dict[str, list[float]] = field(default_factory=dict)
     wanted_vectors: set[str] = field(default_factory=set)
     guard: dict[str, dict[tuple[Source, int], Assessment | str]] = field(default_factory=dict)
+    grounded: dict[tuple[str, int], dict[str, GroundingScore] | str] = field(default_factory=dict)
     fatal: list[str] = field(default_factory=list)
 
 
@@ -834,7 +885,7 @@ def run_evaluation(
     **extra: Any,
 ) -> RunResult:
     """Build a ``Runner`` and run it. ``extra``: the optional Runner hooks (meter, guardrail, escalation_judge,
-    borderline_margin, batch_judge, keep_vector_sum)."""
+    borderline_margin, batch_judge, keep_vector_sum, grounding)."""
     runner = Runner(
         golden=golden,
         candidate=candidate,

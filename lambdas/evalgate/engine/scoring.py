@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from evalgate.core.config import Thresholds
+from evalgate.core.config import GROUNDING_METRICS, Thresholds
 from evalgate.core.metrics import classify_behaviour, leaked, ungrounded_numbers
 from evalgate.core.models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
 from evalgate.core.results import CaseResult
@@ -192,7 +192,7 @@ def case_failures(r: CaseResult, th: Thresholds) -> list[str]:
     hal = r.metrics.get("hallucination")
     if hal and hal.value:
         f.append(f"hallucination: {hal.reason}")
-    for name in ("similarity", "faithfulness", "relevance"):
+    for name in ("similarity", "faithfulness", "relevance", *GROUNDING_METRICS.values()):
         mv = r.metrics.get(name)
         limit = getattr(th, name)
         if mv and mv.value is not None and limit is not None and mv.value < limit:

@@ -8,7 +8,11 @@ numeric grounding, canary leak) and returns the per-version metric values:
 - ``QualityScore``: mean of faithfulness and relevance (only when both were scored);
 - ``Hallucination``: 0/1 (its average is the hallucination rate; omitted when it can't be decided);
 - ``JudgedCount``: 1 per answer the judge looked at; ``Unscored``: 0/1 (the judge failed twice);
-- ``InjectionLeak``: 0/1 (the system prompt's canary token appeared in the answer).
+- ``InjectionLeak``: 0/1 (the system prompt's canary token appeared in the answer);
+- ``GuardrailGrounding`` / ``GuardrailRelevance``: the guardrail's contextual grounding scores of the answer, when
+  the capture names a guardrail with a grounding policy (ApplyGuardrail, source OUTPUT, on the same knowledge the
+  judge judges faithfulness against: ``evalgate.engine.guardrails``), stored beside the judge's scores. A failed check
+  publishes neither and is logged; it never blocks the judgement.
 
 Sampling: during a canary shift the new version gets a small share of traffic, so judging every arm at the
 same rate would leave the canary with too few judged answers to compare. ``SamplingPolicy`` judges the arm
@@ -30,15 +34,23 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from evalgate.contracts import telemetry as tm
 from evalgate.contracts.records import StoredRow, sampled
+from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
 from evalgate.core.dataset import parse_json_model
 from evalgate.core.knowledge import KnowledgeIndex
 from evalgate.core.masking import mask_pii, mask_text
-from evalgate.core.models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS
+from evalgate.core.models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS, KnowledgeEntry
 
 log = logging.getLogger(__name__)
 # How long a judged capture id is remembered (redeliveries within it are not judged again): the capture
 # queue's message retention (stacks/constructs/capture.py).
 DEDUP_WINDOW_S = 4 * 24 * 3600
+
+
+class GuardrailRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[str, Field(min_length=1, max_length=2048)]
+    version: Annotated[str, Field(pattern=GUARDRAIL_VERSION_PATTERN)]
 
 
 class CaptureRecord(BaseModel):
@@ -53,6 +65,7 @@ class CaptureRecord(BaseModel):
     knowledge_ids: list[str] = Field(default_factory=list)
     guardrail_intervened: bool = False
     ts: float | None = None
+    grounding_guardrail: GuardrailRef | None = None  # check the answer's contextual grounding with this guardrail
 
 
 class BadCaptureRecord(ValueError):
@@ -77,6 +90,9 @@ class JudgedRecord:
     leaked: bool = False
     unsupported_claims: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    guardrail_grounding: float | None = None
+    guardrail_relevance: float | None = None
+    guardrail_error: str | None = None  # why the contextual grounding check has no scores, when it was asked for
 
     def telemetry(self) -> tm.Telemetry:
         t = tm.Telemetry(self.dimensions)
@@ -89,6 +105,10 @@ class JudgedRecord:
             t.add(tm.QUALITY_SCORE, self.quality)
         if self.hallucinated is not None:
             t.add(tm.HALLUCINATION, 1 if self.hallucinated else 0)
+        if self.guardrail_grounding is not None:
+            t.add(tm.GUARDRAIL_GROUNDING, self.guardrail_grounding)
+        if self.guardrail_relevance is not None:
+            t.add(tm.GUARDRAIL_RELEVANCE, self.guardrail_relevance)
         return t
 
     def log_fields(self, question: str, answer: str) -> dict[str, Any]:
@@ -107,6 +127,9 @@ class JudgedRecord:
             "hallucinated": self.hallucinated,
             "unscored": self.unscored,
             "leaked": self.leaked,
+            "guardrail_grounding": self.guardrail_grounding,
+            "guardrail_relevance": self.guardrail_relevance,
+            "guardrail_error": self.guardrail_error,
             "unsupported_claims": [mask_text(c) for c in self.unsupported_claims[:5]],
             **masked_texts(question, answer),
         }
@@ -242,8 +265,10 @@ def judge_capture(
     *,
     canary_token: str | None,
     policy: SamplingPolicy | None = None,
+    guardrails: Callable[[str, str], Any] | None = None,
 ) -> JudgedRecord:
-    """Score one captured answer for its version (or say why it was skipped)."""
+    """Score one captured answer for its version (or say why it was skipped). ``guardrails(id, version)`` gives
+    the ``GuardrailChecker`` for the capture's grounding guardrail (None: no contextual grounding check)."""
     from evalgate.engine.scoring import score_live
 
     dims = tm.Dimensions(record.function_version, record.model_id, record.prompt_version)
@@ -255,6 +280,7 @@ def judge_capture(
     if not knowledge:  # the knowledge base changed since, or nothing was retrieved: judge against what matches now
         knowledge = index.search(record.question)
     s = score_live(record.question, record.answer, knowledge, judge, canary_token)
+    scores, error = _grounding(record, knowledge, guardrails)
     return JudgedRecord(
         request_id=record.request_id,
         dimensions=dims,
@@ -267,4 +293,29 @@ def judge_capture(
         leaked=s.leaked,
         unsupported_claims=list(s.unsupported_claims),
         reasons=list(s.reasons),
+        guardrail_grounding=scores["GROUNDING"].score if "GROUNDING" in scores else None,
+        guardrail_relevance=scores["RELEVANCE"].score if "RELEVANCE" in scores else None,
+        guardrail_error=error,
     )
+
+
+def _grounding(
+    record: CaptureRecord, knowledge: list[KnowledgeEntry], guardrails: Callable[[str, str], Any] | None
+) -> tuple[dict[str, Any], str | None]:
+    """The guardrail's contextual grounding scores of a captured answer by filter type, and why there are none
+    when they were asked for (the same check as the gate's: ``evalgate.engine.guardrails``)."""
+    ref = record.grounding_guardrail
+    if ref is None or guardrails is None:
+        return {}, None
+    if not knowledge:
+        return {}, "no knowledge to ground the answer in"
+    from evalgate.engine.guardrails import grounding_source
+
+    try:
+        return guardrails(ref.id, ref.version).grounding(
+            record.question, grounding_source(knowledge), record.answer
+        ), None
+    except Exception as exc:  # an extra signal: whatever went wrong, the judgement itself stands
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("contextual grounding check failed", extra={"request_id": record.request_id, "error": error})
+        return {}, error

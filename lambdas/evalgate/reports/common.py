@@ -12,8 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalgate.core.config import THRESHOLD_DIRECTIONS
+from evalgate.core.config import GROUNDING_METRICS, THRESHOLD_DIRECTIONS
 from evalgate.core.results import Aggregate, CaseResult, RunResult, first_value
+from evalgate.core.stats import cohen_kappa, spearman
 
 # Per-case metric names (and fragments of aggregate names) where a lower value is better.
 LOWER_IS_BETTER_HINTS = ("hallucination", "injection", "latency", "error", "leak", "cost", "unscored", "toxic")
@@ -342,3 +343,102 @@ def judge_trust_lines(result: RunResult) -> list[str]:
         else:
             lines.append(f"No flaky cases: every case reached the same verdict in all {result.repeats} repeats")
     return lines
+
+
+# ------------------------------------------------------------------------------ guardrail grounding vs the judge
+
+# (the guardrail's contextual grounding metric, the judge's metric it is compared with)
+GROUNDING_PAIRS = ((GROUNDING_METRICS["GROUNDING"], "faithfulness"), (GROUNDING_METRICS["RELEVANCE"], "relevance"))
+
+
+@dataclass
+class Disagreement:
+    case_id: str
+    guardrail: float
+    judge: float
+    failed_by: str  # "guardrail" (the guardrail fails it, the judge passes it) or "judge"
+
+
+@dataclass
+class GroundingAgreement:
+    """How the guardrail's contextual grounding check and the judge agree on the same answers: each case passes
+    or fails each one's threshold (the gate's threshold, or for the guardrail without one its own), and the
+    scores are rank-correlated."""
+
+    guardrail_metric: str
+    judge_metric: str
+    n: int
+    both_pass: int
+    both_fail: int
+    disagreements: list[Disagreement]
+    kappa: float | None  # Cohen's kappa on pass/fail
+    spearman: float | None  # Spearman's rank correlation of the scores
+    guardrail_threshold: str  # what the guardrail's pass/fail was measured against
+
+    @property
+    def agreement(self) -> float | None:
+        return (self.both_pass + self.both_fail) / self.n if self.n else None
+
+
+def grounding_agreement(result: RunResult) -> list[GroundingAgreement]:
+    """The agreement of each guardrail grounding metric with the judge's, over the cases both scored (none when
+    the run has no guardrail grounding scores)."""
+    limits = {(a.suite, a.metric): a.threshold for a in result.aggregates}
+    out: list[GroundingAgreement] = []
+    for gm, jm in GROUNDING_PAIRS:
+        rows: list[tuple[CaseResult, float, float, bool, bool]] = []
+        own: set[float] = set()
+        gated = False
+        for c in result.cases:
+            gv, jv, j_limit = c.value(gm), c.value(jm), limits.get((c.suite, jm))
+            if gv is None or jv is None or j_limit is None:
+                continue
+            g_limit = limits.get((c.suite, gm))
+            if g_limit is None:
+                detail = c.metrics[gm].details.get("threshold")
+                if not isinstance(detail, int | float):
+                    continue
+                g_limit = float(detail)
+                own.add(g_limit)
+            else:
+                gated = True
+            rows.append((c, gv, jv, gv >= g_limit, jv >= j_limit))
+        if not rows:
+            continue
+        disagreements = [
+            Disagreement(c.id, gv, jv, "guardrail" if jp else "judge") for c, gv, jv, gp, jp in rows if gp != jp
+        ]
+        out.append(
+            GroundingAgreement(
+                guardrail_metric=gm,
+                judge_metric=jm,
+                n=len(rows),
+                both_pass=sum(1 for *_, gp, jp in rows if gp and jp),
+                both_fail=sum(1 for *_, gp, jp in rows if not gp and not jp),
+                disagreements=disagreements,
+                kappa=cohen_kappa([int(not r[3]) for r in rows], [int(not r[4]) for r in rows]),
+                spearman=spearman([r[1] for r in rows], [r[2] for r in rows]),
+                guardrail_threshold=(
+                    "the gate's threshold" + (" (the guardrail's own where unset)" if own else "")
+                    if gated
+                    else "the guardrail's own threshold " + ", ".join(f"{t:g}" for t in sorted(own))
+                ),
+            )
+        )
+    return out
+
+
+def agreement_text(a: GroundingAgreement) -> str:
+    """One sentence per compared pair (the same words in every format)."""
+    kappa = fmt_num(a.kappa, 2) if a.kappa is not None else "undefined (one side never changes)"
+    rho = fmt_num(a.spearman, 2) if a.spearman is not None else "undefined (too few or constant scores)"
+    return (
+        f"{a.guardrail_metric} vs the judge's {a.judge_metric}: {a.both_pass + a.both_fail} of {a.n} answers on the "
+        f"same side of their thresholds ({fmt_pct(a.agreement)}: {a.both_pass} both pass, {a.both_fail} both fail); "
+        f"Cohen's kappa {kappa}; Spearman's rho {rho}; the guardrail against {a.guardrail_threshold}"
+    )
+
+
+def disagreement_text(a: GroundingAgreement, d: Disagreement) -> str:
+    g_word, j_word = ("fails", "passes") if d.failed_by == "guardrail" else ("passes", "fails")
+    return f"{a.guardrail_metric} {fmt_num(d.guardrail, 2)} {g_word}, {a.judge_metric} {fmt_num(d.judge, 2)} {j_word}"

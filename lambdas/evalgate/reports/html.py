@@ -25,15 +25,18 @@ from evalgate.core.results import (
 from evalgate.reports.common import (
     NotRunItem,
     UnscoredSummary,
+    agreement_text,
     case_metric_names,
     confidence_label,
     digits_for,
+    disagreement_text,
     finding_source,
     fmt_ci,
     fmt_int,
     fmt_num,
     fmt_pct,
     fmt_usd,
+    grounding_agreement,
     hallucination_checked,
     identity_rows,
     is_gated,
@@ -523,6 +526,21 @@ def judge_trust_section(result: RunResult) -> str:
     return f"<section><h2>Judge and stability</h2><ul>{lis}</ul></section>"
 
 
+def grounding_section(result: RunResult) -> str:
+    """The guardrail's contextual grounding check against the judge, each disagreeing case linked."""
+    pairs = grounding_agreement(result)
+    if not pairs:
+        return ""
+    items = []
+    for a in pairs:
+        cases = "".join(
+            f'<li><a href="#case-{esc(d.case_id)}">{esc(d.case_id)}</a>: {esc(disagreement_text(a, d))}</li>'
+            for d in a.disagreements
+        )
+        items.append(f"<li>{esc(agreement_text(a))}" + (f"<ul>{cases}</ul>" if cases else "") + "</li>")
+    return f"<section><h2>Guardrail grounding vs the judge</h2><ul>{''.join(items)}</ul></section>"
+
+
 def not_run_section(items: list[NotRunItem]) -> str:
     if not items:
         return '<p class="muted">Every configured metric was computed in this tier.</p>'
@@ -605,6 +623,7 @@ def render_html(result: RunResult, baseline: RunResult | None = None) -> str:
         not_run_section(not_run_items(result)),
         hallucinations_section(result),
         judge_trust_section(result),
+        grounding_section(result),
         comparisons_section(result, baseline),
         distributions_section(result, baseline),
         unscored_section(unscored_summary(result)),

@@ -25,9 +25,11 @@ from evalgate.core.results import (
 from evalgate.reports.common import (
     NotRunItem,
     UnscoredSummary,
+    agreement_text,
     case_reasons,
     confidence_label,
     digits_for,
+    disagreement_text,
     failing_metric,
     finding_source,
     fmt_ci,
@@ -35,6 +37,7 @@ from evalgate.reports.common import (
     fmt_num,
     fmt_pct,
     fmt_usd,
+    grounding_agreement,
     hallucination_checked,
     identity_rows,
     identity_text,
@@ -324,6 +327,21 @@ FAULT_COLUMNS = (
 )
 
 
+def grounding_section(result: RunResult) -> list[str]:
+    """The guardrail's contextual grounding check against the judge (only when the run has its scores)."""
+    pairs = grounding_agreement(result)
+    if not pairs:
+        return []
+    lines = ["", "## Guardrail grounding vs the judge", ""]
+    for a in pairs:
+        lines.append(f"- {md_text(agreement_text(a))}")
+        for d in a.disagreements:
+            lines.append(
+                f"  - [{md_code(d.case_id)}](report.html#case-{d.case_id}): {md_text(disagreement_text(a, d))}"
+            )
+    return lines
+
+
 def faults_section(result: RunResult) -> list[str]:
     """Throttles, retries, unscored and errors per model, and what the concurrency limit did (retry policy)."""
     faults = result.faults or {}
@@ -366,6 +384,7 @@ def render_markdown(result: RunResult, baseline: RunResult | None = None) -> str
     lines += drift_section(result.drift)
     lines += diversity_section(result.diversity)
     lines += judge_trust_section(result)
+    lines += grounding_section(result)
     lines += not_run_section(not_run_items(result))
     lines += worst_cases_section(result)
     lines += hallucinations_section(result)
