@@ -144,6 +144,24 @@ def test_a_report_or_cli_edit_deploys_nothing_and_a_notifier_edit_only_the_notif
     assert {h for h in before if after[h] != before[h]} == {"handlers.notifier.handler"}
 
 
+def test_a_bundled_synth_stages_exactly_the_functions_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CDK runs the local bundler (no Docker): the staged asset holds the function's files and nothing else."""
+    monkeypatch.setattr(PipLayerBundler, "try_bundle",
+                        lambda self, output_dir, options=None: (Path(output_dir) / "python").mkdir() or True)
+    app = App(context={"aws:cdk:bundling-stacks": ["**"]}, outdir=str(tmp_path / "cdk.out"))
+    stack = Stack(app, "Probe", env=Environment(account=ACCOUNT, region=REGION))
+    bundle = lambda_bundle.LambdaBundle(stack, "Bundle", log_retention_days=7, metrics_namespace="Probe",
+                                        service_name="probe", bundled=True)
+    bundle.function(stack, "Notifier", lambda_bundle.FunctionSpec(handler="handlers.notifier.handler",
+                                                                   description="probe"))
+    template = app.synth().get_stack_by_name("Probe").template
+    (fn,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    staged = tmp_path / "cdk.out" / f"asset.{fn['Properties']['Code']['S3Key'].removesuffix('.zip')}"
+    shipped = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    assert shipped == [dest for _, dest in function_asset("handlers.notifier.handler", repo=REPO).files]
+    assert "handlers/notifier.py" in shipped and not any(p.startswith("evalgate/reports/") for p in shipped)
+
+
 def test_deps_layer_is_pip_installed_for_arm64_cp313(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[list[str]] = []
 
