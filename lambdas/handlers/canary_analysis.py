@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from evalgate.adapters.lambda_runtime import new_metrics, new_tracer, publish, version_dimensions
 from evalgate.contracts import telemetry as tm
 from evalgate.release import deploy_hooks as hooks
-from evalgate.release.canary import CloudWatchSamples
+from evalgate.release.canary_samples import CloudWatchSamples
 
 # Repository folders this function reads at run time, shipped in its asset (evalgate.engine.change_type): the
 # golden set (gate config, smoke cases, knowledge) and the prompt templates.
@@ -47,21 +47,11 @@ def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict
             settings, event.deployment_id, fetcher=fetcher, codedeploy=get_reporter().client, deadline=deadline
         )
 
-    try:
-        outcome = hooks.run_hook(
-            event.raw_event,
-            analyse,
-            budget_s=hooks.budget_from_context(context),
-            reporter=get_reporter(),
-            logger=logger,
-            once=hooks.hook_once(context),
-        )
-    except hooks.HookEventError as exc:
-        logger.error("malformed hook event; nothing to report to CodeDeploy", extra={"error": str(exc)})
-        return {"status": "error", "error": str(exc)}
-    except hooks.HookAlreadyRunning:
-        logger.info("redelivered hook invocation while the first is running; it reports the status")
-        return {"status": "duplicate", "reason": "this hook execution is already running"}
+    outcome = hooks.run_hook_in_lambda(
+        event.raw_event, analyse, context, get_reporter(), logger, hooks.hook_once(context)
+    )
+    if isinstance(outcome, dict):
+        return outcome
     t = tm.Telemetry(version_dimensions())
     t.add(tm.CANARY_PASSED, 1 if outcome.status == "Succeeded" else 0)
     if isinstance(outcome.details.get("score"), int | float):

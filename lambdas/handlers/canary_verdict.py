@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate.adapters.lambda_runtime import publish_now
 from evalgate.contracts import telemetry as tm
-from evalgate.release.canary import CloudWatchSamples
 from evalgate.release.canary_live import LiveSettings, live_verdicts
+from evalgate.release.canary_samples import CloudWatchSamples
 
 # Repository folders this function reads at run time, shipped in its asset (evalgate.engine.change_type): the
 # golden set (gate config, smoke cases, knowledge) and the prompt templates.

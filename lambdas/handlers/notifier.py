@@ -16,7 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate.adapters.lambda_runtime import idempotent, new_metrics, new_tracer, publish, version_dimensions
 from evalgate.contracts import telemetry as tm
-from evalgate.release import notify
+from evalgate.release.notify import notify
+from evalgate.release.notify.events import NotifyEventError
+from evalgate.release.notify.lookups import Lookup
 
 logger = Logger()
 tracer = new_tracer()
@@ -41,14 +43,14 @@ def client(service: str) -> Any:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     topic = os.environ["TOPIC_ARN"]
-    lookup = notify.Lookup(
+    lookup = Lookup(
         client,
         judge_log_group=os.environ.get("JUDGE_LOG_GROUP") or None,
         judged_bucket=os.environ.get("JUDGED_BUCKET") or None,
         judged_prefix=os.environ.get("JUDGED_PREFIX") or "judged/",
     )
     try:
-        result = notify.notify(
+        result = notify(
             event,
             lookup=lookup,
             sns=client("sns"),
@@ -56,7 +58,7 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             default_region=os.environ.get("AWS_REGION", "us-east-1"),
             once=lambda send: idempotent(send, key="id", expires_s=EVENT_DEDUP_S, context=context),
         )
-    except notify.NotifyEventError as exc:
+    except NotifyEventError as exc:
         logger.error("malformed event; nothing sent", extra={"error": str(exc)})
         return {"status": "error", "error": str(exc)}
     t = tm.Telemetry(version_dimensions())

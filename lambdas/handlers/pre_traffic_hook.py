@@ -44,21 +44,11 @@ def smoke(deadline: float) -> hooks.HookOutcome:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=CodeDeployLifecycleHookEvent)
 def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict[str, Any]:
-    try:
-        outcome = hooks.run_hook(
-            event.raw_event,
-            smoke,
-            budget_s=hooks.budget_from_context(context),
-            reporter=get_reporter(),
-            logger=logger,
-            once=hooks.hook_once(context),
-        )
-    except hooks.HookEventError as exc:
-        logger.error("malformed hook event; nothing to report to CodeDeploy", extra={"error": str(exc)})
-        return {"status": "error", "error": str(exc)}
-    except hooks.HookAlreadyRunning:
-        logger.info("redelivered hook invocation while the first is running; it reports the status")
-        return {"status": "duplicate", "reason": "this hook execution is already running"}
+    outcome = hooks.run_hook_in_lambda(
+        event.raw_event, smoke, context, get_reporter(), logger, hooks.hook_once(context)
+    )
+    if isinstance(outcome, dict):
+        return outcome
     t = tm.Telemetry(version_dimensions())
     t.add(tm.PRE_TRAFFIC_PASSED, 1 if outcome.status == "Succeeded" else 0)
     publish(metrics, t)

@@ -55,7 +55,7 @@ from evalgate.adapters.signing import (
 )
 from evalgate.contracts import telemetry as tm
 from evalgate.contracts.records import DIRECT_KEY, sampled
-from evalgate.core.errors import InputError
+from evalgate.core.errors import InputError, format_validation_error
 from evalgate.core.inputs import JsonProblem, loads
 from evalgate.core.knowledge import KnowledgeIndex, load_index
 from evalgate.core.models import KnowledgeEntry, Turn
@@ -75,10 +75,6 @@ RETRY_AFTER_UNAVAILABLE = 5
 DEFAULT_FEEDBACK_WINDOW_S = 3600
 FEEDBACK_REFUSED = "request_id: not a request id this service issued within the feedback window"
 
-THROTTLED_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"})
-UNAVAILABLE_CODES = frozenset(
-    {"ServiceUnavailableException", "ModelNotReadyException", "InternalServerException", "ModelTimeoutException"}
-)
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -202,25 +198,12 @@ class ChatModel(Protocol):
 
 
 def classify_aws_error(exc: Exception) -> UpstreamError:
-    from botocore.exceptions import ClientError, ConnectionError, ConnectTimeoutError, ReadTimeoutError
+    """What a waiting user is told about a failed model call (429 busy, 503 unavailable, 502 failed): the
+    product's one AWS error map (``evalgate.adapters.aws.user_facing_kind``); an account quota counts as busy."""
+    from evalgate.adapters.aws import map_aws_error, user_facing_kind
 
-    from evalgate.adapters.aws import error_code
-
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code = error_code(exc)  # an error inside the stream names its member: throttlingException
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        message = f"{code}: {err.get('Message') or ''}".strip()
-        if code in UNAVAILABLE_CODES:  # checked first: ModelNotReadyException comes with HTTP 429
-            return UpstreamError("unavailable", message)
-        if code in THROTTLED_CODES or status == 429:
-            return UpstreamError("throttled", message)
-        if isinstance(status, int) and status >= 500:
-            return UpstreamError("unavailable", message)
-        return UpstreamError("failed", message)
-    if isinstance(exc, ConnectTimeoutError | ReadTimeoutError | ConnectionError):
-        return UpstreamError("unavailable", f"{type(exc).__name__}: {exc}")
-    return UpstreamError("failed", f"{type(exc).__name__}: {exc}")
+    quota = frozenset({"ServiceQuotaExceededException"})
+    return UpstreamError(user_facing_kind(exc, quota), str(map_aws_error(exc, "bedrock converse", quota)))
 
 
 class BedrockChat:
@@ -739,12 +722,7 @@ def parse_json_body(body: str | bytes | None, model: type[M]) -> M | HttpOutcome
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}" if loc else msg)
-        return error(400, "; ".join(problems[:5]))
+        return error(400, "; ".join(format_validation_error(exc, root="")[:5]))
 
 
 def _clip(text: str) -> str:

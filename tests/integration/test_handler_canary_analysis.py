@@ -204,7 +204,7 @@ def test_cloudwatch_failure_reports_failed(world: dict[str, Any], monkeypatch: p
     monkeypatch.setattr(world["h"], "_reporter", reporter)
     from botocore.exceptions import ClientError
 
-    from evalgate.release.canary import CloudWatchSamples
+    from evalgate.release.canary_samples import CloudWatchSamples
 
     def denied(self: Any, *a: Any) -> Any:
         raise ClientError(

@@ -151,7 +151,7 @@ def test_an_obvious_regression_stops_the_canary_at_an_interim_look(
 def test_unreadable_metrics_fail_closed(world: dict[str, Any], monkeypatch: Any, capsys: Any) -> None:
     from botocore.exceptions import ClientError
 
-    from evalgate.release.canary import CloudWatchSamples
+    from evalgate.release.canary_samples import CloudWatchSamples
 
     def denied(self: Any, *a: Any) -> Any:
         raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetMetricData")

@@ -13,10 +13,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from evalgate.cli import run_shadow_report
 from evalgate.core.config import load_config
 from evalgate.core.ports import JudgeCall, ToolSpec
-from evalgate.release.shadow import Pair, compare_pair, read_pairs, shadow_report
+from evalgate.release.shadow_report import Pair, compare_pair, read_pairs, run_shadow_report, shadow_report
 from tests.fakes.aws_lambda import LambdaInvokeFake, context_factory
 from tests.fakes.bedrock_fake import BedrockFake, Error
 from tests.fakes.idempotency import create_idempotency_table, records
@@ -293,6 +292,24 @@ def test_position_bias_becomes_ties(tmp_path: Path) -> None:
     assert result.verdict.verdict == "PASS"
 
 
+class SplitModel(PairwiseModel):
+    """Prefers production on questions 0-5, the shadow on 6-9: production ahead, but not beyond doubt."""
+
+    def call(self, system: str, user: str, tool: ToolSpec) -> JudgeCall:
+        i = int(re.search(r"question (\d+)\?", user).group(1))  # type: ignore[union-attr]
+        self.prefers = "production" if i % 10 < 6 else "shadow"
+        return super().call(system, user, tool)
+
+
+def test_a_preference_below_half_but_not_significantly_asks_a_person(tmp_path: Path) -> None:
+    pairs, _ = read_pairs(pairs_file(tmp_path, n=10))
+    result = shadow_report(pairs, SplitModel("production"), None)
+    pref = next(a for a in result.aggregates if a.metric == "shadow_preference")
+    assert pref.value == pytest.approx(0.4) and pref.ci_high is not None and pref.ci_high >= 0.5
+    assert pref.status == "borderline" and result.verdict.verdict == "REVIEW" and result.verdict.exit_code == 3
+    assert result.verdict.reasons == ["shadow preference 0.40 below 0.5 but not significantly"]
+
+
 def test_shadow_errors_fail_and_unparseable_judge_is_error(tmp_path: Path) -> None:
     pairs, _ = read_pairs(pairs_file(tmp_path, n=20, errors=3))
     assert shadow_report(pairs, PairwiseModel("shadow"), None).verdict.verdict == "FAIL"
@@ -309,6 +326,7 @@ def test_no_pairs_is_an_error_and_bad_lines_are_reported(tmp_path: Path) -> None
     path.write_text('{"request_id": "x"}\nnot json\n')
     pairs, problems = read_pairs(path)
     assert pairs == [] and len(problems) == 2 and problems[1].startswith(f"{path}:2:")
+    assert problems[0] == f"{path}:1: not a shadow pair: production: Field required; shadow: Field required"
     assert run_shadow_report(path, tmp_path / "out", PairwiseModel("shadow"), None) == 4
 
 
@@ -354,7 +372,7 @@ def test_shadow_report_cli_from_a_folder_and_from_s3(tmp_path: Path, capsys: Any
 def test_a_redelivered_mirror_invokes_the_candidate_once_and_the_report_counts_it_once(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
-    from evalgate.release.shadow import read_pairs
+    from evalgate.release.shadow_report import read_pairs
 
     event = sqs_event([mirrored("r-1", "Do you ship to Canada?")])
     assert world["h"].handler(event, Ctx())["batchItemFailures"] == []

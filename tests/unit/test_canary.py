@@ -15,12 +15,12 @@ from evalgate.core.latency import LatencyBudget
 from evalgate.release.canary import (
     ArmSamples,
     CanaryConfig,
-    CloudWatchSamples,
     hodges_lehmann,
     judge_canary,
     mann_whitney,
     two_proportion,
 )
+from evalgate.release.canary_samples import CloudWatchSamples
 
 
 def arm(

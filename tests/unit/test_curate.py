@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from evalgate.contracts.records import JudgedScores
 from evalgate.core.dataset import load_golden
 from evalgate.core.errors import InputError
 from evalgate.core.masking import mask_pii
@@ -422,12 +423,12 @@ def test_online_judge_stores_judged_and_guardrail_replaced_answers_for_curation(
         request_id="r", function_version="7", model_id="m", prompt_version="p", question="q?", answer="a"
     )
     dims = tm.Dimensions("7", "m", "p")
-    judged = online.JudgedRecord("r", dims, judged=True, quality=0.4, hallucinated=True)
+    judged = online.JudgedRecord("r", dims, JudgedScores(quality=0.4, hallucinated=True))
     row = online.stored_row(capture, judged)
     assert row is not None and row["guardrail_intervened"] is False and row["quality"] == 0.4
-    blocked = online.stored_row(capture, online.JudgedRecord("r", dims, judged=False, skipped=online.GUARDRAIL_SKIP))
+    blocked = online.stored_row(capture, online.JudgedRecord("r", dims, skipped=online.GUARDRAIL_SKIP))
     assert blocked is not None and blocked["guardrail_intervened"] is True and "quality" not in blocked
-    assert online.stored_row(capture, online.JudgedRecord("r", dims, judged=False, skipped="not sampled")) is None
+    assert online.stored_row(capture, online.JudgedRecord("r", dims, skipped="not sampled")) is None
     # What the store keeps is what curation reads.
     records, problems = parse_records([("s3://b/k", 1, json.dumps(blocked))], None, None)
     assert not problems and records[0].guardrail_intervened

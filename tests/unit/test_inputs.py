@@ -115,3 +115,29 @@ def test_shipped_smoke_subset_is_large_enough_per_suite():
     for suite in g.suites:
         smoke = [c for c in g.suite(suite) if "smoke" in c.tags]
         assert len(smoke) >= cfg.gate.min_cases, suite
+
+
+def test_one_formatter_names_each_bad_field():
+    from pydantic import BaseModel, ValidationError, field_validator
+
+    from evalgate.core.errors import format_validation_error
+
+    class Spec(BaseModel):
+        name: str
+        size: int
+
+        @field_validator("size")
+        @classmethod
+        def positive(cls, v: int) -> int:
+            if v <= 0:
+                raise ValueError("must be positive")
+            return v
+
+    with pytest.raises(ValidationError) as bad:
+        Spec.model_validate({"size": 0})
+    assert format_validation_error(bad.value) == ["name: Field required", "size: must be positive"]
+    assert format_validation_error(bad.value, prefix="variants.a.")[1] == "variants.a.size: must be positive"
+    with pytest.raises(ValidationError) as whole:
+        Spec.model_validate(3)
+    assert format_validation_error(whole.value, root="(document)")[0].startswith("(document): ")
+    assert not format_validation_error(whole.value, root="")[0].startswith(":")

@@ -176,6 +176,20 @@ def test_errors_throttles_late_and_too_few_samples(config: GateConfig):
     assert few.verdict.verdict == "ERROR" and "only 10 completed requests (minimum 20)" in few.verdict.reasons[0]
 
 
+def test_rates_are_decided_by_the_gates_threshold_rule(config: GateConfig):
+    st = ["ok"] * 100
+    st[5] = "throttled"  # 1% throttled: on the limit, its interval reaching above it
+    r = summary(records([100.0] * 100, st), config)
+    assert agg(r, "throttle_rate").status == "borderline"  # what the gate calls borderline, the same for rates
+    assert r.verdict.verdict == "PASS"
+    assert r.verdict.reasons[-1].startswith("borderline (interval straddles the threshold): ")
+    assert "load.throttle_rate" in r.verdict.reasons[-1]
+    st[6] = "throttled"  # 2%: above the limit
+    r = summary(records([100.0] * 100, st), config)
+    assert agg(r, "throttle_rate").status == "fail" and r.verdict.verdict == "FAIL"
+    assert "throttled 2 of 100 requests" in r.verdict.reasons[0]
+
+
 def test_timeouts_count_in_the_total_time_as_a_lower_bound(config: GateConfig):
     st = ["ok"] * 90 + ["timeout"] * 10
     r = summary(records([100.0] * 90 + [5000.0] * 10, st), config, baseline=100.0)

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from evalgate.contracts import telemetry as tm
+from evalgate.contracts.records import JudgedScores
 from evalgate.core.masking import TOKENS, mask_pii
 from evalgate.release.online import CaptureRecord, JudgedRecord, stored_row
 from evalgate.release.shadow import ShadowMessage, ShadowSide, make_pair
@@ -36,8 +37,8 @@ def test_international_phone_numbers(text: str, masked: str) -> None:
 
 
 def test_judged_records_and_their_log_lines_are_masked() -> None:
-    rec = JudgedRecord("r-1", tm.Dimensions("7", "m", "support/v1"), judged=True, quality=0.2,
-                       unsupported_claims=["we charged 4111 1111 1111 1111"])
+    rec = JudgedRecord("r-1", tm.Dimensions("7", "m", "support/v1"),
+                       JudgedScores(quality=0.2, unsupported_claims=["we charged 4111 1111 1111 1111"]))
     line = rec.log_fields(PERSONAL, "We emailed jane.doe+shop@example.co.uk about card 4111 1111 1111 1111.")
     assert no_raw_personal_data(line)
     assert EMAIL in line["question"] and PHONE in line["question"] and CARD in line["answer"]
@@ -49,7 +50,7 @@ def test_guardrail_rows_are_masked_too() -> None:
         "request_id": "r-2", "function_version": "7", "model_id": "m", "prompt_version": "support/v1",
         "question": PERSONAL, "answer": "I can't help with that.", "guardrail_intervened": True,
     })
-    result = JudgedRecord("r-2", tm.Dimensions("7", "m", "support/v1"), judged=False,
+    result = JudgedRecord("r-2", tm.Dimensions("7", "m", "support/v1"),
                           skipped="guardrail intervened (canned answer)")
     row = stored_row(capture, result)
     assert row is not None and no_raw_personal_data(row) and row["personal_data"] is True

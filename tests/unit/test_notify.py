@@ -11,16 +11,10 @@ from moto import mock_aws
 from evalgate.contracts.events import gate_event_detail
 from evalgate.core.models import MetricValue
 from evalgate.core.results import Aggregate, CaseResult, RunResult, Verdict
-from evalgate.release.notify import (
-    EventBridgeEvent,
-    Lookup,
-    NotifyEventError,
-    _alarm_names_from,
-    compose,
-    notify,
-    parse_event,
-    sns_subject,
-)
+from evalgate.release.notify import notify, sns_subject
+from evalgate.release.notify.compose import _alarm_lines, _alarm_names_from, compose
+from evalgate.release.notify.events import EventBridgeEvent, NotifyEventError, parse_event
+from evalgate.release.notify.lookups import Lookup
 
 
 class NoLookups(Lookup):
@@ -109,6 +103,19 @@ def test_alarm_names_from_codedeploy_messages(message: str, names: list[str]) ->
 
 
 @pytest.mark.parametrize(
+    ("source", "detail_type", "detail"),
+    [
+        ("aws.appconfig", "Rolled Back", {"Type": "OnDeploymentRolledBack", "DeploymentNumber": "x"}),
+        ("aws.codedeploy", "CodeDeploy Deployment State-change Notification", {"state": ["FAILURE"]}),
+        ("aws.codepipeline", "CodePipeline Pipeline Execution State Change", {"state": {"FAILED": 1}}),
+    ],
+)
+def test_a_detail_without_its_kinds_shape_is_an_event_error(source: str, detail_type: str, detail: Any) -> None:
+    with pytest.raises(NotifyEventError, match=f"not a {source} .* event detail"):
+        notify(event(source, detail_type, detail), lookup=NoLookups(), sns=Sns(), topic_arn="t", default_region="x")
+
+
+@pytest.mark.parametrize(
     "bad",
     [
         None,
@@ -193,7 +200,6 @@ def test_gate_event_detail_from_a_run_result() -> None:
 
 @mock_aws
 def test_the_feedback_rollback_email_states_the_minimum_of_rated_answers() -> None:
-    from evalgate.release.notify import _alarm_lines
 
     cw = boto3.client("cloudwatch", region_name="us-east-1")
     dims = [{"Name": "FunctionVersion", "Value": "7"}]
@@ -220,3 +226,20 @@ def test_the_feedback_rollback_email_states_the_minimum_of_rated_answers() -> No
     assert "Metric    EvalGate/Service FeedbackScore (FunctionVersion=7), Average over 5 min" in text
     assert "n = 24 feedback events" in text
     assert "Rule      User feedback score" in text and "at least 20 distinct rated answers" in text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"version": 0.0, "Resources": [{"fn": {"Type": "AWS::Lambda::Function", "Properties": {"Name": "svc", '
+        '"Alias": "live", "CurrentVersion": "6", "TargetVersion": "7"}}}]}',
+        "version: 0.0\nResources:\n  - fn:\n      Type: AWS::Lambda::Function\n      Properties:\n        Name: svc\n"
+        "        Alias: live\n        CurrentVersion: '6'\n        TargetVersion: \"7\"\n",
+    ],
+)
+def test_the_notifier_reads_the_appspec_as_the_hooks_do(content: str) -> None:
+    from evalgate.release.deploy_hooks import DeploymentVersions
+
+    info = {"revision": {"appSpecContent": {"content": content}}}
+    assert Lookup.versions(info) == DeploymentVersions("svc", "live", "6", "7")
+    assert Lookup.versions({}) == DeploymentVersions(None, None, None, None)

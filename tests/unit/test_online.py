@@ -74,7 +74,8 @@ def test_judged_record_metrics(index: Any) -> None:
 
     judge = Judge(ScriptedJudgeModel(reply))
     out = judge_capture(record(), index, judge, canary_token="CANARY-x-1234")
-    assert out.judged and out.quality == pytest.approx(0.8) and out.hallucinated is True and not out.leaked
+    assert out.judged and out.score is not None
+    assert out.score.quality == pytest.approx(0.8) and out.score.hallucinated is True and not out.score.leaked
     t = out.telemetry()
     assert t.dimensions == tm.Dimensions("7", "m", "support/v1")
     assert t.values == {
@@ -227,7 +228,7 @@ def test_a_failed_grounding_check_is_recorded_and_publishes_no_score(index: Any)
     judge = Judge(ScriptedJudgeModel(lambda user: JudgeCall(tool_input=tool(0.9))))
     rec = record(grounding_guardrail={"id": "gr0000000001", "version": "4"})
     out = judge_capture(rec, index, judge, canary_token=None, guardrails=lambda gid, v: Down())
-    assert out.judged and out.quality == pytest.approx(0.9)  # the judgement stands
+    assert out.score is not None and out.score.quality == pytest.approx(0.9)  # the judgement stands
     assert out.guardrail_grounding is None and "ThrottlingException" in (out.guardrail_error or "")
     assert tm.GUARDRAIL_GROUNDING not in out.telemetry().values
     assert "ThrottlingException" in out.log_fields(rec.question, rec.answer)["guardrail_error"]

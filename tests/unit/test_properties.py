@@ -20,7 +20,10 @@ from evalgate.core.dataset import load_cases, load_knowledge, parse_json_model
 from evalgate.core.errors import InputError
 from evalgate.core.inputs import JsonProblem, loads, read_text
 from evalgate.core.results import RunResult, load_result
-from evalgate.release import deploy_hooks, notify, online, shadow
+from evalgate.release import deploy_hooks, online, shadow, shadow_report
+from evalgate.release.notify import notify
+from evalgate.release.notify.events import NotifyEventError
+from evalgate.release.notify.lookups import Lookup
 from store_assistant.service import AskRequest, HttpOutcome, http_body, parse_json_body
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -181,7 +184,7 @@ def test_results_json_of_any_shape_is_an_input_error(tmp_path: Path, doc: Any) -
 @given(raw=bytes_like_inputs)
 def test_shadow_pairs_report_problems_never_raise(tmp_path: Path, raw: bytes) -> None:
     write(tmp_path / "pairs", "p.jsonl", raw)
-    pairs, problems = shadow.read_pairs(tmp_path / "pairs")
+    pairs, problems = shadow_report.read_pairs(tmp_path / "pairs")
     assert all("p.jsonl" in p for p in problems)
     assert len({p.request_id for p in pairs}) == len(pairs)
 
@@ -227,7 +230,7 @@ def test_hook_events_parse_or_raise_hook_event_error(event: Any) -> None:
         assert hook.DeploymentId.startswith("d-") and hook.LifecycleEventHookExecutionId
 
 
-class _NoLookups(notify.Lookup):
+class _NoLookups(Lookup):
     def __init__(self) -> None:
         super().__init__(client=self._refuse)
 
@@ -259,8 +262,8 @@ gate_events = st.fixed_dictionaries(
 @given(event=events | gate_events)
 def test_notifier_events_send_or_raise_notify_event_error(event: Any) -> None:
     try:
-        result = notify.notify(event, lookup=_NoLookups(), sns=_Sns(), topic_arn="t", default_region="us-east-1")
-    except notify.NotifyEventError as exc:
+        result = notify(event, lookup=_NoLookups(), sns=_Sns(), topic_arn="t", default_region="us-east-1")
+    except NotifyEventError as exc:
         assert "event" in str(exc)
     else:
         assert result.status in ("sent", "ignored")

@@ -179,3 +179,24 @@ def test_aws_errors_are_classified_for_the_policy_with_retry_after():
     assert isinstance(map_aws_error(ReadTimeoutError(endpoint_url="http://x"), "m"), TransientError)
     denied = map_aws_error(client_error("ValidationException", 400), "m")
     assert type(denied) is ProviderError and not retryable(denied)
+
+
+def test_what_a_waiting_user_is_told_comes_from_the_same_error_map():
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    from evalgate.adapters.aws import NOT_READY_CODES, THROTTLING_CODES, map_aws_error, user_facing_kind
+
+    def client_error(code: str, status: int) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Converse")
+
+    for code in THROTTLING_CODES:  # a capacity refusal to the retry policy; busy or not ready to a user
+        assert isinstance(map_aws_error(client_error(code, 429), "m"), ThrottledError), code
+        assert user_facing_kind(client_error(code, 429)) == ("unavailable" if code in NOT_READY_CODES else "throttled")
+    assert user_facing_kind(client_error("SlowDown", 503)) == "unavailable"
+    assert user_facing_kind(client_error("ModelTimeoutException", 408)) == "unavailable"
+    quota = client_error("ServiceQuotaExceededException", 400)
+    assert user_facing_kind(quota) == "failed"
+    assert user_facing_kind(quota, frozenset({"ServiceQuotaExceededException"})) == "throttled"
+    unreachable = EndpointConnectionError(endpoint_url="http://x")
+    assert type(map_aws_error(unreachable, "m")) is ProviderError and user_facing_kind(unreachable) == "unavailable"
+    assert user_facing_kind(client_error("AccessDeniedException", 403)) == "failed"

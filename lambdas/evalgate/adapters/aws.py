@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -28,22 +28,25 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from botocore.exceptions import (
+    ConnectionError as BotocoreConnectionError,
+)
 from botocore.handlers import BUILTIN_HANDLERS
 
-from evalgate.core.errors import InputError, ProviderError, ThrottledError, TransientError
+from evalgate.core.errors import InputError, ProviderError, ThrottledError, TransientError, clip
 
 USER_AGENT_EXTRA = "evalgate"
 
+# Error codes that say the model or the service is not ready: a capacity refusal to the retry policy, and
+# "unavailable" (not "busy") to a user waiting on the call (``user_facing_kind``).
+NOT_READY_CODES = frozenset({"ServiceUnavailableException", "ServiceUnavailable", "ModelNotReadyException"})
 # Error codes that mean "the service refused for capacity": the retry policy backs off and lowers concurrency.
-THROTTLING_CODES = frozenset(
+THROTTLING_CODES = NOT_READY_CODES | frozenset(
     {
         "ThrottlingException",
         "Throttling",
         "ThrottledException",
         "TooManyRequestsException",
-        "ServiceUnavailableException",
-        "ServiceUnavailable",
-        "ModelNotReadyException",
         "ProvisionedThroughputExceededException",
         "RequestLimitExceeded",
         "SlowDown",
@@ -64,6 +67,8 @@ TRANSIENT_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+
+UserFacingKind = Literal["throttled", "unavailable", "failed"]
 
 _ENV_OVERRIDES: tuple[tuple[str, str, type], ...] = (
     ("connect_timeout", "EVALGATE_AWS_CONNECT_TIMEOUT", float),
@@ -227,25 +232,39 @@ def map_aws_error(exc: Exception, what: str, extra_throttling: frozenset[str] = 
         tried = f" after {int(attempts) + 1} attempts" if attempts is not None else ""
         detail = f"{code} (HTTP {status}){tried}" if status else f"{code}{tried}"
         if message:
-            detail += f": {_snippet(message)}"
+            detail += f": {clip(message, 300)}"
         if code in THROTTLING_CODES or code in extra_throttling or status in THROTTLING_STATUS:
             return ThrottledError(f"{what}: throttled: {detail}", retry_after=_retry_after(exc))
         if code in TRANSIENT_CODES or (status is not None and status >= 500):
             return TransientError(f"{what}: {detail}", retry_after=_retry_after(exc))
         return ProviderError(f"{what}: {detail}")
     if isinstance(exc, ReadTimeoutError):
-        return TransientError(f"{what}: read timed out ({_snippet(str(exc))})")
+        return TransientError(f"{what}: read timed out ({clip(str(exc), 300)})")
     if isinstance(exc, ConnectTimeoutError):
-        return TransientError(f"{what}: connect timed out ({_snippet(str(exc))})")
+        return TransientError(f"{what}: connect timed out ({clip(str(exc), 300)})")
     if isinstance(exc, EndpointConnectionError):  # a wrong endpoint more often than a blip: not retried
-        return ProviderError(f"{what}: cannot connect ({_snippet(str(exc))})")
+        return ProviderError(f"{what}: cannot connect ({clip(str(exc), 300)})")
     if isinstance(exc, ConnectionClosedError):
-        return TransientError(f"{what}: connection closed ({_snippet(str(exc))})")
+        return TransientError(f"{what}: connection closed ({clip(str(exc), 300)})")
     if isinstance(exc, NoCredentialsError):
         return ProviderError(f"{what}: no AWS credentials found")
     if isinstance(exc, BotoCoreError):
-        return ProviderError(f"{what}: {type(exc).__name__}: {_snippet(str(exc))}")
-    return ProviderError(f"{what}: {type(exc).__name__}: {_snippet(str(exc))}")
+        return ProviderError(f"{what}: {type(exc).__name__}: {clip(str(exc), 300)}")
+    return ProviderError(f"{what}: {type(exc).__name__}: {clip(str(exc), 300)}")
+
+
+def user_facing_kind(exc: Exception, extra_throttling: frozenset[str] = frozenset()) -> UserFacingKind:
+    """How a service answers a user waiting on a failed call, from the same map as ``map_aws_error``: ``throttled``
+    (busy: retry shortly), ``unavailable`` (the model or service is not ready, timed out or unreachable) or
+    ``failed``."""
+    if isinstance(exc, ClientError) and (error_code(exc) in NOT_READY_CODES or error_status(exc) == 503):
+        return "unavailable"  # checked first: ModelNotReadyException comes with HTTP 429
+    if isinstance(exc, BotocoreConnectionError):  # connect timeouts, closed connections, an unreachable endpoint
+        return "unavailable"
+    err = map_aws_error(exc, "call", extra_throttling)
+    if isinstance(err, ThrottledError):
+        return "throttled"
+    return "unavailable" if isinstance(err, TransientError) else "failed"
 
 
 def _retry_after(exc: ClientError) -> float | None:
@@ -259,8 +278,3 @@ def _retry_after(exc: ClientError) -> float | None:
         if value is not None and 0 <= value < 3600:
             return value
     return None
-
-
-def _snippet(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

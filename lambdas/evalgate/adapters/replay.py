@@ -8,8 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evalgate.core.dataset import format_validation_error, iter_jsonl
-from evalgate.core.errors import InputError, Problem
+from evalgate.core.dataset import iter_models
+from evalgate.core.errors import InputError, Problem, format_validation_error
 from evalgate.core.inputs import decode, parse_json, read_bytes
 from evalgate.core.models import MAX_ANSWER_CHARS, Case, Generation, KnowledgeEntry
 
@@ -57,15 +57,7 @@ class ReplayCandidate:
 
     def _load_jsonl(self) -> None:
         problems: list[Problem] = []
-        for n, rec, problem in iter_jsonl(self.path, str(self.path)):
-            if problem or rec is None:
-                problems.append(problem or Problem(str(self.path), n, "unreadable record"))
-                continue
-            try:
-                r = RecordedResponse.model_validate(rec)
-            except ValidationError as exc:
-                problems.extend(Problem(str(self.path), n, m) for m in format_validation_error(exc))
-                continue
+        for n, r in iter_models(self.path, str(self.path), RecordedResponse, problems):
             if (r.id, r.repeat) in self.responses:
                 problems.append(Problem(str(self.path), n, f"duplicate response for case '{r.id}' repeat {r.repeat}"))
                 continue

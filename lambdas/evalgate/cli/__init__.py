@@ -772,24 +772,11 @@ def _build_candidate(spec: str, args: argparse.Namespace, config: Any) -> Any:
     )
 
 
-def run_shadow_report(pairs_path: Path, out_dir: Path, judge: Any, embedder: Any, *, config: Any = None) -> int:
-    """``evalgate shadow-report``: read pairs, score them, write the reports; the exit code is the verdict's."""
-    from evalgate.release.shadow import read_pairs, shadow_report
-    from evalgate.reports import write_reports
-
-    pairs, problems = read_pairs(Path(pairs_path))
-    for p in problems:
-        print(f"warning: {p}", file=sys.stderr)
-    result = shadow_report(pairs, judge, embedder, config=config, problems=problems)
-    write_reports(result, Path(out_dir))
-    return int(result.verdict.exit_code)
-
-
 def _shadow_report(args: argparse.Namespace) -> int:
     import tempfile
 
     from evalgate.core.config import load_config
-    from evalgate.release.shadow import iter_pairs_from_s3
+    from evalgate.release.shadow_report import iter_pairs_from_s3, run_shadow_report
 
     output_dir(args.out, "--out")
     config = load_config(args.config)

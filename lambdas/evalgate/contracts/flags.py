@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from evalgate.contracts.records import COHORT_KEY
-from evalgate.core.errors import InputError, Problem
+from evalgate.core.errors import InputError, Problem, format_validation_error
 from evalgate.core.prompts import PROMPT_ID_PATTERN
 
 FLAG_VARIANT = "variant"
@@ -118,9 +118,7 @@ class FlagDocument(BaseModel):
                 try:
                     self._variant_specs[str(name)] = VariantSpec.model_validate(spec)
                 except ValidationError as exc:
-                    first = exc.errors()[0]
-                    where = ".".join(str(p) for p in first["loc"])
-                    raise ValueError(f"variants.default.{name}.{where}: {first['msg']}") from None
+                    raise ValueError(format_validation_error(exc, prefix=f"variants.default.{name}.")[0]) from None
         if self.variant is not None:
             known = set(self._variant_specs)
             for v in self.variant.values():
@@ -147,9 +145,7 @@ def validate_flag_document(doc: Mapping[str, Any], source: str = "flags") -> Fla
     try:
         parsed = FlagDocument.model_validate(dict(doc))
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(document)"
-            problems.append(Problem(source, None, f"{loc}: {err['msg'].removeprefix('Value error, ')}"))
+        problems += [Problem(source, None, m) for m in format_validation_error(exc, root="(document)")]
         raise InputError(problems) from None
     if problems:
         raise InputError(problems)

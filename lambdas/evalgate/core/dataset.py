@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from evalgate.core.errors import InputError, Problem
+from evalgate.core.errors import InputError, Problem, format_validation_error
 from evalgate.core.inputs import JsonProblem, loads, read_text, suggest
 from evalgate.core.models import Case, KnowledgeEntry
 
@@ -53,16 +53,6 @@ class Golden:
             "knowledge": {k.id: k.text for c in chosen for k in self.knowledge_for(c)},
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def format_validation_error(exc: ValidationError) -> list[str]:
-    """Turn pydantic's error list into short 'field: message' strings."""
-    out = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(record)"
-        msg = err["msg"].removeprefix("Value error, ")
-        out.append(f"{loc}: {msg}")
-    return out
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -151,6 +141,28 @@ def iter_jsonl(path: Path, shown: str) -> Iterable[tuple[int, dict[str, object] 
         yield n, rec, None
 
 
+def iter_models(
+    path: Path,
+    shown: str,
+    model: type[M],
+    problems: list[Problem],
+    label: Callable[[dict[str, object]], str] = lambda rec: "",
+    defaults: Mapping[str, object] | None = None,
+) -> Iterator[tuple[int, M]]:
+    """Yield (line, record) for each JSONL record of ``path`` that validates as ``model`` (after ``defaults``);
+    each unreadable or invalid one adds its problems, ``file:line: <label>field: message``, to ``problems``."""
+    for n, rec, problem in iter_jsonl(path, shown):
+        if problem is not None or rec is None:
+            problems.append(problem or Problem(shown, n, "unreadable record"))
+            continue
+        for key, value in (defaults or {}).items():
+            rec.setdefault(key, value)
+        try:
+            yield n, model.model_validate(rec)
+        except ValidationError as exc:
+            problems.extend(Problem(shown, n, f"{label(rec)}{m}") for m in format_validation_error(exc))
+
+
 def load_cases(
     path: Path, suite: str, display_root: Path | None = None
 ) -> tuple[list[Case], dict[str, int], list[Problem]]:
@@ -162,17 +174,7 @@ def load_cases(
         return cases, lines, [Problem(shown, None, "is a folder; expected a JSONL file of cases")]
     if not path.is_file():
         return cases, lines, [Problem(shown, None, "file not found")]
-    for n, rec, problem in iter_jsonl(path, shown):
-        if problem or rec is None:
-            problems.append(problem or Problem(shown, n, "unreadable record"))
-            continue
-        rec.setdefault("suite", suite)
-        try:
-            case = Case.model_validate(rec)
-        except ValidationError as exc:
-            cid = rec.get("id", "?")
-            problems.extend(Problem(shown, n, f"case '{cid}': {m}") for m in format_validation_error(exc))
-            continue
+    for n, case in iter_models(path, shown, Case, problems, lambda r: f"case '{r.get('id', '?')}': ", {"suite": suite}):
         cases.append(case)
         lines[case.id] = n
     if not cases and not problems:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the error types stay importable without pydantic
+    from pydantic import ValidationError
 
 
 @dataclass
@@ -53,3 +57,23 @@ class TransientError(ProviderError):
 
 class BudgetExceeded(Exception):
     """A cost cap would be exceeded by the next call; the run stops with ERROR."""
+
+
+def format_validation_error(exc: ValidationError, root: str = "(record)", prefix: str = "") -> list[str]:
+    """pydantic's errors as short ``field: message`` lines, the one way every input names its bad fields.
+
+    ``prefix`` leads each field path (``variants.default.a.``); an error on the whole value is named ``root``
+    (or, with ``root=""``, given as its message alone)."""
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        where = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or root)
+        msg = err["msg"].removeprefix("Value error, ")
+        out.append(f"{where}: {msg}" if where else msg)
+    return out
+
+
+def clip(text: object, limit: int) -> str:
+    """``text`` on one line, at most ``limit`` characters (an ellipsis marks a cut): for messages and notes."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

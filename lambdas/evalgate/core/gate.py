@@ -21,6 +21,7 @@ from evalgate.core.config import THRESHOLD_DIRECTIONS, GateConfig
 from evalgate.core.latency import LatencyBudget
 from evalgate.core.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Verdict
 from evalgate.core.stats import (
+    Interval,
     bootstrap_mean,
     excess_pvalue,
     mcnemar_exact,
@@ -52,6 +53,11 @@ AggStatus = Literal["pass", "fail", "borderline", "not_gated", "not_run", "insuf
 def threshold_status(
     value: float | None, lo: float | None, hi: float | None, threshold: float | None, direction: str, decision: str
 ) -> AggStatus:
+    """The one threshold -> status rule. ``decision`` (gate.toml ``[gate] decision``): ``point``, the estimate must
+    clear the threshold (an interval reaching across it is borderline); ``lower_bound``, the whole interval must
+    clear it; ``significance`` (a comparison where neither side is favoured, e.g. shadow vs production), it fails
+    only when the whole interval misses, and an estimate that misses with an interval reaching across is borderline.
+    """
     if threshold is None:
         return "not_gated"
     if value is None:
@@ -59,14 +65,55 @@ def threshold_status(
     if direction == "min":
         bad = value < threshold or (decision == "lower_bound" and lo is not None and lo < threshold)
         straddles = lo is not None and lo < threshold <= value
+        if decision == "significance":
+            bad, straddles = value < threshold and (hi is None or hi < threshold), value < threshold
     else:
         bad = value > threshold or (decision == "lower_bound" and hi is not None and hi > threshold)
         straddles = hi is not None and value <= threshold < hi
+        if decision == "significance":
+            bad, straddles = value > threshold and (lo is None or lo > threshold), value > threshold
     if bad:
         return "fail"
     # A zero-tolerance limit can never be "proven" by an interval; it is a per-case rule, not borderline.
-    absolute = (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
-    return "borderline" if straddles and not absolute else "pass"
+    return "borderline" if straddles and not zero_tolerance(threshold, direction) else "pass"
+
+
+def zero_tolerance(threshold: float | None, direction: str | None) -> bool:
+    """A rate that must be 0 or a score that must be 1: a per-case rule, judged at any sample size."""
+    return (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
+
+
+def interval_aggregate(
+    metric: str,
+    suite: str,
+    iv: Interval,
+    method: Literal["bootstrap", "wilson", "none"],
+    threshold: float | None = None,
+    direction: Literal["min", "max"] | None = None,
+    decision: str = "point",
+    *,
+    status: AggStatus | None = None,
+    n_unscored: int = 0,
+    note: str = "",
+) -> Aggregate:
+    """An aggregate from its interval, its status by ``threshold_status`` unless given (``not_gated`` without a
+    threshold)."""
+    if status is None:
+        status = threshold_status(iv.value, iv.low, iv.high, threshold, direction or "min", decision)
+    return Aggregate(
+        metric=metric,
+        suite=suite,
+        n=iv.n,
+        n_unscored=n_unscored,
+        value=iv.value,
+        ci_low=iv.low,
+        ci_high=iv.high,
+        method=method,
+        threshold=threshold,
+        direction=direction,
+        status=status,
+        note=note,
+    )
 
 
 def aggregate_suite(
@@ -89,17 +136,10 @@ def aggregate_suite(
         direction = THRESHOLD_DIRECTIONS.get(name, "min" if CASE_METRICS[metric][2] else "max")
         if not present:
             if metric in skipped or metric in not_run:
+                why = "skipped for this suite" if metric in skipped else "not run in this tier"
+                none = Interval(None, None, None, 0)
                 out.append(
-                    Aggregate(
-                        metric=name,
-                        suite=suite,
-                        n=0,
-                        value=None,
-                        threshold=threshold,
-                        direction=direction,
-                        status="not_run",
-                        note="skipped for this suite" if metric in skipped else "not run in this tier",
-                    )
+                    interval_aggregate(name, suite, none, "none", threshold, direction, status="not_run", note=why)
                 )
             continue
         if kind == "mean":
@@ -110,28 +150,13 @@ def aggregate_suite(
             method = "wilson"
         status: AggStatus = threshold_status(iv.value, iv.low, iv.high, threshold, direction, g.decision)
         note = ""
-        # Zero-tolerance limits (rate <= 0, score >= 1) are per-case constraints: any n is enough to judge them.
-        absolute = threshold is not None and (
-            (direction == "max" and threshold == 0) or (direction == "min" and threshold == 1)
-        )
-        if threshold is not None and iv.n < g.min_cases and not absolute:
+        if threshold is not None and iv.n < g.min_cases and not zero_tolerance(threshold, direction):
             status, note = "insufficient", f"only {iv.n} scored cases (minimum {g.min_cases})"
         if metric == "hallucination" and "faithfulness" in not_run:
             note = (note + "; " if note else "") + "numeric grounding only (claim-level check needs the judge)"
         out.append(
-            Aggregate(
-                metric=name,
-                suite=suite,
-                n=iv.n,
-                n_unscored=n_unscored,
-                value=iv.value,
-                ci_low=iv.low,
-                ci_high=iv.high,
-                method=method,
-                threshold=threshold,
-                direction=direction,
-                status=status,
-                note=note,
+            interval_aggregate(
+                name, suite, iv, method, threshold, direction, status=status, n_unscored=n_unscored, note=note
             )
         )
     lat = [c.latency_ms for c in cases if c.latency_ms is not None]
@@ -149,19 +174,8 @@ def quantile_aggregate(
     """A latency quantile with its bootstrap interval, gated against ``limit`` (ms, lower is better)."""
     g = config.gate
     iv = quantile_interval(values, q, g.confidence, g.bootstrap_resamples, g.seed)
-    return Aggregate(
-        metric=name,
-        suite=suite,
-        n=iv.n,
-        value=iv.value,
-        ci_low=iv.low,
-        ci_high=iv.high,
-        method="bootstrap",
-        threshold=limit,
-        direction="max" if limit is not None else None,
-        status=threshold_status(iv.value, iv.low, iv.high, limit, "max", g.decision),
-        note=note,
-    )
+    direction: Literal["max"] | None = "max" if limit is not None else None
+    return interval_aggregate(name, suite, iv, "bootstrap", limit, direction, g.decision, note=note)
 
 
 def latency_aggregates(
@@ -477,28 +491,38 @@ def decide(
         )
     if diversity and diversity.collapsed:
         reviews.append(f"diversity collapse: {diversity.note}")
+    gated = [a for a in aggregates if a.status in ("pass", "borderline")]
+    verdict = ladder(errors, fails, reviews, [f"all {len(gated)} gated aggregates meet their thresholds"], aggregates)
+    halluc = [c for c in cases if c.hallucinated and c not in high_stakes]
+    if halluc and verdict.verdict in ("PASS", "REVIEW"):
+        verdict.reasons.append(
+            f"{len(halluc)} case(s) with hallucinations listed for review: " + ", ".join(c.id for c in halluc[:8])
+        )
+    return verdict, unscored
+
+
+def ladder(
+    errors: Sequence[str],
+    fails: Sequence[str],
+    reviews: Sequence[str],
+    passing: Sequence[str],
+    aggregates: Sequence[Aggregate] = (),
+) -> Verdict:
+    """The verdict ladder, one for every gate (evaluation, load test, shadow report): ERROR when the run cannot be
+    trusted (its reasons, then the failures), else FAIL when a rule failed (and what also needs review), else
+    REVIEW when evidence asks a person, else PASS with ``passing`` and the borderline aggregates named."""
     if errors:
-        name = "ERROR"
-        reasons = errors + fails
+        name, reasons = "ERROR", [*errors, *fails]
     elif fails:
-        name = "FAIL"
-        reasons = fails + [f"also needs review: {r}" for r in reviews]
+        name, reasons = "FAIL", [*fails, *(f"also needs review: {r}" for r in reviews)]
     elif reviews:
-        name = "REVIEW"
-        reasons = reviews
+        name, reasons = "REVIEW", list(reviews)
     else:
-        name = "PASS"
-        gated = [a for a in aggregates if a.status in ("pass", "borderline")]
-        reasons = [f"all {len(gated)} gated aggregates meet their thresholds"]
+        name, reasons = "PASS", list(passing)
         border = [f"{a.suite}.{a.metric}" for a in aggregates if a.status == "borderline"]
         if border:
             reasons.append("borderline (interval straddles the threshold): " + ", ".join(border))
-    halluc = [c for c in cases if c.hallucinated and c not in high_stakes]
-    if halluc and name in ("PASS", "REVIEW"):
-        reasons.append(
-            f"{len(halluc)} case(s) with hallucinations listed for review: " + ", ".join(c.id for c in halluc[:8])
-        )
-    return Verdict(verdict=name, exit_code=EXIT_CODES[name], reasons=reasons), unscored  # type: ignore[arg-type]
+    return Verdict(verdict=name, exit_code=EXIT_CODES[name], reasons=reasons)  # type: ignore[arg-type]
 
 
 def with_reviews(verdict: Verdict, reviews: Sequence[str]) -> Verdict:

@@ -6,10 +6,12 @@ A later run loads an approved ``results.json`` as its baseline, so this schema i
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -151,6 +153,26 @@ class Verdict(BaseModel):
     reasons: list[str] = Field(default_factory=list)  # the evidence that led to the verdict, most important first
 
 
+class RunIdentity(TypedDict):
+    run_id: str
+    started_at: str
+    finished_at: str
+    tool_version: str
+
+
+def run_identity(started_at: str, finished_at: str | None = None) -> RunIdentity:
+    """A new run's id, start and finish times (finished now unless given) and the tool version: the fields every
+    run record starts with, whoever makes it (an evaluation, a merge, a skip, a load test, a shadow report)."""
+    from evalgate import __version__
+
+    return RunIdentity(
+        run_id=uuid.uuid4().hex[:12],
+        started_at=started_at,
+        finished_at=finished_at or datetime.now(UTC).isoformat(),
+        tool_version=__version__,
+    )
+
+
 class RunResult(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -210,7 +232,7 @@ def load_result(path: Path, what: str = "results.json") -> RunResult:
     """A results.json (a baseline or a shard's run); every problem is an InputError naming the file."""
     from pydantic import ValidationError
 
-    from evalgate.core.errors import InputError
+    from evalgate.core.errors import InputError, format_validation_error
     from evalgate.core.inputs import parse_json, read_text
 
     name = str(path)
@@ -220,9 +242,8 @@ def load_result(path: Path, what: str = "results.json") -> RunResult:
     try:
         return RunResult.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(map(str, err["loc"])) or "(file)"
-        raise InputError.single(name, None, f"not an evalgate results.json ({what}): {loc}: {err['msg']}") from None
+        first = format_validation_error(exc, root="(file)")[0]
+        raise InputError.single(name, None, f"not an evalgate results.json ({what}): {first}") from None
 
 
 def baseline_mismatch(

@@ -88,7 +88,7 @@ class CostMeter:
                 f"--max-cost ${self.cap_usd:.4f} cannot be enforced: model '{model_id}' has no price in gate.toml "
                 "[pricing]; stopped before calling it"
             )
-        return self.tokens_for(input_chars) / 1000 * price.input_per_1k + max_output_tokens / 1000 * price.output_per_1k
+        return call_cost(self.config, model_id, self.tokens_for(input_chars), max_output_tokens)
 
     def reserve(self, what: str, model_id: str, input_chars: int, max_output_tokens: int) -> Reservation:
         """Reserve the estimated cost of the next call, or raise BudgetExceeded (and stop the run)."""

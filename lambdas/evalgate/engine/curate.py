@@ -41,8 +41,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate.contracts.records import StoredRow as ProductionRecord
-from evalgate.core.dataset import SUITE_FILES, Golden, format_validation_error, iter_jsonl, load_golden
-from evalgate.core.errors import InputError, Problem
+from evalgate.core.dataset import SUITE_FILES, Golden, iter_models, load_golden
+from evalgate.core.errors import InputError, Problem, format_validation_error
 from evalgate.core.inputs import JsonProblem, loads, read_text, write_lines_atomic
 from evalgate.core.masking import MASK_TOKEN, mask_pii
 from evalgate.core.models import Behaviour, Case
@@ -405,15 +405,7 @@ def check_review(path: Path, golden: Golden) -> tuple[list[tuple[int, ReviewEntr
     }
     accepted: list[tuple[int, ReviewEntry, Case]] = []
     problems: list[Problem] = []
-    for n, rec, problem in iter_jsonl(path, shown):
-        if problem is not None or rec is None:
-            problems.append(problem or Problem(shown, n, "unreadable entry"))
-            continue
-        try:
-            entry = ReviewEntry.model_validate(rec)
-        except ValidationError as exc:
-            problems.extend(Problem(shown, n, f"review entry: {m}") for m in format_validation_error(exc))
-            continue
+    for n, entry in iter_models(path, shown, ReviewEntry, problems, lambda rec: "review entry: "):
         if entry.status == "rejected":
             continue
         where = f"entry {entry.proposal_id}"

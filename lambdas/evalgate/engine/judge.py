@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from evalgate.core.errors import ProviderError
+from evalgate.core.errors import ProviderError, format_validation_error
 from evalgate.core.models import JudgeVerdict, KnowledgeEntry, MetricValue
 from evalgate.core.ports import JudgeCall, JudgeModel, ToolSpec
 from evalgate.core.retry import DEFAULT_MALFORMED_ATTEMPTS, FOLLOW_UP, RetryPolicy
@@ -125,8 +125,7 @@ def parse_verdict(call: JudgeCall) -> JudgeVerdict:
     try:
         return JudgeVerdict.model_validate(call.tool_input)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ValueError(f"invalid verdict field {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise ValueError(f"invalid verdict field {format_validation_error(exc)[0]}") from None
 
 
 @dataclass

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from evalgate import __version__
 from evalgate.core.config import GateConfig
-from evalgate.core.dataset import format_validation_error, iter_jsonl
+from evalgate.core.dataset import iter_models
 from evalgate.core.errors import InputError, Problem
 from evalgate.core.models import KnowledgeEntry
 from evalgate.core.stats import bootstrap_statistic, cohen_kappa, wilson
@@ -67,16 +67,7 @@ def load_judge_labels(path: Path, knowledge: dict[str, KnowledgeEntry] | None = 
     labels: list[JudgeLabel] = []
     problems: list[Problem] = []
     seen: dict[str, int] = {}
-    for n, rec, problem in iter_jsonl(path, shown):
-        if problem or rec is None:
-            problems.append(problem or Problem(shown, n, "unreadable record"))
-            continue
-        try:
-            lab = JudgeLabel.model_validate(rec)
-        except ValidationError as exc:
-            lid = rec.get("id", "?")
-            problems.extend(Problem(shown, n, f"label '{lid}': {m}") for m in format_validation_error(exc))
-            continue
+    for n, lab in iter_models(path, shown, JudgeLabel, problems, lambda rec: f"label '{rec.get('id', '?')}': "):
         if lab.id in seen:
             problems.append(Problem(shown, n, f"duplicate label id '{lab.id}' (first at line {seen[lab.id]})"))
             continue

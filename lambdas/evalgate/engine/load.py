@@ -39,24 +39,21 @@ import math
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from evalgate import __version__
 from evalgate.core.config import GateConfig
 from evalgate.core.dataset import Golden
 from evalgate.core.errors import InputError, Problem, ProviderError, ThrottledError
-from evalgate.core.gate import latency_aggregates, latency_reasons
+from evalgate.core.gate import interval_aggregate, ladder, latency_aggregates, latency_reasons
 from evalgate.core.latency import LatencyBudget
 from evalgate.core.models import Case, MetricValue
 from evalgate.core.ports import Candidate
-from evalgate.core.results import Aggregate, CaseResult, RunResult, Verdict, load_result
+from evalgate.core.results import Aggregate, CaseResult, RunResult, load_result, run_identity
 from evalgate.core.stats import quantile, wilson
-from evalgate.core.verdicts import EXIT_CODES
 
 Status = Literal["pending", "ok", "error", "throttled", "timeout", "dropped"]
 LATENCY_DEFINITION = (
@@ -278,23 +275,11 @@ class LoadGenerator:
 
 
 def _rate_aggregate(name: str, count: int, n: int, limit: float | None, config: GateConfig, note: str) -> Aggregate:
+    """A rate against its ``[load]`` limit by the gate's rule: above the limit fails (the limits bound the observed
+    rate, whatever ``[gate] decision``), an interval reaching across it is borderline."""
     iv = wilson(count, n, config.gate.confidence)
-    status: Any = "not_gated"
-    if limit is not None:
-        status = "insufficient" if iv.value is None else ("fail" if iv.value > limit else "pass")
-    return Aggregate(
-        metric=name,
-        suite="load",
-        n=n,
-        value=iv.value,
-        ci_low=iv.low,
-        ci_high=iv.high,
-        method="wilson",
-        threshold=limit,
-        direction="max" if limit is not None else None,
-        status=status,
-        note=note,
-    )
+    direction: Literal["max"] | None = "max" if limit is not None else None
+    return interval_aggregate(name, "load", iv, "wilson", limit, direction, "point", note=note)
 
 
 def _pass_reason(ttft: Aggregate | None, total: Aggregate, plan: LoadPlan, n_sent: int) -> str:
@@ -394,18 +379,7 @@ def summarise(
             f"their schedule ({lr.value:.1%} > {lc.max_late_rate:.1%}, {plan.workers} workers): the offered rate was "
             "not held, so the latency cannot be trusted"
         )
-    if errs:
-        name = "ERROR"
-        reasons = errs + fails
-    elif fails:
-        name = "FAIL"
-        reasons = fails
-    else:
-        name = "PASS"
-        reasons = [_pass_reason(p95_ttft, p95, plan, n_sent)]
-        if p95.status == "borderline" or (p95_ttft is not None and p95_ttft.status == "borderline"):
-            reasons.append("borderline: a p95 interval reaches above its limit")
-    verdict = Verdict(verdict=name, exit_code=EXIT_CODES[name], reasons=reasons)  # type: ignore[arg-type]
+    verdict = ladder(errs, fails, [], [_pass_reason(p95_ttft, p95, plan, n_sent)], aggregates)
 
     per_case: list[CaseResult] = []
     for c in cases:
@@ -467,12 +441,8 @@ def summarise(
         "service_time_p95_ms": quantile(service, 0.95) if service else None,
         "error_samples": sorted({r.error for r in errors + throttled + timeouts})[:5],
     }
-    finished = datetime.now(UTC)
     return RunResult(
-        run_id=uuid.uuid4().hex[:12],
-        started_at=started.isoformat(),
-        finished_at=finished.isoformat(),
-        tool_version=__version__,
+        **run_identity(started.isoformat()),
         tier="load",
         suites=["load"],
         candidate={"name": target.name, **target.identity()},

@@ -8,6 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pydantic import Field
+
+from evalgate.contracts.records import JudgedScores
 from evalgate.core.config import GROUNDING_METRICS, Thresholds
 from evalgate.core.metrics import classify_behaviour, leaked, ungrounded_numbers
 from evalgate.core.models import Behaviour, Case, Generation, KnowledgeEntry, MetricValue
@@ -201,18 +204,11 @@ def case_failures(r: CaseResult, th: Thresholds) -> list[str]:
     return f
 
 
-@dataclass
-class LiveScore:
-    """Online judgement of one live answer (no reference answer exists for live traffic)."""
+class LiveScore(JudgedScores):
+    """Online judgement of one live answer (no reference answer exists for live traffic): the scores, and the
+    judge's reasons."""
 
-    quality: float | None
-    faithfulness: float | None
-    relevance: float | None
-    hallucinated: bool | None
-    unsupported_claims: list[str]
-    leaked: bool
-    unscored: bool
-    reasons: list[str]
+    reasons: list[str] = Field(default_factory=list)
 
 
 def score_live(

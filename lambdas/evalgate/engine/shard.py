@@ -15,18 +15,16 @@ case keeps its drift terms and each shard the sum of its answer embeddings.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from evalgate import __version__
 from evalgate.core import results
 from evalgate.core.config import GateConfig, config_fingerprint, config_from_dump
 from evalgate.core.errors import InputError, Problem
 from evalgate.core.gate import review_on_mismatch, with_reviews
-from evalgate.core.results import CaseResult, Comparison, Drift, RunResult, Usage
+from evalgate.core.results import CaseResult, Comparison, Drift, RunResult, Usage, run_identity
 from evalgate.engine.judge_trust import flaky_cases, merge_self_agreement, recorded_reviews
 from evalgate.engine.runner import diversity_of, drift_of, gate_results, hallucination_list
 
@@ -234,10 +232,7 @@ def merge_results(
     spent = [float((r.cost or {}).get("spent_usd") or 0.0) for _, r in ordered]
     now = datetime.now(UTC).isoformat()
     return RunResult(
-        run_id=uuid.uuid4().hex[:12],
-        started_at=min(r.started_at for _, r in ordered),
-        finished_at=max(max(r.finished_at for _, r in ordered), now),
-        tool_version=__version__,
+        **run_identity(min(r.started_at for _, r in ordered), max(max(r.finished_at for _, r in ordered), now)),
         tier=first.tier,
         suites=suites,
         candidate=first.candidate,

@@ -40,17 +40,15 @@ import os
 import re
 import subprocess
 import tomllib
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evalgate import __version__
 from evalgate.core.config import GateConfig
 from evalgate.core.models import Case
-from evalgate.core.results import RunResult, Verdict
+from evalgate.core.results import RunResult, Verdict, run_identity
 from evalgate.engine.guardrails import stratum
 
 FULL_CATEGORIES = ("thresholds", "prompts", "golden", "guardrails", "models", "judge")
@@ -433,10 +431,7 @@ def skip_result(
     else:
         reasons.append("no baseline was given, so no results are carried forward")
     return RunResult(
-        run_id=uuid.uuid4().hex[:12],
-        started_at=now,
-        finished_at=now,
-        tool_version=__version__,
+        **run_identity(now, now),
         tier="skip",
         suites=list(baseline.suites) if baseline is not None else [],
         candidate=candidate,

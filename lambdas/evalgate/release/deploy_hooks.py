@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evalgate.core.errors import InputError
+from evalgate.core.errors import InputError, format_validation_error
 from evalgate.core.latency import LatencyBudget
 
 HookStatus = Literal["Succeeded", "Failed"]
@@ -59,7 +59,7 @@ def parse_hook_event(event: Any) -> HookEvent:
     try:
         return HookEvent.model_validate(dict(event))
     except ValidationError as exc:
-        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        fields = "; ".join(format_validation_error(exc, root="(event)"))
         raise HookEventError(f"not a CodeDeploy lifecycle hook event ({fields})") from None
 
 
@@ -197,6 +197,27 @@ def run_hook(
     return outcome
 
 
+def run_hook_in_lambda(
+    event: Any,
+    work: Callable[[float], HookOutcome],
+    context: Any,
+    reporter: CodeDeployReporter,
+    logger: Any,
+    once: Callable[[HookEvent, Callable[[float], HookOutcome]], Callable[[float], HookOutcome]] | None = None,
+) -> HookOutcome | dict[str, str]:
+    """``run_hook`` for a Lambda handler, within the invocation's remaining time: the outcome, or the handler's
+    answer when there is nothing to report (a malformed event, logged and dropped; a redelivery while the first
+    invocation runs, which reports)."""
+    try:
+        return run_hook(event, work, budget_s=budget_from_context(context), reporter=reporter, logger=logger, once=once)
+    except HookEventError as exc:
+        logger.error("malformed hook event; nothing to report to CodeDeploy", extra={"error": str(exc)})
+        return {"status": "error", "error": str(exc)}
+    except HookAlreadyRunning:
+        logger.info("redelivered hook invocation while the first is running; it reports the status")
+        return {"status": "duplicate", "reason": "this hook execution is already running"}
+
+
 # ------------------------------------------------------------------------------------------------ AppSpec
 
 
@@ -210,7 +231,12 @@ class DeploymentVersions:
 
 def versions_from_deployment(client: Any, deployment_id: str) -> DeploymentVersions:
     """Function, alias and versions from the Lambda deployment's AppSpec (``GetDeployment``)."""
-    info = client.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+    return appspec_versions(client.get_deployment(deploymentId=deployment_id)["deploymentInfo"])
+
+
+def appspec_versions(info: Mapping[str, Any]) -> DeploymentVersions:
+    """Function, alias and versions from a Lambda deployment's ``deploymentInfo`` (its AppSpec, JSON or YAML):
+    the one AppSpec reader, for the hooks and the notifier."""
     content = ((info.get("revision") or {}).get("appSpecContent") or {}).get("content") or ""
     props: dict[str, Any] = {}
     try:

@@ -27,13 +27,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalgate.contracts import telemetry as tm
-from evalgate.contracts.records import StoredRow, sampled
+from evalgate.contracts.records import JudgedScores, StoredRow, sampled
 from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
 from evalgate.core.dataset import parse_json_model
 from evalgate.core.knowledge import KnowledgeIndex
@@ -78,33 +78,32 @@ def parse_capture(body: str) -> CaptureRecord:
 
 @dataclass
 class JudgedRecord:
+    """One captured answer after the online judge: its scores, or why it was skipped (``score`` is None)."""
+
     request_id: str
     dimensions: tm.Dimensions
-    judged: bool
+    score: JudgedScores | None = None
     skipped: str | None = None
-    quality: float | None = None
-    faithfulness: float | None = None
-    relevance: float | None = None
-    hallucinated: bool | None = None
-    unscored: bool = False
-    leaked: bool = False
-    unsupported_claims: list[str] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-    guardrail_grounding: float | None = None
+    guardrail_grounding: float | None = None  # the guardrail's contextual grounding scores, beside the judge's
     guardrail_relevance: float | None = None
     guardrail_error: str | None = None  # why the contextual grounding check has no scores, when it was asked for
 
+    @property
+    def judged(self) -> bool:
+        return self.score is not None
+
     def telemetry(self) -> tm.Telemetry:
         t = tm.Telemetry(self.dimensions)
-        if not self.judged:
+        s = self.score
+        if s is None:
             return t
         t.add(tm.JUDGED_COUNT, 1)
-        t.add(tm.UNSCORED, 1 if self.unscored else 0)
-        t.add(tm.INJECTION_LEAK, 1 if self.leaked else 0)
-        if self.quality is not None:
-            t.add(tm.QUALITY_SCORE, self.quality)
-        if self.hallucinated is not None:
-            t.add(tm.HALLUCINATION, 1 if self.hallucinated else 0)
+        t.add(tm.UNSCORED, 1 if s.unscored else 0)
+        t.add(tm.INJECTION_LEAK, 1 if s.leaked else 0)
+        if s.quality is not None:
+            t.add(tm.QUALITY_SCORE, s.quality)
+        if s.hallucinated is not None:
+            t.add(tm.HALLUCINATION, 1 if s.hallucinated else 0)
         if self.guardrail_grounding is not None:
             t.add(tm.GUARDRAIL_GROUNDING, self.guardrail_grounding)
         if self.guardrail_relevance is not None:
@@ -114,6 +113,9 @@ class JudgedRecord:
     def log_fields(self, question: str, answer: str) -> dict[str, Any]:
         """A structured log line per judged answer (what the notifier queries for the worst examples); personal data
         is masked here, the one place judged text leaves the encrypted capture record."""
+        s = self.score or JudgedScores()
+        scores = s.model_dump(include=set(JudgedScores.model_fields))
+        scores["unsupported_claims"] = [mask_text(c) for c in s.unsupported_claims[:5]]
         return {
             "evalgate_judged": 1,
             "ts": time.time(),
@@ -121,16 +123,10 @@ class JudgedRecord:
             "function_version": self.dimensions.version,
             "model_id": self.dimensions.model_id,
             "prompt_version": self.dimensions.prompt_version,
-            "quality": self.quality,
-            "faithfulness": self.faithfulness,
-            "relevance": self.relevance,
-            "hallucinated": self.hallucinated,
-            "unscored": self.unscored,
-            "leaked": self.leaked,
+            **scores,
             "guardrail_grounding": self.guardrail_grounding,
             "guardrail_relevance": self.guardrail_relevance,
             "guardrail_error": self.guardrail_error,
-            "unsupported_claims": [mask_text(c) for c in self.unsupported_claims[:5]],
             **masked_texts(question, answer),
         }
 
@@ -273,26 +269,17 @@ def judge_capture(
 
     dims = tm.Dimensions(record.function_version, record.model_id, record.prompt_version)
     if policy is not None and not policy.should_judge(record):
-        return JudgedRecord(record.request_id, dims, judged=False, skipped="not sampled")
+        return JudgedRecord(record.request_id, dims, skipped="not sampled")
     if record.guardrail_intervened:
-        return JudgedRecord(record.request_id, dims, judged=False, skipped=GUARDRAIL_SKIP)
+        return JudgedRecord(record.request_id, dims, skipped=GUARDRAIL_SKIP)
     knowledge = index.get(record.knowledge_ids) if record.knowledge_ids else []
     if not knowledge:  # the knowledge base changed since, or nothing was retrieved: judge against what matches now
         knowledge = index.search(record.question)
-    s = score_live(record.question, record.answer, knowledge, judge, canary_token)
     scores, error = _grounding(record, knowledge, guardrails)
     return JudgedRecord(
-        request_id=record.request_id,
-        dimensions=dims,
-        judged=True,
-        quality=s.quality,
-        faithfulness=s.faithfulness,
-        relevance=s.relevance,
-        hallucinated=s.hallucinated,
-        unscored=s.unscored,
-        leaked=s.leaked,
-        unsupported_claims=list(s.unsupported_claims),
-        reasons=list(s.reasons),
+        record.request_id,
+        dims,
+        score_live(record.question, record.answer, knowledge, judge, canary_token),
         guardrail_grounding=scores["GROUNDING"].score if "GROUNDING" in scores else None,
         guardrail_relevance=scores["RELEVANCE"].score if "RELEVANCE" in scores else None,
         guardrail_error=error,
