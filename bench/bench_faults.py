@@ -23,6 +23,8 @@ Results go to bench/results/faults.json; bench/README.md records them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import multiprocessing as mp
 import os
@@ -31,11 +33,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT / "lambdas"), str(ROOT)]  # this tree's evalgate, not an installed one
 
 LATENCY = 0.2
 CONCURRENCY = 16
@@ -72,6 +75,20 @@ class StandIn:
         self.proc.join(10)
 
 
+def calibrate_judges(work: Path) -> Path:
+    """Calibration records for golden/gate.toml's judges (a judge without one may not gate a run), measured by
+    `evalgate calibrate` against the stand-in answering as a judge that agrees with the human labels."""
+    from evalgate.core.config import load_config
+    from tests.fakes.stand_in_judges import agreeing, calibrate_through_cli, truth_table
+
+    folder = work / "calibration"
+    models = load_config(ROOT / "golden" / "gate.toml").models
+    with contextlib.redirect_stdout(io.StringIO()):
+        if calibrate_through_cli(folder, [models.judge, models.heavy_judge], agreeing(truth_table(100))) != 0:
+            raise SystemExit("bench: calibrating the stand-in judges failed")
+    return folder
+
+
 def run_cli(stand_in: StandIn, work: Path, name: str, *extra: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """One `evalgate run` as a user would start it; wall time from process start to exit."""
     out = work / name
@@ -81,21 +98,33 @@ def run_cli(stand_in: StandIn, work: Path, name: str, *extra: str, env: dict[str
     if "--cache" not in extra:
         cmd += ["--cache", str(work / f"{name}.sqlite")]
     full_env = {**os.environ, **stand_in.env, "PYTHONPATH": f"{ROOT / 'lambdas'}:{ROOT}", **(env or {})}
-    # As installed code runs: byte-compiled once (the first run writes the cache, outside the source tree).
+    full_env["EVALGATE_CALIBRATION_DIR"] = str(work / "calibration")
+    # As installed code runs: byte-compiled (the untimed first run writes the cache, outside the source tree).
     full_env.pop("PYTHONDONTWRITEBYTECODE", None)
     full_env["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     before = stand_in.stats()["calls"]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     proc = subprocess.run(cmd, cwd=ROOT, env=full_env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
+    ended = started + wall
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
     faults = results.get("faults") or {}
     models = faults.get("models") or {}
+    # Where the wall time went, from the run's own timestamps: start-up (interpreter, imports, config, credentials,
+    # the judge's calibration check) | the run (every call, then scoring) | reports written and exit.
+    span: dict[str, float] = {}
+    if results.get("started_at") and results.get("finished_at"):
+        run0 = datetime.fromisoformat(results["started_at"]).timestamp()
+        run1 = datetime.fromisoformat(results["finished_at"]).timestamp()
+        span = {"startup_s": round(run0 - started, 3), "run_s": round(run1 - run0, 3)}
+        span["after_s"] = round(ended - run1, 3)
     return {
         "wall_s": round(wall, 3),
+        **span,
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # the box's load: wall figures swing with it
         "client_cpu_s": round(cpu, 3),  # the CLI's CPU time: on a loaded box, wall time beyond this is waiting
         "exit": proc.returncode,
         "verdict": (results.get("verdict") or {}).get("verdict"),
@@ -140,7 +169,11 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        calibrate_judges(work)
         with StandIn() as s:
+            # Untimed: byte-compiles the CLI's imports into the run's bytecode cache, as installing a package does;
+            # every timed run below starts from compiled code and its own empty result cache.
+            run_cli(s, work, "compile")
             clean = run_cli(s, work, "clean")
             ideal = clean["calls_sent"] * LATENCY / CONCURRENCY
             clean["ideal_s"] = round(ideal, 3)

@@ -148,6 +148,7 @@ def _percentiles(samples_ms: list[float]) -> dict[str, float]:
 
 def bench_overhead(requests: int) -> dict[str, Any]:
     from evalgate.contracts.records import sampled
+    from evalgate.contracts.service import AnswerDocument, Usage
     from evalgate.core.knowledge import load_index
     from store_assistant.flags import FlagResolver
     from store_assistant.service import AskRequest, ChatResult, QueueSink, Service, ServiceSettings, capture_record
@@ -158,15 +159,14 @@ def bench_overhead(requests: int) -> dict[str, Any]:
     )
     settings = ServiceSettings(function_version="7")
     req = AskRequest(question="How long do refunds take to show on my card?", user_id="u-1")
-    answer = {
-        "request_id": "x",
-        "answer": "Refunds are issued within 5 business days.",
-        "usage": {"inputTokens": 950, "outputTokens": 40},
-        "guardrail_intervened": False,
-        "model_id": "m",
-        "prompt_version": "support/v1",
-        "variant": "control",
-    }
+    answer = AnswerDocument(
+        request_id="x",
+        answer="Refunds are issued within 5 business days.",
+        usage=Usage(inputTokens=950, outputTokens=40),
+        model_id="m",
+        prompt_version="support/v1",
+        variant="control",
+    )
     index, _ = load_index(ROOT / "golden" / "knowledge")
     knowledge = index.search(req.text)
     resolver.resolve("warm-up")  # first read goes to (stubbed) AppConfig; later ones hit the store's cache
@@ -178,9 +178,8 @@ def bench_overhead(requests: int) -> dict[str, Any]:
         t = time.perf_counter()
         flags = resolver.resolve(f"user-{i}")
         if sampled(rid, flags.capture_rate, "capture"):
-            captured += sink.submit(
-                capture_record(settings, req, flags, {**answer, "request_id": rid}, knowledge, 812.0)
-            )
+            mine = answer.model_copy(update={"request_id": rid})
+            captured += sink.submit(capture_record(settings, req, flags, mine, knowledge, 812.0).wire())
         samples.append((time.perf_counter() - t) * 1000)
     sink.flush(30)
     assert resolver.failures == 0, "the flag store should have been read"

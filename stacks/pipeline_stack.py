@@ -68,7 +68,8 @@ class PipelineStack(Stack):
         self.pipeline_name = f"{s.project_name}-pipeline"
 
         bundle = LambdaBundle(self, "Bundle", log_retention_days=s.log_retention_days, metrics_namespace=NAMESPACE,
-                              service_name=s.project_name, bundled=s.bundle)
+                              service_name=s.project_name, bundled=s.bundle, service_code_root=s.service_code_root,
+                              prompts_dir=s.prompts_dir, golden_dir=s.golden_dir)
         self.alerts = Notifications(self, "Alerts", NotificationsProps(
             email=s.notification_email, topic_name=f"{s.project_name}-pipeline-alerts",
             display_name="EvalGate pipeline", bundle=bundle,
@@ -124,6 +125,7 @@ class PipelineStack(Stack):
             "THRESHOLDS_FILE": s.thresholds_file,
             "GENERATOR_MODEL_ID": s.generator_model_id,
             "PROMPT_ID": s.prompt_version,
+            "EVALGATE_PROMPTS_DIR": s.prompts_dir,  # the bedrock candidate renders PROMPT_ID from there
             "JUDGE_MODEL_ID": s.judge_model_id,
             "MAX_RUN_COST_USD": f"{s.max_run_cost_usd:g}",
             "METRICS_NAMESPACE": PIPELINE_NAMESPACE,

@@ -66,6 +66,7 @@ class ServiceStack(Stack):
             service_name=s.project_name,
             bundled=s.bundle,
             log_key=storage.key,
+            service_code_root=s.service_code_root, prompts_dir=s.prompts_dir, golden_dir=s.golden_dir,
         )
         trust = RequestTrust(self, "RequestTrust", RequestTrustProps(
             project=s.project_name, stage=stage, key=storage.key,
@@ -102,7 +103,7 @@ class ServiceStack(Stack):
                 capture.check_grounding(guardrail_id)
         service = ServiceApi(self, "Service", ServiceApiProps(
             bundle=bundle, project=s.project_name, stage=stage,
-            generator_model_id=s.generator_model_id, model_ids=s.service_model_ids,
+            generator_model_id=s.generator_model_id, model_ids=s.service_model_ids, handler=s.service_handler,
             prompt_version=s.prompt_version, guardrail_id=guardrail_id, guardrail_version=guardrail_version,
             canary_token=token,
             appconfig_application=application_name, appconfig_environment=stage, appconfig_profile=PROFILE_NAME,
@@ -146,7 +147,7 @@ class ServiceStack(Stack):
             rollback_alarms=list(alarms.rollback_alarms), min_samples_alarm=alarms.min_samples,
             min_judged_samples=s.min_judged_samples, sample_grace_seconds=s.sample_grace_seconds,
             judge_model_id=s.judge_model_id,
-            embeddings_model_id=s.embeddings_model_id, golden_dir=s.golden_dir,
+            embeddings_model_id=s.embeddings_model_id,
             ttft_slo_ms=s.ttft_slo_ms, total_regression_ms=s.total_regression_ms,
             total_regression_pct=s.total_regression_pct,
         ))

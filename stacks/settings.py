@@ -9,6 +9,7 @@ or invalid setting stops synth with a :class:`SettingsError` whose message names
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import json
@@ -59,6 +60,7 @@ _GUARDRAIL_ID = re.compile(r"^[a-z0-9]{12}$")
 _GUARDRAIL_VERSION = re.compile(r"^(DRAFT|[1-9][0-9]{0,7})$")
 _GIT_GLOB = re.compile(r"^[A-Za-z0-9._/*?\-]+$")
 _PROJECT = re.compile(r"^[a-z][a-z0-9-]{1,18}[a-z0-9]$")
+_HANDLER = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 
 
 def _evalgate(module: str) -> ModuleType:
@@ -79,6 +81,25 @@ def load_guardrail(path: str) -> Any:
     except errors.InputError as exc:
         shown = "; ".join(str(p).replace(str(REPO_ROOT) + "/", "") for p in exc.problems)
         raise ValueError(f"invalid guardrail file: {shown}") from None
+
+
+def _handler_problem(root: Path, handler: str) -> str | None:
+    """Why ``handler`` ("pkg.module.function") is not a top-level function of a module under ``root``, or None.
+    Read from the source (never imported: synth must not run the service's code)."""
+    module, function = handler.rsplit(".", 1)
+    path = root / module.replace(".", "/")
+    source = path.with_suffix(".py") if path.with_suffix(".py").is_file() else path / "__init__.py"
+    if not source.is_file():
+        found = {".".join(p.relative_to(root).with_suffix("").parts) for p in root.rglob("*.py")}
+        found = {name.removesuffix(".__init__") for name in found}
+        hint = _closest(module, found)
+        return f"no module {module} in {root.relative_to(REPO_ROOT)}/{hint}"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    names = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)}
+    names |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    if function not in names:
+        return f"{source.relative_to(REPO_ROOT)} has no top-level function {function}" + _closest(function, names)
+    return None
 
 
 class SettingsError(ValueError):
@@ -157,6 +178,11 @@ class Settings(BaseModel):
 
     thresholds_file: str = "golden/gate.toml"
     golden_dir: str = "golden"
+    # The service behind the pipeline (README "Gate your own service"): the folder its code lives in (shipped as
+    # the Lambda code root, next to lambdas/), its handler there, and the folder of its prompt templates.
+    service_code_root: str = "lambdas"
+    service_handler: str = "store_assistant.handler.handler"
+    prompts_dir: str = "prompts"
 
     canary_percent: Percent = 10
     canary_interval_minutes: Annotated[int, Field(ge=1, le=120)] = 10
@@ -298,12 +324,10 @@ class Settings(BaseModel):
     @classmethod
     def _prompt(cls, v: str) -> str:
         if not PROMPT_ID_PATTERN.match(v):
-            raise ValueError("must look like 'support/v1' (prompts/<name>/<version>/)")
-        if not (REPO_ROOT / "prompts" / v).is_dir():
-            raise ValueError(f"prompts/{v}/ does not exist")
+            raise ValueError("must look like 'support/v1' (<promptsDir>/<name>/<version>/)")
         return v
 
-    @field_validator("thresholds_file", "golden_dir")
+    @field_validator("thresholds_file", "golden_dir", "service_code_root", "prompts_dir")
     @classmethod
     def _repo_path(cls, v: str) -> str:
         p = Path(v)
@@ -313,7 +337,26 @@ class Settings(BaseModel):
             raise ValueError(f"{v} does not exist in the repository")
         return v
 
+    @field_validator("service_handler")
+    @classmethod
+    def _handler(cls, v: str) -> str:
+        if not _HANDLER.match(v):
+            raise ValueError(f"must be '<module path>.<function>' like 'store_assistant.handler.handler' (got {v!r})")
+        return v
+
     # --- cross-field rules ------------------------------------------------------------------------------------
+
+    @model_validator(mode="after")
+    def _service_folders(self) -> Settings:
+        for key, folder in (("serviceCodeRoot", self.service_code_root), ("promptsDir", self.prompts_dir)):
+            if not (REPO_ROOT / folder).is_dir():
+                raise ValueError(f"{key}: {folder} is not a folder")
+        problem = _handler_problem(REPO_ROOT / self.service_code_root, self.service_handler)
+        if problem:
+            raise ValueError(f"serviceHandler: {problem}")
+        if not (REPO_ROOT / self.prompts_dir / self.prompt_version).is_dir():
+            raise ValueError(f"promptVersion: {self.prompts_dir}/{self.prompt_version}/ does not exist")
+        return self
 
     @model_validator(mode="after")
     def _source(self) -> Settings:
@@ -406,9 +449,10 @@ class Settings(BaseModel):
                     f"featureFlags.variants.{name}.model_id: {variant.model_id!r} is neither generatorModelId nor "
                     "in featureFlags.extra_model_ids, so the service role could not invoke it"
                 )
-            if not (REPO_ROOT / "prompts" / variant.prompt_version).is_dir():
+            if not (REPO_ROOT / self.prompts_dir / variant.prompt_version).is_dir():
                 raise ValueError(
-                    f"featureFlags.variants.{name}.prompt_version: prompts/{variant.prompt_version}/ does not exist"
+                    f"featureFlags.variants.{name}.prompt_version: {self.prompts_dir}/{variant.prompt_version}/ "
+                    "does not exist"
                 )
         return self
 

@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from evalgate.adapters.lambda_runtime import idempotent, is_sqs_batch, new_tracer, publish_now
+from evalgate.contracts.service import CaptureRecord
 from evalgate.core.knowledge import KnowledgeIndex, load_index
 from evalgate.release import online
 
@@ -116,7 +117,7 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
 
     def judge_once(data: dict[str, Any]) -> dict[str, Any]:
-        capture = online.CaptureRecord.model_validate(data)
+        capture = CaptureRecord.model_validate(data)
         result = online.judge_capture(
             capture, index(), judge(), canary_token=canary, policy=rates, guardrails=guardrail
         )

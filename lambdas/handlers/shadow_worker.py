@@ -25,6 +25,7 @@ from evalgate.adapters.lambda_runtime import (
     version_dimensions,
 )
 from evalgate.contracts import telemetry as tm
+from evalgate.contracts.service import ShadowMessage
 from evalgate.release import shadow
 
 logger = Logger()
@@ -60,7 +61,7 @@ def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
 
     def replay_once(data: dict[str, Any]) -> dict[str, Any]:
         nonlocal skipped
-        pair = shadow.replay(shadow.ShadowMessage.model_validate(data), invoker())
+        pair = shadow.replay(ShadowMessage.model_validate(data), invoker())
         if pair is None:
             skipped += 1  # the candidate is the version that answered: nothing to compare
         return {"pair": pair}

@@ -55,6 +55,18 @@ from evalgate.adapters.signing import (
 )
 from evalgate.contracts import telemetry as tm
 from evalgate.contracts.records import DIRECT_KEY, sampled
+from evalgate.contracts.service import (
+    AnswerDocument,
+    BadAnswer,
+    CaptureRecord,
+    GuardrailRef,
+    Latency,
+    ProductionSide,
+    ShadowMessage,
+    Source,
+    Usage,
+    direct_invocation,
+)
 from evalgate.core.errors import InputError, format_validation_error
 from evalgate.core.inputs import JsonProblem, loads
 from evalgate.core.knowledge import KnowledgeIndex, load_index
@@ -561,17 +573,17 @@ class Service:
             )
         latency_ms = (time.monotonic() - started) * 1000.0
         ttft_ms = min(result.ttft_ms, latency_ms)
-        answer = {
-            "request_id": request_id,
-            "answer": result.text,
-            "sources": [{"id": k.id, "title": k.title} for k in knowledge],
-            "model_id": flags.model_id,
-            "prompt_version": flags.prompt_id,
-            "variant": flags.variant,
-            "guardrail_intervened": result.guardrail_intervened,
-            "usage": {"inputTokens": result.input_tokens, "outputTokens": result.output_tokens},
-            "latency": {"ttft_ms": round(ttft_ms, 1), "total_ms": round(latency_ms, 1)},
-        }
+        answer = AnswerDocument(
+            request_id=request_id,
+            answer=result.text,
+            sources=[Source(id=k.id, title=k.title) for k in knowledge],
+            model_id=flags.model_id,
+            prompt_version=flags.prompt_id,
+            variant=flags.variant,
+            guardrail_intervened=result.guardrail_intervened,
+            usage=Usage(inputTokens=result.input_tokens, outputTokens=result.output_tokens),
+            latency=Latency(ttft_ms=round(ttft_ms, 1), total_ms=round(latency_ms, 1)),
+        )
         t.add(tm.LATENCY, latency_ms)
         t.add(tm.TIME_TO_FIRST_TOKEN, ttft_ms)
         t.add(tm.INPUT_TOKENS, result.input_tokens)
@@ -588,7 +600,7 @@ class Service:
             enqueued["synthetic"] = True
         return HttpOutcome(
             200,
-            answer,
+            answer.wire(),
             {},
             t,
             {
@@ -609,17 +621,17 @@ class Service:
         req: AskRequest,
         flags: FlagDecision,
         request_id: str,
-        answer: dict[str, Any],
+        answer: AnswerDocument,
         knowledge: list[KnowledgeEntry],
         latency_ms: float,
     ) -> dict[str, bool]:
         out = {"captured": False, "shadowed": False}
         if self.capture is not None and sampled(request_id, flags.capture_rate, "capture"):
             out["captured"] = self.capture.submit(
-                capture_record(self.settings, req, flags, answer, knowledge, latency_ms)
+                capture_record(self.settings, req, flags, answer, knowledge, latency_ms).wire()
             )
         if self.shadow is not None and flags.shadow and sampled(request_id, flags.shadow_rate, "shadow"):
-            out["shadowed"] = self.shadow.submit(shadow_record(self.settings, req, answer, latency_ms))
+            out["shadowed"] = self.shadow.submit(shadow_record(self.settings, req, answer, latency_ms).wire())
         return out
 
     def feedback(self, body: str | bytes | None) -> HttpOutcome:
@@ -733,84 +745,69 @@ def capture_record(
     settings: ServiceSettings,
     req: AskRequest,
     flags: FlagDecision,
-    answer: dict[str, Any],
+    answer: AnswerDocument,
     knowledge: list[KnowledgeEntry],
     latency_ms: float,
-) -> dict[str, Any]:
+) -> CaptureRecord:
     """What the online judge needs: the question, the answer, the knowledge the model saw, and attribution (and
     the guardrail to check the answer's contextual grounding with, when it has a grounding policy)."""
     grounding = (
-        {"grounding_guardrail": {"id": settings.guardrail_id, "version": settings.guardrail_version}}
+        GuardrailRef(id=settings.guardrail_id, version=settings.guardrail_version)
         if settings.guardrail_grounding and settings.guardrail_id and settings.guardrail_version
-        else {}
+        else None
     )
-    return {
-        "schema": 1,
-        "request_id": answer["request_id"],
-        "ts": time.time(),
-        "function_name": settings.function_name,
-        "function_version": settings.function_version,
-        "model_id": flags.model_id,
-        "prompt_version": flags.prompt_id,
-        "variant": flags.variant,
-        "question": _clip(req.text),
-        "history_turns": len(req.turns) - 1,
-        "has_document": bool(req.document),
-        "answer": _clip(answer["answer"]),
-        "knowledge_ids": [k.id for k in knowledge],
-        "latency_ms": round(latency_ms, 1),
-        "input_tokens": answer["usage"]["inputTokens"],
-        "output_tokens": answer["usage"]["outputTokens"],
-        "guardrail_intervened": answer["guardrail_intervened"],
-        **grounding,
-    }
+    return CaptureRecord(
+        request_id=answer.request_id or "",
+        ts=time.time(),
+        function_name=settings.function_name,
+        function_version=settings.function_version,
+        model_id=flags.model_id,
+        prompt_version=flags.prompt_id,
+        variant=flags.variant,
+        question=_clip(req.text),
+        history_turns=len(req.turns) - 1,
+        has_document=bool(req.document),
+        answer=_clip(answer.answer),
+        knowledge_ids=[k.id for k in knowledge],
+        latency_ms=round(latency_ms, 1),
+        input_tokens=answer.usage.inputTokens,
+        output_tokens=answer.usage.outputTokens,
+        guardrail_intervened=answer.guardrail_intervened,
+        grounding_guardrail=grounding,
+    )
 
 
 def shadow_record(
-    settings: ServiceSettings, req: AskRequest, answer: dict[str, Any], latency_ms: float
-) -> dict[str, Any]:
+    settings: ServiceSettings, req: AskRequest, answer: AnswerDocument, latency_ms: float
+) -> ShadowMessage:
     """The request to replay on the candidate, and what production answered (the pair's left side)."""
-    return {
-        "schema": 1,
-        "request_id": answer["request_id"],
-        "ts": time.time(),
-        "request": req.model_dump(exclude_none=True, mode="json"),
-        "production": {
-            "function_name": settings.function_name,
-            "function_version": settings.function_version,
-            "model_id": answer["model_id"],
-            "prompt_version": answer["prompt_version"],
-            "variant": answer["variant"],
-            "answer": _clip(answer["answer"]),
-            "latency_ms": round(latency_ms, 1),
-            "input_tokens": answer["usage"]["inputTokens"],
-            "output_tokens": answer["usage"]["outputTokens"],
-            "guardrail_intervened": answer["guardrail_intervened"],
-        },
-    }
+    return ShadowMessage(
+        request_id=answer.request_id or "",
+        ts=time.time(),
+        request=req.model_dump(exclude_none=True, mode="json"),
+        production=ProductionSide(
+            function_name=settings.function_name,
+            function_version=settings.function_version,
+            model_id=answer.model_id or "",
+            prompt_version=answer.prompt_version or "",
+            variant=answer.variant or "",
+            answer=_clip(answer.answer),
+            latency_ms=round(latency_ms, 1),
+            input_tokens=answer.usage.inputTokens,
+            output_tokens=answer.usage.outputTokens,
+            guardrail_intervened=answer.guardrail_intervened,
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------------------ direct invoke
 
 
-class DirectInvocation(BaseModel):
-    """A direct (non-HTTP) invocation, e.g. the shadow worker: ``{"evalgate_invoke": {"mode": ..., "request": ...}}``.
-
-    API Gateway cannot produce this shape, so side effects can only be switched off by a caller with
-    ``lambda:InvokeFunction`` on the function.
-    """
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    mode: Literal["shadow"]
-    request: dict[str, Any]
-
-
 def handle_direct(service: Service, event: Mapping[str, Any]) -> HttpOutcome:
     try:
-        inv = DirectInvocation.model_validate(event.get(DIRECT_KEY))
-    except ValidationError as exc:
-        return error(400, f"{DIRECT_KEY}: " + "; ".join(e["msg"] for e in exc.errors()[:3]))
+        inv = direct_invocation(event)
+    except BadAnswer as exc:
+        return error(400, str(exc))
     try:
         body = json.dumps(inv.request)
     except (ValueError, TypeError, RecursionError):

@@ -27,7 +27,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from stacks.constructs.bedrock_access import grant_models
-from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
+from stacks.constructs.lambda_bundle import HOOK_GOLDEN, FunctionSpec, LambdaBundle
 from stacks.nag import acknowledge, nag_text
 from stacks.settings import DeploymentMode
 
@@ -51,7 +51,6 @@ class CanaryDeploymentProps:
     min_judged_samples: int
     judge_model_id: str
     embeddings_model_id: str
-    golden_dir: str
     sample_grace_seconds: int = 0
     # evalgate.core.latency: the smoke set's p95 TTFT (pre-traffic) and total time vs the previous version (canary)
     ttft_slo_ms: int | None = None
@@ -86,8 +85,8 @@ class CanaryDeployment(Construct):
             environment={
                 "TARGET_FUNCTION_NAME": props.function.function_name,
                 "TARGET_VERSION": props.version.version,
-                "SMOKE_CASES": f"/var/task/{props.golden_dir}#smoke",
-                "EVALGATE_GOLDEN_DIR": f"/var/task/{props.golden_dir}",
+                "SMOKE_CASES": f"/var/task/{HOOK_GOLDEN}#smoke",  # the hook asset holds goldenDir there
+                "EVALGATE_GOLDEN_DIR": f"/var/task/{HOOK_GOLDEN}",
                 "JUDGE_MODEL_ID": props.judge_model_id,
                 "EMBEDDINGS_MODEL_ID": props.embeddings_model_id,
                 **({"TTFT_SLO_MS": str(props.ttft_slo_ms)} if props.ttft_slo_ms is not None else {}),

@@ -1,11 +1,13 @@
 """Lambda code and layers, built without Docker.
 
 * code: one asset per function, exactly what it runs (``evalgate.engine.change_type.function_asset``): the import
-  closure of its handler module inside the code roots, the data files those modules declare, and the repository
-  folders the handler reads (``prompts/`` and ``golden/knowledge/``; the deployment hooks ``golden/`` for the
-  smoke set). A local bundler implemented in Python (``ILocalBundling``) copies those files; the asset hash is
-  computed from exactly those files, so a prompt or knowledge edit publishes a new version of the functions that
-  ship it while a report, CLI or golden-case edit publishes none (the hooks ship the golden set).
+  closure of its handler module inside the code roots (``lambdas/`` and the service's ``serviceCodeRoot``), the data
+  files those modules declare, and the folders the handler reads at fixed places (``prompts/`` and
+  ``golden/knowledge/``; the deployment hooks ``golden/`` for the smoke set), taken from wherever the settings keep
+  them (``promptsDir``, ``goldenDir``). A local bundler implemented in Python (``ILocalBundling``) copies those
+  files; the asset hash is computed from exactly those files, so a prompt or knowledge edit publishes a new version
+  of the functions that ship it while a report, CLI or golden-case edit publishes none (the hooks ship the golden
+  set).
 * ``deps_layer``: ``requirements-lambda.txt`` installed with pip for ``manylinux aarch64 / cp313`` wheels only.
 * ``powertools_layer``: the public Powertools v3 layer of EXACTLY the version ``requirements.txt`` pins
   (``aws-lambda-powertools==X``, the one place the version is written; CI's venv installs that pin, so the handler
@@ -53,7 +55,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from evalgate.engine.change_type import CODE_ROOT, FunctionAsset, function_asset
+from evalgate.engine.change_type import CODE_ROOT, FunctionAsset, function_asset, layout
 from stacks.nag import acknowledge
 from stacks.settings import REPO_ROOT
 
@@ -65,6 +67,7 @@ POWERTOOLS_PACKAGE = "aws-lambda-powertools"
 POWERTOOLS_PARAMETER = "/aws/service/powertools/python/arm64/python3.13/{version}"
 LAYER_ORDER = ("powertools", "deps")  # later wins in /opt/python: our pinned dependencies last
 TASK_ROOT = "/var/task"
+HOOK_GOLDEN = "golden"  # where the hooks' assets hold the golden set (their REPOSITORY_DATA), whatever goldenDir is
 RETENTION: dict[int, logs.RetentionDays] = {
     1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
     7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
@@ -153,7 +156,6 @@ class FunctionSpec:
     timeout: Duration = field(default_factory=lambda: Duration.seconds(30))
     memory_size: int = 1024
     tracing: bool = False
-    code_roots: tuple[str, ...] = (CODE_ROOT,)  # folders the handler's modules are imported from, in order
     reserved_concurrency: int | None = None
 
 
@@ -161,8 +163,11 @@ class LambdaBundle(Construct):
     """Code assets, layers and a factory for consistently configured functions (one role and log group each)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, log_retention_days: int, metrics_namespace: str,
-                 service_name: str, bundled: bool, log_key: kms.IKey | None = None) -> None:
+                 service_name: str, bundled: bool, log_key: kms.IKey | None = None,
+                 service_code_root: str = "lambdas", prompts_dir: str = "prompts", golden_dir: str = "golden") -> None:
         super().__init__(scope, construct_id)
+        # where the settings keep the service's code and the data the functions read at fixed places
+        self._code_roots, self._locations = layout(service_code_root, prompts_dir, golden_dir)
         self._log_key = log_key  # function log groups are encrypted with it (questions/answers may be logged)
         if not bundled:
             # An unbundled synth (the offline default) is valid, but its Lambda assets are the raw source
@@ -217,7 +222,7 @@ class LambdaBundle(Construct):
 
     def function(self, scope: Construct, construct_id: str, spec: FunctionSpec) -> lambda_.Function:
         """A Python 3.13 arm64 function with its own role (no managed policies) and its own log group."""
-        asset = function_asset(spec.handler, repo=REPO_ROOT, code_roots=spec.code_roots)
+        asset = function_asset(spec.handler, repo=REPO_ROOT, code_roots=self._code_roots, locations=self._locations)
         log_group = logs.LogGroup(
             scope, f"{construct_id}Logs", retention=self._retention, encryption_key=self._log_key,
             removal_policy=RemovalPolicy.DESTROY,

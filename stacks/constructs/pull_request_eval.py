@@ -129,6 +129,7 @@ class PullRequestEval(Construct):
             "THRESHOLDS_FILE": s.thresholds_file,
             "GENERATOR_MODEL_ID": s.generator_model_id,
             "PROMPT_ID": s.prompt_version,
+            "EVALGATE_PROMPTS_DIR": s.prompts_dir,  # the bedrock candidate renders PROMPT_ID from there
             "MAX_RUN_COST_USD": f"{s.max_run_cost_usd:g}",
             "EVALGATE_JUDGE_MODEL_ID": s.judge_model_id,
             "EVALGATE_HEAVY_JUDGE_MODEL_ID": s.heavy_judge,

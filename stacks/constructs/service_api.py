@@ -26,7 +26,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from evalgate.engine.change_type import SERVICE_HANDLER
 from stacks.constructs.bedrock_access import grant_models
 from stacks.constructs.lambda_bundle import FunctionSpec, LambdaBundle
 from stacks.nag import acknowledge
@@ -76,6 +75,7 @@ class ServiceApiProps:
     stage: str
     generator_model_id: str
     model_ids: list[str]  # every model a flag variant may route to
+    handler: str  # the service's Lambda entry point, "<module path>.<function>" (settings serviceHandler)
     prompt_version: str
     guardrail_id: str | None
     guardrail_version: str | None
@@ -107,8 +107,8 @@ class ServiceApi(Construct):
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
         self.function = props.bundle.function(self, "Function", FunctionSpec(
-            handler=SERVICE_HANDLER,
-            description=f"{props.project} {props.stage}: customer-support assistant (Bedrock Converse)",
+            handler=props.handler,
+            description=f"{props.project} {props.stage}: the gated service ({props.handler})",
             environment=env,
             timeout=Duration.seconds(29),  # HTTP API integration limit is 30 s
             memory_size=1024,

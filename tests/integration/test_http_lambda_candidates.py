@@ -277,7 +277,7 @@ def test_lambda_handler_status_codes(
     [
         (b"not json at all", "response is not JSON"),
         (_http_response(200, "<html>"), "body is not JSON"),
-        (_http_response(200, {"request_id": "r"}), "no text 'answer'"),
+        (_http_response(200, {"request_id": "r"}), r"not an answer document \(answer: Field required\)"),
         (b"[1, 2]", "not a JSON object"),
     ],
     ids=["payload-not-json", "body-not-json", "no-answer", "array"],

@@ -332,3 +332,38 @@ def test_the_command_classifies_a_real_git_diff(tmp_path: Path, capsys: pytest.C
     (repo / "lambdas/handlers/notifier.py").write_text("import evalgate.release.notifyy\n")
     assert main(["--repo", str(repo), "--base", base]) == 2  # an import that resolves nowhere stops the deploy
     assert "lambdas/handlers/notifier.py:1: import evalgate.release.notifyy" in capsys.readouterr().err
+
+
+def test_the_folders_cdk_json_names_for_the_service_are_what_it_ships() -> None:
+    own = {"serviceCodeRoot": "tests/example_service/src", "serviceHandler": "faq_desk.handler.handler",
+           "promptsDir": "tests/example_service/prompts", "goldenDir": "tests/example_service/golden"}
+    functions = deployed_functions(REPO, own)
+    service = functions["faq_desk.handler.handler"]
+    for path in ("tests/example_service/src/faq_desk/handler.py", "tests/example_service/prompts/faq/v1/system.md",
+                 "tests/example_service/golden/knowledge/help.md"):
+        assert classify_change([path], service=service) == "canary", path
+    assert classify_change(["lambdas/store_assistant/service.py"], service=service) == "all-at-once"
+    cases = ["tests/example_service/golden/cases.jsonl"]  # evaluation data: only the hooks ship it
+    assert classify_change(cases, service=service) == "all-at-once"
+    assert changed_functions(cases, functions) == ["handlers.canary_analysis.handler",
+                                                   "handlers.canary_verdict.handler",
+                                                   "handlers.pre_traffic_hook.handler"]
+    for key in own:  # pointing the stacks at other code, prompts or knowledge changes what users get
+        assert classify_change(["cdk.json"], {key}, service=service) == "canary", key
+
+
+def test_the_command_reads_the_service_settings_from_cdk_json(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    files = {k.replace("lambdas/store_assistant/", "services/acme/acme_desk/"): v for k, v in FAKE.items()}
+    files["cdk.json"] = json.dumps({"context": {"serviceCodeRoot": "services/acme",
+                                                "serviceHandler": "acme_desk.handler.handler"}})
+    repo = _write(tmp_path, files)
+    for args in (["init", "-q"], ["config", "user.email", "ci@example.com"], ["config", "user.name", "ci"],
+                 ["add", "."], ["commit", "-qm", "base"]):
+        _git(repo, *args)
+    base = _git(repo, "rev-parse", "HEAD").strip()
+    (repo / "services/acme/acme_desk/handler.py").write_text("from evalgate.core.models import BaseModel  # x\n")
+    _git(repo, "commit", "-qam", "the service's code")
+    assert main(["--repo", str(repo), "--base", base, "--explain"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "canary" and "new function code for: acme_desk.handler" in captured.err

@@ -144,6 +144,34 @@ def test_a_judge_that_disagrees_with_itself_makes_the_run_review(golden_dir: Pat
     assert result.verdict.reasons[0].startswith(f"the judge disagreed with itself on {sa['n']} of {sa['n']}")
 
 
+def test_a_judgement_is_retested_as_soon_as_it_is_in_not_in_a_wave_after_the_last_one(golden_dir: Path):
+    order: list[str] = []
+    seen: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def steady(user: str) -> dict[str, object]:
+        with lock:
+            seen[user] = seen.get(user, 0) + 1
+            order.append("first" if seen[user] == 1 else "retest")
+        return {"score": 0.95, "verdict": "pass", "reasons": "r", "unsupported_claims": []}
+
+    config = load_config(golden_dir / "gate.toml")
+    config.judge_calibration.retest_share = 1.0  # every first judgement is judged again
+    model = ScriptedJudgeModel(steady)
+    result, _ = evaluate(golden_dir, DictCandidate(answers()), model, config=config, concurrency=4)
+    sa = result.self_agreement
+    assert sa is not None and sa["n"] == order.count("retest") == order.count("first") >= 20
+    assert sa["agreed"] == sa["n"] and result.verdict.verdict == "PASS"
+    # Every call is accounted for, the retests' too (100 input tokens per scripted judge call).
+    assert result.usage.by_model[model.model_id]["input_tokens"] == 100 * model.calls == 100 * len(order)
+    order.clear()
+    seen.clear()
+    result, _ = evaluate(golden_dir, DictCandidate(answers()), model, config=config, concurrency=1)
+    # One slot: had the retests waited for the last first judgement, none would come before it.
+    last_first = len(order) - 1 - order[::-1].index("first")
+    assert order[:last_first].count("retest") >= sa["n"] // 2
+
+
 class RepeatCandidate(DictCandidate):
     """Answers that differ by repeat for some cases (a flaky candidate)."""
 

@@ -10,9 +10,10 @@ import pytest
 
 from evalgate.contracts import telemetry as tm
 from evalgate.contracts.records import JudgedScores
+from evalgate.contracts.service import ShadowMessage
 from evalgate.core.masking import TOKENS, mask_pii
 from evalgate.release.online import CaptureRecord, JudgedRecord, stored_row
-from evalgate.release.shadow import ShadowMessage, ShadowSide, make_pair
+from evalgate.release.shadow import ShadowSide, make_pair
 
 EMAIL, PHONE, CARD = TOKENS["email"], TOKENS["phone"], TOKENS["card"]
 PERSONAL = "Hello, jane.doe+shop@example.co.uk here, call me on +44 20 7946 0958; my card is 4111 1111 1111 1111."

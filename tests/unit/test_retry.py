@@ -151,6 +151,30 @@ def test_waiting_callers_take_a_freed_slot_in_priority_order():
     assert order == ["judge", "gen-1", "gen-2"]
 
 
+def test_in_flight_counts_calls_holding_a_slot_not_those_sleeping_in_back_off():
+    clock = FakeClock()
+    seen: list[int] = []
+    policies: list[RetryPolicy] = []
+
+    def sleep(seconds: float) -> None:
+        seen.append(policies[0].in_flight)
+        clock.sleep(seconds)
+
+    p = RetryPolicy(clock=clock, sleep=sleep, rng=random.Random(7))
+    policies.append(p)
+    outcomes: list[object] = [ThrottledError("429"), "ok"]
+
+    def fn() -> object:
+        seen.append(p.in_flight)
+        out = outcomes.pop(0)
+        if isinstance(out, BaseException):
+            raise out
+        return out
+
+    assert p.call(fn, model="m") == "ok"
+    assert seen == [1, 0, 1] and p.in_flight == 0
+
+
 def test_an_expired_deadline_gives_up_without_calling():
     clock = FakeClock()
     p = policy(clock, deadline=clock.now - 1)

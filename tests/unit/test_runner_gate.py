@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -225,3 +226,27 @@ def test_judge_calls_start_as_soon_as_their_answer_exists_not_after_all_generati
     assert log.count("generate") == 11 and "judge" in log[:3]
     last_generation = len(log) - 1 - log[::-1].index("generate")
     assert log[:last_generation].count("judge") >= 10  # judgements interleave with answers
+
+
+def test_the_task_graph_runs_calls_others_wait_for_first_and_calls_nothing_waits_for_last():
+    """Retests, then judgements (a retest may follow), then new answers, then embeddings and guardrail checks,
+    each in submission order: the run does not end on sparse waves of calls waiting for each other."""
+    from evalgate.engine.runner import JUDGE, NEW_ANSWER, RETEST, SIDE, _PriorityPool
+
+    pool = _PriorityPool(1)
+    release = threading.Event()
+    ran: list[str] = []
+    pool.submit(RETEST, release.wait)  # holds the only worker while the rest queue up
+    for name, priority in (
+        ("embedding-1", SIDE),
+        ("answer-1", NEW_ANSWER),
+        ("judge-1", JUDGE),
+        ("guardrail", SIDE),
+        ("retest", RETEST),
+        ("answer-2", NEW_ANSWER),
+        ("judge-2", JUDGE),
+    ):
+        pool.submit(priority, ran.append, name)
+    release.set()
+    pool.shutdown()
+    assert ran == ["retest", "judge-1", "judge-2", "answer-1", "answer-2", "embedding-1", "guardrail"]

@@ -190,6 +190,13 @@ def _session(profile: str | None) -> boto3.session.Session:
     return session
 
 
+def credentials_available(profile: str | None = None) -> bool:
+    """Whether the default credential chain finds credentials. Resolved on the shared session, so the clients
+    made next reuse them instead of resolving (and loading a session) again."""
+    with _sessions_lock:
+        return _session(profile).get_credentials() is not None
+
+
 def make_client(service: str, settings: ClientSettings | None = None) -> Any:
     """A boto3 client for ``service`` with default credential/endpoint resolution and our retry/timeout config.
 

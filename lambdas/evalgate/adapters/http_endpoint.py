@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from evalgate.contracts.service import ask_body
 from evalgate.core.errors import InputError, ProviderError, ThrottledError, TransientError
 from evalgate.core.models import Case, Generation, KnowledgeEntry
 from evalgate.core.ports import client_ttft_ms, int_or_none, str_or_none
@@ -156,12 +157,7 @@ class HttpCandidate:
         return {"kind": "http", "url": self.url, "answer_path": self.answer_path, "version": self.version}
 
     def body(self, case: Case, repeat: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"question": case.question, "session_id": f"evalgate-{case.id}-{repeat}"}
-        if len(case.turns) > 1:
-            body["messages"] = [{"role": t.role, "content": t.content} for t in case.turns]
-        if case.untrusted_context:
-            body["document"] = case.untrusted_context
-        return body
+        return ask_body(case.question, f"evalgate-{case.id}-{repeat}", case.turns, case.untrusted_context)
 
     def _headers(self, data: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "evalgate"}

@@ -1,25 +1,24 @@
 """A Lambda function version or alias as the candidate: synchronous ``Invoke`` with an HTTP API (v2) event.
 
 The service handler takes the API Gateway HTTP API payload format 2.0; this adapter sends exactly that shape
-(``POST /ask`` with a JSON body ``{"question", "session_id"[, "messages", "document"]}``) and reads the
-handler's response: either an HTTP API response (``statusCode`` + ``body`` string, optionally base64) or a
-bare JSON object. The answer JSON holds ``answer``, ``request_id`` and optionally
-``usage {inputTokens, outputTokens}``. ``synthetic`` adds the signed header that marks the project's own
+(``POST /ask`` with the service contract's ``ask_body``) and reads the handler's response (``read_response``:
+an HTTP API response or a bare JSON object) as the contract's ``AnswerDocument``
+(``evalgate.contracts.service``). ``synthetic`` adds the signed header that marks the project's own
 traffic (``evalgate.adapters.signing``); without it the service treats the request as a user's.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from evalgate.adapters.aws import ClientSettings, make_client, map_aws_error, model_client_settings
+from evalgate.contracts.service import BadAnswer, ask_body, parse_answer, read_response
 from evalgate.core.errors import ProviderError, ThrottledError
 from evalgate.core.models import Case, Generation, KnowledgeEntry
-from evalgate.core.ports import client_ttft_ms, int_or_none, service_total_ms, service_ttft_ms, str_or_none
+from evalgate.core.ports import client_ttft_ms, service_total_ms, service_ttft_ms
 
 LAMBDA_THROTTLING = frozenset({"TooManyRequestsException", "EC2ThrottledException", "ResourceNotReadyException"})
 BODY_THROTTLE_STATUS = frozenset({429, 503})
@@ -96,11 +95,7 @@ class LambdaCandidate:
         }
 
     def event(self, case: Case, repeat: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"question": case.question, "session_id": f"evalgate-{case.id}-{repeat}"}
-        if len(case.turns) > 1:
-            body["messages"] = [{"role": t.role, "content": t.content} for t in case.turns]
-        if case.untrusted_context:
-            body["document"] = case.untrusted_context
+        body = ask_body(case.question, f"evalgate-{case.id}-{repeat}", case.turns, case.untrusted_context)
         raw = json.dumps(body)
         headers = {"content-type": "application/json", "user-agent": "evalgate"}
         if self.synthetic is not None:
@@ -147,22 +142,21 @@ class LambdaCandidate:
         if status != 200:
             raise ProviderError(f"{self._what}: invoke returned status {status}: {_snippet(raw)}")
         answer_doc = self._answer_document(raw)
-        answer = answer_doc.get("answer")
-        if not isinstance(answer, str):
-            raise ProviderError(f"{self._what}: response has no text 'answer': {_snippet(raw)}")
-        raw_usage = answer_doc.get("usage")
-        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
+        try:
+            doc = parse_answer(answer_doc)
+        except BadAnswer as exc:
+            raise ProviderError(f"{self._what}: response is not an answer document ({exc}): {_snippet(raw)}") from None
         return Generation(
             case_id=case.id,
             repeat=repeat,
-            output=answer,
+            output=doc.answer,
             latency_ms=(service_total_ms(answer_doc) or latency_ms) if self.service_timing else latency_ms,
             ttft_ms=service_ttft_ms(answer_doc) if self.service_timing else client_ttft_ms(answer_doc, latency_ms),
-            input_tokens=int_or_none(usage.get("inputTokens")),
-            output_tokens=int_or_none(usage.get("outputTokens")),
-            model_id=str_or_none(answer_doc.get("model_id")),
-            prompt_version=str_or_none(answer_doc.get("prompt_version")),
-            guardrail_intervened=bool(answer_doc.get("guardrail_intervened", False)),
+            input_tokens=doc.usage.inputTokens,
+            output_tokens=doc.usage.outputTokens,
+            model_id=doc.model_id,
+            prompt_version=doc.prompt_version,
+            guardrail_intervened=doc.guardrail_intervened,
         )
 
     def _answer_document(self, raw: bytes) -> dict[str, Any]:
@@ -172,26 +166,17 @@ class LambdaCandidate:
             raise ProviderError(f"{self._what}: response is not JSON: {_snippet(raw)}") from None
         if not isinstance(payload, dict):
             raise ProviderError(f"{self._what}: response is not a JSON object: {_snippet(raw)}")
-        if "statusCode" not in payload:
-            return payload  # HTTP API lets a handler return the body object directly (implies 200)
-        status = payload.get("statusCode")
-        body = payload.get("body") or ""
-        if payload.get("isBase64Encoded") and isinstance(body, str):
-            try:
-                body = base64.b64decode(body).decode("utf-8")
-            except (ValueError, UnicodeDecodeError):
-                raise ProviderError(f"{self._what}: body is not valid base64 UTF-8") from None
-        if not isinstance(status, int) or not 200 <= status < 300:
-            message = f"{self._what}: handler returned statusCode {status}: {_snippet(str(body))}"
+        try:
+            status, doc, text = read_response(payload)
+        except BadAnswer as exc:
+            raise ProviderError(f"{self._what}: {exc}") from None
+        if not 200 <= status < 300:
+            message = f"{self._what}: handler returned statusCode {status}: {_snippet(text)}"
             if status in BODY_THROTTLE_STATUS:
                 raise ThrottledError(message)
             raise ProviderError(message)
-        if isinstance(body, dict):
-            return body
-        try:
-            doc = json.loads(body)
-        except (ValueError, TypeError):
-            raise ProviderError(f"{self._what}: body is not JSON: {_snippet(str(body))}") from None
+        if doc is None:
+            raise ProviderError(f"{self._what}: body is not JSON: {_snippet(text)}")
         if not isinstance(doc, dict):
-            raise ProviderError(f"{self._what}: body is not a JSON object: {_snippet(str(body))}")
+            raise ProviderError(f"{self._what}: body is not a JSON object: {_snippet(text)}")
         return doc

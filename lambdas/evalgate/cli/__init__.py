@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -381,9 +382,11 @@ def _parser() -> argparse.ArgumentParser:
         help="a curation review file: every entry must be completed and verified, or rejected (repeatable)",
     )
 
+    from evalgate.cli.init import add_init_command
     from evalgate.cli.pr import add_pr_commands
 
     add_pr_commands(sub)
+    add_init_command(sub)
 
     hist = sub.add_parser(
         "history",
@@ -495,6 +498,15 @@ def _add_auto_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None:
+        # The process exits next (console script, `python -m evalgate`): its final garbage collection would only
+        # free what exiting frees anyway, and costs ~0.13 s on a run's object graph (fault bench).
+        gc.freeze()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -521,6 +533,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_pr_command(args)
         if args.command == "history":
             return _history(args)
+        if args.command == "init":
+            from evalgate.cli.init import init_command
+
+            return init_command(args)
         if args.command == "ci":
             from evalgate.ci.gate_step import main as ci_main
 
@@ -818,9 +834,9 @@ def _shadow_report(args: argparse.Namespace) -> int:
 
 
 def _aws_credentials_available() -> bool:
-    import boto3
+    from evalgate.adapters.aws import credentials_available
 
-    return boto3.Session().get_credentials() is not None
+    return credentials_available()
 
 
 def _gate_file(config_path: Path, repo: Path) -> str | None:

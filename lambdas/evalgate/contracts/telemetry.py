@@ -43,6 +43,10 @@ NOTIFICATIONS = "Notifications"
 SHADOW_PAIRS = "ShadowPairs"
 SHADOW_SKIPPED = "ShadowSkipped"  # mirrored requests the candidate itself answered (no self-comparison)
 
+# What every service publishes per answered request under {FunctionVersion} (the error-rate and latency alarms and
+# the canary judge read them; evalgate.contracts.service describes the rest of a service's side of the contract).
+SERVICE_METRICS = (LATENCY, TIME_TO_FIRST_TOKEN, ERRORS)
+
 UNITS: dict[str, str] = {
     LATENCY: "Milliseconds",
     TIME_TO_FIRST_TOKEN: "Milliseconds",

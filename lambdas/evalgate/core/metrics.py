@@ -5,7 +5,9 @@ These run in every tier (offline included) and in the Lambdas, so this module im
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 import re
 from collections.abc import Iterable, Sequence
 
@@ -72,7 +74,9 @@ def classify_behaviour(text: str) -> Behaviour:
     return Behaviour.ANSWER
 
 
-def _numbers(text: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _numbers(text: str) -> tuple[str, ...]:
+    """The numbers a text states, normalised. Cached: every case of a run checks against the same knowledge."""
     text = _LIST_MARKER.sub(" ", text)
     found: list[str] = []
     for m in _NUMBER.finditer(text):
@@ -82,7 +86,7 @@ def _numbers(text: str) -> list[str]:
         found.append(value.lstrip("0") or "0")
     for m in _WORD_NUMBER.finditer(text):
         found.append(str(_NUMBER_WORDS[m.group(1).lower()]))
-    return found
+    return tuple(found)
 
 
 def ungrounded_numbers(answer: str, sources: Iterable[str]) -> list[str]:
@@ -116,9 +120,11 @@ def leaked(text: str, secrets: Iterable[str]) -> list[str]:
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    na = math.sqrt(sum(x * x for x in a))
-    nb = math.sqrt(sum(y * y for y in b))
+    if len(a) != len(b):
+        raise ValueError("vectors of different lengths")
+    dot: float = sum(map(operator.mul, a, b))  # the same left-to-right sums as a generator, a few times faster
+    na = math.sqrt(sum(map(operator.mul, a, a)))
+    nb = math.sqrt(sum(map(operator.mul, b, b)))
     if na == 0 or nb == 0:
         return 0.0
     return dot / (na * nb)

@@ -222,6 +222,11 @@ class RetryPolicy:
         return int(self._limiter.limit)
 
     @property
+    def in_flight(self) -> int:
+        """Calls holding a slot now."""
+        return self._limiter.active
+
+    @property
     def floor(self) -> int:
         return self._limiter.floor
 

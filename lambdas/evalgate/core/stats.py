@@ -1,15 +1,24 @@
 """Statistics for decisions with uncertainty: bootstrap intervals for means, Wilson intervals for rates,
 paired bootstrap for baseline differences; the gate's tests (exact McNemar, paired t, Holm with Tarone's count).
-numpy only at import (the per-case path stays light; scipy is imported only by the t-tests, i.e. by a run with a
-baseline, which keeps a warm rerun's start-up short)."""
+numpy is imported on first use (a run loads it while its first calls are in flight: ``load``), scipy only by the
+t-tests, i.e. by a run with a baseline, which keeps a run's start-up short."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def load() -> None:
+    """Import numpy now: a run calls this while its first calls are in flight, so that start-up does not wait
+    for it and scoring, at the end, finds it loaded."""
+    import numpy.random  # noqa: F401  (numpy loads its submodules on first use; the bootstrap needs this one)
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,8 @@ class Interval:
 
 def bootstrap_mean(values: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 7) -> Interval:
     """Mean with a percentile bootstrap interval. n=1 gives the value with no interval."""
+    import numpy as np
+
     x = np.asarray([v for v in values if v is not None], dtype=float)
     n = len(x)
     if n == 0:
@@ -45,7 +56,7 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Interval:
     p = successes / n
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     # At 0 or n successes the bound is exactly 0 or 1 (centre == half algebraically); do not leave rounding dust.
     low = 0.0 if successes == 0 else max(0.0, float(centre - half))
     high = 1.0 if successes == n else min(1.0, float(centre + half))
@@ -60,6 +71,8 @@ def paired_difference(
     seed: int = 7,
 ) -> Interval:
     """Mean of (candidate - baseline) over paired cases, with a bootstrap interval over cases."""
+    import numpy as np
+
     c = np.asarray(candidate, dtype=float)
     b = np.asarray(baseline, dtype=float)
     if c.shape != b.shape:
@@ -68,6 +81,8 @@ def paired_difference(
 
 
 def quantile(values: Sequence[float], q: float) -> float | None:
+    import numpy as np
+
     x = np.asarray([v for v in values if v is not None], dtype=float)
     return float(np.quantile(x, q)) if len(x) else None
 
@@ -76,6 +91,8 @@ def quantile_interval(
     values: Sequence[float], q: float, confidence: float = 0.95, resamples: int = 2000, seed: int = 7
 ) -> Interval:
     """A quantile (e.g. p95 latency) with a bootstrap interval."""
+    import numpy as np
+
     x = np.asarray([v for v in values if v is not None], dtype=float)
     n = len(x)
     if n == 0:
@@ -100,6 +117,8 @@ def bootstrap_statistic(
 ) -> tuple[float | None, float | None]:
     """Percentile bootstrap interval of any statistic of ``n`` items, given as a function of an index array
     (kappa and AUROC of a judge against labels). Resamples where the statistic is undefined are dropped."""
+    import numpy as np
+
     if n < 2:
         return None, None
     rng = np.random.default_rng(seed)
@@ -134,6 +153,8 @@ def mcnemar_min_p(broke: int, fixed: int) -> float:
 
 def paired_t_pvalue(candidate: Sequence[float], baseline: Sequence[float], higher_is_better: bool) -> float:
     """One-sided paired t-test that the candidate is worse than the baseline. Identical pairs: 1.0."""
+    import numpy as np
+
     d = np.asarray(candidate, dtype=float) - np.asarray(baseline, dtype=float)
     if len(d) < 2 or np.all(d == d[0]):
         worse = bool(len(d) and ((d[0] < 0) if higher_is_better else (d[0] > 0)))
@@ -180,6 +201,8 @@ def _tarone_count(min_p: Sequence[float], alpha: float) -> int:
 
 def excess_pvalue(excess: Sequence[float]) -> float | None:
     """One-sided t-test that the mean of ``excess`` is above 0 (drift beyond run-to-run noise)."""
+    import numpy as np
+
     x = np.asarray(excess, dtype=float)
     if len(x) < 2:
         return None
@@ -209,4 +232,4 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
     from scipy import stats as sps  # lazily, as above
 
     rho = float(sps.spearmanr(a, b).statistic)
-    return rho if np.isfinite(rho) else None
+    return rho if math.isfinite(rho) else None

@@ -49,6 +49,9 @@ class Cache:
             with self._lock:
                 if self.path:
                     self._conn.execute("PRAGMA journal_mode=WAL")
+                    # A write-ahead log synced at checkpoints, not at every commit: a crash can lose the last
+                    # entries (a miss on the next run), never corrupt the file; a run writes one entry per call.
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
                     check = self._conn.execute("PRAGMA quick_check(1)").fetchone()
                     if check and check[0] != "ok":
                         raise sqlite3.DatabaseError(str(check[0]))

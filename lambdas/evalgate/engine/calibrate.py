@@ -16,9 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from scipy import stats as sps
-
 from evalgate.core.dataset import iter_jsonl
 from evalgate.core.errors import InputError, Problem
 from evalgate.core.metrics import ungrounded_numbers
@@ -31,12 +28,16 @@ def auroc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     neg = [s for s, y in zip(scores, labels, strict=True) if not y]
     if not pos or not neg:
         return None
+    from scipy import stats as sps  # only where a statistic needs it: the run path stays free of scipy
+
     u = sps.mannwhitneyu(pos, neg, alternative="two-sided").statistic
     return float(u) / (len(pos) * len(neg))
 
 
 def best_threshold(scores: Sequence[float], labels: Sequence[int]) -> tuple[float, float]:
     """The cut that maximises Youden's J = TPR - FPR; returns (threshold, J)."""
+    import numpy as np
+
     s = np.asarray(scores, dtype=float)
     y = np.asarray(labels, dtype=int)
     best = (float(s.min()), -1.0)
@@ -72,11 +73,15 @@ def default_benchmarks() -> Path:
 
 
 def calibrate_similarity(embedder: Any, root: Path, limit: int | None = None) -> dict[str, Any]:
+    import numpy as np
+
     rows = read_rows(root / "stsb_test" / "stsb_test_sample.jsonl", limit)
     a = embedder.embed([r["sentence1"] for r in rows])
     b = embedder.embed([r["sentence2"] for r in rows])
     cos = [float(np.dot(x, y)) for x, y in zip(a, b, strict=True)]
     human = [float(r["score"]) for r in rows]
+    from scipy import stats as sps
+
     rho = sps.spearmanr(cos, human)
     labels = [1 if h >= 4.0 else 0 for h in human]
     thr, j = best_threshold(cos, labels)

@@ -69,7 +69,10 @@ RUNTIME_PATTERNS: tuple[str, ...] = ("guardrails/**", *LAYER_FILES)
 # cdk.json context keys whose change alters what the service answers with.
 RUNTIME_SETTINGS: frozenset[str] = frozenset(
     {"generatorModelId", "promptVersion", "guardrailId", "guardrailVersion", "guardrailConfig", "featureFlags"}
+    | {"serviceCodeRoot", "serviceHandler", "promptsDir", "goldenDir"}  # point the stacks at other code or data
 )
+# cdk.json keys naming where the service's code, prompts and golden set live (defaults: the demo service's).
+FOLDER_SETTINGS: dict[str, str] = {"serviceCodeRoot": CODE_ROOT, "promptsDir": "prompts", "goldenDir": "golden"}
 
 
 # ------------------------------------------------------------------------------------------ import closure
@@ -291,12 +294,12 @@ def shipped(relative: Path) -> bool:
     )
 
 
-def _tree_files(repo: Path, folder: str) -> list[tuple[str, str]]:
+def _tree_files(repo: Path, folder: str, dest: str) -> list[tuple[str, str]]:
     base = repo / folder
     if not base.is_dir():
         raise InputError.single(folder, None, "a Lambda function reads this folder, but it does not exist")
     return [
-        (_repo_path(p, repo), f"{folder}/{p.relative_to(base).as_posix()}")
+        (_repo_path(p, repo), f"{dest}/{p.relative_to(base).as_posix()}")
         for p in sorted(base.rglob("*"))
         if p.is_file() and shipped(p.relative_to(base))
     ]
@@ -308,7 +311,7 @@ class FunctionAsset:
 
     handler: str
     files: tuple[tuple[str, str], ...]
-    data: tuple[str, ...]  # repository folders shipped whole
+    data: tuple[tuple[str, str], ...]  # (repository folder, asset folder) shipped whole
 
     @property
     def name(self) -> str:
@@ -323,7 +326,7 @@ class FunctionAsset:
         """Whether a changed repository path is (or was, for a deleted data file) part of this asset."""
         if path in self.sources:
             return True
-        return any(path.startswith(f"{d}/") and shipped(Path(path[len(d) + 1 :])) for d in self.data)
+        return any(path.startswith(f"{d}/") and shipped(Path(path[len(d) + 1 :])) for d, _ in self.data)
 
     def digest(self, repo: Path) -> str:
         """SHA-256 over (path in the asset, content) of every file: the asset's custom hash."""
@@ -336,15 +339,23 @@ class FunctionAsset:
         return h.hexdigest()
 
 
-def function_asset(handler: str, *, repo: Path, code_roots: Sequence[str] = (CODE_ROOT,)) -> FunctionAsset:
-    """The code asset of the function whose handler is ``handler`` (``package.module.function``)."""
+def function_asset(
+    handler: str,
+    *,
+    repo: Path,
+    code_roots: Sequence[str] = (CODE_ROOT,),
+    locations: Mapping[str, str] | None = None,
+) -> FunctionAsset:
+    """The code asset of the function whose handler is ``handler`` (``package.module.function``). ``locations``:
+    where the repository keeps a data folder the functions read at a fixed place (``{"prompts": "...",
+    "golden": "..."}``, the settings promptsDir / goldenDir); by default the same path."""
     entry = handler.rpartition(".")[0]
     if not entry:
         raise InputError.single("handler", None, f"{handler!r} is not module.function")
     modules = import_closure(entry, repo=repo, code_roots=code_roots)
     roots = [repo / r for r in code_roots]
     files: dict[str, str] = {}
-    data: tuple[str, ...] = DEFAULT_DATA
+    wanted: tuple[str, ...] = DEFAULT_DATA
     for name, path in modules.items():
         root = next(r for r in roots if path.is_relative_to(r))
         shown = _repo_path(path, repo)
@@ -356,11 +367,20 @@ def function_asset(handler: str, *, repo: Path, code_roots: Sequence[str] = (COD
                 raise InputError.single(shown, None, f"{_PACKAGE_DATA}: {extra!r} is not a file beside the module")
             files[beside.relative_to(root).as_posix()] = _repo_path(beside, repo)
         if name == entry:
-            data = found.repository_data or DEFAULT_DATA
-    for folder in data:
-        for src, dest in _tree_files(repo, folder):
-            files.setdefault(dest, src)
+            wanted = found.repository_data or DEFAULT_DATA
+    data = tuple((_located(d, locations or {}), d) for d in wanted)
+    for folder, dest in data:
+        for src, to in _tree_files(repo, folder, dest):
+            files.setdefault(to, src)
     return FunctionAsset(handler, tuple((src, dest) for dest, src in sorted(files.items())), data)
+
+
+def _located(folder: str, locations: Mapping[str, str]) -> str:
+    """The repository folder of an asset folder: ``golden/knowledge`` with ``{"golden": "x/golden"}`` ->
+    ``x/golden/knowledge``."""
+    top, _, rest = folder.partition("/")
+    base = locations.get(top, top).strip("/")
+    return f"{base}/{rest}" if rest else base
 
 
 def product_handlers(repo: Path, code_root: str = CODE_ROOT) -> list[str]:
@@ -369,13 +389,36 @@ def product_handlers(repo: Path, code_root: str = CODE_ROOT) -> list[str]:
     return [f"{PRODUCT_HANDLERS}.{p.stem}.handler" for p in sorted(folder.glob("*.py")) if p.name != "__init__.py"]
 
 
-def deployed_functions(
-    repo: Path, *, service_handler: str = SERVICE_HANDLER, service_code_roots: Sequence[str] = (CODE_ROOT,)
-) -> dict[str, FunctionAsset]:
-    """Handler -> asset of every function the stacks deploy: the service first, then the product's."""
-    out = {service_handler: function_asset(service_handler, repo=repo, code_roots=service_code_roots)}
+def service_settings(repo: Path) -> dict[str, str]:
+    """``serviceHandler`` and the FOLDER_SETTINGS from the repository's cdk.json context (defaults where unset)."""
+    try:
+        context = json.loads((repo / "cdk.json").read_text(encoding="utf-8")).get("context", {})
+    except (OSError, ValueError, AttributeError):
+        context = {}
+    context = context if isinstance(context, dict) else {}
+    wanted = {"serviceHandler": SERVICE_HANDLER, **FOLDER_SETTINGS}
+    return {k: v if isinstance(v := context.get(k), str) and v.strip("/") else d for k, d in wanted.items()}
+
+
+def layout(
+    service_code_root: str = CODE_ROOT, prompts_dir: str = "prompts", golden_dir: str = "golden"
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Code roots (the service's, then the product's) and data folder locations for ``function_asset``, from the
+    settings serviceCodeRoot, promptsDir and goldenDir."""
+    return tuple(dict.fromkeys((service_code_root, CODE_ROOT))), {"prompts": prompts_dir, "golden": golden_dir}
+
+
+def deployed_functions(repo: Path, settings: Mapping[str, str] | None = None) -> dict[str, FunctionAsset]:
+    """Handler -> asset of every function the stacks deploy: the service (``serviceHandler`` in its
+    ``serviceCodeRoot``) first, then the product's; ``settings`` default to the repository's cdk.json."""
+    s = dict(settings) if settings is not None else service_settings(repo)
+    roots, locations = layout(
+        s.get("serviceCodeRoot", CODE_ROOT), s.get("promptsDir", "prompts"), s.get("goldenDir", "golden")
+    )
+    service = s.get("serviceHandler", SERVICE_HANDLER)
+    out = {service: function_asset(service, repo=repo, code_roots=roots, locations=locations)}
     for handler in product_handlers(repo):
-        out[handler] = function_asset(handler, repo=repo)
+        out[handler] = function_asset(handler, repo=repo, code_roots=roots, locations=locations)
     return out
 
 
@@ -506,21 +549,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default="", help="commit to diff against (the last approved one); empty = unknown")
     parser.add_argument("--explain", action="store_true", help="print the changed paths and functions to stderr")
     parser.add_argument("--repo", type=Path, default=Path("."), help="repository root (default: .)")
-    parser.add_argument("--service-handler", default=SERVICE_HANDLER, help=f"default: {SERVICE_HANDLER}")
-    parser.add_argument(
-        "--service-code-root",
-        action="append",
-        metavar="DIR",
-        help=f"folder the service's modules are imported from (repeatable, searched in order; default: {CODE_ROOT})",
-    )
     parser.add_argument(
         "--config", type=Path, help="gate config with the [tiers] judge rule (default: golden/gate.toml)"
     )
     args = parser.parse_args(argv)
     try:
-        roots = tuple(args.service_code_root or ())
-        roots = (*roots, CODE_ROOT) if CODE_ROOT not in roots else roots
-        functions = deployed_functions(args.repo, service_handler=args.service_handler, service_code_roots=roots)
+        settings = service_settings(args.repo)
+        functions = deployed_functions(args.repo, settings)
         config = args.config or args.repo / "golden" / "gate.toml"
         tiers = load_config(config).tiers if args.config or config.is_file() else TiersConfig()
     except InputError as exc:
@@ -528,9 +563,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"change_type: {problem}", file=sys.stderr)
         return 2
     paths, keys = diff_since(args.base.strip(), args.repo)
-    mode = classify_change(paths, keys, service=functions[args.service_handler])
+    service = settings["serviceHandler"]
+    mode = classify_change(paths, keys, service=functions[service])
     if args.explain:
-        kinds = change_types(paths, keys, functions=functions, service=args.service_handler, tiers=tiers)
+        kinds = change_types(paths, keys, functions=functions, service=service, tiers=tiers)
         print(explain(paths, keys, functions, mode, kinds), file=sys.stderr)
     print(mode)
     return 0

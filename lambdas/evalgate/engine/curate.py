@@ -35,9 +35,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate.contracts.records import StoredRow as ProductionRecord
@@ -46,6 +45,9 @@ from evalgate.core.errors import InputError, Problem, format_validation_error
 from evalgate.core.inputs import JsonProblem, loads, read_text, write_lines_atomic
 from evalgate.core.masking import MASK_TOKEN, mask_pii
 from evalgate.core.models import Behaviour, Case
+
+if TYPE_CHECKING:  # numpy is imported where it is used: a run starts without it (stats.load)
+    import numpy as np
 
 Reason = Literal["hallucinated", "disagreement", "low_quality", "novel"]
 REASON_ORDER: tuple[Reason, ...] = ("hallucinated", "disagreement", "low_quality", "novel")
@@ -187,6 +189,8 @@ def load_records(
 
 
 def _unit(vectors: Sequence[Sequence[float]]) -> np.ndarray:
+    import numpy as np
+
     m = np.asarray(vectors, dtype=np.float64)
     if m.size == 0:
         return m.reshape(0, 0)
@@ -218,6 +222,8 @@ def _severity(p: Proposal) -> tuple[int, float, float]:
 
 def _vote(sims: np.ndarray, cases: list[Case], settings: Settings) -> tuple[str, Behaviour | None, str | None, float]:
     """Suggested category and behaviour from the nearest golden cases, and the nearest case."""
+    import numpy as np
+
     if sims.size == 0:
         return UNCATEGORISED, None, None, 0.0
     order = np.argsort(-sims)[: settings.neighbours]
@@ -232,6 +238,8 @@ def _vote(sims: np.ndarray, cases: list[Case], settings: Settings) -> tuple[str,
 
 def propose(records: list[ProductionRecord], golden: Golden, embedder: Any, settings: Settings) -> Curation:
     """Pick, deduplicate and cap the records worth turning into golden cases; measure coverage on the way."""
+    import numpy as np
+
     cases = [c for c in golden.cases if c.suite == "regression"] or list(golden.cases)
     masked = [mask_pii(r.question) for r in records]
     texts = [c.question for c in cases] + [m.text for m in masked]

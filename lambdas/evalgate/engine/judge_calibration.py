@@ -21,9 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalgate import __version__
@@ -35,6 +34,9 @@ from evalgate.core.stats import bootstrap_statistic, cohen_kappa, wilson
 from evalgate.engine.calibrate import auroc, best_threshold, read_rows
 from evalgate.engine.cost import call_cost
 from evalgate.engine.judge import Judge
+
+if TYPE_CHECKING:  # numpy is imported where it is used: a run starts without it (stats.load)
+    import numpy as np
 
 RECORD_KIND = "evalgate.judge-calibration"
 RECORD_SCHEMA = 1
@@ -176,6 +178,8 @@ def labelled_items(
 
 def _figures(scores: np.ndarray, unfaithful: np.ndarray, cut: float, confidence: float, seed: int) -> dict[str, Any]:
     """Kappa, agreement (at ``cut``: an answer scoring below it is called unfaithful) and AUROC, with intervals."""
+    import numpy as np
+
     pred = (scores < cut).astype(int)
 
     def kappa_of(idx: np.ndarray) -> float | None:
@@ -221,6 +225,7 @@ def measure_judge(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Grade every labelled answer with ``judge`` (faithfulness rubric) and return the sealed record."""
+    import numpy as np
 
     def grade(item: Item) -> float | None:
         return judge.faithfulness(item.question, item.answer, item.knowledge).value

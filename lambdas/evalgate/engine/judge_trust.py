@@ -83,10 +83,19 @@ def retest_targets(
 ) -> tuple[list[tuple[str, str]], int]:
     """(case id, rubric) pairs to judge a second time, from {pair: (first score, threshold)}: every borderline one
     (within ``margin`` of its threshold) plus a seeded ``retest_share`` of the rest. Returns (pairs, borderline)."""
-    share = config.judge_calibration.retest_share
     border = sorted(k for k, (v, t) in first.items() if abs(v - t) <= margin)
-    rest = sorted(k for k in first if k not in set(border) and _draw(config.gate.seed, *k) < share)
+    rest = sorted(k for k in first if k not in set(border) and _sampled(k, config))
     return border + rest, len(border)
+
+
+def retest_wanted(key: tuple[str, str], score: float, threshold: float, margin: float, config: GateConfig) -> bool:
+    """Whether :func:`retest_targets` picks this first judgement (``key`` = (case id, rubric)): a run can start the
+    retest as soon as the first judgement is in, instead of in a wave after the last one."""
+    return abs(score - threshold) <= margin or _sampled(key, config)
+
+
+def _sampled(key: tuple[str, str], config: GateConfig) -> bool:
+    return _draw(config.gate.seed, *key) < config.judge_calibration.retest_share
 
 
 def self_agreement(

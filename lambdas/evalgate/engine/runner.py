@@ -27,6 +27,7 @@ from evalgate.core.ports import Candidate, Embedder
 from evalgate.core.prompts import DEFAULT_CANARY
 from evalgate.core.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Usage, Verdict
 from evalgate.core.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy
+from evalgate.core.stats import load as load_statistics
 from evalgate.engine.cache import Cache
 from evalgate.engine.cost import CostMeter
 from evalgate.engine.guardrails import (
@@ -48,6 +49,7 @@ from evalgate.engine.judge_trust import (
     flaky_cases,
     rescore_reasons,
     retest_targets,
+    retest_wanted,
     self_agreement,
     unrescorable,
 )
@@ -59,10 +61,17 @@ JudgeItem = tuple[Case, Generation, list[KnowledgeEntry]]
 BatchJudge = Callable[[list[JudgeItem]], dict[tuple[str, int], dict[str, MetricValue]]]
 
 
+# The task graph's order (lower first, then in submission order), so that a run does not end on sparse waves of
+# calls waiting for each other: a retest (the judge's second opinion, the end of its chain) first, then an answer's
+# judgements (a retest may follow them) before new answers are asked for, and last the calls nothing waits for
+# (embeddings, guardrail checks), which fill the slots the others leave free.
+RETEST, JUDGE, NEW_ANSWER, SIDE = range(4)
+
+
 class _PriorityPool:
-    """Worker threads that take the lowest priority number first, then in submission order: an answer's judge,
-    embedding and guardrail calls run before new answers are asked for. Threads outnumber the concurrency
-    limit so that calls sleeping in back-off do not idle a slot; the retry policy bounds calls in flight."""
+    """Worker threads that take the lowest priority number first, then in submission order (see ``RETEST``...).
+    Threads outnumber the concurrency limit so that calls sleeping in back-off do not idle a slot; the retry
+    policy bounds calls in flight."""
 
     def __init__(self, workers: int) -> None:
         self._q: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None, Future[None] | None]] = (
@@ -440,7 +449,7 @@ class Runner:
         pending: list[Future[None]] = []
         pool = _PriorityPool(min(256, 2 * self.concurrency + 4))
 
-        def submit(fn: Callable[..., None], *args: Any, priority: int = FOLLOW_UP) -> None:
+        def submit(fn: Callable[..., None], *args: Any, priority: int = SIDE) -> None:
             with self._lock:
                 pending.append(pool.submit(priority, fn, *args))
 
@@ -466,6 +475,21 @@ class Runner:
             with self._lock:
                 st.judged.setdefault((case.id, g.repeat), {})[rubric] = mv
             bar.advance("judging", self.policy)
+            # The judge's retest of this judgement (judge_trust.retest_targets' rule) starts now, not in a wave
+            # after the last judgement; ``_retest`` compares the two once every first judgement is in.
+            first = self._first_judgement(case, g.repeat, rubric, mv)
+            if (
+                first is not None
+                and retest_wanted((case.id, rubric), *first, self.borderline_margin, self.config)
+                and not self._budget_stopped()
+                and not self.policy.expired()
+            ):
+                submit(retest_task, case, g.output, rubric, priority=RETEST)
+
+        def retest_task(case: Case, output: str, rubric: str) -> None:
+            mv = self._judge_one(self._retest_judge(), rubric, case, output)
+            with self._lock:
+                st.retests[(case.id, rubric)] = mv
 
         def guard_task(case: Case, source: Source, repeat: int, text: str) -> None:
             assert self.guardrail is not None
@@ -506,7 +530,7 @@ class Runner:
                 return
             if self.judge is not None:
                 for rubric in rubrics[case.suite]:
-                    submit(judge_task, case, g, rubric)
+                    submit(judge_task, case, g, rubric, priority=JUDGE)
             if per_text:
                 want_embedding(g.output)
             source = self._grounding_source(case)
@@ -525,10 +549,18 @@ class Runner:
         ok = False
         try:
             for t in tasks:
-                submit(gen_task, *t, priority=GENERATE)
+                submit(gen_task, *t, priority=NEW_ANSWER)
             if per_text:
                 for text in side_texts:
                     want_embedding(text)
+            # What only scoring needs (numpy, for the statistics) loads while the calls are in flight, once the first
+            # round is out: loaded before, it would hold back the first requests; after, it would add to the run's end.
+            # With nothing to send (a warm cache) it loads once the first tasks are done.
+            with self._lock:
+                first_tasks = list(pending)
+            while self.policy.in_flight < self.policy.limit and not all(f.done() for f in first_tasks):
+                wait(first_tasks, timeout=0.005)
+            load_statistics()
             done = 0
             while True:
                 with self._lock:
@@ -640,41 +672,60 @@ class Runner:
     def _retest(self, cases: Sequence[Case], st: _RunState, results: list[CaseResult]) -> dict[str, Any] | None:
         """Judge every borderline answer and a seeded share of the rest a second time (judge_trust.py)."""
         assert self.judge is not None
-        embedder_name = self.embedder.name if self.embedder else None
         by_id = {c.id: c for c in cases}
         first: dict[tuple[str, str], tuple[float, float]] = {}
         for (cid, rep), judged in st.judged.items():
             for rubric, mv in judged.items():
-                if rep == 0 and rubric in JUDGE_METRICS and mv.value is not None and cid in by_id:
-                    limit = getattr(self.config.thresholds_for(by_id[cid].suite, embedder_name), rubric)
-                    first[(cid, rubric)] = (mv.value, 0.5 if limit is None else limit)
+                if cid in by_id and (sv := self._first_judgement(by_id[cid], rep, rubric, mv)) is not None:
+                    first[(cid, rubric)] = sv
         if not first:
             return None
         targets, n_border = retest_targets(first, self.borderline_margin, self.config)
         if not targets:
             return self_agreement([], 0, self.judge.identity(), self.config) | {"judged": len(first)}
-        j = self.judge
-        self.retest_judge = Judge(
-            j.model,
-            prompt_version=j.prompt_version,
-            cache=RetestCache(self.cache) if self.cache is not None else None,
-            policy=j.policy,
-            malformed_attempts=j.malformed_attempts,
-        )
+        # The task graph (``_execute``) already retested what it could; what is left (nothing, unless the first
+        # judgements came from elsewhere) is retested here.
+        second = {k: mv for k, mv in st.retests.items() if k in first}
+        retest_judge = self._retest_judge()
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         try:
             futures = [
-                (cid, rubric, pool.submit(self._judge_one, self.retest_judge, rubric, by_id[cid], g.output or ""))
+                (cid, rubric, pool.submit(self._judge_one, retest_judge, rubric, by_id[cid], g.output or ""))
                 for cid, rubric in targets
-                if (g := st.gens.get((cid, 0))) is not None and g.output is not None
+                if (cid, rubric) not in second and (g := st.gens.get((cid, 0))) is not None and g.output is not None
             ]
-            pairs = [
-                (cid, rubric, first[(cid, rubric)][0], f.result().value, first[(cid, rubric)][1])
-                for cid, rubric, f in futures
-            ]
+            second.update({(cid, rubric): f.result() for cid, rubric, f in futures})
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        return self_agreement(pairs, n_border, j.identity(), self.config)
+        pairs = [
+            (cid, rubric, first[(cid, rubric)][0], second[(cid, rubric)].value, first[(cid, rubric)][1])
+            for cid, rubric in targets
+            if (cid, rubric) in second
+        ]
+        return self_agreement(pairs, n_border, self.judge.identity(), self.config)
+
+    def _first_judgement(self, case: Case, repeat: int, rubric: str, mv: MetricValue) -> tuple[float, float] | None:
+        """(score, threshold) of a first judgement the judge may be asked to repeat (judge_trust's retest)."""
+        if repeat != 0 or rubric not in JUDGE_METRICS or mv.value is None:
+            return None
+        limit = getattr(self.config.thresholds_for(case.suite, self.embedder.name if self.embedder else None), rubric)
+        return mv.value, 0.5 if limit is None else limit
+
+    def _retest_judge(self) -> Judge:
+        """The judge again, under its own cache kind (a retest is never answered by the first judgement); one per
+        run, whichever thread asks first."""
+        with self._lock:
+            if self.retest_judge is None:
+                j = self.judge
+                assert j is not None
+                self.retest_judge = Judge(
+                    j.model,
+                    prompt_version=j.prompt_version,
+                    cache=RetestCache(self.cache) if self.cache is not None else None,
+                    policy=j.policy,
+                    malformed_attempts=j.malformed_attempts,
+                )
+            return self.retest_judge
 
     def _escalate(self, cases: Sequence[Case], st: _RunState, results: list[CaseResult]) -> list[CaseResult]:
         """Re-judge borderline cases with the heavy judge and re-score them."""
@@ -762,6 +813,7 @@ class _RunState:
     vectors: dict[str, list[float]] = field(default_factory=dict)
     wanted_vectors: set[str] = field(default_factory=set)
     guard: dict[str, dict[tuple[Source, int], Assessment | str]] = field(default_factory=dict)
+    retests: dict[tuple[str, str], MetricValue] = field(default_factory=dict)  # (case id, rubric): 2nd judgement
     grounded: dict[tuple[str, int], dict[str, GroundingScore] | str] = field(default_factory=dict)
     fatal: list[str] = field(default_factory=list)
 

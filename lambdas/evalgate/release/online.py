@@ -28,44 +28,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from evalgate.contracts import telemetry as tm
 from evalgate.contracts.records import JudgedScores, StoredRow, sampled
-from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
+from evalgate.contracts.service import CaptureRecord
 from evalgate.core.dataset import parse_json_model
 from evalgate.core.knowledge import KnowledgeIndex
 from evalgate.core.masking import mask_pii, mask_text
-from evalgate.core.models import MAX_ANSWER_CHARS, MAX_PROMPT_CHARS, KnowledgeEntry
+from evalgate.core.models import KnowledgeEntry
 
 log = logging.getLogger(__name__)
 # How long a judged capture id is remembered (redeliveries within it are not judged again): the capture
 # queue's message retention (stacks/constructs/capture.py).
 DEDUP_WINDOW_S = 4 * 24 * 3600
-
-
-class GuardrailRef(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    id: Annotated[str, Field(min_length=1, max_length=2048)]
-    version: Annotated[str, Field(pattern=GUARDRAIL_VERSION_PATTERN)]
-
-
-class CaptureRecord(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    request_id: Annotated[str, Field(min_length=1)]
-    function_version: Annotated[str, Field(min_length=1)]
-    model_id: Annotated[str, Field(min_length=1)]
-    prompt_version: Annotated[str, Field(min_length=1)]
-    question: Annotated[str, Field(min_length=1, max_length=MAX_PROMPT_CHARS)]
-    answer: Annotated[str, Field(max_length=MAX_ANSWER_CHARS)]
-    knowledge_ids: list[str] = Field(default_factory=list)
-    guardrail_intervened: bool = False
-    ts: float | None = None
-    grounding_guardrail: GuardrailRef | None = None  # check the answer's contextual grounding with this guardrail
 
 
 class BadCaptureRecord(ValueError):

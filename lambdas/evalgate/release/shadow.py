@@ -28,36 +28,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from evalgate.contracts.service import BadAnswer, ShadowMessage, direct_event, parse_answer, read_response
 from evalgate.core.masking import mask_text
 
 log = logging.getLogger(__name__)
 # How long a replayed request id is remembered by the shadow worker: the shadow queue's message retention.
 DEDUP_WINDOW_S = 4 * 24 * 3600
-
-
-class ProductionSide(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    function_version: str = ""
-    model_id: str = ""
-    prompt_version: str = ""
-    variant: str = ""
-    answer: str
-    latency_ms: float | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    guardrail_intervened: bool = False
-
-
-class ShadowMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    request_id: str = Field(min_length=1)
-    ts: float | None = None
-    request: dict[str, Any]
-    production: ProductionSide
 
 
 class BadShadowMessage(ValueError):
@@ -120,12 +96,10 @@ class ShadowInvoker:
         return self._target[1]
 
     def invoke(self, request: dict[str, Any]) -> ShadowSide:
-        from evalgate.contracts.records import DIRECT_KEY
-
         kwargs: dict[str, Any] = {
             "FunctionName": self.function_name,
             "InvocationType": "RequestResponse",
-            "Payload": json.dumps({DIRECT_KEY: {"mode": "shadow", "request": request}}).encode(),
+            "Payload": json.dumps(direct_event(request)).encode(),
         }
         if self.qualifier:
             kwargs["Qualifier"] = self.qualifier
@@ -138,26 +112,28 @@ class ShadowInvoker:
             return ShadowSide(version, None, f"function error ({response['FunctionError']}): {raw[:300]!r}", latency)
         try:
             payload = json.loads(raw)
-            status = int(payload.get("statusCode", 200))
-            body = payload.get("body", payload)
-            doc = json.loads(body) if isinstance(body, str) else body
-        except (ValueError, TypeError, AttributeError):
+            if not isinstance(payload, dict):
+                raise BadAnswer("not a JSON object")
+            status, doc, text = read_response(payload)
+        except (ValueError, RecursionError):
             return ShadowSide(version, None, f"unreadable response: {raw[:300]!r}", latency)
-        if status != 200 or not isinstance(doc, dict) or not isinstance(doc.get("answer"), str):
+        if status != 200:
             err = doc.get("error") if isinstance(doc, dict) else None
-            return ShadowSide(version, None, f"status {status}: {err or str(doc)[:300]}", latency)
-        raw_usage = doc.get("usage")
-        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
+            return ShadowSide(version, None, f"status {status}: {err or text[:300]}", latency)
+        try:
+            answer = parse_answer(doc)
+        except BadAnswer as exc:
+            return ShadowSide(version, None, f"status {status}: not an answer document ({exc}): {text[:300]}", latency)
         return ShadowSide(
             function_version=version,
-            answer=doc["answer"],
+            answer=answer.answer,
             error=None,
             latency_ms=latency,
-            model_id=doc.get("model_id"),
-            prompt_version=doc.get("prompt_version"),
-            input_tokens=usage.get("inputTokens"),
-            output_tokens=usage.get("outputTokens"),
-            guardrail_intervened=bool(doc.get("guardrail_intervened")),
+            model_id=answer.model_id,
+            prompt_version=answer.prompt_version,
+            input_tokens=answer.usage.inputTokens,
+            output_tokens=answer.usage.outputTokens,
+            guardrail_intervened=answer.guardrail_intervened,
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from evalgate.core.results import RunResult
@@ -38,15 +39,17 @@ def render_all(result: RunResult, baseline: RunResult | None = None) -> dict[str
 
 
 def _write_staged(texts: dict[str, str], staging: Path) -> dict[str, Path]:
-    staged: dict[str, Path] = {}
-    for key, text in texts.items():
+    def write(key: str) -> Path:
         path = staging / REPORT_FILES[key]
         with open(path, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+            fh.write(texts[key])
             fh.flush()
             os.fsync(fh.fileno())
-        staged[key] = path
-    return staged
+        return path
+
+    # Each file is on disk before any is moved into place; the syncs wait on the disk, so they wait together.
+    with ThreadPoolExecutor(max_workers=len(texts) or 1) as pool:
+        return dict(zip(texts, pool.map(write, texts), strict=True))
 
 
 def _commit(staged: dict[str, Path], out_dir: Path, backup_dir: Path) -> dict[str, Path]:

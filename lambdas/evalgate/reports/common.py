@@ -6,6 +6,7 @@ things look, never what they mean.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -144,11 +145,17 @@ def metric_values(cases: Iterable[CaseResult], metric: str) -> list[float]:
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def _named(metric: str) -> re.Pattern[str]:
+    """The metric's name as a whole word (compiled once per name: reports ask for every failing case, often)."""
+    return re.compile(rf"(?<![\w]){re.escape(metric)}(?![\w])")
+
+
 def failing_metric(case: CaseResult) -> str | None:
     """The metric a failing case failed on: the first metric named in its first failure, else its worst metric."""
     scored = [n for n, m in case.metrics.items() if m.value is not None]
     for reason in case.failures:
-        named = [n for n in case.metrics if re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", reason)]
+        named = [n for n in case.metrics if _named(n).search(reason)]
         if named:
             return max(named, key=len)  # "hallucination_rate" over "hallucination"
     if not scored:
