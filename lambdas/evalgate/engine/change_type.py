@@ -8,8 +8,10 @@ MiniLM graph of ``evalgate.adapters.minilm_graph``), plus the repository folders
 reads (``REPOSITORY_DATA``; default ``prompts/`` and ``golden/knowledge/``, the deployment hooks also ship
 ``golden/`` for the smoke set). ``FunctionAsset.digest`` hashes exactly those files, so a function publishes a
 new version only when something it runs changes. The stacks build every function's asset with
-``function_asset``; an import that resolves neither inside the code roots nor to the standard library or a
-third-party package fails loudly (``InputError`` naming the file and line).
+``function_asset`` (code roots and data folders from the settings serviceCodeRoot, promptsDir and goldenDir,
+``layout``; the command reads them and serviceHandler from cdk.json); an import that resolves neither inside
+the code roots nor to the standard library or a third-party package fails loudly (``InputError`` naming the file
+and line).
 
 **The deployment mode** of a change (``classify_change``), in order:
 
