@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate.core.errors import InputError, format_validation_error
 from evalgate.core.latency import LatencyBudget
+from evalgate.release.appspec import versions_from_deployment
 
 HookStatus = Literal["Succeeded", "Failed"]
 REPORT_RESERVE_S = 10.0
@@ -219,49 +219,6 @@ def run_hook_in_lambda(
 
 
 # ------------------------------------------------------------------------------------------------ AppSpec
-
-
-@dataclass(frozen=True)
-class DeploymentVersions:
-    function_name: str | None
-    alias: str | None
-    current: str | None
-    target: str | None
-
-
-def versions_from_deployment(client: Any, deployment_id: str) -> DeploymentVersions:
-    """Function, alias and versions from the Lambda deployment's AppSpec (``GetDeployment``)."""
-    return appspec_versions(client.get_deployment(deploymentId=deployment_id)["deploymentInfo"])
-
-
-def appspec_versions(info: Mapping[str, Any]) -> DeploymentVersions:
-    """Function, alias and versions from a Lambda deployment's ``deploymentInfo`` (its AppSpec, JSON or YAML):
-    the one AppSpec reader, for the hooks and the notifier."""
-    content = ((info.get("revision") or {}).get("appSpecContent") or {}).get("content") or ""
-    props: dict[str, Any] = {}
-    try:
-        spec = json.loads(content)
-        for resource in spec.get("Resources") or spec.get("resources") or []:
-            for value in resource.values():
-                props = value.get("Properties") or value.get("properties") or {}
-                break
-            if props:
-                break
-    except (ValueError, AttributeError):
-        for key in ("Name", "Alias", "CurrentVersion", "TargetVersion"):  # YAML AppSpec: read the scalars
-            m = re.search(rf"^\s*{key}\s*:\s*['\"]?([^'\"\s]+)", content, re.MULTILINE)
-            if m:
-                props[key] = m.group(1)
-    return DeploymentVersions(
-        function_name=_str(props.get("Name")),
-        alias=_str(props.get("Alias")),
-        current=_str(props.get("CurrentVersion")),
-        target=_str(props.get("TargetVersion")),
-    )
-
-
-def _str(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
 
 
 def version_of(qualifier: str) -> str:
