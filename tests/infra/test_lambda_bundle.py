@@ -100,7 +100,7 @@ def test_each_function_ships_its_own_closure(synth: Synth) -> None:
     notifier = {dest for _, dest in functions["handlers.notifier.handler"].files}
     assert not any(d.startswith(("evalgate/adapters/local.py", "evalgate/adapters/minilm")) for d in notifier)
     assert not any(d.endswith(".onnx") or d.startswith("store_assistant/") for d in notifier)
-    assert not any(d.startswith(("evalgate/engine/", "evalgate/release/deploy_hooks.py")) for d in notifier)  # e-mail only
+    assert not any(d.startswith(("evalgate/engine/", "evalgate/release/deploy_hooks.py")) for d in notifier)
 
 
 def _repo_copy(root: Path) -> Path:
