@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.change_type import resolve_mode
+from evalgate.engine.change_type import function_asset, layout, resolve_mode
 from stacks.pipeline_stack import PipelineStack, PipelineStackProps
 from stacks.service_stack import ServiceStack, ServiceStackProps
-from stacks.settings import DeploymentMode, Settings, load_settings, read_context
+from stacks.settings import REPO_ROOT, DeploymentMode, Settings, load_settings, read_context
 
 BUNDLING_STACKS = "aws:cdk:bundling-stacks"
 
@@ -43,7 +43,9 @@ def build(app: App, *, nag: bool = True) -> BuiltApp:
         # Offline synth: skip asset bundling (pip needs PyPI). Templates stay valid; deploy with -c bundle=true.
         app.node.set_context(BUNDLING_STACKS, [])
     env = environment(settings)
-    prod_mode = resolve_mode(settings.deployment_mode, settings.changed_paths)
+    roots, locations = layout(settings.service_code_root, settings.prompts_dir, settings.golden_dir)
+    service = function_asset(settings.service_handler, repo=REPO_ROOT, code_roots=roots, locations=locations)
+    prod_mode = resolve_mode(settings.deployment_mode, settings.changed_paths, service=service)
     pipeline = PipelineStack(
         app, "EvalGatePipeline",
         PipelineStackProps(settings=settings, prod_deployment_mode=prod_mode, stage_env=env),

@@ -271,7 +271,7 @@ class PipelineStack(Stack):
             commands=[
                 "python3 -m pytest tests/unit tests/infra tests/contract -q -p no:cacheprovider",
                 f'BASE=$(aws s3 cp "s3://$EVAL_BUCKET/{BASELINE_COMMIT_KEY}" - 2>/dev/null || true)',
-                'MODE=$(python3 -m stacks.change_type --base "$BASE" --explain)',
+                'MODE=$(PYTHONPATH=lambdas python3 -m evalgate.engine.change_type --base "$BASE" --explain)',
                 "npx cdk synth --quiet -c bundle=true -c deploymentMode=$MODE",
             ],
             env={"CDK_DISABLE_CLI_TELEMETRY": "true", "EVAL_BUCKET": bucket.bucket_name},

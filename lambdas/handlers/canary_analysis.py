@@ -17,7 +17,10 @@ from evalgate.adapters.lambda_runtime import new_metrics, new_tracer, publish, v
 from evalgate.contracts import telemetry as tm
 from evalgate.release import deploy_hooks as hooks
 from evalgate.release.canary_samples import CloudWatchSamples
-from handlers import hook_once
+
+# Repository folders this function reads at run time, shipped in its asset (evalgate.engine.change_type): the
+# golden set (gate config, smoke cases, knowledge) and the prompt templates.
+REPOSITORY_DATA = ("prompts", "golden")
 
 logger = Logger()
 tracer = new_tracer()
@@ -44,7 +47,9 @@ def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict
             settings, event.deployment_id, fetcher=fetcher, codedeploy=get_reporter().client, deadline=deadline
         )
 
-    outcome = hooks.run_hook_in_lambda(event.raw_event, analyse, context, get_reporter(), logger, hook_once(context))
+    outcome = hooks.run_hook_in_lambda(
+        event.raw_event, analyse, context, get_reporter(), logger, hooks.hook_once(context)
+    )
     if isinstance(outcome, dict):
         return outcome
     t = tm.Telemetry(version_dimensions())

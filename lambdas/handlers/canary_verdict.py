@@ -18,6 +18,10 @@ from evalgate.contracts import telemetry as tm
 from evalgate.release.canary_live import LiveSettings, live_verdicts
 from evalgate.release.canary_samples import CloudWatchSamples
 
+# Repository folders this function reads at run time, shipped in its asset (evalgate.engine.change_type): the
+# golden set (gate config, smoke cases, knowledge) and the prompt templates.
+REPOSITORY_DATA = ("prompts", "golden")
+
 logger = Logger()
 _codedeploy: Any = None
 

@@ -17,7 +17,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from evalgate.adapters.lambda_runtime import new_metrics, new_tracer, publish, version_dimensions
 from evalgate.contracts import telemetry as tm
 from evalgate.release import deploy_hooks as hooks
-from handlers import hook_once
+
+# Repository folders this function reads at run time, shipped in its asset (evalgate.engine.change_type): the
+# golden set (gate config, smoke cases, knowledge) and the prompt templates.
+REPOSITORY_DATA = ("prompts", "golden")
 
 logger = Logger()
 tracer = new_tracer()
@@ -41,7 +44,9 @@ def smoke(deadline: float) -> hooks.HookOutcome:
 @metrics.log_metrics(capture_cold_start_metric=True)
 @event_source(data_class=CodeDeployLifecycleHookEvent)
 def handler(event: CodeDeployLifecycleHookEvent, context: LambdaContext) -> dict[str, Any]:
-    outcome = hooks.run_hook_in_lambda(event.raw_event, smoke, context, get_reporter(), logger, hook_once(context))
+    outcome = hooks.run_hook_in_lambda(
+        event.raw_event, smoke, context, get_reporter(), logger, hooks.hook_once(context)
+    )
     if isinstance(outcome, dict):
         return outcome
     t = tm.Telemetry(version_dimensions())

@@ -96,7 +96,6 @@ class CanaryDeployment(Construct):
             },
             timeout=PRE_HOOK_TIMEOUT,
             memory_size=1024,
-            hook_code=True,
         ))
         self.pre_hook.add_to_role_policy(iam.PolicyStatement(
             sid="InvokeNewVersionOnly", actions=["lambda:InvokeFunction"], resources=[props.version.function_arn],
@@ -157,7 +156,6 @@ class CanaryDeployment(Construct):
             },
             timeout=POST_HOOK_TIMEOUT,
             memory_size=512,
-            hook_code=True,
         ))
         hook.add_to_role_policy(iam.PolicyStatement(
             sid="ReadMinSampleAlarm", actions=["cloudwatch:DescribeAlarms"],

@@ -63,7 +63,6 @@ class CanaryVerdict(Construct):
             },
             timeout=Duration.seconds(50),  # below the one-minute schedule: runs never pile up
             memory_size=512,
-            hook_code=True,
             reserved_concurrency=2,
         ))
         # By the application's name, not the group's: the group lists this function's alarms, so a reference

@@ -1,10 +1,13 @@
 """Lambda code and layers, built without Docker.
 
-* ``code``: ``lambdas/`` (+ the service's code root) + ``prompts/`` + ``golden/knowledge/`` (``code_trees``: the
-  folders the settings name), copied by a local bundler implemented in Python
-  (``ILocalBundling``). The asset hash is computed from exactly those files, so a prompt or knowledge edit
-  publishes a new Lambda version (and goes through the canary) while a golden-case edit does not.
-* ``hook_code``: the same plus the golden dataset (``golden/``), for the pre-traffic hook's smoke subset.
+* code: one asset per function, exactly what it runs (``evalgate.engine.change_type.function_asset``): the import
+  closure of its handler module inside the code roots (``lambdas/`` and the service's ``serviceCodeRoot``), the data
+  files those modules declare, and the folders the handler reads at fixed places (``prompts/`` and
+  ``golden/knowledge/``; the deployment hooks ``golden/`` for the smoke set), taken from wherever the settings keep
+  them (``promptsDir``, ``goldenDir``). A local bundler implemented in Python (``ILocalBundling``) copies those
+  files; the asset hash is computed from exactly those files, so a prompt or knowledge edit publishes a new version
+  of the functions that ship it while a report, CLI or golden-case edit publishes none (the hooks ship the golden
+  set).
 * ``deps_layer``: ``requirements-lambda.txt`` installed with pip for ``manylinux aarch64 / cp313`` wheels only.
 * ``powertools_layer``: the public Powertools v3 layer of EXACTLY the version ``requirements.txt`` pins
   (``aws-lambda-powertools==X``, the one place the version is written; CI's venv installs that pin, so the handler
@@ -52,6 +55,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from evalgate.engine.change_type import CODE_ROOT, FunctionAsset, function_asset, layout
 from stacks.nag import acknowledge
 from stacks.settings import REPO_ROOT
 
@@ -62,24 +66,8 @@ PIP_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 POWERTOOLS_PACKAGE = "aws-lambda-powertools"
 POWERTOOLS_PARAMETER = "/aws/service/powertools/python/arm64/python3.13/{version}"
 LAYER_ORDER = ("powertools", "deps")  # later wins in /opt/python: our pinned dependencies last
-_IGNORE = ("__pycache__", "*.pyc", "*.egg-info", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".DS_Store")
-HOOK_GOLDEN = "golden"  # where the assets hold the golden set (the hook's) and its knowledge (every function's)
-
-
-def code_trees(service_code_root: str = "lambdas", prompts_dir: str = "prompts", golden_dir: str = "golden",
-               *, hook: bool = False) -> tuple[tuple[str, str], ...]:
-    """(repository folder, asset folder) pairs: lambdas/ and the service's code root at the Lambda code root
-    (handlers are referenced as "handlers.<module>.handler" or the serviceHandler setting), the prompts and the
-    knowledge (the hook: the whole golden set) at the fixed places the functions read (``prompts/``,
-    ``golden/``), wherever the settings keep them in the repository."""
-    roots = [("lambdas", ".")] + ([(service_code_root, ".")] if service_code_root != "lambdas" else [])
-    golden = (golden_dir, HOOK_GOLDEN) if hook else (f"{golden_dir}/knowledge", f"{HOOK_GOLDEN}/knowledge")
-    return (*roots, (prompts_dir, "prompts"), golden)
-
-
-CODE_TREES: tuple[tuple[str, str], ...] = code_trees()
-HOOK_TREES: tuple[tuple[str, str], ...] = code_trees(hook=True)
 TASK_ROOT = "/var/task"
+HOOK_GOLDEN = "golden"  # where the hooks' assets hold the golden set (their REPOSITORY_DATA), whatever goldenDir is
 RETENTION: dict[int, logs.RetentionDays] = {
     1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
     7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
@@ -88,48 +76,20 @@ RETENTION: dict[int, logs.RetentionDays] = {
 }
 
 
-def _files(root: Path) -> list[Path]:
-    if not root.exists():
-        return []
-    out = []
-    for p in sorted(root.rglob("*")):
-        hidden = any(
-            part == "__pycache__" or part.startswith(".") or part.endswith(".egg-info")
-            for part in p.relative_to(root).parts
-        )
-        if p.is_file() and not hidden and p.suffix != ".pyc":
-            out.append(p)
-    return out
-
-
-def tree_hash(trees: tuple[tuple[str, str], ...], repo_root: Path = REPO_ROOT) -> str:
-    """SHA-256 over (destination path, content) of every file the bundler copies."""
-    h = hashlib.sha256()
-    for src, dest in trees:
-        base = repo_root / src
-        for f in _files(base):
-            h.update(f"{dest}/{f.relative_to(base).as_posix()}".encode())
-            h.update(b"\0")
-            h.update(f.read_bytes())
-            h.update(b"\0")
-    return h.hexdigest()
-
-
 @jsii.implements(ILocalBundling)
-class CopyTreesBundler:
-    """Local bundling: copy folders of the repository into the asset output directory."""
+class AssetBundler:
+    """Local bundling: copy exactly the files of one function's asset into the asset output directory."""
 
-    def __init__(self, trees: tuple[tuple[str, str], ...], repo_root: Path = REPO_ROOT) -> None:
-        self.trees = trees
+    def __init__(self, asset: FunctionAsset, repo_root: Path = REPO_ROOT) -> None:
+        self.asset = asset
         self.repo_root = repo_root
 
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
         out = Path(output_dir)
-        for src, dest in self.trees:
-            source = self.repo_root / src
-            if not source.is_dir():
-                raise FileNotFoundError(f"Lambda bundle: {source} does not exist")
-            shutil.copytree(source, out / dest, ignore=shutil.ignore_patterns(*_IGNORE), dirs_exist_ok=True)
+        for src, dest in self.asset.files:
+            target = out / dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.repo_root / src, target)
         return True
 
 
@@ -190,13 +150,12 @@ def requirements_hash(requirements: Path) -> str:
 class FunctionSpec:
     """Typed props for one Lambda function built from the bundle."""
 
-    handler: str  # "handlers.<module>.handler"
+    handler: str  # "handlers.<module>.handler": its import closure is the function's code
     description: str
     environment: dict[str, str] = field(default_factory=dict)
     timeout: Duration = field(default_factory=lambda: Duration.seconds(30))
     memory_size: int = 1024
     tracing: bool = False
-    hook_code: bool = False
     reserved_concurrency: int | None = None
 
 
@@ -207,8 +166,8 @@ class LambdaBundle(Construct):
                  service_name: str, bundled: bool, log_key: kms.IKey | None = None,
                  service_code_root: str = "lambdas", prompts_dir: str = "prompts", golden_dir: str = "golden") -> None:
         super().__init__(scope, construct_id)
-        code_tree = code_trees(service_code_root, prompts_dir, golden_dir)
-        hook_tree = code_trees(service_code_root, prompts_dir, golden_dir, hook=True)
+        # where the settings keep the service's code and the data the functions read at fixed places
+        self._code_roots, self._locations = layout(service_code_root, prompts_dir, golden_dir)
         self._log_key = log_key  # function log groups are encrypted with it (questions/answers may be logged)
         if not bundled:
             # An unbundled synth (the offline default) is valid, but its Lambda assets are the raw source
@@ -223,19 +182,9 @@ class LambdaBundle(Construct):
         self._retention = RETENTION[log_retention_days]
         self._namespace = metrics_namespace
         self._service_name = service_name
-        image = DockerImage.from_registry("public.ecr.aws/sam/build-python3.13")  # never pulled: local bundling
-        self.code = lambda_.Code.from_asset(
-            str(REPO_ROOT / "lambdas"),
-            asset_hash_type=AssetHashType.CUSTOM,
-            asset_hash=tree_hash(code_tree),
-            bundling=BundlingOptions(image=image, local=cast(ILocalBundling, CopyTreesBundler(code_tree))),
-        )
-        self.hook_code = lambda_.Code.from_asset(
-            str(REPO_ROOT / "lambdas"),
-            asset_hash_type=AssetHashType.CUSTOM,
-            asset_hash=tree_hash(hook_tree),
-            bundling=BundlingOptions(image=image, local=cast(ILocalBundling, CopyTreesBundler(hook_tree))),
-        )
+        self._image = DockerImage.from_registry("public.ecr.aws/sam/build-python3.13")  # never pulled: local
+        self._codes: dict[str, lambda_.Code] = {}
+        self.assets: dict[str, FunctionAsset] = {}  # function construct path -> the asset it ships
         requirements = REPO_ROOT / "requirements-lambda.txt"
         self.deps_layer = lambda_.LayerVersion(
             self, "DepsLayer",
@@ -246,7 +195,8 @@ class LambdaBundle(Construct):
                 str(REPO_ROOT / "lambdas"),
                 asset_hash_type=AssetHashType.CUSTOM,
                 asset_hash=requirements_hash(requirements),
-                bundling=BundlingOptions(image=image, local=cast(ILocalBundling, PipLayerBundler(requirements))),
+                bundling=BundlingOptions(image=self._image,
+                                         local=cast(ILocalBundling, PipLayerBundler(requirements))),
             ),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
@@ -257,8 +207,22 @@ class LambdaBundle(Construct):
             ssm.StringParameter.value_for_string_parameter(self, powertools_parameter(self.powertools_version)),
         )
 
+    def code(self, asset: FunctionAsset) -> lambda_.Code:
+        """The code asset of one function: its files, hashed by content (functions shipping the same files share
+        it)."""
+        digest = asset.digest(REPO_ROOT)
+        if digest not in self._codes:
+            self._codes[digest] = lambda_.Code.from_asset(
+                str(REPO_ROOT / CODE_ROOT),  # read only by an unbundled synth, whose deployment is refused
+                asset_hash_type=AssetHashType.CUSTOM,
+                asset_hash=digest,
+                bundling=BundlingOptions(image=self._image, local=cast(ILocalBundling, AssetBundler(asset, REPO_ROOT))),
+            )
+        return self._codes[digest]
+
     def function(self, scope: Construct, construct_id: str, spec: FunctionSpec) -> lambda_.Function:
         """A Python 3.13 arm64 function with its own role (no managed policies) and its own log group."""
+        asset = function_asset(spec.handler, repo=REPO_ROOT, code_roots=self._code_roots, locations=self._locations)
         log_group = logs.LogGroup(
             scope, f"{construct_id}Logs", retention=self._retention, encryption_key=self._log_key,
             removal_policy=RemovalPolicy.DESTROY,
@@ -285,7 +249,7 @@ class LambdaBundle(Construct):
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler=spec.handler,
-            code=self.hook_code if spec.hook_code else self.code,
+            code=self.code(asset),
             layers=[self.powertools_layer, self.deps_layer],  # rendered in LAYER_ORDER below
             description=spec.description,
             environment=env,
@@ -297,6 +261,7 @@ class LambdaBundle(Construct):
             tracing=lambda_.Tracing.ACTIVE if spec.tracing else lambda_.Tracing.DISABLED,
             reserved_concurrent_executions=spec.reserved_concurrency,
         )
+        self.assets[fn.node.path] = asset
         layers = {"powertools": self.powertools_layer, "deps": self.deps_layer}
         cast(lambda_.CfnFunction, fn.node.default_child).add_property_override(
             "Layers", [layers[name].layer_version_arn for name in LAYER_ORDER]

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from stacks.constructs.lambda_bundle import CopyTreesBundler, code_trees
+from evalgate.engine.change_type import deployed_functions
+from stacks.constructs.lambda_bundle import AssetBundler
 from stacks.settings import SettingsError, load_settings
 
 from .conftest import PIPELINE, PROD, STAGING, Synth, _walk, cdk_context
@@ -94,14 +95,17 @@ def test_the_pipeline_gates_with_the_services_golden_set_and_prompt(own: Synth) 
 
 def test_the_assets_hold_the_service_its_prompts_its_knowledge_and_the_product(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
+    functions = deployed_functions(repo, {k: v for k, v in OWN_SERVICE.items() if k in (
+        "serviceCodeRoot", "serviceHandler", "promptsDir", "goldenDir")})
     out, hook = tmp_path / "code", tmp_path / "hook"
-    CopyTreesBundler(code_trees(f"{EXAMPLE}/src", f"{EXAMPLE}/prompts", f"{EXAMPLE}/golden"), repo).try_bundle(str(out))
+    AssetBundler(functions["faq_desk.handler.handler"], repo).try_bundle(str(out))
     assert (out / "faq_desk/handler.py").is_file()  # handler "faq_desk.handler.handler" at the code root
-    assert (out / "evalgate/contracts/service.py").is_file() and (out / "handlers/online_judge.py").is_file()
+    assert (out / "evalgate/contracts/service.py").is_file()
+    assert not (out / "handlers").exists() and not (out / "store_assistant").exists()  # only what it imports
     assert (out / "prompts/faq/v1/system.md").is_file() and (out / "golden/knowledge/help.md").is_file()
     assert not (out / "golden/cases.jsonl").exists()
-    trees = code_trees(f"{EXAMPLE}/src", f"{EXAMPLE}/prompts", f"{EXAMPLE}/golden", hook=True)
-    CopyTreesBundler(trees, repo).try_bundle(str(hook))
+    assert functions["handlers.online_judge.handler"].ships(f"{EXAMPLE}/golden/knowledge/help.md")
+    AssetBundler(functions["handlers.pre_traffic_hook.handler"], repo).try_bundle(str(hook))
     smoke = [json.loads(line) for line in (hook / "golden/cases.jsonl").read_text().splitlines()]
     assert any("smoke" in c["tags"] for c in smoke)  # SMOKE_CASES=/var/task/golden#smoke finds the service's
 

@@ -63,7 +63,8 @@ def test_source_is_a_connection_with_clone_and_release_triggers(synth: Synth) ->
 def test_synth_step_runs_tests_classifies_the_change_and_synthesizes(synth: Synth) -> None:
     spec = _buildspec(_project(synth, _action(synth, "Build", "Synth")))
     assert "pytest tests/unit tests/infra tests/contract" in spec  # AWS contracts gate every deploy too
-    assert "python3 -m stacks.change_type" in spec
+    commands = json.loads(spec)["phases"]["build"]["commands"]
+    assert 'MODE=$(PYTHONPATH=lambdas python3 -m evalgate.engine.change_type --base "$BASE" --explain)' in commands
     assert "npx cdk synth" in spec and "-c bundle=true" in spec and "-c deploymentMode=$MODE" in spec
     env = {e["Name"]: e["Value"] for e in _project(synth, _action(synth, "Build", "Synth"))["Environment"]
            ["EnvironmentVariables"]}

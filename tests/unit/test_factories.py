@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from evalgate.adapters.replay import ReplayCandidate
-from evalgate.cli.common import make_candidate
+from evalgate.cli.common import embedder_kind, make_candidate, make_embedder
 from evalgate.core.config import GateConfig, load_config
 from evalgate.core.errors import BudgetExceeded, InputError
 from evalgate.core.ports import ToolSpec
 from evalgate.engine.cost import CostMeter
-from evalgate.engine.factories import embedder_kind, make_embedder, make_judge, meter_candidate
+from evalgate.engine.factories import make_judge, meter_candidate
 
 from .core_fakes import DictCandidate
 

@@ -238,7 +238,7 @@ def test_the_feedback_rollback_email_states_the_minimum_of_rated_answers() -> No
     ],
 )
 def test_the_notifier_reads_the_appspec_as_the_hooks_do(content: str) -> None:
-    from evalgate.release.deploy_hooks import DeploymentVersions
+    from evalgate.release.appspec import DeploymentVersions
 
     info = {"revision": {"appSpecContent": {"content": content}}}
     assert Lookup.versions(info) == DeploymentVersions("svc", "live", "6", "7")

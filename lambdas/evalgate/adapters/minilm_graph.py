@@ -29,7 +29,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-GRAPH_FILE = Path(__file__).with_name("minilm_l6_v2.onnx")
+# Files beside this module that it reads: a Lambda asset that imports it ships them (evalgate.engine.change_type),
+# as a wheel does (pyproject.toml package-data).
+PACKAGE_DATA = ("minilm_l6_v2.onnx",)
+GRAPH_FILE = Path(__file__).with_name(PACKAGE_DATA[0])
 WEIGHTS_FILE = "model.safetensors"  # the external data location, relative to the package's model directory
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask")

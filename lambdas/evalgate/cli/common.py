@@ -1,5 +1,6 @@
 """What the commands share: argparse number types, the candidate of a ``--candidate`` / ``--target`` spec, the
-baseline reader, the credentials check and the verdict summary printed after the reports."""
+embedder of ``--embedder``, the baseline reader, the credentials check and the verdict summary printed after
+the reports."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from typing import Any
 
 from evalgate.core.config import GateConfig
 from evalgate.core.errors import InputError
-from evalgate.core.ports import Candidate
+from evalgate.core.ports import Candidate, Embedder
+from evalgate.engine.cost import CostMeter
+from evalgate.engine.factories import make_titan_embedder
 
 
 def number(
@@ -164,3 +167,23 @@ def _candidate(
         name, _, qualifier = rest.partition(":")
         return LambdaCandidate(function_name=name, qualifier=qualifier or None, synthetic=synthetic_signer(), **aws)
     return None
+
+
+def embedder_kind(choice: str, judged: bool) -> str:
+    """``auto``: the local MiniLM for a tier that calls no model, Titan otherwise."""
+    if choice != "auto":
+        return choice
+    return "titan" if judged else "local"
+
+
+def make_embedder(
+    kind: str, model_id: str | None = None, *, max_workers: int | None = None, meter: CostMeter | None = None
+) -> Embedder:
+    """``local`` (MiniLM on this machine) or ``titan`` (Bedrock, ``model_id``; metered when a meter is given)."""
+    if kind == "local":
+        from evalgate.adapters.local import LocalEmbedder
+
+        return LocalEmbedder()
+    if kind != "titan":
+        raise ValueError(f"unknown embedder '{kind}': use local or titan")
+    return make_titan_embedder(model_id, max_workers=max_workers, meter=meter)

@@ -53,6 +53,7 @@ def _iso_day(text: str) -> Any:
 
 
 def curate_command(args: argparse.Namespace) -> int:
+    from evalgate.cli.common import make_embedder
     from evalgate.core.config import load_config
     from evalgate.core.dataset import load_golden
     from evalgate.core.inputs import write_lines_atomic
@@ -65,7 +66,6 @@ def curate_command(args: argparse.Namespace) -> int:
         propose,
         review_entry,
     )
-    from evalgate.engine.factories import make_embedder
 
     if args.merge is not None:
         if args.records:

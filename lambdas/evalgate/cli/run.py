@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalgate.cli.common import aws_credentials_available, load_baseline, make_candidate, number, print_summary
+from evalgate.cli.common import (
+    aws_credentials_available,
+    embedder_kind,
+    load_baseline,
+    make_candidate,
+    make_embedder,
+    number,
+    print_summary,
+)
 from evalgate.cli.tier import AUTO_ABOUT, add_auto_options, decide
 from evalgate.core.config import GUARDRAIL_VERSION_PATTERN
 from evalgate.core.dataset import SUITE_FILES
@@ -21,7 +29,6 @@ from evalgate.core.errors import InputError, Problem
 from evalgate.core.inputs import output_dir, output_file
 from evalgate.core.retry import DEFAULT_TIME_BUDGET_S
 from evalgate.core.verdicts import ERROR as EXIT_ERROR
-from evalgate.engine.factories import embedder_kind
 from evalgate.engine.tiers import TIERS, Tier
 
 GUARDRAIL_VERSION = re.compile(GUARDRAIL_VERSION_PATTERN)
@@ -271,7 +278,7 @@ def run_command(args: argparse.Namespace) -> int:
     from evalgate.core.results import baseline_mismatch
     from evalgate.core.retry import RetryPolicy
     from evalgate.engine.cache import push_to_s3
-    from evalgate.engine.factories import make_embedder, make_judge, make_meter, meter_candidate
+    from evalgate.engine.factories import make_judge, make_meter, meter_candidate
     from evalgate.engine.runner import RunOptions, run_evaluation
     from evalgate.engine.shard import parse_shard
     from evalgate.reports import write_reports

@@ -34,8 +34,9 @@ def add_parser(sub: Any) -> None:
 def shadow_report_command(args: argparse.Namespace) -> int:
     import tempfile
 
+    from evalgate.cli.common import make_embedder
     from evalgate.core.config import load_config
-    from evalgate.engine.factories import make_embedder, make_judge
+    from evalgate.engine.factories import make_judge
     from evalgate.release.shadow_report import iter_pairs_from_s3, run_shadow_report
 
     output_dir(args.out, "--out")

@@ -5,8 +5,10 @@ A later run loads an approved ``results.json`` as its baseline, so this schema i
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -288,3 +290,110 @@ def baseline_mismatch(
 
 def _text(case: Case) -> tuple[str, str]:
     return case.question, case.reference
+
+
+EXCERPT_CHARS = 160
+# ------------------------------------------------------------------------------ what a run found, as text
+# Shared by the reports and by what carries a finding out (tickets, notifications): no rendering here.
+
+
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+
+
+def strip_controls(text: str) -> str:
+    """Replace control characters (NUL, ANSI escape sequences' ESC...) that could corrupt a log or a terminal."""
+    return _CONTROL.sub("\ufffd", text)
+
+
+def one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", strip_controls(text)).strip()
+
+
+def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str:
+    if not text:
+        return ""
+    flat = one_line(text)
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def answer_text(case: CaseResult) -> str | None:
+    if case.output is not None:
+        return case.output
+    return next((g.output for g in case.generations if g.output is not None), None)
+
+
+def answer_or_error(case: CaseResult) -> str:
+    answer = answer_text(case)
+    if answer is not None:
+        return answer
+    err = next((g.error for g in case.generations if g.error), None)
+    return f"(no answer: {err})" if err else "(no answer)"
+
+
+# --------------------------------------------------------------------------------------------------- run facts
+
+
+@dataclass(frozen=True)
+class HallucinationItem:
+    case_id: str
+    suite: str
+    category: str
+    claims: list[str] = field(default_factory=list)
+    reason: str = ""
+    answer: str = ""
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value if v is not None and str(v).strip()]
+    return [str(value)] if str(value).strip() else []
+
+
+def first_value(d: dict[str, Any], *keys: str) -> Any:
+    return next((d[k] for k in keys if d.get(k) not in (None, "", [])), None)
+
+
+def hallucination_items(result: RunResult) -> list[HallucinationItem]:
+    """Every hallucination of the run: the run's own list, plus any case flagged ``hallucinated`` it missed."""
+    items: list[HallucinationItem] = []
+    seen: set[str] = set()
+    for entry in result.hallucinations:
+        cid = str(first_value(entry, "case_id", "id", "case") or "?")
+        case = result.case(cid)
+        reason = first_value(entry, "reason", "reasons", "judge_reason", "explanation")
+        items.append(
+            HallucinationItem(
+                case_id=cid,
+                suite=str(first_value(entry, "suite") or (case.suite if case else "")),
+                category=str(first_value(entry, "category") or (case.category if case else "")),
+                claims=_as_list(first_value(entry, "unsupported_claims", "claims", "claim"))
+                or (list(case.unsupported_claims) if case else []),
+                reason="; ".join(_as_list(reason)) or (_hallucination_reason(case) if case else ""),
+                answer=str(first_value(entry, "answer", "output", "excerpt") or _case_answer(case)),
+            )
+        )
+        seen.add(cid)
+    for case in result.cases:
+        if case.hallucinated and case.id not in seen:
+            items.append(
+                HallucinationItem(
+                    case.id,
+                    case.suite,
+                    case.category,
+                    list(case.unsupported_claims),
+                    _hallucination_reason(case),
+                    answer_text(case) or "",
+                )
+            )
+    return items
+
+
+def _case_answer(case: CaseResult | None) -> str:
+    return (answer_text(case) or "") if case else ""
+
+
+def _hallucination_reason(case: CaseResult) -> str:
+    m = case.metrics.get("hallucination") or case.metrics.get("faithfulness")
+    return m.reason if m else ""

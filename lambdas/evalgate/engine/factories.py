@@ -41,23 +41,11 @@ def make_judge(
     return Judge(model, cache=cache, policy=policy, malformed_attempts=malformed_attempts)
 
 
-def embedder_kind(choice: str, judged: bool) -> str:
-    """``auto``: the local MiniLM for a tier that calls no model, Titan otherwise."""
-    if choice != "auto":
-        return choice
-    return "titan" if judged else "local"
-
-
-def make_embedder(
-    kind: str, model_id: str | None = None, *, max_workers: int | None = None, meter: CostMeter | None = None
+def make_titan_embedder(
+    model_id: str | None = None, *, max_workers: int | None = None, meter: CostMeter | None = None
 ) -> Embedder:
-    """``local`` (MiniLM on this machine) or ``titan`` (Bedrock, ``model_id``; metered when a meter is given)."""
-    if kind == "local":
-        from evalgate.adapters.local import LocalEmbedder
-
-        return LocalEmbedder()
-    if kind != "titan":
-        raise ValueError(f"unknown embedder '{kind}': use local or titan")
+    """Titan embeddings on Bedrock (``model_id``, else Titan v2), metered when a meter is given. The local MiniLM
+    is the CLI's (``evalgate.cli.common.make_embedder``): no Lambda ships it."""
     from evalgate.adapters.bedrock import TitanEmbedder
 
     options: dict[str, Any] = {} if max_workers is None else {"max_workers": max_workers}

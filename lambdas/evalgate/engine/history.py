@@ -165,7 +165,7 @@ def trend_svg(name: str, points: list[dict[str, Any]], n_runs: int, width: int =
 
 def compare_data(runs: list[Run]) -> list[dict[str, Any]]:
     """What the in-page comparison needs of each run: per case its status, answer excerpt and metric values."""
-    from evalgate.reports.common import answer_or_error
+    from evalgate.core.results import answer_or_error
 
     out = []
     for run in runs:

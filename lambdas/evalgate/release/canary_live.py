@@ -33,9 +33,10 @@ from typing import Any, Literal
 
 from evalgate.core.errors import InputError
 from evalgate.core.latency import LatencyBudget
+from evalgate.release.appspec import versions_from_deployment
 from evalgate.release.canary import ArmSamples, CanaryConfig, judge_canary
 from evalgate.release.canary_power import VERDICT_LEAD_MINUTES
-from evalgate.release.deploy_hooks import positive_env, positive_int_env, version_of, versions_from_deployment
+from evalgate.release.deploy_hooks import positive_env, positive_int_env, version_of
 
 Phase = Literal["before-traffic", "interim", "final"]
 INTERIM_ALPHA = 0.001

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalgate.core.errors import InputError, format_validation_error
 from evalgate.core.latency import LatencyBudget
+from evalgate.release.appspec import versions_from_deployment
 
 HookStatus = Literal["Succeeded", "Failed"]
 REPORT_RESERVE_S = 10.0
@@ -130,6 +130,35 @@ def run_with_budget(work: Callable[[float], HookOutcome], budget_s: float) -> Ho
     return outcome
 
 
+HOOK_DEDUP_S = 24 * 3600  # longer than any redelivery of a hook invocation (async retries end within 6 hours)
+
+
+def hook_once(context: Any) -> Callable[[HookEvent, Callable[[float], HookOutcome]], Callable[[float], HookOutcome]]:
+    """``once`` for ``run_hook``: the hook's work runs once per LifecycleEventHookExecutionId (Powertools
+    Idempotency); a redelivery gets the stored outcome; one arriving mid-run raises ``HookAlreadyRunning``."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    from evalgate.adapters.lambda_runtime import idempotent
+
+    def once(hook: HookEvent, work: Callable[[float], HookOutcome]) -> Callable[[float], HookOutcome]:
+        def guarded(deadline: float) -> HookOutcome:
+            def run(data: dict[str, Any]) -> dict[str, Any]:
+                o = work(deadline)
+                details = json.loads(json.dumps(o.details, default=str))
+                return {"status": o.status, "reason": o.reason, "details": details}
+
+            fn = idempotent(run, key="LifecycleEventHookExecutionId", expires_s=HOOK_DEDUP_S, context=context)
+            try:
+                stored = fn(data={"LifecycleEventHookExecutionId": hook.LifecycleEventHookExecutionId})
+            except IdempotencyAlreadyInProgressError:
+                raise HookAlreadyRunning(hook.LifecycleEventHookExecutionId) from None
+            return HookOutcome(stored["status"], stored["reason"], dict(stored.get("details") or {}))
+
+        return guarded
+
+    return once
+
+
 def run_hook(
     event: Any,
     work: Callable[[float], HookOutcome],
@@ -190,49 +219,6 @@ def run_hook_in_lambda(
 
 
 # ------------------------------------------------------------------------------------------------ AppSpec
-
-
-@dataclass(frozen=True)
-class DeploymentVersions:
-    function_name: str | None
-    alias: str | None
-    current: str | None
-    target: str | None
-
-
-def versions_from_deployment(client: Any, deployment_id: str) -> DeploymentVersions:
-    """Function, alias and versions from the Lambda deployment's AppSpec (``GetDeployment``)."""
-    return appspec_versions(client.get_deployment(deploymentId=deployment_id)["deploymentInfo"])
-
-
-def appspec_versions(info: Mapping[str, Any]) -> DeploymentVersions:
-    """Function, alias and versions from a Lambda deployment's ``deploymentInfo`` (its AppSpec, JSON or YAML):
-    the one AppSpec reader, for the hooks and the notifier."""
-    content = ((info.get("revision") or {}).get("appSpecContent") or {}).get("content") or ""
-    props: dict[str, Any] = {}
-    try:
-        spec = json.loads(content)
-        for resource in spec.get("Resources") or spec.get("resources") or []:
-            for value in resource.values():
-                props = value.get("Properties") or value.get("properties") or {}
-                break
-            if props:
-                break
-    except (ValueError, AttributeError):
-        for key in ("Name", "Alias", "CurrentVersion", "TargetVersion"):  # YAML AppSpec: read the scalars
-            m = re.search(rf"^\s*{key}\s*:\s*['\"]?([^'\"\s]+)", content, re.MULTILINE)
-            if m:
-                props[key] = m.group(1)
-    return DeploymentVersions(
-        function_name=_str(props.get("Name")),
-        alias=_str(props.get("Alias")),
-        current=_str(props.get("CurrentVersion")),
-        target=_str(props.get("TargetVersion")),
-    )
-
-
-def _str(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
 
 
 def version_of(qualifier: str) -> str:
@@ -367,7 +353,7 @@ def pre_traffic_smoke(
 ) -> HookOutcome:
     """Run the smoke set against the new version; Succeeded only on a PASS verdict within the latency budget."""
     from evalgate.core.config import load_config
-    from evalgate.engine.factories import make_embedder, make_judge
+    from evalgate.engine.factories import make_judge, make_titan_embedder
     from evalgate.engine.runner import RunOptions, run_evaluation
 
     if not settings.function_name or not settings.version:
@@ -391,7 +377,7 @@ def pre_traffic_smoke(
         judge = make_judge(settings.judge_model_id)
     not_run: list[dict[str, str]] = []
     if embedder is None and settings.embeddings_model_id:
-        embedder = make_embedder("titan", settings.embeddings_model_id)
+        embedder = make_titan_embedder(settings.embeddings_model_id)
     if embedder is None:
         not_run.append({"metric": "similarity", "reason": "EMBEDDINGS_MODEL_ID is not set"})
     result = run_evaluation(

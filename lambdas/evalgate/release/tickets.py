@@ -17,8 +17,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from evalgate.core.results import RunResult
-from evalgate.reports.common import answer_text, excerpt, hallucination_items
+from evalgate.core.results import RunResult, answer_text, excerpt, hallucination_items
 
 log = logging.getLogger(__name__)
 SOURCE = "evalgate"

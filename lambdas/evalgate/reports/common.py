@@ -10,18 +10,17 @@ import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from evalgate.core.config import GROUNDING_METRICS, THRESHOLD_DIRECTIONS
-from evalgate.core.results import Aggregate, CaseResult, RunResult
+from evalgate.core.results import Aggregate, CaseResult, RunResult, first_value
 from evalgate.core.stats import cohen_kappa, spearman
 
 # Per-case metric names (and fragments of aggregate names) where a lower value is better.
 LOWER_IS_BETTER_HINTS = ("hallucination", "injection", "latency", "error", "leak", "cost", "unscored", "toxic")
 GATED_STATUSES = frozenset({"pass", "fail", "borderline", "insufficient"})
 CASE_STATUS_RANK = {"fail": 0, "error": 1, "unscored": 2, "pass": 3}
-EXCERPT_CHARS = 160
 WORST_CASES = 5
 
 
@@ -204,111 +203,6 @@ def case_reasons(case: CaseResult) -> list[str]:
     return list(case.failures)
 
 
-# --------------------------------------------------------------------------------------------------- text
-
-
-_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
-
-
-def strip_controls(text: str) -> str:
-    """Replace control characters (NUL, ANSI escape sequences' ESC...) that could corrupt a log or a terminal."""
-    return _CONTROL.sub("\ufffd", text)
-
-
-def one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", strip_controls(text)).strip()
-
-
-def excerpt(text: str | None, limit: int = EXCERPT_CHARS) -> str:
-    if not text:
-        return ""
-    flat = one_line(text)
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
-
-
-def answer_text(case: CaseResult) -> str | None:
-    if case.output is not None:
-        return case.output
-    return next((g.output for g in case.generations if g.output is not None), None)
-
-
-def answer_or_error(case: CaseResult) -> str:
-    answer = answer_text(case)
-    if answer is not None:
-        return answer
-    err = next((g.error for g in case.generations if g.error), None)
-    return f"(no answer: {err})" if err else "(no answer)"
-
-
-# --------------------------------------------------------------------------------------------------- run facts
-
-
-@dataclass(frozen=True)
-class HallucinationItem:
-    case_id: str
-    suite: str
-    category: str
-    claims: list[str] = field(default_factory=list)
-    reason: str = ""
-    answer: str = ""
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value if v is not None and str(v).strip()]
-    return [str(value)] if str(value).strip() else []
-
-
-def _first(d: dict[str, Any], *keys: str) -> Any:
-    return next((d[k] for k in keys if d.get(k) not in (None, "", [])), None)
-
-
-def hallucination_items(result: RunResult) -> list[HallucinationItem]:
-    """Every hallucination of the run: the run's own list, plus any case flagged ``hallucinated`` it missed."""
-    items: list[HallucinationItem] = []
-    seen: set[str] = set()
-    for entry in result.hallucinations:
-        cid = str(_first(entry, "case_id", "id", "case") or "?")
-        case = result.case(cid)
-        reason = _first(entry, "reason", "reasons", "judge_reason", "explanation")
-        items.append(
-            HallucinationItem(
-                case_id=cid,
-                suite=str(_first(entry, "suite") or (case.suite if case else "")),
-                category=str(_first(entry, "category") or (case.category if case else "")),
-                claims=_as_list(_first(entry, "unsupported_claims", "claims", "claim"))
-                or (list(case.unsupported_claims) if case else []),
-                reason="; ".join(_as_list(reason)) or (_hallucination_reason(case) if case else ""),
-                answer=str(_first(entry, "answer", "output", "excerpt") or _case_answer(case)),
-            )
-        )
-        seen.add(cid)
-    for case in result.cases:
-        if case.hallucinated and case.id not in seen:
-            items.append(
-                HallucinationItem(
-                    case.id,
-                    case.suite,
-                    case.category,
-                    list(case.unsupported_claims),
-                    _hallucination_reason(case),
-                    answer_text(case) or "",
-                )
-            )
-    return items
-
-
-def _case_answer(case: CaseResult | None) -> str:
-    return (answer_text(case) or "") if case else ""
-
-
-def _hallucination_reason(case: CaseResult) -> str:
-    m = case.metrics.get("hallucination") or case.metrics.get("faithfulness")
-    return m.reason if m else ""
-
-
 @dataclass(frozen=True)
 class NotRunItem:
     metric: str
@@ -321,9 +215,9 @@ def not_run_items(result: RunResult) -> list[NotRunItem]:
     items: list[NotRunItem] = []
     seen: set[tuple[str, str]] = set()
     for entry in result.not_run:
-        metric = str(_first(entry, "metric", "name") or "?")
-        suite = str(_first(entry, "suite") or "")
-        reason = str(_first(entry, "reason", "why", "note") or "")
+        metric = str(first_value(entry, "metric", "name") or "?")
+        suite = str(first_value(entry, "suite") or "")
+        reason = str(first_value(entry, "reason", "why", "note") or "")
         extra = {k: v for k, v in entry.items() if k not in {"metric", "name", "suite", "reason", "why", "note"}}
         if extra:
             reason = "; ".join([reason] * bool(reason) + [f"{k}: {v}" for k, v in extra.items()])

@@ -21,18 +21,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from evalgate.core.results import CaseResult, RunResult
-from evalgate.reports.common import (
-    answer_or_error,
-    answer_text,
-    case_reasons,
-    failing_metric,
-    fmt_num,
-    fmt_usd,
-    repeat_text,
-    strip_controls,
-    worst_of,
-)
+from evalgate.core.results import CaseResult, RunResult, answer_or_error, answer_text, strip_controls
+from evalgate.reports.common import case_reasons, failing_metric, fmt_num, fmt_usd, repeat_text, worst_of
 
 WORST_SHOWN = 3
 DETAIL_CHARS = 4000

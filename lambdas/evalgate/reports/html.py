@@ -12,9 +12,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalgate.core.results import Aggregate, Comparison, Diversity, Drift, RunResult
-from evalgate.reports.common import (
+from evalgate.core.results import (
+    Aggregate,
+    Comparison,
+    Diversity,
+    Drift,
     HallucinationItem,
+    RunResult,
+    excerpt,
+    hallucination_items,
+)
+from evalgate.reports.common import (
     NotRunItem,
     UnscoredSummary,
     agreement_text,
@@ -22,7 +30,6 @@ from evalgate.reports.common import (
     confidence_label,
     digits_for,
     disagreement_text,
-    excerpt,
     finding_source,
     fmt_ci,
     fmt_int,
@@ -31,7 +38,6 @@ from evalgate.reports.common import (
     fmt_usd,
     grounding_agreement,
     hallucination_checked,
-    hallucination_items,
     identity_rows,
     is_gated,
     is_number,

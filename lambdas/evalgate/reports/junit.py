@@ -13,17 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from evalgate.core.results import Aggregate, CaseResult, RunResult
+from evalgate.core.results import Aggregate, CaseResult, RunResult, answer_text, excerpt, one_line
 from evalgate.reports.common import (
-    answer_text,
     case_reasons,
     confidence_label,
-    excerpt,
     fmt_ci,
     fmt_num,
     is_gated,
     judge_trust_lines,
-    one_line,
     repeat_text,
     suite_order,
     threshold_text,

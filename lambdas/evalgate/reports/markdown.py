@@ -9,18 +9,27 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from evalgate.core.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult
-from evalgate.reports.common import (
+from evalgate.core.results import (
+    Aggregate,
+    CaseResult,
+    Comparison,
+    Diversity,
+    Drift,
     HallucinationItem,
+    RunResult,
+    answer_or_error,
+    excerpt,
+    hallucination_items,
+    one_line,
+)
+from evalgate.reports.common import (
     NotRunItem,
     UnscoredSummary,
     agreement_text,
-    answer_or_error,
     case_reasons,
     confidence_label,
     digits_for,
     disagreement_text,
-    excerpt,
     failing_metric,
     finding_source,
     fmt_ci,
@@ -30,13 +39,11 @@ from evalgate.reports.common import (
     fmt_usd,
     grounding_agreement,
     hallucination_checked,
-    hallucination_items,
     identity_rows,
     identity_text,
     is_gated,
     judge_trust_lines,
     not_run_items,
-    one_line,
     threshold_text,
     unscored_summary,
     usage_cell,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalgate.core.results import CaseResult, RunResult
-from evalgate.reports.common import answer_or_error, excerpt, fmt_usd, worst_cases
+from evalgate.core.results import CaseResult, RunResult, answer_or_error, excerpt
+from evalgate.reports.common import fmt_usd, worst_cases
 from evalgate.reports.markdown import VERDICT_ICONS, md_text, table
 
 MARKER = "<!-- evalgate:pull-request-comment -->"

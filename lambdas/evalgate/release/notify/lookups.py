@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from evalgate.contracts import telemetry as tm
 from evalgate.contracts.records import StoredRow
 from evalgate.core.errors import clip
-from evalgate.release.deploy_hooks import DeploymentVersions, appspec_versions
+from evalgate.release.appspec import DeploymentVersions, appspec_versions
 
 R = TypeVar("R")
 # What one sample of each metric is (``contracts.telemetry``'s names; Invocations: the live judge's Lambda metric).
