@@ -42,7 +42,7 @@ browser:
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check lambdas
+	$(VENV)/bin/ruff format --check .
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy lambdas/evalgate lambdas/store_assistant lambdas/handlers stacks app.py

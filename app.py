@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """CDK entry point: typed settings from the context -> the release pipeline (and an optional dev service stack).
 
-    npx cdk synth                      # offline, no asset bundling
-    npx cdk deploy -c bundle=true EvalGatePipeline
+npx cdk synth                      # offline, no asset bundling
+npx cdk deploy -c bundle=true EvalGatePipeline
 """
 
 from __future__ import annotations

@@ -56,8 +56,9 @@ def one_run(truth: np.ndarray, k: int, rng: np.random.Generator, cfg: GateConfig
     for i, row in enumerate(judged):
         details: dict[str, object] = {"per_repeat": [float(x) for x in row]} if k > 1 else {}
         mv = MetricValue(name="faithfulness", value=float(row.mean()), details=details)
-        cases.append(CaseResult(id=f"c{i}", suite="regression", category="x", expected="answer",
-                                metrics={"faithfulness": mv}))
+        cases.append(
+            CaseResult(id=f"c{i}", suite="regression", category="x", expected="answer", metrics={"faithfulness": mv})
+        )
     retest = None
     if k == 1:
         first = {(f"c{i}", "faithfulness"): (float(judged[i, 0]), THRESHOLD) for i in range(len(truth))}
@@ -87,12 +88,14 @@ def scenario(n: int, k: int, noise_z: float, trials: int, seed: int) -> list[dic
             split += {a, b} == {"PASS", "FAIL"}
             for v in (a, b):
                 counts[v] = counts.get(v, 0) + 1
-        out.append({
-            "d": d,
-            "same_verdict": same / trials,
-            "pass_fail_split": split / trials,
-            "verdicts": {v: c / (2 * trials) for v, c in sorted(counts.items())},
-        })
+        out.append(
+            {
+                "d": d,
+                "same_verdict": same / trials,
+                "pass_fail_split": split / trials,
+                "verdicts": {v: c / (2 * trials) for v, c in sorted(counts.items())},
+            }
+        )
     return out
 
 
@@ -104,15 +107,21 @@ def main() -> int:
     args = ap.parse_args()
     results: dict[str, Any] = {"sigma": SIGMA, "threshold": THRESHOLD, "cases": args.cases, "trials": args.trials}
     ok = True
-    for name, k, z in (("k=3, noise band", 3, 1.96), ("k=3, point rule", 3, 0.0),
-                       ("k=1 + retest, noise band", 1, 1.96), ("k=1, point rule", 1, 0.0)):
+    for name, k, z in (
+        ("k=3, noise band", 3, 1.96),
+        ("k=3, point rule", 3, 0.0),
+        ("k=1 + retest, noise band", 1, 1.96),
+        ("k=1, point rule", 1, 0.0),
+    ):
         rows = scenario(args.cases, k, z, args.trials, args.seed)
         results[name] = rows
         far = [r["same_verdict"] for r in rows if abs(r["d"]) >= 1]
         near = [r for r in rows if abs(r["d"]) < 1]
         worst_split = max(r["pass_fail_split"] for r in near)
-        print(f"\n{name}: same verdict when |d| >= 1: min {min(far):.1%}; |d| < 1: worst PASS/FAIL split "
-              f"{worst_split:.1%}")
+        print(
+            f"\n{name}: same verdict when |d| >= 1: min {min(far):.1%}; |d| < 1: worst PASS/FAIL split "
+            f"{worst_split:.1%}"
+        )
         for r in rows:
             shown = " ".join(f"{v} {p:.0%}" for v, p in r["verdicts"].items())
             print(f"  d={r['d']:+.2f}  same {r['same_verdict']:.1%}  split {r['pass_fail_split']:.1%}  ({shown})")
@@ -121,8 +130,10 @@ def main() -> int:
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "reproducibility.json").write_text(json.dumps(results, indent=2))
-    print(f"\ngoals (noise band: >= 95% same verdict at |d| >= 1, <= 5% PASS/FAIL splits closer): "
-          f"{'met' if ok else 'NOT met'}")
+    print(
+        f"\ngoals (noise band: >= 95% same verdict at |d| >= 1, <= 5% PASS/FAIL splits closer): "
+        f"{'met' if ok else 'NOT met'}"
+    )
     return 0 if ok else 1
 
 

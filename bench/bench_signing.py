@@ -102,9 +102,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    ok = result["signing_adds_ms"] <= 0.1 and all(
-        v["p95"] <= 100 for v in result["primitives_us"].values()
-    )
+    ok = result["signing_adds_ms"] <= 0.1 and all(v["p95"] <= 100 for v in result["primitives_us"].values())
     return 0 if ok else 1
 
 

@@ -47,17 +47,21 @@ def build(app: App, *, nag: bool = True) -> BuiltApp:
     service = function_asset(settings.service_handler, repo=REPO_ROOT, code_roots=roots, locations=locations)
     prod_mode = resolve_mode(settings.deployment_mode, settings.changed_paths, service=service)
     pipeline = PipelineStack(
-        app, "EvalGatePipeline",
+        app,
+        "EvalGatePipeline",
         PipelineStackProps(settings=settings, prod_deployment_mode=prod_mode, stage_env=env),
-        env=env, stack_name=f"{settings.project_name}-pipeline",
+        env=env,
+        stack_name=f"{settings.project_name}-pipeline",
         description="EvalGate: quality-gated release pipeline for the GenAI service",
     )
     dev = None
     if settings.dev_stack:
         dev = ServiceStack(
-            app, "EvalGateDev",
+            app,
+            "EvalGateDev",
             ServiceStackProps(settings=settings, stage_name="Dev", deployment_mode="all-at-once"),
-            env=env, stack_name=f"{settings.project_name}-dev-service",
+            env=env,
+            stack_name=f"{settings.project_name}-dev-service",
             description="EvalGate service (Dev, deployed by hand)",
         )
     if nag:

@@ -153,11 +153,13 @@ class FeatureFlagsConfig(BaseModel):
         for c in self.cohorts:
             rules[f"{c.variant} cohorts {c.start}-{c.end}"] = {
                 "when_match": c.variant,
-                "conditions": [{
-                    "action": "MODULO_RANGE",
-                    "key": COHORT_KEY,
-                    "value": {"BASE": MODULO_BASE, "START": c.start, "END": c.end},
-                }],
+                "conditions": [
+                    {
+                        "action": "MODULO_RANGE",
+                        "key": COHORT_KEY,
+                        "value": {"BASE": MODULO_BASE, "START": c.start, "END": c.end},
+                    }
+                ],
             }
         variant: dict[str, Any] = {"default": self.default_variant, "boolean_type": False}
         if rules:

@@ -30,7 +30,7 @@ def _render(node: object) -> str:
     if isinstance(node, str):
         return node
     if isinstance(node, dict) and len(node) == 1:
-        (key, arg), = node.items()
+        ((key, arg),) = node.items()
         if key == "Ref":
             return f"<{arg}>"
         if key == "Fn::GetAtt":

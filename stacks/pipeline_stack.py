@@ -67,37 +67,72 @@ class PipelineStack(Stack):
         s = props.settings
         self.pipeline_name = f"{s.project_name}-pipeline"
 
-        bundle = LambdaBundle(self, "Bundle", log_retention_days=s.log_retention_days, metrics_namespace=NAMESPACE,
-                              service_name=s.project_name, bundled=s.bundle, service_code_root=s.service_code_root,
-                              prompts_dir=s.prompts_dir, golden_dir=s.golden_dir)
-        self.alerts = Notifications(self, "Alerts", NotificationsProps(
-            email=s.notification_email, topic_name=f"{s.project_name}-pipeline-alerts",
-            display_name="EvalGate pipeline", bundle=bundle,
-            extra_environment={"PIPELINE_NAME": self.pipeline_name},
-        ))
-        self.alerts.notifier.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadPipelineState",
-            actions=["codepipeline:GetPipelineState", "codepipeline:GetPipelineExecution",
-                     "codepipeline:ListActionExecutions"],
-            resources=[pipeline_arn(self, self.pipeline_name)],
-        ))
+        bundle = LambdaBundle(
+            self,
+            "Bundle",
+            log_retention_days=s.log_retention_days,
+            metrics_namespace=NAMESPACE,
+            service_name=s.project_name,
+            bundled=s.bundle,
+            service_code_root=s.service_code_root,
+            prompts_dir=s.prompts_dir,
+            golden_dir=s.golden_dir,
+        )
+        self.alerts = Notifications(
+            self,
+            "Alerts",
+            NotificationsProps(
+                email=s.notification_email,
+                topic_name=f"{s.project_name}-pipeline-alerts",
+                display_name="EvalGate pipeline",
+                bundle=bundle,
+                extra_environment={"PIPELINE_NAME": self.pipeline_name},
+            ),
+        )
+        self.alerts.notifier.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadPipelineState",
+                actions=[
+                    "codepipeline:GetPipelineState",
+                    "codepipeline:GetPipelineExecution",
+                    "codepipeline:ListActionExecutions",
+                ],
+                resources=[pipeline_arn(self, self.pipeline_name)],
+            )
+        )
         self.alerts.allow_service_publish("cloudwatch.amazonaws.com")  # the eval-spend alarm
-        self.results = EvalResults(self, "EvalResults", EvalResultsProps(
-            project_name=s.project_name, pipeline_name=self.pipeline_name,
-            evaluation_job_models=[*s.service_model_ids, s.judge_model_id, s.heavy_judge],
-            topic=self.alerts.topic, monthly_budget_usd=s.monthly_eval_budget_usd, topic_key=self.alerts.key,
-        ))
+        self.results = EvalResults(
+            self,
+            "EvalResults",
+            EvalResultsProps(
+                project_name=s.project_name,
+                pipeline_name=self.pipeline_name,
+                evaluation_job_models=[*s.service_model_ids, s.judge_model_id, s.heavy_judge],
+                topic=self.alerts.topic,
+                monthly_budget_usd=s.monthly_eval_budget_usd,
+                topic_key=self.alerts.key,
+            ),
+        )
         bucket = self.results.bucket
         self.pull_requests = (
-            PullRequestEval(self, "PullRequests", PullRequestEvalProps(
-                settings=s, eval_bucket=bucket, eval_key=self.results.key, artifacts=self.results.artifacts,
-            ))
-            if s.pull_request_eval else None
+            PullRequestEval(
+                self,
+                "PullRequests",
+                PullRequestEvalProps(
+                    settings=s,
+                    eval_bucket=bucket,
+                    eval_key=self.results.key,
+                    artifacts=self.results.artifacts,
+                ),
+            )
+            if s.pull_request_eval
+            else None
         )
 
         source = self._source(s)
         self.pipeline = pipelines.CodePipeline(
-            self, "Pipeline",
+            self,
+            "Pipeline",
             pipeline_name=self.pipeline_name,
             pipeline_type=codepipeline.PipelineType.V2,
             self_mutation=True,
@@ -105,9 +140,12 @@ class PipelineStack(Stack):
             artifact_bucket=self.results.artifacts,
             cli_version=CDK_CLI_VERSION,
             publish_assets_in_parallel=False,
-            code_build_defaults=pipelines.CodeBuildOptions(build_environment=codebuild.BuildEnvironment(
-                build_image=codebuild.LinuxBuildImage.STANDARD_7_0, compute_type=codebuild.ComputeType.SMALL,
-            )),
+            code_build_defaults=pipelines.CodeBuildOptions(
+                build_environment=codebuild.BuildEnvironment(
+                    build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
+                    compute_type=codebuild.ComputeType.SMALL,
+                )
+            ),
         )
 
         gate_env = {
@@ -139,26 +177,51 @@ class PipelineStack(Stack):
             "EVALGATE_GITHUB_REPO": s.repository or "",
             "EVALGATE_GITHUB_TOKEN_SECRET": s.comment_token_secret or "",
         }
-        gate_statements = gate_policy(self, GatePolicyProps(
-            eval_bucket=bucket, eval_key=self.results.key, topic=self.alerts.topic,
-            topic_key=self.alerts.key, pipeline_name=self.pipeline_name, gate_stage=GATE_STAGE,
-            approval_action=APPROVAL_ACTION, evaluation_job_role=self.results.evaluation_job_role,
-            model_ids=s.eval_model_ids, guardrail_id=s.guardrail_id, metrics_namespace=PIPELINE_NAMESPACE,
-            streamed_model_ids=s.service_model_ids,
-            tickets=s.known_error_tickets, comment_token_secret=s.comment_token_secret,
-            candidate_guardrails=s.guardrail_config is not None,
-        ))
+        gate_statements = gate_policy(
+            self,
+            GatePolicyProps(
+                eval_bucket=bucket,
+                eval_key=self.results.key,
+                topic=self.alerts.topic,
+                topic_key=self.alerts.key,
+                pipeline_name=self.pipeline_name,
+                gate_stage=GATE_STAGE,
+                approval_action=APPROVAL_ACTION,
+                evaluation_job_role=self.results.evaluation_job_role,
+                model_ids=s.eval_model_ids,
+                guardrail_id=s.guardrail_id,
+                metrics_namespace=PIPELINE_NAMESPACE,
+                streamed_model_ids=s.service_model_ids,
+                tickets=s.known_error_tickets,
+                comment_token_secret=s.comment_token_secret,
+                candidate_guardrails=s.guardrail_config is not None,
+            ),
+        )
         eval_reports = self.results.report_groups["Eval"].report_group_arn
         gate: pipelines.Step
         if s.eval_shards > 1:  # fan out: a CodeBuild batch build (evalShards shards + merge)
-            gate = ShardedEvalGateStep(GATE_ACTION, ShardedEvalGateProps(
-                input=source, report_group_arn=eval_reports, env=gate_env, policy=gate_statements,
-                eval_bucket=bucket, shards=s.eval_shards, max_run_cost_usd=s.max_run_cost_usd,
-            ))
+            gate = ShardedEvalGateStep(
+                GATE_ACTION,
+                ShardedEvalGateProps(
+                    input=source,
+                    report_group_arn=eval_reports,
+                    env=gate_env,
+                    policy=gate_statements,
+                    eval_bucket=bucket,
+                    shards=s.eval_shards,
+                    max_run_cost_usd=s.max_run_cost_usd,
+                ),
+            )
         else:
-            gate = EvalGateStep(GATE_ACTION, EvalGateProps(
-                input=source, report_group_arn=eval_reports, env=gate_env, policy=gate_statements,
-            ))
+            gate = EvalGateStep(
+                GATE_ACTION,
+                EvalGateProps(
+                    input=source,
+                    report_group_arn=eval_reports,
+                    env=gate_env,
+                    policy=gate_statements,
+                ),
+            )
         approve = pipelines.ManualApprovalStep(
             APPROVAL_ACTION,
             comment=(
@@ -171,55 +234,119 @@ class PipelineStack(Stack):
                 f"?region={Aws.REGION}&prefix=runs/{EXECUTION_ID}/"
             ),
         )
-        promote = PromoteBaselineStep("PromoteBaseline", PromoteBaselineProps(
-            input=source,
-            env={k: gate_env[k] for k in ("EVAL_BUCKET", "TOPIC_ARN", "PIPELINE_NAME", "GATE_STAGE",
-                                          "APPROVAL_ACTION", "PIPELINE_EXECUTION_ID", "SOURCE_COMMIT")},
-            policy=[
-                iam.PolicyStatement(sid="ReadRunResults", actions=["s3:GetObject"],
-                                    resources=[bucket.arn_for_objects(f"{RUNS_PREFIX}*")]),
-                iam.PolicyStatement(sid="WriteApprovedBaseline", actions=["s3:PutObject"], resources=[
-                    bucket.arn_for_objects(BASELINE_KEY),
-                    bucket.arn_for_objects(BASELINE_COMMIT_KEY),
-                ]),
-                iam.PolicyStatement(sid="UseEvalKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                                    resources=[self.results.key.key_arn]),
-            ],
-        ))
+        promote = PromoteBaselineStep(
+            "PromoteBaseline",
+            PromoteBaselineProps(
+                input=source,
+                env={
+                    k: gate_env[k]
+                    for k in (
+                        "EVAL_BUCKET",
+                        "TOPIC_ARN",
+                        "PIPELINE_NAME",
+                        "GATE_STAGE",
+                        "APPROVAL_ACTION",
+                        "PIPELINE_EXECUTION_ID",
+                        "SOURCE_COMMIT",
+                    )
+                },
+                policy=[
+                    iam.PolicyStatement(
+                        sid="ReadRunResults",
+                        actions=["s3:GetObject"],
+                        resources=[bucket.arn_for_objects(f"{RUNS_PREFIX}*")],
+                    ),
+                    iam.PolicyStatement(
+                        sid="WriteApprovedBaseline",
+                        actions=["s3:PutObject"],
+                        resources=[
+                            bucket.arn_for_objects(BASELINE_KEY),
+                            bucket.arn_for_objects(BASELINE_COMMIT_KEY),
+                        ],
+                    ),
+                    iam.PolicyStatement(
+                        sid="UseEvalKey",
+                        actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                        resources=[self.results.key.key_arn],
+                    ),
+                ],
+            ),
+        )
         promote.add_step_dependency(approve)
         self.pipeline.add_wave(GATE_STAGE, pre=[gate, approve, promote])
 
-        self.staging = ServiceStage(self, "Staging", env=props.stage_env, props=ServiceStackProps(
-            settings=s, stage_name="Staging", deployment_mode="all-at-once",
-        ))
+        self.staging = ServiceStage(
+            self,
+            "Staging",
+            env=props.stage_env,
+            props=ServiceStackProps(
+                settings=s,
+                stage_name="Staging",
+                deployment_mode="all-at-once",
+            ),
+        )
         reports = self.results.report_groups
-        caller = EndpointCaller.for_stage(self, project=s.project_name, stage="Staging", api_auth=s.api_auth,
-                                          jwt_client_secret=s.api_jwt_client_secret)
-        load = LoadTestStep("LoadTest", EndpointTestProps(
-            input=source, endpoint_output=self.staging.stack.endpoint,
-            report_group_arn=reports["LoadTest"].report_group_arn,
-            golden_dir=s.golden_dir, thresholds_file=s.thresholds_file, caller=caller,
-            policy=[
-                iam.PolicyStatement(sid="LoadBaseline", actions=["s3:GetObject", "s3:PutObject"],
-                                    resources=[bucket.arn_for_objects(LOAD_BASELINE_KEY)]),
-                iam.PolicyStatement(sid="LoadBaselineKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                                    resources=[self.results.key.key_arn]),
-            ],
-        ), rps=s.load_test_rps, seconds=s.load_test_seconds, ttft_slo_ms=s.ttft_slo_ms,
-            regression_ms=s.total_regression_ms, regression_pct=s.total_regression_pct,
-            baseline_uri=bucket.s3_url_for_object(LOAD_BASELINE_KEY))
-        smoke = SmokeEvalStep("SmokeEval", EndpointTestProps(
-            input=source, endpoint_output=self.staging.stack.endpoint,
-            report_group_arn=reports["SmokeEval"].report_group_arn,
-            golden_dir=s.golden_dir, thresholds_file=s.thresholds_file, caller=caller,
-            policy=model_statements(self, [s.judge_model_id, s.embeddings_model_id], sid="SmokeScore"),
-        ))
+        caller = EndpointCaller.for_stage(
+            self,
+            project=s.project_name,
+            stage="Staging",
+            api_auth=s.api_auth,
+            jwt_client_secret=s.api_jwt_client_secret,
+        )
+        load = LoadTestStep(
+            "LoadTest",
+            EndpointTestProps(
+                input=source,
+                endpoint_output=self.staging.stack.endpoint,
+                report_group_arn=reports["LoadTest"].report_group_arn,
+                golden_dir=s.golden_dir,
+                thresholds_file=s.thresholds_file,
+                caller=caller,
+                policy=[
+                    iam.PolicyStatement(
+                        sid="LoadBaseline",
+                        actions=["s3:GetObject", "s3:PutObject"],
+                        resources=[bucket.arn_for_objects(LOAD_BASELINE_KEY)],
+                    ),
+                    iam.PolicyStatement(
+                        sid="LoadBaselineKey",
+                        actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                        resources=[self.results.key.key_arn],
+                    ),
+                ],
+            ),
+            rps=s.load_test_rps,
+            seconds=s.load_test_seconds,
+            ttft_slo_ms=s.ttft_slo_ms,
+            regression_ms=s.total_regression_ms,
+            regression_pct=s.total_regression_pct,
+            baseline_uri=bucket.s3_url_for_object(LOAD_BASELINE_KEY),
+        )
+        smoke = SmokeEvalStep(
+            "SmokeEval",
+            EndpointTestProps(
+                input=source,
+                endpoint_output=self.staging.stack.endpoint,
+                report_group_arn=reports["SmokeEval"].report_group_arn,
+                golden_dir=s.golden_dir,
+                thresholds_file=s.thresholds_file,
+                caller=caller,
+                policy=model_statements(self, [s.judge_model_id, s.embeddings_model_id], sid="SmokeScore"),
+            ),
+        )
         smoke.add_step_dependency(load)  # never measure latency while the smoke eval adds its own load
         self.pipeline.add_stage(self.staging, post=[load, smoke])
 
-        self.prod = ServiceStage(self, "Prod", env=props.stage_env, props=ServiceStackProps(
-            settings=s, stage_name="Prod", deployment_mode=props.prod_deployment_mode,
-        ))
+        self.prod = ServiceStage(
+            self,
+            "Prod",
+            env=props.stage_env,
+            props=ServiceStackProps(
+                settings=s,
+                stage_name="Prod",
+                deployment_mode=props.prod_deployment_mode,
+            ),
+        )
         self.pipeline.add_stage(self.prod)
         self.pipeline.build_pipeline()
         if s.connection_arn is not None:
@@ -227,17 +354,24 @@ class PipelineStack(Stack):
 
         self._release_triggers(s)
         self._cloudformation_role_arns_as_sub()
-        self.alerts.route("PipelineFailed", description="Pipeline execution FAILED -> notifier",
-                          pattern=events.EventPattern(
-                              source=["aws.codepipeline"],
-                              detail_type=["CodePipeline Pipeline Execution State Change"],
-                              detail={"state": ["FAILED"], "pipeline": [self.pipeline_name]},
-                          ))
-        self.alerts.route("GateReview", description="EvalGate verdict REVIEW (pipeline waits for approval) -> notifier",
-                          pattern=events.EventPattern(
-                              source=[GATE_SOURCE], detail_type=[GATE_DETAIL],
-                              detail={"verdict": ["REVIEW"], "pipeline": [self.pipeline_name]},
-                          ))
+        self.alerts.route(
+            "PipelineFailed",
+            description="Pipeline execution FAILED -> notifier",
+            pattern=events.EventPattern(
+                source=["aws.codepipeline"],
+                detail_type=["CodePipeline Pipeline Execution State Change"],
+                detail={"state": ["FAILED"], "pipeline": [self.pipeline_name]},
+            ),
+        )
+        self.alerts.route(
+            "GateReview",
+            description="EvalGate verdict REVIEW (pipeline waits for approval) -> notifier",
+            pattern=events.EventPattern(
+                source=[GATE_SOURCE],
+                detail_type=[GATE_DETAIL],
+                detail={"verdict": ["REVIEW"], "pipeline": [self.pipeline_name]},
+            ),
+        )
         acknowledge_profile_regions(self.pipeline, s.eval_model_ids)
         acknowledge_gate_findings(self.pipeline, bucket)
         caller.acknowledge(self.pipeline)
@@ -252,7 +386,10 @@ class PipelineStack(Stack):
             return pipelines.CodePipelineSource.code_commit(repo, s.branch, code_build_clone_output=True)
         assert s.repository is not None and s.connection_arn is not None
         return pipelines.CodePipelineSource.connection(
-            s.repository, s.branch, connection_arn=s.connection_arn, code_build_clone_output=True,
+            s.repository,
+            s.branch,
+            connection_arn=s.connection_arn,
+            code_build_clone_output=True,
             trigger_on_push=True,
         )
 
@@ -276,10 +413,14 @@ class PipelineStack(Stack):
             ],
             env={"CDK_DISABLE_CLI_TELEMETRY": "true", "EVAL_BUCKET": bucket.bucket_name},
             role_policy_statements=[
-                iam.PolicyStatement(sid="ReadApprovedCommit", actions=["s3:GetObject"],
-                                    resources=[bucket.arn_for_objects(BASELINE_COMMIT_KEY)]),
-                iam.PolicyStatement(sid="DecryptEvalResults", actions=["kms:Decrypt"],
-                                    resources=[self.results.key.key_arn]),
+                iam.PolicyStatement(
+                    sid="ReadApprovedCommit",
+                    actions=["s3:GetObject"],
+                    resources=[bucket.arn_for_objects(BASELINE_COMMIT_KEY)],
+                ),
+                iam.PolicyStatement(
+                    sid="DecryptEvalResults", actions=["kms:Decrypt"], resources=[self.results.key.key_arn]
+                ),
             ],
             primary_output_directory="cdk.out",
             partial_build_spec=codebuild.BuildSpec.from_object(
@@ -295,16 +436,21 @@ class PipelineStack(Stack):
         source_stage = self.pipeline.pipeline.stages[0]
         action_name = source_stage.actions[0].action_properties.action_name
         cfn = cast(codepipeline.CfnPipeline, self.pipeline.pipeline.node.default_child)
-        cfn.add_property_override("Triggers", [{
-            "ProviderType": "CodeStarSourceConnection",
-            "GitConfiguration": {
-                "SourceActionName": action_name,
-                "Push": [
-                    {"Branches": {"Includes": [s.branch, s.release_branch_pattern]}},
-                    {"Tags": {"Includes": [s.release_tag_pattern]}},
-                ],
-            },
-        }])
+        cfn.add_property_override(
+            "Triggers",
+            [
+                {
+                    "ProviderType": "CodeStarSourceConnection",
+                    "GitConfiguration": {
+                        "SourceActionName": action_name,
+                        "Push": [
+                            {"Branches": {"Includes": [s.branch, s.release_branch_pattern]}},
+                            {"Tags": {"Includes": [s.release_tag_pattern]}},
+                        ],
+                    },
+                }
+            ],
+        )
 
     def _cloudformation_role_arns_as_sub(self) -> None:
         """Render the deploy actions' ``Configuration.RoleArn`` (an ``Fn::Join`` of literals and ``Ref``s) as the

@@ -53,42 +53,71 @@ class ServiceStack(Stack):
         retention = RETENTION[s.log_retention_days]
 
         storage = EncryptedStorage(
-            self, "Storage",
+            self,
+            "Storage",
             description=f"{prefix}: captures, judged records, shadow pairs, votes, their queues and log groups",
             log_retention_days=s.data_retention_days,
             removal_policy=RemovalPolicy.DESTROY if stage != "Prod" else RemovalPolicy.RETAIN,
         )
         storage.allow_log_encryption()
         bundle = LambdaBundle(
-            self, "Bundle",
+            self,
+            "Bundle",
             log_retention_days=s.log_retention_days,
             metrics_namespace=NAMESPACE,
             service_name=s.project_name,
             bundled=s.bundle,
             log_key=storage.key,
-            service_code_root=s.service_code_root, prompts_dir=s.prompts_dir, golden_dir=s.golden_dir,
+            service_code_root=s.service_code_root,
+            prompts_dir=s.prompts_dir,
+            golden_dir=s.golden_dir,
         )
-        trust = RequestTrust(self, "RequestTrust", RequestTrustProps(
-            project=s.project_name, stage=stage, key=storage.key,
-            feedback_window_minutes=s.feedback_window_minutes, signing_grace_minutes=s.signing_grace_minutes,
-            rotation_days=s.signing_rotation_days, bundle=bundle,
-            removal_policy=RemovalPolicy.DESTROY if stage != "Prod" else RemovalPolicy.RETAIN,
-        ))
-        data_bucket = storage.bucket("DataBucket", BucketSpec(
-            purpose="captures, judged records and shadow pairs", expire_days=s.data_retention_days,
-        ))
-        alerts = Notifications(self, "Alerts", NotificationsProps(
-            email=s.notification_email,
-            topic_name=f"{prefix}-alerts",
-            display_name=f"EvalGate {stage}",
-            bundle=bundle,
-            extra_environment={"JUDGED_BUCKET": data_bucket.bucket_name, "JUDGED_PREFIX": JUDGED_PREFIX},
-        ))
+        trust = RequestTrust(
+            self,
+            "RequestTrust",
+            RequestTrustProps(
+                project=s.project_name,
+                stage=stage,
+                key=storage.key,
+                feedback_window_minutes=s.feedback_window_minutes,
+                signing_grace_minutes=s.signing_grace_minutes,
+                rotation_days=s.signing_rotation_days,
+                bundle=bundle,
+                removal_policy=RemovalPolicy.DESTROY if stage != "Prod" else RemovalPolicy.RETAIN,
+            ),
+        )
+        data_bucket = storage.bucket(
+            "DataBucket",
+            BucketSpec(
+                purpose="captures, judged records and shadow pairs",
+                expire_days=s.data_retention_days,
+            ),
+        )
+        alerts = Notifications(
+            self,
+            "Alerts",
+            NotificationsProps(
+                email=s.notification_email,
+                topic_name=f"{prefix}-alerts",
+                display_name=f"EvalGate {stage}",
+                bundle=bundle,
+                extra_environment={"JUDGED_BUCKET": data_bucket.bucket_name, "JUDGED_PREFIX": JUDGED_PREFIX},
+            ),
+        )
 
-        capture = Capture(self, "Capture", CaptureProps(
-            bundle=bundle, key=storage.key, data_bucket=data_bucket, judge_model_id=s.judge_model_id,
-            canary_token=token, project=s.project_name, stage=stage,
-        ))
+        capture = Capture(
+            self,
+            "Capture",
+            CaptureProps(
+                bundle=bundle,
+                key=storage.key,
+                data_bucket=data_bucket,
+                judge_model_id=s.judge_model_id,
+                canary_token=token,
+                project=s.project_name,
+                stage=stage,
+            ),
+        )
         if s.known_error_tickets == "opscenter":
             capture.open_tickets()
         application_name = prefix
@@ -101,23 +130,48 @@ class ServiceStack(Stack):
             grounding = spec.grounding.grounding is not None or spec.grounding.relevance is not None
             if grounding:
                 capture.check_grounding(guardrail_id)
-        service = ServiceApi(self, "Service", ServiceApiProps(
-            bundle=bundle, project=s.project_name, stage=stage,
-            generator_model_id=s.generator_model_id, model_ids=s.service_model_ids, handler=s.service_handler,
-            prompt_version=s.prompt_version, guardrail_id=guardrail_id, guardrail_version=guardrail_version,
-            canary_token=token,
-            appconfig_application=application_name, appconfig_environment=stage, appconfig_profile=PROFILE_NAME,
-            peak_rps=s.peak_rps, log_retention=retention, log_key=storage.key,
-            auth=ApiAuth(s.api_auth, s.api_jwt_issuer, tuple(s.api_jwt_audience or ())),
-            guardrail_grounding=grounding,
-        ))
+        service = ServiceApi(
+            self,
+            "Service",
+            ServiceApiProps(
+                bundle=bundle,
+                project=s.project_name,
+                stage=stage,
+                generator_model_id=s.generator_model_id,
+                model_ids=s.service_model_ids,
+                handler=s.service_handler,
+                prompt_version=s.prompt_version,
+                guardrail_id=guardrail_id,
+                guardrail_version=guardrail_version,
+                canary_token=token,
+                appconfig_application=application_name,
+                appconfig_environment=stage,
+                appconfig_profile=PROFILE_NAME,
+                peak_rps=s.peak_rps,
+                log_retention=retention,
+                log_key=storage.key,
+                auth=ApiAuth(s.api_auth, s.api_jwt_issuer, tuple(s.api_jwt_audience or ())),
+                guardrail_grounding=grounding,
+            ),
+        )
         if stage == "Prod" and s.api_auth == "none":
-            Annotations.of(service).add_warning_v2("evalgate:apiAuthNone", f"apiAuth: {API_AUTH_NONE_EXPOSES}. "
-                                                   "Set apiAuth iam or jwt (apiAuthStrict true makes this an error).")
-        shadow = Shadow(self, "Shadow", ShadowProps(
-            bundle=bundle, key=storage.key, data_bucket=data_bucket, service_function=service.function,
-            service_version=service.version, project=s.project_name, stage=stage,
-        ))
+            Annotations.of(service).add_warning_v2(
+                "evalgate:apiAuthNone",
+                f"apiAuth: {API_AUTH_NONE_EXPOSES}. Set apiAuth iam or jwt (apiAuthStrict true makes this an error).",
+            )
+        shadow = Shadow(
+            self,
+            "Shadow",
+            ShadowProps(
+                bundle=bundle,
+                key=storage.key,
+                data_bucket=data_bucket,
+                service_function=service.function,
+                service_version=service.version,
+                project=s.project_name,
+                stage=stage,
+            ),
+        )
         service.function.add_environment("CAPTURE_QUEUE_URL", capture.queue.queue_url)
         service.function.add_environment("SHADOW_QUEUE_URL", shadow.queue.queue_url)
         capture.grant_send(service.function)
@@ -128,40 +182,78 @@ class ServiceStack(Stack):
         trust.grant_signing(service.function)
         trust.grant_votes(service.function)
 
-        alarms = QualityAlarms(self, "QualityAlarms", QualityAlarmsProps(
-            version=service.version, thresholds=alarms_cfg, ttft_slo_ms=s.ttft_slo_ms,
-            min_judged_samples=s.min_judged_samples if props.deployment_mode == "canary" else None,
-            window_minutes=s.canary_interval_minutes, name_prefix=prefix,
-        ))
-        flags = FeatureFlags(self, "FeatureFlags", FeatureFlagsProps(
-            application_name=application_name, environment_name=stage, flags=s.flags,
-            monitors=list(alarms.rollback_alarms),
-            deployment_minutes=s.canary_interval_minutes, bake_minutes=s.canary_interval_minutes,
-        ))
+        alarms = QualityAlarms(
+            self,
+            "QualityAlarms",
+            QualityAlarmsProps(
+                version=service.version,
+                thresholds=alarms_cfg,
+                ttft_slo_ms=s.ttft_slo_ms,
+                min_judged_samples=s.min_judged_samples if props.deployment_mode == "canary" else None,
+                window_minutes=s.canary_interval_minutes,
+                name_prefix=prefix,
+            ),
+        )
+        flags = FeatureFlags(
+            self,
+            "FeatureFlags",
+            FeatureFlagsProps(
+                application_name=application_name,
+                environment_name=stage,
+                flags=s.flags,
+                monitors=list(alarms.rollback_alarms),
+                deployment_minutes=s.canary_interval_minutes,
+                bake_minutes=s.canary_interval_minutes,
+            ),
+        )
         service.allow_read_flags(flags.read_statements())
 
-        canary = CanaryDeployment(self, "Deployment", CanaryDeploymentProps(
-            bundle=bundle, project=s.project_name, stage=stage, mode=props.deployment_mode,
-            canary_percent=s.canary_percent, canary_interval_minutes=s.canary_interval_minutes,
-            function=service.function, version=service.version, alias=service.alias,
-            rollback_alarms=list(alarms.rollback_alarms), min_samples_alarm=alarms.min_samples,
-            min_judged_samples=s.min_judged_samples, sample_grace_seconds=s.sample_grace_seconds,
-            judge_model_id=s.judge_model_id,
-            embeddings_model_id=s.embeddings_model_id,
-            ttft_slo_ms=s.ttft_slo_ms, total_regression_ms=s.total_regression_ms,
-            total_regression_pct=s.total_regression_pct,
-        ))
+        canary = CanaryDeployment(
+            self,
+            "Deployment",
+            CanaryDeploymentProps(
+                bundle=bundle,
+                project=s.project_name,
+                stage=stage,
+                mode=props.deployment_mode,
+                canary_percent=s.canary_percent,
+                canary_interval_minutes=s.canary_interval_minutes,
+                function=service.function,
+                version=service.version,
+                alias=service.alias,
+                rollback_alarms=list(alarms.rollback_alarms),
+                min_samples_alarm=alarms.min_samples,
+                min_judged_samples=s.min_judged_samples,
+                sample_grace_seconds=s.sample_grace_seconds,
+                judge_model_id=s.judge_model_id,
+                embeddings_model_id=s.embeddings_model_id,
+                ttft_slo_ms=s.ttft_slo_ms,
+                total_regression_ms=s.total_regression_ms,
+                total_regression_pct=s.total_regression_pct,
+            ),
+        )
         canary.pre_hook.add_environment("EVALGATE_SIGNING_SECRET", trust.secret.secret_arn)  # smoke = synthetic
         trust.grant_signing(canary.pre_hook, sid="SignSyntheticTraffic")
         verdict_alarms: list[cw.Alarm] = []
         if props.deployment_mode == "canary":
-            live = CanaryVerdict(self, "CanaryVerdict", CanaryVerdictProps(
-                bundle=bundle, project=s.project_name, stage=stage, namespace=NAMESPACE, version=service.version,
-                application=canary.application, group=canary.group,
-                canary_interval_minutes=s.canary_interval_minutes, min_judged_samples=s.min_judged_samples,
-                name_prefix=prefix, total_regression_ms=s.total_regression_ms,
-                total_regression_pct=s.total_regression_pct,
-            ))
+            live = CanaryVerdict(
+                self,
+                "CanaryVerdict",
+                CanaryVerdictProps(
+                    bundle=bundle,
+                    project=s.project_name,
+                    stage=stage,
+                    namespace=NAMESPACE,
+                    version=service.version,
+                    application=canary.application,
+                    group=canary.group,
+                    canary_interval_minutes=s.canary_interval_minutes,
+                    min_judged_samples=s.min_judged_samples,
+                    name_prefix=prefix,
+                    total_regression_ms=s.total_regression_ms,
+                    total_regression_pct=s.total_regression_pct,
+                ),
+            )
             verdict_alarms = list(live.alarms)
         capture.watch_alias(service.alias)
         # at-least-once consumers: judge once per capture, replay once per mirrored request, hooks once per execution
@@ -169,39 +261,54 @@ class ServiceStack(Stack):
         for fn in (capture.judge, shadow.worker, canary.pre_hook, canary.post_hook):
             if fn is not None:  # no canary analysis hook in an all-at-once deployment
                 idempotency.attach(fn)
-        alerts.allow_explaining(Explainable(
-            deployment_group_arn=canary.group.deployment_group_arn,
-            function=service.function,
-            alarms=[*alarms.all_alarms, *verdict_alarms],
-            judge_log_group=capture.judge.log_group,
-            data_bucket=data_bucket,
-            data_key=storage.key,
-            judged_prefix=JUDGED_PREFIX,
-            appconfig_application_id=flags.application.application_id,
-            appconfig_environment_id=flags.environment.environment_id,
-            appconfig_profile_id=flags.profile.configuration_profile_id,
-        ))
+        alerts.allow_explaining(
+            Explainable(
+                deployment_group_arn=canary.group.deployment_group_arn,
+                function=service.function,
+                alarms=[*alarms.all_alarms, *verdict_alarms],
+                judge_log_group=capture.judge.log_group,
+                data_bucket=data_bucket,
+                data_key=storage.key,
+                judged_prefix=JUDGED_PREFIX,
+                appconfig_application_id=flags.application.application_id,
+                appconfig_environment_id=flags.environment.environment_id,
+                appconfig_profile_id=flags.profile.configuration_profile_id,
+            )
+        )
 
-        alerts.route("DeploymentFailed", description="CodeDeploy deployment FAILURE/STOP (rollback) -> notifier",
-                     pattern=events.EventPattern(
-                         source=["aws.codedeploy"],
-                         detail_type=["CodeDeploy Deployment State-change Notification"],
-                         detail={
-                             "state": ["FAILURE", "STOP"],
-                             "application": [canary.application.application_name],
-                             "deploymentGroup": [canary.group.deployment_group_name],
-                         },
-                     ))
-        alerts.route("FlagsRolledBack", description="AppConfig flag deployment rolled back -> notifier",
-                     pattern=events.EventPattern(source=["aws.appconfig"], detail_type=["On Deployment Rollback"]))
+        alerts.route(
+            "DeploymentFailed",
+            description="CodeDeploy deployment FAILURE/STOP (rollback) -> notifier",
+            pattern=events.EventPattern(
+                source=["aws.codedeploy"],
+                detail_type=["CodeDeploy Deployment State-change Notification"],
+                detail={
+                    "state": ["FAILURE", "STOP"],
+                    "application": [canary.application.application_name],
+                    "deploymentGroup": [canary.group.deployment_group_name],
+                },
+            ),
+        )
+        alerts.route(
+            "FlagsRolledBack",
+            description="AppConfig flag deployment rolled back -> notifier",
+            pattern=events.EventPattern(source=["aws.appconfig"], detail_type=["On Deployment Rollback"]),
+        )
 
-        QualityDashboard(self, "Dashboard", DashboardProps(
-            dashboard_name=f"{prefix}-quality", namespace=NAMESPACE, alarms=[*alarms.all_alarms, *verdict_alarms],
-            period_minutes=alarms_cfg.period_minutes,
-        ))
+        QualityDashboard(
+            self,
+            "Dashboard",
+            DashboardProps(
+                dashboard_name=f"{prefix}-quality",
+                namespace=NAMESPACE,
+                alarms=[*alarms.all_alarms, *verdict_alarms],
+                period_minutes=alarms_cfg.period_minutes,
+            ),
+        )
 
-        self.endpoint = CfnOutput(self, ENDPOINT_OUTPUT, value=service.url,
-                                  description="Service HTTP API base URL; POST /ask, POST /feedback")
+        self.endpoint = CfnOutput(
+            self, ENDPOINT_OUTPUT, value=service.url, description="Service HTTP API base URL; POST /ask, POST /feedback"
+        )
         self.service = service
         self.alarms = alarms
         self.deployment = canary
@@ -212,9 +319,14 @@ class ServiceStack(Stack):
 class ServiceStage(Stage):
     """A deployable copy of the service (Staging, Prod) for the pipeline."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, props: ServiceStackProps,
-                 env: Environment | None = None) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, props: ServiceStackProps, env: Environment | None = None
+    ) -> None:
         super().__init__(scope, construct_id, env=env)
-        self.stack = ServiceStack(self, "Service", props,
-                                  stack_name=f"{props.settings.project_name}-{props.stage_name.lower()}-service",
-                                  description=f"EvalGate service ({props.stage_name})")
+        self.stack = ServiceStack(
+            self,
+            "Service",
+            props,
+            stack_name=f"{props.settings.project_name}-{props.stage_name.lower()}-service",
+            description=f"EvalGate service ({props.stage_name})",
+        )

@@ -266,8 +266,7 @@ class Settings(BaseModel):
     def _connection(cls, v: str | None) -> str | None:
         if v is not None and not _CONNECTION_ARN.match(v):
             raise ValueError(
-                "must be a CodeConnections ARN like "
-                "arn:aws:codeconnections:us-east-1:111111111111:connection/<uuid>"
+                "must be a CodeConnections ARN like arn:aws:codeconnections:us-east-1:111111111111:connection/<uuid>"
             )
         return v
 
@@ -485,10 +484,14 @@ class Settings(BaseModel):
         from dataclasses import replace
 
         power = _evalgate("release.canary_power")
-        traffic = power.CanaryTraffic(self.peak_rps, self.canary_percent, self.canary_interval_minutes,
-                                      self.flags.capture.sample_rate)
-        cfg = replace(_evalgate("release.canary").CanaryConfig(), min_judged=self.min_judged_samples,
-                      latency_budget=self.latency_budget)
+        traffic = power.CanaryTraffic(
+            self.peak_rps, self.canary_percent, self.canary_interval_minutes, self.flags.capture.sample_rate
+        )
+        cfg = replace(
+            _evalgate("release.canary").CanaryConfig(),
+            min_judged=self.min_judged_samples,
+            latency_budget=self.latency_budget,
+        )
         problems: list[str] = power.never_fires(traffic, cfg=cfg)
         t = self.alarm_thresholds
         if t.period_minutes * t.evaluation_periods > self.canary_interval_minutes:
@@ -498,8 +501,11 @@ class Settings(BaseModel):
                 f"{self.canary_interval_minutes}-minute canary: the rollback alarms could never fire during it"
             )
         if problems:
-            raise ValueError("canaryIntervalMinutes: the canary could never fire a configured rule: "
-                             + "; ".join(problems) + " (see `evalgate canary-power`)")
+            raise ValueError(
+                "canaryIntervalMinutes: the canary could never fire a configured rule: "
+                + "; ".join(problems)
+                + " (see `evalgate canary-power`)"
+            )
         return self
 
     # --- derived values ---------------------------------------------------------------------------------------
@@ -541,8 +547,14 @@ class Settings(BaseModel):
 
     def expected_canary_judged(self) -> float:
         """Judged answers the canary arm collects in one canary interval at peak traffic."""
-        return (self.peak_rps * 60 * self.canary_interval_minutes * self.canary_percent / 100
-                * self.flags.capture.sample_rate)
+        return (
+            self.peak_rps
+            * 60
+            * self.canary_interval_minutes
+            * self.canary_percent
+            / 100
+            * self.flags.capture.sample_rate
+        )
 
     @property
     def load_test_rps(self) -> float:
@@ -623,7 +635,7 @@ def load_settings(context: dict[str, Any]) -> Settings:
                 lines.append(f"  - {_context_key(err['loc'])}: {msg}")
     if lines:
         raise SettingsError(
-            "Invalid settings in the CDK context (cdk.json \"context\" or -c key=value):\n" + "\n".join(lines)
+            'Invalid settings in the CDK context (cdk.json "context" or -c key=value):\n' + "\n".join(lines)
         )
     return settings
 

@@ -45,8 +45,9 @@ def foundation_models_behind_profiles(model_ids: Iterable[str]) -> list[str]:
     return out
 
 
-def model_statements(scope: IConstruct, model_ids: Sequence[str], *, sid: str,
-                     streaming: bool = False) -> list[iam.PolicyStatement]:
+def model_statements(
+    scope: IConstruct, model_ids: Sequence[str], *, sid: str, streaming: bool = False
+) -> list[iam.PolicyStatement]:
     stack = Stack.of(scope)
     p, region, account = stack.partition, stack.region, stack.account
     actions = [INVOKE, INVOKE_STREAM] if streaming else [INVOKE]
@@ -67,12 +68,14 @@ def model_statements(scope: IConstruct, model_ids: Sequence[str], *, sid: str,
     if direct or profiles:
         statements.append(iam.PolicyStatement(sid=f"{sid}Invoke", actions=actions, resources=direct + profiles))
     if behind:
-        statements.append(iam.PolicyStatement(
-            sid=f"{sid}InvokeViaProfile",
-            actions=actions,
-            resources=list(dict.fromkeys(behind)),
-            conditions={"StringEquals": {"bedrock:InferenceProfileArn": profiles}},
-        ))
+        statements.append(
+            iam.PolicyStatement(
+                sid=f"{sid}InvokeViaProfile",
+                actions=actions,
+                resources=list(dict.fromkeys(behind)),
+                conditions={"StringEquals": {"bedrock:InferenceProfileArn": profiles}},
+            )
+        )
     return statements
 
 
@@ -85,8 +88,15 @@ def guardrail_statement(scope: IConstruct, guardrail_id: str, *, sid: str) -> ia
     )
 
 
-def grant_models(principal: iam.IGrantable, scope: IConstruct, model_ids: Sequence[str], *, sid: str,
-                 guardrail_id: str | None = None, streaming: bool = False) -> None:
+def grant_models(
+    principal: iam.IGrantable,
+    scope: IConstruct,
+    model_ids: Sequence[str],
+    *,
+    sid: str,
+    guardrail_id: str | None = None,
+    streaming: bool = False,
+) -> None:
     for statement in model_statements(scope, model_ids, sid=sid, streaming=streaming):
         principal.grant_principal.add_to_principal_policy(statement)
     if guardrail_id:
@@ -98,7 +108,9 @@ def acknowledge_profile_regions(scope: IConstruct, model_ids: Sequence[str]) -> 
     """The foundation model behind a cross-Region profile must be allowed in every destination Region."""
     shown = nag_text(scope, Stack.of(scope).partition)
     for base in foundation_models_behind_profiles(model_ids):
-        acknowledge(scope, f"AwsSolutions-IAM5[Resource::arn:{shown}:bedrock:*::foundation-model/{base}]",
+        acknowledge(
+            scope,
+            f"AwsSolutions-IAM5[Resource::arn:{shown}:bedrock:*::foundation-model/{base}]",
             (
                 "Cross-Region inference profiles route to the foundation model in any destination Region of the "
                 "profile's geography; the Region is wildcarded but the statement only works through the "

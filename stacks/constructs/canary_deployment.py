@@ -70,7 +70,8 @@ class CanaryDeployment(Construct):
         )
         if props.mode == "canary":
             self.config: codedeploy.ILambdaDeploymentConfig = codedeploy.LambdaDeploymentConfig(
-                self, "CanaryConfig",
+                self,
+                "CanaryConfig",
                 traffic_routing=codedeploy.TimeBasedCanaryTrafficRouting(
                     percentage=props.canary_percent,
                     interval=Duration.minutes(props.canary_interval_minutes),
@@ -79,38 +80,51 @@ class CanaryDeployment(Construct):
         else:
             self.config = codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE
 
-        self.pre_hook = props.bundle.function(self, "PreTrafficHook", FunctionSpec(
-            handler="handlers.pre_traffic_hook.handler",
-            description=f"{props.project} {props.stage}: golden smoke set against the new version (BeforeAllowTraffic)",
-            environment={
-                "TARGET_FUNCTION_NAME": props.function.function_name,
-                "TARGET_VERSION": props.version.version,
-                "SMOKE_CASES": f"/var/task/{HOOK_GOLDEN}#smoke",  # the hook asset holds goldenDir there
-                "EVALGATE_GOLDEN_DIR": f"/var/task/{HOOK_GOLDEN}",
-                "JUDGE_MODEL_ID": props.judge_model_id,
-                "EMBEDDINGS_MODEL_ID": props.embeddings_model_id,
-                **({"TTFT_SLO_MS": str(props.ttft_slo_ms)} if props.ttft_slo_ms is not None else {}),
-                **self._total_time_env(props),
-                # before the shift the alias still serves the previous version: the smoke prompts are timed on it
-                "BASELINE_QUALIFIER": props.alias.alias_name,
-            },
-            timeout=PRE_HOOK_TIMEOUT,
-            memory_size=1024,
-        ))
-        self.pre_hook.add_to_role_policy(iam.PolicyStatement(
-            sid="InvokeNewVersionOnly", actions=["lambda:InvokeFunction"], resources=[props.version.function_arn],
-        ))
-        self.pre_hook.add_to_role_policy(iam.PolicyStatement(  # timing only: the same prompts, not scored
-            # built from the function's ARN, not the alias's: the alias's update policy names this hook
-            sid="TimePreviousVersion", actions=["lambda:InvokeFunction"],
-            resources=[f"{props.function.function_arn}:{props.alias.alias_name}"],
-        ))
+        self.pre_hook = props.bundle.function(
+            self,
+            "PreTrafficHook",
+            FunctionSpec(
+                handler="handlers.pre_traffic_hook.handler",
+                description=f"{props.project} {props.stage}: golden smoke set against the new version "
+                "(BeforeAllowTraffic)",
+                environment={
+                    "TARGET_FUNCTION_NAME": props.function.function_name,
+                    "TARGET_VERSION": props.version.version,
+                    "SMOKE_CASES": f"/var/task/{HOOK_GOLDEN}#smoke",  # the hook asset holds goldenDir there
+                    "EVALGATE_GOLDEN_DIR": f"/var/task/{HOOK_GOLDEN}",
+                    "JUDGE_MODEL_ID": props.judge_model_id,
+                    "EMBEDDINGS_MODEL_ID": props.embeddings_model_id,
+                    **({"TTFT_SLO_MS": str(props.ttft_slo_ms)} if props.ttft_slo_ms is not None else {}),
+                    **self._total_time_env(props),
+                    # before the shift the alias still serves the previous version: the smoke prompts are timed on it
+                    "BASELINE_QUALIFIER": props.alias.alias_name,
+                },
+                timeout=PRE_HOOK_TIMEOUT,
+                memory_size=1024,
+            ),
+        )
+        self.pre_hook.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="InvokeNewVersionOnly",
+                actions=["lambda:InvokeFunction"],
+                resources=[props.version.function_arn],
+            )
+        )
+        self.pre_hook.add_to_role_policy(
+            iam.PolicyStatement(  # timing only: the same prompts, not scored
+                # built from the function's ARN, not the alias's: the alias's update policy names this hook
+                sid="TimePreviousVersion",
+                actions=["lambda:InvokeFunction"],
+                resources=[f"{props.function.function_arn}:{props.alias.alias_name}"],
+            )
+        )
         grant_models(self.pre_hook, self, [props.judge_model_id, props.embeddings_model_id], sid="Score")
 
         self.post_hook = self._canary_analysis_hook(props) if props.mode == "canary" else None
 
         self.group = codedeploy.LambdaDeploymentGroup(
-            self, "Group",
+            self,
+            "Group",
             application=self.application,
             alias=props.alias,
             deployment_config=self.config,
@@ -123,18 +137,23 @@ class CanaryDeployment(Construct):
         )
         if self.post_hook is not None:
             # the baseline version comes from the deployment's AppSpec (CurrentVersion)
-            self.post_hook.add_to_role_policy(iam.PolicyStatement(
-                sid="ReadDeploymentAppSpec", actions=["codedeploy:GetDeployment"],
-                resources=[self.group.deployment_group_arn],
-            ))
+            self.post_hook.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="ReadDeploymentAppSpec",
+                    actions=["codedeploy:GetDeployment"],
+                    resources=[self.group.deployment_group_arn],
+                )
+            )
         acknowledge(
-            self.group, f"AwsSolutions-IAM4[Policy::{nag_text(self, _managed_policy_arn(self))}]",
+            self.group,
+            f"AwsSolutions-IAM4[Policy::{nag_text(self, _managed_policy_arn(self))}]",
             "CodeDeploy's AWS-managed service-role policy for Lambda (UpdateAlias/GetAlias traffic shifting, "
             "DescribeAlarms, hook invocation): the documented minimum for Lambda deployment groups.",
         )
         for hook in (h for h in (self.pre_hook, self.post_hook) if h is not None):
             acknowledge(
-                self.group, f"AwsSolutions-IAM5[Resource::{nag_text(self, hook.function_arn)}:*]",
+                self.group,
+                f"AwsSolutions-IAM5[Resource::{nag_text(self, hook.function_arn)}:*]",
                 "CDK grants CodeDeploy lambda:InvokeFunction on this lifecycle hook and its qualified versions.",
             )
 
@@ -142,30 +161,44 @@ class CanaryDeployment(Construct):
         """AfterAllowTraffic of a canary: new vs previous version on the bake window's judged live traffic."""
         if props.min_samples_alarm is None:
             raise ValueError("a canary deployment needs the minimum-sample alarm (QualityAlarms.min_samples)")
-        hook = props.bundle.function(self, "CanaryAnalysisHook", FunctionSpec(
-            handler="handlers.canary_analysis.handler",
-            description=f"{props.project} {props.stage}: canary vs baseline statistics (AfterAllowTraffic)",
-            environment={
-                "TARGET_FUNCTION_NAME": props.function.function_name,
-                "TARGET_VERSION": props.version.version,
-                "BAKE_MINUTES": str(props.canary_interval_minutes),
-                "MIN_SAMPLES": str(props.min_judged_samples),
-                "MIN_SAMPLES_ALARM": props.min_samples_alarm.alarm_name,
-                "SAMPLE_GRACE_SECONDS": str(props.sample_grace_seconds),
-                **self._total_time_env(props),
-            },
-            timeout=POST_HOOK_TIMEOUT,
-            memory_size=512,
-        ))
-        hook.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadMinSampleAlarm", actions=["cloudwatch:DescribeAlarms"],
-            resources=[props.min_samples_alarm.alarm_arn],
-        ))
-        hook.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadVersionMetrics", actions=["cloudwatch:GetMetricData"], resources=["*"],
-        ))
-        acknowledge(hook.role, "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
-                    "cloudwatch:GetMetricData has no resource-level permissions (reads both versions' metrics).")
+        hook = props.bundle.function(
+            self,
+            "CanaryAnalysisHook",
+            FunctionSpec(
+                handler="handlers.canary_analysis.handler",
+                description=f"{props.project} {props.stage}: canary vs baseline statistics (AfterAllowTraffic)",
+                environment={
+                    "TARGET_FUNCTION_NAME": props.function.function_name,
+                    "TARGET_VERSION": props.version.version,
+                    "BAKE_MINUTES": str(props.canary_interval_minutes),
+                    "MIN_SAMPLES": str(props.min_judged_samples),
+                    "MIN_SAMPLES_ALARM": props.min_samples_alarm.alarm_name,
+                    "SAMPLE_GRACE_SECONDS": str(props.sample_grace_seconds),
+                    **self._total_time_env(props),
+                },
+                timeout=POST_HOOK_TIMEOUT,
+                memory_size=512,
+            ),
+        )
+        hook.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadMinSampleAlarm",
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[props.min_samples_alarm.alarm_arn],
+            )
+        )
+        hook.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadVersionMetrics",
+                actions=["cloudwatch:GetMetricData"],
+                resources=["*"],
+            )
+        )
+        acknowledge(
+            hook.role,
+            "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
+            "cloudwatch:GetMetricData has no resource-level permissions (reads both versions' metrics).",
+        )
         return hook
 
     @staticmethod

@@ -51,78 +51,120 @@ class CanaryVerdictProps:
 class CanaryVerdict(Construct):
     def __init__(self, scope: Construct, construct_id: str, props: CanaryVerdictProps) -> None:
         super().__init__(scope, construct_id)
-        self.function = props.bundle.function(self, "Judge", FunctionSpec(
-            handler="handlers.canary_verdict.handler",
-            description=f"{props.project} {props.stage}: canary vs previous version during the canary step",
-            environment={
-                "CODEDEPLOY_APPLICATION": props.application.application_name,
-                "CANARY_INTERVAL_MINUTES": str(props.canary_interval_minutes),
-                "MIN_SAMPLES": str(props.min_judged_samples),
-                **({"TOTAL_REGRESSION_MS": f"{props.total_regression_ms:g}"} if props.total_regression_ms else {}),
-                **({"TOTAL_REGRESSION_PCT": f"{props.total_regression_pct:g}"} if props.total_regression_pct else {}),
-            },
-            timeout=Duration.seconds(50),  # below the one-minute schedule: runs never pile up
-            memory_size=512,
-            reserved_concurrency=2,
-        ))
+        self.function = props.bundle.function(
+            self,
+            "Judge",
+            FunctionSpec(
+                handler="handlers.canary_verdict.handler",
+                description=f"{props.project} {props.stage}: canary vs previous version during the canary step",
+                environment={
+                    "CODEDEPLOY_APPLICATION": props.application.application_name,
+                    "CANARY_INTERVAL_MINUTES": str(props.canary_interval_minutes),
+                    "MIN_SAMPLES": str(props.min_judged_samples),
+                    **({"TOTAL_REGRESSION_MS": f"{props.total_regression_ms:g}"} if props.total_regression_ms else {}),
+                    **(
+                        {"TOTAL_REGRESSION_PCT": f"{props.total_regression_pct:g}"}
+                        if props.total_regression_pct
+                        else {}
+                    ),
+                },
+                timeout=Duration.seconds(50),  # below the one-minute schedule: runs never pile up
+                memory_size=512,
+                reserved_concurrency=2,
+            ),
+        )
         # By the application's name, not the group's: the group lists this function's alarms, so a reference
         # from the function to the group would be a cycle. The application has this one group.
         stack = Stack.of(self)
         app = props.application.application_name
         prefix = f"arn:{stack.partition}:codedeploy:{stack.region}:{stack.account}"
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            sid="ListGroups", actions=["codedeploy:ListDeploymentGroups"],
-            resources=[f"{prefix}:application:{app}"],
-        ))
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListGroups",
+                actions=["codedeploy:ListDeploymentGroups"],
+                resources=[f"{prefix}:application:{app}"],
+            )
+        )
         groups = f"{prefix}:deploymentgroup:{app}/*"
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadDeployments",
-            actions=["codedeploy:ListDeployments", "codedeploy:GetDeployment", "codedeploy:ListDeploymentTargets",
-                     "codedeploy:GetDeploymentTarget"],
-            resources=[groups],
-        ))
-        acknowledge(self.function.role, f"AwsSolutions-IAM5[Resource::{nag_text(self, groups)}]",  # type: ignore[arg-type]
-                    "Read-only on the deployment groups of this one CodeDeploy application (it has a single "
-                    "group, which cannot be named here: it lists this function's alarms).")
-        self.function.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadVersionMetrics", actions=["cloudwatch:GetMetricData"], resources=["*"],
-        ))
-        acknowledge(self.function.role, "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
-                    "cloudwatch:GetMetricData has no resource-level permissions (reads both versions' metrics).")
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadDeployments",
+                actions=[
+                    "codedeploy:ListDeployments",
+                    "codedeploy:GetDeployment",
+                    "codedeploy:ListDeploymentTargets",
+                    "codedeploy:GetDeploymentTarget",
+                ],
+                resources=[groups],
+            )
+        )
+        acknowledge(
+            self.function.role,
+            f"AwsSolutions-IAM5[Resource::{nag_text(self, groups)}]",  # type: ignore[arg-type]
+            "Read-only on the deployment groups of this one CodeDeploy application (it has a single "
+            "group, which cannot be named here: it lists this function's alarms).",
+        )
+        self.function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadVersionMetrics",
+                actions=["cloudwatch:GetMetricData"],
+                resources=["*"],
+            )
+        )
+        acknowledge(
+            self.function.role,
+            "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
+            "cloudwatch:GetMetricData has no resource-level permissions (reads both versions' metrics).",
+        )
         self.schedule = events.Rule(
-            self, "EveryMinute",
+            self,
+            "EveryMinute",
             description=f"{props.name_prefix}: live canary verdict while a deployment is in progress",
             schedule=events.Schedule.rate(Duration.minutes(1)),
             targets=[targets.LambdaFunction(self.function, retry_attempts=0)],
         )
         minute = Duration.minutes(1)
         self.verdict = cw.Alarm(
-            self, "VerdictFailed",
+            self,
+            "VerdictFailed",
             alarm_name=f"{props.name_prefix}-canary-verdict",
             alarm_description="The live canary judge failed the new version (or it collected too few judged answers "
-                              "by the end of the canary step): stop and roll back before promotion",
-            metric=cw.Metric(namespace=props.namespace, metric_name=VERDICT_METRIC,
-                             dimensions_map={"FunctionVersion": props.version.version},
-                             statistic="Maximum", period=minute),
-            threshold=1, comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1, datapoints_to_alarm=1, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            "by the end of the canary step): stop and roll back before promotion",
+            metric=cw.Metric(
+                namespace=props.namespace,
+                metric_name=VERDICT_METRIC,
+                dimensions_map={"FunctionVersion": props.version.version},
+                statistic="Maximum",
+                period=minute,
+            ),
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
         self.errors = cw.Alarm(
-            self, "JudgeErrors",
+            self,
+            "JudgeErrors",
             alarm_name=f"{props.name_prefix}-canary-judge-errors",
             alarm_description="The live canary judge raised (it could not judge a deployment): fail closed",
             metric=self.function.metric_errors(period=minute, statistic="Sum"),
-            threshold=1, comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1, treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
         self.heartbeat = cw.Alarm(
-            self, "JudgeSilent",
+            self,
+            "JudgeSilent",
             alarm_name=f"{props.name_prefix}-canary-judge-silent",
             alarm_description=f"The live canary judge has not run for {HEARTBEAT_MINUTES} minutes: nobody is judging "
-                              "the canary, so it must not promote",
+            "the canary, so it must not promote",
             metric=self.function.metric_invocations(period=minute, statistic="Sum"),
-            threshold=1, comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-            evaluation_periods=HEARTBEAT_MINUTES, datapoints_to_alarm=HEARTBEAT_MINUTES,
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+            evaluation_periods=HEARTBEAT_MINUTES,
+            datapoints_to_alarm=HEARTBEAT_MINUTES,
             treat_missing_data=cw.TreatMissingData.BREACHING,
         )
         self.alarms: list[cw.Alarm] = [self.verdict, self.errors, self.heartbeat]

@@ -33,17 +33,21 @@ def encrypted_queue_pair(
 ) -> tuple[sqs.Queue, sqs.Queue]:
     """A KMS-encrypted, SSL-only queue with its own encrypted, SSL-only dead-letter queue."""
     dlq = sqs.Queue(
-        scope, f"{name}Dlq",
+        scope,
+        f"{name}Dlq",
         encryption=sqs.QueueEncryption.KMS,
         encryption_master_key=key,
         enforce_ssl=True,
         retention_period=Duration.days(14),
     )
-    acknowledge(dlq, "AwsSolutions-SQS3",
+    acknowledge(
+        dlq,
+        "AwsSolutions-SQS3",
         f"This queue is the dead-letter queue of the {name} queue.",
     )
     queue = sqs.Queue(
-        scope, name,
+        scope,
+        name,
         encryption=sqs.QueueEncryption.KMS,
         encryption_master_key=key,
         data_key_reuse=Duration.hours(1),
@@ -72,34 +76,46 @@ class Capture(Construct):
         # visibility >= 6x the consumer timeout (AWS guidance for SQS event sources)
         visibility = Duration.seconds(JUDGE_TIMEOUT.to_seconds() * 6)
         self.queue, self.dlq = encrypted_queue_pair(self, "Queue", props.key, visibility)
-        self.judge = props.bundle.function(self, "OnlineJudge", FunctionSpec(
-            handler="handlers.online_judge.handler",
-            description=f"{props.project} {props.stage}: judges sampled live answers, emits per-version metrics",
-            environment={
-                "JUDGE_MODEL_ID": props.judge_model_id,
-                "CANARY_TOKEN": props.canary_token,
-                "JUDGED_BUCKET": props.data_bucket.bucket_name,
-                "JUDGED_PREFIX": JUDGED_PREFIX,
-            },
-            timeout=JUDGE_TIMEOUT,
-            memory_size=1024,
-        ))
-        self.judge.add_event_source(sources.SqsEventSource(
-            self.queue,
-            batch_size=10,
-            max_batching_window=Duration.seconds(5),
-            report_batch_item_failures=True,
-            max_concurrency=5,
-        ))
+        self.judge = props.bundle.function(
+            self,
+            "OnlineJudge",
+            FunctionSpec(
+                handler="handlers.online_judge.handler",
+                description=f"{props.project} {props.stage}: judges sampled live answers, emits per-version metrics",
+                environment={
+                    "JUDGE_MODEL_ID": props.judge_model_id,
+                    "CANARY_TOKEN": props.canary_token,
+                    "JUDGED_BUCKET": props.data_bucket.bucket_name,
+                    "JUDGED_PREFIX": JUDGED_PREFIX,
+                },
+                timeout=JUDGE_TIMEOUT,
+                memory_size=1024,
+            ),
+        )
+        self.judge.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=10,
+                max_batching_window=Duration.seconds(5),
+                report_batch_item_failures=True,
+                max_concurrency=5,
+            )
+        )
         grant_models(self.judge, self, [props.judge_model_id], sid="Judge")
-        self.judge.add_to_role_policy(iam.PolicyStatement(
-            sid="WriteJudgedRecords",
-            actions=["s3:PutObject"],
-            resources=[props.data_bucket.arn_for_objects(f"{JUDGED_PREFIX}*")],
-        ))
-        self.judge.add_to_role_policy(iam.PolicyStatement(
-            sid="EncryptJudgedRecords", actions=["kms:GenerateDataKey"], resources=[props.key.key_arn],
-        ))
+        self.judge.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WriteJudgedRecords",
+                actions=["s3:PutObject"],
+                resources=[props.data_bucket.arn_for_objects(f"{JUDGED_PREFIX}*")],
+            )
+        )
+        self.judge.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="EncryptJudgedRecords",
+                actions=["kms:GenerateDataKey"],
+                resources=[props.key.key_arn],
+            )
+        )
         acknowledge(
             self.judge.role,
             f"AwsSolutions-IAM5[Resource::{nag_text(self, props.data_bucket.bucket_arn)}/{JUDGED_PREFIX}*]",
@@ -109,17 +125,30 @@ class Capture(Construct):
     def open_tickets(self) -> None:
         """Hallucinations in live answers open (or count again) an OpsCenter OpsItem."""
         self.judge.add_environment("KNOWN_ERROR_TICKETS", "opscenter")
-        self.judge.add_to_role_policy(iam.PolicyStatement(
-            sid="OpenKnownErrorTickets", actions=["ssm:CreateOpsItem", "ssm:UpdateOpsItem"],
-            resources=[opsitem_arn(self)],
-        ))
-        self.judge.add_to_role_policy(iam.PolicyStatement(
-            sid="FindKnownErrorTickets", actions=["ssm:DescribeOpsItems"], resources=["*"],
-        ))
-        acknowledge(self.judge.role, f"AwsSolutions-IAM5[Resource::{nag_text(self, opsitem_arn(self))}]",
-                    "OpsItem ids are assigned by CreateOpsItem; live known-error tickets are created in this account.")
-        acknowledge(self.judge.role, "AwsSolutions-IAM5[Resource::*]",
-                    "ssm:DescribeOpsItems has no resource-level permissions (finding an open known-error ticket).")
+        self.judge.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="OpenKnownErrorTickets",
+                actions=["ssm:CreateOpsItem", "ssm:UpdateOpsItem"],
+                resources=[opsitem_arn(self)],
+            )
+        )
+        self.judge.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="FindKnownErrorTickets",
+                actions=["ssm:DescribeOpsItems"],
+                resources=["*"],
+            )
+        )
+        acknowledge(
+            self.judge.role,
+            f"AwsSolutions-IAM5[Resource::{nag_text(self, opsitem_arn(self))}]",
+            "OpsItem ids are assigned by CreateOpsItem; live known-error tickets are created in this account.",
+        )
+        acknowledge(
+            self.judge.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "ssm:DescribeOpsItems has no resource-level permissions (finding an open known-error ticket).",
+        )
 
     def check_grounding(self, guardrail_id: str) -> None:
         """Live answers are also scored by the service's guardrail's contextual grounding check (ApplyGuardrail on
@@ -130,12 +159,19 @@ class Capture(Construct):
         """The judge reads the live alias' traffic weights to sample the canary arm at a comparable count."""
         self.judge.add_environment("SERVICE_FUNCTION_NAME", alias.version.lambda_.function_name)
         self.judge.add_environment("SERVICE_ALIAS", alias.alias_name)
-        self.judge.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadLiveAliasWeights", actions=["lambda:GetAlias"], resources=[alias.function_arn],
-        ))
+        self.judge.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadLiveAliasWeights",
+                actions=["lambda:GetAlias"],
+                resources=[alias.function_arn],
+            )
+        )
 
     def grant_send(self, fn: lambda_.IFunction) -> None:
-        fn.add_to_role_policy(iam.PolicyStatement(
-            sid="EnqueueCapture", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
-        ))
-
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="EnqueueCapture",
+                actions=["sqs:SendMessage"],
+                resources=[self.queue.queue_arn],
+            )
+        )

@@ -45,18 +45,22 @@ class QualityDashboard(Construct):
             return cw.GraphWidget(
                 title=f"{title} per version",
                 left=[_per_version(ns, metric, stat, period, unit_label)],
-                width=12, height=6, period=period,
+                width=12,
+                height=6,
+                period=period,
             )
 
-        self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=props.dashboard_name,
-                                      default_interval=Duration.hours(6))
+        self.dashboard = cw.Dashboard(
+            self, "Dashboard", dashboard_name=props.dashboard_name, default_interval=Duration.hours(6)
+        )
         self.dashboard.add_widgets(
             cw.TextWidget(
                 markdown=(
                     f"# {props.dashboard_name}\nOne line per Lambda version (`{VERSION_DIMENSION}`). During a "
                     "canary the new version is the one with the highest number; its alarms roll it back."
                 ),
-                width=24, height=2,
+                width=24,
+                height=2,
             ),
         )
         self.dashboard.add_widgets(

@@ -98,10 +98,12 @@ class EvalGateStep(pipelines.CodeBuildStep):
             env=props.env,
             role_policy_statements=[*props.policy, report_group_statement(props.report_group_arn)],
             primary_output_directory=EVAL_OUT,
-            partial_build_spec=codebuild.BuildSpec.from_object({
-                **_python_runtime(),
-                "reports": junit_reports(props.report_group_arn, EVAL_OUT),
-            }),
+            partial_build_spec=codebuild.BuildSpec.from_object(
+                {
+                    **_python_runtime(),
+                    "reports": junit_reports(props.report_group_arn, EVAL_OUT),
+                }
+            ),
             timeout=props.timeout,
         )
 
@@ -125,15 +127,31 @@ def sharded_build_spec(shards: int, max_run_cost_usd: float, report_group_arn: s
     depending on all of them. Every build runs ``evalgate ci $GATE_MODE`` (``shard`` or ``merge``)."""
     ids = [f"shard_{k}" for k in range(1, shards + 1)]
     graph: list[dict[str, Any]] = [
-        {"identifier": ident, "env": {"variables": {
-            "GATE_MODE": "shard", "SHARD": f"{k}/{shards}", "EVALGATE_CACHE_KEY": shard_cache_key(k, shards),
-            "MAX_RUN_COST_USD": f"{max_run_cost_usd / shards:.4g}",
-        }}}
+        {
+            "identifier": ident,
+            "env": {
+                "variables": {
+                    "GATE_MODE": "shard",
+                    "SHARD": f"{k}/{shards}",
+                    "EVALGATE_CACHE_KEY": shard_cache_key(k, shards),
+                    "MAX_RUN_COST_USD": f"{max_run_cost_usd / shards:.4g}",
+                }
+            },
+        }
         for k, ident in enumerate(ids, start=1)
     ]
-    graph.append({"identifier": "merge", "depend-on": ids, "env": {"variables": {
-        "GATE_MODE": "merge", "SHARD_COUNT": str(shards),
-    }}})
+    graph.append(
+        {
+            "identifier": "merge",
+            "depend-on": ids,
+            "env": {
+                "variables": {
+                    "GATE_MODE": "merge",
+                    "SHARD_COUNT": str(shards),
+                }
+            },
+        }
+    )
     return {
         "version": "0.2",
         "batch": {"fast-fail": True, "build-graph": graph},
@@ -179,40 +197,53 @@ class ShardedEvalGateStep(pipelines.Step):
         static = {k: v for k, v in p.env.items() if not is_variable[k] and k != "MAX_RUN_COST_USD"}
         dynamic = {k: v for k, v in p.env.items() if is_variable[k]}
         project = codebuild.PipelineProject(
-            scope, f"{self.id}Project",
+            scope,
+            f"{self.id}Project",
             description="EvalGate quality gate: evalShards shard builds + merge (CodeBuild batch build)",
-            build_spec=codebuild.BuildSpec.from_object(sharded_build_spec(p.shards, p.max_run_cost_usd,
-                                                                          p.report_group_arn)),
-            environment=codebuild.BuildEnvironment(build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
-                                                   compute_type=codebuild.ComputeType.SMALL),
+            build_spec=codebuild.BuildSpec.from_object(
+                sharded_build_spec(p.shards, p.max_run_cost_usd, p.report_group_arn)
+            ),
+            environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.STANDARD_7_0, compute_type=codebuild.ComputeType.SMALL
+            ),
             environment_variables={k: codebuild.BuildEnvironmentVariable(value=v) for k, v in static.items()},
             encryption_key=pipeline.pipeline.artifact_bucket.encryption_key,
             timeout=p.timeout,
         )
         project.enable_batch_builds()
-        for statement in [*p.policy, report_group_statement(p.report_group_arn),
-                          shard_results_statement(p.eval_bucket)]:
+        for statement in [
+            *p.policy,
+            report_group_statement(p.report_group_arn),
+            shard_results_statement(p.eval_bucket),
+        ]:
             project.add_to_role_policy(statement)
-        acknowledge(project, f"AwsSolutions-IAM5[Resource::{nag_text(project, p.eval_bucket.bucket_arn)}"
-                             "/runs/*/shards/*]",
-                    "Shard builds exchange results.json under runs/<execution id>/shards/, unknown at synth time.")
+        acknowledge(
+            project,
+            f"AwsSolutions-IAM5[Resource::{nag_text(project, p.eval_bucket.bucket_arn)}/runs/*/shards/*]",
+            "Shard builds exchange results.json under runs/<execution id>/shards/, unknown at synth time.",
+        )
         self.project = project
-        stage.add_action(codepipeline_actions.CodeBuildAction(
-            action_name=opt("action_name"),
-            run_order=opt("run_order"),
-            project=project,
-            input=opt("artifacts").to_code_pipeline(p.input.primary_output),
-            execute_batch_build=True,
-            combine_batch_build_artifacts=False,
-            environment_variables={k: codebuild.BuildEnvironmentVariable(value=v) for k, v in dynamic.items()},
-            variables_namespace=opt("variables_namespace"),
-        ))
+        stage.add_action(
+            codepipeline_actions.CodeBuildAction(
+                action_name=opt("action_name"),
+                run_order=opt("run_order"),
+                project=project,
+                input=opt("artifacts").to_code_pipeline(p.input.primary_output),
+                execute_batch_build=True,
+                combine_batch_build_artifacts=False,
+                environment_variables={k: codebuild.BuildEnvironmentVariable(value=v) for k, v in dynamic.items()},
+                variables_namespace=opt("variables_namespace"),
+            )
+        )
         return pipelines.CodePipelineActionFactoryResult(run_orders_consumed=1)
 
 
 def shard_results_statement(bucket: s3.IBucket) -> iam.PolicyStatement:
-    return iam.PolicyStatement(sid="ShardResults", actions=["s3:GetObject", "s3:PutObject"],
-                               resources=[bucket.arn_for_objects(f"{RUNS_PREFIX}*/shards/*")])
+    return iam.PolicyStatement(
+        sid="ShardResults",
+        actions=["s3:GetObject", "s3:PutObject"],
+        resources=[bucket.arn_for_objects(f"{RUNS_PREFIX}*/shards/*")],
+    )
 
 
 @dataclass(frozen=True)
@@ -264,17 +295,27 @@ class EndpointCaller:
     policy: list[iam.PolicyStatement]
 
     @classmethod
-    def for_stage(cls, scope: IConstruct, *, project: str, stage: str, api_auth: str,
-                  jwt_client_secret: str | None) -> EndpointCaller:
+    def for_stage(
+        cls, scope: IConstruct, *, project: str, stage: str, api_auth: str, jwt_client_secret: str | None
+    ) -> EndpointCaller:
         from stacks.constructs.request_trust import signing_secret_arn_pattern, signing_secret_name
 
         env = {"EVALGATE_SIGNING_SECRET": signing_secret_name(project, stage), "EVALGATE_API_AUTH": api_auth}
-        policy = [iam.PolicyStatement(sid="SignSyntheticTraffic", actions=["secretsmanager:GetSecretValue"],
-                                      resources=[signing_secret_arn_pattern(scope, project, stage)])]
+        policy = [
+            iam.PolicyStatement(
+                sid="SignSyntheticTraffic",
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[signing_secret_arn_pattern(scope, project, stage)],
+            )
+        ]
         if api_auth == "iam":
-            policy.append(iam.PolicyStatement(
-                sid="CallStageApi", actions=["execute-api:Invoke"], resources=[cls.invoke_arn(scope)],
-            ))
+            policy.append(
+                iam.PolicyStatement(
+                    sid="CallStageApi",
+                    actions=["execute-api:Invoke"],
+                    resources=[cls.invoke_arn(scope)],
+                )
+            )
         secret_env = {"EVALGATE_API_CLIENT": jwt_client_secret} if api_auth == "jwt" and jwt_client_secret else {}
         return cls(env=env, secret_env=secret_env, policy=policy)
 
@@ -285,10 +326,13 @@ class EndpointCaller:
 
     def acknowledge(self, scope: IConstruct) -> None:
         if any("execute-api:Invoke" in st.to_statement_json().get("Action", "") for st in self.policy):
-            acknowledge(scope, f"AwsSolutions-IAM5[Resource::{nag_text(scope, self.invoke_arn(scope))}]",
-                        "The stage's HTTP API id is assigned when that stage deploys (another stack); the grant is "
-                        "POST on the $default stage of this account's and Region's APIs, for the pipeline's own "
-                        "load test and smoke eval.")
+            acknowledge(
+                scope,
+                f"AwsSolutions-IAM5[Resource::{nag_text(scope, self.invoke_arn(scope))}]",
+                "The stage's HTTP API id is assigned when that stage deploys (another stack); the grant is "
+                "POST on the $default stage of this account's and Region's APIs, for the pipeline's own "
+                "load test and smoke eval.",
+            )
 
 
 class _EndpointStep(pipelines.CodeBuildStep):
@@ -302,22 +346,27 @@ class _EndpointStep(pipelines.CodeBuildStep):
             install_commands=INSTALL,
             env_from_cfn_outputs={"SERVICE_URL": props.endpoint_output},
             env={**caller.env, **props.extra_env},
-            build_environment=codebuild.BuildEnvironment(environment_variables={
-                name: codebuild.BuildEnvironmentVariable(
-                    value=secret, type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER)
-                for name, secret in caller.secret_env.items()
-            }) if caller.secret_env else None,
+            build_environment=codebuild.BuildEnvironment(
+                environment_variables={
+                    name: codebuild.BuildEnvironmentVariable(
+                        value=secret, type=codebuild.BuildEnvironmentVariableType.SECRETS_MANAGER
+                    )
+                    for name, secret in caller.secret_env.items()
+                }
+            )
+            if caller.secret_env
+            else None,
             commands=[command],
             role_policy_statements=[*props.policy, *caller.policy, report_group_statement(props.report_group_arn)],
             primary_output_directory=out,
-            partial_build_spec=codebuild.BuildSpec.from_object({
-                **_python_runtime(),
-                "reports": junit_reports(props.report_group_arn, out),
-            }),
+            partial_build_spec=codebuild.BuildSpec.from_object(
+                {
+                    **_python_runtime(),
+                    "reports": junit_reports(props.report_group_arn, out),
+                }
+            ),
             timeout=Duration.minutes(30),
         )
-
-
 
 
 class LoadTestStep(_EndpointStep):
@@ -325,21 +374,38 @@ class LoadTestStep(_EndpointStep):
     the SLO and p95 total answer time on the last passing load test (``baseline_uri``, an S3 URI), which a
     passing run replaces. The first run has no baseline: its total time is reported, not gated."""
 
-    def __init__(self, step_id: str, props: EndpointTestProps, *, rps: float, seconds: int, ttft_slo_ms: int,
-                 regression_ms: int | None, regression_pct: float | None, baseline_uri: str) -> None:
+    def __init__(
+        self,
+        step_id: str,
+        props: EndpointTestProps,
+        *,
+        rps: float,
+        seconds: int,
+        ttft_slo_ms: int,
+        regression_ms: int | None,
+        regression_pct: float | None,
+        baseline_uri: str,
+    ) -> None:
         out = "out/load"
-        tolerance = "".join([
-            f" --regression-ms {regression_ms}" if regression_ms is not None else "",
-            f" --regression-pct {regression_pct:g}" if regression_pct is not None else "",
-        ])
-        super().__init__(step_id, props, out=out, command=(
-            f"BASELINE=''; if aws s3 cp \"{baseline_uri}\" load-baseline.json --only-show-errors; "
-            "then BASELINE='--baseline load-baseline.json'; "
-            "else echo 'no load baseline yet: total answer time is reported, not gated'; fi; "
-            f"evalgate load --target \"http:${{SERVICE_URL}}ask\" --golden {props.golden_dir} "
-            f"--rps {rps:g} --duration {seconds} --ttft-slo-ms {ttft_slo_ms}{tolerance} $BASELINE --out {out} "
-            f"&& aws s3 cp {out}/results.json \"{baseline_uri}\" --only-show-errors"
-        ))
+        tolerance = "".join(
+            [
+                f" --regression-ms {regression_ms}" if regression_ms is not None else "",
+                f" --regression-pct {regression_pct:g}" if regression_pct is not None else "",
+            ]
+        )
+        super().__init__(
+            step_id,
+            props,
+            out=out,
+            command=(
+                f"BASELINE=''; if aws s3 cp \"{baseline_uri}\" load-baseline.json --only-show-errors; "
+                "then BASELINE='--baseline load-baseline.json'; "
+                "else echo 'no load baseline yet: total answer time is reported, not gated'; fi; "
+                f'evalgate load --target "http:${{SERVICE_URL}}ask" --golden {props.golden_dir} '
+                f"--rps {rps:g} --duration {seconds} --ttft-slo-ms {ttft_slo_ms}{tolerance} $BASELINE --out {out} "
+                f'&& aws s3 cp {out}/results.json "{baseline_uri}" --only-show-errors'
+            ),
+        )
 
 
 class SmokeEvalStep(_EndpointStep):
@@ -347,10 +413,15 @@ class SmokeEvalStep(_EndpointStep):
 
     def __init__(self, step_id: str, props: EndpointTestProps) -> None:
         out = "out/smoke"
-        super().__init__(step_id, props, out=out, command=(
-            f"evalgate run --tier smoke --golden {props.golden_dir} --config {props.thresholds_file} "
-            f"--candidate \"http:${{SERVICE_URL}}ask\" --embedder titan --no-cache --no-progress --out {out}"
-        ))
+        super().__init__(
+            step_id,
+            props,
+            out=out,
+            command=(
+                f"evalgate run --tier smoke --golden {props.golden_dir} --config {props.thresholds_file} "
+                f'--candidate "http:${{SERVICE_URL}}ask" --embedder titan --no-cache --no-progress --out {out}'
+            ),
+        )
 
 
 def pipeline_approval_arn(scope: IConstruct, pipeline_name: str, stage: str, action: str) -> str:
@@ -388,33 +459,60 @@ class GatePolicyProps:
 def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStatement]:
     bucket = p.eval_bucket
     statements = [
-        iam.PolicyStatement(sid="ReadBaselineAndCache", actions=["s3:GetObject"], resources=[
-            bucket.arn_for_objects(f"{BASELINE_PREFIX}*"), bucket.arn_for_objects(f"{CACHE_PREFIX}*"),
-            bucket.arn_for_objects(f"{RUNS_PREFIX}*"),  # every run's results.json, for the history site
-            bucket.arn_for_objects("bedrock-eval/*"),  # the release tier reads its evaluation jobs' output
-            bucket.arn_for_objects(f"{CALIBRATION_PREFIX}*"),
-        ]),
-        iam.PolicyStatement(sid="WriteRunsAndCache", actions=["s3:PutObject"], resources=[
-            bucket.arn_for_objects(f"{RUNS_PREFIX}*"), bucket.arn_for_objects(f"{CACHE_PREFIX}*"),
-            bucket.arn_for_objects("bedrock-eval/*"), bucket.arn_for_objects(f"{HISTORY_PREFIX}*"),
-            bucket.arn_for_objects(f"{CALIBRATION_PREFIX}*"),
-        ]),
+        iam.PolicyStatement(
+            sid="ReadBaselineAndCache",
+            actions=["s3:GetObject"],
+            resources=[
+                bucket.arn_for_objects(f"{BASELINE_PREFIX}*"),
+                bucket.arn_for_objects(f"{CACHE_PREFIX}*"),
+                bucket.arn_for_objects(f"{RUNS_PREFIX}*"),  # every run's results.json, for the history site
+                bucket.arn_for_objects("bedrock-eval/*"),  # the release tier reads its evaluation jobs' output
+                bucket.arn_for_objects(f"{CALIBRATION_PREFIX}*"),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="WriteRunsAndCache",
+            actions=["s3:PutObject"],
+            resources=[
+                bucket.arn_for_objects(f"{RUNS_PREFIX}*"),
+                bucket.arn_for_objects(f"{CACHE_PREFIX}*"),
+                bucket.arn_for_objects("bedrock-eval/*"),
+                bucket.arn_for_objects(f"{HISTORY_PREFIX}*"),
+                bucket.arn_for_objects(f"{CALIBRATION_PREFIX}*"),
+            ],
+        ),
         iam.PolicyStatement(sid="ListEvalResults", actions=["s3:ListBucket"], resources=[bucket.bucket_arn]),
-        iam.PolicyStatement(sid="UseEvalKey", actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                            resources=[p.eval_key.key_arn]),
+        iam.PolicyStatement(
+            sid="UseEvalKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[p.eval_key.key_arn]
+        ),
         iam.PolicyStatement(sid="PublishGateNotices", actions=["sns:Publish"], resources=[p.topic.topic_arn]),
-        iam.PolicyStatement(sid="SendReviewEvent", actions=["events:PutEvents"],
-                            resources=[default_event_bus_arn(scope)],
-                            conditions={"StringEquals": {"events:source": GATE_SOURCE}}),
-        iam.PolicyStatement(sid="EncryptForTopic", actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                            resources=[p.topic_key.key_arn]),
-        iam.PolicyStatement(sid="FindApproval", actions=["codepipeline:GetPipelineState"],
-                            resources=[pipeline_arn(scope, p.pipeline_name)]),
-        iam.PolicyStatement(sid="ResolveApproval", actions=["codepipeline:PutApprovalResult"], resources=[
-            pipeline_approval_arn(scope, p.pipeline_name, p.gate_stage, p.approval_action),
-        ]),
-        iam.PolicyStatement(sid="PublishEvalCost", actions=["cloudwatch:PutMetricData"], resources=["*"],
-                            conditions={"StringEquals": {"cloudwatch:namespace": p.metrics_namespace}}),
+        iam.PolicyStatement(
+            sid="SendReviewEvent",
+            actions=["events:PutEvents"],
+            resources=[default_event_bus_arn(scope)],
+            conditions={"StringEquals": {"events:source": GATE_SOURCE}},
+        ),
+        iam.PolicyStatement(
+            sid="EncryptForTopic", actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[p.topic_key.key_arn]
+        ),
+        iam.PolicyStatement(
+            sid="FindApproval",
+            actions=["codepipeline:GetPipelineState"],
+            resources=[pipeline_arn(scope, p.pipeline_name)],
+        ),
+        iam.PolicyStatement(
+            sid="ResolveApproval",
+            actions=["codepipeline:PutApprovalResult"],
+            resources=[
+                pipeline_approval_arn(scope, p.pipeline_name, p.gate_stage, p.approval_action),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="PublishEvalCost",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": p.metrics_namespace}},
+        ),
         iam.PolicyStatement(
             sid="EvaluationJobs",
             actions=["bedrock:CreateEvaluationJob", "bedrock:GetEvaluationJob", "bedrock:StopEvaluationJob"],
@@ -423,9 +521,12 @@ def gate_policy(scope: IConstruct, p: GatePolicyProps) -> list[iam.PolicyStateme
         # one evaluation job at a time: the release tier lists the jobs in progress before it creates one
         # (ListEvaluationJobs has no resource-level permissions)
         iam.PolicyStatement(sid="ListEvaluationJobs", actions=["bedrock:ListEvaluationJobs"], resources=["*"]),
-        iam.PolicyStatement(sid="PassEvaluationJobRole", actions=["iam:PassRole"],
-                            resources=[p.evaluation_job_role.role_arn],
-                            conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}),
+        iam.PolicyStatement(
+            sid="PassEvaluationJobRole",
+            actions=["iam:PassRole"],
+            resources=[p.evaluation_job_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
+        ),
         *model_statements(scope, p.model_ids, sid="Evaluate"),
         *model_statements(scope, p.streamed_model_ids, sid="EvaluateStream", streaming=True),
     ]
@@ -441,8 +542,13 @@ def candidate_guardrail_statement(scope: IConstruct) -> iam.PolicyStatement:
     """The gate makes a guardrail from guardrails/*.toml for its run, checks the suites with it, deletes it."""
     return iam.PolicyStatement(
         sid="CandidateGuardrail",
-        actions=["bedrock:CreateGuardrail", "bedrock:CreateGuardrailVersion", "bedrock:DeleteGuardrail",
-                 "bedrock:ApplyGuardrail", "bedrock:TagResource"],
+        actions=[
+            "bedrock:CreateGuardrail",
+            "bedrock:CreateGuardrailVersion",
+            "bedrock:DeleteGuardrail",
+            "bedrock:ApplyGuardrail",
+            "bedrock:TagResource",
+        ],
         resources=[guardrails_arn(scope)],
     )
 
@@ -460,14 +566,21 @@ def ticket_statements(scope: IConstruct, tickets: str, token_secret: str | None)
     stack = Stack.of(scope)
     if tickets == "opscenter":
         return [
-            iam.PolicyStatement(sid="OpenKnownErrorTickets", actions=["ssm:CreateOpsItem", "ssm:UpdateOpsItem"],
-                                resources=[opsitem_arn(scope)]),
+            iam.PolicyStatement(
+                sid="OpenKnownErrorTickets",
+                actions=["ssm:CreateOpsItem", "ssm:UpdateOpsItem"],
+                resources=[opsitem_arn(scope)],
+            ),
             # DescribeOpsItems has no resource-level permissions.
             iam.PolicyStatement(sid="FindKnownErrorTickets", actions=["ssm:DescribeOpsItems"], resources=["*"]),
         ]
     if tickets == "github" and token_secret:
-        arn = stack.format_arn(service="secretsmanager", resource="secret", resource_name=f"{token_secret}-??????",
-                               arn_format=ArnFormat.COLON_RESOURCE_NAME)
+        arn = stack.format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{token_secret}-??????",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
         return [iam.PolicyStatement(sid="ReadTicketToken", actions=["secretsmanager:GetSecretValue"], resources=[arn])]
     return []
 
@@ -476,26 +589,43 @@ def acknowledge_gate_findings(scope: IConstruct, bucket: s3.IBucket) -> None:
     """Wildcards in the gate's own statements, each bounded and explained."""
     arn = nag_text(scope, bucket.bucket_arn)
     for finding, reason in (
-        (f"Resource::{arn}/{BASELINE_PREFIX}*",
-         "The gate reads the approved baseline (results.json, commit.txt) under its fixed prefix."),
+        (
+            f"Resource::{arn}/{BASELINE_PREFIX}*",
+            "The gate reads the approved baseline (results.json, commit.txt) under its fixed prefix.",
+        ),
         (f"Resource::{arn}/{CACHE_PREFIX}*", "The evaluation cache (SQLite) is synced under cache/."),
-        (f"Resource::{arn}/{CALIBRATION_PREFIX}*",
-         "Judge calibration records (one JSON file per judge model and rubric) are kept under baselines/calibration/."),
-        (f"Resource::{arn}/{RUNS_PREFIX}*",
-         "Each pipeline execution writes its reports under runs/<execution id>/, unknown at synth time."),
+        (
+            f"Resource::{arn}/{CALIBRATION_PREFIX}*",
+            "Judge calibration records (one JSON file per judge model and rubric) are kept under "
+            "baselines/calibration/.",
+        ),
+        (
+            f"Resource::{arn}/{RUNS_PREFIX}*",
+            "Each pipeline execution writes its reports under runs/<execution id>/, unknown at synth time.",
+        ),
         (f"Resource::{arn}/history/*", "The history site (index.html and comparison pages) is written under history/."),
-        (f"Resource::{arn}/bedrock-eval/*",
-         "Release-tier Bedrock evaluation jobs exchange datasets and outputs under bedrock-eval/."),
-        ("Resource::*",
-         "cloudwatch:PutMetricData has no resource-level permissions (limited to the EvalGate/Pipeline namespace by "
-         "the cloudwatch:namespace condition); nor have ssm:DescribeOpsItems (finding known-error tickets) and "
-         "bedrock:ListEvaluationJobs (the release tier runs one evaluation job at a time)."),
-        (f"Resource::{nag_text(scope, guardrails_arn(scope))}",
-         "Candidate guardrail ids are assigned by CreateGuardrail during the run (deleted at its end)."),
-        (f"Resource::{nag_text(scope, opsitem_arn(scope))}",
-         "OpsItem ids are assigned by CreateOpsItem; known-error tickets are created and counted in this account."),
-        (f"Resource::{nag_text(scope, evaluation_job_arn(scope))}",
-         "Evaluation job ARNs are generated by CreateEvaluationJob; scoped to this account and Region."),
+        (
+            f"Resource::{arn}/bedrock-eval/*",
+            "Release-tier Bedrock evaluation jobs exchange datasets and outputs under bedrock-eval/.",
+        ),
+        (
+            "Resource::*",
+            "cloudwatch:PutMetricData has no resource-level permissions (limited to the EvalGate/Pipeline namespace by "
+            "the cloudwatch:namespace condition); nor have ssm:DescribeOpsItems (finding known-error tickets) and "
+            "bedrock:ListEvaluationJobs (the release tier runs one evaluation job at a time).",
+        ),
+        (
+            f"Resource::{nag_text(scope, guardrails_arn(scope))}",
+            "Candidate guardrail ids are assigned by CreateGuardrail during the run (deleted at its end).",
+        ),
+        (
+            f"Resource::{nag_text(scope, opsitem_arn(scope))}",
+            "OpsItem ids are assigned by CreateOpsItem; known-error tickets are created and counted in this account.",
+        ),
+        (
+            f"Resource::{nag_text(scope, evaluation_job_arn(scope))}",
+            "Evaluation job ARNs are generated by CreateEvaluationJob; scoped to this account and Region.",
+        ),
     ):
         acknowledge(scope, f"AwsSolutions-IAM5[{finding}]", reason)
 

@@ -47,13 +47,17 @@ FLAG_JSON_SCHEMA = {
     "required": ["variant", "variants", "shadow", "shadow_sample_rate", "capture_sample_rate"],
     "properties": {
         "variant": {
-            "type": "object", "required": ["default", "boolean_type"],
+            "type": "object",
+            "required": ["default", "boolean_type"],
             "properties": {
-                "default": {"type": "string"}, "boolean_type": {"enum": [False]}, "rules": {"type": "object"},
+                "default": {"type": "string"},
+                "boolean_type": {"enum": [False]},
+                "rules": {"type": "object"},
             },
         },
         "variants": {
-            "type": "object", "required": ["default", "boolean_type"],
+            "type": "object",
+            "required": ["default", "boolean_type"],
             "properties": {
                 "default": {"type": "object", "minProperties": 1, "additionalProperties": _VARIANT_SCHEMA},
                 "boolean_type": {"enum": [False]},
@@ -61,11 +65,13 @@ FLAG_JSON_SCHEMA = {
         },
         "shadow": {"type": "object", "required": ["default"], "properties": {"default": {"type": "boolean"}}},
         "shadow_sample_rate": {
-            "type": "object", "required": ["default", "boolean_type"],
+            "type": "object",
+            "required": ["default", "boolean_type"],
             "properties": {"default": {"type": "number", "minimum": 0, "maximum": 1}},
         },
         "capture_sample_rate": {
-            "type": "object", "required": ["default", "boolean_type"],
+            "type": "object",
+            "required": ["default", "boolean_type"],
             "properties": {"default": {"type": "number", "minimum": 0, "maximum": 1}},
         },
     },
@@ -91,28 +97,35 @@ class FeatureFlags(Construct):
             raise ValueError("AppConfig allows at most 5 monitors per environment")
 
         self.application = appconfig.Application(
-            self, "Application", application_name=props.application_name,
+            self,
+            "Application",
+            application_name=props.application_name,
             description="Feature flags of the evalgate service (variants per cohort, shadow, capture)",
         )
         self.monitor_role = iam.Role(
-            self, "MonitorRole",
+            self,
+            "MonitorRole",
             assumed_by=iam.ServicePrincipal("appconfig.amazonaws.com"),
             description="Lets AppConfig read the quality alarms that roll a flag deployment back",
         )
-        self.monitor_role.add_to_policy(iam.PolicyStatement(
-            sid="ReadQualityAlarms",
-            actions=["cloudwatch:DescribeAlarms"],
-            resources=[a.alarm_arn for a in props.monitors],
-        ))
+        self.monitor_role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadQualityAlarms",
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[a.alarm_arn for a in props.monitors],
+            )
+        )
         self.environment = appconfig.Environment(
-            self, "Environment",
+            self,
+            "Environment",
             application=self.application,
             environment_name=props.environment_name,
             description="Flag environment rolled back by the quality alarms",
             monitors=[appconfig.Monitor.from_cloud_watch_alarm(a, self.monitor_role) for a in props.monitors],
         )
         self.strategy = appconfig.DeploymentStrategy(
-            self, "Strategy",
+            self,
+            "Strategy",
             description="Linear flag rollout with a bake; the environment's alarms roll it back",
             rollout_strategy=appconfig.RolloutStrategy.linear(
                 growth_factor=20,
@@ -121,7 +134,8 @@ class FeatureFlags(Construct):
             ),
         )
         self.profile = appconfig.HostedConfiguration(
-            self, "Flags",
+            self,
+            "Flags",
             application=self.application,
             name=PROFILE_NAME,
             description="Powertools FeatureFlags document (validated at synth)",
@@ -133,9 +147,12 @@ class FeatureFlags(Construct):
         )
         stack = Stack.of(self)
         self.events_to_eventbridge = appconfig.CfnExtensionAssociation(
-            self, "DeploymentEventsToEventBridge",
-            extension_identifier=(f"arn:{stack.partition}:appconfig:{stack.region}::extension/"
-                                  f"{EVENTBRIDGE_EXTENSION}/{EVENTBRIDGE_EXTENSION_VERSION}"),
+            self,
+            "DeploymentEventsToEventBridge",
+            extension_identifier=(
+                f"arn:{stack.partition}:appconfig:{stack.region}::extension/"
+                f"{EVENTBRIDGE_EXTENSION}/{EVENTBRIDGE_EXTENSION_VERSION}"
+            ),
             resource_identifier=self.application.application_arn,
         )
 
@@ -147,8 +164,10 @@ class FeatureFlags(Construct):
             f"{self.application.application_id}/environment/{self.environment.environment_id}/configuration/"
             f"{self.profile.configuration_profile_id}"
         )
-        return [iam.PolicyStatement(
-            sid="ReadFeatureFlags",
-            actions=["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"],
-            resources=[arn],
-        )]
+        return [
+            iam.PolicyStatement(
+                sid="ReadFeatureFlags",
+                actions=["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"],
+                resources=[arn],
+            )
+        ]

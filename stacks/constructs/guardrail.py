@@ -20,7 +20,8 @@ class Guardrail(Construct):
         props = spec.cfn_properties()
         fingerprint = spec.fingerprint()
         self.resource = bedrock.CfnGuardrail(
-            self, "Guardrail",
+            self,
+            "Guardrail",
             name=name[:50],
             blocked_input_messaging=props["BlockedInputMessaging"],
             blocked_outputs_messaging=props["BlockedOutputsMessaging"],
@@ -29,7 +30,8 @@ class Guardrail(Construct):
             if key not in ("Name", "BlockedInputMessaging", "BlockedOutputsMessaging"):
                 self.resource.add_property_override(key, value)
         self.version = bedrock.CfnGuardrailVersion(
-            self, f"Version{fingerprint[:12]}",
+            self,
+            f"Version{fingerprint[:12]}",
             guardrail_identifier=self.resource.attr_guardrail_id,
             description=f"evalgate config {fingerprint[:16]}",
         )

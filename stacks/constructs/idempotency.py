@@ -20,7 +20,8 @@ class IdempotencyTable(Construct):
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
         self.table = dynamodb.TableV2(
-            self, "Table",
+            self,
+            "Table",
             partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
             billing=dynamodb.Billing.on_demand(),
             time_to_live_attribute="expiration",
@@ -32,6 +33,10 @@ class IdempotencyTable(Construct):
 
     def attach(self, fn: lambda_.Function) -> None:
         fn.add_environment("IDEMPOTENCY_TABLE", self.table.table_name)
-        fn.add_to_role_policy(iam.PolicyStatement(
-            sid="IdempotencyRecords", actions=ITEM_ACTIONS, resources=[self.table.table_arn],
-        ))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="IdempotencyRecords",
+                actions=ITEM_ACTIONS,
+                resources=[self.table.table_arn],
+            )
+        )

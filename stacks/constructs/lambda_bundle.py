@@ -69,9 +69,15 @@ LAYER_ORDER = ("powertools", "deps")  # later wins in /opt/python: our pinned de
 TASK_ROOT = "/var/task"
 HOOK_GOLDEN = "golden"  # where the hooks' assets hold the golden set (their REPOSITORY_DATA), whatever goldenDir is
 RETENTION: dict[int, logs.RetentionDays] = {
-    1: logs.RetentionDays.ONE_DAY, 3: logs.RetentionDays.THREE_DAYS, 5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK, 14: logs.RetentionDays.TWO_WEEKS, 30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS, 90: logs.RetentionDays.THREE_MONTHS, 180: logs.RetentionDays.SIX_MONTHS,
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
     365: logs.RetentionDays.ONE_YEAR,
 }
 
@@ -102,9 +108,24 @@ class PipLayerBundler:
 
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
         target = Path(output_dir) / "python"
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-               "-r", str(self.requirements), "--target", str(target), "--only-binary=:all:",
-               "--implementation", "cp", "--python-version", PYTHON_VERSION]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "-r",
+            str(self.requirements),
+            "--target",
+            str(target),
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            PYTHON_VERSION,
+        ]
         for platform in PIP_PLATFORMS:
             cmd += ["--platform", platform]
         result = subprocess.run(cmd, capture_output=True, text=True)
@@ -130,8 +151,10 @@ def powertools_version(requirements: Path = REPO_ROOT / "requirements.txt") -> s
             continue
         pin = re.fullmatch(r"==\s*(\d+\.\d+\.\d+)", m.group(2).strip())
         if pin is None:
-            raise ValueError(f"{requirements.name}: {POWERTOOLS_PACKAGE} must be pinned exactly (==X.Y.Z): the "
-                             f"Lambda layer is chosen by that version (got {line!r})")
+            raise ValueError(
+                f"{requirements.name}: {POWERTOOLS_PACKAGE} must be pinned exactly (==X.Y.Z): the "
+                f"Lambda layer is chosen by that version (got {line!r})"
+            )
         return pin.group(1)
     raise ValueError(f"{requirements.name}: no {POWERTOOLS_PACKAGE}==X.Y.Z pin (it selects the Lambda layer)")
 
@@ -162,9 +185,20 @@ class FunctionSpec:
 class LambdaBundle(Construct):
     """Code assets, layers and a factory for consistently configured functions (one role and log group each)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, log_retention_days: int, metrics_namespace: str,
-                 service_name: str, bundled: bool, log_key: kms.IKey | None = None,
-                 service_code_root: str = "lambdas", prompts_dir: str = "prompts", golden_dir: str = "golden") -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        log_retention_days: int,
+        metrics_namespace: str,
+        service_name: str,
+        bundled: bool,
+        log_key: kms.IKey | None = None,
+        service_code_root: str = "lambdas",
+        prompts_dir: str = "prompts",
+        golden_dir: str = "golden",
+    ) -> None:
         super().__init__(scope, construct_id)
         # where the settings keep the service's code and the data the functions read at fixed places
         self._code_roots, self._locations = layout(service_code_root, prompts_dir, golden_dir)
@@ -172,13 +206,19 @@ class LambdaBundle(Construct):
         if not bundled:
             # An unbundled synth (the offline default) is valid, but its Lambda assets are the raw source
             # folders: make CloudFormation refuse to deploy it, before touching any resource, with the fix.
-            CfnRule(self, "RequireBundledAssets", assertions=[CfnRuleAssertion(
-                assert_=Fn.condition_equals("unbundled", "bundled"),
-                assert_description=(
-                    "This template was synthesized without Lambda asset bundling (the offline default). "
-                    "Deploy with: npx cdk deploy -c bundle=true <stack>"
-                ),
-            )])
+            CfnRule(
+                self,
+                "RequireBundledAssets",
+                assertions=[
+                    CfnRuleAssertion(
+                        assert_=Fn.condition_equals("unbundled", "bundled"),
+                        assert_description=(
+                            "This template was synthesized without Lambda asset bundling (the offline default). "
+                            "Deploy with: npx cdk deploy -c bundle=true <stack>"
+                        ),
+                    )
+                ],
+            )
         self._retention = RETENTION[log_retention_days]
         self._namespace = metrics_namespace
         self._service_name = service_name
@@ -187,7 +227,8 @@ class LambdaBundle(Construct):
         self.assets: dict[str, FunctionAsset] = {}  # function construct path -> the asset it ships
         requirements = REPO_ROOT / "requirements-lambda.txt"
         self.deps_layer = lambda_.LayerVersion(
-            self, "DepsLayer",
+            self,
+            "DepsLayer",
             description="evalgate runtime dependencies (requirements-lambda.txt, cp313 aarch64 wheels)",
             code=lambda_.Code.from_asset(
                 # never read: the bundler installs from requirements-lambda.txt; a small folder keeps an
@@ -195,15 +236,15 @@ class LambdaBundle(Construct):
                 str(REPO_ROOT / "lambdas"),
                 asset_hash_type=AssetHashType.CUSTOM,
                 asset_hash=requirements_hash(requirements),
-                bundling=BundlingOptions(image=self._image,
-                                         local=cast(ILocalBundling, PipLayerBundler(requirements))),
+                bundling=BundlingOptions(image=self._image, local=cast(ILocalBundling, PipLayerBundler(requirements))),
             ),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
         self.powertools_version = powertools_version()
         self.powertools_layer = lambda_.LayerVersion.from_layer_version_arn(
-            self, "PowertoolsLayer",
+            self,
+            "PowertoolsLayer",
             ssm.StringParameter.value_for_string_parameter(self, powertools_parameter(self.powertools_version)),
         )
 
@@ -224,19 +265,25 @@ class LambdaBundle(Construct):
         """A Python 3.13 arm64 function with its own role (no managed policies) and its own log group."""
         asset = function_asset(spec.handler, repo=REPO_ROOT, code_roots=self._code_roots, locations=self._locations)
         log_group = logs.LogGroup(
-            scope, f"{construct_id}Logs", retention=self._retention, encryption_key=self._log_key,
+            scope,
+            f"{construct_id}Logs",
+            retention=self._retention,
+            encryption_key=self._log_key,
             removal_policy=RemovalPolicy.DESTROY,
         )
         role = iam.Role(
-            scope, f"{construct_id}Role",
+            scope,
+            f"{construct_id}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"{spec.description} (least privilege, no managed policies)",
         )
-        role.add_to_policy(iam.PolicyStatement(
-            sid="WriteOwnLogs",
-            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-            resources=[log_group.log_group_arn],
-        ))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
         env = {
             "POWERTOOLS_SERVICE_NAME": self._service_name,
             "POWERTOOLS_METRICS_NAMESPACE": self._namespace,
@@ -245,7 +292,8 @@ class LambdaBundle(Construct):
             **spec.environment,
         }
         fn = lambda_.Function(
-            scope, construct_id,
+            scope,
+            construct_id,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             handler=spec.handler,
@@ -266,8 +314,10 @@ class LambdaBundle(Construct):
         cast(lambda_.CfnFunction, fn.node.default_child).add_property_override(
             "Layers", [layers[name].layer_version_arn for name in LAYER_ORDER]
         )
-        acknowledge(fn, "AwsSolutions-L1",
-                    "Python 3.13 is pinned on purpose: the Powertools layer (python313-arm64) and the deps layer "
-                    "(cp313 aarch64 wheels) are built for it; runtime and both layers are upgraded together.")
+        acknowledge(
+            fn,
+            "AwsSolutions-L1",
+            "Python 3.13 is pinned on purpose: the Powertools layer (python313-arm64) and the deps layer "
+            "(cp313 aarch64 wheels) are built for it; runtime and both layers are upgraded together.",
+        )
         return fn
-

@@ -64,7 +64,7 @@ def fork_guard_commands() -> list[str]:
         'PR_NUMBER=$(echo "$PRS" | jq -r --arg sha "$SOURCE_COMMIT" '
         "'[.[] | select(.state == \"open\" and .head.sha == $sha)][0].number // empty')",
         'FORK=$(echo "$PRS" | jq -r --arg sha "$SOURCE_COMMIT" '
-        "'[.[] | select(.state == \"open\" and .head.sha == $sha)][0] "
+        '\'[.[] | select(.state == "open" and .head.sha == $sha)][0] '
         "| (.head.repo.full_name != .base.repo.full_name)')",
         'if [ -z "$PR_NUMBER" ]; then echo "no open pull request has $SOURCE_COMMIT as its head"; exit 1; fi',
         'if [ "$FORK" = "true" ] && [ "$ALLOW_FORKS" != "true" ]; then '
@@ -373,7 +373,9 @@ class PullRequestEval(Construct):
         for finding, reason in (
             (f"Resource::{arn}/{PR_CACHE_PREFIX}*", "Each pull request writes its own cache under pr-cache/<number>/."),
             (f"Resource::{arn}/{PR_RUNS_PREFIX}*", "Each pull request's reports go under pr-runs/<number>/<commit>/."),
-            (f"Resource::{arn}/{CALIBRATION_PREFIX}*",
-             "Read-only: the judge calibration records the trusted gate measured (one file per judge and rubric)."),
+            (
+                f"Resource::{arn}/{CALIBRATION_PREFIX}*",
+                "Read-only: the judge calibration records the trusted gate measured (one file per judge and rubric).",
+            ),
         ):
             acknowledge(self.role, f"AwsSolutions-IAM5[{finding}]", reason)

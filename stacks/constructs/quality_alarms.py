@@ -52,14 +52,27 @@ class QualityAlarms(Construct):
         period = Duration.minutes(t.period_minutes)
 
         def metric(name: str, statistic: str, period_: Duration = period) -> cw.Metric:
-            return cw.Metric(namespace=props.namespace, metric_name=name, dimensions_map=self.dimensions,
-                             statistic=statistic, period=period_)
+            return cw.Metric(
+                namespace=props.namespace,
+                metric_name=name,
+                dimensions_map=self.dimensions,
+                statistic=statistic,
+                period=period_,
+            )
 
-        def alarm(cid: str, suffix: str, m: cw.IMetric, threshold: float, op: cw.ComparisonOperator,
-                  description: str, missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
-                  evaluation_periods: int = t.evaluation_periods) -> cw.Alarm:
+        def alarm(
+            cid: str,
+            suffix: str,
+            m: cw.IMetric,
+            threshold: float,
+            op: cw.ComparisonOperator,
+            description: str,
+            missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
+            evaluation_periods: int = t.evaluation_periods,
+        ) -> cw.Alarm:
             return cw.Alarm(
-                self, cid,
+                self,
+                cid,
                 alarm_name=f"{props.name_prefix}-{suffix}",
                 alarm_description=description,
                 metric=m,
@@ -71,22 +84,34 @@ class QualityAlarms(Construct):
             )
 
         self.quality = alarm(
-            "QualityLow", "quality-low", metric("QualityScore", "Average"), t.quality_min,
+            "QualityLow",
+            "quality-low",
+            metric("QualityScore", "Average"),
+            t.quality_min,
             cw.ComparisonOperator.LESS_THAN_THRESHOLD,
             f"Judged answer quality of the new version fell below {t.quality_min}",
         )
         self.hallucination = alarm(
-            "HallucinationHigh", "hallucination-high", metric("Hallucination", "Average"), t.hallucination_max,
+            "HallucinationHigh",
+            "hallucination-high",
+            metric("Hallucination", "Average"),
+            t.hallucination_max,
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             f"Hallucination rate of the new version exceeded {t.hallucination_max}",
         )
         self.latency = alarm(
-            "TtftP95High", "ttft-p95-high", metric("TimeToFirstToken", "p95"), float(props.ttft_slo_ms),
+            "TtftP95High",
+            "ttft-p95-high",
+            metric("TimeToFirstToken", "p95"),
+            float(props.ttft_slo_ms),
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             f"p95 time to first token of the new version exceeded the {props.ttft_slo_ms} ms SLO",
         )
         self.errors = alarm(
-            "ErrorRateHigh", "error-rate-high", metric("Errors", "Average"), t.error_rate_max,
+            "ErrorRateHigh",
+            "error-rate-high",
+            metric("Errors", "Average"),
+            t.error_rate_max,
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             f"Error rate of the new version exceeded {t.error_rate_max}",
         )
@@ -94,13 +119,18 @@ class QualityAlarms(Construct):
         feedback = cw.MathExpression(
             # below the minimum the expression reads 1 (the best score): too few votes never breach
             expression=f"IF(answers >= {minimum}, score, 1)",
-            using_metrics={"score": metric("FeedbackScore", "Average"),
-                           "answers": metric("FeedbackScore", "SampleCount")},
+            using_metrics={
+                "score": metric("FeedbackScore", "Average"),
+                "answers": metric("FeedbackScore", "SampleCount"),
+            },
             label=f"FeedbackScore (average, when >= {minimum} rated answers)",
             period=period,
         )
         self.feedback = alarm(
-            "FeedbackLow", "feedback-low", feedback, t.feedback_min,
+            "FeedbackLow",
+            "feedback-low",
+            feedback,
+            t.feedback_min,
             cw.ComparisonOperator.LESS_THAN_THRESHOLD,
             f"User feedback score (thumbs-up share) of the new version below {t.feedback_min}, counted only in a "
             f"{t.period_minutes}-min period with at least {minimum} distinct rated answers (one vote per answer, "
@@ -110,14 +140,21 @@ class QualityAlarms(Construct):
         self.min_samples: cw.Alarm | None = None
         if props.min_judged_samples is not None:
             self.min_samples = alarm(
-                "JudgedCountLow", "judged-count-low", metric("JudgedCount", "Sum", window),
-                float(props.min_judged_samples), cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                "JudgedCountLow",
+                "judged-count-low",
+                metric("JudgedCount", "Sum", window),
+                float(props.min_judged_samples),
+                cw.ComparisonOperator.LESS_THAN_THRESHOLD,
                 f"Fewer than {props.min_judged_samples} judged answers for the new version in the last "
                 f"{props.window_minutes} min (missing data breaches: an unjudged canary never promotes)",
                 missing=cw.TreatMissingData.BREACHING,
                 evaluation_periods=1,
             )
         self.rollback_alarms: list[cw.Alarm] = [
-            self.quality, self.hallucination, self.latency, self.errors, self.feedback,
+            self.quality,
+            self.hallucination,
+            self.latency,
+            self.errors,
+            self.feedback,
         ]
         self.all_alarms: list[cw.Alarm] = [*self.rollback_alarms, *filter(None, [self.min_samples])]

@@ -57,31 +57,44 @@ class RequestTrust(Construct):
         super().__init__(scope, construct_id)
         self._props = props
         self.secret = secretsmanager.Secret(
-            self, "SigningKey",
+            self,
+            "SigningKey",
             secret_name=signing_secret_name(props.project, props.stage),
             description=(
                 f"{props.project} {props.stage}: HMAC key signing request ids and synthetic traffic. Rotated every "
                 f"{props.rotation_days} days; the previous value verifies for {props.signing_grace_minutes} min."
             ),
             generate_secret_string=secretsmanager.SecretStringGenerator(
-                password_length=64, exclude_punctuation=True, include_space=False,
+                password_length=64,
+                exclude_punctuation=True,
+                include_space=False,
             ),
             removal_policy=props.removal_policy,
         )
-        self.rotation = props.bundle.function(self, "Rotation", FunctionSpec(
-            handler="handlers.key_rotation.handler",
-            description=f"{props.project} {props.stage}: rotates the request-signing key (Secrets Manager steps)",
-            timeout=Duration.seconds(30),
-            memory_size=256,
-        ))
-        self.secret.add_rotation_schedule(
-            "Schedule", rotation_lambda=self.rotation, automatically_after=Duration.days(props.rotation_days),
+        self.rotation = props.bundle.function(
+            self,
+            "Rotation",
+            FunctionSpec(
+                handler="handlers.key_rotation.handler",
+                description=f"{props.project} {props.stage}: rotates the request-signing key (Secrets Manager steps)",
+                timeout=Duration.seconds(30),
+                memory_size=256,
+            ),
         )
-        acknowledge(self.rotation.role, "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
-                    "secretsmanager:GetRandomPassword (the new key) has no resource-level permissions.")
+        self.secret.add_rotation_schedule(
+            "Schedule",
+            rotation_lambda=self.rotation,
+            automatically_after=Duration.days(props.rotation_days),
+        )
+        acknowledge(
+            self.rotation.role,
+            "AwsSolutions-IAM5[Resource::*]",  # type: ignore[arg-type]
+            "secretsmanager:GetRandomPassword (the new key) has no resource-level permissions.",
+        )
         # Table, not TableV2: a TableV2 with a customer-managed key cannot be synthesized region-agnostic
         self.votes = dynamodb.Table(
-            self, "Votes",
+            self,
+            "Votes",
             partition_key=dynamodb.Attribute(name=VOTE_KEY, type=dynamodb.AttributeType.STRING),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute=VOTE_TTL,
@@ -105,12 +118,20 @@ class RequestTrust(Construct):
 
     def grant_signing(self, fn: lambda_.IFunction, sid: str = "ReadSigningKey") -> None:
         """Read both versions of the key (AWSCURRENT, AWSPREVIOUS): the service and the pre-traffic hook."""
-        fn.add_to_role_policy(iam.PolicyStatement(
-            sid=sid, actions=["secretsmanager:GetSecretValue"], resources=[self.secret.secret_arn],
-        ))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid=sid,
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[self.secret.secret_arn],
+            )
+        )
 
     def grant_votes(self, fn: lambda_.IFunction) -> None:
         """Record votes (conditional PutItem only: no reads, no deletes). The table key is granted separately."""
-        fn.add_to_role_policy(iam.PolicyStatement(
-            sid="RecordVotesOnce", actions=["dynamodb:PutItem"], resources=[self.votes.table_arn],
-        ))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RecordVotesOnce",
+                actions=["dynamodb:PutItem"],
+                resources=[self.votes.table_arn],
+            )
+        )

@@ -32,8 +32,15 @@ from stacks.nag import acknowledge
 
 LIVE_ALIAS = "live"
 ACCESS_LOG_FORMAT = apigw.AccessLogFormat.json_with_standard_fields(
-    caller=False, http_method=True, ip=True, protocol=True, request_time=True, resource_path=True,
-    response_length=True, status=True, user=False,
+    caller=False,
+    http_method=True,
+    ip=True,
+    protocol=True,
+    request_time=True,
+    resource_path=True,
+    response_length=True,
+    status=True,
+    user=False,
 )
 
 
@@ -106,29 +113,42 @@ class ServiceApi(Construct):
             # Lambda active tracing still records each invocation; the X-Ray SDK would double the cold import.
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
-        self.function = props.bundle.function(self, "Function", FunctionSpec(
-            handler=props.handler,
-            description=f"{props.project} {props.stage}: the gated service ({props.handler})",
-            environment=env,
-            timeout=Duration.seconds(29),  # HTTP API integration limit is 30 s
-            memory_size=1024,
-            tracing=True,
-        ))
-        grant_models(self.function, self, props.model_ids, sid="Generate", guardrail_id=props.guardrail_id,
-                     streaming=True)
-        acknowledge(self.function.role, "AwsSolutions-IAM5[Resource::*]",
+        self.function = props.bundle.function(
+            self,
+            "Function",
+            FunctionSpec(
+                handler=props.handler,
+                description=f"{props.project} {props.stage}: the gated service ({props.handler})",
+                environment=env,
+                timeout=Duration.seconds(29),  # HTTP API integration limit is 30 s
+                memory_size=1024,
+                tracing=True,
+            ),
+        )
+        grant_models(
+            self.function, self, props.model_ids, sid="Generate", guardrail_id=props.guardrail_id, streaming=True
+        )
+        acknowledge(
+            self.function.role,
+            "AwsSolutions-IAM5[Resource::*]",
             "X-Ray PutTraceSegments/PutTelemetryRecords (active tracing) support no resource-level scoping.",
         )
         self.version = self.function.current_version
         self.alias = lambda_.Alias(self, "Live", alias_name=LIVE_ALIAS, version=self.version)
 
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=props.log_retention,
-                                    encryption_key=props.log_key, removal_policy=RemovalPolicy.DESTROY)
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=props.log_retention,
+            encryption_key=props.log_key,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
         live = integrations.HttpLambdaIntegration("Live", self.alias)
         self.http_api = apigwv2.HttpApi(
-            self, "Api",
+            self,
+            "Api",
             description=f"{props.project} {props.stage} service API (all routes -> Lambda alias '{LIVE_ALIAS}', "
-                        f"auth {props.auth.mode})",
+            f"auth {props.auth.mode})",
             default_integration=live,
             default_authorizer=props.auth.authorizer(),
             create_default_stage=False,
@@ -139,7 +159,8 @@ class ServiceApi(Construct):
             self.http_api.add_routes(path=path, methods=[apigwv2.HttpMethod.POST], integration=live)
         rate = max(10, math.ceil(props.peak_rps * 3))  # room for the 1.5x-peak load test and bursts
         self.stage = apigwv2.HttpStage(
-            self, "DefaultStage",
+            self,
+            "DefaultStage",
             http_api=self.http_api,
             stage_name="$default",
             auto_deploy=True,
@@ -148,7 +169,9 @@ class ServiceApi(Construct):
         )
         for route in self.http_api.node.find_all() if props.auth.mode == "none" else []:
             if isinstance(route, apigwv2.CfnRoute):
-                acknowledge(route, "AwsSolutions-APIG4",
+                acknowledge(
+                    route,
+                    "AwsSolutions-APIG4",
                     (
                         "apiAuth is 'none' (the setting's choice; synth warns for Prod): requests are anonymous "
                         "and throttled at the stage. Set apiAuth iam or jwt to authenticate every route."

@@ -51,38 +51,58 @@ class Shadow(Construct):
         self.queue, self.dlq = encrypted_queue_pair(
             self, "Queue", props.key, Duration.seconds(WORKER_TIMEOUT.to_seconds() * 6)
         )
-        self.worker = props.bundle.function(self, "Worker", FunctionSpec(
-            handler="handlers.shadow_worker.handler",
-            description=f"{props.project} {props.stage}: replays mirrored requests on the shadow alias",
-            environment={
-                "SHADOW_FUNCTION_NAME": props.service_function.function_name,
-                "SHADOW_QUALIFIER": SHADOW_ALIAS,
-                "SHADOW_BUCKET": props.data_bucket.bucket_name,
-                "SHADOW_PREFIX": SHADOW_PREFIX,
-            },
-            timeout=WORKER_TIMEOUT,
-            memory_size=256,
-        ))
-        self.worker.add_event_source(sources.SqsEventSource(
-            self.queue,
-            batch_size=5,
-            report_batch_item_failures=True,
-            max_concurrency=2,  # shadow traffic must never starve the live alias of concurrency
-        ))
-        self.worker.add_to_role_policy(iam.PolicyStatement(
-            sid="InvokeShadowAlias", actions=["lambda:InvokeFunction"], resources=[self.alias.function_arn],
-        ))
-        self.worker.add_to_role_policy(iam.PolicyStatement(
-            sid="ReadShadowAlias", actions=["lambda:GetAlias"], resources=[self.alias.function_arn],
-        ))
-        self.worker.add_to_role_policy(iam.PolicyStatement(
-            sid="WriteShadowPairs",
-            actions=["s3:PutObject"],
-            resources=[props.data_bucket.arn_for_objects(f"{SHADOW_PREFIX}*")],
-        ))
-        self.worker.add_to_role_policy(iam.PolicyStatement(
-            sid="UseDataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[props.key.key_arn],
-        ))
+        self.worker = props.bundle.function(
+            self,
+            "Worker",
+            FunctionSpec(
+                handler="handlers.shadow_worker.handler",
+                description=f"{props.project} {props.stage}: replays mirrored requests on the shadow alias",
+                environment={
+                    "SHADOW_FUNCTION_NAME": props.service_function.function_name,
+                    "SHADOW_QUALIFIER": SHADOW_ALIAS,
+                    "SHADOW_BUCKET": props.data_bucket.bucket_name,
+                    "SHADOW_PREFIX": SHADOW_PREFIX,
+                },
+                timeout=WORKER_TIMEOUT,
+                memory_size=256,
+            ),
+        )
+        self.worker.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=5,
+                report_batch_item_failures=True,
+                max_concurrency=2,  # shadow traffic must never starve the live alias of concurrency
+            )
+        )
+        self.worker.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="InvokeShadowAlias",
+                actions=["lambda:InvokeFunction"],
+                resources=[self.alias.function_arn],
+            )
+        )
+        self.worker.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadShadowAlias",
+                actions=["lambda:GetAlias"],
+                resources=[self.alias.function_arn],
+            )
+        )
+        self.worker.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WriteShadowPairs",
+                actions=["s3:PutObject"],
+                resources=[props.data_bucket.arn_for_objects(f"{SHADOW_PREFIX}*")],
+            )
+        )
+        self.worker.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="UseDataKey",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[props.key.key_arn],
+            )
+        )
         acknowledge(
             self.worker.role,
             f"AwsSolutions-IAM5[Resource::{nag_text(self, props.data_bucket.bucket_arn)}/{SHADOW_PREFIX}*]",
@@ -90,6 +110,10 @@ class Shadow(Construct):
         )
 
     def grant_send(self, fn: lambda_.IFunction) -> None:
-        fn.add_to_role_policy(iam.PolicyStatement(
-            sid="EnqueueShadow", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn],
-        ))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="EnqueueShadow",
+                actions=["sqs:SendMessage"],
+                resources=[self.queue.queue_arn],
+            )
+        )

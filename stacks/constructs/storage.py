@@ -30,18 +30,27 @@ class BucketSpec:
 
 
 class EncryptedStorage(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, description: str, log_retention_days: int,
-                 removal_policy: RemovalPolicy = RemovalPolicy.RETAIN) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        description: str,
+        log_retention_days: int,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+    ) -> None:
         super().__init__(scope, construct_id)
         self._removal = removal_policy
         self.key = kms.Key(
-            self, "Key",
+            self,
+            "Key",
             description=description,
             enable_key_rotation=True,
             removal_policy=removal_policy,
         )
         self.access_logs = s3.Bucket(
-            self, "AccessLogs",
+            self,
+            "AccessLogs",
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
@@ -50,7 +59,9 @@ class EncryptedStorage(Construct):
             removal_policy=removal_policy,
             auto_delete_objects=False,
         )
-        acknowledge(self.access_logs, "AwsSolutions-S1",
+        acknowledge(
+            self.access_logs,
+            "AwsSolutions-S1",
             "This is the server-access-log destination bucket; logging it into itself would loop.",
         )
 
@@ -61,15 +72,20 @@ class EncryptedStorage(Construct):
         if spec.expire_days is not None:
             rules.append(s3.LifecycleRule(id="expire-objects", expiration=Duration.days(spec.expire_days)))
         for prefix, days in spec.expire_prefixes.items():
-            rules.append(s3.LifecycleRule(
-                id=f"expire-{prefix.strip('/').replace('/', '-')}", prefix=prefix, expiration=Duration.days(days)
-            ))
+            rules.append(
+                s3.LifecycleRule(
+                    id=f"expire-{prefix.strip('/').replace('/', '-')}", prefix=prefix, expiration=Duration.days(days)
+                )
+            )
         if spec.versioned:
-            rules.append(s3.LifecycleRule(
-                id="expire-noncurrent", noncurrent_version_expiration=Duration.days(spec.noncurrent_days)
-            ))
+            rules.append(
+                s3.LifecycleRule(
+                    id="expire-noncurrent", noncurrent_version_expiration=Duration.days(spec.noncurrent_days)
+                )
+            )
         bucket = s3.Bucket(
-            self, construct_id,
+            self,
+            construct_id,
             encryption=s3.BucketEncryption.KMS,
             encryption_key=self.key,
             bucket_key_enabled=True,
@@ -88,15 +104,28 @@ class EncryptedStorage(Construct):
     def allow_log_encryption(self) -> None:
         """Let CloudWatch Logs use the key for this account's and Region's log groups (and nothing else)."""
         stack = Stack.of(self)
-        self.key.add_to_resource_policy(iam.PolicyStatement(
-            sid="AllowCloudWatchLogsToEncryptLogGroups",
-            principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
-            actions=["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
-                     "kms:DescribeKey"],
-            resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
-                                    f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"}},
-        ))
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsToEncryptLogGroups",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=[
+                    "kms:Encrypt",
+                    "kms:Decrypt",
+                    "kms:ReEncryptFrom",
+                    "kms:ReEncryptTo",
+                    "kms:GenerateDataKey",
+                    "kms:DescribeKey",
+                ],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"
+                        )
+                    }
+                },
+            )
+        )
 
     def grant_key(self, principal: iam.IGrantable, *, encrypt: bool = True, decrypt: bool = True) -> None:
         """Explicit KMS actions (no ``kms:*`` or ``kms:GenerateDataKey*`` wildcards)."""
@@ -106,6 +135,9 @@ class EncryptedStorage(Construct):
         if decrypt:
             actions += ["kms:Decrypt"]
         principal.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(sid="UseDataKey" + ("Enc" if encrypt else "") + ("Dec" if decrypt else ""),
-                                actions=actions, resources=[self.key.key_arn])
+            iam.PolicyStatement(
+                sid="UseDataKey" + ("Enc" if encrypt else "") + ("Dec" if decrypt else ""),
+                actions=actions,
+                resources=[self.key.key_arn],
+            )
         )

@@ -27,8 +27,11 @@ def _resolve(node: Any, names: dict[str, str]) -> Any:
 
 
 def _rule(synth: Synth, stack: str, source: str, names: dict[str, str] | None = None) -> dict[str, Any]:
-    (rule,) = [r["Properties"]["EventPattern"] for r in synth.resources(stack, "AWS::Events::Rule").values()
-               if r["Properties"].get("EventPattern", {}).get("source") == [source]]  # not the schedule rules
+    (rule,) = [
+        r["Properties"]["EventPattern"]
+        for r in synth.resources(stack, "AWS::Events::Rule").values()
+        if r["Properties"].get("EventPattern", {}).get("source") == [source]
+    ]  # not the schedule rules
     return dict(_resolve(rule, names or {}))
 
 

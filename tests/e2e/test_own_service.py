@@ -21,8 +21,19 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COPIED = ("app.py", "cdk.json", "pyproject.toml", "requirements.txt", "requirements-lambda.txt", "stacks", "lambdas",
-          "golden", "prompts", "guardrails", "tests")
+COPIED = (
+    "app.py",
+    "cdk.json",
+    "pyproject.toml",
+    "requirements.txt",
+    "requirements-lambda.txt",
+    "stacks",
+    "lambdas",
+    "golden",
+    "prompts",
+    "guardrails",
+    "tests",
+)
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache", "*.egg-info", "cdk.out")
 
 
@@ -38,8 +49,9 @@ def blocks(section: str, language: str) -> list[str]:
 
 def run(repo: Path, *args: str, env: dict[str, str] | None = None, timeout: int = 300) -> Any:
     base = {**os.environ, "PYTHONPATH": f"{repo / 'lambdas'}{os.pathsep}{repo}", "EVALGATE_DEBUG": ""}
-    return subprocess.run(list(args), cwd=repo, env={**base, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        list(args), cwd=repo, env={**base, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def evalgate(repo: Path, line: str) -> subprocess.CompletedProcess[str]:
@@ -118,12 +130,15 @@ def test_gate_your_own_service_step_by_step(repo: Path) -> None:
     assert "store_assistant.handler.handler" not in handlers
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--prompt", "Acme"], "--prompt: 'Acme' is not a prompt id like assistant/v1"),
-    (["--prompt", "acme/../v1"], "--prompt: 'acme/../v1' is not a prompt id"),
-    (["--domain", "   "], "--domain: must be 1-200 characters of plain text"),
-    (["--domain", "the {desk}"], "--domain: must be 1-200 characters of plain text"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prompt", "Acme"], "--prompt: 'Acme' is not a prompt id like assistant/v1"),
+        (["--prompt", "acme/../v1"], "--prompt: 'acme/../v1' is not a prompt id"),
+        (["--domain", "   "], "--domain: must be 1-200 characters of plain text"),
+        (["--domain", "the {desk}"], "--domain: must be 1-200 characters of plain text"),
+    ],
+)
 def test_init_refuses_bad_flags_writing_nothing(tmp_path: Path, capsys: Any, args: list[str], message: str) -> None:
     from evalgate.cli import main
 

@@ -71,8 +71,12 @@ class LambdaInvokeFake:
                     self._send(404, body, {"x-amzn-ErrorType": "ResourceNotFoundException"})
                     return
                 name = urllib.parse.unquote(m.group(1))
-                doc = {"AliasArn": f"arn:aws:lambda:us-east-1:123456789012:function:{name}:{alias}", "Name": alias,
-                       "FunctionVersion": fake.aliases[alias], "RevisionId": "r-1"}
+                doc = {
+                    "AliasArn": f"arn:aws:lambda:us-east-1:123456789012:function:{name}:{alias}",
+                    "Name": alias,
+                    "FunctionVersion": fake.aliases[alias],
+                    "RevisionId": "r-1",
+                }
                 self._send(200, json.dumps(doc).encode(), {})
 
             def do_POST(self) -> None:

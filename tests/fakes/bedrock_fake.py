@@ -621,8 +621,9 @@ class BedrockFake:
         if self._server is not None:
             return self
         self._stopping.clear()
-        self._server = ServerThread(LoopbackServer((self._host, self._port), _Handler, self, queue_size=512),
-                                    "bedrock-fake")
+        self._server = ServerThread(
+            LoopbackServer((self._host, self._port), _Handler, self, queue_size=512), "bedrock-fake"
+        )
         return self
 
     def stop(self) -> None:
@@ -910,7 +911,6 @@ class BedrockFake:
                 }
             }
         return payload
-
 
     def _stream(self, payload: dict[str, Any], first_token_delay: float) -> Stream:
         """The Converse answer as ConverseStream events; the first content delta waits ``first_token_delay``."""

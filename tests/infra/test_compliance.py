@@ -16,9 +16,7 @@ def test_cdk_nag_has_no_unacknowledged_findings(synth: Synth) -> None:
     from cdk_nag import AwsSolutionsChecks
 
     report = AwsSolutionsChecks().validate_scope(synth.app)
-    findings = [
-        f"{v.rule_name} at {r.resource_logical_id}" for v in report.violations for r in v.violating_resources
-    ]
+    findings = [f"{v.rule_name} at {r.resource_logical_id}" for v in report.violations for r in v.violating_resources]
     assert report.success, "unacknowledged cdk-nag findings:\n" + "\n".join(findings)
     assert findings == []
 
@@ -57,26 +55,41 @@ def _bare_wildcard(action: str) -> bool:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_no_policy_grants_all_actions(synth: Synth, stack: str) -> None:
-    bad = [(lid, st["Action"]) for lid, st in statements(synth.templates[stack])
-           if st.get("Effect") == "Allow" and any(_bare_wildcard(a) for a in as_list(st.get("Action", [])))]
+    bad = [
+        (lid, st["Action"])
+        for lid, st in statements(synth.templates[stack])
+        if st.get("Effect") == "Allow" and any(_bare_wildcard(a) for a in as_list(st.get("Action", [])))
+    ]
     assert bad == []
 
 
 BEDROCK_ACTIONS = {
-    "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream", "bedrock:ApplyGuardrail",
-    "bedrock:CreateEvaluationJob", "bedrock:GetEvaluationJob", "bedrock:StopEvaluationJob",
+    "bedrock:InvokeModel",
+    "bedrock:InvokeModelWithResponseStream",
+    "bedrock:ApplyGuardrail",
+    "bedrock:CreateEvaluationJob",
+    "bedrock:GetEvaluationJob",
+    "bedrock:StopEvaluationJob",
     # the evaluation job's service role (judge-service-roles.html): its inference runs as model invocation jobs
-    "bedrock:CreateModelInvocationJob", "bedrock:GetModelInvocationJob", "bedrock:StopModelInvocationJob",
+    "bedrock:CreateModelInvocationJob",
+    "bedrock:GetModelInvocationJob",
+    "bedrock:StopModelInvocationJob",
     "bedrock:GetInferenceProfile",
     "bedrock:ListEvaluationJobs",  # no resource-level permissions: the only Bedrock action allowed on "*"
     # the gate's candidate guardrail (made from guardrails/*.toml for a run, deleted at its end)
-    "bedrock:CreateGuardrail", "bedrock:CreateGuardrailVersion", "bedrock:DeleteGuardrail", "bedrock:TagResource",
+    "bedrock:CreateGuardrail",
+    "bedrock:CreateGuardrailVersion",
+    "bedrock:DeleteGuardrail",
+    "bedrock:TagResource",
 }
 
 
 def _bedrock(synth: Synth, stack: str) -> list[dict[str, Any]]:
-    return [st for _, st in statements(synth.templates[stack])
-            if any(str(a).startswith("bedrock:") for a in as_list(st["Action"]))]
+    return [
+        st
+        for _, st in statements(synth.templates[stack])
+        if any(str(a).startswith("bedrock:") for a in as_list(st["Action"]))
+    ]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -119,8 +132,11 @@ def test_bedrock_is_scoped_to_the_configured_models(synth: Synth, stack: str) ->
 def test_service_role_invokes_only_the_generator_models(synth: Synth) -> None:
     s = synth.built.settings
     resources = synth.templates[PROD]["Resources"]
-    fn = next(v for v in resources.values() if v["Type"] == "AWS::Lambda::Function"
-              and v["Properties"]["Handler"] == "store_assistant.handler.handler")
+    fn = next(
+        v
+        for v in resources.values()
+        if v["Type"] == "AWS::Lambda::Function" and v["Properties"]["Handler"] == "store_assistant.handler.handler"
+    )
     role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
     granted = set()
     for res in resources.values():
@@ -152,8 +168,11 @@ def test_conversestream_callers_may_invoke_with_response_stream(synth: Synth) ->
     s = synth.built.settings
     generator = {s.generator_model_id, s.generator_model_id.split(".", 1)[1]}
     resources = synth.templates[PROD]["Resources"]
-    fn = next(v for v in resources.values() if v["Type"] == "AWS::Lambda::Function"
-              and v["Properties"]["Handler"] == "store_assistant.handler.handler")
+    fn = next(
+        v
+        for v in resources.values()
+        if v["Type"] == "AWS::Lambda::Function" and v["Properties"]["Handler"] == "store_assistant.handler.handler"
+    )
     service = _role_bedrock_grants(synth, PROD, fn["Properties"]["Role"]["Fn::GetAtt"][0])
     assert service["bedrock:InvokeModelWithResponseStream"] == generator
     pipeline = synth.templates[PIPELINE]["Resources"]
@@ -192,7 +211,13 @@ def test_a_bundled_synth_has_no_deploy_guard() -> None:
     from stacks.constructs.lambda_bundle import LambdaBundle
 
     stack = Stack(App(context={"aws:cdk:bundling-stacks": []}), "Probe")
-    LambdaBundle(stack, "Bundle", log_retention_days=30,
-                 metrics_namespace="EvalGate/Service", service_name="evalgate", bundled=True)
+    LambdaBundle(
+        stack,
+        "Bundle",
+        log_retention_days=30,
+        metrics_namespace="EvalGate/Service",
+        service_name="evalgate",
+        bundled=True,
+    )
     rules = Template.from_stack(stack).to_json().get("Rules", {})
     assert not [k for k in rules if "RequireBundledAssets" in k]

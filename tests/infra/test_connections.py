@@ -23,8 +23,9 @@ def test_every_role_that_uses_the_connection_has_the_codeconnections_action(synt
     arn = synth.built.settings.connection_arn
     assert arn is not None and service_prefix(arn) == "codeconnections"
     policies = synth.resources(PIPELINE, "AWS::IAM::Policy")
-    users = {k for k, p in policies.items()
-             if _grants(p, "codestar-connections:UseConnection", arn) or _grants(p, USE, arn)}
+    users = {
+        k for k, p in policies.items() if _grants(p, "codestar-connections:UseConnection", arn) or _grants(p, USE, arn)
+    }
     # the source action and every CodeBuild step that clones the repository (synth, gate, promote, load, smoke)
     assert len(users) >= 5, sorted(users)
     for logical_id in users:

@@ -12,16 +12,24 @@ from .conftest import PIPELINE, Synth, as_list, statements
 # judge-service-roles.html: the S3 actions a judge evaluation job's service role needs on its data location
 JUDGE_JOB_S3_OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}
 JUDGE_JOB_S3_BUCKET_ACTIONS = {"s3:ListBucket", "s3:GetBucketLocation", "s3:ListBucketMultipartUploads"}
-JUDGE_JOB_BEDROCK_ACTIONS = {"bedrock:CreateModelInvocationJob", "bedrock:StopModelInvocationJob",
-                             "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"}
+JUDGE_JOB_BEDROCK_ACTIONS = {
+    "bedrock:CreateModelInvocationJob",
+    "bedrock:StopModelInvocationJob",
+    "bedrock:InvokeModel",
+    "bedrock:InvokeModelWithResponseStream",
+}
 
 
 def _role_statements(synth: Synth, role_prefix: str) -> list[dict[str, Any]]:
     template = synth.templates[PIPELINE]
-    (role,) = [k for k, v in template["Resources"].items()
-               if v["Type"] == "AWS::IAM::Role" and k.startswith(role_prefix)]
-    policies = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::IAM::Policy"
-                and {"Ref": role} in v["Properties"].get("Roles", [])]
+    (role,) = [
+        k for k, v in template["Resources"].items() if v["Type"] == "AWS::IAM::Role" and k.startswith(role_prefix)
+    ]
+    policies = [
+        k
+        for k, v in template["Resources"].items()
+        if v["Type"] == "AWS::IAM::Policy" and {"Ref": role} in v["Properties"].get("Roles", [])
+    ]
     return [st for k, st in statements(template) if k in policies]
 
 

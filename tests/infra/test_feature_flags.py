@@ -47,18 +47,31 @@ def test_cohorts_render_as_sticky_modulo_range_rules() -> None:
     validate_document(doc)  # the runtime's own validator accepts it
 
 
-@pytest.mark.parametrize("overrides,fragment", [
-    ({"cohorts": [{"variant": "candidate", "start": 0, "end": 9}, {"variant": "control", "start": 5, "end": 20}]},
-     "overlaps"),
-    ({"cohorts": [{"variant": "ghost", "start": 0, "end": 9}]}, "not one of the variants"),
-    ({"cohorts": [{"variant": "candidate", "start": 9, "end": 0}]}, "must not be greater"),
-    ({"cohorts": [{"variant": "candidate", "start": 0, "end": 100}]}, "less than or equal to 99"),
-    ({"default_variant": "ghost"}, "default_variant"),
-    ({"shadow": {"enabled": True, "sample_rate": 1.5}}, "less than or equal to 1"),
-    ({"capture": {"sample_rate": -0.1}}, "greater than or equal to 0"),
-    ({"variants": {"Bad Name": {"model_id": SONNET, "prompt_version": "support/v1"}}, "cohorts": []}, "variant name"),
-    ({"unknown": 1}, "featureFlags.unknown: unknown key"),
-])
+@pytest.mark.parametrize(
+    "overrides,fragment",
+    [
+        (
+            {
+                "cohorts": [
+                    {"variant": "candidate", "start": 0, "end": 9},
+                    {"variant": "control", "start": 5, "end": 20},
+                ]
+            },
+            "overlaps",
+        ),
+        ({"cohorts": [{"variant": "ghost", "start": 0, "end": 9}]}, "not one of the variants"),
+        ({"cohorts": [{"variant": "candidate", "start": 9, "end": 0}]}, "must not be greater"),
+        ({"cohorts": [{"variant": "candidate", "start": 0, "end": 100}]}, "less than or equal to 99"),
+        ({"default_variant": "ghost"}, "default_variant"),
+        ({"shadow": {"enabled": True, "sample_rate": 1.5}}, "less than or equal to 1"),
+        ({"capture": {"sample_rate": -0.1}}, "greater than or equal to 0"),
+        (
+            {"variants": {"Bad Name": {"model_id": SONNET, "prompt_version": "support/v1"}}, "cohorts": []},
+            "variant name",
+        ),
+        ({"unknown": 1}, "featureFlags.unknown: unknown key"),
+    ],
+)
 def test_invalid_flag_settings_stop_synth(overrides: dict[str, Any], fragment: str) -> None:
     message = expect_error("featureFlags", featureFlags=flags(**overrides))
     assert fragment in message, message
@@ -85,18 +98,30 @@ def test_the_runtime_validator_rejects_a_broken_document() -> None:
 def test_the_construct_refuses_invalid_content_at_synth() -> None:
     """Even content that bypassed the settings model (model_construct) cannot reach AppConfig."""
     stack = Stack(App(), "FlagsProbe")
-    alarm = cw.Alarm(stack, "Alarm", metric=cw.Metric(namespace="X", metric_name="Y"), threshold=1,
-                     evaluation_periods=1)
+    alarm = cw.Alarm(
+        stack, "Alarm", metric=cw.Metric(namespace="X", metric_name="Y"), threshold=1, evaluation_periods=1
+    )
     broken = FeatureFlagsConfig.model_construct(
-        default_variant="ghost", variants={}, cohorts=[], shadow=FeatureFlagsConfig.model_fields["shadow"]
-        .default_factory(), capture=FeatureFlagsConfig.model_fields["capture"].default_factory(),  # type: ignore[misc]
+        default_variant="ghost",
+        variants={},
+        cohorts=[],
+        shadow=FeatureFlagsConfig.model_fields["shadow"].default_factory(),
+        capture=FeatureFlagsConfig.model_fields["capture"].default_factory(),  # type: ignore[misc]
         extra_model_ids=[],
     )
     with pytest.raises(FlagContentError):
-        FeatureFlags(stack, "Flags", FeatureFlagsProps(
-            application_name="probe", environment_name="Test", flags=broken, monitors=[alarm],
-            deployment_minutes=1, bake_minutes=1,
-        ))
+        FeatureFlags(
+            stack,
+            "Flags",
+            FeatureFlagsProps(
+                application_name="probe",
+                environment_name="Test",
+                flags=broken,
+                monitors=[alarm],
+                deployment_minutes=1,
+                bake_minutes=1,
+            ),
+        )
 
 
 def test_settings_error_is_a_value_error() -> None:

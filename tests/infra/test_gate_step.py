@@ -68,14 +68,18 @@ class FakePipeline:
 
     def get_pipeline_state(self, name: str) -> dict[str, Any]:
         latest = {"status": "InProgress", "token": "tok-1"} if self.waiting else {"status": "Succeeded"}
-        return {"stageStates": [{
-            "stageName": "QualityGate",
-            "latestExecution": {"pipelineExecutionId": self.in_stage, "status": "InProgress"},
-            "actionStates": [
-                {"actionName": "EvalGate", "latestExecution": {"status": "InProgress"}},
-                {"actionName": "Approve", "latestExecution": latest},
-            ],
-        }]}
+        return {
+            "stageStates": [
+                {
+                    "stageName": "QualityGate",
+                    "latestExecution": {"pipelineExecutionId": self.in_stage, "status": "InProgress"},
+                    "actionStates": [
+                        {"actionName": "EvalGate", "latestExecution": {"status": "InProgress"}},
+                        {"actionName": "Approve", "latestExecution": latest},
+                    ],
+                }
+            ]
+        }
 
     def put_approval_result(self, **kwargs: Any) -> None:
         self.results.append(kwargs)
@@ -98,8 +102,14 @@ class Done:
 class FakeRunner:
     """Stands in for subprocess.run: git, ``evalgate run --help`` and ``evalgate run`` (writes reports)."""
 
-    def __init__(self, out_dir: Path, exit_code: int, results: dict[str, Any], tags: str = "",
-                 help_text: str = "--tier {offline,smoke,full,release,auto} --max-cost --baseline-mismatch") -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        exit_code: int,
+        results: dict[str, Any],
+        tags: str = "",
+        help_text: str = "--tier {offline,smoke,full,release,auto} --max-cost --baseline-mismatch",
+    ) -> None:
         self.out_dir, self.exit_code, self.results = out_dir, exit_code, results
         self.tags, self.help_text = tags, help_text
         self.commands: list[list[str]] = []
@@ -120,15 +130,31 @@ class FakeRunner:
         return Done(self.exit_code)
 
 
-def make(tmp_path: Path, exit_code: int, *, hallucinations: list[dict[str, Any]] | None = None,
-         baseline: bool = True, waiting: bool = True, branch: str = "main", tags: str = "",
-         help_text: str = "--tier {offline,smoke,full,release,auto} --max-cost --baseline-mismatch",
-         ) -> tuple[Gate, FakeS3, FakeSns, FakePipeline, FakeCloudWatch, FakeRunner]:
-    cfg = GateEnv(bucket="eval-bucket", topic_arn="arn:aws:sns:us-east-1:111111111111:alerts",
-                  pipeline="evalgate-pipeline", stage="QualityGate", approval_action="Approve",
-                  execution_id="exec-42", region="us-east-1",
-                  branch=branch, commit="0123456789abcdef", generator="us.anthropic.x", prompt="support/v1",
-                  max_cost="5")
+def make(
+    tmp_path: Path,
+    exit_code: int,
+    *,
+    hallucinations: list[dict[str, Any]] | None = None,
+    baseline: bool = True,
+    waiting: bool = True,
+    branch: str = "main",
+    tags: str = "",
+    help_text: str = "--tier {offline,smoke,full,release,auto} --max-cost --baseline-mismatch",
+) -> tuple[Gate, FakeS3, FakeSns, FakePipeline, FakeCloudWatch, FakeRunner]:
+    cfg = GateEnv(
+        bucket="eval-bucket",
+        topic_arn="arn:aws:sns:us-east-1:111111111111:alerts",
+        pipeline="evalgate-pipeline",
+        stage="QualityGate",
+        approval_action="Approve",
+        execution_id="exec-42",
+        region="us-east-1",
+        branch=branch,
+        commit="0123456789abcdef",
+        generator="us.anthropic.x",
+        prompt="support/v1",
+        max_cost="5",
+    )
     s3 = FakeS3({BASELINE_KEY: b'{"run_id": "old"}', BASELINE_COMMIT_KEY: b"abc123"} if baseline else {})
     results = {"verdict": {"verdict": "PASS"}, "usage": {"cost_usd": 0.42}, "hallucinations": hallucinations or []}
     runner = FakeRunner(tmp_path / "out", exit_code, results, tags=tags, help_text=help_text)
@@ -151,8 +177,9 @@ def test_release_candidates() -> None:
     assert not is_release_candidate(None, [], "v*", "release/*")
 
 
-def test_pass_approves_and_continues_without_moving_the_baseline(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pass_approves_and_continues_without_moving_the_baseline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     gate, s3, sns, pipeline, cw, runner = make(tmp_path, 0)
     assert gate.run() == 0
@@ -170,32 +197,33 @@ def test_pass_approves_and_continues_without_moving_the_baseline(tmp_path: Path,
     assert runner.envs[runner.commands.index(run)]["EVALGATE_BASE_COMMIT"] == "abc123"
 
 
-def test_pass_with_hallucinations_is_published_for_review(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pass_with_hallucinations_is_published_for_review(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     found = [{"case_id": "ret-window-basic", "suite": "regression", "claims": ["returns within 60 days"]}]
     gate, _, sns, pipeline, _, _ = make(tmp_path, 0, hallucinations=found)
     assert gate.run() == 0
-    (subject, body), = sns.messages
+    ((subject, body),) = sns.messages
     assert "PASS with 1 hallucination" in subject
     assert "ret-window-basic" in body and "returns within 60 days" in body
     assert pipeline.results[0]["result"]["status"] == "Approved"
 
 
-def test_review_leaves_the_approval_waiting_and_sends_the_report_link(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_review_leaves_the_approval_waiting_and_sends_the_report_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     gate, _, sns, pipeline, _, _ = make(tmp_path, 3)
     assert gate.run() == 0
     assert pipeline.results == []
-    (subject, body), = sns.messages
+    ((subject, body),) = sns.messages
     assert "REVIEW" in subject
     assert "runs/exec-42/report.html" in body and "EvalGate summary" in body and "Approve" in body
 
 
 @pytest.mark.parametrize("code", [1, 4])
-def test_fail_and_error_reject_the_approval_and_fail_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                              code: int) -> None:
+def test_fail_and_error_reject_the_approval_and_fail_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
     monkeypatch.chdir(tmp_path)
     gate, _, sns, pipeline, _, _ = make(tmp_path, code)
     assert gate.run() == code
@@ -203,11 +231,13 @@ def test_fail_and_error_reject_the_approval_and_fail_the_step(tmp_path: Path, mo
     assert sns.messages == []
 
 
-def test_release_tag_runs_the_release_tier_and_first_run_has_no_baseline(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_release_tag_runs_the_release_tier_and_first_run_has_no_baseline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    gate, _, _, _, _, runner = make(tmp_path, 0, baseline=False, tags="v2.0.0\n",
-                                    help_text="--tier {offline,smoke,full,release}")
+    gate, _, _, _, _, runner = make(
+        tmp_path, 0, baseline=False, tags="v2.0.0\n", help_text="--tier {offline,smoke,full,release}"
+    )
     assert gate.run() == 0
     run = next(c for c in runner.commands if "run" in c and "--help" not in c and c[0] != "git")
     assert run[run.index("--tier") + 1] == "release"
@@ -243,8 +273,9 @@ def test_an_evalgate_without_the_auto_tier_runs_the_full_tier(tmp_path: Path, mo
     assert run[run.index("--tier") + 1] == "full"
 
 
-def test_a_crash_rejects_the_approval_instead_of_leaving_it_waiting(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_rejects_the_approval_instead_of_leaving_it_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     gate, s3, _, pipeline, _, _ = make(tmp_path, 0)
 
@@ -271,9 +302,16 @@ def test_review_goes_to_the_notifier_as_an_eventbridge_event(tmp_path: Path, mon
 
     monkeypatch.chdir(tmp_path)
     gate, _, sns, pipeline, _, runner = make(tmp_path, 3)
-    run = RunResult(run_id="r-7", started_at="2025-01-01T00:00:00Z", finished_at="2025-01-01T00:05:00Z",
-                    tool_version="0.1.0", tier="full", suites=["regression"], candidate={"model_id": "m"},
-                    verdict=Verdict(verdict="REVIEW", exit_code=3, reasons=["faithfulness dropped vs baseline"]))
+    run = RunResult(
+        run_id="r-7",
+        started_at="2025-01-01T00:00:00Z",
+        finished_at="2025-01-01T00:05:00Z",
+        tool_version="0.1.0",
+        tier="full",
+        suites=["regression"],
+        candidate={"model_id": "m"},
+        verdict=Verdict(verdict="REVIEW", exit_code=3, reasons=["faithfulness dropped vs baseline"]),
+    )
     runner.results = json.loads(run.model_dump_json())
     gate.events = FakeEvents()
     assert gate.run() == 0
@@ -303,13 +341,18 @@ class CalibratingRunner(FakeRunner):
         return super().__call__(cmd, **kwargs)
 
 
-def test_a_new_judge_is_calibrated_before_the_eval_and_its_record_kept(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_judge_is_calibrated_before_the_eval_and_its_record_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     gate, s3, _, pipeline, cw, _ = make(tmp_path, 0)
     s3.objects["baselines/calibration/judge-cheap-abc.json"] = b"{}"  # measured by an earlier run
-    runner = CalibratingRunner(tmp_path / "out", 0, {"verdict": {"verdict": "PASS"}},
-                               help_text="--tier {offline,smoke,full,release,auto} --max-cost --calibration")
+    runner = CalibratingRunner(
+        tmp_path / "out",
+        0,
+        {"verdict": {"verdict": "PASS"}},
+        help_text="--tier {offline,smoke,full,release,auto} --max-cost --calibration",
+    )
     gate.runner = runner
     assert gate.run() == 0
     kinds = [c[3] if c[0] != "git" else "git" for c in runner.commands if "--help" not in c]
@@ -321,16 +364,27 @@ def test_a_new_judge_is_calibrated_before_the_eval_and_its_record_kept(tmp_path:
     run = next(i for i, c in enumerate(runner.commands) if "run" in c and "--help" not in c and c[0] != "git")
     assert runner.envs[run]["EVALGATE_CALIBRATION_DIR"] == ".evalgate/calibration"
     assert pipeline.results[-1]["result"]["status"] == "Approved"
-    assert {"Namespace": "EvalGate/Pipeline", "MetricName": "CalibrationCostUSD", "Value": 1.25, "Unit": "None",
-            "Dimensions": [{"Name": "Pipeline", "Value": "evalgate-pipeline"}]} in cw.data  # the new record's cost
+    assert {
+        "Namespace": "EvalGate/Pipeline",
+        "MetricName": "CalibrationCostUSD",
+        "Value": 1.25,
+        "Unit": "None",
+        "Dimensions": [{"Name": "Pipeline", "Value": "evalgate-pipeline"}],
+    } in cw.data  # the new record's cost
 
 
-def test_a_judge_below_the_floors_stops_the_gate_with_its_figures(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_judge_below_the_floors_stops_the_gate_with_its_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     gate, s3, _, pipeline, _, _ = make(tmp_path, 0)
-    runner = CalibratingRunner(tmp_path / "out", 0, {}, calibrate_code=1,
-                               help_text="--tier {offline,smoke,full,release,auto} --max-cost --calibration")
+    runner = CalibratingRunner(
+        tmp_path / "out",
+        0,
+        {},
+        calibrate_code=1,
+        help_text="--tier {offline,smoke,full,release,auto} --max-cost --calibration",
+    )
     gate.runner = runner
     assert gate.run() == 1
     assert not any("run" in c and "--help" not in c and c[0] != "git" for c in runner.commands)  # no eval
@@ -358,8 +412,7 @@ class TwoExecutionsPipeline(FakePipeline):
         return state
 
 
-def test_the_gate_never_resolves_another_executions_approval(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_gate_never_resolves_another_executions_approval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     gate, *_ = make(tmp_path, 0)
     other_only = TwoExecutionsPipeline(handover_after=None)
@@ -385,9 +438,19 @@ def test_known_error_tickets_are_opened_by_the_gates_run(tmp_path: Path, monkeyp
     assert gate.run() == 0
     run = next(c for c in runner.commands if "run" in c and "--help" not in c and c[0] != "git")
     assert run[run.index("--tickets") + 1] == "opscenter"
-    env = GateEnv.from_environ({"EVAL_BUCKET": "b", "TOPIC_ARN": "t", "PIPELINE_NAME": "p", "GATE_STAGE": "g",
-                                "APPROVAL_ACTION": "a", "PIPELINE_EXECUTION_ID": "e", "EVALGATE_TICKETS": "github",
-                                "EVALGATE_GITHUB_REPO": "org/svc", "EVALGATE_GITHUB_TOKEN_SECRET": "tok"})
+    env = GateEnv.from_environ(
+        {
+            "EVAL_BUCKET": "b",
+            "TOPIC_ARN": "t",
+            "PIPELINE_NAME": "p",
+            "GATE_STAGE": "g",
+            "APPROVAL_ACTION": "a",
+            "PIPELINE_EXECUTION_ID": "e",
+            "EVALGATE_TICKETS": "github",
+            "EVALGATE_GITHUB_REPO": "org/svc",
+            "EVALGATE_GITHUB_TOKEN_SECRET": "tok",
+        }
+    )
     assert env.extra == {"tickets": "github", "github_repo": "org/svc", "github_token_secret": "tok"}
     gate2, *_, runner2 = make(tmp_path, 0)  # an evalgate that does not know --tickets is not given it
     gate2.cfg = replace(gate2.cfg, extra={"tickets": "opscenter"})
@@ -395,8 +458,9 @@ def test_known_error_tickets_are_opened_by_the_gates_run(tmp_path: Path, monkeyp
     assert "--tickets" not in next(c for c in runner2.commands if "run" in c and "--help" not in c and c[0] != "git")
 
 
-def test_the_history_site_is_refreshed_after_each_run_and_linked_in_emails(tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_history_site_is_refreshed_after_each_run_and_linked_in_emails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     gate, _s3, sns, *_, runner = make(tmp_path, 3, help_text="--tier auto --max-cost\n  history  a static site")
     assert gate.run() == 0

@@ -51,11 +51,19 @@ def test_a_function_bundle_holds_exactly_its_asset(tmp_path: Path) -> None:
     asset = function_asset("store_assistant.handler.handler", repo=repo)
     assert AssetBundler(asset, repo).try_bundle(str(out)) is True
     copied = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert copied == [dest for _, dest in asset.files] == [
-        "evalgate/__init__.py", "evalgate/core/__init__.py", "evalgate/core/models.py",
-        "golden/knowledge/returns.md", "prompts/support/v1/system.md",
-        "store_assistant/__init__.py", "store_assistant/handler.py",  # handler "store_assistant.handler.handler"
-    ]  # no reports, no caches, no egg-info, no golden cases
+    assert (
+        copied
+        == [dest for _, dest in asset.files]
+        == [
+            "evalgate/__init__.py",
+            "evalgate/core/__init__.py",
+            "evalgate/core/models.py",
+            "golden/knowledge/returns.md",
+            "prompts/support/v1/system.md",
+            "store_assistant/__init__.py",
+            "store_assistant/handler.py",  # handler "store_assistant.handler.handler"
+        ]
+    )  # no reports, no caches, no egg-info, no golden cases
     hook = tmp_path / "hook"
     AssetBundler(function_asset("handlers.pre_traffic_hook.handler", repo=repo), repo).try_bundle(str(hook))
     assert (hook / "golden/cases.jsonl").is_file()  # the pre-traffic hook's smoke subset
@@ -91,7 +99,8 @@ def test_each_function_ships_its_own_closure(synth: Synth) -> None:
     for stack in (STAGING, PROD):
         for res in synth.resources(stack, "AWS::Lambda::Function").values():
             keys.setdefault(functions[res["Properties"]["Handler"]].digest(REPO), set()).add(
-                res["Properties"]["Code"]["S3Key"])
+                res["Properties"]["Code"]["S3Key"]
+            )
     assert all(len(k) == 1 for k in keys.values())  # one code key per asset content, in every stage
     assert len(keys) == len(functions)  # no two functions ship the same files
     service = {dest for _, dest in functions[SERVICE_HANDLER].files}
@@ -118,11 +127,18 @@ def _code_keys(repo: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setattr(lambda_bundle, "REPO_ROOT", repo)
     app = App(context=cdk_context())
     settings = load_settings(read_context(app.node))
-    ServiceStack(app, "Probe", ServiceStackProps(settings=settings, stage_name="Prod", deployment_mode="canary"),
-                 env=Environment(account=ACCOUNT, region=REGION))
+    ServiceStack(
+        app,
+        "Probe",
+        ServiceStackProps(settings=settings, stage_name="Prod", deployment_mode="canary"),
+        env=Environment(account=ACCOUNT, region=REGION),
+    )
     template = app.synth().get_stack_by_name("Probe").template
-    return {r["Properties"]["Handler"]: r["Properties"]["Code"]["S3Key"]
-            for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"}
+    return {
+        r["Properties"]["Handler"]: r["Properties"]["Code"]["S3Key"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function"
+    }
 
 
 def test_a_report_or_cli_edit_deploys_nothing_and_a_notifier_edit_only_the_notifier(
@@ -147,14 +163,19 @@ def test_a_report_or_cli_edit_deploys_nothing_and_a_notifier_edit_only_the_notif
 
 def test_a_bundled_synth_stages_exactly_the_functions_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """CDK runs the local bundler (no Docker): the staged asset holds the function's files and nothing else."""
-    monkeypatch.setattr(PipLayerBundler, "try_bundle",
-                        lambda self, output_dir, options=None: (Path(output_dir) / "python").mkdir() or True)
+    monkeypatch.setattr(
+        PipLayerBundler,
+        "try_bundle",
+        lambda self, output_dir, options=None: (Path(output_dir) / "python").mkdir() or True,
+    )
     app = App(context={"aws:cdk:bundling-stacks": ["**"]}, outdir=str(tmp_path / "cdk.out"))
     stack = Stack(app, "Probe", env=Environment(account=ACCOUNT, region=REGION))
-    bundle = lambda_bundle.LambdaBundle(stack, "Bundle", log_retention_days=7, metrics_namespace="Probe",
-                                        service_name="probe", bundled=True)
-    bundle.function(stack, "Notifier", lambda_bundle.FunctionSpec(handler="handlers.notifier.handler",
-                                                                   description="probe"))
+    bundle = lambda_bundle.LambdaBundle(
+        stack, "Bundle", log_retention_days=7, metrics_namespace="Probe", service_name="probe", bundled=True
+    )
+    bundle.function(
+        stack, "Notifier", lambda_bundle.FunctionSpec(handler="handlers.notifier.handler", description="probe")
+    )
     template = app.synth().get_stack_by_name("Probe").template
     (fn,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
     staged = tmp_path / "cdk.out" / f"asset.{fn['Properties']['Code']['S3Key'].removesuffix('.zip')}"
@@ -181,16 +202,21 @@ def test_deps_layer_is_pip_installed_for_arm64_cp313(tmp_path: Path, monkeypatch
 
 
 def test_deps_layer_failure_explains_how_to_synth_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lambda_bundle.subprocess, "run",
-                        lambda cmd, **_: subprocess.CompletedProcess(cmd, 1, "", "No matching distribution"))
+    monkeypatch.setattr(
+        lambda_bundle.subprocess,
+        "run",
+        lambda cmd, **_: subprocess.CompletedProcess(cmd, 1, "", "No matching distribution"),
+    )
     with pytest.raises(RuntimeError, match="bundle=true"):
         PipLayerBundler(REPO / "requirements-lambda.txt").try_bundle(str(tmp_path))
 
 
 def test_requirements_lambda_lists_the_runtime_dependencies() -> None:
-    names = {line.split(">")[0].split("=")[0].split("<")[0].strip().lower()
-             for line in (REPO / "requirements-lambda.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")}
+    names = {
+        line.split(">")[0].split("=")[0].split("<")[0].strip().lower()
+        for line in (REPO / "requirements-lambda.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert names == {"pydantic", "numpy", "scipy"}  # boto3: runtime; powertools: its layer
 
 
@@ -203,17 +229,26 @@ def test_bedrock_statements_name_models_profiles_and_the_guardrail() -> None:
     stack = Stack(app, "Probe", env=Environment(account="111111111111", region="eu-west-1"))
     assert split_profile("eu.anthropic.m:0") == ("eu", "anthropic.m:0")
     assert split_profile("amazon.titan-embed-text-v2:0") == (None, "amazon.titan-embed-text-v2:0")
-    direct, via = _resolved(stack, model_statements(stack, ["eu.anthropic.m:0", "amazon.titan-embed-text-v2:0"],
-                                                     sid="T"))
+    direct, via = _resolved(
+        stack, model_statements(stack, ["eu.anthropic.m:0", "amazon.titan-embed-text-v2:0"], sid="T")
+    )
     assert direct["Action"] == "bedrock:InvokeModel"
     assert direct["Resource"] == [
         "arn:aws:bedrock:eu-west-1::foundation-model/amazon.titan-embed-text-v2:0",
         "arn:aws:bedrock:eu-west-1:111111111111:inference-profile/eu.anthropic.m:0",
     ]
     assert via["Resource"] == "arn:aws:bedrock:*::foundation-model/anthropic.m:0"
-    assert via["Condition"] == {"StringEquals": {
-        "bedrock:InferenceProfileArn": ["arn:aws:bedrock:eu-west-1:111111111111:inference-profile/eu.anthropic.m:0"],
-    }}
+    assert via["Condition"] == {
+        "StringEquals": {
+            "bedrock:InferenceProfileArn": [
+                "arn:aws:bedrock:eu-west-1:111111111111:inference-profile/eu.anthropic.m:0"
+            ],
+        }
+    }
     (guard,) = _resolved(stack, [guardrail_statement(stack, "abcdef012345", sid="T")])
-    assert guard == {"Sid": "TApplyGuardrail", "Effect": "Allow", "Action": "bedrock:ApplyGuardrail",
-                     "Resource": "arn:aws:bedrock:eu-west-1:111111111111:guardrail/abcdef012345"}
+    assert guard == {
+        "Sid": "TApplyGuardrail",
+        "Effect": "Allow",
+        "Action": "bedrock:ApplyGuardrail",
+        "Resource": "arn:aws:bedrock:eu-west-1:111111111111:guardrail/abcdef012345",
+    }

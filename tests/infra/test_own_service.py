@@ -30,8 +30,10 @@ OWN_SERVICE: dict[str, Any] = {
     "thresholdsFile": f"{EXAMPLE}/golden/gate.toml",
     "promptVersion": "faq/v1",
     "generatorModelId": HAIKU,
-    "featureFlags": {"default_variant": "control", "variants": {"control": {"model_id": HAIKU,
-                                                                            "prompt_version": "faq/v1"}}},
+    "featureFlags": {
+        "default_variant": "control",
+        "variants": {"control": {"model_id": HAIKU, "prompt_version": "faq/v1"}},
+    },
 }
 
 
@@ -50,8 +52,11 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 
 def _function(template: dict[str, Any], handler: str) -> dict[str, Any]:
-    [fn] = [r["Properties"] for r in template["Resources"].values()
-            if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == handler]
+    [fn] = [
+        r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == handler
+    ]
     return fn
 
 
@@ -61,8 +66,10 @@ def _hook(template: dict[str, Any]) -> dict[str, Any]:
 
 def _resources(template: dict[str, Any]) -> set[tuple[str, str]]:
     """(logical id, type); a published version's id ends with a hash of its code and configuration."""
-    return {(re.sub(r"[0-9a-f]{32}$", "", k) if v["Type"] == "AWS::Lambda::Version" else k, v["Type"])
-            for k, v in template["Resources"].items()}
+    return {
+        (re.sub(r"[0-9a-f]{32}$", "", k) if v["Type"] == "AWS::Lambda::Version" else k, v["Type"])
+        for k, v in template["Resources"].items()
+    }
 
 
 def test_the_same_stacks_build_the_same_resources_for_another_service(synth: Synth, own: Synth) -> None:
@@ -84,8 +91,10 @@ def test_the_service_function_runs_the_named_handler_prompt_and_code(synth: Synt
 
 
 def test_the_pipeline_gates_with_the_services_golden_set_and_prompt(own: Synth) -> None:
-    envs = [{e["Name"]: e.get("Value") for e in p["Properties"]["Environment"].get("EnvironmentVariables", [])}
-            for p in own.resources(PIPELINE, "AWS::CodeBuild::Project").values()]
+    envs = [
+        {e["Name"]: e.get("Value") for e in p["Properties"]["Environment"].get("EnvironmentVariables", [])}
+        for p in own.resources(PIPELINE, "AWS::CodeBuild::Project").values()
+    ]
     gates = [e for e in envs if "THRESHOLDS_FILE" in e]
     assert gates
     for env in gates:  # the quality gate (and pull-request evaluation) render faq/v1 from the service's prompts
@@ -95,8 +104,10 @@ def test_the_pipeline_gates_with_the_services_golden_set_and_prompt(own: Synth) 
 
 def test_the_assets_hold_the_service_its_prompts_its_knowledge_and_the_product(tmp_path: Path) -> None:
     repo = Path(__file__).resolve().parents[2]
-    functions = deployed_functions(repo, {k: v for k, v in OWN_SERVICE.items() if k in (
-        "serviceCodeRoot", "serviceHandler", "promptsDir", "goldenDir")})
+    functions = deployed_functions(
+        repo,
+        {k: v for k, v in OWN_SERVICE.items() if k in ("serviceCodeRoot", "serviceHandler", "promptsDir", "goldenDir")},
+    )
     out, hook = tmp_path / "code", tmp_path / "hook"
     AssetBundler(functions["faq_desk.handler.handler"], repo).try_bundle(str(out))
     assert (out / "faq_desk/handler.py").is_file()  # handler "faq_desk.handler.handler" at the code root
@@ -110,16 +121,25 @@ def test_the_assets_hold_the_service_its_prompts_its_knowledge_and_the_product(t
     assert any("smoke" in c["tags"] for c in smoke)  # SMOKE_CASES=/var/task/golden#smoke finds the service's
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"serviceHandler": "faq_desk.handlr.handler", "serviceCodeRoot": f"{EXAMPLE}/src"},
-     "serviceHandler: no module faq_desk.handlr in tests/example_service/src/ (did you mean 'faq_desk.handler'?)"),
-    ({"serviceHandler": "store_assistant.handler.handle"},
-     "serviceHandler: lambdas/store_assistant/handler.py has no top-level function handle (did you mean 'handler'?)"),
-    ({"serviceHandler": "handler"}, "serviceHandler: must be '<module path>.<function>'"),
-    ({"serviceCodeRoot": "services"}, "serviceCodeRoot: services does not exist in the repository"),
-    ({"promptsDir": f"{EXAMPLE}/prompts"}, f"promptVersion: {EXAMPLE}/prompts/support/v1/ does not exist"),
-    ({"serviceHandlr": "x.y"}, "serviceHandlr: unknown setting (did you mean 'serviceHandler'?)"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"serviceHandler": "faq_desk.handlr.handler", "serviceCodeRoot": f"{EXAMPLE}/src"},
+            "serviceHandler: no module faq_desk.handlr in tests/example_service/src/ "
+            "(did you mean 'faq_desk.handler'?)",
+        ),
+        (
+            {"serviceHandler": "store_assistant.handler.handle"},
+            "serviceHandler: lambdas/store_assistant/handler.py has no top-level function handle "
+            "(did you mean 'handler'?)",
+        ),
+        ({"serviceHandler": "handler"}, "serviceHandler: must be '<module path>.<function>'"),
+        ({"serviceCodeRoot": "services"}, "serviceCodeRoot: services does not exist in the repository"),
+        ({"promptsDir": f"{EXAMPLE}/prompts"}, f"promptVersion: {EXAMPLE}/prompts/support/v1/ does not exist"),
+        ({"serviceHandlr": "x.y"}, "serviceHandlr: unknown setting (did you mean 'serviceHandler'?)"),
+    ],
+)
 def test_a_wrong_service_setting_stops_synth_naming_it(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(cdk_context(**overrides))
@@ -137,7 +157,14 @@ def test_every_alarm_on_a_service_metric_reads_one_the_contract_requires(synth: 
         m["MetricStat"]["Metric"] for a in alarms for m in a["Properties"].get("Metrics", []) if "MetricStat" in m
     ]
     names = {m.get("MetricName") for m in metrics if m.get("Namespace") == tm.DEFAULT_NAMESPACE}
-    by_others = {tm.QUALITY_SCORE, tm.HALLUCINATION, tm.JUDGED_COUNT, tm.UNSCORED, tm.INJECTION_LEAK,  # online judge
-                 tm.FEEDBACK_SCORE, tm.CANARY_VERDICT}
+    by_others = {
+        tm.QUALITY_SCORE,
+        tm.HALLUCINATION,
+        tm.JUDGED_COUNT,
+        tm.UNSCORED,
+        tm.INJECTION_LEAK,  # online judge
+        tm.FEEDBACK_SCORE,
+        tm.CANARY_VERDICT,
+    }
     assert tm.ERRORS in names and tm.TIME_TO_FIRST_TOKEN in names
     assert names - {None} - by_others <= set(tm.SERVICE_METRICS), names

@@ -40,7 +40,13 @@ def test_pipeline_is_v2_self_mutating_with_the_expected_stages(synth: Synth) -> 
     assert p["PipelineType"] == "V2"
     assert p["Name"] == "evalgate-pipeline"
     assert [s["Name"] for s in p["Stages"]] == [
-        "Source", "Build", "UpdatePipeline", "Assets", "QualityGate", "Staging", "Prod",
+        "Source",
+        "Build",
+        "UpdatePipeline",
+        "Assets",
+        "QualityGate",
+        "Staging",
+        "Prod",
     ]
     assert _action(synth, "UpdatePipeline", "SelfMutate")["ActionTypeId"]["Provider"] == "CodeBuild"
 
@@ -66,8 +72,10 @@ def test_synth_step_runs_tests_classifies_the_change_and_synthesizes(synth: Synt
     commands = json.loads(spec)["phases"]["build"]["commands"]
     assert 'MODE=$(PYTHONPATH=lambdas python3 -m evalgate.engine.change_type --base "$BASE" --explain)' in commands
     assert "npx cdk synth" in spec and "-c bundle=true" in spec and "-c deploymentMode=$MODE" in spec
-    env = {e["Name"]: e["Value"] for e in _project(synth, _action(synth, "Build", "Synth"))["Environment"]
-           ["EnvironmentVariables"]}
+    env = {
+        e["Name"]: e["Value"]
+        for e in _project(synth, _action(synth, "Build", "Synth"))["Environment"]["EnvironmentVariables"]
+    }
     assert env["CDK_DISABLE_CLI_TELEMETRY"] == "true"
 
 
@@ -83,8 +91,11 @@ def test_eval_step_exports_junit_to_a_report_group(synth: Synth) -> None:
     env = {e["Name"] for e in project["Environment"]["EnvironmentVariables"]}
     assert {"EVAL_BUCKET", "TOPIC_ARN", "PIPELINE_NAME", "GATE_STAGE", "APPROVAL_ACTION"} <= env
     action_env = json.loads(_action(synth, "QualityGate", "EvalGate")["Configuration"]["EnvironmentVariables"])
-    assert {"name": "PIPELINE_EXECUTION_ID", "type": "PLAINTEXT", "value": "#{codepipeline.PipelineExecutionId}"} \
-        in action_env
+    assert {
+        "name": "PIPELINE_EXECUTION_ID",
+        "type": "PLAINTEXT",
+        "value": "#{codepipeline.PipelineExecutionId}",
+    } in action_env
 
 
 def test_manual_approval_runs_beside_the_gate_and_links_the_report(synth: Synth) -> None:
@@ -107,25 +118,36 @@ def test_gate_may_send_only_its_own_review_events(synth: Synth) -> None:
 
 def test_gate_may_resolve_only_its_own_approval(synth: Synth) -> None:
     gate_role = _project(synth, _action(synth, "QualityGate", "EvalGate"))["ServiceRole"]["Fn::GetAtt"][0]
-    found = [st for lid, st in statements(synth.templates[PIPELINE])
-             if "codepipeline:PutApprovalResult" in as_list(st["Action"])]
+    found = [
+        st
+        for lid, st in statements(synth.templates[PIPELINE])
+        if "codepipeline:PutApprovalResult" in as_list(st["Action"])
+    ]
     assert len(found) == 1
     assert found[0]["Resource"] == "arn:aws:codepipeline:us-east-1:111111111111:evalgate-pipeline/QualityGate/Approve"
-    policy = next(r for r in synth.resources(PIPELINE, "AWS::IAM::Policy").values()
-                  if {"Ref": gate_role} in r["Properties"]["Roles"])
+    policy = next(
+        r
+        for r in synth.resources(PIPELINE, "AWS::IAM::Policy").values()
+        if {"Ref": gate_role} in r["Properties"]["Roles"]
+    )
     assert found[0] in policy["Properties"]["PolicyDocument"]["Statement"]
 
 
 def test_eval_results_bucket_is_versioned_encrypted_ssl_only(synth: Synth) -> None:
     resources = synth.templates[PIPELINE]["Resources"]
-    bucket = next(v["Properties"] for k, v in resources.items() if k.startswith("EvalResultsStorageBucket")
-                  and v["Type"] == "AWS::S3::Bucket")
+    bucket = next(
+        v["Properties"]
+        for k, v in resources.items()
+        if k.startswith("EvalResultsStorageBucket") and v["Type"] == "AWS::S3::Bucket"
+    )
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert sse["SSEAlgorithm"] == "aws:kms"
     policy = next(v["Properties"] for k, v in resources.items() if k.startswith("EvalResultsStorageBucketPolicy"))
-    assert any(st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-               for st in policy["PolicyDocument"]["Statement"])
+    assert any(
+        st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        for st in policy["PolicyDocument"]["Statement"]
+    )
 
 
 def test_staging_runs_the_load_test_then_the_smoke_eval_on_its_endpoint(synth: Synth) -> None:
@@ -138,20 +160,23 @@ def test_staging_runs_the_load_test_then_the_smoke_eval_on_its_endpoint(synth: S
         url = next(e for e in env if e["name"] == "SERVICE_URL")
         assert url["value"].startswith(f"#{{{deploy['Namespace']}.ServiceEndpoint")
     load_spec = _buildspec(_project(synth, load))
-    assert "evalgate load --target \\\"http:${SERVICE_URL}ask\\\"" in load_spec
+    assert 'evalgate load --target \\"http:${SERVICE_URL}ask\\"' in load_spec
     assert f"--rps {s.peak_rps * 1.5:g}" in load_spec and f"--ttft-slo-ms {s.ttft_slo_ms} " in load_spec
     assert f"--regression-ms {s.total_regression_ms} --regression-pct {s.total_regression_pct:g} $BASELINE" in load_spec
     # the last passing load test is the baseline of total answer time; a passing run replaces it
-    assert "aws s3 cp \\\"s3://" in load_spec and "/baselines/load/results.json\\\" load-baseline.json" in load_spec
-    assert "&& aws s3 cp out/load/results.json \\\"s3://" in load_spec
+    assert 'aws s3 cp \\"s3://' in load_spec and '/baselines/load/results.json\\" load-baseline.json' in load_spec
+    assert '&& aws s3 cp out/load/results.json \\"s3://' in load_spec
     role = _project(synth, load)["ServiceRole"]["Fn::GetAtt"][0]
     resources = synth.templates[PIPELINE]["Resources"]
-    granted = [st for lid, st in statements(synth.templates[PIPELINE]) if st.get("Sid") == "LoadBaseline"
-               and {"Ref": role} in resources[lid]["Properties"].get("Roles", [])]
+    granted = [
+        st
+        for lid, st in statements(synth.templates[PIPELINE])
+        if st.get("Sid") == "LoadBaseline" and {"Ref": role} in resources[lid]["Properties"].get("Roles", [])
+    ]
     assert granted and as_list(granted[0]["Action"]) == ["s3:GetObject", "s3:PutObject"]
     assert "/baselines/load/results.json" in json.dumps(granted[0]["Resource"])
     smoke_spec = _buildspec(_project(synth, smoke))
-    assert "evalgate run --tier smoke" in smoke_spec and "--candidate \\\"http:${SERVICE_URL}ask\\\"" in smoke_spec
+    assert "evalgate run --tier smoke" in smoke_spec and '--candidate \\"http:${SERVICE_URL}ask\\"' in smoke_spec
     for spec in (load_spec, smoke_spec):
         assert '"file-format": "JUNITXML"' in spec
     assert STAGING in synth.templates
@@ -164,18 +189,25 @@ def test_prod_stage_deploys_the_service_stack(synth: Synth) -> None:
 
 def test_pipeline_failures_and_eval_spend_reach_the_topic(synth: Synth) -> None:
     resources = synth.templates[PIPELINE]["Resources"]
-    notifier = next(k for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"
-                    and v["Properties"]["Handler"] == "handlers.notifier.handler")
+    notifier = next(
+        k
+        for k, v in resources.items()
+        if v["Type"] == "AWS::Lambda::Function" and v["Properties"]["Handler"] == "handlers.notifier.handler"
+    )
     rules = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::Events::Rule"]
     rule = next(r for r in rules if r["EventPattern"]["source"] == ["aws.codepipeline"])
     assert rule["EventPattern"] == {
-        "source": ["aws.codepipeline"], "detail-type": ["CodePipeline Pipeline Execution State Change"],
+        "source": ["aws.codepipeline"],
+        "detail-type": ["CodePipeline Pipeline Execution State Change"],
         "detail": {"state": ["FAILED"], "pipeline": ["evalgate-pipeline"]},
     }
     assert rule["Targets"][0]["Arn"] == {"Fn::GetAtt": [notifier, "Arn"]}
     review = next(r for r in rules if r["EventPattern"]["source"] == ["evalgate"])
-    assert review["EventPattern"] == {"source": ["evalgate"], "detail-type": ["EvalGate Verdict"],
-                                      "detail": {"verdict": ["REVIEW"], "pipeline": ["evalgate-pipeline"]}}
+    assert review["EventPattern"] == {
+        "source": ["evalgate"],
+        "detail-type": ["EvalGate Verdict"],
+        "detail": {"verdict": ["REVIEW"], "pipeline": ["evalgate-pipeline"]},
+    }
     assert review["Targets"][0]["Arn"] == {"Fn::GetAtt": [notifier, "Arn"]}
     topic = next(k for k, v in resources.items() if v["Type"] == "AWS::SNS::Topic")
     (alarm,) = [v["Properties"] for v in resources.values() if v["Type"] == "AWS::CloudWatch::Alarm"]
@@ -200,8 +232,13 @@ def test_codecommit_source_guardrail_and_dev_stack_options() -> None:
 
     from .conftest import cdk_context
 
-    ctx = cdk_context(codeCommitRepository="evalgate", guardrailId="abcdef012345", guardrailVersion="3",
-                      guardrailConfig=None, devStack=True)
+    ctx = cdk_context(
+        codeCommitRepository="evalgate",
+        guardrailId="abcdef012345",
+        guardrailVersion="3",
+        guardrailConfig=None,
+        devStack=True,
+    )
     del ctx["connectionArn"], ctx["repository"]
     built = build(App(context=ctx), nag=False)
     source = built.pipeline.pipeline.pipeline.stages[0].actions[0].action_properties

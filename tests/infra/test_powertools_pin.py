@@ -42,15 +42,18 @@ def test_the_powertools_pin_is_exact(tmp_path: Path) -> None:
 @pytest.mark.parametrize("stack", [PIPELINE, STAGING, PROD])
 def test_every_function_runs_the_pinned_layer_first_and_the_deps_layer_last(synth: Synth, stack: str) -> None:
     template = synth.templates[stack]
-    functions = {k: v for k, v in synth.resources(stack, "AWS::Lambda::Function").items()
-                 if "Layers" in v["Properties"]}
+    functions = {
+        k: v for k, v in synth.resources(stack, "AWS::Lambda::Function").items() if "Layers" in v["Properties"]
+    }
     assert functions
     assert LAYER_ORDER == ("powertools", "deps")
     for logical_id, fn in functions.items():
         powertools, deps = fn["Properties"]["Layers"]
         parameter = template["Parameters"][powertools["Ref"]]
-        assert parameter == {"Type": "AWS::SSM::Parameter::Value<String>",
-                             "Default": powertools_parameter(powertools_version())}, logical_id
+        assert parameter == {
+            "Type": "AWS::SSM::Parameter::Value<String>",
+            "Default": powertools_parameter(powertools_version()),
+        }, logical_id
         installed = version("aws-lambda-powertools")
         assert parameter["Default"] == f"/aws/service/powertools/python/arm64/python3.13/{installed}"
         assert template["Resources"][deps["Ref"]]["Type"] == "AWS::Lambda::LayerVersion", logical_id
@@ -70,8 +73,11 @@ def test_a_powertools_upgrade_publishes_a_new_service_version(synth: Synth, monk
 
     def version_id(pin: str) -> str:
         monkeypatch.setattr(lambda_bundle, "powertools_version", lambda: pin)
-        stack = ServiceStack(App(context={"aws:cdk:bundling-stacks": []}), "Probe", ServiceStackProps(
-            settings=synth.built.settings, stage_name="Prod", deployment_mode="canary"))
+        stack = ServiceStack(
+            App(context={"aws:cdk:bundling-stacks": []}),
+            "Probe",
+            ServiceStackProps(settings=synth.built.settings, stage_name="Prod", deployment_mode="canary"),
+        )
         template = App.of(stack).synth().get_stack_by_name(stack.stack_name).template  # type: ignore[union-attr]
         (logical_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Lambda::Version"]
         return str(logical_id)

@@ -126,10 +126,16 @@ def test_the_authorized_api_is_the_only_way_in_from_outside(iam_app: Any) -> Non
         assert _of_type(template, "AWS::Lambda::Url") == {}
         [api_id] = _of_type(template, "AWS::ApiGatewayV2::Api")
         service_id, _ = _function(template, "store_assistant.handler.handler")
-        targets = {service_id} | {k for k, a in _of_type(template, "AWS::Lambda::Alias").items()
-                                  if service_id in json.dumps(a["FunctionName"])}
-        permissions = [p for p in _of_type(template, "AWS::Lambda::Permission").values()
-                       if any(t in json.dumps(p["FunctionName"]) for t in targets)]
+        targets = {service_id} | {
+            k
+            for k, a in _of_type(template, "AWS::Lambda::Alias").items()
+            if service_id in json.dumps(a["FunctionName"])
+        }
+        permissions = [
+            p
+            for p in _of_type(template, "AWS::Lambda::Permission").values()
+            if any(t in json.dumps(p["FunctionName"]) for t in targets)
+        ]
         assert permissions
         for p in permissions:
             assert p["Principal"] == "apigateway.amazonaws.com"
@@ -155,7 +161,9 @@ def test_pipeline_checks_authenticate_and_sign_as_the_settings_say(synth: Synth,
             assert env["EVALGATE_SIGNING_SECRET"]["Value"] == "evalgate-staging/request-signing"
             if mode == "jwt":
                 assert env["EVALGATE_API_CLIENT"] == {
-                    "Name": "EVALGATE_API_CLIENT", "Type": "SECRETS_MANAGER", "Value": JWT["apiJwtClientSecret"],
+                    "Name": "EVALGATE_API_CLIENT",
+                    "Type": "SECRETS_MANAGER",
+                    "Value": JWT["apiJwtClientSecret"],
                 }
             else:
                 assert "EVALGATE_API_CLIENT" not in env
@@ -165,9 +173,12 @@ def test_pipeline_checks_authenticate_and_sign_as_the_settings_say(synth: Synth,
             assert st["Resource"] == (
                 "arn:aws:secretsmanager:us-east-1:111111111111:secret:evalgate-staging/request-signing-??????"
             )
-        client_reads = [st for _, st in statements(templates[PIPELINE])
-                        if st.get("Resource") == f"arn:aws:secretsmanager:us-east-1:111111111111:secret:"
-                                                  f"{JWT['apiJwtClientSecret']}-??????"]
+        client_reads = [
+            st
+            for _, st in statements(templates[PIPELINE])
+            if st.get("Resource") == f"arn:aws:secretsmanager:us-east-1:111111111111:secret:"
+            f"{JWT['apiJwtClientSecret']}-??????"
+        ]
         assert len(client_reads) == (2 if mode == "jwt" else 0)  # the load test's and the smoke eval's roles
         invoke = _step_statements(templates, "CallStageApi")
         assert (len(invoke) == 2) == (mode == "iam")
@@ -200,14 +211,17 @@ def test_the_signing_secret_and_the_vote_ledger_are_wired_with_least_privilege(s
     assert secret["Name"] == f"evalgate-{stage}/request-signing"
     assert secret["GenerateSecretString"]["PasswordLength"] >= 32
     [(table_id, table)] = [
-        (k, p) for k, p in _of_type(template, "AWS::DynamoDB::Table").items()
+        (k, p)
+        for k, p in _of_type(template, "AWS::DynamoDB::Table").items()
         if p["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
     ]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     key_id = next(k for k in _of_type(template, "AWS::KMS::Key") if k.startswith("Storage"))
     assert table["SSESpecification"] == {
-        "SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]},
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]},
     }
 
     _, service = _function(template, "store_assistant.handler.handler")
@@ -219,16 +233,31 @@ def test_the_signing_secret_and_the_vote_ledger_are_wired_with_least_privilege(s
     assert env["EVALGATE_SIGNING_GRACE_SECONDS"] == str(s.signing_grace_minutes * 60)
     service_stmts = _role_statements(template, service["Role"]["Fn::GetAtt"][0])
     reads = [st for st in service_stmts if "secretsmanager:GetSecretValue" in as_list(st["Action"])]
-    assert reads == [{"Sid": "ReadSigningKey", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                      "Resource": {"Ref": secret_id}}]
+    assert reads == [
+        {
+            "Sid": "ReadSigningKey",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Ref": secret_id},
+        }
+    ]
     votes = [st for st in service_stmts if any(str(a).startswith("dynamodb:") for a in as_list(st["Action"]))]
-    assert votes == [{"Sid": "RecordVotesOnce", "Effect": "Allow", "Action": "dynamodb:PutItem",
-                      "Resource": {"Fn::GetAtt": [table_id, "Arn"]}}]
+    assert votes == [
+        {
+            "Sid": "RecordVotesOnce",
+            "Effect": "Allow",
+            "Action": "dynamodb:PutItem",
+            "Resource": {"Fn::GetAtt": [table_id, "Arn"]},
+        }
+    ]
 
     _, hook = _function(template, "handlers.pre_traffic_hook.handler")
     assert hook["Environment"]["Variables"]["EVALGATE_SIGNING_SECRET"] == {"Ref": secret_id}
-    hook_reads = [st for st in _role_statements(template, hook["Role"]["Fn::GetAtt"][0])
-                  if "secretsmanager:GetSecretValue" in as_list(st["Action"])]
+    hook_reads = [
+        st
+        for st in _role_statements(template, hook["Role"]["Fn::GetAtt"][0])
+        if "secretsmanager:GetSecretValue" in as_list(st["Action"])
+    ]
     assert [st["Resource"] for st in hook_reads] == [{"Ref": secret_id}]
     # the key is rotated on a schedule by its own function; nobody else reads it
     [schedule] = _of_type(template, "AWS::SecretsManager::RotationSchedule").values()
@@ -240,8 +269,11 @@ def test_the_signing_secret_and_the_vote_ledger_are_wired_with_least_privilege(s
     readers = {lid for lid, st in statements(template) if "secretsmanager:GetSecretValue" in as_list(st["Action"])}
     roles = {ref["Ref"] for lid in readers for ref in _of_type(template, "AWS::IAM::Policy")[lid]["Roles"]}
     assert roles == {service["Role"]["Fn::GetAtt"][0], hook["Role"]["Fn::GetAtt"][0], rotation_role}
-    writes = [st for st in _role_statements(template, rotation_role)
-              if "secretsmanager:PutSecretValue" in as_list(st["Action"])]
+    writes = [
+        st
+        for st in _role_statements(template, rotation_role)
+        if "secretsmanager:PutSecretValue" in as_list(st["Action"])
+    ]
     assert [st["Resource"] for st in writes] == [{"Ref": secret_id}]
 
 
@@ -261,6 +293,7 @@ def test_every_log_group_is_encrypted_with_the_stage_key_and_has_a_retention(syn
     policy = keys[data_key]["KeyPolicy"]["Statement"]
     [logs] = [st for st in policy if st.get("Sid") == "AllowCloudWatchLogsToEncryptLogGroups"]
     assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
-    assert logs["Condition"] == {"ArnLike": {
-        "kms:EncryptionContext:aws:logs:arn": "arn:aws:logs:us-east-1:111111111111:log-group:*"}}
+    assert logs["Condition"] == {
+        "ArnLike": {"kms:EncryptionContext:aws:logs:arn": "arn:aws:logs:us-east-1:111111111111:log-group:*"}
+    }
     assert not any(a in ("kms:*", "*") for a in as_list(logs["Action"]))

@@ -69,14 +69,17 @@ def test_every_alarm_watches_only_the_new_version(synth: Synth, stack: str) -> N
 
 def test_min_sample_alarm_breaches_on_missing_data(synth: Synth) -> None:
     s = synth.built.settings
-    synth.template(PROD).has_resource_properties("AWS::CloudWatch::Alarm", {
-        "MetricName": "JudgedCount",
-        "Statistic": "Sum",
-        "ComparisonOperator": "LessThanThreshold",
-        "Threshold": s.min_judged_samples,
-        "Period": s.canary_interval_minutes * 60,
-        "TreatMissingData": "breaching",
-    })
+    synth.template(PROD).has_resource_properties(
+        "AWS::CloudWatch::Alarm",
+        {
+            "MetricName": "JudgedCount",
+            "Statistic": "Sum",
+            "ComparisonOperator": "LessThanThreshold",
+            "Threshold": s.min_judged_samples,
+            "Period": s.canary_interval_minutes * 60,
+            "TreatMissingData": "breaching",
+        },
+    )
     others = [a for a in _alarms(synth, PROD).values() if a["MetricName"] != "JudgedCount"]
     assert all(a["TreatMissingData"] == "notBreaching" for a in others)
 
@@ -131,15 +134,18 @@ def test_deployment_group_rolls_back_on_alarms_failure_and_stop(synth: Synth, st
     assert listed == rollback
     assert props["AutoRollbackConfiguration"]["Enabled"] is True
     assert set(props["AutoRollbackConfiguration"]["Events"]) == {
-        "DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_STOP_ON_ALARM",
+        "DEPLOYMENT_FAILURE",
+        "DEPLOYMENT_STOP_ON_REQUEST",
+        "DEPLOYMENT_STOP_ON_ALARM",
     }
 
 
 def _hooks(template: dict[str, Any]) -> tuple[dict[str, Any], set[str]]:
     """The live alias's CodeDeploy update policy and the handlers of the template's functions."""
     aliases = {v["Properties"]["Name"]: v for v in template["Resources"].values() if v["Type"] == "AWS::Lambda::Alias"}
-    handlers = {v["Properties"]["Handler"] for v in template["Resources"].values()
-                if v["Type"] == "AWS::Lambda::Function"}
+    handlers = {
+        v["Properties"]["Handler"] for v in template["Resources"].values() if v["Type"] == "AWS::Lambda::Function"
+    }
     return aliases["live"]["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"], handlers
 
 
@@ -166,11 +172,21 @@ def _all_at_once_templates(synth: Synth) -> dict[str, dict[str, Any]]:
 
     from stacks.service_stack import ServiceStack, ServiceStackProps
 
-    prod = ServiceStack(App(context={"aws:cdk:bundling-stacks": []}), "ProdInfraOnly", ServiceStackProps(
-        settings=synth.built.settings, stage_name="Prod", deployment_mode="all-at-once",
-    ))
-    return {"Staging": synth.templates[STAGING], "Prod (infrastructure-only)": Stack.of(prod).resolve(
-        prod.node.root.synth().get_stack_by_name(prod.stack_name).template)}
+    prod = ServiceStack(
+        App(context={"aws:cdk:bundling-stacks": []}),
+        "ProdInfraOnly",
+        ServiceStackProps(
+            settings=synth.built.settings,
+            stage_name="Prod",
+            deployment_mode="all-at-once",
+        ),
+    )
+    return {
+        "Staging": synth.templates[STAGING],
+        "Prod (infrastructure-only)": Stack.of(prod).resolve(
+            prod.node.root.synth().get_stack_by_name(prod.stack_name).template
+        ),
+    }
 
 
 def test_all_at_once_deployments_never_get_a_check_that_needs_live_traffic(synth: Synth) -> None:
@@ -183,8 +199,11 @@ def test_all_at_once_deployments_never_get_a_check_that_needs_live_traffic(synth
         assert "handlers.canary_analysis.handler" not in handlers, name
         assert "handlers.pre_traffic_hook.handler" in handlers, name
         # nor an alarm that would sit in ALARM (missing data breaches) with nothing reading it
-        metrics = {_metric_name(r["Properties"]) for r in template["Resources"].values()
-                   if r["Type"] == "AWS::CloudWatch::Alarm"}
+        metrics = {
+            _metric_name(r["Properties"])
+            for r in template["Resources"].values()
+            if r["Type"] == "AWS::CloudWatch::Alarm"
+        }
         assert metrics == ROLLBACK_METRICS, name
         groups = [r for r in template["Resources"].values() if r["Type"] == "AWS::CodeDeploy::DeploymentGroup"]
         assert [g["Properties"]["DeploymentConfigName"] for g in groups] == ["CodeDeployDefault.LambdaAllAtOnce"]
@@ -196,16 +215,16 @@ def test_pre_traffic_hook_targets_the_new_version_only(synth: Synth) -> None:
     env = pre["Properties"]["Environment"]["Variables"]
     assert env["TARGET_VERSION"] == {"Fn::GetAtt": [version, "Version"]}
     role = pre["Properties"]["Role"]["Fn::GetAtt"][0]
-    invoke = [
-        st for st in _policies_of(synth, PROD, role)
-        if "lambda:InvokeFunction" in as_list(st["Action"])
-    ]
+    invoke = [st for st in _policies_of(synth, PROD, role) if "lambda:InvokeFunction" in as_list(st["Action"])]
     scored = [st for st in invoke if st["Sid"] == "InvokeNewVersionOnly"]
     assert scored and all(st["Resource"] == {"Ref": version} for st in scored)
     # the smoke prompts are also timed on the previous version, through the alias that still serves it
     (timed,) = [st for st in invoke if st["Sid"] == "TimePreviousVersion"]
-    function = next(k for k, v in synth.resources(PROD, "AWS::Lambda::Function").items()
-                    if v["Properties"]["Handler"] == "store_assistant.handler.handler")
+    function = next(
+        k
+        for k, v in synth.resources(PROD, "AWS::Lambda::Function").items()
+        if v["Properties"]["Handler"] == "store_assistant.handler.handler"
+    )
     assert timed["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [function, "Arn"]}, ":live"]]}
     assert env["BASELINE_QUALIFIER"] == "live"
 
@@ -217,11 +236,13 @@ def test_hooks_carry_the_latency_budget_from_the_settings(synth: Synth) -> None:
     assert pre["Properties"]["Environment"]["Variables"]["TTFT_SLO_MS"] == str(s.ttft_slo_ms)
     pre_env = pre["Properties"]["Environment"]["Variables"]
     assert (pre_env["TOTAL_REGRESSION_MS"], pre_env["TOTAL_REGRESSION_PCT"]) == (
-        str(s.total_regression_ms), f"{s.total_regression_pct:g}"
+        str(s.total_regression_ms),
+        f"{s.total_regression_pct:g}",
     )
     env = post["Properties"]["Environment"]["Variables"]
     assert (env["TOTAL_REGRESSION_MS"], env["TOTAL_REGRESSION_PCT"]) == (
-        str(s.total_regression_ms), f"{s.total_regression_pct:g}"
+        str(s.total_regression_ms),
+        f"{s.total_regression_pct:g}",
     )
 
 
@@ -236,13 +257,16 @@ def _policies_of(synth: Synth, stack: str, role: str) -> list[dict[str, Any]]:
 def test_prod_uses_the_custom_canary_and_staging_all_at_once(synth: Synth) -> None:
     s = synth.built.settings
     assert synth.built.prod_mode == "canary"  # cdk.json: deploymentMode auto, no diff -> fail safe
-    synth.template(PROD).has_resource_properties("AWS::CodeDeploy::DeploymentConfig", {
-        "ComputePlatform": "Lambda",
-        "TrafficRoutingConfig": {
-            "Type": "TimeBasedCanary",
-            "TimeBasedCanary": {"CanaryPercentage": s.canary_percent, "CanaryInterval": s.canary_interval_minutes},
+    synth.template(PROD).has_resource_properties(
+        "AWS::CodeDeploy::DeploymentConfig",
+        {
+            "ComputePlatform": "Lambda",
+            "TrafficRoutingConfig": {
+                "Type": "TimeBasedCanary",
+                "TimeBasedCanary": {"CanaryPercentage": s.canary_percent, "CanaryInterval": s.canary_interval_minutes},
+            },
         },
-    })
+    )
     synth.template(STAGING).resource_count_is("AWS::CodeDeploy::DeploymentConfig", 0)
     _, group = _one(synth, STAGING, "AWS::CodeDeploy::DeploymentGroup")
     assert group["Properties"]["DeploymentConfigName"] == "CodeDeployDefault.LambdaAllAtOnce"
@@ -252,14 +276,31 @@ def test_topic_is_encrypted_ssl_only_with_the_email_subscription(synth: Synth) -
     t = synth.template(PROD)
     topic, _ = _one(synth, PROD, "AWS::SNS::Topic")
     t.has_resource_properties("AWS::SNS::Topic", {"KmsMasterKeyId": Match.any_value()})
-    t.has_resource_properties("AWS::SNS::Subscription", {
-        "Protocol": "email", "Endpoint": synth.built.settings.notification_email, "TopicArn": {"Ref": topic},
-    })
-    t.has_resource_properties("AWS::SNS::TopicPolicy", {
-        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-            "Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        })])},
-    })
+    t.has_resource_properties(
+        "AWS::SNS::Subscription",
+        {
+            "Protocol": "email",
+            "Endpoint": synth.built.settings.notification_email,
+            "TopicArn": {"Ref": topic},
+        },
+    )
+    t.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
 
 
 def test_appconfig_environment_monitors_are_the_quality_alarms(synth: Synth) -> None:
@@ -269,12 +310,21 @@ def test_appconfig_environment_monitors_are_the_quality_alarms(synth: Synth) -> 
     assert monitored == rollback
     assert all("AlarmRoleArn" in m for m in env["Properties"]["Monitors"])
     t = synth.template(PROD)
-    t.has_resource_properties("AWS::AppConfig::DeploymentStrategy", {
-        "GrowthType": "LINEAR", "FinalBakeTimeInMinutes": Match.any_value(),
-    })
-    t.has_resource_properties("AWS::AppConfig::ConfigurationProfile", {
-        "Name": "flags", "Type": "AWS.Freeform", "Validators": [Match.object_like({"Type": "JSON_SCHEMA"})],
-    })
+    t.has_resource_properties(
+        "AWS::AppConfig::DeploymentStrategy",
+        {
+            "GrowthType": "LINEAR",
+            "FinalBakeTimeInMinutes": Match.any_value(),
+        },
+    )
+    t.has_resource_properties(
+        "AWS::AppConfig::ConfigurationProfile",
+        {
+            "Name": "flags",
+            "Type": "AWS.Freeform",
+            "Validators": [Match.object_like({"Type": "JSON_SCHEMA"})],
+        },
+    )
     t.resource_count_is("AWS::AppConfig::Deployment", 1)
 
 
@@ -309,7 +359,9 @@ def test_event_rules_route_rollbacks_to_the_notifier(synth: Synth) -> None:
     rules = [r["Properties"] for r in synth.resources(PROD, "AWS::Events::Rule").values()]
     codedeploy = next(r for r in rules if r["EventPattern"]["source"] == ["aws.codedeploy"])
     assert codedeploy["EventPattern"]["detail"] == {
-        "state": ["FAILURE", "STOP"], "application": [{"Ref": app}], "deploymentGroup": [{"Ref": group}],
+        "state": ["FAILURE", "STOP"],
+        "application": [{"Ref": app}],
+        "deploymentGroup": [{"Ref": group}],
     }
     appconfig = next(r for r in rules if r["EventPattern"]["source"] == ["aws.appconfig"])
     assert appconfig["EventPattern"]["detail-type"] == ["On Deployment Rollback"]
@@ -328,41 +380,84 @@ def test_service_function_runtime_layers_alias_and_api(synth: Synth) -> None:
     assert synth.templates[PROD]["Parameters"][powertools["Ref"]]["Type"] == "AWS::SSM::Parameter::Value<String>"
     assert synth.resources(PROD, "AWS::Lambda::LayerVersion")[deps["Ref"]]
     alias = next(k for k, v in synth.resources(PROD, "AWS::Lambda::Alias").items() if v["Properties"]["Name"] == "live")
-    synth.template(PROD).has_resource_properties("AWS::ApiGatewayV2::Integration", {
-        "IntegrationType": "AWS_PROXY", "IntegrationUri": {"Ref": alias},
-    })
-    synth.template(PROD).has_resource_properties("AWS::ApiGatewayV2::Stage", {
-        "StageName": "$default", "AccessLogSettings": Match.object_like({"DestinationArn": Match.any_value()}),
-        "DefaultRouteSettings": Match.object_like({"ThrottlingRateLimit": Match.any_value()}),
-    })
+    synth.template(PROD).has_resource_properties(
+        "AWS::ApiGatewayV2::Integration",
+        {
+            "IntegrationType": "AWS_PROXY",
+            "IntegrationUri": {"Ref": alias},
+        },
+    )
+    synth.template(PROD).has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "StageName": "$default",
+            "AccessLogSettings": Match.object_like({"DestinationArn": Match.any_value()}),
+            "DefaultRouteSettings": Match.object_like({"ThrottlingRateLimit": Match.any_value()}),
+        },
+    )
     outputs = synth.templates[PROD]["Outputs"]
     assert any(k.startswith("ServiceEndpoint") for k in outputs)
 
 
 CONTRACT_ENV = {
     "store_assistant.handler.handler": {
-        "PROMPT_ID", "MODEL_ID", "GUARDRAIL_ID", "GUARDRAIL_VERSION", "CAPTURE_QUEUE_URL", "SHADOW_QUEUE_URL",
-        "APPCONFIG_APPLICATION", "APPCONFIG_ENVIRONMENT", "APPCONFIG_PROFILE", "CANARY_TOKEN",
-        "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "EVALGATE_PROMPTS_DIR", "EVALGATE_KNOWLEDGE_DIR",
+        "PROMPT_ID",
+        "MODEL_ID",
+        "GUARDRAIL_ID",
+        "GUARDRAIL_VERSION",
+        "CAPTURE_QUEUE_URL",
+        "SHADOW_QUEUE_URL",
+        "APPCONFIG_APPLICATION",
+        "APPCONFIG_ENVIRONMENT",
+        "APPCONFIG_PROFILE",
+        "CANARY_TOKEN",
+        "POWERTOOLS_SERVICE_NAME",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "EVALGATE_PROMPTS_DIR",
+        "EVALGATE_KNOWLEDGE_DIR",
         "POWERTOOLS_TRACE_DISABLED",  # the X-Ray SDK would double the service's cold import (bench/README.md)
     },
     "handlers.online_judge.handler": {
-        "JUDGE_MODEL_ID", "POWERTOOLS_METRICS_NAMESPACE", "EVALGATE_KNOWLEDGE_DIR", "CANARY_TOKEN", "IDEMPOTENCY_TABLE",
+        "JUDGE_MODEL_ID",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "EVALGATE_KNOWLEDGE_DIR",
+        "CANARY_TOKEN",
+        "IDEMPOTENCY_TABLE",
     },
     "handlers.pre_traffic_hook.handler": {
-        "TARGET_FUNCTION_NAME", "TARGET_VERSION", "SMOKE_CASES", "JUDGE_MODEL_ID", "EMBEDDINGS_MODEL_ID",
-        "TTFT_SLO_MS", "BASELINE_QUALIFIER", "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT", "IDEMPOTENCY_TABLE",
+        "TARGET_FUNCTION_NAME",
+        "TARGET_VERSION",
+        "SMOKE_CASES",
+        "JUDGE_MODEL_ID",
+        "EMBEDDINGS_MODEL_ID",
+        "TTFT_SLO_MS",
+        "BASELINE_QUALIFIER",
+        "TOTAL_REGRESSION_MS",
+        "TOTAL_REGRESSION_PCT",
+        "IDEMPOTENCY_TABLE",
     },
     "handlers.canary_analysis.handler": {
-        "TARGET_FUNCTION_NAME", "TARGET_VERSION", "POWERTOOLS_METRICS_NAMESPACE", "BAKE_MINUTES", "MIN_SAMPLES",
-        "TOTAL_REGRESSION_MS", "TOTAL_REGRESSION_PCT", "IDEMPOTENCY_TABLE",
+        "TARGET_FUNCTION_NAME",
+        "TARGET_VERSION",
+        "POWERTOOLS_METRICS_NAMESPACE",
+        "BAKE_MINUTES",
+        "MIN_SAMPLES",
+        "TOTAL_REGRESSION_MS",
+        "TOTAL_REGRESSION_PCT",
+        "IDEMPOTENCY_TABLE",
     },
     "handlers.canary_verdict.handler": {
-        "CODEDEPLOY_APPLICATION", "CANARY_INTERVAL_MINUTES", "MIN_SAMPLES",
+        "CODEDEPLOY_APPLICATION",
+        "CANARY_INTERVAL_MINUTES",
+        "MIN_SAMPLES",
     },
     "handlers.notifier.handler": {"TOPIC_ARN", "IDEMPOTENCY_TABLE", "POWERTOOLS_METRICS_NAMESPACE"},
     "handlers.shadow_worker.handler": {
-        "SHADOW_FUNCTION_NAME", "SHADOW_QUALIFIER", "SHADOW_BUCKET", "SHADOW_PREFIX", "IDEMPOTENCY_TABLE",
+        "SHADOW_FUNCTION_NAME",
+        "SHADOW_QUALIFIER",
+        "SHADOW_BUCKET",
+        "SHADOW_PREFIX",
+        "IDEMPOTENCY_TABLE",
     },
 }
 
@@ -385,8 +480,10 @@ def test_queues_are_encrypted_with_dlqs_and_batch_failures_reported(synth: Synth
     assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings)
     policies = synth.resources(PROD, "AWS::SQS::QueuePolicy").values()
     assert all(
-        any(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
-            for st in p["Properties"]["PolicyDocument"]["Statement"])
+        any(
+            st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+            for st in p["Properties"]["PolicyDocument"]["Statement"]
+        )
         for p in policies
     )
 
@@ -418,12 +515,17 @@ def test_data_bucket_is_private_encrypted_ssl_only_with_lifecycle(synth: Synth) 
     sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert sse["SSEAlgorithm"] == "aws:kms"
     assert bucket["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True,
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
     }
     assert any("ExpirationInDays" in r for r in bucket["LifecycleConfiguration"]["Rules"])
     for policy in synth.resources(PROD, "AWS::S3::BucketPolicy").values():
-        assert any(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
-                   for st in policy["Properties"]["PolicyDocument"]["Statement"])
+        assert any(
+            st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+            for st in policy["Properties"]["PolicyDocument"]["Statement"]
+        )
 
 
 def test_dashboard_graphs_quality_per_version(synth: Synth) -> None:
@@ -491,10 +593,15 @@ def test_live_canary_verdict_can_stop_the_canary_before_promotion(synth: Synth) 
     assert env["CANARY_INTERVAL_MINUTES"] == str(s.canary_interval_minutes)
     assert env["MIN_SAMPLES"] == str(s.min_judged_samples)
     assert fn["Properties"]["Timeout"] < 60  # shorter than its schedule
-    rules = [r["Properties"] for r in synth.resources(PROD, "AWS::Events::Rule").values()
-             if r["Properties"].get("ScheduleExpression")]
-    assert any(r["ScheduleExpression"] == "rate(1 minute)" and r["Targets"][0]["Arn"] == {"Fn::GetAtt": [judge, "Arn"]}
-               for r in rules)
+    rules = [
+        r["Properties"]
+        for r in synth.resources(PROD, "AWS::Events::Rule").values()
+        if r["Properties"].get("ScheduleExpression")
+    ]
+    assert any(
+        r["ScheduleExpression"] == "rate(1 minute)" and r["Targets"][0]["Arn"] == {"Fn::GetAtt": [judge, "Arn"]}
+        for r in rules
+    )
     alarms = _alarms(synth, PROD)
     verdict = next(k for k, a in alarms.items() if a["MetricName"] == "CanaryVerdict")
     assert alarms[verdict]["Statistic"] == "Maximum" and alarms[verdict]["Threshold"] == 1
@@ -507,5 +614,8 @@ def test_live_canary_verdict_can_stop_the_canary_before_promotion(synth: Synth) 
     listed = {a["Name"]["Ref"] for a in group["Properties"]["AlarmConfiguration"]["Alarms"]}
     assert {verdict, *own} <= listed
     # staging deploys all at once: there is no canary step to judge
-    assert not [r for r in synth.resources(STAGING, "AWS::Lambda::Function").values()
-                if r["Properties"]["Handler"] == "handlers.canary_verdict.handler"]
+    assert not [
+        r
+        for r in synth.resources(STAGING, "AWS::Lambda::Function").values()
+        if r["Properties"]["Handler"] == "handlers.canary_verdict.handler"
+    ]

@@ -53,27 +53,30 @@ def test_missing_email_names_the_setting() -> None:
     assert "missing" in message
 
 
-@pytest.mark.parametrize("key,value,fragment", [
-    ("notificationEmail", "ops-at-example.com", "not a valid email"),
-    ("connectionArn", "arn:aws:s3:::bucket", "CodeConnections ARN"),
-    ("repository", "no-slash", "owner/repo"),
-    ("canaryPercent", 0, "greater than or equal to 1"),
-    ("canaryPercent", 100, "less than or equal to 99"),
-    ("canaryIntervalMinutes", "soon", "valid integer"),
-    ("peakRps", -1, "greater than 0"),
-    ("monthlyEvalBudgetUsd", 0, "greater than 0"),
-    ("generatorModelId", "claude", "Bedrock model id"),
-    ("judgeModelId", "", "Bedrock model id"),
-    ("guardrailId", "not-an-id", "guardrail id"),
-    ("thresholdsFile", "golden/missing.toml", "does not exist"),
-    ("thresholdsFile", "../outside.toml", "relative to the repository root"),
-    ("promptVersion", "support/v999", "does not exist"),
-    ("releaseTagPattern", "v* ; rm -rf", "git ref glob"),
-    ("deploymentMode", "yolo", "canary"),
-    ("alarmThresholds", {"qualityMin": 2}, "less than or equal to 1"),
-    ("sampleGraceSeconds", 601, "less than or equal to 600"),  # the AfterAllowTraffic hook has 15 minutes
-    ("sampleGraceSeconds", -1, "greater than or equal to 0"),
-])
+@pytest.mark.parametrize(
+    "key,value,fragment",
+    [
+        ("notificationEmail", "ops-at-example.com", "not a valid email"),
+        ("connectionArn", "arn:aws:s3:::bucket", "CodeConnections ARN"),
+        ("repository", "no-slash", "owner/repo"),
+        ("canaryPercent", 0, "greater than or equal to 1"),
+        ("canaryPercent", 100, "less than or equal to 99"),
+        ("canaryIntervalMinutes", "soon", "valid integer"),
+        ("peakRps", -1, "greater than 0"),
+        ("monthlyEvalBudgetUsd", 0, "greater than 0"),
+        ("generatorModelId", "claude", "Bedrock model id"),
+        ("judgeModelId", "", "Bedrock model id"),
+        ("guardrailId", "not-an-id", "guardrail id"),
+        ("thresholdsFile", "golden/missing.toml", "does not exist"),
+        ("thresholdsFile", "../outside.toml", "relative to the repository root"),
+        ("promptVersion", "support/v999", "does not exist"),
+        ("releaseTagPattern", "v* ; rm -rf", "git ref glob"),
+        ("deploymentMode", "yolo", "canary"),
+        ("alarmThresholds", {"qualityMin": 2}, "less than or equal to 1"),
+        ("sampleGraceSeconds", 601, "less than or equal to 600"),  # the AfterAllowTraffic hook has 15 minutes
+        ("sampleGraceSeconds", -1, "greater than or equal to 0"),
+    ],
+)
 def test_invalid_values_name_the_setting(key: str, value: Any, fragment: str) -> None:
     message = expect_error(key, **{key: value})
     assert fragment in message, message
@@ -93,9 +96,21 @@ def test_guardrail_version_needs_an_id() -> None:
 
 
 def test_command_line_strings_are_coerced() -> None:
-    s = settings_with(canaryPercent="15", bundle="true", changedPaths="stacks/a.py, docs/b.md",
-                      featureFlags=json.dumps({"variants": {"control": {
-                          "model_id": "us.anthropic.claude-sonnet-4-20250514-v1:0", "prompt_version": "support/v1"}}}))
+    s = settings_with(
+        canaryPercent="15",
+        bundle="true",
+        changedPaths="stacks/a.py, docs/b.md",
+        featureFlags=json.dumps(
+            {
+                "variants": {
+                    "control": {
+                        "model_id": "us.anthropic.claude-sonnet-4-20250514-v1:0",
+                        "prompt_version": "support/v1",
+                    }
+                }
+            }
+        ),
+    )
     assert s.canary_percent == 15 and s.bundle is True
     assert s.changed_paths == ["stacks/a.py", "docs/b.md"]
     assert s.flags.default_variant == "control"
@@ -103,8 +118,7 @@ def test_command_line_strings_are_coerced() -> None:
 
 def test_app_py_exits_with_the_setting_name() -> None:
     env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(cdk_context(notificationEmail="nobody"))}
-    result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "notificationEmail: value is not a valid email address" in result.stderr
     assert "Traceback" not in result.stderr
@@ -180,8 +194,14 @@ def test_app_py_refuses_an_unattainable_slo_without_lambdas_on_the_path() -> Non
     flags = {"variants": {"control": {"model_id": HAIKU_35, "prompt_version": "support/v1"}}}
     ctx = cdk_context(generatorModelId=HAIKU_35, featureFlags=flags, ttftSloMs=300)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "app.py"], cwd=REPO, env={**env, "CDK_CONTEXT_JSON": json.dumps(ctx)},
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=REPO,
+        env={**env, "CDK_CONTEXT_JSON": json.dumps(ctx)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert "ttftSloMs: 300 ms is below the published median time to first token" in result.stderr
     assert "Traceback" not in result.stderr

@@ -97,16 +97,32 @@ def test_build_graph_has_the_shards_and_a_merge_after_them(sharded: Synth) -> No
     assert spec["reports"] and next(iter(spec["reports"].values()))["base-directory"] == "out/eval"
 
 
-def _gate_for(variables: dict[str, str], tmp_path: Path, out: str,
-              objects: dict[str, bytes] | None = None) -> tuple[Gate, FakeRunner, FakeS3]:
-    env = {"EVAL_BUCKET": "eval-bucket", "TOPIC_ARN": "arn:aws:sns:us-east-1:111111111111:alerts",
-           "PIPELINE_NAME": "evalgate-pipeline", "GATE_STAGE": "QualityGate", "APPROVAL_ACTION": "Approve",
-           "PIPELINE_EXECUTION_ID": "exec-42", "THRESHOLDS_FILE": "golden/gate.toml", **variables}
+def _gate_for(
+    variables: dict[str, str], tmp_path: Path, out: str, objects: dict[str, bytes] | None = None
+) -> tuple[Gate, FakeRunner, FakeS3]:
+    env = {
+        "EVAL_BUCKET": "eval-bucket",
+        "TOPIC_ARN": "arn:aws:sns:us-east-1:111111111111:alerts",
+        "PIPELINE_NAME": "evalgate-pipeline",
+        "GATE_STAGE": "QualityGate",
+        "APPROVAL_ACTION": "Approve",
+        "PIPELINE_EXECUTION_ID": "exec-42",
+        "THRESHOLDS_FILE": "golden/gate.toml",
+        **variables,
+    }
     results = {"verdict": {"verdict": "PASS"}, "usage": {"cost_usd": 0.1}, "hallucinations": []}
     runner = FakeRunner(tmp_path / out, 0, results)
     s3 = FakeS3(objects)
-    gate = Gate(GateEnv.from_environ(env), s3, FakeSns(), FakePipeline(), FakeCloudWatch(), runner=runner,
-                sleep=lambda _: None, out_dir=tmp_path / out)
+    gate = Gate(
+        GateEnv.from_environ(env),
+        s3,
+        FakeSns(),
+        FakePipeline(),
+        FakeCloudWatch(),
+        runner=runner,
+        sleep=lambda _: None,
+        out_dir=tmp_path / out,
+    )
     return gate, runner, s3
 
 
@@ -122,15 +138,16 @@ def test_each_shard_build_runs_its_shard_and_uploads_it(sharded: Synth, tmp_path
         assert f"runs/exec-42/shards/{k}.json" in s3.objects
 
 
-def test_merge_build_runs_evalgate_merge_on_every_shard(sharded: Synth, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_merge_build_runs_evalgate_merge_on_every_shard(
+    sharded: Synth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     objects = {f"runs/exec-42/shards/{k}.json": b"{}" for k in range(1, SHARDS + 1)}
     gate, runner, s3 = _gate_for(_graph(sharded)["merge"]["env"]["variables"], tmp_path, "out/eval", objects)
     assert gate.merge() == 0  # PASS: approves, reports uploaded
     (cmd,) = [c for c in runner.commands if "merge" in c]
     assert cmd[1:4] == ["-m", "evalgate", "merge"]
-    assert cmd[4:4 + SHARDS] == [f"shards/{k}.json" for k in range(1, SHARDS + 1)]
+    assert cmd[4 : 4 + SHARDS] == [f"shards/{k}.json" for k in range(1, SHARDS + 1)]
     assert cmd[cmd.index("--config") + 1] == "golden/gate.toml" and cmd[cmd.index("--out") + 1].endswith("out/eval")
     assert "runs/exec-42/results.json" in s3.objects
     assert gate.codepipeline.results[0]["result"]["status"] == "Approved"
@@ -145,16 +162,20 @@ def test_merge_rejects_the_approval_when_a_shard_is_missing(tmp_path: Path, monk
 
 def test_batch_project_role_is_least_privilege(sharded: Synth) -> None:
     role = _project(sharded)["ServiceRole"]["Fn::GetAtt"][0]
-    policies = [r["Properties"]["PolicyDocument"]["Statement"] for r in sharded.resources(PIPELINE, "AWS::IAM::Policy")
-                .values() if {"Ref": role} in r["Properties"]["Roles"]]
+    policies = [
+        r["Properties"]["PolicyDocument"]["Statement"]
+        for r in sharded.resources(PIPELINE, "AWS::IAM::Policy").values()
+        if {"Ref": role} in r["Properties"]["Roles"]
+    ]
     found = {st.get("Sid"): st for doc in policies for st in doc}
     assert {"ResolveApproval", "FindApproval", "WriteRunsAndCache", "WriteTestReports", "ShardResults"} <= set(found)
     shard_res = json.dumps(found["ShardResults"]["Resource"])
     assert "/runs/*/shards/*" in shard_res
     for _, st in statements(sharded.templates[PIPELINE]):
         assert not any(a == "*" or a.endswith(":*") for a in as_list(st["Action"])), st
-    batch = [st for _, st in statements(sharded.templates[PIPELINE])
-             if "codebuild:StartBuildBatch" in as_list(st["Action"])]
+    batch = [
+        st for _, st in statements(sharded.templates[PIPELINE]) if "codebuild:StartBuildBatch" in as_list(st["Action"])
+    ]
     assert batch, "the pipeline's action role cannot start the batch build"
 
 
@@ -196,18 +217,26 @@ def test_monthly_bedrock_budget_notifies_the_topic(synth: Synth) -> None:
     assert data["BudgetType"] == "COST" and data["TimeUnit"] == "MONTHLY"
     assert data["BudgetLimit"] == {"Amount": synth.built.settings.monthly_eval_budget_usd, "Unit": "USD"}
     assert "FilterExpression" in data  # which spend it sees: tests/infra/test_eval_spend_and_jobs.py
-    notes = {(n["Notification"]["NotificationType"], n["Notification"]["Threshold"]): n
-             for n in budget["NotificationsWithSubscribers"]}
+    notes = {
+        (n["Notification"]["NotificationType"], n["Notification"]["Threshold"]): n
+        for n in budget["NotificationsWithSubscribers"]
+    }
     assert set(notes) == {("ACTUAL", 80), ("FORECASTED", 100)}
     for n in notes.values():
         assert n["Notification"]["ThresholdType"] == "PERCENTAGE"
         assert n["Subscribers"] == [{"SubscriptionType": "SNS", "Address": {"Ref": topic}}]
     policy = next(v["Properties"] for v in resources.values() if v["Type"] == "AWS::SNS::TopicPolicy")
-    (grant,) = [st for st in policy["PolicyDocument"]["Statement"]
-                if st.get("Principal") == {"Service": "budgets.amazonaws.com"}]
+    (grant,) = [
+        st
+        for st in policy["PolicyDocument"]["Statement"]
+        if st.get("Principal") == {"Service": "budgets.amazonaws.com"}
+    ]
     assert grant["Effect"] == "Allow" and grant["Action"] == "sns:Publish" and grant["Resource"] == {"Ref": topic}
     assert grant["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
-    key = next(v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::KMS::Key"
-               and k.startswith("AlertsTopicKey"))
-    assert any(st.get("Principal") == {"Service": "budgets.amazonaws.com"} and st["Condition"] == grant["Condition"]
-               for st in key["KeyPolicy"]["Statement"])
+    key = next(
+        v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::KMS::Key" and k.startswith("AlertsTopicKey")
+    )
+    assert any(
+        st.get("Principal") == {"Service": "budgets.amazonaws.com"} and st["Condition"] == grant["Condition"]
+        for st in key["KeyPolicy"]["Statement"]
+    )

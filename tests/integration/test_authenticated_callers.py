@@ -86,14 +86,18 @@ def test_execute_api_region_comes_from_the_url() -> None:
 def test_jwt_bearer_comes_from_a_client_credentials_grant_reused_until_it_expires(
     http_service: HttpServiceFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    http_service.script(Reply(200, {"access_token": "tok-1", "expires_in": 3600, "token_type": "Bearer"}), ANSWER,
-                        ANSWER)
+    http_service.script(
+        Reply(200, {"access_token": "tok-1", "expires_in": 3600, "token_type": "Bearer"}), ANSWER, ANSWER
+    )
     monkeypatch.setenv("EVALGATE_API_AUTH", "jwt")
     monkeypatch.delenv("EVALGATE_API_TOKEN", raising=False)
-    monkeypatch.setenv("EVALGATE_API_CLIENT", (
-        f'{{"token_url": "{http_service.url}/oauth2/token", "client_id": "pipeline", '
-        '"client_secret": "s3cret", "scope": "evalgate/ask"}'
-    ))
+    monkeypatch.setenv(
+        "EVALGATE_API_CLIENT",
+        (
+            f'{{"token_url": "{http_service.url}/oauth2/token", "client_id": "pipeline", '
+            '"client_secret": "s3cret", "scope": "evalgate/ask"}'
+        ),
+    )
     monkeypatch.delenv("EVALGATE_SIGNING_SECRET", raising=False)
     cand = http_candidate_from_env(http_service.url + "/ask")
     cand.generate(CASE, [], 0)
@@ -111,9 +115,10 @@ def test_jwt_token_endpoint_refusal_is_a_provider_error(
 ) -> None:
     http_service.script(Reply(400, {"error": "invalid_client"}))
     monkeypatch.setenv("EVALGATE_API_AUTH", "jwt")
-    monkeypatch.setenv("EVALGATE_API_CLIENT", (
-        f'{{"token_url": "{http_service.url}/oauth2/token", "client_id": "p", "client_secret": "wrong"}}'
-    ))
+    monkeypatch.setenv(
+        "EVALGATE_API_CLIENT",
+        (f'{{"token_url": "{http_service.url}/oauth2/token", "client_id": "p", "client_secret": "wrong"}}'),
+    )
     with pytest.raises(ProviderError, match="token request refused: HTTP 400"):
         http_candidate_from_env(http_service.url + "/ask").generate(CASE, [], 0)
     assert [r.path for r in http_service.requests] == ["/oauth2/token"]  # no call without a token

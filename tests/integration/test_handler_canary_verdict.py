@@ -22,8 +22,9 @@ APP, GROUP = "support-service-app", "support-service-dg"
 def codedeploy(shift_started: datetime | None, *, deployments: int = 1) -> tuple[Any, Stubber]:
     client = boto3.client("codedeploy", region_name="us-east-1")
     stub = Stubber(client)
-    stub.add_response("list_deployment_groups", {"applicationName": APP, "deploymentGroups": [GROUP]},
-                      {"applicationName": APP})
+    stub.add_response(
+        "list_deployment_groups", {"applicationName": APP, "deploymentGroups": [GROUP]}, {"applicationName": APP}
+    )
     stub.add_response(
         "list_deployments",
         {"deployments": [DEPLOYMENT] * deployments},
@@ -55,7 +56,9 @@ def codedeploy(shift_started: datetime | None, *, deployments: int = 1) -> tuple
                 "deploymentTarget": {
                     "deploymentTargetType": "LambdaTarget",
                     "lambdaTarget": {
-                        "deploymentId": DEPLOYMENT, "targetId": "support-service", "lifecycleEvents": events,
+                        "deploymentId": DEPLOYMENT,
+                        "targetId": "support-service",
+                        "lifecycleEvents": events,
                     },
                 }
             },
@@ -81,8 +84,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         yield {"h": h, "cw": boto3.client("cloudwatch", region_name="us-east-1")}
 
 
-def run(world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: Any, started: datetime | None,
-        deployments: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: Any, started: datetime | None, deployments: int = 1
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     client, stub = codedeploy(started, deployments=deployments)
     monkeypatch.setattr(world["h"], "_codedeploy", client)
     out = world["h"].handler({"source": "aws.events", "detail-type": "Scheduled Event"}, Ctx())
@@ -160,8 +164,12 @@ def test_unreadable_metrics_fail_closed(world: dict[str, Any], monkeypatch: Any,
     client, stub = codedeploy(ago(5))
     stub.add_response(  # the fail-closed path reads the AppSpec again to name the version
         "get_deployment",
-        {"deploymentInfo": {"deploymentId": DEPLOYMENT, "revision": {"revisionType": "AppSpecContent",
-                                                                    "appSpecContent": {"content": APPSPEC}}}},
+        {
+            "deploymentInfo": {
+                "deploymentId": DEPLOYMENT,
+                "revision": {"revisionType": "AppSpecContent", "appSpecContent": {"content": APPSPEC}},
+            }
+        },
         {"deploymentId": DEPLOYMENT},
     )
     monkeypatch.setattr(world["h"], "_codedeploy", client)

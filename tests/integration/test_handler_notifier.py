@@ -162,11 +162,18 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
             values = [("FeedbackScore", 1.0 if i < ups else 0.0) for i in range(rated)]
             values += [("ConversionRate", 1.0 if i < conversions else 0.0) for i in range(outcomes)]
             for i in range(0, len(values), 500):
-                cw.put_metric_data(Namespace="EvalGate/Service", MetricData=[
-                    {"MetricName": name, "Dimensions": [{"Name": "FunctionVersion", "Value": version}], "Value": v,
-                     "Timestamp": now - timedelta(minutes=5)}
-                    for name, v in values[i:i + 500]
-                ])
+                cw.put_metric_data(
+                    Namespace="EvalGate/Service",
+                    MetricData=[
+                        {
+                            "MetricName": name,
+                            "Dimensions": [{"Name": "FunctionVersion", "Value": version}],
+                            "Value": v,
+                            "Timestamp": now - timedelta(minutes=5),
+                        }
+                        for name, v in values[i : i + 500]
+                    ],
+                )
         cw.put_metric_alarm(
             AlarmName=ALARM,
             Namespace="EvalGate/Service",
@@ -293,14 +300,28 @@ def test_a_live_canary_verdict_rollback_shows_the_canary_analysis(world: dict[st
     verdict_alarm = "support-service-canary-verdict"
     cw = boto3.client("cloudwatch", region_name=REGION)
     dims = [{"Name": "FunctionVersion", "Value": "7"}]
-    cw.put_metric_data(Namespace="EvalGate/Service", MetricData=[
-        {"MetricName": "CanaryVerdict", "Dimensions": dims, "Value": 1.0,
-         "Timestamp": datetime.now(UTC) - timedelta(seconds=20)},
-    ])
+    cw.put_metric_data(
+        Namespace="EvalGate/Service",
+        MetricData=[
+            {
+                "MetricName": "CanaryVerdict",
+                "Dimensions": dims,
+                "Value": 1.0,
+                "Timestamp": datetime.now(UTC) - timedelta(seconds=20),
+            },
+        ],
+    )
     cw.put_metric_alarm(
-        AlarmName=verdict_alarm, Namespace="EvalGate/Service", MetricName="CanaryVerdict", Dimensions=dims,
-        Statistic="Maximum", Period=60, EvaluationPeriods=1, Threshold=1.0,
-        ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
+        AlarmName=verdict_alarm,
+        Namespace="EvalGate/Service",
+        MetricName="CanaryVerdict",
+        Dimensions=dims,
+        Statistic="Maximum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1.0,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
     )
     cw.set_alarm_state(AlarmName=verdict_alarm, StateValue="ALARM", StateReason="Threshold Crossed: [1.0]")
     info = deployment_info()

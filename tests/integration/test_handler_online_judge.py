@@ -349,31 +349,48 @@ def test_the_guardrails_grounding_scores_are_published_per_version_and_stored_be
 
     ref = {"id": "gr0000000001", "version": "4"}
     good = capture(
-        "7", "How long do refunds take?", "Refunds are issued within 5 business days.", ["returns.refund-timing"],
-        "r1", grounding_guardrail=ref,
+        "7",
+        "How long do refunds take?",
+        "Refunds are issued within 5 business days.",
+        ["returns.refund-timing"],
+        "r1",
+        grounding_guardrail=ref,
     )
     lie = capture(
-        "7", "Are returns free?", "Returns are free forever and refunds take 2 days.", ["returns.shipping-fees"],
-        "r2", grounding_guardrail=ref,
+        "7",
+        "Are returns free?",
+        "Returns are free forever and refunds take 2 days.",
+        ["returns.shipping-fees"],
+        "r2",
+        grounding_guardrail=ref,
     )
     plain = capture("6", "Do you ship to Canada?", "Yes, we ship to Canada.", ["shipping.canada"], "r3")
     scores = {lie["answer"]: {"GROUNDING": 0.12, "RELEVANCE": 0.7}, good["answer"]: {"GROUNDING": 0.93}}
-    with GuardrailFake(lambda s, t: False, bedrock=bedrock_fake, grounding={"GROUNDING": 0.75, "RELEVANCE": 0.5},
-                       scores=scores) as guard, mock_aws():
+    with (
+        GuardrailFake(
+            lambda s, t: False, bedrock=bedrock_fake, grounding={"GROUNDING": 0.75, "RELEVANCE": 0.5}, scores=scores
+        ) as guard,
+        mock_aws(),
+    ):
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", guard.url)
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="evalgate-data")
         monkeypatch.setenv("JUDGED_BUCKET", "evalgate-data")
         out = h.handler(sqs_event([json.dumps(good), json.dumps(lie), json.dumps(plain)]), Ctx())
-        rows = [json.loads(line) for o in s3.list_objects_v2(Bucket="evalgate-data")["Contents"]
-                for line in s3.get_object(Bucket="evalgate-data", Key=o["Key"])["Body"].read().splitlines()]
+        rows = [
+            json.loads(line)
+            for o in s3.list_objects_v2(Bucket="evalgate-data")["Contents"]
+            for line in s3.get_object(Bucket="evalgate-data", Key=o["Key"])["Body"].read().splitlines()
+        ]
         calls = list(guard.calls)
     assert out["batchItemFailures"] == []
     # one check per capture that names the guardrail, on the answering version's guardrail, with its knowledge
     assert [(c.guardrail, c.version, c.source) for c in calls] == [("gr0000000001", "4", "OUTPUT")] * 2
     assert {c.qualified("query") for c in calls} == {"How long do refunds take?", "Are returns free?"}
-    assert all("Refund" in c.qualified("grounding_source") or "return" in c.qualified("grounding_source").lower()
-               for c in calls)
+    assert all(
+        "Refund" in c.qualified("grounding_source") or "return" in c.qualified("grounding_source").lower()
+        for c in calls
+    )
     emf = blobs(capsys.readouterr().out)
     v7 = emf["7"]
     names = {m["Name"]: m.get("Unit") for m in v7["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
@@ -392,8 +409,14 @@ def test_a_failed_grounding_check_publishes_no_score_and_the_judgement_stands(
 ) -> None:
     from tests.fakes.guardrail_runtime_fake import GuardrailFake
 
-    rec = capture("7", "Do you ship to Canada?", "Yes, we ship to Canada.", ["shipping.canada"], "r1",
-                  grounding_guardrail={"id": "gr0000000001", "version": "4"})
+    rec = capture(
+        "7",
+        "Do you ship to Canada?",
+        "Yes, we ship to Canada.",
+        ["shipping.canada"],
+        "r1",
+        grounding_guardrail={"id": "gr0000000001", "version": "4"},
+    )
     with GuardrailFake(lambda s, t: False, bedrock=bedrock_fake) as guard:  # no grounding policy: no scores
         monkeypatch.setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", guard.url)
         out = h.handler(sqs_event([json.dumps(rec)]), Ctx())

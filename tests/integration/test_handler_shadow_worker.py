@@ -423,8 +423,9 @@ def test_the_candidate_is_never_compared_with_itself(world: dict[str, Any], caps
     assert out["batchItemFailures"] == []
     assert len(world["lambda"].calls) == 1 and world["lambda"].alias_reads == 1  # alias read once, then cached
     _, pairs = stored_pairs(world["s3"])
-    assert [(p["request_id"], p["production"]["function_version"], p["shadow"]["function_version"])
-            for p in pairs] == [("r-old", "8", "9")]
+    assert [(p["request_id"], p["production"]["function_version"], p["shadow"]["function_version"]) for p in pairs] == [
+        ("r-old", "8", "9")
+    ]
     emf = next(json.loads(x) for x in capsys.readouterr().out.splitlines() if '"ShadowSkipped"' in x)
     assert emf["ShadowSkipped"] == [1.0] and emf["ShadowPairs"] == [1.0]
 

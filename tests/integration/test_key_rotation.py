@@ -54,8 +54,12 @@ def test_a_rotation_makes_a_new_current_key_and_keeps_the_old_one_verifying_for_
     token = str(uuid.uuid4())
     client = PendingStaged(sm, token)
     outcomes = [rotate(client, NAME, token, step) for step in ROTATION_STEPS]
-    assert outcomes == ["pending key created", "nothing to set: the key is only used by this stage's service and "
-                        "tools", "pending key usable", "pending key is now current"]
+    assert outcomes == [
+        "pending key created",
+        "nothing to set: the key is only used by this stage's service and tools",
+        "pending key usable",
+        "pending key is now current",
+    ]
     assert rotate(client, NAME, token, "createSecret") == "already current"  # a redelivered step changes nothing
 
     after = SecretKeySource(NAME, client=sm, grace_s=7200)()
@@ -63,8 +67,10 @@ def test_a_rotation_makes_a_new_current_key_and_keeps_the_old_one_verifying_for_
     assert after.previous is not None and after.previous.secret == before.current.secret
     assert not isinstance(verify_request_id(after, old_id, 3600), str)  # within the grace period
     late = after.current.created + 7201
-    assert verify_request_id(after, issue_request_id(before, Attribution("41", "m", "v"), now=late - 60), 3600,
-                             now=late) == "signature"
+    assert (
+        verify_request_id(after, issue_request_id(before, Attribution("41", "m", "v"), now=late - 60), 3600, now=late)
+        == "signature"
+    )
 
 
 @mock_aws
@@ -89,15 +95,27 @@ def test_the_calls_match_the_secrets_manager_model() -> None:
     staged = {"VersionIdsToStages": {token: ["AWSPENDING"], current: ["AWSCURRENT"]}}
     with Stubber(sm) as stub:
         stub.add_response("describe_secret", staged, {"SecretId": NAME})
-        stub.add_client_error("get_secret_value", "ResourceNotFoundException",
-                              expected_params={"SecretId": NAME, "VersionId": token, "VersionStage": "AWSPENDING"})
-        stub.add_response("get_random_password", {"RandomPassword": "r" * 64},
-                          {"PasswordLength": 64, "ExcludePunctuation": True, "IncludeSpace": False})
-        stub.add_response("put_secret_value", {}, {"SecretId": NAME, "ClientRequestToken": token,
-                                                   "SecretString": "r" * 64, "VersionStages": ["AWSPENDING"]})
+        stub.add_client_error(
+            "get_secret_value",
+            "ResourceNotFoundException",
+            expected_params={"SecretId": NAME, "VersionId": token, "VersionStage": "AWSPENDING"},
+        )
+        stub.add_response(
+            "get_random_password",
+            {"RandomPassword": "r" * 64},
+            {"PasswordLength": 64, "ExcludePunctuation": True, "IncludeSpace": False},
+        )
+        stub.add_response(
+            "put_secret_value",
+            {},
+            {"SecretId": NAME, "ClientRequestToken": token, "SecretString": "r" * 64, "VersionStages": ["AWSPENDING"]},
+        )
         stub.add_response("describe_secret", staged, {"SecretId": NAME})
-        stub.add_response("update_secret_version_stage", {}, {"SecretId": NAME, "VersionStage": "AWSCURRENT",
-                                                              "MoveToVersionId": token, "RemoveFromVersionId": current})
+        stub.add_response(
+            "update_secret_version_stage",
+            {},
+            {"SecretId": NAME, "VersionStage": "AWSCURRENT", "MoveToVersionId": token, "RemoveFromVersionId": current},
+        )
         assert rotate(sm, NAME, token, "createSecret") == "pending key created"
         assert rotate(sm, NAME, token, "finishSecret") == "pending key is now current"
         stub.assert_no_pending_responses()
@@ -111,8 +129,11 @@ def test_the_rotation_handler_runs_one_step_per_event(monkeypatch: pytest.Monkey
     monkeypatch.setattr(h.signing, "rotate", lambda c, s, t, step: calls.append((s, t, step)) or "done")
     monkeypatch.setattr(h, "_client", object())
     ctx = context_factory("key-rotation", remaining_ms=30_000, memory_mb=256)()
-    event = {"SecretId": f"arn:aws:secretsmanager:us-east-1:111111111111:secret:{NAME}-AbCdEf",
-             "ClientRequestToken": "t" * 32, "Step": "testSecret"}
+    event = {
+        "SecretId": f"arn:aws:secretsmanager:us-east-1:111111111111:secret:{NAME}-AbCdEf",
+        "ClientRequestToken": "t" * 32,
+        "Step": "testSecret",
+    }
     assert h.handler(event, ctx) == {"step": "testSecret", "outcome": "done"}
     assert calls == [(event["SecretId"], "t" * 32, "testSecret")]
     with pytest.raises(ValueError, match="Secrets Manager rotation event"):

@@ -204,8 +204,18 @@ def test_throttles_are_counted_and_fail_errors_are_an_error(tmp_path: Path):
         replies[i] = Reply(429, {"message": "slow down"}, headers={"Retry-After": "1"})
     with HttpServiceFake() as svc:
         svc.script(*replies)
-        code = load("--target", f"http:{svc.url}/ask", "--rps", "30", "--duration", "2", "--late-tolerance-ms", "1000",
-                    "--out", str(tmp_path / "t"))
+        code = load(
+            "--target",
+            f"http:{svc.url}/ask",
+            "--rps",
+            "30",
+            "--duration",
+            "2",
+            "--late-tolerance-ms",
+            "1000",
+            "--out",
+            str(tmp_path / "t"),
+        )
         served = svc.count  # replies go out in arrival order; on a busy machine a late request is dropped, not sent
     throttled = sum(1 for i in (4, 19, 33, 41, 58) if i < served)
     data = json.loads((tmp_path / "t" / "results.json").read_text())
@@ -219,8 +229,18 @@ def test_throttles_are_counted_and_fail_errors_are_an_error(tmp_path: Path):
         replies[i] = Reply(500, {"message": "internal error"})
     with HttpServiceFake() as svc:
         svc.script(*replies)
-        code = load("--target", f"http:{svc.url}/ask", "--rps", "30", "--duration", "2", "--late-tolerance-ms", "1000",
-                    "--out", str(tmp_path / "e"))
+        code = load(
+            "--target",
+            f"http:{svc.url}/ask",
+            "--rps",
+            "30",
+            "--duration",
+            "2",
+            "--late-tolerance-ms",
+            "1000",
+            "--out",
+            str(tmp_path / "e"),
+        )
         served = svc.count
     errors = sum(1 for i in range(0, n, 10) if i < served)
     data = json.loads((tmp_path / "e" / "results.json").read_text())

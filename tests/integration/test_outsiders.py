@@ -87,9 +87,7 @@ def test_an_expired_id_is_refused(env: dict[str, Any], capsys: Any) -> None:
     refused_without_a_metric(env["h"], capsys, future)
 
 
-def test_the_feedback_window_is_configurable(
-    env: dict[str, Any], capsys: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_feedback_window_is_configurable(env: dict[str, Any], capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     h = env["h"]
     monkeypatch.setenv("FEEDBACK_WINDOW_SECONDS", "7200")
     monkeypatch.setattr(h, "_service", None)

@@ -34,8 +34,12 @@ def world(monkeypatch: pytest.MonkeyPatch, bedrock_fake: BedrockFake, tmp_path: 
         return references.get(m.group(1) if m else "", "I don't know.")
 
     bedrock_fake.answer_fn = answer
-    bedrock_fake.judge_fn = lambda req: {"score": 1.0, "verdict": "pass", "reasons": "Supported.",
-                                         "unsupported_claims": []}
+    bedrock_fake.judge_fn = lambda req: {
+        "score": 1.0,
+        "verdict": "pass",
+        "reasons": "Supported.",
+        "unsupported_claims": [],
+    }
     for k, v in {
         "AWS_LAMBDA_FUNCTION_VERSION": "4",
         "MODEL_ID": "us.anthropic.claude-3-5-haiku-20241022-v1:0",
@@ -84,8 +88,12 @@ def test_the_hook_stops_a_faq_desk_version_that_answers_wrongly(
     world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world["bedrock"].answer_fn = lambda req: "We are open around the clock and refund everything within 1 hour."
-    world["bedrock"].judge_fn = lambda req: {"score": 0.1, "verdict": "fail", "reasons": "Unsupported.",
-                                             "unsupported_claims": ["open around the clock"]}
+    world["bedrock"].judge_fn = lambda req: {
+        "score": 0.1,
+        "verdict": "fail",
+        "reasons": "Unsupported.",
+        "unsupported_claims": ["open around the clock"],
+    }
     reporter, stub = stubbed_codedeploy("Failed")
     monkeypatch.setattr(world["h"], "_reporter", reporter)
     out = world["h"].handler(hook_event(), Ctx())

@@ -61,8 +61,15 @@ class DictCandidate:
         a = self.answers[case.id]
         if isinstance(a, Exception):
             raise a
-        return Generation(case_id=case.id, repeat=repeat, output=a, latency_ms=100.0 + repeat, input_tokens=50,
-                          output_tokens=20, model_id="us.anthropic.claude-sonnet-4-20250514-v1:0")
+        return Generation(
+            case_id=case.id,
+            repeat=repeat,
+            output=a,
+            latency_ms=100.0 + repeat,
+            input_tokens=50,
+            output_tokens=20,
+            model_id="us.anthropic.claude-sonnet-4-20250514-v1:0",
+        )
 
 
 class ScriptedJudgeModel:

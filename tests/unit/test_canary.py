@@ -122,9 +122,10 @@ def test_total_time_tolerance_is_plus_ms_or_plus_percent_of_the_previous_version
     assert close.status == "pass"  # type: ignore[attr-defined]
     # with only +250 ms, +150 ms is tolerated
     ms_only = CanaryConfig(latency_budget=LatencyBudget(regression_ms=250))
-    assert by_metric(judge_canary(arm("6", latency=900), arm("7", latency=1050, seed=5), ms_only))[
-        "Latency"
-    ].status == "pass"  # type: ignore[attr-defined]
+    assert (
+        by_metric(judge_canary(arm("6", latency=900), arm("7", latency=1050, seed=5), ms_only))["Latency"].status
+        == "pass"
+    )  # type: ignore[attr-defined]
 
 
 def test_hallucination_rate_increase_fails() -> None:

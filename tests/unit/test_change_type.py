@@ -89,10 +89,16 @@ def test_the_closure_follows_every_import_that_can_run(tmp_path: Path) -> None:
     closure = import_closure("handlers.notifier", repo=repo)
     assert list(closure) == sorted(closure)  # deterministic order
     assert set(closure) == {
-        "evalgate", "evalgate.core", "evalgate.core.models",  # package __init__ files on the way
-        "evalgate.release", "evalgate.release.notify", "evalgate.release.tickets",  # relative import
-        "evalgate.adapters", "evalgate.adapters.graph",  # lazy import inside a function
-        "handlers", "handlers.notifier",
+        "evalgate",
+        "evalgate.core",
+        "evalgate.core.models",  # package __init__ files on the way
+        "evalgate.release",
+        "evalgate.release.notify",
+        "evalgate.release.tickets",  # relative import
+        "evalgate.adapters",
+        "evalgate.adapters.graph",  # lazy import inside a function
+        "handlers",
+        "handlers.notifier",
     }  # not evalgate.reports (only under TYPE_CHECKING), not core.unused; pydantic, json, onnxruntime: outside
     assert closure["evalgate.core"] == repo / "lambdas/evalgate/core/__init__.py"
     assert import_closure("handlers.notifier", repo=repo) == closure
@@ -119,13 +125,21 @@ def test_an_asset_is_its_closure_its_package_data_and_its_folders(tmp_path: Path
     assert function_asset("handlers.notifier.handler", repo=repo).digest(repo) != before
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    ("from evalgate.core import modles\nimport evalgate.core.modles\n", "lambdas/handlers/notifier.py:2: import "
-     "evalgate.core.modles: no module evalgate.core.modles under lambdas"),
-    ("import evalgatex\n", "lambdas/handlers/notifier.py:1: import evalgatex: not under lambdas, the standard "
-     "library or a third-party package"),
-    ("def f():\n    from stacks import app\n", "lambdas/handlers/notifier.py:2: import stacks: not under lambdas"),
-])
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "from evalgate.core import modles\nimport evalgate.core.modles\n",
+            "lambdas/handlers/notifier.py:2: import evalgate.core.modles: no module evalgate.core.modles under lambdas",
+        ),
+        (
+            "import evalgatex\n",
+            "lambdas/handlers/notifier.py:1: import evalgatex: not under lambdas, the standard "
+            "library or a third-party package",
+        ),
+        ("def f():\n    from stacks import app\n", "lambdas/handlers/notifier.py:2: import stacks: not under lambdas"),
+    ],
+)
 def test_an_import_it_cannot_resolve_fails_loudly(tmp_path: Path, source: str, message: str) -> None:
     repo = _write(tmp_path, {**FAKE, "lambdas/handlers/notifier.py": source})
     with pytest.raises(InputError) as err:
@@ -134,8 +148,14 @@ def test_an_import_it_cannot_resolve_fails_loudly(tmp_path: Path, source: str, m
 
 
 def test_a_code_root_is_searched_before_the_next(tmp_path: Path) -> None:
-    repo = _write(tmp_path, {**FAKE, "services/mine/my_service/__init__.py": "",
-                             "services/mine/my_service/app.py": "from evalgate.core import models\n"})
+    repo = _write(
+        tmp_path,
+        {
+            **FAKE,
+            "services/mine/my_service/__init__.py": "",
+            "services/mine/my_service/app.py": "from evalgate.core import models\n",
+        },
+    )
     asset = function_asset("my_service.app.handler", repo=repo, code_roots=("services/mine", "lambdas"))
     assert ("services/mine/my_service/app.py", "my_service/app.py") in asset.files
     assert ("lambdas/evalgate/core/models.py", "evalgate/core/models.py") in asset.files
@@ -179,21 +199,29 @@ def test_no_function_ships_reports_cli_or_the_embedder(functions: dict[str, Func
 
 def test_only_the_hooks_ship_the_golden_set(functions: dict[str, FunctionAsset]) -> None:
     with_cases = sorted(h for h, a in functions.items() if a.ships("golden/cases.jsonl"))
-    assert with_cases == ["handlers.canary_analysis.handler", "handlers.canary_verdict.handler",
-                          "handlers.pre_traffic_hook.handler"]
-    assert all(a.ships("golden/knowledge/returns.md") and a.ships("prompts/support/v1/system.md")
-               for a in functions.values())
+    assert with_cases == [
+        "handlers.canary_analysis.handler",
+        "handlers.canary_verdict.handler",
+        "handlers.pre_traffic_hook.handler",
+    ]
+    assert all(
+        a.ships("golden/knowledge/returns.md") and a.ships("prompts/support/v1/system.md") for a in functions.values()
+    )
 
 
-@pytest.mark.parametrize("paths", [
-    ["lambdas/evalgate/reports/html.py"],
-    ["lambdas/evalgate/reports/markdown.py", "lambdas/evalgate/reports/explorer.py", "README.md"],
-    ["lambdas/evalgate/cli/__init__.py"],
-    ["lambdas/evalgate/cli/curate.py", "lambdas/evalgate/__main__.py", "tests/unit/test_cli.py"],
-    ["lambdas/evalgate/engine/history.py"],
-])
-def test_a_report_or_cli_change_deploys_nothing(paths: list[str], functions: dict[str, FunctionAsset],
-                                                service: FunctionAsset) -> None:
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["lambdas/evalgate/reports/html.py"],
+        ["lambdas/evalgate/reports/markdown.py", "lambdas/evalgate/reports/explorer.py", "README.md"],
+        ["lambdas/evalgate/cli/__init__.py"],
+        ["lambdas/evalgate/cli/curate.py", "lambdas/evalgate/__main__.py", "tests/unit/test_cli.py"],
+        ["lambdas/evalgate/engine/history.py"],
+    ],
+)
+def test_a_report_or_cli_change_deploys_nothing(
+    paths: list[str], functions: dict[str, FunctionAsset], service: FunctionAsset
+) -> None:
     assert classify_change(paths, service=service) == "all-at-once"
     assert changed_functions(paths, functions) == []  # every function keeps its published version
     assert change_types(paths, functions=functions) == ["infrastructure"]
@@ -212,43 +240,53 @@ def test_a_module_only_the_notifier_runs_gives_it_new_code_without_a_canary(
     assert change_types(only[:1], functions=functions) == ["function-code"]
 
 
-@pytest.mark.parametrize("paths", [
-    ["lambdas/store_assistant/handler.py"],
-    ["lambdas/evalgate/core/models.py", "README.md"],
-    ["lambdas/evalgate/contracts/records.py"],
-    ["prompts/support/v1/system.md"],
-    ["golden/knowledge/returns.md"],
-    ["requirements-lambda.txt"],
-    ["requirements.txt"],  # its Powertools pin selects every function's layer
-    ["guardrails/store-assistant.toml"],  # a guardrail change changes what users see: canary, never all at once
-])
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["lambdas/store_assistant/handler.py"],
+        ["lambdas/evalgate/core/models.py", "README.md"],
+        ["lambdas/evalgate/contracts/records.py"],
+        ["prompts/support/v1/system.md"],
+        ["golden/knowledge/returns.md"],
+        ["requirements-lambda.txt"],
+        ["requirements.txt"],  # its Powertools pin selects every function's layer
+        ["guardrails/store-assistant.toml"],  # a guardrail change changes what users see: canary, never all at once
+    ],
+)
 def test_what_the_service_runs_goes_through_the_canary(paths: list[str], service: FunctionAsset) -> None:
     assert classify_change(paths, service=service) == "canary"
 
 
-def test_a_core_change_gives_every_function_new_code(functions: dict[str, FunctionAsset],
-                                                     service: FunctionAsset) -> None:
+def test_a_core_change_gives_every_function_new_code(
+    functions: dict[str, FunctionAsset], service: FunctionAsset
+) -> None:
     assert changed_functions(["lambdas/evalgate/core/errors.py"], functions) == list(functions)
     assert changed_functions(["requirements-lambda.txt"], functions) == list(functions)  # every function's layer
     assert classify_change(["lambdas/evalgate/core/errors.py"], service=service) == "canary"
 
 
-@pytest.mark.parametrize("paths", [
-    ["stacks/service_stack.py"],
-    ["app.py", "tests/infra/test_x.py", "README.md"],
-    ["golden/cases.jsonl", "golden/gate.toml"],  # evaluation data: gated by the eval step; only the hooks ship it
-    ["lambdas/evalgate/engine/change_type.py"],  # CI's own decision code ships in no function
-    ["cdk.json"],
-    [],
-])
+@pytest.mark.parametrize(
+    "paths",
+    [
+        ["stacks/service_stack.py"],
+        ["app.py", "tests/infra/test_x.py", "README.md"],
+        ["golden/cases.jsonl", "golden/gate.toml"],  # evaluation data: gated by the eval step; only the hooks ship it
+        ["lambdas/evalgate/engine/change_type.py"],  # CI's own decision code ships in no function
+        ["cdk.json"],
+        [],
+    ],
+)
 def test_changes_outside_the_service_shift_all_at_once(paths: list[str], service: FunctionAsset) -> None:
     assert classify_change(paths, service=service) == "all-at-once"
 
 
 def test_golden_cases_give_the_hooks_new_code(functions: dict[str, FunctionAsset]) -> None:
     changed = changed_functions(["golden/suites/guardrail.jsonl"], functions)
-    assert changed == ["handlers.canary_analysis.handler", "handlers.canary_verdict.handler",
-                       "handlers.pre_traffic_hook.handler"]
+    assert changed == [
+        "handlers.canary_analysis.handler",
+        "handlers.canary_verdict.handler",
+        "handlers.pre_traffic_hook.handler",
+    ]
 
 
 def test_model_or_prompt_settings_in_cdk_json_are_runtime_changes(service: FunctionAsset) -> None:
@@ -258,8 +296,9 @@ def test_model_or_prompt_settings_in_cdk_json_are_runtime_changes(service: Funct
     assert keys == {"generatorModelId", "peakRps"}
     assert classify_change(["cdk.json"], keys, service=service) == "canary"
     assert classify_change(["cdk.json"], {"peakRps"}, service=service) == "all-at-once"
-    keys = changed_settings({"context": {"guardrailConfig": "guardrails/a.toml"}},
-                            {"context": {"guardrailConfig": "guardrails/b.toml"}})
+    keys = changed_settings(
+        {"context": {"guardrailConfig": "guardrails/a.toml"}}, {"context": {"guardrailConfig": "guardrails/b.toml"}}
+    )
     assert classify_change(["cdk.json"], keys, service=service) == "canary"
 
 
@@ -281,9 +320,12 @@ def test_a_judge_change_is_its_own_change_type(functions: dict[str, FunctionAsse
     assert change_types([judge], functions=functions) == ["function-code", "judge"]  # the hooks and online judge
     assert change_types(["cdk.json"], {"judgeModelId"}, functions=functions) == ["infrastructure", "judge"]
     assert change_types(["cdk.json"], {"heavyJudgeModelId", "branch"}, functions=functions) == [
-        "infrastructure", "judge"]
+        "infrastructure",
+        "judge",
+    ]
     assert change_types(["lambdas/store_assistant/handler.py"], {"generatorModelId"}, functions=functions) == [
-        "runtime"]
+        "runtime"
+    ]
     assert not judge_changed(["stacks/service_stack.py"], {"branch"})
     assert judge_changed(None)  # unknown diff: recalibration is checked (fail safe)
 
@@ -335,31 +377,47 @@ def test_the_command_classifies_a_real_git_diff(tmp_path: Path, capsys: pytest.C
 
 
 def test_the_folders_cdk_json_names_for_the_service_are_what_it_ships() -> None:
-    own = {"serviceCodeRoot": "tests/example_service/src", "serviceHandler": "faq_desk.handler.handler",
-           "promptsDir": "tests/example_service/prompts", "goldenDir": "tests/example_service/golden"}
+    own = {
+        "serviceCodeRoot": "tests/example_service/src",
+        "serviceHandler": "faq_desk.handler.handler",
+        "promptsDir": "tests/example_service/prompts",
+        "goldenDir": "tests/example_service/golden",
+    }
     functions = deployed_functions(REPO, own)
     service = functions["faq_desk.handler.handler"]
-    for path in ("tests/example_service/src/faq_desk/handler.py", "tests/example_service/prompts/faq/v1/system.md",
-                 "tests/example_service/golden/knowledge/help.md"):
+    for path in (
+        "tests/example_service/src/faq_desk/handler.py",
+        "tests/example_service/prompts/faq/v1/system.md",
+        "tests/example_service/golden/knowledge/help.md",
+    ):
         assert classify_change([path], service=service) == "canary", path
     assert classify_change(["lambdas/store_assistant/service.py"], service=service) == "all-at-once"
     cases = ["tests/example_service/golden/cases.jsonl"]  # evaluation data: only the hooks ship it
     assert classify_change(cases, service=service) == "all-at-once"
-    assert changed_functions(cases, functions) == ["handlers.canary_analysis.handler",
-                                                   "handlers.canary_verdict.handler",
-                                                   "handlers.pre_traffic_hook.handler"]
+    assert changed_functions(cases, functions) == [
+        "handlers.canary_analysis.handler",
+        "handlers.canary_verdict.handler",
+        "handlers.pre_traffic_hook.handler",
+    ]
     for key in own:  # pointing the stacks at other code, prompts or knowledge changes what users get
         assert classify_change(["cdk.json"], {key}, service=service) == "canary", key
 
 
-def test_the_command_reads_the_service_settings_from_cdk_json(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_reads_the_service_settings_from_cdk_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = {k.replace("lambdas/store_assistant/", "services/acme/acme_desk/"): v for k, v in FAKE.items()}
-    files["cdk.json"] = json.dumps({"context": {"serviceCodeRoot": "services/acme",
-                                                "serviceHandler": "acme_desk.handler.handler"}})
+    files["cdk.json"] = json.dumps(
+        {"context": {"serviceCodeRoot": "services/acme", "serviceHandler": "acme_desk.handler.handler"}}
+    )
     repo = _write(tmp_path, files)
-    for args in (["init", "-q"], ["config", "user.email", "ci@example.com"], ["config", "user.name", "ci"],
-                 ["add", "."], ["commit", "-qm", "base"]):
+    for args in (
+        ["init", "-q"],
+        ["config", "user.email", "ci@example.com"],
+        ["config", "user.name", "ci"],
+        ["add", "."],
+        ["commit", "-qm", "base"],
+    ):
         _git(repo, *args)
     base = _git(repo, "rev-parse", "HEAD").strip()
     (repo / "services/acme/acme_desk/handler.py").write_text("from evalgate.core.models import BaseModel  # x\n")

@@ -54,15 +54,19 @@ def _converse_stream(data: bytes) -> EventStream:
 
 
 def test_converse_stream_events_parse_into_the_modeled_shapes() -> None:
-    data = b"".join([
-        eventstream.event("messageStart", {"role": "assistant"}),
-        eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Refunds take "}}),
-        eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "5 days."}}),
-        eventstream.event("contentBlockStop", {"contentBlockIndex": 0}),
-        eventstream.event("messageStop", {"stopReason": "end_turn"}),
-        eventstream.event("metadata", {"usage": {"inputTokens": 9, "outputTokens": 4, "totalTokens": 13},
-                                       "metrics": {"latencyMs": 120}}),
-    ])
+    data = b"".join(
+        [
+            eventstream.event("messageStart", {"role": "assistant"}),
+            eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Refunds take "}}),
+            eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "5 days."}}),
+            eventstream.event("contentBlockStop", {"contentBlockIndex": 0}),
+            eventstream.event("messageStop", {"stopReason": "end_turn"}),
+            eventstream.event(
+                "metadata",
+                {"usage": {"inputTokens": 9, "outputTokens": 4, "totalTokens": 13}, "metrics": {"latencyMs": 120}},
+            ),
+        ]
+    )
     events = list(_converse_stream(data))
     assert events[0] == {"messageStart": {"role": "assistant"}}
     assert [e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e] == [

@@ -56,8 +56,13 @@ def test_without_grace_the_check_reads_once_and_never_waits_past_the_grace_or_th
 
 def test_the_canary_fails_closed_when_the_samples_never_arrive_and_says_how_long_it_waited() -> None:
     clock, alarm = Clock(), LateAlarm(ok_after_reads=None)
-    settings = hooks.CanarySettings(target_version="7", baseline_version="6", min_samples=20,
-                                    min_samples_alarm="evalgate-prod-judged-count-low", sample_grace_s=120)
+    settings = hooks.CanarySettings(
+        target_version="7",
+        baseline_version="6",
+        min_samples=20,
+        min_samples_alarm="evalgate-prod-judged-count-low",
+        sample_grace_s=120,
+    )
     out = hooks.canary_analysis(settings, "d-ABC123", fetcher=alarm, sleep=clock.sleep, clock=clock, poll_s=30)
     assert out.status == "Failed"
     assert "INSUFFICIENT_DATA" in out.reason and "after waiting up to 120 s" in out.reason

@@ -104,8 +104,14 @@ def test_the_pure_floors_never_touch_aws(package: str) -> None:
     modules = [module_name(p) for p in folder.rglob("*.py") if p.name != "__init__.py"]
     code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules)
     code += "print(sorted(m for m in ('boto3', 'botocore', 'numpy', 'scipy') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(LAMBDAS)}, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(LAMBDAS)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "boto3" not in out and "botocore" not in out, out
 
 
@@ -113,6 +119,12 @@ def test_the_ci_driver_imports_without_evalgates_dependencies() -> None:
     """The promote build installs only boto3 and this package without its dependencies: the gate step must import
     (and so promote a baseline) without pydantic, numpy or anything else requirements.txt brings."""
     code = "import sys, evalgate.ci.gate_step\nprint(sorted(m for m in ('pydantic', 'numpy') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(LAMBDAS)},
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(LAMBDAS)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip() == "[]"

@@ -38,8 +38,11 @@ def test_international_phone_numbers(text: str, masked: str) -> None:
 
 
 def test_judged_records_and_their_log_lines_are_masked() -> None:
-    rec = JudgedRecord("r-1", tm.Dimensions("7", "m", "support/v1"),
-                       JudgedScores(quality=0.2, unsupported_claims=["we charged 4111 1111 1111 1111"]))
+    rec = JudgedRecord(
+        "r-1",
+        tm.Dimensions("7", "m", "support/v1"),
+        JudgedScores(quality=0.2, unsupported_claims=["we charged 4111 1111 1111 1111"]),
+    )
     line = rec.log_fields(PERSONAL, "We emailed jane.doe+shop@example.co.uk about card 4111 1111 1111 1111.")
     assert no_raw_personal_data(line)
     assert EMAIL in line["question"] and PHONE in line["question"] and CARD in line["answer"]
@@ -47,22 +50,30 @@ def test_judged_records_and_their_log_lines_are_masked() -> None:
 
 
 def test_guardrail_rows_are_masked_too() -> None:
-    capture = CaptureRecord.model_validate({
-        "request_id": "r-2", "function_version": "7", "model_id": "m", "prompt_version": "support/v1",
-        "question": PERSONAL, "answer": "I can't help with that.", "guardrail_intervened": True,
-    })
-    result = JudgedRecord("r-2", tm.Dimensions("7", "m", "support/v1"),
-                          skipped="guardrail intervened (canned answer)")
+    capture = CaptureRecord.model_validate(
+        {
+            "request_id": "r-2",
+            "function_version": "7",
+            "model_id": "m",
+            "prompt_version": "support/v1",
+            "question": PERSONAL,
+            "answer": "I can't help with that.",
+            "guardrail_intervened": True,
+        }
+    )
+    result = JudgedRecord("r-2", tm.Dimensions("7", "m", "support/v1"), skipped="guardrail intervened (canned answer)")
     row = stored_row(capture, result)
     assert row is not None and no_raw_personal_data(row) and row["personal_data"] is True
 
 
 def test_shadow_pairs_are_masked() -> None:
-    msg = ShadowMessage.model_validate({
-        "request_id": "r-1",
-        "request": {"question": PERSONAL, "user_id": "u-1"},
-        "production": {"function_version": "8", "answer": "Noted, jane.doe+shop@example.co.uk."},
-    })
+    msg = ShadowMessage.model_validate(
+        {
+            "request_id": "r-1",
+            "request": {"question": PERSONAL, "user_id": "u-1"},
+            "production": {"function_version": "8", "answer": "Noted, jane.doe+shop@example.co.uk."},
+        }
+    )
     pair = make_pair(msg, ShadowSide("9", "Card 4111 1111 1111 1111 charged.", None, 12.0))
     assert no_raw_personal_data(pair)
     assert EMAIL in pair["question"] and pair["shadow"]["answer"] == f"Card {CARD} charged."

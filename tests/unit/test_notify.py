@@ -204,9 +204,10 @@ def test_the_feedback_rollback_email_states_the_minimum_of_rated_answers() -> No
     cw = boto3.client("cloudwatch", region_name="us-east-1")
     dims = [{"Name": "FunctionVersion", "Value": "7"}]
     metric = {"Namespace": "EvalGate/Service", "MetricName": "FeedbackScore", "Dimensions": dims}
-    cw.put_metric_data(Namespace="EvalGate/Service", MetricData=[
-        {"MetricName": "FeedbackScore", "Dimensions": dims, "Value": float(i % 4 == 0)} for i in range(24)
-    ])
+    cw.put_metric_data(
+        Namespace="EvalGate/Service",
+        MetricData=[{"MetricName": "FeedbackScore", "Dimensions": dims, "Value": float(i % 4 == 0)} for i in range(24)],
+    )
     cw.put_metric_alarm(  # the shape stacks/constructs/quality_alarms.py synthesizes
         AlarmName="evalgate-prod-feedback-low",
         AlarmDescription="User feedback score (thumbs-up share) of the new version below 0.5, counted only in a "
@@ -214,10 +215,16 @@ def test_the_feedback_rollback_email_states_the_minimum_of_rated_answers() -> No
         Metrics=[
             {"Id": "expr_1", "Expression": "IF(answers >= 20, score, 1)", "ReturnData": True},
             {"Id": "score", "MetricStat": {"Metric": metric, "Period": 300, "Stat": "Average"}, "ReturnData": False},
-            {"Id": "answers", "MetricStat": {"Metric": metric, "Period": 300, "Stat": "SampleCount"},
-             "ReturnData": False},
+            {
+                "Id": "answers",
+                "MetricStat": {"Metric": metric, "Period": 300, "Stat": "SampleCount"},
+                "ReturnData": False,
+            },
         ],
-        EvaluationPeriods=2, Threshold=0.5, ComparisonOperator="LessThanThreshold", TreatMissingData="notBreaching",
+        EvaluationPeriods=2,
+        Threshold=0.5,
+        ComparisonOperator="LessThanThreshold",
+        TreatMissingData="notBreaching",
     )
     [alarm] = cw.describe_alarms(AlarmNames=["evalgate-prod-feedback-low"])["MetricAlarms"]
     lookup = Lookup(lambda service: boto3.client(service, region_name="us-east-1"))

@@ -190,11 +190,22 @@ def test_the_guardrails_grounding_scores_sit_beside_the_judges(index: Any) -> No
         {"type": "GROUNDING", "threshold": 0.75, "score": 0.31, "action": "BLOCKED", "detected": True},
         {"type": "RELEVANCE", "threshold": 0.5, "score": 0.88, "action": "NONE", "detected": False},
     ]
-    stub.add_response("apply_guardrail", {"usage": {"topicPolicyUnits": 0, "contentPolicyUnits": 0,
-                      "wordPolicyUnits": 0, "sensitiveInformationPolicyUnits": 0,
-                      "sensitiveInformationPolicyFreeUnits": 0, "contextualGroundingPolicyUnits": 1},
-                      "action": "GUARDRAIL_INTERVENED", "outputs": [{"text": "Sorry."}],
-                      "assessments": [{"contextualGroundingPolicy": {"filters": filters}}]})
+    stub.add_response(
+        "apply_guardrail",
+        {
+            "usage": {
+                "topicPolicyUnits": 0,
+                "contentPolicyUnits": 0,
+                "wordPolicyUnits": 0,
+                "sensitiveInformationPolicyUnits": 0,
+                "sensitiveInformationPolicyFreeUnits": 0,
+                "contextualGroundingPolicyUnits": 1,
+            },
+            "action": "GUARDRAIL_INTERVENED",
+            "outputs": [{"text": "Sorry."}],
+            "assessments": [{"contextualGroundingPolicy": {"filters": filters}}],
+        },
+    )
     checker = GuardrailChecker("gr0000000001", "4", client=client)
     asked: list[tuple[str, str]] = []
 

@@ -620,8 +620,14 @@ def test_write_reports_restores_previous_set_when_a_move_fails(tmp_path: Path, m
 
 def grounded_run(guardrail_threshold: float | None = None) -> RunResult:
     """Six answers scored by both (guardrail_grounding, faithfulness), plus two that only one side scored."""
-    pairs = {"g-a": (0.9, 0.95), "g-b": (0.8, 0.9), "g-c": (0.3, 0.5), "g-d": (0.2, 0.95), "g-e": (0.95, 0.6),
-             "g-f": (0.85, 0.92)}
+    pairs = {
+        "g-a": (0.9, 0.95),
+        "g-b": (0.8, 0.9),
+        "g-c": (0.3, 0.5),
+        "g-d": (0.2, 0.95),
+        "g-e": (0.95, 0.6),
+        "g-f": (0.85, 0.92),
+    }
     cases = []
     for cid, (g, j) in pairs.items():
         c = case(cid, metrics={"faithfulness": j, "guardrail_grounding": g})
@@ -631,8 +637,16 @@ def grounded_run(guardrail_threshold: float | None = None) -> RunResult:
     cases.append(case("g-unjudged", metrics={"faithfulness": None, "guardrail_grounding": 0.9}))
     aggregates = [
         agg("faithfulness", "regression", 0.8, 0.6, 0.9, threshold=0.85, direction="min", status="fail"),
-        agg("guardrail_grounding", "regression", 0.67, 0.4, 0.85, threshold=guardrail_threshold, direction="min",
-            status="not_gated" if guardrail_threshold is None else "fail"),
+        agg(
+            "guardrail_grounding",
+            "regression",
+            0.67,
+            0.4,
+            0.85,
+            threshold=guardrail_threshold,
+            direction="min",
+            status="not_gated" if guardrail_threshold is None else "fail",
+        ),
     ]
     return run("FAIL", ["faithfulness below threshold"], cases, suites=["regression"], aggregates=aggregates)
 

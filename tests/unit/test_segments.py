@@ -75,8 +75,15 @@ def gate(cases: list[CaseResult], baseline: list[CaseResult] | None, cfg: GateCo
     base = None
     if baseline is not None:
         base = RunResult(
-            run_id="base", started_at="", finished_at="", tool_version="", tier="t", suites=["regression"],
-            candidate={}, cases=baseline, verdict=Verdict(verdict="PASS", exit_code=0),
+            run_id="base",
+            started_at="",
+            finished_at="",
+            tool_version="",
+            tier="t",
+            suites=["regression"],
+            candidate={},
+            cases=baseline,
+            verdict=Verdict(verdict="PASS", exit_code=0),
         )
     aggs = aggregate_suite(cases, "regression", cfg, None, set())
     comps = compare(cases, base, cfg) if base else []
@@ -156,8 +163,15 @@ def test_family_adjusted_p_values_are_recorded() -> None:
     for c in cand[:6]:
         c.status = "fail"
     base = RunResult(
-        run_id="base", started_at="", finished_at="", tool_version="", tier="t", suites=["regression"],
-        candidate={}, cases=healthy(), verdict=Verdict(verdict="PASS", exit_code=0),
+        run_id="base",
+        started_at="",
+        finished_at="",
+        tool_version="",
+        tier="t",
+        suites=["regression"],
+        candidate={},
+        cases=healthy(),
+        verdict=Verdict(verdict="PASS", exit_code=0),
     )
     comps = compare(cand, base, cfg)
     decide(aggregate_suite(cand, "regression", cfg, None, set()), comps, None, None, cand, cfg)

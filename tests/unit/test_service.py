@@ -99,8 +99,14 @@ def make(model: FakeModel | None = None, flags: FlagDecision | None = None, **se
     index, _ = load_index(ROOT / "golden" / "knowledge")
     capture, shadow = ListSink(), ListSink()
     svc = Service(
-        cfg, FixedFlags(flags or decision()), model or FakeModel(), index, capture, shadow,  # type: ignore[arg-type]
-        keys=lambda: KEYS, ledger=SetLedger(),
+        cfg,
+        FixedFlags(flags or decision()),
+        model or FakeModel(),
+        index,
+        capture,
+        shadow,  # type: ignore[arg-type]
+        keys=lambda: KEYS,
+        ledger=SetLedger(),
     )
     return svc, (capture, shadow)
 

@@ -24,19 +24,29 @@ from evalgate.release.online import parse_capture
 
 
 def test_an_answer_document_round_trips_through_the_wire() -> None:
-    doc = AnswerDocument(answer="Yes.", request_id="r-1", usage=Usage(inputTokens=3, outputTokens=1),
-                         latency=Latency(ttft_ms=10.0, total_ms=20.0))
+    doc = AnswerDocument(
+        answer="Yes.",
+        request_id="r-1",
+        usage=Usage(inputTokens=3, outputTokens=1),
+        latency=Latency(ttft_ms=10.0, total_ms=20.0),
+    )
     wire = json.loads(json.dumps(doc.wire()))
     assert parse_answer(wire) == doc
     assert wire["usage"] == {"inputTokens": 3, "outputTokens": 1}  # the Bedrock spelling on the wire
 
 
-@pytest.mark.parametrize(("doc", "fragment"), [
-    ({"request_id": "r"}, "answer: Field required"),
-    ({"answer": 42}, "answer: Input should be a valid string"),
-    ({"answer": "a", "usage": {"inputTokens": -1}}, "usage.inputTokens: Input should be greater than or equal to 0"),
-    (["answer"], "not a JSON object but list"),
-])
+@pytest.mark.parametrize(
+    ("doc", "fragment"),
+    [
+        ({"request_id": "r"}, "answer: Field required"),
+        ({"answer": 42}, "answer: Input should be a valid string"),
+        (
+            {"answer": "a", "usage": {"inputTokens": -1}},
+            "usage.inputTokens: Input should be greater than or equal to 0",
+        ),
+        (["answer"], "not a JSON object but list"),
+    ],
+)
 def test_a_document_that_is_not_an_answer_names_the_field(doc: object, fragment: str) -> None:
     with pytest.raises(BadAnswer, match=fragment):
         parse_answer(doc)
@@ -64,9 +74,16 @@ def test_the_direct_invocation_the_shadow_worker_sends_is_the_one_a_service_read
 
 
 def test_the_capture_a_service_writes_is_the_record_the_online_judge_parses() -> None:
-    record = CaptureRecord(request_id="r-1", function_version="7", model_id="m", prompt_version="p/v1",
-                           question="q?", answer="a.", knowledge_ids=["k.1"],
-                           grounding_guardrail=GuardrailRef(id="gr1", version="3"))
+    record = CaptureRecord(
+        request_id="r-1",
+        function_version="7",
+        model_id="m",
+        prompt_version="p/v1",
+        question="q?",
+        answer="a.",
+        knowledge_ids=["k.1"],
+        grounding_guardrail=GuardrailRef(id="gr1", version="3"),
+    )
     wire = record.wire()
     assert wire["schema"] == 1 and "latency_ms" not in wire  # unset optional fields are left out
     parsed = parse_capture(json.dumps(wire))

@@ -30,16 +30,24 @@ def stubbed() -> tuple[Any, Stubber]:
 
 
 def version(value: str, created: datetime) -> dict[str, Any]:
-    return {"ARN": f"arn:aws:secretsmanager:us-east-1:111111111111:secret:{SECRET}-AbCdEf", "Name": SECRET,
-            "SecretString": value, "CreatedDate": created, "VersionId": "v" * 32}
+    return {
+        "ARN": f"arn:aws:secretsmanager:us-east-1:111111111111:secret:{SECRET}-AbCdEf",
+        "Name": SECRET,
+        "SecretString": value,
+        "CreatedDate": created,
+        "VersionId": "v" * 32,
+    }
 
 
 def test_current_and_previous_are_read_once_per_cache_period_with_their_creation_times() -> None:
     client, stub = stubbed()
     rotated = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
     stub.add_response("get_secret_value", version("n" * 40, rotated), CURRENT)
-    stub.add_response("get_secret_value", version("o" * 40, datetime(2026, 11, 1, tzinfo=UTC)),
-                      {"SecretId": SECRET, "VersionStage": "AWSPREVIOUS"})
+    stub.add_response(
+        "get_secret_value",
+        version("o" * 40, datetime(2026, 11, 1, tzinfo=UTC)),
+        {"SecretId": SECRET, "VersionStage": "AWSPREVIOUS"},
+    )
     with stub:
         source = SecretKeySource(SECRET, max_age=300, grace_s=600, client=client)
         keys = source()
@@ -55,11 +63,17 @@ def test_a_secret_without_a_previous_version_is_fine_and_a_short_one_is_refused(
     client, stub = stubbed()
     now = datetime.now(UTC)
     stub.add_response("get_secret_value", version("x" * 40, now), CURRENT)
-    stub.add_client_error("get_secret_value", "ResourceNotFoundException", expected_params={
-        "SecretId": SECRET, "VersionStage": "AWSPREVIOUS"})
+    stub.add_client_error(
+        "get_secret_value",
+        "ResourceNotFoundException",
+        expected_params={"SecretId": SECRET, "VersionStage": "AWSPREVIOUS"},
+    )
     stub.add_response("get_secret_value", version("short", now), {"SecretId": "other", "VersionStage": "AWSCURRENT"})
-    stub.add_client_error("get_secret_value", "ResourceNotFoundException", expected_params={
-        "SecretId": "other", "VersionStage": "AWSPREVIOUS"})
+    stub.add_client_error(
+        "get_secret_value",
+        "ResourceNotFoundException",
+        expected_params={"SecretId": "other", "VersionStage": "AWSPREVIOUS"},
+    )
     with stub:
         assert SecretKeySource(SECRET, client=client)().previous is None
         with pytest.raises(SigningUnavailable, match=r"other.*at least 32 characters"):
