@@ -601,10 +601,16 @@ class Gate:
         return self._guarded("evalgate gate step", self._run)
 
     def _run(self) -> int:
+        code, tier = self._evaluate()
+        return code if tier is None else self._finish(code, tier)
+
+    def _evaluate(self) -> tuple[int, str | None]:
+        """Steps 1-3 (tier, judge calibration, baseline, the evalgate run): its exit code and tier, or the
+        calibration's failing code and no tier when the run must not start."""
         tier = self.tier()
         calibrated = self.recalibrate(tier)
         if calibrated != PASS:
-            return calibrated
+            return calibrated, None
         baseline, base_commit = self.fetch_baseline(Path(".evalgate") / "baseline.json")
         extra = {"EVALGATE_BASE_COMMIT": base_commit} if base_commit else {}
         if self.supports("--calibration"):
@@ -612,7 +618,7 @@ class Gate:
         cmd = self.command(tier, baseline)
         print("gate_step:", " ".join(cmd), flush=True)
         code = self.runner(cmd, check=False, env=self._env(extra)).returncode
-        return self._finish(code, tier)
+        return code, tier
 
     def shard(self) -> int:
         """One shard build of the batch: evaluate shard k/N and upload its results.json for the merge build."""
@@ -621,17 +627,9 @@ class Gate:
     def _shard(self) -> int:
         c = self.cfg
         index = shard_index(c.shard)
-        tier = self.tier()
-        calibrated = self.recalibrate(tier)
-        if calibrated != PASS:
-            return calibrated
-        baseline, base_commit = self.fetch_baseline(Path(".evalgate") / "baseline.json")
-        extra = {"EVALGATE_BASE_COMMIT": base_commit} if base_commit else {}
-        if self.supports("--calibration"):
-            extra["EVALGATE_CALIBRATION_DIR"] = str(CALIBRATION_DIR)
-        cmd = self.command(tier, baseline)
-        print("gate_step:", " ".join(cmd), flush=True)
-        code = self.runner(cmd, check=False, env=self._env(extra)).returncode
+        code, tier = self._evaluate()
+        if tier is None:
+            return code
         results = self.out_dir / "results.json"
         if results.is_file():
             self.s3.put_object(
