@@ -4,6 +4,9 @@
 next to ``out_dir`` before any file in ``out_dir`` is touched; the files are then moved into place with
 ``os.replace``. If anything fails, the previous report set (if any) is put back and the temporary directory is
 removed, so a reader never sees a results.json from one run next to a junit.xml from another.
+
+Also the pull-request comment (``pr_comment``) and the case explorer. Floor 2: imports only ``evalgate.core`` and
+``evalgate.contracts``; no Lambda function ships this package (a report change deploys nothing).
 """
 
 from __future__ import annotations
