@@ -226,9 +226,13 @@ def test_the_guardrails_grounding_scores_sit_beside_the_judges(index: Any) -> No
     # a capture without a grounding guardrail is not checked at all
     plain = judge_capture(record(), index, judge, canary_token=None, guardrails=guardrails)
     assert asked == [("gr0000000001", "4")] and tm.GUARDRAIL_GROUNDING not in plain.telemetry().values
+    assert (
+        values[tm.GUARDRAIL_GROUNDING_UNSCORED] == [0]
+        and tm.GUARDRAIL_GROUNDING_UNSCORED not in plain.telemetry().values
+    )
 
 
-def test_a_failed_grounding_check_is_recorded_and_publishes_no_score(index: Any) -> None:
+def test_a_failed_grounding_check_is_recorded_and_counted_and_publishes_no_score(index: Any) -> None:
     from evalgate.core.errors import ProviderError
     from evalgate.core.ports import JudgeCall
 
@@ -242,4 +246,5 @@ def test_a_failed_grounding_check_is_recorded_and_publishes_no_score(index: Any)
     assert out.score is not None and out.score.quality == pytest.approx(0.9)  # the judgement stands
     assert out.guardrail_grounding is None and "ThrottlingException" in (out.guardrail_error or "")
     assert tm.GUARDRAIL_GROUNDING not in out.telemetry().values
+    assert out.telemetry().values[tm.GUARDRAIL_GROUNDING_UNSCORED] == [1]  # the failure is counted per version
     assert "ThrottlingException" in out.log_fields(rec.question, rec.answer)["guardrail_error"]

@@ -33,6 +33,9 @@ UNSCORED = "Unscored"
 INJECTION_LEAK = "InjectionLeak"
 GUARDRAIL_GROUNDING = "GuardrailGrounding"  # the guardrail's contextual grounding score of a judged answer (0-1)
 GUARDRAIL_RELEVANCE = "GuardrailRelevance"  # its relevance score (0-1)
+# 1 per answer whose contextual grounding check was asked for and gave no score (0 when it did): a failing check
+# shows as a count per version, never only as missing scores
+GUARDRAIL_GROUNDING_UNSCORED = "GuardrailGroundingUnscored"
 # deployment hooks (about the hook run itself; dimension FunctionVersion = the hook's own version)
 PRE_TRAFFIC_PASSED = "PreTrafficPassed"
 CANARY_PASSED = "CanaryPassed"
@@ -63,6 +66,7 @@ UNITS: dict[str, str] = {
     INJECTION_LEAK: "Count",
     GUARDRAIL_GROUNDING: "None",
     GUARDRAIL_RELEVANCE: "None",
+    GUARDRAIL_GROUNDING_UNSCORED: "Count",
     PRE_TRAFFIC_PASSED: "Count",
     CANARY_PASSED: "Count",
     CANARY_SCORE: "None",

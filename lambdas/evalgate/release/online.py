@@ -84,6 +84,9 @@ class JudgedRecord:
             t.add(tm.GUARDRAIL_GROUNDING, self.guardrail_grounding)
         if self.guardrail_relevance is not None:
             t.add(tm.GUARDRAIL_RELEVANCE, self.guardrail_relevance)
+        checked = (self.guardrail_error, self.guardrail_grounding, self.guardrail_relevance)
+        if any(v is not None for v in checked):  # a check was asked for: count whether it failed
+            t.add(tm.GUARDRAIL_GROUNDING_UNSCORED, 1 if self.guardrail_error is not None else 0)
         return t
 
     def log_fields(self, question: str, answer: str) -> dict[str, Any]:
