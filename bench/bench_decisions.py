@@ -43,7 +43,8 @@ from evalgate.core.models import MetricValue  # noqa: E402
 from evalgate.core.results import CaseResult, RunResult, Verdict  # noqa: E402
 from evalgate.release.canary import CONVERSION, ERROR_RATE, HALLUCINATION, LATENCY, QUALITY, ArmSamples  # noqa: E402
 from evalgate.release.canary_live import LiveSettings, look  # noqa: E402
-from evalgate.release.canary_power import DEFAULT_EFFECTS, CanaryTraffic, Profile, detect  # noqa: E402
+from evalgate.release.canary_power import DEFAULT_EFFECTS, CanaryTraffic, detect  # noqa: E402
+from evalgate.release.canary_profile import Profile  # noqa: E402
 
 THRESHOLD = 0.72
 

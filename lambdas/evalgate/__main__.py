@@ -1,5 +1,3 @@
-import sys
+from evalgate.cli import console
 
-from evalgate.cli import main
-
-sys.exit(main())
+console()

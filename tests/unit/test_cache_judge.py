@@ -7,7 +7,7 @@ from evalgate.core.errors import ProviderError, ThrottledError
 from evalgate.core.models import KnowledgeEntry
 from evalgate.core.ports import JudgeCall
 from evalgate.core.retry import RetryPolicy
-from evalgate.engine.cache import Cache, digest, pull_from_s3, push_to_s3
+from evalgate.engine.cache import Cache, digest, pack_vector, pull_from_s3, push_to_s3, unpack_vector
 from evalgate.engine.judge import Judge, build_user_prompt, neutralise
 
 from .core_fakes import ScriptedJudgeModel
@@ -27,6 +27,15 @@ def test_cache_keys_change_with_any_input(tmp_path: Path):
     assert c.get("judgement", k) is None  # kinds are separate levels
     c.close()
     assert Cache(tmp_path / "c.sqlite").get("generation", k) == {"output": "hi"}  # persisted
+
+
+def test_vectors_are_stored_exactly_and_entries_written_before_still_read():
+    vector = [0.1, -1 / 3, 2.5e-300, 0.0, 1.0]
+    packed = pack_vector(vector)
+    assert unpack_vector(packed) == vector  # bit for bit
+    assert unpack_vector({"v": [0.5, 1, -0.25]}) == [0.5, 1.0, -0.25]  # the JSON list older versions wrote
+    for broken in ({"f64": "not base64!"}, {"f64": packed["f64"][:-4]}, {"f64": ""}, {"v": ["x"]}, {"v": []}, {}):
+        assert unpack_vector(broken) is None  # a miss (embedded again), never a wrong vector
 
 
 def test_cache_syncs_through_s3(tmp_path: Path):

@@ -15,11 +15,11 @@ from evalgate.release.canary_power import (
     DEFAULT_EFFECTS,
     CanaryTraffic,
     Effect,
-    Profile,
     detect,
     family_size,
     never_fires,
 )
+from evalgate.release.canary_profile import Profile
 
 CFG = replace(CanaryConfig(), min_judged=10)
 TRAFFIC = CanaryTraffic(peak_rps=2, canary_percent=10, interval_minutes=10, capture_rate=0.25)

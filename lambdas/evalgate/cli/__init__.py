@@ -11,8 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from evalgate import __version__
-from evalgate.cli import calibrate, canary, ci, curate, history, init, load, merge, pr, run, shadow, tier, validate
-from evalgate.core.errors import InputError
+from evalgate.cli import startup
 from evalgate.core.verdicts import ERROR as EXIT_ERROR
 from evalgate.core.verdicts import EXIT_USAGE
 
@@ -34,6 +33,8 @@ Start here:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from evalgate.cli import calibrate, canary, ci, curate, history, init, load, merge, pr, run, shadow, tier, validate
+
     p = argparse.ArgumentParser(
         prog="evalgate", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -46,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     for command in (history, ci, curate, canary, calibrate):
         command.add_parser(sub)
     return p
+
+
+def console() -> None:
+    """The ``evalgate`` process (console script, ``python -m evalgate``): start-up without the garbage collector
+    (``startup``), then ``main``; exits with its code."""
+    startup.begin()
+    sys.exit(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +71,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
+    from evalgate.core.errors import InputError
+
+    if not getattr(args, "owns_startup", False):  # a command that ends start-up itself (run: before its calls)
+        startup.done()
     try:
         return int(args.handler(args))
     except InputError as exc:

@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
 def _profile_defaults() -> dict[str, float]:
     from dataclasses import fields
 
-    from evalgate.release.canary_power import Profile
+    from evalgate.release.canary_profile import Profile
 
     return {f.name: float(f.default) for f in fields(Profile)}  # type: ignore[arg-type]
 
@@ -47,7 +47,8 @@ def canary_power_command(args: argparse.Namespace) -> int:
 
     from evalgate.core.latency import LatencyBudget
     from evalgate.release.canary import CanaryConfig
-    from evalgate.release.canary_power import CanaryTraffic, Profile, detect, never_fires, report
+    from evalgate.release.canary_power import CanaryTraffic, detect, never_fires, report
+    from evalgate.release.canary_profile import Profile
 
     ctx: dict[str, Any] = {}
     if args.cdk_json.is_file():

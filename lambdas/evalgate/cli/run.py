@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalgate.cli import startup
 from evalgate.cli.common import (
     aws_credentials_available,
     embedder_kind,
@@ -169,7 +170,7 @@ def add_parser(sub: Any) -> None:
     run.add_argument(
         "--no-escalation", action="store_true", help="tier auto: do not re-judge borderline cases with the heavy judge"
     )
-    run.set_defaults(handler=run_command)
+    run.set_defaults(handler=run_command, owns_startup=True)
 
 
 def _guardrail_version(text: str) -> str:
@@ -251,9 +252,8 @@ def _guardrail_ids(args: argparse.Namespace, config: Any) -> tuple[str | None, s
     return gid, gver
 
 
-def _golden_warnings(args: argparse.Namespace, config: Any) -> list[str]:
-    from evalgate.engine.curate import freshness_warnings
-
+def _coverage(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The live coverage file (``--coverage``, else golden/coverage.json when present), read before any call."""
     coverage = None
     path = args.coverage or (args.golden / "coverage.json")
     if args.coverage is not None or path.is_file():
@@ -268,7 +268,34 @@ def _golden_warnings(args: argparse.Namespace, config: Any) -> list[str]:
             coverage = parse_json_model(text, CoverageFile, "coverage file").model_dump()
         except ValueError as exc:
             raise InputError.single(str(path), None, str(exc)) from None
+    return coverage
+
+
+def _golden_warnings(args: argparse.Namespace, config: Any, coverage: dict[str, Any] | None) -> list[str]:
+    from evalgate.engine.curate import freshness_warnings
+
     return freshness_warnings(args.golden, config.golden.max_age_days, coverage)
+
+
+class _Meanwhile:
+    """What only the end of a run needs — the report writers, the golden set's freshness warnings (a `git log`) —
+    done while the first calls are in flight (RunOptions.meanwhile), or at the end when the run never got there."""
+
+    def __init__(self, args: argparse.Namespace, config: Any, coverage: dict[str, Any] | None) -> None:
+        self.args, self.config, self.coverage = args, config, coverage
+        self.warnings: list[str] | None = None
+
+    def __call__(self) -> None:
+        if self.warnings is not None:  # a baseline re-scored first ran it already
+            return
+        import evalgate.reports  # noqa: F401  (written at the end)
+
+        self.warnings = _golden_warnings(self.args, self.config, self.coverage)
+
+    def result(self) -> list[str]:
+        if self.warnings is None:
+            self()
+        return self.warnings or []
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -281,7 +308,6 @@ def run_command(args: argparse.Namespace) -> int:
     from evalgate.engine.factories import make_judge, make_meter, meter_candidate
     from evalgate.engine.runner import RunOptions, run_evaluation
     from evalgate.engine.shard import parse_shard
-    from evalgate.reports import write_reports
 
     _check_flags(args)
     shard = parse_shard(args.shard) if args.shard else None
@@ -291,7 +317,7 @@ def run_command(args: argparse.Namespace) -> int:
     golden = load_golden(args.golden, args.suite)
     config_path = args.config or args.golden / "gate.toml"
     config = load_config(config_path)
-    warnings = _golden_warnings(args, config)
+    meanwhile = _Meanwhile(args, config, _coverage(args))
     baseline = load_baseline(args.baseline) if args.baseline else None
     dumped = config.model_dump(mode="json")
     # A judge change is not a mismatch: the baseline's answers are re-scored with the current judge (issue 19).
@@ -393,8 +419,10 @@ def run_command(args: argparse.Namespace) -> int:
         borderline_margin=config.tiers.borderline_margin,
         keep_vector_sum=shard is not None,
         grounding=tuple(grounding) if guardrail is not None else (),
+        meanwhile=meanwhile,
     )
     rescore_note: dict[str, Any] = {}
+    startup.done()  # the calls start now
     try:
         if baseline is not None:
             from evalgate.engine.runner import rescore_baseline
@@ -459,11 +487,13 @@ def run_command(args: argparse.Namespace) -> int:
     if mismatch:
         result.baseline_mismatch = mismatch
         review_on_mismatch(result.verdict, mismatch)
-    result.warnings += warnings
+    result.warnings += meanwhile.result()
     if args.tickets != "none" and shard is None:  # a shard's verdict is partial: tickets come with the whole run
         from evalgate.cli.pr import tickets_for_run
 
         tickets_for_run(args, result, config)
+    from evalgate.reports import write_reports
+
     paths = write_reports(result, args.out, baseline)
     print_summary(result, paths)
     if shard is not None:

@@ -7,13 +7,18 @@ unchanged input is a hit that costs nothing.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
+from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,37 @@ CREATE TABLE IF NOT EXISTS entries (
 
 def digest(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def pack_vector(vector: Sequence[float]) -> dict[str, str]:
+    """A vector as the cache stores it: its float64s, little-endian, in base64 — exact, and some 25 times cheaper
+    to write and to read than a JSON list of numbers (an embedding entry is written once per call)."""
+    a = array("d", vector)
+    if sys.byteorder != "little":
+        a.byteswap()
+    return {"f64": base64.b64encode(a.tobytes()).decode("ascii")}
+
+
+def unpack_vector(value: dict[str, Any]) -> list[float] | None:
+    """The vector of a cache entry (``pack_vector``'s, or the JSON list older versions wrote), or None when the
+    entry holds none (a miss: the text is embedded again)."""
+    packed = value.get("f64")
+    if isinstance(packed, str):
+        try:
+            raw = base64.b64decode(packed, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if not raw or len(raw) % 8:
+            return None
+        a = array("d")
+        a.frombytes(raw)
+        if sys.byteorder != "little":
+            a.byteswap()
+        return a.tolist()
+    listed = value.get("v")
+    if isinstance(listed, list) and listed and all(isinstance(x, (int, float)) for x in listed):
+        return [float(x) for x in listed]
+    return None
 
 
 class Cache:

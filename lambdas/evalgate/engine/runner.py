@@ -4,6 +4,7 @@ aggregates, baseline comparison, drift, diversity → verdict. Every remote call
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import queue
@@ -28,7 +29,7 @@ from evalgate.core.prompts import DEFAULT_CANARY
 from evalgate.core.results import Aggregate, CaseResult, Comparison, Diversity, Drift, RunResult, Usage, Verdict
 from evalgate.core.retry import FOLLOW_UP, GENERATE, GaveUp, RetryPolicy
 from evalgate.core.stats import load as load_statistics
-from evalgate.engine.cache import Cache
+from evalgate.engine.cache import Cache, pack_vector, unpack_vector
 from evalgate.engine.cost import CostMeter, call_cost
 from evalgate.engine.guardrails import (
     Assessment,
@@ -162,7 +163,10 @@ class RunOptions:
     ``deadline`` (monotonic) bounds the run's retry policy when none is given; ``borderline_margin``: judged
     scores this close to a threshold are retested and, with an escalation judge, re-judged by it;
     ``keep_vector_sum``: record the diversity's vector sum (a shard's, for the merge); ``grounding``: the
-    guardrail's contextual grounding filters (GROUNDING, RELEVANCE) each judged answer is checked with."""
+    guardrail's contextual grounding filters (GROUNDING, RELEVANCE) each judged answer is checked with;
+    ``meanwhile``: the caller's work that only the end of the run needs (loading the report writers, say), done
+    on the calling thread while the first calls are in flight — before them it would delay the first request,
+    after them it would add to the run's end."""
 
     tier: str
     repeats: int = 1
@@ -172,6 +176,7 @@ class RunOptions:
     borderline_margin: float = 0.03
     keep_vector_sum: bool = False
     grounding: tuple[str, ...] = ()
+    meanwhile: Callable[[], None] | None = None
 
 
 class Collaborators(TypedDict, total=False):
@@ -317,8 +322,9 @@ class Runner:
         missing: list[str] = []
         for t in dict.fromkeys(texts):
             hit = self.cache.get("embedding", self._embedding_key(t)) if self.cache is not None else None
-            if hit is not None:
-                out[t] = hit["v"]
+            vector = unpack_vector(hit) if hit is not None else None
+            if vector is not None:
+                out[t] = vector
                 with self._lock:
                     self.usage.cache_hits += 1
             else:
@@ -334,7 +340,7 @@ class Runner:
             for t, v in zip(missing, vecs, strict=True):
                 out[t] = v
                 if self.cache is not None:
-                    self.cache.put("embedding", self._embedding_key(t), {"v": v})
+                    self.cache.put("embedding", self._embedding_key(t), pack_vector(v))
         return out
 
     # -- the run ------------------------------------------------------------------------------------
@@ -474,7 +480,20 @@ class Runner:
         pending: list[Future[None]] = []
         pool = _PriorityPool(min(256, 2 * self.concurrency + 4))
 
-        def submit(fn: Callable[..., None], *args: Any, priority: int = SIDE) -> None:
+        def score(case: Case) -> None:
+            gens = [st.gens[(case.id, r)] for r in range(repeats) if (case.id, r) in st.gens]
+            st.scored[case.id] = self._score_case(case, gens, st)
+
+        # Each case is scored on the thread that brings back its last input, while other calls are in flight, so
+        # the run's end does not wait for it; not with a batch judge or a batched embedder, whose inputs arrive
+        # after the task graph (``_score`` scores those cases).
+        ready = _ScoreWhenReady(cases, repeats, score, self.batch_judge is None and (per_text or not self.embedder))
+
+        def submit(fn: Callable[..., None], *args: Any, priority: int = SIDE, case: str | None = None) -> None:
+            """Queue a task; ``case``: a task the case's score waits for."""
+            if case is not None:
+                ready.opened(case)
+                fn = functools.partial(_then, fn, functools.partial(ready.closed, case))
             with self._lock:
                 pending.append(pool.submit(priority, fn, *args))
 
@@ -486,6 +505,8 @@ class Runner:
             except (ProviderError, BudgetExceeded) as exc:
                 with self._lock:
                     st.fatal.append(f"embeddings failed: {exc}")
+            finally:
+                ready.text_done(text)
 
         def want_embedding(text: str) -> None:
             with self._lock:
@@ -547,6 +568,12 @@ class Runner:
                 st.grounded[(case.id, g.repeat)] = result
 
         def gen_task(case: Case, repeat: int) -> None:
+            try:
+                answer_task(case, repeat)
+            finally:
+                ready.closed(case.id)  # counted open from the start (``_ScoreWhenReady``)
+
+        def answer_task(case: Case, repeat: int) -> None:
             g = self.generate(case, repeat)
             with self._lock:
                 st.gens[(case.id, repeat)] = g
@@ -555,17 +582,18 @@ class Runner:
                 return
             if self.judge is not None:
                 for rubric in rubrics[case.suite]:
-                    submit(judge_task, case, g, rubric, priority=JUDGE)
+                    submit(judge_task, case, g, rubric, priority=JUDGE, case=case.id)
             if per_text:
                 want_embedding(g.output)
+                ready.needs_text(case.id, g.output)
             source = self._grounding_source(case)
             if source is not None and g.output.strip():
-                submit(grounding_task, case, g, source)
+                submit(grounding_task, case, g, source, case=case.id)
             if case.suite in guard_suites and guardrail_role(case.tags, self.config.guardrail):
                 if repeat == 0:
-                    submit(guard_task, case, "INPUT", 0, guardrail_input_text(case))
+                    submit(guard_task, case, "INPUT", 0, guardrail_input_text(case), case=case.id)
                 if g.output.strip():
-                    submit(guard_task, case, "OUTPUT", repeat, g.output)
+                    submit(guard_task, case, "OUTPUT", repeat, g.output, case=case.id)
 
         side_texts = [c.reference for c in cases if c.expected == Behaviour.ANSWER]
         if baseline:
@@ -573,19 +601,26 @@ class Runner:
             side_texts += [b.output for b in baseline.cases if b.output and b.id in wanted]
         ok = False
         try:
+            if per_text:  # before any answer is asked for: a case is not scored before its reference is embedded
+                for c in cases:
+                    if c.expected == Behaviour.ANSWER:
+                        ready.needs_text(c.id, c.reference)
             for t in tasks:
                 submit(gen_task, *t, priority=NEW_ANSWER)
             if per_text:
                 for text in side_texts:
                     want_embedding(text)
-            # What only scoring needs (numpy, for the statistics) loads while the calls are in flight, once the first
-            # round is out: loaded before, it would hold back the first requests; after, it would add to the run's end.
-            # With nothing to send (a warm cache) it loads once the first tasks are done.
+            # What only scoring needs (numpy, for the statistics) and the caller's ``meanwhile`` run while the calls
+            # are in flight, once the first round is out: before, they would hold back the first requests; after,
+            # they would add to the run's end. With nothing to send (a warm cache) they run once the first tasks are
+            # done.
             with self._lock:
                 first_tasks = list(pending)
             while self.policy.in_flight < self.policy.limit and not all(f.done() for f in first_tasks):
                 wait(first_tasks, timeout=0.005)
             load_statistics()
+            if self.options.meanwhile is not None:
+                self.options.meanwhile()
             done = 0
             while True:
                 with self._lock:
@@ -659,38 +694,44 @@ class Runner:
             st.judged.setdefault(key, {}).update(metrics)
 
     def _score(self, cases: Sequence[Case], st: _RunState) -> list[CaseResult]:
+        """Every case's result: the one the task graph scored as its last call came back (``_execute``), or, for
+        a case it did not (a batch or batched judge, a run cut short), scored now from the same inputs."""
         repeats_of: dict[str, list[int]] = {}
         for cid, r in st.gens:
             repeats_of.setdefault(cid, []).append(r)
-        by_case: dict[str, list[Generation]] = {
-            c.id: [st.gens[(c.id, r)] for r in sorted(repeats_of.get(c.id, []))] for c in cases
-        }
-        judged_tier = self.judge is not None or self.batch_judge is not None
-        embedder_name = self.embedder.name if self.embedder else None
         results: list[CaseResult] = []
         for c in cases:
-            knowledge = self.golden.knowledge_for(c)
-            skip = self.config.skipped_metrics(c.suite)
-            scores: list[RepeatScore] = []
-            for g in by_case[c.id]:
-                sim = None
-                if g.output is not None and g.output in st.vectors and c.reference in st.vectors:
-                    sim = similarity(st.vectors[g.output], st.vectors[c.reference])
-                jm = st.judged.get((c.id, g.repeat), {}) if judged_tier else None
-                rs = score_generation(c, g, knowledge, sim, jm, skip)
-                rs.metrics.update(self._grounding_of(c, g, st))
-                scores.append(rs)
-            th = self.config.thresholds_for(c.suite, embedder_name)
-            cr = combine(c, by_case[c.id], scores, th)
-            cr.cost_usd = sum(
-                call_cost(self.config, g.model_id, g.input_tokens or 0, g.output_tokens or 0)
-                for g in cr.generations
-                if not g.cached
-            )
-            checks = st.guard.get(c.id) if self.guardrail is not None else None
-            annotate_case(cr, c, checks, self.config.guardrail)
+            cr = st.scored.get(c.id)
+            if cr is None:
+                cr = self._score_case(c, [st.gens[(c.id, r)] for r in sorted(repeats_of.get(c.id, []))], st)
             results.append(cr)
         return results
+
+    def _score_case(self, c: Case, gens: list[Generation], st: _RunState) -> CaseResult:
+        """One case's result from its answers and what was measured of them (pure in ``st``: no call)."""
+        judged_tier = self.judge is not None or self.batch_judge is not None
+        embedder_name = self.embedder.name if self.embedder else None
+        knowledge = self.golden.knowledge_for(c)
+        skip = self.config.skipped_metrics(c.suite)
+        scores: list[RepeatScore] = []
+        for g in gens:
+            sim = None
+            if g.output is not None and g.output in st.vectors and c.reference in st.vectors:
+                sim = similarity(st.vectors[g.output], st.vectors[c.reference])
+            jm = st.judged.get((c.id, g.repeat), {}) if judged_tier else None
+            rs = score_generation(c, g, knowledge, sim, jm, skip)
+            rs.metrics.update(self._grounding_of(c, g, st))
+            scores.append(rs)
+        th = self.config.thresholds_for(c.suite, embedder_name)
+        cr = combine(c, gens, scores, th)
+        cr.cost_usd = sum(
+            call_cost(self.config, g.model_id, g.input_tokens or 0, g.output_tokens or 0)
+            for g in cr.generations
+            if not g.cached
+        )
+        checks = st.guard.get(c.id) if self.guardrail is not None else None
+        annotate_case(cr, c, checks, self.config.guardrail)
+        return cr
 
     def _retest(self, cases: Sequence[Case], st: _RunState, results: list[CaseResult]) -> dict[str, Any] | None:
         """Judge every borderline answer and a seeded share of the rest a second time (judge_trust.py)."""
@@ -785,6 +826,8 @@ class Runner:
             pool.shutdown(wait=True, cancel_futures=True)
         record["reasons"] = sorted({f"{cid}.{rubric}" for cid, rubric in targets})
         record["calls"] = len(work)
+        for cid, _ in targets:
+            st.scored.pop(cid, None)  # scored again below, with the heavy judge's judgements
         return self._score(cases, st)
 
     def _drift(
@@ -829,6 +872,59 @@ class Runner:
         return diversity_of(outs, total, len(vecs), baseline, self.config, keep_sum=self.keep_vector_sum)
 
 
+def _then(fn: Callable[..., None], after: Callable[[], None], *args: Any) -> None:
+    try:
+        fn(*args)
+    finally:
+        after()
+
+
+class _ScoreWhenReady:
+    """Calls ``score(case)`` once nothing the case is scored from is outstanding: each of its answers (counted
+    open from the start), the tasks ``opened`` for it (judgements, guardrail and grounding checks), the
+    embeddings of the texts it ``needs_text`` (its answers, its reference; shared by other cases). Disabled, it
+    scores nothing. Thread-safe; ``score`` runs outside its lock."""
+
+    def __init__(self, cases: Sequence[Case], repeats: int, score: Callable[[Case], None], enabled: bool) -> None:
+        self._lock = threading.Lock()
+        self._cases = {c.id: c for c in cases}
+        self._open = {c.id: repeats for c in cases} if enabled else {}
+        self._waiting: dict[str, set[str]] = {}  # text -> the cases waiting for its embedding
+        self._embedded: set[str] = set()  # texts whose embedding came back (or failed)
+        self._score = score
+
+    def opened(self, case_id: str) -> None:
+        with self._lock:
+            if case_id in self._open:
+                self._open[case_id] += 1
+
+    def needs_text(self, case_id: str, text: str) -> None:
+        with self._lock:
+            if case_id in self._open and text not in self._embedded:
+                waiting = self._waiting.setdefault(text, set())
+                if case_id not in waiting:
+                    waiting.add(case_id)
+                    self._open[case_id] += 1
+
+    def text_done(self, text: str) -> None:
+        with self._lock:
+            self._embedded.add(text)
+            cases = self._waiting.pop(text, set())
+        for case_id in sorted(cases):
+            self.closed(case_id)
+
+    def closed(self, case_id: str) -> None:
+        with self._lock:
+            left = self._open.get(case_id)
+            if left is None:
+                return
+            if left > 1:
+                self._open[case_id] = left - 1
+                return
+            del self._open[case_id]
+        self._score(self._cases[case_id])
+
+
 @dataclass
 class _RunState:
     gens: dict[tuple[str, int], Generation] = field(default_factory=dict)
@@ -838,6 +934,7 @@ class _RunState:
     guard: dict[str, dict[tuple[Source, int], Assessment | str]] = field(default_factory=dict)
     retests: dict[tuple[str, str], MetricValue] = field(default_factory=dict)  # (case id, rubric): 2nd judgement
     grounded: dict[tuple[str, int], dict[str, GroundingScore] | str] = field(default_factory=dict)
+    scored: dict[str, CaseResult] = field(default_factory=dict)  # cases scored as their last call came back
     fatal: list[str] = field(default_factory=list)
 
 

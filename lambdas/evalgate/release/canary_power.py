@@ -31,6 +31,7 @@ from evalgate.release.canary import (
     latency_tolerance_ms,
     two_proportion,
 )
+from evalgate.release.canary_profile import Profile
 
 VERDICT_LEAD_MINUTES = 3  # the live verdict is final this long before the canary step ends (alarm + CodeDeploy lag)
 TARGET_POWER = 0.8
@@ -63,31 +64,6 @@ class CanaryTraffic:
     def judged_per_min(self) -> float:
         """Judged answers per minute in EACH arm (the online judge samples the arms to equal counts)."""
         return self.canary_per_min * self.capture_rate
-
-
-@dataclass(frozen=True)
-class Profile:
-    """How the previous version behaves (assumptions; measure yours and pass them to ``evalgate canary-power``)."""
-
-    quality_mean: float = 0.85
-    quality_sd: float = 0.12  # per judged answer
-    hallucination_rate: float = 0.02
-    error_rate: float = 0.005
-    latency_median_ms: float = 2000.0
-    latency_sigma: float = 0.35  # lognormal shape
-    conversion_rate: float = 0.05
-    conversion_share: float = 1.0  # share of requests that report a conversion outcome
-    feedback_up: float = 0.80
-    feedback_share: float = 0.05  # share of requests that get a thumbs up/down
-
-    @property
-    def latency_mean_ms(self) -> float:
-        return self.latency_median_ms * math.exp(self.latency_sigma**2 / 2)
-
-    @property
-    def latency_sd_ms(self) -> float:
-        s2 = self.latency_sigma**2
-        return self.latency_median_ms * math.exp(s2 / 2) * math.sqrt(math.exp(s2) - 1)
 
 
 @dataclass(frozen=True)
