@@ -75,11 +75,20 @@ def test_the_console_process_starts_up_without_the_collector_and_runs_its_calls_
     monkeypatch.chdir(ROOT)
     argv = ["evalgate", "run", "--tier", "offline", "--candidate", "replay:golden/responses/baseline.jsonl"]
     monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path / "out"), "--no-cache", "--no-progress"])
+
+    class Exited(Exception):
+        pass
+
+    def exit_(code: int) -> None:  # the console ends the process without teardown (os._exit)
+        seen["flushed"] = True
+        raise Exited(code)
+
+    monkeypatch.setattr(cli.os, "_exit", exit_)
     assert gc.isenabled()
     try:
-        with pytest.raises(SystemExit) as exit_:
+        with pytest.raises(Exited) as ended:
             cli.console()
-        assert exit_.value.code == 0
+        assert ended.value.args == (0,) and seen.pop("flushed")
         assert seen == {"start-up": False, "calls": True}  # paused while loading, collecting once the calls start
         assert gc.isenabled() and gc.get_freeze_count() > 0  # start-up's objects went to the permanent generation
     finally:
