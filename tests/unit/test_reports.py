@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evalgate import reports
 from evalgate.core.models import Generation, MetricValue
@@ -686,3 +688,19 @@ def test_grounding_section_links_each_disagreement_and_is_absent_without_guardra
     assert '<a href="#case-g-d">g-d</a>: guardrail_grounding 0.20 fails, faithfulness 0.95 passes' in page
     assert "Guardrail grounding vs the judge" not in markdown.render_markdown(pass_run())
     assert "Guardrail grounding vs the judge" not in html_report.render_html(pass_run())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["Returns", "30 days", "RETURNS", "<b>", "it's", "İstanbul", "ß", "K", "mark", " "])),
+    st.lists(st.text(alphabet="Rrsetun 30dayİıKk'<>ß", min_size=0, max_size=12), max_size=4),
+)
+def test_claims_are_marked_wherever_a_case_insensitive_search_finds_them(words: list[str], claims: list[str]):
+    from evalgate.reports.explorer import esc, highlight_claims
+
+    answer = esc(" ".join(words))
+    expected = answer
+    for claim in sorted({c.strip() for c in claims if len(c.strip()) >= 4}, key=len, reverse=True):
+        pattern = re.compile(re.escape(esc(claim)), re.IGNORECASE)
+        expected = pattern.sub(lambda m: f'<mark class="claim">{m.group(0)}</mark>', expected)
+    assert highlight_claims(answer, claims) == expected

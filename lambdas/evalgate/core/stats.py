@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 def load() -> None:
     """Import numpy now: a run calls this while its first calls are in flight, so that start-up does not wait
     for it and scoring, at the end, finds it loaded."""
-    import numpy.random  # noqa: F401  (numpy loads its submodules on first use; the bootstrap needs this one)
+    # numpy loads its submodules on first use: the bootstrap needs these (np.quantile loads numpy.ma).
+    import numpy.ma  # noqa: F401
+    import numpy.random  # noqa: F401
 
 
 @dataclass(frozen=True)

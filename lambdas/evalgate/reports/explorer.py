@@ -124,9 +124,25 @@ def word_diff(before: str, after: str) -> tuple[str, str]:
 def highlight_claims(answer_html: str, claims: list[str]) -> str:
     """Mark each unsupported claim where it appears verbatim (case-insensitive) in the answer."""
     for claim in sorted({c.strip() for c in claims if len(c.strip()) >= 4}, key=len, reverse=True):
-        pattern = re.compile(re.escape(esc(claim)), re.IGNORECASE)
-        answer_html = pattern.sub(lambda m: f'<mark class="claim">{m.group(0)}</mark>', answer_html)
+        answer_html = _mark_all(answer_html, esc(claim))
     return answer_html
+
+
+def _mark_all(text: str, needle: str) -> str:
+    """``text`` with every non-overlapping case-insensitive occurrence of ``needle`` in a claim mark. A plain
+    search, not a regex per claim (compiling one costs more than the search; a report marks hundreds), unless
+    lower-casing changes the text's length (rare letters), where positions would not line up."""
+    low, find = text.lower(), needle.lower()
+    if len(low) != len(text) or len(find) != len(needle):
+        return re.compile(re.escape(needle), re.IGNORECASE).sub(
+            lambda m: f'<mark class="claim">{m.group(0)}</mark>', text
+        )
+    out, at = [], 0
+    while (hit := low.find(find, at)) >= 0:
+        end = hit + len(find)
+        out += [text[at:hit], '<mark class="claim">', text[hit:end], "</mark>"]
+        at = end
+    return "".join(out) + text[at:] if out else text
 
 
 def _metrics_table(case: CaseResult, before: CaseResult | None) -> str:
