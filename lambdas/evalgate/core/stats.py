@@ -19,7 +19,7 @@ def load() -> None:
     """Import numpy now: a run calls this while its first calls are in flight, so that start-up does not wait
     for it and scoring, at the end, finds it loaded."""
     # numpy loads its submodules on first use: the bootstrap needs these (np.quantile loads numpy.ma).
-    import numpy.ma  # noqa: F401
+    import numpy.ma
     import numpy.random  # noqa: F401
 
 
