@@ -37,14 +37,17 @@ from evalgate import cli
 from evalgate.cli import run, canary
 cli._parser()
 from evalgate.engine import runner, judge_calibration, judge_trust
-late = ("evalgate.reports", "evalgate.engine.curate", "evalgate.release.canary_power")
+from evalgate.adapters import aws
+aws.make_client("bedrock-runtime")
+late = ("evalgate.reports", "evalgate.engine.curate", "evalgate.release.canary_power", "boto3", "s3transfer")
 print(",".join(m for m in late if m in sys.modules) or "none")
 """
 
 
 def test_what_only_the_end_of_a_run_needs_is_not_loaded_before_its_calls():
     """The report writers and the golden set's freshness check load while the first calls are in flight
-    (cli/run.py ``_Meanwhile``); the canary-power parser reads its defaults without the power model."""
+    (cli/run.py ``_Meanwhile``); the canary-power parser reads its defaults without the power model; a model
+    client comes from a botocore session, without loading boto3 (S3's clients still do, for its transfers)."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'lambdas'}{os.pathsep}{ROOT}", "AWS_DEFAULT_REGION": "us-east-1"}
     out = subprocess.run([sys.executable, "-c", END_ONLY], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["none"]
