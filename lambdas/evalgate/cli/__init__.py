@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from evalgate import __version__
 from evalgate.cli import startup
+from evalgate.core.errors import InputError
 from evalgate.core.verdicts import ERROR as EXIT_ERROR
 from evalgate.core.verdicts import EXIT_USAGE
 
@@ -53,8 +54,9 @@ def _parser() -> argparse.ArgumentParser:
 def console() -> NoReturn:
     """The ``evalgate`` process (console script, ``python -m evalgate``): start-up without the garbage collector
     (``startup``), then ``main``; then the process ends with its code without tearing the interpreter down (as
-    mypy's command line does): every file it wrote is closed by then, so what teardown would do — collect and free
-    the run's objects one by one, ~0.13 s for a full run's object graph on the fault bench — the OS does at once."""
+    mypy's command line does): every file it wrote is closed and its output flushed by then, so what teardown
+    would do — a final garbage collection (~0.13 s on a full run's object graph, fault bench) and freeing the
+    run's objects one by one — the OS does at once."""
     startup.begin()
     try:
         code = main()
@@ -78,8 +80,6 @@ def _main(argv: Sequence[str] | None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    from evalgate.core.errors import InputError
-
     if not getattr(args, "owns_startup", False):  # a command that ends start-up itself (run: before its calls)
         startup.done()
     try:
