@@ -233,7 +233,7 @@ def import_closure(entry: str, *, repo: Path, code_roots: Sequence[str] = (CODE_
     """
     roots = [repo / r for r in code_roots]
     found: dict[str, _Module] = {}
-    todo: list[str] = []
+    unread: list[str] = []
 
     def add(module: str, shown: str, line: int | None, *, attribute_ok: bool = False) -> None:
         parts = module.split(".")
@@ -257,13 +257,13 @@ def import_closure(entry: str, *, repo: Path, code_roots: Sequence[str] = (CODE_
                 raise InputError.single(shown, line, f"import {module}: no module {name} under {', '.join(code_roots)}")
             found[name] = _Module(name, *hit)
             if hit[1].suffix == ".py":
-                todo.append(name)
+                unread.append(name)
 
     if not _owns(entry.split(".")[0], roots):
         raise InputError.single("handler", None, f"{entry}: no such module under {', '.join(code_roots)}")
     add(entry, "handler", None)
-    while todo:  # each module is queued once: when ``add`` first finds it
-        mod = found[todo.pop()]
+    while unread:  # each module is queued once: when ``add`` first finds it
+        mod = found[unread.pop()]
         shown = _repo_path(mod.file, repo)
         for node in scan(mod.file, shown).imports:
             if isinstance(node, ast.Import):

@@ -244,6 +244,10 @@ class TierDecision:
         }
 
 
+def _first_match(path: str, rules: Sequence[tuple[str, Sequence[str]]]) -> str | None:
+    return next((category for category, globs in rules if matches_any(path, globs)), None)
+
+
 def _shown(paths: Sequence[str]) -> str:
     more = f", … (+{len(paths) - SHOWN_FILES})" if len(paths) > SHOWN_FILES else ""
     return ", ".join(paths[:SHOWN_FILES]) + more
@@ -260,6 +264,10 @@ def classify(
     def add(cat: str, item: str) -> None:
         out.setdefault(cat, []).append(item)
 
+    # The ``[tiers]`` globs in the docstring table's order (first match wins): these before the model keys of JSON
+    # files, ``ignore`` and ``docs`` after them; a file no rule claims is code.
+    before_model_keys = (("judge", t.judge), ("prompts", t.prompts), ("golden", t.golden), ("guardrails", t.guardrails))
+    after_model_keys = (("ignored", t.ignore), ("docs", t.docs))
     for path in paths:
         if gate_file is not None and path == gate_file:
             old, new = _file_at(repo, base, path), _file_at(repo, head_rev, path)
@@ -276,17 +284,9 @@ def classify(
             elif not judge_keys:
                 add("code", f"{path} (outside {', '.join(t.gate_sections)})")
             continue
-        if matches_any(path, t.judge):
-            add("judge", path)
-            continue
-        if matches_any(path, t.prompts):
-            add("prompts", path)
-            continue
-        if matches_any(path, t.golden):
-            add("golden", path)
-            continue
-        if matches_any(path, t.guardrails):
-            add("guardrails", path)
+        by_glob = _first_match(path, before_model_keys)
+        if by_glob is not None:
+            add(by_glob, path)
             continue
         if path in t.model_keys:
             keys = _keys_changed(_file_at(repo, base, path), _file_at(repo, head_rev, path), t.model_keys[path])
@@ -301,13 +301,7 @@ def classify(
             elif not judges:
                 add("code", path)
             continue
-        if matches_any(path, t.ignore):
-            add("ignored", path)
-            continue
-        if matches_any(path, t.docs):
-            add("docs", path)
-            continue
-        add("code", path)
+        add(_first_match(path, after_model_keys) or "code", path)
     return out
 
 
