@@ -249,3 +249,36 @@ def test_the_task_graph_runs_calls_others_wait_for_first_and_calls_nothing_waits
     release.set()
     pool.shutdown()
     assert ran == ["retest", "judge-1", "judge-2", "answer-1", "answer-2", "embedding-1", "guardrail"]
+
+
+def test_the_progress_line_shows_the_concurrency_and_the_retries_on_stderr(monkeypatch: pytest.MonkeyPatch):
+    import io
+    import sys
+
+    from evalgate.engine.runner import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    policy = RetryPolicy(16, clock=lambda: 0.0, sleep=lambda s: None)
+    calls = iter([ThrottledError("ThrottlingException"), ThrottledError("ThrottlingException")])
+
+    def flaky() -> str:
+        exc = next(calls, None)
+        if exc is not None:
+            raise exc
+        return "ok"
+
+    assert policy.call(flaky, model="m") == "ok"
+    bar = _Progress(True, 3)
+    try:
+        bar.advance("judging", policy)
+        description = bar._bar.tasks[0].description
+        assert bar._bar.console.file is terminal  # stderr: stdout keeps only the summary
+    finally:
+        bar.close()
+    assert description == f"judging · concurrency {policy.limit}/16 · retries 2"
+    assert policy.limit < 16  # the throttle cut it, and the line says so

@@ -130,13 +130,22 @@ def _h(text: str) -> str:
 
 
 class _Progress:
+    """The progress line on stderr (when it is a terminal: stdout carries the summary a user may pipe), with the
+    retry policy's current concurrency and retries."""
+
     def __init__(self, enabled: bool, total: int) -> None:
         self._bar: Any = None
         if enabled and sys.stderr.isatty():
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
             )
             self._bar.start()
             self._task = self._bar.add_task("evaluating", total=total)
