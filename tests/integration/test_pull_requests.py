@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 
-from evalgate.adapters.github import GitHubClient, token_from_secret
+from evalgate.adapters.github import GitHubClient, GitHubError, token_from_secret
 from evalgate.cli import main
 from evalgate.core.models import MetricValue
 from evalgate.core.results import CaseResult, RunResult, Usage, Verdict
@@ -136,7 +136,19 @@ def test_rate_limits_and_server_errors_are_waited_out(tmp_path: Path):
         )
         client = GitHubClient(REPO, "t", api_url=gh.url, sleep=waits.append, clock=lambda: 1000.0)
         assert client.pulls_for_commit(SHA)[0]["number"] == 3
-    assert waits == [5.0, 7.0, 1.0]
+    # the one retry policy's back-off: at least what GitHub asked for, else full jitter (attempt 3: under 0.4 s)
+    assert waits[:2] == [5.0, 7.0] and len(waits) == 3 and 0.0 <= waits[2] < 0.4
+
+
+def test_a_wait_beyond_the_time_budget_is_not_slept_but_reported():
+    waits: list[float] = []
+    with GitHubFake(token="t") as gh:
+        gh.add_pull(3, SHA)
+        gh.script.append(Scripted(429, {"Retry-After": "3600"}, "secondary rate limit"))
+        client = GitHubClient(REPO, "t", api_url=gh.url, sleep=waits.append, time_budget_s=60.0)
+        with pytest.raises(GitHubError, match="GitHub API 429: secondary rate limit"):
+            client.pulls_for_commit(SHA)
+    assert waits == []  # an hour's wait would cross the budget: given up at once, nothing half-waited
 
 
 def test_refused_token_is_a_log_line_not_a_crash(

@@ -2,9 +2,11 @@
 
 ``GITHUB_API_URL`` (default ``https://api.github.com``; GitHub Enterprise sets its own) picks the endpoint. The
 token comes from Secrets Manager at run time (``token_from_secret``) or ``GITHUB_TOKEN``; it is sent only in the
-``Authorization`` header and never logged. Rate-limit answers (429, or 403 with ``x-ratelimit-remaining: 0``)
-and 5xx are retried a few times, waiting as ``Retry-After`` / ``x-ratelimit-reset`` say (bounded); anything
-else raises ``GitHubError`` with the status and GitHub's message.
+``Authorization`` header and never logged. Rate-limit answers (429, or 403 with ``x-ratelimit-remaining: 0``),
+5xx and dropped connections are retried by the product's one retry policy (``evalgate.core.retry``): back-off
+with full jitter, at least as long as ``Retry-After`` / ``x-ratelimit-reset`` say, given up when the next attempt
+could not start within ``time_budget_s``; anything else — or a retry that would cross the budget — raises
+``GitHubError`` with the status and GitHub's message.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalgate.core.errors import ProviderError, ThrottledError, TransientError
+from evalgate.core.retry import GaveUp, RetryPolicy
+
 DEFAULT_API = "https://api.github.com"
 API_VERSION = "2022-11-28"
 
@@ -29,16 +34,33 @@ class GitHubError(Exception):
         self.status = status
 
 
+class _Attempt(ProviderError):
+    """One failed attempt, for the retry policy: the HTTP status (None: unreachable) and GitHub's message. As
+    such, a refusal (not retried); the subclasses below are retried."""
+
+    def __init__(self, status: int | None, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.status, self.detail = status, detail
+
+
+class _RateLimited(_Attempt, ThrottledError):
+    pass
+
+
+class _Unavailable(_Attempt, TransientError):
+    pass
+
+
 @dataclass
 class GitHubClient:
     repo: str  # owner/name
     token: str
     api_url: str = field(default_factory=lambda: os.environ.get("GITHUB_API_URL") or DEFAULT_API)
     timeout: float = 15.0
-    attempts: int = 4
-    max_wait_s: float = 30.0
+    time_budget_s: float = 60.0  # per request: retries stop when the next attempt could not start within it
     sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.time  # epoch seconds, for x-ratelimit-reset
+    monotonic: Callable[[], float] = time.monotonic  # the retry policy's clock
 
     def __post_init__(self) -> None:
         if self.repo.count("/") != 1 or not all(self.repo.split("/")):
@@ -57,41 +79,42 @@ class GitHubClient:
         }
         if data is not None:
             headers["Content-Type"] = "application/json"
-        for attempt in range(1, self.attempts + 1):
+
+        def attempt() -> Any:
             req = urllib.request.Request(url, data=data, method=method, headers=headers)
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     raw = resp.read()
                     return json.loads(raw) if raw else None
             except urllib.error.HTTPError as exc:
-                text = exc.read().decode("utf-8", errors="replace")
-                wait = self._retry_wait(exc.code, exc.headers)
-                if wait is None or attempt == self.attempts:
-                    raise GitHubError(exc.code, _message(text)) from None
+                raise self._classify(exc.code, exc.headers, _message(exc.read().decode("utf-8", "replace"))) from None
             except (urllib.error.URLError, TimeoutError, OSError) as exc:
-                if attempt == self.attempts:
-                    raise GitHubError(None, str(getattr(exc, "reason", exc))) from None
-                wait = min(self.max_wait_s, 2.0**attempt)
-            self.sleep(wait)
-        raise GitHubError(None, "no attempts made")
+                raise _Unavailable(None, str(getattr(exc, "reason", exc))) from None
 
-    def _retry_wait(self, status: int, headers: Any) -> float | None:
+        policy = RetryPolicy(1, time_budget=self.time_budget_s, clock=self.monotonic, sleep=self.sleep)
+        try:
+            return policy.call(attempt, model="GitHub API")
+        except GaveUp as exc:
+            last = exc.last
+            status, detail = (last.status, last.detail) if isinstance(last, _Attempt) else (None, str(last))
+            raise GitHubError(status, detail) from None
+
+    def _classify(self, status: int, headers: Any, detail: str) -> _Attempt:
+        """A failed attempt as the retry policy sees it: rate-limited (with the wait GitHub asked for), a server
+        error worth retrying, or a refusal."""
         limited = status == 429 or (status == 403 and str(headers.get("x-ratelimit-remaining", "")) == "0")
         if not limited and status < 500:
-            return None
-        retry_after = headers.get("Retry-After")
-        if retry_after is not None:
-            try:
-                return min(self.max_wait_s, max(0.0, float(retry_after)))
-            except ValueError:
-                pass
-        reset = headers.get("x-ratelimit-reset")
-        if limited and reset is not None:
-            try:
-                return min(self.max_wait_s, max(0.0, float(reset) - self.clock()))
-            except ValueError:
-                pass
-        return min(self.max_wait_s, 1.0)
+            return _Attempt(status, detail)
+        wait: float | None = None
+        retry_after, reset = headers.get("Retry-After"), headers.get("x-ratelimit-reset")
+        try:
+            if retry_after is not None:
+                wait = max(0.0, float(retry_after))
+            elif limited and reset is not None:
+                wait = max(0.0, float(reset) - self.clock())
+        except ValueError:
+            wait = None
+        return (_RateLimited if limited else _Unavailable)(status, detail, wait)
 
     # ------------------------------------------------------------------------------------------ API
 

@@ -1,7 +1,8 @@
 """The one retry policy: every remote model call of a run goes through ``RetryPolicy.call``.
 
 Generation (Bedrock, HTTP, Lambda candidates), the judge, embeddings and ApplyGuardrail share one policy per
-run, so they share one view of the service's capacity. The policy has three parts:
+run, so they share one view of the service's capacity; the GitHub client (``adapters.github``) retries its rate
+limits and 5xx with a policy of its own per request (one call in flight). The policy has three parts:
 
 - **Bounded, adaptive concurrency (AIMD).** At most ``limit`` calls are in flight (``limit`` starts at the
   run's ``--concurrency``). A throttled call cuts the limit by ``decrease`` — at most once per latency window
